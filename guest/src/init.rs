@@ -1,0 +1,273 @@
+//! `init`: the first process of a container or VM, and the bridge to its workload.
+//!
+//! It runs in three steps, each a function so the container and VM work can grow them:
+//!
+//! 1. announce: `CVM:init`, the host's mark for "the isolation layer handed over to us";
+//! 2. [`setup`]: today nothing. A container's init will finish its rootfs here (mounts,
+//!    `pivot_root`, hostname), a VM's will mount proc/sys/dev, load the image's kernel modules
+//!    and configure the network;
+//! 3. run the workload, announced as `CVM:workload <name>` right before it starts.
+//!
+//! How the workload runs depends on the PID. Outside a PID namespace init simply `exec`s it, so
+//! the measured process tree has no extra process. As PID 1 it cannot: the kernel gives PID 1
+//! no default signal actions (a SIGTERM from the host would be dropped, not obeyed), orphans are
+//! reparented to it and must be reaped, and in a VM the exit of PID 1 panics the kernel. So it
+//! spawns the workload, forwards SIGTERM/SIGINT to it, reaps every child, writes
+//! `CVM:exit <code>` and exits with the workload's code (128 + signal if it was killed).
+//!
+//! The workload is an applet name (run from this same binary) or any command. It inherits the
+//! marker descriptor and `CVM_MARKER_FD` so its own markers reach the host on the same channel.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use cvm_proto::Marker;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::markers::Markers;
+use crate::{find_applet, signals, AppletResult, Failure};
+
+/// `cvm-guest init --help`.
+pub const USAGE: &str = "usage: cvm-guest init [--] <applet|command> [args...]\n\n\
+     Writes CVM:init, then runs the workload: an applet of this binary (hello, http, ...) or any\n\
+     command. As PID 1 it supervises the workload (forwards SIGTERM/SIGINT, reaps children,\n\
+     writes CVM:exit <code>); otherwise it execs it directly.\n";
+
+/// The exit code when the workload cannot be found, as in a shell.
+const NOT_FOUND_EXIT_CODE: i32 = 127;
+/// The exit code when the workload exists but cannot be started.
+const NOT_STARTED_EXIT_CODE: i32 = 126;
+
+/// What init was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The workload: an applet name or a command (a path, or a name looked up in PATH).
+    pub command: OsString,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+}
+
+impl Config {
+    /// Parses `[--] <command> [args...]`. Options before the command belong to init; there are
+    /// none yet besides `--help`, so any other is an error rather than silently ignored.
+    pub fn parse(argv: &[OsString]) -> Result<Config, Failure> {
+        let mut rest = argv;
+        while let Some((first, tail)) = rest.split_first() {
+            match first.to_str() {
+                Some("--") => {
+                    rest = tail;
+                    break;
+                }
+                Some("--help" | "-h") => return Err(Failure::Help),
+                Some(option) if option.starts_with('-') => {
+                    return Err(Failure::Usage(format!("unknown option '{option}'")));
+                }
+                _ => break,
+            }
+        }
+        let Some((command, args)) = rest.split_first() else {
+            return Err(Failure::Usage("no workload given".into()));
+        };
+        Ok(Config {
+            command: command.clone(),
+            args: args.to_vec(),
+        })
+    }
+}
+
+/// Runs the applet.
+pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
+    let config = Config::parse(argv)?;
+    markers.emit(&Marker::Init);
+    setup(&config)?;
+    let workload = Workload::resolve(&config);
+    markers.keep_across_exec();
+    if nix::unistd::getpid() == Pid::from_raw(1) {
+        supervise(markers, workload)
+    } else {
+        exec(markers, workload)
+    }
+}
+
+/// Prepares the environment the workload runs in. Nothing to do yet (see the module docs).
+fn setup(_config: &Config) -> Result<(), Failure> {
+    Ok(())
+}
+
+/// The workload, ready to start.
+struct Workload {
+    /// As the host named it, for `CVM:workload`.
+    name: String,
+    command: Command,
+}
+
+impl Workload {
+    fn resolve(config: &Config) -> Workload {
+        let name = config.command.to_string_lossy().into_owned();
+        let applet = config
+            .command
+            .to_str()
+            .filter(|c| !c.contains('/'))
+            .and_then(find_applet);
+        let mut command = match applet {
+            Some(applet) => {
+                let mut command = Command::new(own_executable());
+                // Named `cvm-guest` whatever the file is called (it may be /init itself), so the
+                // child dispatches on its first argument and not back into init.
+                command.arg0("cvm-guest").arg(applet.name);
+                command
+            }
+            None => Command::new(&config.command),
+        };
+        command.args(&config.args);
+        Workload { name, command }
+    }
+}
+
+/// This binary's path: `/proc/self/exe` when proc is mounted, else how we were started.
+fn own_executable() -> PathBuf {
+    if let Ok(path) = std::env::current_exe() {
+        return path;
+    }
+    match std::env::args_os().next() {
+        Some(arg0) if arg0.to_string_lossy().contains('/') => PathBuf::from(arg0),
+        _ => PathBuf::from("/proc/self/exe"),
+    }
+}
+
+/// Replaces init with the workload (not PID 1).
+fn exec(markers: &Markers, mut workload: Workload) -> AppletResult {
+    markers.emit(&Marker::Workload(workload.name.clone()));
+    let error = workload.command.exec();
+    Ok(launch_failed(markers, &workload.name, &error))
+}
+
+/// Runs the workload as a child and stays PID 1 until it exits.
+fn supervise(markers: &Markers, mut workload: Workload) -> AppletResult {
+    // Blocked before the spawn, so neither an early SIGTERM nor a quick exit is missed.
+    let mut watched = signals::termination();
+    watched.add(Signal::SIGCHLD);
+    signals::block(&watched).map_err(Failure::Runtime)?;
+
+    markers.emit(&Marker::Workload(workload.name.clone()));
+    // The child is reaped below with waitpid(-1), together with any orphans, not by `Child`.
+    #[allow(clippy::zombie_processes)]
+    let child = match workload.command.spawn() {
+        Ok(child) => child,
+        Err(error) => return Ok(launch_failed(markers, &workload.name, &error)),
+    };
+    let pid = i32::try_from(child.id())
+        .map(Pid::from_raw)
+        .map_err(|_| Failure::Runtime(format!("workload pid {} out of range", child.id())))?;
+
+    let code = loop {
+        match signals::wait(&watched).map_err(Failure::Runtime)? {
+            Signal::SIGCHLD => {
+                if let Some(code) = reap(pid).map_err(Failure::Runtime)? {
+                    break code;
+                }
+            }
+            // The workload may already be gone (ESRCH); its SIGCHLD ends the loop.
+            forwarded => {
+                let _ = kill(pid, forwarded);
+            }
+        }
+    };
+    markers.emit(&Marker::Exit(code));
+    finish(code)
+}
+
+/// Reaps every child that has exited; returns the workload's exit code once it is among them.
+fn reap(workload: Pid) -> Result<Option<i32>, String> {
+    let mut code = None;
+    loop {
+        match waitpid(Option::<Pid>::None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return Ok(code),
+            Ok(WaitStatus::Exited(pid, status)) if pid == workload => code = Some(status),
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == workload => {
+                code = Some(128 + signal as i32)
+            }
+            // An orphan that was reparented to us: reaped, nothing more.
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECHILD) => {
+                return code.map(Some).ok_or_else(|| {
+                    "the workload was reaped by someone else (is SIGCHLD ignored?)".to_string()
+                });
+            }
+            Err(e) => return Err(format!("waiting for the workload: {e}")),
+        }
+    }
+}
+
+/// What PID 1 does once the workload is done. Exiting is right for a container, whose runtime
+/// reads the code; a VM's init will power the machine off here instead of panicking the kernel.
+fn finish(code: i32) -> AppletResult {
+    Ok(code)
+}
+
+/// Reports a workload that could not be started and picks a shell-like exit code.
+fn launch_failed(markers: &Markers, name: &str, error: &io::Error) -> i32 {
+    let message = format!("init: starting workload '{name}': {error}");
+    markers.error(&message);
+    eprintln!("cvm-guest {message}");
+    match error.kind() {
+        io::ErrorKind::NotFound => NOT_FOUND_EXIT_CODE,
+        _ => NOT_STARTED_EXIT_CODE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_command_lines() {
+        let config = Config::parse(&words(&["http", "--port", "80"])).unwrap();
+        assert_eq!(config.command, "http");
+        assert_eq!(config.args, words(&["--port", "80"]));
+        let config = Config::parse(&words(&["--", "/bin/sh", "-c", "true"])).unwrap();
+        assert_eq!(config.command, "/bin/sh");
+        assert_eq!(config.args, words(&["-c", "true"]));
+        let config = Config::parse(&words(&["--", "--weird"])).unwrap();
+        assert_eq!(config.command, "--weird");
+    }
+
+    #[test]
+    fn refuses_bad_command_lines() {
+        assert!(matches!(Config::parse(&[]), Err(Failure::Usage(_))));
+        assert!(matches!(
+            Config::parse(&words(&["--"])),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
+            Config::parse(&words(&["--bogus", "hello"])),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
+            Config::parse(&words(&["--help"])),
+            Err(Failure::Help)
+        ));
+    }
+
+    #[test]
+    fn resolves_applets_to_this_binary_and_others_to_commands() {
+        let applet = Workload::resolve(&Config::parse(&words(&["hello"])).unwrap());
+        assert_eq!(applet.name, "hello");
+        assert_eq!(applet.command.get_program(), own_executable());
+        assert_eq!(applet.command.get_args().collect::<Vec<_>>(), ["hello"]);
+        let command = Workload::resolve(&Config::parse(&words(&["/bin/hello", "x"])).unwrap());
+        assert_eq!(command.command.get_program(), "/bin/hello");
+        assert_eq!(command.command.get_args().collect::<Vec<_>>(), ["x"]);
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cvm needs on a fresh Debian/Ubuntu host. Idempotent: a package that
+# is already installed is left alone, and apt is only consulted when something is missing.
+#
+#   scripts/setup.sh            what `cvm compare` needs (QEMU, a guest kernel, busybox, runc, crun)
+#   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test)
+set -euo pipefail
+
+want=(
+  qemu-system-x86      # the vm and vm-classic backends
+  busybox-static       # a shell and coreutils for the image, statically linked
+  linux-image-amd64    # a guest kernel (the host's own kernel may be unreadable or absent)
+  runc crun            # the OCI runtime backends
+  iproute2             # veth pairs and network namespaces for the container backend
+  e2fsprogs cpio xz-utils zstd file
+  ca-certificates curl build-essential pkg-config
+)
+if [[ "${1:-}" == "--test" ]]; then
+  want+=(chromium fonts-dejavu-core)
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "scripts/setup.sh: run as root (it installs Debian packages with apt-get)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "scripts/setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # --no-install-recommends keeps out daemons (e.g. a default dockerd) that would rewrite the
+  # host's network.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: the toolchain is expected to be present (rustup); say so plainly if it is not.
+if ! command -v cargo >/dev/null; then
+  echo "scripts/setup.sh: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
+  exit 2
+fi

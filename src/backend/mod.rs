@@ -1,0 +1,210 @@
+//! Backends: the isolation technologies being compared, behind one interface.
+//!
+//! A [`Backend`] probes whether it can run here ([`Backend::availability`], where "absent" is an
+//! answer, not an error) and does the slow, cacheable work once per scenario
+//! ([`Backend::prepare`]: bundles, initramfs, kernel extraction). The [`Prepared`] result launches
+//! [`Instance`]s. An instance knows its host-side processes, delivers [`Event`]s stamped with the
+//! host's monotonic clock on arrival (the guest never reports times), and removes everything it
+//! created in [`Instance::teardown`], which also runs on `Drop`.
+
+pub mod cgroup;
+pub mod events;
+pub mod native;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use crate::image::Image;
+use crate::scenario::{BackendKind, Scenario};
+
+pub use events::{Event, ExitInfo};
+
+/// Which of the report's stacks a backend belongs to (it decides the disk layers and the diagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stack {
+    Native,
+    Container,
+    Vm,
+}
+
+/// Whether a backend can run on this host, and if not, why and how to fix it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Availability {
+    Available,
+    Unavailable { reason: String, hint: String },
+}
+
+impl Availability {
+    pub fn unavailable(reason: impl Into<String>, hint: impl Into<String>) -> Self {
+        Availability::Unavailable {
+            reason: reason.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// Everything a launch needs to know beyond the prepared artefacts.
+#[derive(Debug, Clone)]
+pub struct LaunchContext {
+    /// Distinguishes concurrent instances (density) in names of cgroups, netns and links.
+    pub instance: u32,
+    /// Unique per cvm process, so two cvm runs never collide on resource names.
+    pub run_id: String,
+}
+
+/// Configuration facts recorded with every sample of a backend: accelerator, machine type,
+/// boot path, network mode, cgroup version, runtime version...
+pub type BackendConfig = BTreeMap<String, String>;
+
+/// One isolation technology.
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    fn stack(&self) -> Stack;
+    /// Probes the host. Missing tools or refusals are `Unavailable`, never an `Err`.
+    fn availability(&self) -> Availability;
+    /// The slow, cacheable work done once per scenario.
+    fn prepare(
+        &self,
+        scenario: &Scenario,
+        image: &Image,
+    ) -> Result<Box<dyn Prepared>, BackendError>;
+}
+
+/// A backend ready to launch instances of one scenario.
+pub trait Prepared: Send {
+    fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError>;
+    /// Configuration facts recorded with every sample.
+    fn config(&self) -> BackendConfig;
+    /// Files that make up each disk layer of this backend's stack (`disk.<layer>`), for the
+    /// footprint measurement. Paths may repeat across layers; hard links are counted once.
+    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
+        BTreeMap::new()
+    }
+}
+
+/// One running instance of the workload.
+pub trait Instance: Send {
+    /// The host-clock instant the launch began: the zero of every phase.
+    fn started_at(&self) -> Instant;
+    /// Markers, backend phases and the exit, each stamped on arrival.
+    fn events(&self) -> &Receiver<Event>;
+    /// Every host process belonging to the instance (runtime, VMM, init, workload), for PSS.
+    fn host_pids(&self) -> Vec<u32>;
+    /// Where a port the workload listens on is reachable from the host.
+    fn endpoint(&self, port: u16) -> Option<SocketAddr>;
+    /// The instance's cgroup directory (v2) or memory-controller directory (v1), if it has one.
+    fn memory_cgroup(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Stops the workload (politely, then by force) and removes every resource the instance
+    /// created. Idempotent.
+    fn teardown(&mut self) -> Result<(), BackendError>;
+}
+
+/// Failures of the backend layer. Each backend's own error hangs off `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{backend}: preparing failed")]
+    Prepare {
+        backend: BackendKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{backend}: launch failed")]
+    Launch {
+        backend: BackendKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{backend}: teardown failed")]
+    Teardown {
+        backend: BackendKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BackendError {
+    pub fn prepare(
+        backend: BackendKind,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackendError::Prepare {
+            backend,
+            source: Box::new(e),
+        }
+    }
+    pub fn launch(backend: BackendKind, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        BackendError::Launch {
+            backend,
+            source: Box::new(e),
+        }
+    }
+    pub fn teardown(
+        backend: BackendKind,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackendError::Teardown {
+            backend,
+            source: Box::new(e),
+        }
+    }
+}
+
+/// Host-wide options that backends may need (from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    pub accel: Option<crate::cli::AccelChoice>,
+    pub kernel: Option<PathBuf>,
+}
+
+/// A backend cvm knows about but has not got an implementation for in this build.
+struct NotBuilt(BackendKind);
+
+impl Backend for NotBuilt {
+    fn kind(&self) -> BackendKind {
+        self.0
+    }
+    fn stack(&self) -> Stack {
+        match self.0 {
+            BackendKind::Native => Stack::Native,
+            BackendKind::Vm | BackendKind::VmClassic => Stack::Vm,
+            _ => Stack::Container,
+        }
+    }
+    fn availability(&self) -> Availability {
+        Availability::unavailable(
+            format!(
+                "the {} backend is not implemented in this version of cvm",
+                self.0
+            ),
+            "use one of the available backends (see `cvm backends`)",
+        )
+    }
+    fn prepare(&self, _: &Scenario, _: &Image) -> Result<Box<dyn Prepared>, BackendError> {
+        Err(BackendError::prepare(self.0, NotImplemented(self.0)))
+    }
+}
+
+#[derive(Debug)]
+struct NotImplemented(BackendKind);
+impl fmt::Display for NotImplemented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the {} backend is not implemented", self.0)
+    }
+}
+impl std::error::Error for NotImplemented {}
+
+/// The backend implementation for a name.
+pub fn create(kind: BackendKind, _opts: &HostOptions) -> Box<dyn Backend> {
+    match kind {
+        BackendKind::Native => Box::new(native::NativeBackend::new()),
+        other => Box::new(NotBuilt(other)),
+    }
+}

@@ -1,0 +1,62 @@
+//! cvm: containers vs VMs, measured.
+//!
+//! The pipeline, one module per stage:
+//! [`scenario`] (what to run) → [`image`] (the one rootfs) → [`backend`] (native, containers,
+//! VMs) → [`measure`] (startup timeline, memory, environment) → [`results`] (samples and
+//! metadata on disk) → [`stats`] (medians, intervals, outliers) → [`report`] (what people read).
+//! [`compare`] drives the pipeline; [`sys`] is the only place with `unsafe`.
+
+pub mod backend;
+pub mod cli;
+pub mod compare;
+pub mod doctor;
+pub mod exit;
+pub mod image;
+pub mod measure;
+pub mod report;
+pub mod results;
+pub mod scenario;
+pub mod stats;
+pub mod sys;
+
+use cli::{Cli, Command};
+use exit::Failure;
+
+/// Runs one command; the `Ok` value is the process exit code.
+pub fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Compare(args) => compare::compare(args),
+        Command::Scenarios => {
+            for s in scenario::builtins() {
+                match s {
+                    Ok(s) => println!("{:<10} {}", s.name, s.description),
+                    Err(e) => println!("(broken built-in: {e})"),
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Backends => {
+            let opts = backend::HostOptions::default();
+            for kind in scenario::BackendKind::ALL {
+                match backend::create(kind, &opts).availability() {
+                    backend::Availability::Available => println!("{kind:<11} available"),
+                    backend::Availability::Unavailable { reason, hint } => {
+                        println!("{kind:<11} unavailable: {reason} — {hint}")
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Doctor => Ok(doctor::doctor(&backend::HostOptions::default())),
+        Command::Report(args) => {
+            let summary = report::render_dir(&args.dir).map_err(Failure::usage)?;
+            println!("{}", report::terminal::table(&summary));
+            if let Some(f) = &args.export_markdown {
+                std::fs::write(f, report::markdown::summary(&summary)).map_err(|e| {
+                    Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display()))
+                })?;
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The environment a run is recorded with: host, kernel, CPU, memory, cgroup layout, versions of
+//! cvm and of every tool a backend uses. Probes map "absent" to an empty entry, never an error.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use sysinfo::System;
+
+use crate::backend::cgroup;
+use crate::results::Environment;
+
+pub const CVM_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const GIT_SHA: &str = env!("CVM_GIT_SHA");
+
+impl Environment {
+    /// Reads the host. Cheap enough to run once per `cvm compare` (a few `--version` calls).
+    pub fn collect() -> Environment {
+        let mut sys = System::new();
+        sys.refresh_memory();
+        sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+        let cpu_model = sys
+            .cpus()
+            .first()
+            .map(|c| c.brand().trim().to_string())
+            .unwrap_or_default();
+        let mut tools = BTreeMap::new();
+        for (name, cmd, args) in [
+            ("qemu", "qemu-system-x86_64", &["--version"][..]),
+            ("runc", "runc", &["--version"][..]),
+            ("crun", "crun", &["--version"][..]),
+            (
+                "docker",
+                "docker",
+                &["version", "--format", "{{.Server.Version}}"][..],
+            ),
+        ] {
+            if let Some(v) = tool_version(cmd, args) {
+                tools.insert(name.to_string(), v);
+            }
+        }
+        Environment {
+            host: System::host_name().unwrap_or_default(),
+            kernel: System::kernel_version().unwrap_or_default(),
+            os: System::long_os_version().unwrap_or_default(),
+            cpu_model,
+            ncpu: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            mem_total: sys.total_memory(),
+            cgroup: cgroup::detect().map_or("none", |v| v.as_str()).to_string(),
+            root: nix::unistd::geteuid().is_root(),
+            cvm_version: CVM_VERSION.to_string(),
+            git_sha: GIT_SHA.to_string(),
+            tools,
+        }
+    }
+}
+
+/// The first line of a tool's version output, with the leading tool name kept (it is short).
+pub fn tool_version(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
+/// The version number inside a tool's version line ("QEMU emulator version 7.2.19 (...)").
+pub fn version_number(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
+        .map(|w| w.trim_end_matches(',').to_string())
+        .unwrap_or_else(|| line.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_numbers_are_extracted() {
+        assert_eq!(
+            version_number("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"),
+            "7.2.19"
+        );
+        assert_eq!(version_number("runc version 1.1.5+ds1"), "1.1.5+ds1");
+        assert_eq!(version_number("crun version 1.8.1"), "1.8.1");
+        assert_eq!(version_number("weird"), "weird");
+    }
+
+    #[test]
+    fn environment_names_this_host() {
+        let env = Environment::collect();
+        assert!(env.ncpu >= 1);
+        assert!(env.mem_total > 0);
+        assert!(!env.kernel.is_empty());
+        assert_eq!(env.cvm_version, CVM_VERSION);
+    }
+}

@@ -1,0 +1,366 @@
+//! The startup timeline: from the instant a launch began to the workload's readiness, with every
+//! phase point the backend and the guest report, all stamped on the host's monotonic clock.
+//!
+//! Phase points, in order where present: `spawn` (the runtime or QEMU process exists), `kernel`
+//! (a VM's first console output), `init` (cvm-guest init runs), `workload` (init execs the
+//! workload), `ready`. The metric `phase.<name>` is the time from the previous observed point to
+//! that one, so the phases of a run add up to its `ready_latency` and stack in a chart.
+//!
+//! Readiness is the workload's own, as seen from the host: its marker, or for servers the first
+//! successful TCP connect or HTTP response (gVisor's "first request served").
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use cvm_proto::Marker;
+
+use crate::backend::{Event, ExitInfo, Instance};
+use crate::scenario::Readiness;
+
+/// How many non-marker output lines to keep for an error message.
+const KEEP_OUTPUT_LINES: usize = 12;
+/// How long to wait for markers still in flight once the workload has exited.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("the workload did not become ready within {timeout:.1} s (last phase reached: {last_phase}){}", output_tail(.output))]
+    Timeout {
+        timeout: f64,
+        last_phase: String,
+        output: Vec<String>,
+    },
+    #[error("the workload ended with {exit} before it became ready{}", output_tail(.output))]
+    ExitedEarly { exit: ExitInfo, output: Vec<String> },
+    #[error("the workload reported an error: {message}")]
+    Reported { message: String },
+    #[error("the instance has no host endpoint for port {port}")]
+    NoEndpoint { port: u16 },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn output_tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output:\n    {}", lines.join("\n    "))
+    }
+}
+
+/// What was observed up to readiness (and, with [`finish`], up to exit).
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// (phase point, time since launch began), in arrival order, `ready` last.
+    pub points: Vec<(String, Duration)>,
+    /// Figures the workload reported with `CVM:result`.
+    pub results: Vec<(String, f64, String)>,
+    pub exit: Option<(ExitInfo, Duration)>,
+    pub output: VecDeque<String>,
+}
+
+impl Timeline {
+    pub fn ready_latency(&self) -> Option<Duration> {
+        self.points
+            .iter()
+            .find(|(p, _)| p == "ready")
+            .map(|(_, d)| *d)
+    }
+
+    /// `phase.<name>` durations: each point minus the previous one (the first minus zero).
+    pub fn phase_durations(&self) -> Vec<(String, Duration)> {
+        let mut prev = Duration::ZERO;
+        self.points
+            .iter()
+            .map(|(name, at)| {
+                let d = at.saturating_sub(prev);
+                prev = *at;
+                (name.clone(), d)
+            })
+            .collect()
+    }
+
+    fn point(&mut self, name: &str, at: Duration) {
+        if !self.points.iter().any(|(p, _)| p == name) {
+            self.points.push((name.to_string(), at));
+        }
+    }
+
+    fn record(&mut self, event: Event, zero: Instant) {
+        let since = |at: Instant| at.saturating_duration_since(zero);
+        match event {
+            Event::Phase(name, at) => self.point(name, since(at)),
+            Event::Marker(Marker::Init, at) => self.point("init", since(at)),
+            Event::Marker(Marker::Workload(_), at) => self.point("workload", since(at)),
+            Event::Marker(Marker::Ready, at) => self.point("ready_marker", since(at)),
+            Event::Marker(
+                Marker::Result {
+                    metric,
+                    value,
+                    unit,
+                },
+                _,
+            ) => self.results.push((metric, value, unit)),
+            Event::Marker(Marker::Exit(code), at) => {
+                self.exit.get_or_insert((
+                    ExitInfo {
+                        code: Some(code),
+                        signal: None,
+                    },
+                    since(at),
+                ));
+            }
+            Event::Marker(Marker::Error(msg), _) => self.keep_output(format!("error: {msg}")),
+            Event::Exited(info, at) => {
+                // A VM's init reports the workload's own code before QEMU exits; keep that one.
+                if self.exit.is_none() {
+                    self.exit = Some((info, since(at)));
+                }
+            }
+            Event::Output(line) => self.keep_output(line),
+        }
+    }
+
+    fn keep_output(&mut self, line: String) {
+        if self.output.len() == KEEP_OUTPUT_LINES {
+            self.output.pop_front();
+        }
+        self.output.push_back(line);
+    }
+
+    fn last_phase(&self) -> String {
+        self.points
+            .last()
+            .map_or_else(|| "none".to_string(), |(p, _)| p.clone())
+    }
+
+    fn reported_error(&self) -> Option<String> {
+        self.output
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: ").map(str::to_string))
+    }
+}
+
+/// Waits until the instance is ready by `readiness`, or fails after `timeout`.
+pub fn wait_ready(
+    instance: &dyn Instance,
+    readiness: &Readiness,
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<Timeline, StartupError> {
+    let zero = instance.started_at();
+    let deadline = zero + timeout;
+    let mut timeline = Timeline::default();
+    let probe_addr = match readiness {
+        Readiness::Marker => None,
+        Readiness::Tcp { port } | Readiness::Http { port, .. } => Some(
+            instance
+                .endpoint(*port)
+                .ok_or(StartupError::NoEndpoint { port: *port })?,
+        ),
+    };
+    // Probe quickly at first (containers are ready in milliseconds), then back off (VMs take
+    // seconds under emulation and every probe costs the guest CPU time).
+    let mut probe_interval = Duration::from_micros(200);
+    let mut exit_grace_done = false;
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            return Err(StartupError::Interrupted);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(StartupError::Timeout {
+                timeout: timeout.as_secs_f64(),
+                last_phase: timeline.last_phase(),
+                output: timeline.output.into(),
+            });
+        }
+        let wait = if probe_addr.is_some() {
+            probe_interval
+        } else {
+            Duration::from_millis(50)
+        };
+        match instance.events().recv_timeout(wait.min(deadline - now)) {
+            Ok(event) => {
+                timeline.record(event, zero);
+                while let Ok(more) = instance.events().try_recv() {
+                    timeline.record(more, zero);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait.min(deadline - now)),
+        }
+        if let Some(message) = timeline.reported_error() {
+            return Err(StartupError::Reported { message });
+        }
+        match (readiness, probe_addr) {
+            (Readiness::Marker, _) => {
+                if let Some(pos) = timeline
+                    .points
+                    .iter()
+                    .position(|(p, _)| p == "ready_marker")
+                {
+                    timeline.points[pos].0 = "ready".to_string();
+                    return Ok(timeline);
+                }
+            }
+            (Readiness::Tcp { .. }, Some(addr)) => {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                    return Ok(mark_ready(timeline, zero));
+                }
+            }
+            (Readiness::Http { path, .. }, Some(addr)) => {
+                if http_probe(addr, path) {
+                    return Ok(mark_ready(timeline, zero));
+                }
+            }
+            _ => {}
+        }
+        if let Some((exit, _)) = timeline.exit {
+            // The exit and the marker pipe are watched by different threads: a ready marker
+            // written just before exit may still be in flight. Give it a moment.
+            if readiness == &Readiness::Marker && !exit_grace_done {
+                exit_grace_done = true;
+                let grace = Instant::now() + EXIT_GRACE;
+                while let Some(left) = grace.checked_duration_since(Instant::now()) {
+                    match instance.events().recv_timeout(left) {
+                        Ok(event) => timeline.record(event, zero),
+                        Err(_) => break,
+                    }
+                    if timeline.points.iter().any(|(p, _)| p == "ready_marker") {
+                        break;
+                    }
+                }
+                continue;
+            }
+            return Err(StartupError::ExitedEarly {
+                exit,
+                output: timeline.output.into(),
+            });
+        }
+        probe_interval = (probe_interval * 2).min(Duration::from_millis(5));
+    }
+}
+
+fn mark_ready(mut timeline: Timeline, zero: Instant) -> Timeline {
+    timeline.points.retain(|(p, _)| p != "ready_marker");
+    timeline.point("ready", zero.elapsed());
+    timeline
+}
+
+/// One HTTP/1.1 GET; true on any complete status line. A forwarding proxy (QEMU's user-mode
+/// network) may accept the connection before the guest listens, so a connect alone is not ready.
+fn http_probe(addr: SocketAddr, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_nodelay(true);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let mut got = 0;
+    while got < 12 {
+        match s.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    buf.starts_with(b"HTTP/1.")
+}
+
+/// After readiness: collects results until the workload exits, or `timeout` passes (then
+/// `Err` with what was collected so far).
+pub fn wait_exit(
+    instance: &dyn Instance,
+    timeline: &mut Timeline,
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<ExitInfo, StartupError> {
+    let zero = instance.started_at();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some((exit, _)) = timeline.exit {
+            // Results sent just before exit may still be queued.
+            while let Ok(more) = instance.events().try_recv() {
+                timeline.record(more, zero);
+            }
+            return Ok(exit);
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            return Err(StartupError::Interrupted);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(StartupError::Timeout {
+                timeout: timeout.as_secs_f64(),
+                last_phase: "ready (waiting for the workload to finish)".into(),
+                output: timeline.output.iter().cloned().collect(),
+            });
+        }
+        match instance
+            .events()
+            .recv_timeout((deadline - now).min(Duration::from_millis(50)))
+        {
+            Ok(event) => timeline.record(event, zero),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Drains whatever is queued without waiting (results a long-running workload sent meanwhile).
+pub fn drain(instance: &dyn Instance, timeline: &mut Timeline) {
+    let zero = instance.started_at();
+    while let Ok(event) = instance.events().try_recv() {
+        timeline.record(event, zero);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_segments_that_add_up_to_ready() {
+        let ms = Duration::from_millis;
+        let t = Timeline {
+            points: vec![
+                ("spawn".into(), ms(2)),
+                ("init".into(), ms(5)),
+                ("ready".into(), ms(9)),
+            ],
+            ..Default::default()
+        };
+        let phases = t.phase_durations();
+        assert_eq!(
+            phases,
+            vec![
+                ("spawn".into(), ms(2)),
+                ("init".into(), ms(3)),
+                ("ready".into(), ms(4))
+            ]
+        );
+        assert_eq!(
+            phases.iter().map(|(_, d)| *d).sum::<Duration>(),
+            t.ready_latency().unwrap()
+        );
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let mut t = Timeline::default();
+        for i in 0..100 {
+            t.record(Event::Output(format!("line {i}")), Instant::now());
+        }
+        assert_eq!(t.output.len(), KEEP_OUTPUT_LINES);
+        assert_eq!(t.output.back().unwrap(), "line 99");
+    }
+}

@@ -1,0 +1,78 @@
+//! `--export-markdown`: a summary table for READMEs and pull requests.
+
+use std::fmt::Write;
+
+use super::format_value;
+use crate::backend::Availability;
+use crate::results::RunSummary;
+
+pub fn summary(s: &RunSummary) -> String {
+    let mut out = String::new();
+    let env = &s.environment;
+    let _ = writeln!(
+        out,
+        "## cvm: {} ({})\n",
+        escape(&s.scenario),
+        escape(&s.description)
+    );
+    let _ = writeln!(
+        out,
+        "Host `{}`: {} × {}, {:.1} GiB, kernel {}, cgroup {}; cvm {} ({}). {} measured runs after {} warm-up.\n",
+        escape(&env.host),
+        env.ncpu,
+        escape(&env.cpu_model),
+        env.mem_total as f64 / (1u64 << 30) as f64,
+        escape(&env.kernel),
+        escape(&env.cgroup),
+        escape(&env.cvm_version),
+        escape(&env.git_sha),
+        s.runs,
+        s.warmup
+    );
+    let _ = writeln!(
+        out,
+        "| backend | metric | median | 95% CI | min – max | vs native | n |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---|---|---:|---:|");
+    let mut unavailable = Vec::new();
+    for b in &s.backends {
+        if let Availability::Unavailable { reason, .. } = &b.info.availability {
+            unavailable.push(format!(
+                "- **{}**: unavailable — {}",
+                b.info.backend,
+                escape(reason)
+            ));
+            continue;
+        }
+        for (metric, m) in b.metrics.iter().filter(|(m, _)| !m.starts_with("phase.")) {
+            let st = &m.stats;
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} | {} – {} | {} – {} | {} | {} |",
+                b.info.backend,
+                metric,
+                format_value(st.median, &m.unit),
+                format_value(st.median_ci.lower, &m.unit),
+                format_value(st.median_ci.upper, &m.unit),
+                format_value(st.min, &m.unit),
+                format_value(st.max, &m.unit),
+                m.ratio_to_native
+                    .map_or_else(String::new, |r| format!("{:.2}x", r.point)),
+                st.n
+            );
+        }
+    }
+    if !unavailable.is_empty() {
+        let _ = writeln!(out, "\n{}", unavailable.join("\n"));
+    }
+    out
+}
+
+/// Markdown table cells and text from scenarios or the host must not break the table or inject
+/// markup.
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
+}

@@ -1,0 +1,135 @@
+//! The summary table printed at the end of `cvm compare`: median with its confidence interval,
+//! min–max, and the ratio to native, per backend and metric; unavailable backends with the reason.
+
+use std::fmt::Write;
+
+use super::format_value;
+use crate::backend::Availability;
+use crate::results::{MetricSummary, RunSummary};
+
+/// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
+/// one line per backend instead of a row each.
+const LEADING: &[&str] = &[
+    "ready_latency",
+    "launch_floor",
+    "teardown_latency",
+    "memory_pss",
+    "memory_overhead",
+];
+
+pub fn table(s: &RunSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nScenario {} ({} measured runs, {} warm-up) on {} — {} × {}",
+        s.scenario,
+        s.runs,
+        s.warmup,
+        s.environment.host,
+        s.environment.ncpu,
+        s.environment.cpu_model
+    );
+    let header = [
+        "backend",
+        "metric",
+        "median [95% CI]",
+        "min – max",
+        "vs native",
+        "n",
+    ];
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut notes = Vec::new();
+    for b in &s.backends {
+        let name = &b.info.backend;
+        if let Availability::Unavailable { reason, hint } = &b.info.availability {
+            notes.push(format!("{name}: unavailable — {reason} ({hint})"));
+            continue;
+        }
+        if let Some(err) = &b.info.error {
+            notes.push(format!("{name}: failed — {err}"));
+        }
+        if b.failed_runs > 0 {
+            notes.push(format!(
+                "{name}: {} measured run(s) failed (see `note` in samples.csv)",
+                b.failed_runs
+            ));
+        }
+        let mut metrics: Vec<(&String, &MetricSummary)> = b
+            .metrics
+            .iter()
+            .filter(|(m, _)| !m.starts_with("phase."))
+            .collect();
+        metrics.sort_by_key(|(m, _)| {
+            (
+                LEADING.iter().position(|l| l == m).unwrap_or(LEADING.len()),
+                m.as_str(),
+            )
+        });
+        for (metric, m) in metrics {
+            let st = &m.stats;
+            let ci = &st.median_ci;
+            let ratio = m
+                .ratio_to_native
+                .map_or_else(String::new, |r| format!("{:.2}x", r.point));
+            rows.push([
+                name.clone(),
+                metric.clone(),
+                format!(
+                    "{} [{}, {}]",
+                    format_value(st.median, &m.unit),
+                    format_value(ci.lower, &m.unit),
+                    format_value(ci.upper, &m.unit)
+                ),
+                format!(
+                    "{} – {}",
+                    format_value(st.min, &m.unit),
+                    format_value(st.max, &m.unit)
+                ),
+                ratio,
+                outlier_n(m),
+            ]);
+        }
+        let phases: Vec<String> = b
+            .metrics
+            .iter()
+            .filter_map(|(m, v)| m.strip_prefix("phase.").map(|p| (p, v)))
+            .map(|(p, v)| format!("{p} {}", format_value(v.stats.median, &v.unit)))
+            .collect();
+        if !phases.is_empty() {
+            notes.push(format!("{name} phases (medians): {}", phases.join(", ")));
+        }
+    }
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let _ = writeln!(out, "{}", line(&header.map(String::from)));
+    for r in &rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    for n in notes {
+        let _ = writeln!(out, "  {n}");
+    }
+    out
+}
+
+fn outlier_n(m: &MetricSummary) -> String {
+    let o = m.stats.outliers;
+    if o.low + o.high > 0 {
+        format!("{} ({} outliers)", m.stats.n, o.low + o.high)
+    } else {
+        m.stats.n.to_string()
+    }
+}

@@ -1,0 +1,57 @@
+//! Results on disk: the raw samples (`samples.csv`, one tidy row per sample, flushed as each
+//! arrives), the run's metadata (`run.json`: environment, scenario, backends and why any were
+//! unavailable) and the derived summary (`summary.json`). Stats and reports read only these.
+
+mod meta;
+mod samples;
+mod summary;
+
+pub use meta::{BackendInfo, Environment, RunMeta, ScenarioRecord};
+pub use samples::{read_samples, Phase, SampleRow, SampleWriter};
+pub use summary::{summarize, BackendSummary, MetricSummary, RunSummary, RUN_FAILED};
+
+use std::path::PathBuf;
+
+pub const SAMPLES_FILE: &str = "samples.csv";
+pub const SUMMARY_FILE: &str = "summary.json";
+pub const META_FILE: &str = "run.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("cannot create results directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write a sample to {path}")]
+    WriteSample {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: bad sample row")]
+    ParseSample {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("{path}: not valid run metadata")]
+    ParseMeta {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}

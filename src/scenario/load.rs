@@ -1,0 +1,277 @@
+//! Finding, parsing and validating scenario files.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::model::{BackendKind, LoadSpec, Readiness, Scenario};
+
+/// The built-in scenarios, embedded from `scenarios/` so the binary works from any directory.
+const BUILTINS: &[(&str, &str)] = &[
+    ("startup", include_str!("../../scenarios/startup.toml")),
+    ("web", include_str!("../../scenarios/web.toml")),
+    ("cpu", include_str!("../../scenarios/cpu.toml")),
+    ("memory", include_str!("../../scenarios/memory.toml")),
+    ("io", include_str!("../../scenarios/io.toml")),
+    ("density", include_str!("../../scenarios/density.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("no built-in scenario or file named `{name}`; built-in scenarios: {builtins}")]
+    NotFound { name: String, builtins: String },
+    #[error("cannot read scenario file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{col}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+}
+
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|(n, _)| *n).collect()
+}
+
+/// Every built-in scenario, parsed (they are tested to parse).
+pub fn builtins() -> Vec<Result<Scenario, ScenarioError>> {
+    BUILTINS
+        .iter()
+        .map(|(name, text)| parse(text, &format!("<built-in {name}>")))
+        .collect()
+}
+
+/// Loads a scenario by built-in name or by path. A name that is both wins as a file only when it
+/// looks like a path (has a `/` or ends in `.toml`), so `web` always means the built-in.
+pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+    let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
+    if !looks_like_path {
+        if let Some((name, text)) = BUILTINS.iter().find(|(n, _)| *n == name_or_path) {
+            return parse(text, &format!("<built-in {name}>"));
+        }
+    }
+    let path = Path::new(name_or_path);
+    if !path.exists() {
+        return Err(ScenarioError::NotFound {
+            name: name_or_path.to_string(),
+            builtins: builtin_names().join(", "),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates one scenario text; `origin` names it in error messages.
+pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+    let invalid = |span: Option<Range<usize>>, message: String| {
+        let (line, col) = line_col(text, span.map_or(0, |s| s.start));
+        ScenarioError::Invalid {
+            origin: origin.to_string(),
+            line,
+            col,
+            message,
+        }
+    };
+    let scenario: Scenario =
+        toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_string()))?;
+    validate(&scenario).map_err(|(span, message)| invalid(Some(span), message))?;
+    Ok(scenario)
+}
+
+/// Checks what serde's types cannot: ranges, names, consistency between sections.
+fn validate(s: &Scenario) -> Result<(), (Range<usize>, String)> {
+    let fail = |span: Range<usize>, msg: String| Err((span, msg));
+    if s.name.trim().is_empty() {
+        return fail(0..0, "`name` must not be empty".into());
+    }
+    if *s.runs.get_ref() == 0 {
+        return fail(s.runs.span(), "`runs` must be at least 1".into());
+    }
+    let t = *s.timeout_s.get_ref();
+    if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
+        return fail(
+            s.timeout_s.span(),
+            "`timeout_s` must be between 0 and 86400 seconds".into(),
+        );
+    }
+    if s.backends.get_ref().is_empty() {
+        return fail(
+            s.backends.span(),
+            "`backends` must name at least one backend".into(),
+        );
+    }
+    for b in s.backends.get_ref() {
+        if let Err(msg) = b.get_ref().parse::<BackendKind>() {
+            return fail(b.span(), msg);
+        }
+    }
+    match (&s.workload.applet, &s.workload.command) {
+        (Some(_), Some(c)) => {
+            return fail(
+                c.span(),
+                "give either `workload.applet` or `workload.command`, not both".into(),
+            )
+        }
+        (None, None) => return fail(0..0, "`[workload]` needs `applet` or `command`".into()),
+        (Some(a), None) if !valid_applet(a.get_ref()) => {
+            return fail(
+                a.span(),
+                format!(
+                    "unknown applet `{}`; valid applets: {}",
+                    a.get_ref(),
+                    APPLETS.join(", ")
+                ),
+            )
+        }
+        (None, Some(c)) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
+            return fail(
+                c.span(),
+                "`workload.command` must start with a program".into(),
+            )
+        }
+        _ => {}
+    }
+    let vcpus = *s.resources.vcpus.get_ref();
+    if !(1..=64).contains(&vcpus) {
+        return fail(
+            s.resources.vcpus.span(),
+            "`resources.vcpus` must be between 1 and 64".into(),
+        );
+    }
+    let mem = *s.resources.memory_mib.get_ref();
+    if !(16..=1 << 20).contains(&mem) {
+        return fail(
+            s.resources.memory_mib.span(),
+            "`resources.memory_mib` must be between 16 and 1048576".into(),
+        );
+    }
+    if let Readiness::Tcp { port } | Readiness::Http { port, .. } = s.readiness {
+        if port == 0 {
+            return fail(0..0, "`readiness.port` must not be 0".into());
+        }
+    }
+    if let Some(LoadSpec::Http {
+        duration_s,
+        connections,
+        ..
+    }) = &s.load
+    {
+        if !matches!(s.readiness, Readiness::Http { .. } | Readiness::Tcp { .. }) {
+            return fail(0..0, "an HTTP `[load]` needs `readiness` of kind \"http\" or \"tcp\" (it names the port)".into());
+        }
+        let d = *duration_s.get_ref();
+        if !(d.is_finite() && d > 0.0 && d <= 3600.0) {
+            return fail(
+                duration_s.span(),
+                "`load.duration_s` must be between 0 and 3600 seconds".into(),
+            );
+        }
+        if !(1..=1024).contains(connections.get_ref()) {
+            return fail(
+                connections.span(),
+                "`load.connections` must be between 1 and 1024".into(),
+            );
+        }
+    }
+    if let Some(d) = &s.density {
+        if !(1..=1000).contains(d.instances.get_ref()) {
+            return fail(
+                d.instances.span(),
+                "`density.instances` must be between 1 and 1000".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `cvm-guest` applets a scenario may name.
+pub const APPLETS: &[&str] = &[
+    "hello",
+    "http",
+    "cpu",
+    "mem",
+    "io",
+    "idle",
+    "crash",
+    "never-ready",
+];
+
+fn valid_applet(name: &str) -> bool {
+    APPLETS.contains(&name)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_builtin_parses() {
+        for (name, s) in builtin_names().into_iter().zip(builtins()) {
+            let s = s.unwrap_or_else(|e| panic!("built-in {name}: {e}"));
+            assert_eq!(s.name, name);
+        }
+    }
+
+    #[test]
+    fn syntax_error_points_at_line_and_column() {
+        let e = err("name = \"x\"\n[workload\napplet = \"hello\"\n");
+        assert!(e.starts_with("t.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_position() {
+        let e = err("name = \"x\"\nrunz = 3\n[workload]\napplet = \"hello\"\n");
+        assert!(e.starts_with("t.toml:2:1:"), "{e}");
+        assert!(e.contains("runz"), "{e}");
+    }
+
+    #[test]
+    fn negative_runs_are_rejected_with_position() {
+        let e = err("name = \"x\"\nruns = -1\n[workload]\napplet = \"hello\"\n");
+        assert!(e.starts_with("t.toml:2:8:"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_value() {
+        let e = err("name = \"x\"\nruns = 0\n[workload]\napplet = \"hello\"\n");
+        assert_eq!(e, "t.toml:2:8: `runs` must be at least 1");
+        let e =
+            err("name = \"x\"\nbackends = [\"native\", \"lxc\"]\n[workload]\napplet = \"hello\"\n");
+        assert!(e.starts_with("t.toml:2:23: unknown backend `lxc`"), "{e}");
+        let e = err("name = \"x\"\n[workload]\napplet = \"nope\"\n");
+        assert!(e.starts_with("t.toml:3:10: unknown applet"), "{e}");
+    }
+
+    #[test]
+    fn missing_scenario_lists_builtins() {
+        let e = load("no-such-scenario").unwrap_err().to_string();
+        assert!(e.contains("startup") && e.contains("web"), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

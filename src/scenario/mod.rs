@@ -1,0 +1,12 @@
+//! Scenarios: what to run, how to tell it is ready, with which resources, how often, and on which
+//! backends. Built-ins live in `scenarios/*.toml` and are embedded in the binary; any path to a
+//! TOML file works too. Parsing rejects unknown keys and bad values with `file:line:col`.
+
+mod load;
+mod model;
+
+pub use load::{builtin_names, builtins, load, ScenarioError};
+pub use model::{
+    BackendKind, DensitySpec, ImageSpec, LoadSpec, NetworkMode, Readiness, Resources, Scenario,
+    Workload,
+};

@@ -1,0 +1,262 @@
+//! The scenario data model, as written in TOML (serde, unknown keys rejected).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// A validated scenario. Fields that later checks must point at keep their source span.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Measured runs per backend.
+    #[serde(default = "default_runs")]
+    pub runs: Spanned<u32>,
+    /// Warm-up runs per backend, recorded but left out of the summary.
+    #[serde(default = "default_warmup")]
+    pub warmup: u32,
+    /// Seconds one run may take to become ready, and again to finish.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: Spanned<f64>,
+    /// Backends used when `--backends` is not given.
+    #[serde(default = "default_backends")]
+    pub backends: Spanned<Vec<Spanned<String>>>,
+    pub workload: Workload,
+    #[serde(default)]
+    pub readiness: Readiness,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub image: ImageSpec,
+    /// A load phase run against the workload once it is ready.
+    pub load: Option<LoadSpec>,
+    /// Start N instances per backend and keep them all running (the density scenario).
+    pub density: Option<DensitySpec>,
+}
+
+fn default_runs() -> Spanned<u32> {
+    Spanned::new(0..0, 10)
+}
+fn default_warmup() -> u32 {
+    2
+}
+fn default_timeout() -> Spanned<f64> {
+    Spanned::new(0..0, 60.0)
+}
+fn default_backends() -> Spanned<Vec<Spanned<String>>> {
+    Spanned::new(0..0, vec![Spanned::new(0..0, "native".to_string())])
+}
+
+/// The program each instance runs: a `cvm-guest` applet, or a command inside the image.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// A `cvm-guest` applet (hello, http, cpu, mem, io, idle, ...).
+    pub applet: Option<Spanned<String>>,
+    /// A command inside the image, argv[0] first (an absolute path or a name on /bin).
+    pub command: Option<Spanned<Vec<String>>>,
+    /// Arguments appended to the applet.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Whether the workload finishes by itself (cpu, io) rather than serving until stopped.
+    /// Defaults from the applet; commands default to serving.
+    pub exits: Option<bool>,
+}
+
+impl Workload {
+    /// True when the run waits for the workload to exit (and collects its results) before
+    /// teardown; false when it is torn down once measured.
+    pub fn runs_to_completion(&self) -> bool {
+        if let Some(exits) = self.exits {
+            return exits;
+        }
+        match &self.applet {
+            Some(a) => match a.get_ref().as_str() {
+                "hello" | "cpu" | "io" | "crash" => true,
+                "mem" => self.args.iter().any(|a| a == "--bandwidth"),
+                _ => false,
+            },
+            None => false,
+        }
+    }
+
+    /// A short name for markers and reports.
+    pub fn display_name(&self) -> String {
+        match (&self.applet, &self.command) {
+            (Some(a), _) => a.get_ref().clone(),
+            (None, Some(c)) => c.get_ref().first().cloned().unwrap_or_default(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// How the host decides the workload is ready.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Readiness {
+    /// The workload writes `CVM:ready` on its marker channel.
+    #[default]
+    Marker,
+    /// A TCP connect to the port succeeds.
+    Tcp { port: u16 },
+    /// An HTTP GET of the path returns any response (the first request served).
+    Http {
+        port: u16,
+        #[serde(default = "default_http_path")]
+        path: String,
+    },
+}
+
+fn default_http_path() -> String {
+    "/".to_string()
+}
+
+/// Resources every backend gives the instance, so the comparison is like for like.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default = "default_vcpus")]
+    pub vcpus: Spanned<u32>,
+    #[serde(default = "default_memory")]
+    pub memory_mib: Spanned<u64>,
+    #[serde(default)]
+    pub network: NetworkMode,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            vcpus: default_vcpus(),
+            memory_mib: default_memory(),
+            network: NetworkMode::default(),
+        }
+    }
+}
+
+fn default_vcpus() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+fn default_memory() -> Spanned<u64> {
+    Spanned::new(0..0, 256)
+}
+
+/// Whether the instance gets a network of its own.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Loopback only (containers), no NIC (VMs).
+    #[default]
+    None,
+    /// A private link to the host: veth for containers, a NIC for VMs.
+    Private,
+}
+
+/// What goes into the one rootfs besides `cvm-guest` and busybox.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Host binaries copied in with their shared libraries (bring your own workload).
+    #[serde(default)]
+    pub host_binaries: Vec<PathBuf>,
+    /// Start from this rootfs directory or tarball instead of an empty one.
+    pub rootfs: Option<PathBuf>,
+}
+
+/// A load phase run from the host against the ready workload.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum LoadSpec {
+    Http {
+        #[serde(default = "default_load_duration")]
+        duration_s: Spanned<f64>,
+        #[serde(default = "default_connections")]
+        connections: Spanned<u32>,
+        #[serde(default = "default_http_path")]
+        path: String,
+    },
+}
+
+fn default_load_duration() -> Spanned<f64> {
+    Spanned::new(0..0, 5.0)
+}
+fn default_connections() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+
+/// The density experiment: N instances kept running at once.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DensitySpec {
+    pub instances: Spanned<u32>,
+}
+
+/// Every backend cvm knows, whether or not it can run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    Native,
+    Container,
+    Runc,
+    Crun,
+    Docker,
+    Vm,
+    VmClassic,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 7] = [
+        BackendKind::Native,
+        BackendKind::Container,
+        BackendKind::Runc,
+        BackendKind::Crun,
+        BackendKind::Docker,
+        BackendKind::Vm,
+        BackendKind::VmClassic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Native => "native",
+            BackendKind::Container => "container",
+            BackendKind::Runc => "runc",
+            BackendKind::Crun => "crun",
+            BackendKind::Docker => "docker",
+            BackendKind::Vm => "vm",
+            BackendKind::VmClassic => "vm-classic",
+        }
+    }
+
+    pub fn valid_names() -> String {
+        Self::ALL
+            .iter()
+            .map(|b| b.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s.trim())
+            .ok_or_else(|| {
+                format!(
+                    "unknown backend `{s}`; valid backends: {}",
+                    Self::valid_names()
+                )
+            })
+    }
+}

@@ -1,0 +1,69 @@
+//! The syscall layer: the only module with `unsafe`. Each block says why it is sound.
+//!
+//! What lives here is what safe wrappers cannot express: code that runs in a forked child between
+//! `fork` and `exec`, where only async-signal-safe calls are allowed (no allocation, no locks).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// What a child does to itself between fork and exec.
+#[derive(Debug, Default)]
+pub struct CommandSetup {
+    /// Placed at this descriptor number in the child (and left open across exec).
+    pub marker: Option<(OwnedFd, RawFd)>,
+    /// `cgroup.procs` files the child joins by writing "0" (itself) to each.
+    pub cgroup_procs: Vec<File>,
+}
+
+impl CommandSetup {
+    /// Installs the setup as a `pre_exec` hook on `cmd`. The files stay owned by the returned
+    /// guard, which the caller drops after spawning (closing the parent's copies).
+    pub fn install(self, cmd: &mut Command) -> SpawnGuard {
+        let marker = self
+            .marker
+            .as_ref()
+            .map(|(fd, target)| (fd.as_raw_fd(), *target));
+        let procs: Vec<RawFd> = self.cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
+        // SAFETY: the hook runs in the forked child before exec. It calls only async-signal-safe
+        // functions (write, dup2, fcntl) on descriptors that stay open in the parent until the
+        // guard is dropped after `spawn` returns, and it allocates nothing: `procs` was built
+        // before the fork and is only read.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &fd in &procs {
+                    // Joining first means everything after this line is accounted to the cgroup.
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some((fd, target)) = marker {
+                    if fd == target {
+                        // dup2 onto itself is a no-op that leaves FD_CLOEXEC set; clear it.
+                        if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(fd, target) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        SpawnGuard { _setup: self }
+    }
+}
+
+/// Keeps the descriptors a `pre_exec` hook uses open until the child has been spawned.
+#[derive(Debug)]
+pub struct SpawnGuard {
+    _setup: CommandSetup,
+}
+
+/// `sync` then drop the page cache, dentries and inodes, so memory readings start from a known
+/// state (the gVisor density method). Needs root; failure is reported, not fatal.
+pub fn drop_caches() -> std::io::Result<()> {
+    nix::unistd::sync();
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+}
