@@ -57,18 +57,16 @@ impl Config {
     /// Parses `[--] <command> [args...]`. Options before the command belong to init; there are
     /// none yet besides `--help`, so any other is an error rather than silently ignored.
     pub fn parse(argv: &[OsString]) -> Result<Config, Failure> {
+        // Init's own options will go before the command; `--` ends them.
         let mut rest = argv;
-        while let Some((first, tail)) = rest.split_first() {
+        if let Some((first, tail)) = rest.split_first() {
             match first.to_str() {
-                Some("--") => {
-                    rest = tail;
-                    break;
-                }
+                Some("--") => rest = tail,
                 Some("--help" | "-h") => return Err(Failure::Help),
                 Some(option) if option.starts_with('-') => {
                     return Err(Failure::Usage(format!("unknown option '{option}'")));
                 }
-                _ => break,
+                _ => {}
             }
         }
         let Some((command, args)) = rest.split_first() else {
@@ -157,7 +155,6 @@ fn supervise(markers: &Markers, mut workload: Workload) -> AppletResult {
 
     markers.emit(&Marker::Workload(workload.name.clone()));
     // The child is reaped below with waitpid(-1), together with any orphans, not by `Child`.
-    #[allow(clippy::zombie_processes)]
     let child = match workload.command.spawn() {
         Ok(child) => child,
         Err(error) => return Ok(launch_failed(markers, &workload.name, &error)),

@@ -126,17 +126,22 @@ impl Guest {
     }
 }
 
+/// True once `pid` has blocked SIGTERM or sits in `sigwait` (which unblocks the signals it
+/// waits for while it sleeps, so the mask alone can miss it).
 fn wait_until_blocked(pid: u32) {
     let deadline = Instant::now() + TIMEOUT;
     let sigterm_bit = 1u64 << (Signal::SIGTERM as u32 - 1);
     loop {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let blocked = status
+        let read =
+            |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+        let blocked = read("status")
             .lines()
             .find_map(|line| line.strip_prefix("SigBlk:"))
             .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-            .unwrap_or(0);
-        if blocked & sigterm_bit != 0 {
+            .is_some_and(|mask| mask & sigterm_bit != 0);
+        // 128 is rt_sigtimedwait on x86_64.
+        let waiting = read("wchan").contains("sigtimedwait") || read("syscall").starts_with("128 ");
+        if blocked || waiting {
             return;
         }
         assert!(

@@ -158,7 +158,7 @@ fn validate(s: &Scenario) -> Result<(), (Range<usize>, String)> {
             return fail(0..0, "`readiness.port` must not be 0".into());
         }
     }
-    if let Some(LoadSpec::Http {
+    if let Some(LoadSpec {
         duration_s,
         connections,
         ..

@@ -7,6 +7,6 @@ mod model;
 
 pub use load::{builtin_names, builtins, load, ScenarioError};
 pub use model::{
-    BackendKind, DensitySpec, ImageSpec, LoadSpec, NetworkMode, Readiness, Resources, Scenario,
+    BackendKind, DensitySpec, ImageSpec, LoadKind, LoadSpec, NetworkMode, Readiness, Resources, Scenario,
     Workload,
 };

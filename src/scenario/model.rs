@@ -167,18 +167,24 @@ pub struct ImageSpec {
     pub rootfs: Option<PathBuf>,
 }
 
-/// A load phase run from the host against the ready workload.
+/// A load phase run from the host against the ready workload. (A struct with a `kind` field
+/// rather than a tagged enum: serde's tagged enums lose the source spans error messages need.)
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum LoadSpec {
-    Http {
-        #[serde(default = "default_load_duration")]
-        duration_s: Spanned<f64>,
-        #[serde(default = "default_connections")]
-        connections: Spanned<u32>,
-        #[serde(default = "default_http_path")]
-        path: String,
-    },
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    pub kind: LoadKind,
+    #[serde(default = "default_load_duration")]
+    pub duration_s: Spanned<f64>,
+    #[serde(default = "default_connections")]
+    pub connections: Spanned<u32>,
+    #[serde(default = "default_http_path")]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadKind {
+    Http,
 }
 
 fn default_load_duration() -> Spanned<f64> {

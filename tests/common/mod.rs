@@ -1,0 +1,71 @@
+//! Shared by the integration tests: locating the built binaries, and the rule for tests that
+//! need the real host (root, QEMU, runc): they skip with a clear message, unless
+//! `CVM_REQUIRE_HOST=1` (CI sets it), in which case a missing prerequisite fails the test.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The `cvm` binary cargo built for this test run.
+pub fn cvm_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cvm"))
+}
+
+/// `cvm` with a private cache dir, so tests do not depend on (or disturb) the user's cache.
+pub fn cvm(args: &[&str]) -> Output {
+    cvm_cmd().args(args).output().expect("cannot run cvm")
+}
+
+pub fn cvm_cmd() -> Command {
+    let mut c = Command::new(cvm_bin());
+    c.env("CVM_CACHE_DIR", cache_dir());
+    c
+}
+
+/// One cache for the whole test run (images are content-addressed, so sharing is safe).
+pub fn cache_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cvm-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn host_required() -> bool {
+    std::env::var("CVM_REQUIRE_HOST").is_ok_and(|v| v == "1")
+}
+
+/// Returns false (the test should return early) when `ok` is false and the host is not
+/// required; panics with `why` when it is.
+pub fn host_has(ok: bool, why: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if host_required() {
+        panic!("CVM_REQUIRE_HOST=1 but this host lacks a prerequisite: {why}");
+    }
+    eprintln!("SKIPPED: {why} (set CVM_REQUIRE_HOST=1 to make this a failure)");
+    false
+}
+
+pub fn is_root() -> bool {
+    nix_geteuid() == 0
+}
+
+fn nix_geteuid() -> u32 {
+    // /proc/self/status avoids a dependency just for this.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1).unwrap_or("1").parse().unwrap_or(1))))
+        .unwrap_or(1)
+}
+
+pub fn which(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+}
