@@ -12,6 +12,7 @@ pub mod compare;
 pub mod doctor;
 pub mod exit;
 pub mod image;
+pub mod load;
 pub mod measure;
 pub mod report;
 pub mod results;

@@ -5,13 +5,15 @@
 //! once per content hash into cvm's cache directory and exported from there to each backend's
 //! format (the directory itself, an OCI bundle, an initramfs, an ext4 disk).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+mod byo;
 
 use crate::scenario::{Scenario, Workload};
 
@@ -48,6 +50,12 @@ pub enum ImageError {
     },
     #[error("bring-your-own binary {path} is not usable: {reason}")]
     HostBinary { path: PathBuf, reason: String },
+    #[error("cannot use {path} as the image's base rootfs")]
+    Rootfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A built rootfs directory in the cache.
@@ -66,14 +74,22 @@ impl Image {
         let busybox = find_busybox()?;
         let guest_bytes = read(&guest)?;
         let busybox_bytes = read(&busybox)?;
+        let mut byo_files = BTreeSet::new();
+        for bin in &scenario.image.host_binaries {
+            byo_files.extend(byo::closure(bin)?);
+        }
 
         let mut hasher = Sha256::new();
         hasher.update(LAYOUT_VERSION);
         hasher.update(&guest_bytes);
         hasher.update(&busybox_bytes);
-        for bin in &scenario.image.host_binaries {
-            hasher.update(bin.as_os_str().as_encoded_bytes());
-            hasher.update(read(bin)?);
+        for f in &byo_files {
+            hasher.update(f.as_os_str().as_encoded_bytes());
+            hasher.update(read(f)?);
+        }
+        if let Some(base) = &scenario.image.rootfs {
+            hasher.update(base.as_os_str().as_encoded_bytes());
+            hasher.update(tree_fingerprint(base)?);
         }
         let hash = format!("{:x}", hasher.finalize())[..16].to_string();
 
@@ -83,18 +99,26 @@ impl Image {
             source,
         })?;
         let rootfs = images.join(&hash);
-        let mut image = Image {
+        let in_image = |p: &Path| rootfs.join(p.strip_prefix("/").unwrap_or(p));
+        let mut app = vec![in_image(Path::new(GUEST_PATH))];
+        app.extend(scenario.image.host_binaries.iter().map(|b| in_image(b)));
+        let mut libs = vec![in_image(Path::new("/bin/busybox"))];
+        libs.extend(
+            byo_files
+                .iter()
+                .filter(|f| !scenario.image.host_binaries.contains(f))
+                .map(|f| in_image(f)),
+        );
+        if scenario.image.rootfs.is_some() {
+            // The user's base rootfs counts as libraries (files listed above are counted once).
+            libs.push(rootfs.clone());
+        }
+        let layers = BTreeMap::from([("app".to_string(), app), ("libs".to_string(), libs)]);
+        let image = Image {
             rootfs: rootfs.clone(),
             hash,
-            layers: BTreeMap::new(),
+            layers,
         };
-        image.layers.insert(
-            "app".into(),
-            vec![rootfs.join(GUEST_PATH.trim_start_matches('/'))],
-        );
-        image
-            .layers
-            .insert("libs".into(), vec![rootfs.join("bin/busybox")]);
         if rootfs.is_dir() {
             return Ok(image);
         }
@@ -102,7 +126,17 @@ impl Image {
         // that a later run would trust.
         let tmp = images.join(format!(".{}.tmp-{}", image.hash, std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
-        let result = populate(&tmp, &guest_bytes, &busybox_bytes);
+        let result = (|| {
+            fs::create_dir_all(&tmp).map_err(|source| ImageError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
+            if let Some(base) = &scenario.image.rootfs {
+                byo::unpack_rootfs(base, &tmp)?;
+            }
+            populate(&tmp, &guest_bytes, &busybox_bytes)?;
+            byo::copy_into(&tmp, &byo_files)
+        })();
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
@@ -229,10 +263,14 @@ fn populate(root: &Path, guest: &[u8], busybox: &[u8]) -> Result<(), ImageError>
     write_exec(&root.join("bin/busybox"), busybox)?;
     for applet in BUSYBOX_LINKS {
         let p = root.join("bin").join(applet);
-        symlink("busybox", &p).map_err(|e| w(p, e))?;
+        // A base rootfs's own tools win: the user's image stays the user's.
+        if p.symlink_metadata().is_err() {
+            symlink("busybox", &p).map_err(|e| w(p, e))?;
+        }
     }
     for (link, target) in [("init", "bin/cvm-guest"), ("sbin/init", "../bin/cvm-guest")] {
         let p = root.join(link);
+        let _ = fs::remove_file(&p);
         symlink(target, &p).map_err(|e| w(p, e))?;
     }
     for (file, text) in [
@@ -244,8 +282,11 @@ fn populate(root: &Path, guest: &[u8], busybox: &[u8]) -> Result<(), ImageError>
         ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
         ("etc/hosts", "127.0.0.1 localhost cvm\n"),
     ] {
+        // Only where the base rootfs has none of its own.
         let p = root.join(file);
-        fs::write(&p, text).map_err(|e| w(p, e))?;
+        if p.symlink_metadata().is_err() {
+            fs::write(&p, text).map_err(|e| w(p, e))?;
+        }
     }
     Ok(())
 }
@@ -258,4 +299,39 @@ fn write_exec(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// A cheap fingerprint of a base rootfs (a tarball's bytes, or a directory tree's paths, sizes
+/// and modification times), so an edited base makes a new image.
+fn tree_fingerprint(base: &Path) -> Result<Vec<u8>, ImageError> {
+    use std::os::unix::fs::MetadataExt;
+    let err = |path: &Path, source| ImageError::Rootfs {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::symlink_metadata(base).map_err(|e| err(base, e))?;
+    if !meta.is_dir() {
+        return read(base);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![base.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = fs::read_dir(&dir)
+            .map_err(|e| err(&dir, e))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            out.extend_from_slice(e.path().as_os_str().as_encoded_bytes());
+            out.extend_from_slice(&m.size().to_le_bytes());
+            out.extend_from_slice(&m.mtime().to_le_bytes());
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(out)
 }

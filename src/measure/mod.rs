@@ -1,6 +1,7 @@
 //! Measurements taken from the host: the startup timeline of an instance, memory (PSS and cgroup
 //! charge), and the environment every number is recorded with.
 
+pub mod disk;
 pub mod host;
 pub mod memory;
 pub mod startup;

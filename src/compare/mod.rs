@@ -9,19 +9,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::backend::{self, Availability, Backend, HostOptions, Instance, LaunchContext, Prepared};
+use crate::backend::{self, Availability, Backend, HostOptions, LaunchContext};
 use crate::cli::CompareArgs;
 use crate::exit::{self, Failure};
 use crate::image::Image;
-use crate::measure::{memory, startup};
 use crate::report;
 use crate::results::{self, BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter};
-use crate::scenario::{self, BackendKind, Readiness, Scenario};
+use crate::scenario::{self, BackendKind, Scenario};
+
+mod density;
+mod runner;
+
+use runner::Runner;
 
 /// A backend is given up after this many consecutive failed runs: the cause is almost never
 /// transient, and a workload that never gets ready would otherwise cost runs × timeout.
@@ -112,6 +116,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let ctx_base = short_token();
     let mut any_failed = false;
 
+    let mut native_pss = None;
     for (b, info) in backends.iter().zip(infos.iter_mut()) {
         if info.availability != Availability::Available || interrupted.load(Ordering::SeqCst) {
             continue;
@@ -132,7 +137,6 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         info.config = prepared.config();
         meta.backends = infos_snapshot(&meta.backends, info);
         meta.write(&meta_path)?;
-        let template = row_template(&run_id, &scenario, b.kind(), &environment, info);
         let mut runner = Runner {
             scenario: &scenario,
             prepared: prepared.as_ref(),
@@ -140,7 +144,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             timeout,
             interrupted: &interrupted,
             writer: &mut writer,
-            template,
+            template: row_template(&run_id, &scenario, b.kind(), &environment, info),
             ctx: LaunchContext {
                 instance: 0,
                 run_id: ctx_base.clone(),
@@ -148,43 +152,28 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             floor_program: image
                 .rootfs()
                 .join(crate::image::GUEST_PATH.trim_start_matches('/')),
+            native_pss,
+            idle_pss: Vec::new(),
         };
-        let mut consecutive = 0;
-        for i in 0..warmup + runs {
-            if interrupted.load(Ordering::SeqCst) {
-                break;
+        runner.record_disk()?;
+        let plan = Plan {
+            warmup,
+            runs,
+            progress: &progress,
+        };
+        let failure = if scenario.density.is_some() {
+            density::run(&mut runner, &plan)?
+        } else {
+            run_iterations(&mut runner, &plan)?
+        };
+        if b.kind() == BackendKind::Native && !runner.idle_pss.is_empty() {
+            native_pss = Some(crate::stats::median(&runner.idle_pss));
+        }
+        if let Some(f) = failure {
+            any_failed = true;
+            if let Some(note) = f {
+                info.error = Some(note);
             }
-            let phase = if i < warmup {
-                Phase::Warmup
-            } else {
-                Phase::Measure
-            };
-            let iteration = if i < warmup { i } else { i - warmup };
-            progress.set_message(format!(
-                "{}: {} {}/{}",
-                b.kind(),
-                phase_word(phase),
-                iteration + 1,
-                if i < warmup { warmup } else { runs }
-            ));
-            match runner.run_once(iteration, phase)? {
-                Ok(()) => consecutive = 0,
-                Err(msg) => {
-                    any_failed = true;
-                    consecutive += 1;
-                    progress.suspend(|| eprintln!("cvm: {} run {} failed: {msg}", b.kind(), i + 1));
-                    if consecutive >= MAX_CONSECUTIVE_FAILURES {
-                        let note = format!(
-                            "gave up after {consecutive} consecutive failed runs; last: {msg}"
-                        );
-                        progress.suspend(|| eprintln!("cvm: backend {}: {note}", b.kind()));
-                        info.error = Some(note);
-                        progress.inc(u64::from(warmup + runs - i - 1));
-                        break;
-                    }
-                }
-            }
-            progress.inc(1);
         }
         meta.backends = infos_snapshot(&meta.backends, info);
         meta.write(&meta_path)?;
@@ -230,6 +219,54 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     })
 }
 
+/// How many runs of each kind, and where progress goes.
+pub(crate) struct Plan<'a> {
+    pub warmup: u32,
+    pub runs: u32,
+    pub progress: &'a ProgressBar,
+}
+
+/// Warm-up then measured runs of one backend. `Ok(None)`: every run succeeded; `Ok(Some(None))`:
+/// some failed; `Ok(Some(Some(note)))`: the backend was given up, for the reason in `note`.
+fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<Option<Option<String>>, Failure> {
+    let (warmup, runs, progress) = (plan.warmup, plan.runs, plan.progress);
+    let kind = runner.kind;
+    let mut failed = None;
+    let mut consecutive = 0;
+    for i in 0..warmup + runs {
+        if runner.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let (phase, iteration, of) = if i < warmup {
+            (Phase::Warmup, i, warmup)
+        } else {
+            (Phase::Measure, i - warmup, runs)
+        };
+        progress.set_message(format!(
+            "{kind}: {} {}/{of}",
+            phase_word(phase),
+            iteration + 1
+        ));
+        match runner.run_once(iteration, phase)? {
+            Ok(()) => consecutive = 0,
+            Err(msg) => {
+                failed = Some(None);
+                consecutive += 1;
+                progress.suspend(|| eprintln!("cvm: {kind} run {} failed: {msg}", i + 1));
+                if consecutive >= MAX_CONSECUTIVE_FAILURES {
+                    let note =
+                        format!("gave up after {consecutive} consecutive failed runs; last: {msg}");
+                    progress.suspend(|| eprintln!("cvm: backend {kind}: {note}"));
+                    progress.inc(u64::from(warmup + runs - i - 1));
+                    return Ok(Some(Some(note)));
+                }
+            }
+        }
+        progress.inc(1);
+    }
+    Ok(failed)
+}
+
 fn phase_word(p: Phase) -> &'static str {
     match p {
         Phase::Warmup => "warm-up",
@@ -269,6 +306,8 @@ fn resolve_backends(
             kinds.push(kind);
         }
     }
+    // Native runs first: its idle memory is the base of every other backend's overhead.
+    kinds.sort_by_key(|k| *k != BackendKind::Native);
     if kinds.is_empty() {
         anyhow::bail!(
             "no backends given; valid backends: {}",
@@ -352,166 +391,4 @@ fn row_template(
             .join(";"),
         note: String::new(),
     }
-}
-
-/// Runs one backend's iterations and writes their samples.
-struct Runner<'a> {
-    scenario: &'a Scenario,
-    prepared: &'a dyn Prepared,
-    kind: BackendKind,
-    timeout: Duration,
-    interrupted: &'a AtomicBool,
-    writer: &'a mut SampleWriter,
-    template: SampleRow,
-    ctx: LaunchContext,
-    floor_program: PathBuf,
-}
-
-impl Runner<'_> {
-    fn sample(
-        &mut self,
-        iteration: u32,
-        phase: Phase,
-        metric: &str,
-        value: f64,
-        unit: &str,
-        note: &str,
-    ) -> Result<(), Failure> {
-        let mut row = self.template.clone();
-        row.iteration = iteration;
-        row.phase = phase;
-        row.metric = metric.to_string();
-        row.value = value;
-        row.unit = unit.to_string();
-        row.note = note.to_string();
-        self.writer
-            .write(&row)
-            .map_err(|e| Failure::run(anyhow::Error::new(e)))
-    }
-
-    /// One launch, measured and torn down. The outer `Result` is a failure to record (fatal);
-    /// the inner one is this run's own failure, already recorded as a `run_failed` sample.
-    fn run_once(&mut self, iteration: u32, phase: Phase) -> Result<Result<(), String>, Failure> {
-        if self.kind == BackendKind::Native && self.measures_floor() {
-            // Interleaved with the native runs, so drift on the host affects both alike.
-            if let Ok(d) = backend::native::fork_exec_floor(&self.floor_program, self.timeout) {
-                self.sample(iteration, phase, "launch_floor", d.as_secs_f64(), "s", "")?;
-            }
-        }
-        let outcome = self.measure_instance(iteration, phase)?;
-        if let Err(msg) = &outcome {
-            self.sample(iteration, phase, results::RUN_FAILED, 1.0, "count", msg)?;
-        }
-        Ok(outcome)
-    }
-
-    /// The launch floor is comparable only for an applet that announces readiness by marker.
-    fn measures_floor(&self) -> bool {
-        self.scenario.readiness == Readiness::Marker
-            && self
-                .scenario
-                .workload
-                .applet
-                .as_ref()
-                .is_some_and(|a| a.get_ref() == "hello")
-    }
-
-    fn measure_instance(
-        &mut self,
-        iteration: u32,
-        phase: Phase,
-    ) -> Result<Result<(), String>, Failure> {
-        let mut instance: Box<dyn Instance> = match self.prepared.launch(&self.ctx) {
-            Ok(i) => i,
-            Err(e) => return Ok(Err(format!("{:#}", anyhow::Error::new(e)))),
-        };
-        let outcome = self.observe(instance.as_ref(), iteration, phase);
-        let t0 = Instant::now();
-        let teardown = instance.teardown();
-        let teardown_latency = t0.elapsed();
-        drop(instance);
-        let outcome = outcome?;
-        if let Err(e) = teardown {
-            return Ok(Err(format!("{:#}", anyhow::Error::new(e))));
-        }
-        if outcome.is_ok() {
-            self.sample(
-                iteration,
-                phase,
-                "teardown_latency",
-                teardown_latency.as_secs_f64(),
-                "s",
-                "",
-            )?;
-        }
-        Ok(outcome)
-    }
-
-    fn observe(
-        &mut self,
-        instance: &dyn Instance,
-        iteration: u32,
-        phase: Phase,
-    ) -> Result<Result<(), String>, Failure> {
-        let mut timeline = match startup::wait_ready(
-            instance,
-            &self.scenario.readiness,
-            self.timeout,
-            self.interrupted,
-        ) {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        let ready = timeline.ready_latency().unwrap_or_default();
-        self.sample(
-            iteration,
-            phase,
-            "ready_latency",
-            ready.as_secs_f64(),
-            "s",
-            "",
-        )?;
-        for (name, d) in timeline.phase_durations() {
-            self.sample(
-                iteration,
-                phase,
-                &format!("phase.{name}"),
-                d.as_secs_f64(),
-                "s",
-                "",
-            )?;
-        }
-        if self.scenario.workload.runs_to_completion() {
-            match startup::wait_exit(instance, &mut timeline, self.timeout, self.interrupted) {
-                Ok(exit) if exit.success() => {}
-                Ok(exit) => return Ok(Err(format!("the workload ended with {exit}"))),
-                Err(e) => return Ok(Err(e.to_string())),
-            }
-        } else {
-            let pids = instance.host_pids();
-            let pss = memory::pss_total(&pids);
-            if pss > 0 {
-                self.sample(iteration, phase, "memory_pss", pss as f64, "B", "")?;
-            }
-            if let Some(dir) = instance.memory_cgroup() {
-                if let Some(bytes) = read_cgroup_memory(&dir) {
-                    self.sample(iteration, phase, "memory_cgroup", bytes as f64, "B", "")?;
-                }
-            }
-            startup::drain(instance, &mut timeline);
-        }
-        for (metric, value, unit) in timeline.results.clone() {
-            if metric != "http_port" {
-                self.sample(iteration, phase, &metric, value, &unit, "")?;
-            }
-        }
-        Ok(Ok(()))
-    }
-}
-
-fn read_cgroup_memory(dir: &Path) -> Option<u64> {
-    ["memory.current", "memory.usage_in_bytes"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
-        .and_then(|t| t.trim().parse().ok())
 }

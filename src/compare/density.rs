@@ -1,0 +1,133 @@
+//! The density experiment (gVisor's method): N instances started one after another and kept
+//! running; host `MemAvailable` read before the first and after the last, with caches dropped
+//! before each reading, gives `memory_host_delta` = the drop divided by N. Along the way, the
+//! PSS of all running instances divided by their count, at each N, shows how memory scales.
+//!
+//! Samples: `ready_latency` and `density_pss_per_instance` with `iteration` = N (instances
+//! running); `density_launch_all` (s) and `memory_host_delta` (B) once per run.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::runner::Runner;
+use super::Plan;
+use crate::backend::Instance;
+use crate::exit::Failure;
+use crate::measure::{memory, startup};
+use crate::results::Phase;
+
+/// Lets the kernel settle after dropping caches, so MemAvailable is not read mid-reclaim.
+const SETTLE: Duration = Duration::from_millis(300);
+
+pub(super) fn run(runner: &mut Runner, plan: &Plan) -> Result<Option<Option<String>>, Failure> {
+    let n = runner
+        .scenario
+        .density
+        .as_ref()
+        .map_or(1, |d| *d.instances.get_ref());
+    let mut failed = None;
+    for i in 0..plan.warmup + plan.runs {
+        if runner.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let phase = if i < plan.warmup {
+            Phase::Warmup
+        } else {
+            Phase::Measure
+        };
+        if let Err(msg) = one_run(runner, plan, phase, n)? {
+            plan.progress
+                .suspend(|| eprintln!("cvm: {} density run failed: {msg}", runner.kind));
+            runner.record_failure(n, phase, &msg)?;
+            failed = Some(None);
+        }
+        plan.progress.inc(1);
+    }
+    Ok(failed)
+}
+
+fn settled_mem_available() -> Option<u64> {
+    // Without root the caches stay; the reading is still taken, and noisier.
+    let _ = crate::sys::drop_caches();
+    std::thread::sleep(SETTLE);
+    memory::mem_available()
+}
+
+fn one_run(
+    runner: &mut Runner,
+    plan: &Plan,
+    phase: Phase,
+    n: u32,
+) -> Result<Result<(), String>, Failure> {
+    let before = settled_mem_available();
+    let mut instances: Vec<Box<dyn Instance>> = Vec::with_capacity(n as usize);
+    let start = Instant::now();
+    let mut outcome = Ok(());
+    for k in 1..=n {
+        if runner.interrupted.load(Ordering::SeqCst) {
+            outcome = Err("interrupted".to_string());
+            break;
+        }
+        plan.progress
+            .set_message(format!("{}: density {k}/{n}", runner.kind));
+        let mut ctx = runner.ctx.clone();
+        ctx.instance = k;
+        let instance = match runner.prepared.launch(&ctx) {
+            Ok(i) => i,
+            Err(e) => {
+                outcome = Err(format!("instance {k} of {n}: {:#}", anyhow::Error::new(e)));
+                break;
+            }
+        };
+        let ready = startup::wait_ready(
+            instance.as_ref(),
+            &runner.scenario.readiness,
+            runner.timeout,
+            runner.interrupted,
+        );
+        instances.push(instance);
+        match ready {
+            Ok(t) => {
+                let latency = t.ready_latency().unwrap_or_default();
+                runner.sample(k, phase, "ready_latency", latency.as_secs_f64(), "s")?;
+            }
+            Err(e) => {
+                outcome = Err(format!("instance {k} of {n}: {e}"));
+                break;
+            }
+        }
+        let pids: Vec<u32> = instances.iter().flat_map(|i| i.host_pids()).collect();
+        let pss = memory::pss_total(&pids);
+        runner.sample(
+            k,
+            phase,
+            "density_pss_per_instance",
+            pss as f64 / f64::from(k),
+            "B",
+        )?;
+    }
+    if outcome.is_ok() {
+        runner.sample(
+            n,
+            phase,
+            "density_launch_all",
+            start.elapsed().as_secs_f64(),
+            "s",
+        )?;
+        if let (Some(b), Some(a)) = (before, settled_mem_available()) {
+            let delta = (b as f64 - a as f64) / f64::from(n);
+            runner.sample(n, phase, "memory_host_delta", delta, "B")?;
+        }
+    }
+    plan.progress.set_message(format!(
+        "{}: tearing down {} instances",
+        runner.kind,
+        instances.len()
+    ));
+    for mut inst in instances {
+        if let Err(e) = inst.teardown() {
+            outcome = outcome.and(Err(format!("teardown: {:#}", anyhow::Error::new(e))));
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,344 @@
+//! One backend's runs: launch, wait for readiness, measure (phases, load, memory, the workload's
+//! own results), tear down, and write every figure as a sample the moment it exists.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, Instance, LaunchContext, Prepared};
+use crate::exit::Failure;
+use crate::load::http::{self as http_load, HttpLoad};
+use crate::measure::{memory, startup};
+use crate::results::{self, Phase, SampleRow, SampleWriter};
+use crate::scenario::{BackendKind, Readiness, Scenario};
+
+/// How often memory is sampled during a load phase (for `memory_pss_peak`).
+const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A run's own failure, already recorded as a `run_failed` sample; the run goes on.
+pub type RunOutcome = Result<(), String>;
+
+pub struct Runner<'a> {
+    pub scenario: &'a Scenario,
+    pub prepared: &'a dyn Prepared,
+    pub kind: BackendKind,
+    pub timeout: Duration,
+    pub interrupted: &'a AtomicBool,
+    pub writer: &'a mut SampleWriter,
+    pub template: SampleRow,
+    pub ctx: LaunchContext,
+    /// `cvm-guest` in the image, for the launch floor.
+    pub floor_program: PathBuf,
+    /// Native's median idle PSS, once native has run: the base of `memory_overhead`.
+    pub native_pss: Option<f64>,
+    /// This backend's measured idle PSS values (native's become the next backends' base).
+    pub idle_pss: Vec<f64>,
+}
+
+impl Runner<'_> {
+    pub fn sample(
+        &mut self,
+        iteration: u32,
+        phase: Phase,
+        metric: &str,
+        value: f64,
+        unit: &str,
+    ) -> Result<(), Failure> {
+        self.sample_with_note(iteration, phase, metric, value, unit, "")
+    }
+
+    fn sample_with_note(
+        &mut self,
+        iteration: u32,
+        phase: Phase,
+        metric: &str,
+        value: f64,
+        unit: &str,
+        note: &str,
+    ) -> Result<(), Failure> {
+        let mut row = self.template.clone();
+        row.iteration = iteration;
+        row.phase = phase;
+        row.metric = metric.to_string();
+        row.value = value;
+        row.unit = unit.to_string();
+        row.note = note.to_string();
+        self.writer
+            .write(&row)
+            .map_err(|e| Failure::run(anyhow::Error::new(e)))
+    }
+
+    /// Records a failed run (the outer `Result` is a failure to record, which is fatal).
+    pub fn record_failure(
+        &mut self,
+        iteration: u32,
+        phase: Phase,
+        msg: &str,
+    ) -> Result<(), Failure> {
+        self.sample_with_note(iteration, phase, results::RUN_FAILED, 1.0, "count", msg)
+    }
+
+    /// Bytes on disk per layer of this backend's stack, once per backend.
+    pub fn record_disk(&mut self) -> Result<(), Failure> {
+        let layers = self.prepared.disk_layers();
+        if layers.is_empty() {
+            return Ok(());
+        }
+        let (per_layer, total) = crate::measure::disk::footprint(&layers);
+        for (layer, bytes) in per_layer {
+            self.sample(
+                0,
+                Phase::Measure,
+                &format!("disk.{layer}"),
+                bytes as f64,
+                "B",
+            )?;
+        }
+        self.sample(0, Phase::Measure, "disk_footprint", total as f64, "B")
+    }
+
+    /// One launch, measured and torn down.
+    pub fn run_once(&mut self, iteration: u32, phase: Phase) -> Result<RunOutcome, Failure> {
+        if self.kind == BackendKind::Native && self.measures_floor() {
+            // Interleaved with the native runs, so drift on the host affects both alike.
+            if let Ok(d) = backend::native::fork_exec_floor(&self.floor_program, self.timeout) {
+                self.sample(iteration, phase, "launch_floor", d.as_secs_f64(), "s")?;
+            }
+        }
+        let outcome = self.measure_instance(iteration, phase)?;
+        if let Err(msg) = &outcome {
+            self.record_failure(iteration, phase, msg)?;
+        }
+        Ok(outcome)
+    }
+
+    /// The launch floor is comparable only for `hello`, which announces readiness by marker.
+    fn measures_floor(&self) -> bool {
+        self.scenario.readiness == Readiness::Marker
+            && self
+                .scenario
+                .workload
+                .applet
+                .as_ref()
+                .is_some_and(|a| a.get_ref() == "hello")
+    }
+
+    fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunOutcome, Failure> {
+        let mut instance: Box<dyn Instance> = match self.prepared.launch(&self.ctx) {
+            Ok(i) => i,
+            Err(e) => return Ok(Err(format!("{:#}", anyhow::Error::new(e)))),
+        };
+        let outcome = self.observe(instance.as_ref(), iteration, phase);
+        let t0 = Instant::now();
+        let teardown = instance.teardown();
+        let teardown_latency = t0.elapsed();
+        drop(instance);
+        let outcome = outcome?;
+        if let Err(e) = teardown {
+            return Ok(Err(format!("{:#}", anyhow::Error::new(e))));
+        }
+        if outcome.is_ok() {
+            self.sample(
+                iteration,
+                phase,
+                "teardown_latency",
+                teardown_latency.as_secs_f64(),
+                "s",
+            )?;
+        }
+        Ok(outcome)
+    }
+
+    fn observe(
+        &mut self,
+        instance: &dyn Instance,
+        iteration: u32,
+        phase: Phase,
+    ) -> Result<RunOutcome, Failure> {
+        let mut timeline = match startup::wait_ready(
+            instance,
+            &self.scenario.readiness,
+            self.timeout,
+            self.interrupted,
+        ) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let ready = timeline.ready_latency().unwrap_or_default();
+        self.sample(iteration, phase, "ready_latency", ready.as_secs_f64(), "s")?;
+        for (name, d) in timeline.phase_durations() {
+            self.sample(
+                iteration,
+                phase,
+                &format!("phase.{name}"),
+                d.as_secs_f64(),
+                "s",
+            )?;
+        }
+        if self.scenario.workload.runs_to_completion() {
+            match startup::wait_exit(instance, &mut timeline, self.timeout, self.interrupted) {
+                Ok(exit) if exit.success() => {}
+                Ok(exit) => return Ok(Err(format!("the workload ended with {exit}"))),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        } else {
+            self.record_idle_memory(instance, iteration, phase)?;
+            if self.scenario.load.is_some() {
+                if let Err(msg) = self.run_load(instance, iteration, phase)? {
+                    return Ok(Err(msg));
+                }
+            }
+            startup::drain(instance, &mut timeline);
+            // A server that died under load is a failed run, not a fast one.
+            if let Some((exit, _)) = timeline.exit {
+                return Ok(Err(format!(
+                    "the workload ended with {exit} while being measured"
+                )));
+            }
+        }
+        for (metric, value, unit) in timeline.results.clone() {
+            if metric != "http_port" {
+                self.sample(iteration, phase, &metric, value, &unit)?;
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn record_idle_memory(
+        &mut self,
+        instance: &dyn Instance,
+        iteration: u32,
+        phase: Phase,
+    ) -> Result<(), Failure> {
+        let pss = memory::pss_total(&instance.host_pids());
+        if pss > 0 {
+            self.sample(iteration, phase, "memory_pss", pss as f64, "B")?;
+            if phase == Phase::Measure {
+                self.idle_pss.push(pss as f64);
+            }
+            if let Some(base) = self.native_pss.filter(|_| self.kind != BackendKind::Native) {
+                self.sample(iteration, phase, "memory_overhead", pss as f64 - base, "B")?;
+            }
+        }
+        if let Some(bytes) = instance
+            .memory_cgroup()
+            .and_then(|d| read_cgroup_memory(&d))
+        {
+            self.sample(iteration, phase, "memory_cgroup", bytes as f64, "B")?;
+        }
+        for (metric, value, unit) in instance.extra_metrics() {
+            self.sample(iteration, phase, &metric, value, &unit)?;
+        }
+        Ok(())
+    }
+
+    /// The HTTP load phase, with peak memory sampled alongside and the server's own request
+    /// count read before and after (the load generator's count is checked against it).
+    fn run_load(
+        &mut self,
+        instance: &dyn Instance,
+        iteration: u32,
+        phase: Phase,
+    ) -> Result<RunOutcome, Failure> {
+        let Some(spec) = &self.scenario.load else {
+            return Ok(Ok(()));
+        };
+        let port = match self.scenario.readiness {
+            Readiness::Http { port, .. } | Readiness::Tcp { port } => port,
+            Readiness::Marker => return Ok(Err("a load phase needs a readiness port".into())),
+        };
+        let Some(addr) = instance.endpoint(port) else {
+            return Ok(Err(format!(
+                "the instance has no host endpoint for port {port}"
+            )));
+        };
+        let load = HttpLoad {
+            addr,
+            path: spec.path.clone(),
+            connections: *spec.connections.get_ref(),
+            duration: Duration::from_secs_f64(*spec.duration_s.get_ref()),
+        };
+        let is_cvm_http = self
+            .scenario
+            .workload
+            .applet
+            .as_ref()
+            .is_some_and(|a| a.get_ref() == "http");
+        let served_before = if is_cvm_http {
+            server_count(addr)
+        } else {
+            None
+        };
+        let pids = instance.host_pids();
+        let done = AtomicBool::new(false);
+        let (result, peak) = std::thread::scope(|s| {
+            let sampler = s.spawn(|| {
+                let mut peak = 0;
+                while !done.load(Ordering::SeqCst) {
+                    peak = peak.max(memory::pss_total(&pids));
+                    std::thread::sleep(PEAK_SAMPLE_INTERVAL);
+                }
+                peak
+            });
+            let result = http_load::run(&load, self.interrupted);
+            done.store(true, Ordering::SeqCst);
+            (result, sampler.join().unwrap_or(0))
+        });
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(format!("load phase: {e}"))),
+        };
+        self.sample(iteration, phase, "http_rps", r.rps(), "1/s")?;
+        self.sample(
+            iteration,
+            phase,
+            "http_requests",
+            r.requests as f64,
+            "count",
+        )?;
+        self.sample(iteration, phase, "http_errors", r.errors as f64, "count")?;
+        for (name, d) in [
+            ("http_latency_p50", r.latency_p50),
+            ("http_latency_p90", r.latency_p90),
+            ("http_latency_p99", r.latency_p99),
+            ("http_latency_max", r.latency_max),
+        ] {
+            self.sample(iteration, phase, name, d.as_secs_f64(), "s")?;
+        }
+        if peak > 0 {
+            self.sample(iteration, phase, "memory_pss_peak", peak as f64, "B")?;
+        }
+        if let (Some(before), Some(after)) = (served_before, server_count(addr)) {
+            // The server also counts requests still in flight when the client's clock ran out.
+            self.sample(
+                iteration,
+                phase,
+                "http_server_requests",
+                after.saturating_sub(before) as f64,
+                "count",
+            )?;
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// The `cvm-guest http` server's own count of requests served (GET /cvm/count).
+fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /cvm/count HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then_some(())?;
+    body.trim().parse().ok()
+}
+
+pub fn read_cgroup_memory(dir: &Path) -> Option<u64> {
+    ["memory.current", "memory.usage_in_bytes"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .and_then(|t| t.trim().parse().ok())
+}

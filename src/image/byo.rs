@@ -1,0 +1,152 @@
+//! Bring your own workload: host binaries copied into the image with the shared libraries they
+//! load (found with the system's `ldd`, the dynamic loader's own answer), and a user-supplied
+//! rootfs (a directory, or a tarball such as `docker export` writes) as the image's base.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::ImageError;
+
+/// The files a host binary needs inside the image: itself and every library `ldd` names,
+/// including the dynamic loader. Paths are absolute host paths; each is copied to the same path.
+pub fn closure(binary: &Path) -> Result<BTreeSet<PathBuf>, ImageError> {
+    let bad = |reason: String| ImageError::HostBinary {
+        path: binary.to_path_buf(),
+        reason,
+    };
+    if !binary.is_absolute() {
+        return Err(bad("give an absolute path".into()));
+    }
+    let meta = fs::metadata(binary).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    let mut files = BTreeSet::from([binary.to_path_buf()]);
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| bad(format!("cannot run ldd: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A static binary makes ldd say "not a dynamic executable" and exit 1: nothing more to copy.
+    if out.status.success() {
+        for lib in parse_ldd(&text) {
+            if lib.as_os_str().is_empty() {
+                return Err(bad(format!(
+                    "a shared library is missing on the host:\n{text}"
+                )));
+            }
+            files.insert(lib);
+        }
+    }
+    Ok(files)
+}
+
+/// Library paths from `ldd` output; an empty path marks a "not found" library.
+fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.contains("=> not found") {
+                return Some(PathBuf::new());
+            }
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.trim().split_whitespace().next()?,
+                None => line.split_whitespace().next()?, // the loader: "/lib64/ld-linux... (0x..)"
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Copies `files` (absolute host paths) to the same paths under `root`, following symlinks so
+/// the image holds real files.
+pub fn copy_into(root: &Path, files: &BTreeSet<PathBuf>) -> Result<(), ImageError> {
+    for f in files {
+        let dest = root.join(f.strip_prefix("/").unwrap_or(f));
+        let w = |source| ImageError::Write {
+            path: dest.clone(),
+            source,
+        };
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(w)?;
+        }
+        // The destination may be a symlink from the base rootfs: replace it, never write through.
+        let _ = fs::remove_file(&dest);
+        fs::copy(f, &dest).map_err(w)?;
+    }
+    Ok(())
+}
+
+/// Lays a user rootfs (directory or tarball, any compression tar detects) into `root`.
+pub fn unpack_rootfs(src: &Path, root: &Path) -> Result<(), ImageError> {
+    let status = if src.is_dir() {
+        // cp -a keeps links, modes and ownership: the user's tree as it is.
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", src.display()))
+            .arg(root)
+            .status()
+    } else {
+        Command::new("tar")
+            .arg("-xaf")
+            .arg(src)
+            .arg("-C")
+            .arg(root)
+            .arg("--no-same-owner")
+            .status()
+    };
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(ImageError::Rootfs {
+            path: src.to_path_buf(),
+            source: io::Error::other(format!("unpacking exited with {s}")),
+        }),
+        Err(source) => Err(ImageError::Rootfs {
+            path: src.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_is_parsed() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            parse_ldd(text),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+        assert_eq!(
+            parse_ldd("\tlibfoo.so => not found\n"),
+            vec![PathBuf::new()]
+        );
+    }
+
+    #[test]
+    fn a_dynamic_host_binary_brings_its_loader_and_libc() {
+        let files = closure(Path::new("/bin/ls")).unwrap();
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().contains("libc.so")),
+            "{files:?}"
+        );
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().contains("ld-linux")),
+            "{files:?}"
+        );
+        assert!(closure(Path::new("relative/ls")).is_err());
+        assert!(closure(Path::new("/nonexistent/bin")).is_err());
+    }
+}

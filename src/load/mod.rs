@@ -1,0 +1,4 @@
+//! Load generators run from the host against a ready instance, with identical settings on every
+//! backend.
+
+pub mod http;
