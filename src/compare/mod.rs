@@ -54,9 +54,16 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         Some(dir) => dir.clone(),
         None => PathBuf::from("reports").join(&run_id),
     };
+    // Checked before anything is measured: a run whose results cannot be written is bad input.
     std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create the results directory {}", out_dir.display()))
-        .map_err(Failure::run)?;
+        .and_then(|()| tempfile_probe(&out_dir))
+        .with_context(|| {
+            format!(
+                "cannot write to the results directory {} (choose a writable --output)",
+                out_dir.display()
+            )
+        })
+        .map_err(Failure::usage)?;
     if args.output.is_none() {
         point_latest_at(&out_dir);
     }
@@ -315,6 +322,12 @@ fn resolve_backends(
         );
     }
     Ok(kinds)
+}
+
+fn tempfile_probe(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(".cvm-write-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
 }
 
 /// `reports/latest` → the newest run directory (a relative symlink, replaced atomically).

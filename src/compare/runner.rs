@@ -184,7 +184,7 @@ impl Runner<'_> {
         } else {
             self.record_idle_memory(instance, iteration, phase)?;
             if self.scenario.load.is_some() {
-                if let Err(msg) = self.run_load(instance, iteration, phase)? {
+                if let Err(msg) = self.run_load(instance, &mut timeline, iteration, phase)? {
                     return Ok(Err(msg));
                 }
             }
@@ -237,6 +237,7 @@ impl Runner<'_> {
     fn run_load(
         &mut self,
         instance: &dyn Instance,
+        timeline: &mut startup::Timeline,
         iteration: u32,
         phase: Phase,
     ) -> Result<RunOutcome, Failure> {
@@ -284,6 +285,13 @@ impl Runner<'_> {
             done.store(true, Ordering::SeqCst);
             (result, sampler.join().unwrap_or(0))
         });
+        // A server that died under load makes the figures meaningless: fail before recording.
+        startup::drain(instance, timeline);
+        if let Some((exit, _)) = timeline.exit {
+            return Ok(Err(format!(
+                "the workload ended with {exit} during the load phase"
+            )));
+        }
         let r = match result {
             Ok(r) => r,
             Err(e) => return Ok(Err(format!("load phase: {e}"))),

@@ -112,7 +112,8 @@ async fn drive(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, Loa
             addr: load.addr,
             source,
         })?;
-    let stop = Arc::new(AtomicBool::new(stop.load(Ordering::SeqCst)));
+    // The tasks need an owned flag; the caller's (set by SIGINT) is relayed into it below.
+    let local_stop = Arc::new(AtomicBool::new(stop.load(Ordering::SeqCst)));
     let start = Instant::now();
     let deadline = start + load.duration;
     let mut tasks = Vec::new();
@@ -121,8 +122,15 @@ async fn drive(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, Loa
             load.addr,
             load.path.clone(),
             deadline,
-            Arc::clone(&stop),
+            Arc::clone(&local_stop),
         )));
+    }
+    while Instant::now() < deadline && !tasks.iter().all(|t| t.is_finished()) {
+        if stop.load(Ordering::SeqCst) {
+            local_stop.store(true, Ordering::SeqCst);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut hist = new_histogram();
     let (mut requests, mut errors, mut first) = (0, 0, None);

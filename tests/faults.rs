@@ -1,0 +1,189 @@
+//! Faults on the native backend: a crash under load, SIGINT/SIGTERM while launching and while
+//! measuring, an unwritable output directory. Each must end with the documented exit code, the
+//! samples measured so far intact, and nothing of the run left on the host.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cvm, cvm_cmd, stderr};
+
+fn scenario(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("s.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn web(port: u16, duration: u32) -> String {
+    format!(
+        "name = \"faulty\"\nruns = 3\nwarmup = 0\ntimeout_s = 20\n[workload]\napplet = \"http\"\nargs = [\"--port\", \"{port}\"]\n\
+         [readiness]\nkind = \"http\"\nport = {port}\n[load]\nkind = \"http\"\nduration_s = {duration}\nconnections = 2\n"
+    )
+}
+
+fn start(scenario: &Path, out: &Path) -> Child {
+    cvm_cmd()
+        .args([
+            "compare",
+            "--no-progress",
+            "--backends",
+            "native",
+            "--scenario",
+        ])
+        .arg(scenario)
+        .arg("--output")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// PIDs of processes whose command line contains `needle` (the unique port of the test).
+fn pids_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn samples(out: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(out.join("samples.csv")).unwrap();
+    r.records()
+        .map(|r| r.expect("samples.csv must stay parseable"))
+        .collect()
+}
+
+fn status(out: &Path) -> String {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    meta["status"].as_str().unwrap().to_string()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // The test started this cvm; it signals that PID only.
+    assert_eq!(
+        std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn sigint_during_load_keeps_samples_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = "18091";
+    let s = scenario(dir.path(), &web(18091, 30));
+    let out = dir.path().join("out");
+    let child = start(&s, &out);
+    // Ready and under load: the first run's ready_latency is on disk.
+    wait_for("the first sample", || {
+        std::fs::read_to_string(out.join("samples.csv")).is_ok_and(|t| t.contains("ready_latency"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, 2);
+    let result = child.wait_with_output().unwrap();
+    assert_eq!(result.status.code(), Some(130), "{}", stderr(&result));
+    assert!(samples(&out).iter().any(|r| &r[5] == "ready_latency"));
+    assert_eq!(status(&out), "interrupted");
+    assert!(
+        pids_with(&format!("--port {port}")).is_empty(),
+        "the workload outlived cvm"
+    );
+}
+
+#[test]
+fn sigterm_while_waiting_for_readiness_exits_130_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        // The sleep's unusual length tags its process for this test.
+        "name = \"stuck\"\nruns = 2\nwarmup = 0\ntimeout_s = 60\n[workload]\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 1017\"]\n",
+    );
+    let out = dir.path().join("out");
+    let child = start(&s, &out);
+    wait_for("the workload to start", || {
+        !pids_with("sleep 1017").is_empty()
+    });
+    signal(&child, 15);
+    let result = child.wait_with_output().unwrap();
+    assert_eq!(result.status.code(), Some(130), "{}", stderr(&result));
+    assert_eq!(status(&out), "interrupted");
+    wait_for("the workload to be gone", || {
+        pids_with("sleep 1017").is_empty()
+    });
+}
+
+#[test]
+fn a_workload_killed_under_load_is_a_failed_run_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = "18092";
+    let s = scenario(dir.path(), &web(18092, 2));
+    let out = dir.path().join("out");
+    let child = start(&s, &out);
+    wait_for("the first sample", || {
+        std::fs::read_to_string(out.join("samples.csv")).is_ok_and(|t| t.contains("ready_latency"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for pid in pids_with(&format!("http --port {port}")) {
+        // A crash of the workload cvm started for this test (SIGKILL, as the OOM killer would).
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    let result = child.wait_with_output().unwrap();
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    let rows = samples(&out);
+    assert_eq!(
+        rows.iter().filter(|r| &r[5] == "run_failed").count(),
+        1,
+        "{}",
+        stderr(&result)
+    );
+    // The other runs completed with their load figures.
+    assert_eq!(rows.iter().filter(|r| &r[5] == "http_rps").count(), 2);
+    assert!(pids_with(&format!("--port {port}")).is_empty());
+}
+
+#[test]
+fn an_unwritable_output_directory_is_bad_input() {
+    let out = cvm(&[
+        "compare",
+        "--scenario",
+        "startup",
+        "--backends",
+        "native",
+        "--output",
+        "/dev/null/results",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/dev/null/results"),
+        "{}",
+        stderr(&out)
+    );
+}
