@@ -53,7 +53,7 @@ fn parse_ldd(text: &str) -> Vec<PathBuf> {
                 return Some(PathBuf::new());
             }
             let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.trim().split_whitespace().next()?,
+                Some((_, rest)) => rest.split_whitespace().next()?,
                 None => line.split_whitespace().next()?, // the loader: "/lib64/ld-linux... (0x..)"
             };
             path.starts_with('/').then(|| PathBuf::from(path))

@@ -52,6 +52,13 @@ fn output_tail(lines: &[String]) -> String {
     }
 }
 
+/// The order phase points occur in, for display (unknown names sort last).
+pub const PHASE_ORDER: &[&str] = &["spawn", "kernel", "init", "workload", "ready"];
+
+pub fn phase_rank(name: &str) -> usize {
+    PHASE_ORDER.iter().position(|p| *p == name).unwrap_or(PHASE_ORDER.len())
+}
+
 /// What was observed up to readiness (and, with [`finish`], up to exit).
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
@@ -209,15 +216,13 @@ pub fn wait_ready(
                     return Ok(timeline);
                 }
             }
-            (Readiness::Tcp { .. }, Some(addr)) => {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                    return Ok(mark_ready(timeline, zero));
-                }
+            (Readiness::Tcp { .. }, Some(addr))
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() =>
+            {
+                return Ok(mark_ready(timeline, zero));
             }
-            (Readiness::Http { path, .. }, Some(addr)) => {
-                if http_probe(addr, path) {
-                    return Ok(mark_ready(timeline, zero));
-                }
+            (Readiness::Http { path, .. }, Some(addr)) if http_probe(addr, path) => {
+                return Ok(mark_ready(timeline, zero));
             }
             _ => {}
         }

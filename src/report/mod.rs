@@ -1,8 +1,12 @@
 //! Reports, rendered from a results directory alone (`run.json` + `samples.csv`): the summary
-//! (`summary.json`), the terminal table and the Markdown export. Nothing here touches a backend,
+//! (`summary.json`), the terminal table, the Markdown export, and `index.html` with its charts
+//! and the measured stack diagram (PNG and SVG under `charts/`). Nothing here touches a backend,
 //! so `cvm report DIR` re-renders any past run.
 
+pub mod charts;
+pub mod html;
 pub mod markdown;
+pub mod stack;
 pub mod terminal;
 
 use std::path::Path;
@@ -15,9 +19,14 @@ pub enum ReportError {
     NotResults { dir: String, file: &'static str },
     #[error(transparent)]
     Results(#[from] results::ResultsError),
+    #[error(transparent)]
+    Chart(#[from] charts::ChartError),
+    #[error(transparent)]
+    Html(#[from] html::HtmlError),
 }
 
-/// Recomputes `summary.json` (and the report files) in `dir` from its raw samples.
+/// Recomputes `summary.json` and the report files (`summary.md`, `index.html`, `charts/`) in
+/// `dir` from its raw samples.
 pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
     for file in [results::META_FILE, results::SAMPLES_FILE] {
         if !dir.join(file).is_file() {
@@ -37,6 +46,14 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
             source,
         }
     })?;
+    let charts_dir = dir.join(html::CHARTS_DIR);
+    let rendered = charts::render_all(&charts::plan(&summary, &rows), &charts_dir)?;
+    let stack_svg = charts::render(
+        &stack::StackDiagram::new(&summary),
+        &charts_dir,
+        html::STACK_CHART,
+    )?;
+    html::write(dir, &html::page(&meta, &summary, &stack_svg, &rendered))?;
     Ok(summary)
 }
 

@@ -89,12 +89,27 @@ pub fn table(s: &RunSummary) -> String {
                 outlier_n(m),
             ]);
         }
-        let phases: Vec<String> = b
+        let mut phases: Vec<(&str, &MetricSummary)> = b
             .metrics
             .iter()
             .filter_map(|(m, v)| m.strip_prefix("phase.").map(|p| (p, v)))
+            .collect();
+        phases.sort_by_key(|(p, _)| crate::measure::startup::phase_rank(p));
+        let phases: Vec<String> = phases
+            .iter()
             .map(|(p, v)| format!("{p} {}", format_value(v.stats.median, &v.unit)))
             .collect();
+        if let (Some(r), Some(f)) = (
+            b.metrics.get("ready_latency"),
+            b.metrics.get("launch_floor"),
+        ) {
+            notes.push(format!(
+                "{name}: ready_latency is {:.2}x the bare fork+exec floor ({} vs {})",
+                r.stats.median / f.stats.median,
+                format_value(r.stats.median, "s"),
+                format_value(f.stats.median, "s")
+            ));
+        }
         if !phases.is_empty() {
             notes.push(format!("{name} phases (medians): {}", phases.join(", ")));
         }

@@ -162,7 +162,8 @@ mod tests {
         drop(w);
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("garbage\n");
-        text.push_str(&text.lines().nth(1).unwrap().to_string());
+        let first_row = text.lines().nth(1).unwrap().to_string();
+        text.push_str(&first_row);
         text.push('\n');
         std::fs::write(&path, text).unwrap();
         assert!(read_samples(&path).is_err());

@@ -1,0 +1,441 @@
+//! `index.html`: the report people open. Self-contained — inline CSS, the stack diagram and the
+//! charts as inline SVG, relative links to the raw files — so it opens from a laptop with no
+//! network, and a Content-Security-Policy forbids any fetch or script should anything slip in.
+//!
+//! Every string that comes from a scenario, the environment, a backend's configuration or the
+//! samples goes through [`escape`]; the SVG comes from plotters, which escapes its text itself.
+//! Section ids (`environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
+//! readers link to them.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use super::charts::Rendered;
+use super::format_value;
+use crate::backend::{Availability, Stack};
+use crate::results::{MetricSummary, RunMeta, RunSummary};
+
+pub const INDEX_FILE: &str = "index.html";
+/// Where chart files go, relative to the results directory.
+pub const CHARTS_DIR: &str = "charts";
+pub const STACK_CHART: &str = "stack";
+
+#[derive(Debug, thiserror::Error)]
+pub enum HtmlError {
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Escapes text for HTML element content and quoted attribute values alike.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// VM backends whose configuration says they ran under TCG emulation, with their accelerator.
+pub fn tcg_backends(s: &RunSummary) -> Vec<String> {
+    s.backends
+        .iter()
+        .filter(|b| b.info.stack == Stack::Vm)
+        .filter(|b| {
+            b.info
+                .config
+                .get("accel")
+                .is_some_and(|a| a.trim().to_ascii_lowercase().starts_with("tcg"))
+        })
+        .map(|b| b.info.backend.clone())
+        .collect()
+}
+
+/// Metrics shown first in the summary table, in this order; the rest alphabetically, phases
+/// last.
+const LEADING: &[&str] = &[
+    "ready_latency",
+    "launch_floor",
+    "teardown_latency",
+    "memory_pss",
+    "memory_pss_peak",
+    "memory_overhead",
+    "memory_host_delta",
+    "disk_footprint",
+    "http_rps",
+    "http_latency_p50",
+    "http_latency_p90",
+    "http_latency_p99",
+    "http_latency_max",
+];
+
+fn metric_rank(m: &str) -> (usize, &str) {
+    let rank = LEADING
+        .iter()
+        .position(|l| *l == m)
+        .unwrap_or(if m.starts_with("phase.") {
+            LEADING.len() + 1
+        } else {
+            LEADING.len()
+        });
+    (rank, m)
+}
+
+const STYLE: &str = r#"
+:root { --ink:#222; --muted:#666; --line:#ddd; --bg:#fafafa; --warn:#fff4e5; --warnline:#e8a13a; }
+* { box-sizing: border-box; }
+body { font-family: "DejaVu Sans", system-ui, sans-serif; color: var(--ink); margin: 0;
+       line-height: 1.45; background: #fff; }
+main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 60px; }
+h1 { font-size: 1.7em; margin: 0 0 4px; }
+h2 { font-size: 1.3em; margin: 36px 0 10px; border-bottom: 2px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 1.05em; margin: 22px 0 6px; }
+.sub { color: var(--muted); margin: 0 0 6px; }
+nav a { margin-right: 14px; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
+th { background: var(--bg); }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+dl.kv { display: grid; grid-template-columns: max-content minmax(0, 1fr) max-content minmax(0, 1fr);
+         gap: 3px 14px; font-size: 0.9em; margin: 8px 0; }
+dl.kv dt { font-weight: bold; background: var(--bg); padding: 2px 8px; }
+dl.kv dd { margin: 0; padding: 2px 0; overflow-wrap: anywhere; }
+details { margin: 10px 0; }
+summary { cursor: pointer; color: #1a4f8a; }
+code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.92em; }
+.warning { background: var(--warn); border: 2px solid var(--warnline); border-radius: 6px;
+           padding: 12px 16px; margin: 12px 0; font-weight: bold; }
+.warning p { font-weight: normal; margin: 6px 0 0; }
+.unavailable { color: #8a3b12; }
+figure { margin: 14px 0 30px; }
+figure svg, .stack svg { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
+figcaption { color: var(--muted); font-size: 0.9em; margin-top: 6px; }
+footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; }
+"#;
+
+/// The whole page.
+pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]) -> String {
+    let mut o = String::new();
+    let title = format!("cvm report: {}", s.scenario);
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         style-src 'unsafe-inline'; img-src 'self' data:\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
+        escape(&title)
+    );
+    let _ = writeln!(
+        o,
+        "<header id=\"top\">\n<h1>{}</h1>\n<p class=\"sub\">{}</p>\n\
+         <p class=\"sub\">Run <code>{}</code> · status {} · {} measured runs after {} warm-up per backend</p>\n\
+         <nav><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
+         <a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#files\">Files</a></nav>\n</header>",
+        escape(&title),
+        escape(&s.description),
+        escape(&s.run_id),
+        escape(&s.status),
+        s.runs,
+        s.warmup
+    );
+    environment(&mut o, meta, s);
+    let _ = writeln!(
+        o,
+        "<section id=\"stack\">\n<h2>Virtual machine vs container vs native, measured</h2>\n\
+         <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">Each column is filled from \
+         one backend (the first of its kind in this run). Disk: bytes per layer, hard links counted \
+         once. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
+         the rest to the app. Startup: the medians of the phases a layer performs \
+         (<code>phase.spawn</code> → runtime or hypervisor; <code>phase.kernel</code>, and in a VM \
+         <code>phase.init</code> → guest OS; <code>phase.workload</code> → binaries/libraries; \
+         <code>phase.ready</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
+         and <a href=\"{CHARTS_DIR}/{STACK_CHART}.svg\">SVG</a>.</p>\n</section>"
+    );
+    summary_table(&mut o, s);
+    let _ = writeln!(o, "<section id=\"charts\">\n<h2>Charts</h2>");
+    if charts.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p>No backend recorded a metric that can be charted.</p>"
+        );
+    }
+    for c in charts {
+        let _ = writeln!(
+            o,
+            "<figure id=\"chart-{id}\">\n<h3>{title}</h3>\n{svg}\n<figcaption>{caption} \
+             <a href=\"{CHARTS_DIR}/{id}.png\">PNG</a> · <a href=\"{CHARTS_DIR}/{id}.svg\">SVG</a>\
+             </figcaption>\n</figure>",
+            id = escape(c.id),
+            title = escape(&c.title),
+            svg = c.svg,
+            caption = escape(&c.caption),
+        );
+    }
+    let _ = writeln!(o, "</section>");
+    files(&mut o, charts);
+    let _ = writeln!(
+        o,
+        "<footer>Generated by cvm {} ({}) from <code>run.json</code> and <code>samples.csv</code>; \
+         <code>cvm report DIR</code> re-renders it.</footer>\n</main>\n</body>\n</html>",
+        escape(&s.environment.cvm_version),
+        escape(&s.environment.git_sha)
+    );
+    o
+}
+
+fn kv(o: &mut String, k: &str, v: &str) {
+    let _ = writeln!(o, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(v));
+}
+
+fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
+    let env = &s.environment;
+    let _ = writeln!(o, "<section id=\"environment\">\n<h2>Environment</h2>");
+    let tcg = tcg_backends(s);
+    if !tcg.is_empty() {
+        let _ = writeln!(
+            o,
+            "<div class=\"warning\" id=\"tcg-warning\">VM figures come from TCG emulation, not \
+             hardware virtualisation.<p>Backends {} ran with <code>accel=tcg</code>: QEMU \
+             translated every guest instruction in software, so their startup and throughput are \
+             far slower than the same guest under KVM. Compare them with each other, not with \
+             containers on equal terms.</p></div>",
+            escape(&tcg.join(", "))
+        );
+    }
+    let _ = writeln!(o, "<dl class=\"kv\">");
+    kv(o, "Host", &env.host);
+    kv(o, "OS", &env.os);
+    kv(o, "Kernel", &env.kernel);
+    kv(o, "CPU", &env.cpu_model);
+    kv(o, "Cores", &env.ncpu.to_string());
+    kv(o, "Memory", &format_value(env.mem_total as f64, "B"));
+    kv(o, "cgroup", &env.cgroup);
+    kv(o, "Root", if env.root { "yes" } else { "no" });
+    let accels: Vec<String> = s
+        .backends
+        .iter()
+        .filter(|b| b.info.stack == Stack::Vm)
+        .map(|b| {
+            let a = b.info.config.get("accel").map_or("unknown", String::as_str);
+            format!("{}: {a}", b.info.backend)
+        })
+        .collect();
+    kv(
+        o,
+        "Accelerator",
+        &if accels.is_empty() {
+            "no VM backend in this run".to_string()
+        } else {
+            accels.join(", ")
+        },
+    );
+    for (tool, version) in &env.tools {
+        kv(o, &format!("{tool} version"), version);
+    }
+    kv(o, "cvm version", &env.cvm_version);
+    kv(o, "git sha", &env.git_sha);
+    kv(o, "Started", &meta.started);
+    kv(
+        o,
+        "Finished",
+        meta.finished.as_deref().unwrap_or("(not finished)"),
+    );
+    kv(o, "Timeout per run", &format!("{} s", meta.timeout_s));
+    if let Some(load) = &meta.load {
+        let settings: Vec<String> = load.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        kv(o, "HTTP load", &settings.join(", "));
+    }
+    let _ = writeln!(o, "</dl>\n<h3>Backends as configured</h3>\n<table>");
+    let _ = writeln!(
+        o,
+        "<tr><th>backend</th><th>stack</th><th>status</th><th>configuration</th></tr>"
+    );
+    for b in &s.backends {
+        let status = match (&b.info.availability, &b.info.error) {
+            (Availability::Unavailable { reason, .. }, _) => format!("unavailable: {reason}"),
+            (_, Some(e)) => format!("failed: {e}"),
+            _ if b.failed_runs > 0 => format!("ran ({} runs failed)", b.failed_runs),
+            _ => "ran".to_string(),
+        };
+        let config: Vec<String> = b
+            .info
+            .config
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(&b.info.backend),
+            stack_name(b.info.stack),
+            escape(&status),
+            escape(&config.join("; "))
+        );
+    }
+    let _ = writeln!(o, "</table>\n</section>");
+}
+
+fn stack_name(s: Stack) -> &'static str {
+    match s {
+        Stack::Native => "native",
+        Stack::Container => "container",
+        Stack::Vm => "vm",
+    }
+}
+
+fn ratio(m: &MetricSummary) -> String {
+    m.ratio_to_native.map_or_else(String::new, |r| {
+        format!("{:.2}× [{:.2}, {:.2}]", r.point, r.lower, r.upper)
+    })
+}
+
+/// Detail metrics (phases, disk layers, density steps) go in a collapsed second table, so the
+/// headline table stays short enough to read.
+fn is_detail(metric: &str) -> bool {
+    ["phase.", "disk.", "density_"]
+        .iter()
+        .any(|p| metric.starts_with(p))
+}
+
+const TABLE_HEAD: &str = "<table>\n<tr><th>backend</th><th>metric</th><th>median</th>\
+    <th>95% CI</th><th>min – max</th><th>vs native</th><th>n</th></tr>";
+
+fn summary_table(o: &mut String, s: &RunSummary) {
+    let mut notes = Vec::new();
+    let (mut headline, mut detail) = (String::new(), String::new());
+    for b in &s.backends {
+        let name = escape(&b.info.backend);
+        match (&b.info.availability, &b.info.error) {
+            (Availability::Unavailable { reason, hint }, _) => {
+                notes.push(format!(
+                    "<li class=\"unavailable\"><strong>{name}</strong>: unavailable — {}. \
+                     Fix: {}</li>",
+                    escape(reason),
+                    escape(hint)
+                ));
+                continue;
+            }
+            (_, Some(err)) => notes.push(format!(
+                "<li class=\"unavailable\"><strong>{name}</strong>: failed — {}</li>",
+                escape(err)
+            )),
+            _ => {}
+        }
+        if b.failed_runs > 0 {
+            notes.push(format!(
+                "<li><strong>{name}</strong>: {} measured run(s) failed (see <code>note</code> \
+                 in samples.csv)</li>",
+                b.failed_runs
+            ));
+        }
+        let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();
+        metrics.sort_by_key(|(m, _)| metric_rank(m));
+        for (metric, m) in metrics {
+            let st = &m.stats;
+            let outliers = st.outliers.low + st.outliers.high;
+            let n = if outliers > 0 {
+                format!("{} ({outliers} outliers)", st.n)
+            } else {
+                st.n.to_string()
+            };
+            let target = if is_detail(metric) {
+                &mut detail
+            } else {
+                &mut headline
+            };
+            let _ = writeln!(
+                target,
+                "<tr><td>{name}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{} – {}</td><td class=\"num\">{} – {}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                escape(metric),
+                escape(&format_value(st.median, &m.unit)),
+                escape(&format_value(st.median_ci.lower, &m.unit)),
+                escape(&format_value(st.median_ci.upper, &m.unit)),
+                escape(&format_value(st.min, &m.unit)),
+                escape(&format_value(st.max, &m.unit)),
+                escape(&ratio(m)),
+                escape(&n)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "<section id=\"summary\">\n<h2>Summary</h2>\n<p class=\"sub\">Medians of the measured \
+         runs with their 95% bootstrap confidence interval; \"vs native\" is the ratio of medians \
+         with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
+    );
+    if headline.is_empty() {
+        let _ = writeln!(o, "<p>No backend recorded a measurement.</p>");
+    } else {
+        let _ = writeln!(o, "{TABLE_HEAD}\n{headline}</table>");
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(o, "<ul id=\"backend-notes\">\n{}\n</ul>", notes.join("\n"));
+    }
+    if !detail.is_empty() {
+        let _ = writeln!(
+            o,
+            "<details id=\"summary-detail\">\n<summary>Startup phases, disk layers and density \
+             steps</summary>\n{TABLE_HEAD}\n{detail}</table>\n</details>"
+        );
+    }
+    let _ = writeln!(o, "</section>");
+}
+
+fn files(o: &mut String, charts: &[Rendered]) {
+    let _ = writeln!(
+        o,
+        "<section id=\"files\">\n<h2>Files</h2>\n<ul>\n\
+         <li><a href=\"samples.csv\">samples.csv</a>: every sample, one tidy row each (SI units)</li>\n\
+         <li><a href=\"summary.json\">summary.json</a>: statistics per backend and metric</li>\n\
+         <li><a href=\"run.json\">run.json</a>: environment, scenario and backend configuration</li>\n\
+         <li><a href=\"summary.md\">summary.md</a>: the summary table in Markdown</li>\n\
+         <li>Charts: <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">{STACK_CHART}.png</a>{}</li>\n</ul>\n</section>",
+        charts
+            .iter()
+            .map(|c| format!(
+                ", <a href=\"{CHARTS_DIR}/{id}.png\">{id}.png</a>",
+                id = escape(c.id)
+            ))
+            .collect::<String>()
+    );
+}
+
+/// Writes `index.html` into `dir`.
+pub fn write(dir: &Path, html: &str) -> Result<(), HtmlError> {
+    let path = dir.join(INDEX_FILE);
+    std::fs::write(&path, html).map_err(|source| HtmlError::Write { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup_in_text_and_attributes() {
+        assert_eq!(
+            escape(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+        assert_eq!(escape("plain µs"), "plain µs");
+    }
+
+    #[test]
+    fn phases_sort_after_headline_metrics() {
+        let mut m = vec!["phase.spawn", "zeta", "memory_pss", "ready_latency"];
+        m.sort_by_key(|m| metric_rank(m));
+        assert_eq!(m, ["ready_latency", "memory_pss", "zeta", "phase.spawn"]);
+    }
+}

@@ -1,0 +1,557 @@
+//! The HTML report, rendered from a synthetic results directory written through cvm's own
+//! writers: every section and chart file is there, hostile scenario text appears only escaped,
+//! and a real browser (headless Chromium) renders a page with the expected sections that is
+//! not blank.
+//!
+//! Set `CVM_KEEP_REPORT=DIR` to keep a copy of each test's report (`DIR/<test>/`) for looking at.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cvm::backend::{Availability, Stack};
+use cvm::results::{
+    BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter, ScenarioRecord, META_FILE,
+    SAMPLES_FILE,
+};
+
+const HOSTILE_NAME: &str = "<script>alert(1)</script>";
+const HOSTILE_DESCRIPTION: &str = "<img src=x onerror=alert(1)> & \"quotes\"";
+
+fn environment() -> Environment {
+    Environment {
+        host: "refhost".into(),
+        kernel: "6.1.0-test-amd64".into(),
+        os: "Linux (Debian GNU/Linux 12)".into(),
+        cpu_model: "Intel(R) Xeon(R) Processor".into(),
+        ncpu: 2,
+        mem_total: 24 << 30,
+        cgroup: "hybrid (v1 controllers)".into(),
+        root: true,
+        cvm_version: "0.1.0".into(),
+        git_sha: "abc1234".into(),
+        tools: BTreeMap::from([
+            ("qemu".to_string(), "7.2.22".to_string()),
+            ("runc".to_string(), "1.1.5".to_string()),
+        ]),
+    }
+}
+
+fn info(name: &str, stack: Stack, config: &[(&str, &str)]) -> BackendInfo {
+    BackendInfo {
+        backend: name.into(),
+        stack,
+        availability: Availability::Available,
+        error: None,
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Per backend: (stack, ready seconds, phases, PSS, overhead, disk layers, rps, p50).
+struct Profile {
+    name: &'static str,
+    phases: &'static [(&'static str, f64)],
+    pss: f64,
+    overhead: Option<f64>,
+    disk: &'static [(&'static str, f64)],
+    rps: f64,
+    p50: f64,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+const PROFILES: &[Profile] = &[
+    Profile {
+        name: "native",
+        phases: &[("spawn", 0.0011), ("ready", 0.0009)],
+        pss: 2.1 * MIB,
+        overhead: None,
+        disk: &[("app", 1.2 * MIB), ("libs", 1.1 * MIB)],
+        rps: 21000.0,
+        p50: 0.00009,
+    },
+    Profile {
+        name: "container",
+        phases: &[
+            ("spawn", 0.0012),
+            ("init", 0.0018),
+            ("workload", 0.0004),
+            ("ready", 0.0009),
+        ],
+        pss: 3.0 * MIB,
+        overhead: Some(0.9 * MIB),
+        disk: &[
+            ("app", 1.2 * MIB),
+            ("libs", 1.1 * MIB),
+            ("runtime", 9.5 * MIB),
+        ],
+        rps: 19500.0,
+        p50: 0.0001,
+    },
+    Profile {
+        name: "runc",
+        phases: &[
+            ("spawn", 0.002),
+            ("init", 0.019),
+            ("workload", 0.0005),
+            ("ready", 0.001),
+        ],
+        pss: 9.0 * MIB,
+        overhead: Some(6.9 * MIB),
+        disk: &[
+            ("app", 1.2 * MIB),
+            ("libs", 1.1 * MIB),
+            ("runtime", 11.0 * MIB),
+        ],
+        rps: 19000.0,
+        p50: 0.0001,
+    },
+    Profile {
+        name: "docker",
+        phases: &[
+            ("spawn", 0.004),
+            ("init", 0.2),
+            ("workload", 0.0005),
+            ("ready", 0.001),
+        ],
+        pss: 40.0 * MIB,
+        overhead: Some(37.9 * MIB),
+        disk: &[
+            ("app", 1.2 * MIB),
+            ("libs", 1.1 * MIB),
+            ("runtime", 120.0 * MIB),
+        ],
+        rps: 15000.0,
+        p50: 0.00015,
+    },
+    Profile {
+        name: "vm",
+        phases: &[
+            ("spawn", 0.03),
+            ("kernel", 0.45),
+            ("init", 0.95),
+            ("workload", 0.04),
+            ("ready", 0.05),
+        ],
+        pss: 160.0 * MIB,
+        overhead: Some(157.9 * MIB),
+        disk: &[
+            ("app", 1.2 * MIB),
+            ("libs", 1.1 * MIB),
+            ("guest_os", 66.0 * MIB),
+            ("hypervisor", 28.0 * MIB),
+        ],
+        rps: 2100.0,
+        p50: 0.0012,
+    },
+    Profile {
+        name: "vm-classic",
+        phases: &[
+            ("spawn", 0.03),
+            ("kernel", 2.1),
+            ("init", 1.9),
+            ("workload", 0.05),
+            ("ready", 0.06),
+        ],
+        pss: 190.0 * MIB,
+        overhead: Some(187.9 * MIB),
+        disk: &[
+            ("app", 1.2 * MIB),
+            ("libs", 1.1 * MIB),
+            ("guest_os", 75.0 * MIB),
+            ("hypervisor", 31.0 * MIB),
+        ],
+        rps: 1900.0,
+        p50: 0.0014,
+    },
+];
+
+fn stack_of(name: &str) -> Stack {
+    match name {
+        "native" => Stack::Native,
+        "vm" | "vm-classic" => Stack::Vm,
+        _ => Stack::Container,
+    }
+}
+
+/// Writes run.json and samples.csv for a web-like run of every backend, crun unavailable.
+fn write_results(dir: &Path, name: &str, description: &str) {
+    let env = environment();
+    let mut backends: Vec<BackendInfo> = PROFILES
+        .iter()
+        .map(|p| {
+            let stack = stack_of(p.name);
+            let config: &[(&str, &str)] = match stack {
+                Stack::Vm => &[("accel", "tcg"), ("machine", "microvm")],
+                Stack::Container => &[("cgroup", "v1")],
+                Stack::Native => &[("isolation", "none (host process)")],
+            };
+            info(p.name, stack, config)
+        })
+        .collect();
+    let mut crun = info("crun", Stack::Container, &[]);
+    crun.availability = Availability::unavailable(
+        "cgroups in hybrid mode not supported",
+        "boot with systemd.unified_cgroup_hierarchy=1",
+    );
+    backends.insert(3, crun);
+    let meta = RunMeta {
+        run_id: "20260101T000000-web".into(),
+        started: "2026-01-01T00:00:00Z".into(),
+        finished: Some("2026-01-01T00:03:00Z".into()),
+        status: "done".into(),
+        scenario: ScenarioRecord {
+            name: name.into(),
+            description: description.into(),
+            definition: serde_json::json!({ "name": name }),
+        },
+        runs: 12,
+        warmup: 2,
+        timeout_s: 60.0,
+        environment: env.clone(),
+        backends: backends.clone(),
+        load: Some(BTreeMap::from([(
+            "connections".to_string(),
+            "4".to_string(),
+        )])),
+    };
+    meta.write(&dir.join(META_FILE)).unwrap();
+
+    let mut w = SampleWriter::create(&dir.join(SAMPLES_FILE)).unwrap();
+    for p in PROFILES {
+        let b = backends.iter().find(|b| b.backend == p.name).unwrap();
+        let config: Vec<String> = b.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let template = SampleRow {
+            run_id: meta.run_id.clone(),
+            scenario: name.into(),
+            backend: p.name.into(),
+            iteration: 0,
+            phase: Phase::Measure,
+            metric: String::new(),
+            value: 0.0,
+            unit: String::new(),
+            host: env.host.clone(),
+            kernel: env.kernel.clone(),
+            cpu_model: env.cpu_model.clone(),
+            ncpu: env.ncpu,
+            mem_total: env.mem_total,
+            accel: b.config.get("accel").cloned().unwrap_or_default(),
+            qemu_version: "7.2.22".into(),
+            cvm_version: env.cvm_version.clone(),
+            git_sha: env.git_sha.clone(),
+            config: config.join(";"),
+            note: String::new(),
+        };
+        for iteration in 0..14u32 {
+            let phase = if iteration < 2 {
+                Phase::Warmup
+            } else {
+                Phase::Measure
+            };
+            // Deterministic spread of about ±15% with one slow run per backend.
+            let jitter = 1.0 + ((f64::from(iteration) * 0.618).fract() - 0.5) * 0.3;
+            let jitter = if iteration == 7 { jitter * 1.8 } else { jitter };
+            let mut sample = |metric: &str, value: f64, unit: &str| {
+                w.write(&SampleRow {
+                    iteration,
+                    phase,
+                    metric: metric.into(),
+                    value,
+                    unit: unit.into(),
+                    ..template.clone()
+                })
+                .unwrap();
+            };
+            let mut ready = 0.0;
+            for (ph, v) in p.phases {
+                sample(&format!("phase.{ph}"), v * jitter, "s");
+                ready += v * jitter;
+            }
+            sample("ready_latency", ready, "s");
+            sample("memory_pss", p.pss * (1.0 + (jitter - 1.0) * 0.05), "B");
+            if let Some(o) = p.overhead {
+                sample("memory_overhead", o * (1.0 + (jitter - 1.0) * 0.05), "B");
+            }
+            let mut total = 0.0;
+            for (layer, v) in p.disk {
+                sample(&format!("disk.{layer}"), *v, "B");
+                total += v;
+            }
+            sample("disk_footprint", total, "B");
+            sample("http_rps", p.rps / jitter, "1/s");
+            for (q, f) in [("p50", 1.0), ("p90", 1.6), ("p99", 3.5), ("max", 9.0)] {
+                sample(&format!("http_latency_{q}"), p.p50 * f * jitter, "s");
+            }
+        }
+        // Density: per-instance PSS with `iteration` = instances running (compare/density.rs).
+        if matches!(p.name, "container" | "vm") {
+            for run in 0..3u32 {
+                for n in 1..=8u32 {
+                    let per = p.pss * (1.0 + 0.3 / f64::from(n)) * (1.0 + f64::from(run) * 0.01);
+                    let mut row = template.clone();
+                    row.iteration = n;
+                    row.metric = "density_pss_per_instance".into();
+                    row.value = per;
+                    row.unit = "B".into();
+                    w.write(&row).unwrap();
+                }
+            }
+        }
+    }
+}
+
+fn render(test: &str, name: &str, description: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_results(dir.path(), name, description);
+    cvm::report::render_dir(dir.path()).expect("render_dir failed");
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    if let Ok(keep) = std::env::var("CVM_KEEP_REPORT") {
+        let keep = PathBuf::from(keep).join(test);
+        let _ = std::fs::remove_dir_all(&keep);
+        copy_dir(dir.path(), &keep);
+    }
+    (dir, html)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+const SECTIONS: &[&str] = &["environment", "summary", "stack", "charts", "files"];
+const CHARTS: &[&str] = &[
+    "startup",
+    "phases",
+    "memory",
+    "disk",
+    "http-rps",
+    "http-latency",
+    "density",
+    "stack",
+];
+
+#[test]
+fn a_report_has_every_section_and_chart_file() {
+    let (dir, html) = render("sections", "web", "HTTP server under load");
+    for id in SECTIONS {
+        assert!(
+            html.contains(&format!("<section id=\"{id}\">")),
+            "no section #{id}"
+        );
+    }
+    for chart in CHARTS {
+        for ext in ["png", "svg"] {
+            let f = dir.path().join("charts").join(format!("{chart}.{ext}"));
+            let len = std::fs::metadata(&f)
+                .unwrap_or_else(|_| panic!("{} missing", f.display()))
+                .len();
+            assert!(len > 1000, "{} is only {len} bytes", f.display());
+        }
+        if *chart != "stack" {
+            assert!(html.contains(&format!("id=\"chart-{chart}\"")), "{chart}");
+        }
+    }
+    // Inline SVG: the stack diagram plus every chart, and no network fetch anywhere.
+    assert_eq!(html.matches("<svg").count(), CHARTS.len());
+    for forbidden in ["http://", "https://", "<script", "<link", "src="] {
+        let hits: Vec<&str> = html
+            .match_indices(forbidden)
+            .map(|(i, _)| &html[i.saturating_sub(40)..(i + 60).min(html.len())])
+            .filter(|ctx| !ctx.contains("xmlns"))
+            .collect();
+        assert!(hits.is_empty(), "{forbidden} in index.html: {hits:?}");
+    }
+    assert!(html.contains("id=\"tcg-warning\""));
+    assert!(html.contains("VM figures come from TCG emulation, not hardware virtualisation"));
+    assert!(html.contains("cgroups in hybrid mode not supported"));
+    for file in ["samples.csv", "summary.json", "run.json"] {
+        assert!(html.contains(&format!("href=\"{file}\"")), "{file}");
+    }
+    assert!(dir.path().join("summary.md").is_file());
+    // The stack diagram names every layer of the three stacks.
+    for layer in [
+        "Guest OS",
+        "Hypervisor",
+        "Container runtime",
+        "Binaries/libraries",
+        "Host OS",
+        "Infrastructure",
+    ] {
+        assert!(html.contains(layer), "{layer}");
+    }
+}
+
+#[test]
+fn a_native_only_run_omits_charts_it_has_no_data_for_and_has_no_tcg_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    write_results(dir.path(), "startup", "native only");
+    // Keep only native's startup samples.
+    let path = dir.path().join(SAMPLES_FILE);
+    let rows: Vec<SampleRow> = cvm::results::read_samples(&path)
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.backend == "native" && (r.metric == "ready_latency" || r.metric.starts_with("phase."))
+        })
+        .collect();
+    let mut w = SampleWriter::create(&path).unwrap();
+    for r in &rows {
+        w.write(r).unwrap();
+    }
+    drop(w);
+    let mut meta = RunMeta::read(&dir.path().join(META_FILE)).unwrap();
+    meta.backends.retain(|b| b.backend == "native");
+    meta.write(&dir.path().join(META_FILE)).unwrap();
+    cvm::report::render_dir(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(html.contains("id=\"chart-startup\""));
+    assert!(html.contains("id=\"chart-phases\""));
+    for absent in ["memory", "disk", "http-rps", "http-latency", "density"] {
+        assert!(
+            !html.contains(&format!("id=\"chart-{absent}\"")),
+            "{absent}"
+        );
+        assert!(!dir.path().join(format!("charts/{absent}.png")).exists());
+    }
+    assert!(!html.contains("tcg-warning"));
+}
+
+#[test]
+fn a_run_where_nothing_could_run_still_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    write_results(dir.path(), "startup", "nothing available");
+    drop(SampleWriter::create(&dir.path().join(SAMPLES_FILE)).unwrap());
+    let mut meta = RunMeta::read(&dir.path().join(META_FILE)).unwrap();
+    meta.backends.retain(|b| b.backend == "crun");
+    meta.write(&dir.path().join(META_FILE)).unwrap();
+    cvm::report::render_dir(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    for id in SECTIONS {
+        assert!(html.contains(&format!("<section id=\"{id}\">")), "{id}");
+    }
+    assert!(html.contains("cgroups in hybrid mode not supported"));
+    assert!(!html.contains("id=\"chart-"));
+    assert!(dir.path().join("charts/stack.png").is_file());
+}
+
+#[test]
+fn hostile_scenario_text_appears_only_escaped() {
+    let (dir, html) = render("hostile", HOSTILE_NAME, HOSTILE_DESCRIPTION);
+    for raw in ["<script", "<img", "onerror=alert(1)>"] {
+        assert!(!html.contains(raw), "unescaped {raw:?} in index.html");
+    }
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quotes&quot;"));
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(!md.contains("<script"), "{md}");
+}
+
+/// Runs chromium with a hard deadline; returns stdout.
+fn chromium(args: &[&str], profile: &Path) -> String {
+    let mut child = Command::new("/usr/bin/chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start chromium");
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().unwrap()
+}
+
+#[test]
+fn the_report_renders_in_a_real_browser() {
+    if !common::host_has(
+        common::which("chromium") && Path::new("/usr/bin/chromium").exists(),
+        "headless Chromium (/usr/bin/chromium; scripts/setup.sh --test installs it)",
+    ) {
+        return;
+    }
+    let (dir, _) = render("browser", HOSTILE_NAME, HOSTILE_DESCRIPTION);
+    let url = format!("file://{}", dir.path().join("index.html").display());
+
+    let profile = tempfile::tempdir().unwrap();
+    let dom = chromium(&["--dump-dom", &url], profile.path());
+    for id in SECTIONS {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "DOM lacks #{id}");
+    }
+    assert!(dom.contains("id=\"tcg-warning\""));
+    assert!(
+        dom.matches("<svg").count() >= CHARTS.len(),
+        "inline SVG missing"
+    );
+    // The hostile name is text in the DOM, not an element.
+    assert!(!dom.contains("<script>alert(1)</script>"));
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    let shot = dir.path().join("screenshot.png");
+    let profile = tempfile::tempdir().unwrap();
+    chromium(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1400,3000",
+            &url,
+        ],
+        profile.path(),
+    );
+    let colours = distinct_colours(&shot);
+    assert!(
+        colours > 200,
+        "the screenshot looks blank: only {colours} distinct colours"
+    );
+    if let Ok(keep) = std::env::var("CVM_KEEP_REPORT") {
+        let _ = std::fs::copy(&shot, Path::new(&keep).join("browser/screenshot.png"));
+    }
+}
+
+fn distinct_colours(png_path: &Path) -> usize {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).expect("no screenshot written"),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    assert!(frame.width >= 1000 && frame.height >= 2000, "{frame:?}");
+    let channels = frame.color_type.samples();
+    let bytes = &buf[..frame.buffer_size()];
+    let colours: std::collections::HashSet<&[u8]> = bytes.chunks_exact(channels).collect();
+    colours.len()
+}
