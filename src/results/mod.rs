@@ -7,7 +7,7 @@ mod samples;
 mod summary;
 
 pub use meta::{BackendInfo, Environment, RunMeta, ScenarioRecord};
-pub use samples::{read_samples, Phase, SampleRow, SampleWriter};
+pub use samples::{parse_samples, read_samples, Phase, SampleRow, SampleWriter};
 pub use summary::{summarize, BackendSummary, MetricSummary, RunSummary, RUN_FAILED};
 
 use std::path::PathBuf;

@@ -85,23 +85,20 @@ impl SampleWriter {
 /// Reads every row of a `samples.csv`. A truncated last line (cvm killed mid-write) is skipped,
 /// any other bad row is an error naming the file.
 pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, ResultsError> {
-    let file = File::open(path).map_err(|source| ResultsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+    let file = File::open(path).map_err(|source| ResultsError::Read { path: path.to_path_buf(), source })?;
+    parse_samples(file).map_err(|source| ResultsError::ParseSample { path: path.to_path_buf(), source })
+}
+
+/// The reader behind [`read_samples`], for any byte source (and for fuzzing).
+pub fn parse_samples<R: std::io::Read>(source: R) -> Result<Vec<SampleRow>, csv::Error> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(source);
     let mut rows = Vec::new();
     let mut records = reader.deserialize::<SampleRow>().peekable();
     while let Some(record) = records.next() {
         match record {
             Ok(row) => rows.push(row),
             Err(_) if records.peek().is_none() => break,
-            Err(source) => {
-                return Err(ResultsError::ParseSample {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+            Err(e) => return Err(e),
         }
     }
     Ok(rows)

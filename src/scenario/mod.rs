@@ -5,8 +5,8 @@
 mod load;
 mod model;
 
-pub use load::{builtin_names, builtins, load, ScenarioError};
+pub use load::{builtin_names, builtins, load, parse, ScenarioError, APPLETS};
 pub use model::{
-    BackendKind, DensitySpec, ImageSpec, LoadKind, LoadSpec, NetworkMode, Readiness, Resources, Scenario,
-    Workload,
+    BackendKind, DensitySpec, ImageSpec, LoadKind, LoadSpec, NetworkMode, Readiness, Resources,
+    Scenario, Workload,
 };
