@@ -11,6 +11,7 @@ want=(
   busybox-static       # a shell and coreutils for the image, statically linked
   linux-image-amd64    # a guest kernel (the host's own kernel may be unreadable or absent)
   runc crun            # the OCI runtime backends
+  docker.io            # the docker backend; cvm never starts dockerd, tests start a private one
   iproute2             # veth pairs and network namespaces for the container backend
   e2fsprogs cpio xz-utils zstd file
   ca-certificates curl build-essential pkg-config
@@ -34,7 +35,15 @@ if ((${#missing[@]})); then
   apt-get update -qq
   # --no-install-recommends keeps out daemons (e.g. a default dockerd) that would rewrite the
   # host's network.
+  # docker.io's maintainer scripts would start a default dockerd, which rewrites the host's
+  # firewall and adds a bridge: forbid service starts during the install (policy-rc.d, exit 101).
+  guard=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ -n "$guard" ]]; then rm -f "$guard"; fi
 fi
 
 # Rust: the toolchain is expected to be present (rustup); say so plainly if it is not.

@@ -6,6 +6,7 @@
 //! metadata on disk) → [`stats`] (medians, intervals, outliers) → [`report`] (what people read).
 //! [`compare`] drives the pipeline; [`sys`] is the only place with `unsafe`.
 
+pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod compare;

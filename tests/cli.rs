@@ -17,30 +17,57 @@ fn scenario_syntax_error_exits_2_with_file_line_col() {
     let path = write_scenario(dir.path(), "name = \"x\"\n[workload\napplet = \"hello\"\n");
     let out = cvm(&["compare", "--scenario", &path]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("{path}:2:")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{path}:2:")),
+        "{}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("panicked"));
 }
 
 #[test]
 fn unknown_key_and_negative_runs_exit_2_with_position() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_scenario(dir.path(), "name = \"x\"\n[workload]\napplet = \"hello\"\nsurprise = 1\n");
+    let path = write_scenario(
+        dir.path(),
+        "name = \"x\"\n[workload]\napplet = \"hello\"\nsurprise = 1\n",
+    );
     let out = cvm(&["compare", "--scenario", &path]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains(&format!("{path}:4:1:")) && stderr(&out).contains("surprise"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{path}:4:1:")) && stderr(&out).contains("surprise"),
+        "{}",
+        stderr(&out)
+    );
 
-    let path = write_scenario(dir.path(), "name = \"x\"\nruns = -1\n[workload]\napplet = \"hello\"\n");
+    let path = write_scenario(
+        dir.path(),
+        "name = \"x\"\nruns = -1\n[workload]\napplet = \"hello\"\n",
+    );
     let out = cvm(&["compare", "--scenario", &path]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains(&format!("{path}:2:8:")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{path}:2:8:")),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn unknown_backend_exits_2_listing_the_valid_ones() {
-    let out = cvm(&["compare", "--scenario", "startup", "--backends", "native,lxd"]);
+    let out = cvm(&[
+        "compare",
+        "--scenario",
+        "startup",
+        "--backends",
+        "native,lxd",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("lxd") && err.contains("container") && err.contains("vm-classic"), "{err}");
+    assert!(
+        err.contains("lxd") && err.contains("container") && err.contains("vm-classic"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -55,8 +82,18 @@ fn missing_scenario_exits_2_listing_the_builtins() {
 
 #[test]
 fn bad_flags_exit_2() {
-    assert_eq!(cvm(&["compare", "--scenario", "startup", "--runs", "0"]).status.code(), Some(2));
-    assert_eq!(cvm(&["compare", "--scenario", "startup", "--timeout", "soon"]).status.code(), Some(2));
+    assert_eq!(
+        cvm(&["compare", "--scenario", "startup", "--runs", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        cvm(&["compare", "--scenario", "startup", "--timeout", "soon"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(cvm(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(cvm(&["report", "/nonexistent-dir"]).status.code(), Some(2));
     let help = cvm(&["compare", "--help"]);
@@ -78,7 +115,16 @@ fn doctor_reports_every_check() {
     let out = cvm(&["doctor"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for what in ["root", "cgroups", "QEMU", "guest kernel", "/dev/kvm", "runc", "crun", "backend native"] {
+    for what in [
+        "root",
+        "cgroups",
+        "QEMU",
+        "guest kernel",
+        "/dev/kvm",
+        "runc",
+        "crun",
+        "backend native",
+    ] {
         assert!(text.contains(what), "doctor output lacks {what}:\n{text}");
     }
 }
@@ -93,7 +139,17 @@ fn native_startup_writes_samples_summary_and_a_reproducible_report() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let out = cvm_cmd()
-        .args(["compare", "--scenario", "startup", "--backends", "native", "--runs", "20", "--warmup", "3"])
+        .args([
+            "compare",
+            "--scenario",
+            "startup",
+            "--backends",
+            "native",
+            "--runs",
+            "20",
+            "--warmup",
+            "3",
+        ])
         .arg("--output")
         .arg(&out_dir)
         .arg("--export-markdown")
@@ -103,7 +159,11 @@ fn native_startup_writes_samples_summary_and_a_reproducible_report() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let rows = rows(&out_dir);
-    let ready = |phase: &str| rows.iter().filter(|r| &r[5] == "ready_latency" && &r[4] == phase).count();
+    let ready = |phase: &str| {
+        rows.iter()
+            .filter(|r| &r[5] == "ready_latency" && &r[4] == phase)
+            .count()
+    };
     assert_eq!(ready("measure"), 20);
     assert_eq!(ready("warmup"), 3);
     for r in rows.iter().filter(|r| &r[5] == "ready_latency") {
@@ -120,13 +180,18 @@ fn native_startup_writes_samples_summary_and_a_reproducible_report() {
     assert_eq!(rl["n"], 20);
     assert!(rl["median_ci"]["lower"].as_f64().unwrap() <= rl["median"].as_f64().unwrap());
     assert!(json["environment"]["git_sha"].is_string());
-    assert!(std::fs::read_to_string(dir.path().join("s.md")).unwrap().contains("ready_latency"));
+    assert!(std::fs::read_to_string(dir.path().join("s.md"))
+        .unwrap()
+        .contains("ready_latency"));
 
     // Re-rendering from the samples reproduces the summary byte for byte.
     std::fs::remove_file(out_dir.join("summary.json")).unwrap();
     let again = cvm_cmd().arg("report").arg(&out_dir).output().unwrap();
     assert!(again.status.success(), "{}", stderr(&again));
-    assert_eq!(std::fs::read_to_string(out_dir.join("summary.json")).unwrap(), summary);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("summary.json")).unwrap(),
+        summary
+    );
 }
 
 #[test]
@@ -134,7 +199,17 @@ fn native_web_is_ready_on_its_first_http_response() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let out = cvm_cmd()
-        .args(["compare", "--scenario", "web", "--backends", "native", "--runs", "2", "--warmup", "0"])
+        .args([
+            "compare",
+            "--scenario",
+            "web",
+            "--backends",
+            "native",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+        ])
         .arg("--output")
         .arg(&out_dir)
         .output()
@@ -142,7 +217,8 @@ fn native_web_is_ready_on_its_first_http_response() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let rows = rows(&out_dir);
     assert_eq!(rows.iter().filter(|r| &r[5] == "ready_latency").count(), 2);
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["scenario"]["definition"]["readiness"]["kind"], "http");
 }
 
@@ -154,9 +230,23 @@ fn a_workload_that_crashes_is_a_failed_run_with_exit_code_1() {
         "name = \"crashy\"\nruns = 2\nwarmup = 0\ntimeout_s = 10\n[workload]\napplet = \"crash\"\n",
     );
     let out_dir = dir.path().join("run");
-    let out = cvm_cmd().args(["compare", "--scenario", &path, "--backends", "native", "--output"]).arg(&out_dir).output().unwrap();
+    let out = cvm_cmd()
+        .args([
+            "compare",
+            "--scenario",
+            &path,
+            "--backends",
+            "native",
+            "--output",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("exit code 3"), "{}", stderr(&out));
-    let failed = rows(&out_dir).iter().filter(|r| &r[5] == "run_failed").count();
+    let failed = rows(&out_dir)
+        .iter()
+        .filter(|r| &r[5] == "run_failed")
+        .count();
     assert_eq!(failed, 2);
 }

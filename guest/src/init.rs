@@ -81,8 +81,12 @@ impl Config {
 
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
+    let (container, argv) = crate::container_init::split_args(argv)?;
     let config = Config::parse(argv)?;
     markers.emit(&Marker::Init);
+    if let Some(container) = container {
+        crate::container_init::setup(container)?;
+    }
     setup(&config)?;
     let workload = Workload::resolve(&config);
     markers.keep_across_exec();

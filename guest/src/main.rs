@@ -10,6 +10,7 @@
 //! command line; `init` passes on its workload's code.
 
 mod args;
+mod container_init;
 mod init;
 mod markers;
 mod signals;

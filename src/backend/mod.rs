@@ -8,8 +8,11 @@
 //! created in [`Instance::teardown`], which also runs on `Drop`.
 
 pub mod cgroup;
+pub mod container;
+pub mod docker;
 pub mod events;
 pub mod native;
+pub mod oci;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -210,6 +213,9 @@ impl std::error::Error for NotImplemented {}
 pub fn create(kind: BackendKind, _opts: &HostOptions) -> Box<dyn Backend> {
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend::new()),
+        BackendKind::Container => Box::new(container::ContainerBackend::new()),
+        BackendKind::Runc | BackendKind::Crun => Box::new(oci::OciBackend::new(kind)),
+        BackendKind::Docker => Box::new(docker::DockerBackend::new()),
         other => Box::new(NotBuilt(other)),
     }
 }

@@ -56,7 +56,10 @@ fn output_tail(lines: &[String]) -> String {
 pub const PHASE_ORDER: &[&str] = &["spawn", "kernel", "init", "workload", "ready"];
 
 pub fn phase_rank(name: &str) -> usize {
-    PHASE_ORDER.iter().position(|p| *p == name).unwrap_or(PHASE_ORDER.len())
+    PHASE_ORDER
+        .iter()
+        .position(|p| *p == name)
+        .unwrap_or(PHASE_ORDER.len())
 }
 
 /// What was observed up to readiness (and, with [`finish`], up to exit).

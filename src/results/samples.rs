@@ -85,8 +85,14 @@ impl SampleWriter {
 /// Reads every row of a `samples.csv`. A truncated last line (cvm killed mid-write) is skipped,
 /// any other bad row is an error naming the file.
 pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, ResultsError> {
-    let file = File::open(path).map_err(|source| ResultsError::Read { path: path.to_path_buf(), source })?;
-    parse_samples(file).map_err(|source| ResultsError::ParseSample { path: path.to_path_buf(), source })
+    let file = File::open(path).map_err(|source| ResultsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_samples(file).map_err(|source| ResultsError::ParseSample {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The reader behind [`read_samples`], for any byte source (and for fuzzing).

@@ -233,7 +233,11 @@ mod tests {
         assert!(close(median(&[4.0, 1.0, 3.0, 2.0]), 2.5));
         assert!(close(mean(&V), 136.0 / 9.0));
         // Python: statistics.stdev(V) = 31.91568753937648
-        assert!((stddev(&V) - 31.915_687_539_376_48).abs() < 1e-9, "{}", stddev(&V));
+        assert!(
+            (stddev(&V) - 31.915_687_539_376_48).abs() < 1e-9,
+            "{}",
+            stddev(&V)
+        );
         assert!(close(mad(&V), 2.0));
     }
 

@@ -62,10 +62,23 @@ fn nix_geteuid() -> u32 {
     // /proc/self/status avoids a dependency just for this.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1).unwrap_or("1").parse().unwrap_or(1))))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:").map(|r| {
+                    r.split_whitespace()
+                        .nth(1)
+                        .unwrap_or("1")
+                        .parse()
+                        .unwrap_or(1)
+                })
+            })
+        })
         .unwrap_or(1)
 }
 
 pub fn which(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

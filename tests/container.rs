@@ -1,0 +1,560 @@
+//! The container backends on the real host: cvm's own runtime (`container`) and runc.
+//!
+//! They need root, cgroups and a built `cvm-guest`; without them they skip (or fail under
+//! `CVM_REQUIRE_HOST=1`). Every test uses a run token of its own and audits only resources
+//! carrying it, so tests running side by side (or another cvm on the machine) cannot make
+//! each other's audits fail.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use cvm::audit;
+use cvm::backend::{self, Availability, Event, HostOptions, Instance, LaunchContext, Prepared};
+use cvm::image::Image;
+use cvm::measure::startup;
+use cvm::scenario::{self, BackendKind, Readiness, Scenario};
+
+use common::{host_has, is_root};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn setup_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Set before any test thread builds an image; nothing else reads it concurrently.
+        std::env::set_var("CVM_CACHE_DIR", common::cache_dir());
+    });
+}
+
+/// A run token: short (it goes into 15-character link names) and unique per test.
+fn token(tag: &str) -> String {
+    format!("{tag}{:04x}", fastrand::u16(..))
+}
+
+/// Whether this host can run the backend; says why not otherwise.
+fn usable(kind: BackendKind) -> bool {
+    if !host_has(is_root(), "container tests need root") {
+        return false;
+    }
+    if !host_has(
+        cvm::image::find_guest().is_ok(),
+        "cvm-guest is not built (run a plain `cargo build` first)",
+    ) {
+        return false;
+    }
+    match backend::create(kind, &HostOptions::default()).availability() {
+        Availability::Available => true,
+        Availability::Unavailable { reason, .. } => {
+            host_has(false, &format!("backend {kind} is unavailable: {reason}"))
+        }
+    }
+}
+
+fn scenario(workload: &str, resources: &str) -> Scenario {
+    let text = format!(
+        "name = \"test\"\ndescription = \"container test\"\n\
+         [workload]\n{workload}\n\
+         [readiness]\nkind = \"marker\"\n\
+         [resources]\n{resources}\n"
+    );
+    parse(&text)
+}
+
+/// Loads a scenario from TOML text (through a file, as a user's scenario is loaded).
+fn parse(text: &str) -> Scenario {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.toml");
+    std::fs::write(&path, text).unwrap();
+    scenario::load(path.to_str().unwrap())
+        .unwrap_or_else(|e| panic!("bad test scenario: {e}\n{text}"))
+}
+
+fn prepare(kind: BackendKind, s: &Scenario) -> Box<dyn Prepared> {
+    setup_env();
+    let image = Image::build(s).expect("cannot build the image");
+    backend::create(kind, &HostOptions::default())
+        .prepare(s, &image)
+        .expect("prepare failed")
+}
+
+/// Collects the workload's output lines (its stderr) until it exits; returns them with the
+/// exit code init reported.
+fn run_to_exit(instance: &dyn Instance) -> (Vec<String>, Option<i32>) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut lines = Vec::new();
+    let mut code = None;
+    let mut exited = false;
+    while Instant::now() < deadline {
+        match instance.events().recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Output(line)) => lines.push(line),
+            Ok(Event::Marker(cvm_proto::Marker::Exit(c), _)) => code = Some(c),
+            Ok(Event::Exited(info, _)) => {
+                code = code.or(info.code);
+                exited = true;
+            }
+            Ok(_) => {}
+            Err(_) if exited => break,
+            Err(_) => {}
+        }
+    }
+    assert!(exited, "the workload did not exit; output: {lines:#?}");
+    (lines, code)
+}
+
+fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= line in {lines:#?}"))
+}
+
+fn assert_no_leaks(before: &audit::Snapshot, token: &str) {
+    let leaked = audit::snapshot().matching(token).leaked_since(before);
+    assert!(
+        leaked.is_empty(),
+        "left behind:\n{}",
+        leaked
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn a_hundred_launches_and_teardowns_leave_nothing_behind() {
+    if !usable(BackendKind::Container) {
+        return;
+    }
+    let token = token("h");
+    let hello = prepare(
+        BackendKind::Container,
+        &scenario("applet = \"hello\"", "memory_mib = 64"),
+    );
+    // Some instances get a private network and are torn down while still running.
+    let idle = prepare(
+        BackendKind::Container,
+        &scenario(
+            "applet = \"idle\"",
+            "memory_mib = 64\nnetwork = \"private\"",
+        ),
+    );
+    let interrupted = AtomicBool::new(false);
+    let before = audit::snapshot();
+    for i in 0..100u32 {
+        let prepared = if i % 10 == 9 { &idle } else { &hello };
+        let ctx = LaunchContext {
+            instance: i,
+            run_id: token.clone(),
+        };
+        let mut instance = prepared.launch(&ctx).expect("launch failed");
+        startup::wait_ready(instance.as_ref(), &Readiness::Marker, TIMEOUT, &interrupted)
+            .unwrap_or_else(|e| panic!("launch {i} never got ready: {e}"));
+        if i % 10 == 9 {
+            assert!(
+                instance.endpoint(80).is_some(),
+                "a private network has an endpoint"
+            );
+            assert!(!instance.host_pids().is_empty());
+        }
+        instance.teardown().expect("teardown failed");
+    }
+    assert_no_leaks(&before, &token);
+}
+
+#[test]
+fn crashed_and_never_ready_workloads_are_torn_down_completely() {
+    if !usable(BackendKind::Container) {
+        return;
+    }
+    let token = token("c");
+    let before = audit::snapshot();
+    for (i, workload) in ["applet = \"crash\"", "applet = \"never-ready\""]
+        .iter()
+        .enumerate()
+    {
+        let prepared = prepare(
+            BackendKind::Container,
+            &scenario(workload, "memory_mib = 64\nnetwork = \"private\""),
+        );
+        let ctx = LaunchContext {
+            instance: u32::try_from(i).unwrap(),
+            run_id: token.clone(),
+        };
+        let instance = prepared.launch(&ctx).expect("launch failed");
+        let outcome = startup::wait_ready(
+            instance.as_ref(),
+            &Readiness::Marker,
+            Duration::from_secs(2),
+            &AtomicBool::new(false),
+        );
+        assert!(outcome.is_err(), "{workload} must not get ready");
+        // Dropped without an explicit teardown: Drop must clean up as well.
+        drop(instance);
+    }
+    assert_no_leaks(&before, &token);
+}
+
+/// Docker's default capability set as a CapEff mask (CHOWN, DAC_OVERRIDE, FOWNER, FSETID,
+/// KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE,
+/// SETFCAP).
+const DOCKER_DEFAULT_CAPS: &str = "00000000a80425fb";
+
+#[test]
+fn the_workload_is_isolated_from_the_host() {
+    if !usable(BackendKind::Container) {
+        return;
+    }
+    let script = r#"{
+        echo "hostname=$(busybox hostname)"
+        echo "pids=$(ls /proc | busybox grep -E '^[0-9]+$' | busybox tr '\n' ' ')"
+        echo "mounts=$(busybox awk '{print $5}' /proc/self/mountinfo | busybox tr '\n' ' ')"
+        echo "links=$(ls /sys/class/net | busybox tr '\n' ' ')"
+        if echo x > /cvm-probe 2>/dev/null; then echo rootfs=writable; else echo rootfs=readonly; fi
+        if echo x > /tmp/probe; then echo tmp=writable; else echo tmp=readonly; fi
+        echo "capeff=$(busybox awk '/^CapEff/ {print $2}' /proc/self/status)"
+        echo "capbnd=$(busybox awk '/^CapBnd/ {print $2}' /proc/self/status)"
+        echo "nnp=$(busybox awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
+        echo "devnull=$(ls /dev/null)"
+    } >&2"#;
+    let workload = format!("command = [\"/bin/sh\", \"-c\", {script:?}]");
+    let prepared = prepare(
+        BackendKind::Container,
+        &scenario(&workload, "memory_mib = 64"),
+    );
+    let token = token("i");
+    let before = audit::snapshot();
+    let mut instance = prepared
+        .launch(&LaunchContext {
+            instance: 7,
+            run_id: token.clone(),
+        })
+        .expect("launch failed");
+    let (lines, code) = run_to_exit(instance.as_ref());
+    instance.teardown().expect("teardown failed");
+    assert_eq!(code, Some(0), "{lines:#?}");
+
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(value(&lines, "hostname"), "cvm-7");
+    assert_ne!(value(&lines, "hostname"), host.trim());
+    // Only init (1), the shell and its pipeline's children: no host PID is visible.
+    let pids: Vec<u32> = value(&lines, "pids")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.contains(&1), "{pids:?}");
+    assert!(pids.iter().all(|&p| p < 20), "host PIDs visible: {pids:?}");
+    assert!(!pids.contains(&std::process::id()) || std::process::id() < 20);
+    let mounts: Vec<&str> = value(&lines, "mounts").split_whitespace().collect();
+    for m in &mounts {
+        assert!(
+            ["/", "/proc", "/sys", "/dev", "/dev/pts", "/tmp"].contains(m),
+            "a host mount is visible: {m} (all: {mounts:?})"
+        );
+    }
+    assert_eq!(value(&lines, "links").trim(), "lo");
+    assert_eq!(value(&lines, "rootfs"), "readonly");
+    assert_eq!(value(&lines, "tmp"), "writable");
+    assert_eq!(value(&lines, "capeff"), DOCKER_DEFAULT_CAPS);
+    assert_eq!(value(&lines, "capbnd"), DOCKER_DEFAULT_CAPS);
+    assert_eq!(value(&lines, "nnp"), "1");
+    assert_eq!(value(&lines, "devnull"), "/dev/null");
+    assert_no_leaks(&before, &token);
+}
+
+#[test]
+fn a_workload_over_its_memory_limit_is_oom_killed_and_reported() {
+    if !usable(BackendKind::Container) {
+        return;
+    }
+    let prepared = prepare(
+        BackendKind::Container,
+        &scenario(
+            "applet = \"mem\"\nargs = [\"--mib\", \"96\"]",
+            "memory_mib = 32",
+        ),
+    );
+    let token = token("o");
+    let before = audit::snapshot();
+    let mut instance = prepared
+        .launch(&LaunchContext {
+            instance: 0,
+            run_id: token.clone(),
+        })
+        .expect("launch failed");
+    let outcome = startup::wait_ready(
+        instance.as_ref(),
+        &Readiness::Marker,
+        TIMEOUT,
+        &AtomicBool::new(false),
+    );
+    instance.teardown().expect("teardown failed");
+    match outcome {
+        Err(startup::StartupError::Reported { message }) => {
+            assert!(message.contains("out of memory"), "{message}");
+            assert!(message.contains("32 MiB"), "{message}");
+        }
+        other => panic!("expected an out-of-memory report, got {other:?}"),
+    }
+    assert_no_leaks(&before, &token);
+}
+
+#[test]
+fn a_private_network_reaches_the_workload_through_its_veth() {
+    if !usable(BackendKind::Container) {
+        return;
+    }
+    let text = "name = \"test\"\ndescription = \"web\"\n\
+                [workload]\napplet = \"http\"\nargs = [\"--port\", \"8080\"]\n\
+                [readiness]\nkind = \"http\"\nport = 8080\n\
+                [resources]\nnetwork = \"private\"\n";
+    let s = parse(text);
+    let prepared = prepare(BackendKind::Container, &s);
+    let token = token("n");
+    let before = audit::snapshot();
+    let mut instance = prepared
+        .launch(&LaunchContext {
+            instance: 0,
+            run_id: token.clone(),
+        })
+        .expect("launch failed");
+    let endpoint = instance.endpoint(8080).expect("no endpoint");
+    assert!(
+        !endpoint.ip().is_loopback(),
+        "served from the container's own namespace, not the host's loopback"
+    );
+    let timeline = startup::wait_ready(
+        instance.as_ref(),
+        &s.readiness,
+        TIMEOUT,
+        &AtomicBool::new(false),
+    )
+    .expect("the server never answered");
+    assert!(timeline.ready_latency().is_some());
+    // The audit sees a live instance (so an empty diff after teardown means something).
+    let live: Vec<audit::ResourceKind> = audit::snapshot()
+        .matching(&token)
+        .leaked_since(&before)
+        .iter()
+        .map(|r| r.kind)
+        .collect();
+    for kind in [
+        audit::ResourceKind::Process,
+        audit::ResourceKind::Cgroup,
+        audit::ResourceKind::Link,
+    ] {
+        assert!(live.contains(&kind), "{kind:?} not seen in {live:?}");
+    }
+    instance.teardown().expect("teardown failed");
+    assert_no_leaks(&before, &token);
+}
+
+#[test]
+fn runc_runs_the_same_image_and_leaves_nothing_behind() {
+    if !host_has(common::which("runc"), "runc is not installed") || !usable(BackendKind::Runc) {
+        return;
+    }
+    let prepared = prepare(
+        BackendKind::Runc,
+        &scenario("applet = \"hello\"", "memory_mib = 64"),
+    );
+    let token = token("r");
+    let before = audit::snapshot();
+    let mut instance = prepared
+        .launch(&LaunchContext {
+            instance: 0,
+            run_id: token.clone(),
+        })
+        .expect("launch failed");
+    let timeline = startup::wait_ready(
+        instance.as_ref(),
+        &Readiness::Marker,
+        TIMEOUT,
+        &AtomicBool::new(false),
+    )
+    .expect("runc's container never got ready");
+    let phases: Vec<&str> = timeline.points.iter().map(|(p, _)| p.as_str()).collect();
+    for phase in ["spawn", "init", "workload", "ready"] {
+        assert!(phases.contains(&phase), "{phases:?}");
+    }
+    instance.teardown().expect("teardown failed");
+    assert_no_leaks(&before, &token);
+}
+
+#[test]
+fn crun_is_available_or_says_why_in_its_own_words() {
+    if !host_has(is_root(), "needs root") || !common::which("crun") {
+        return;
+    }
+    match backend::create(BackendKind::Crun, &HostOptions::default()).availability() {
+        Availability::Available => {}
+        Availability::Unavailable { reason, .. } => {
+            assert!(
+                reason.starts_with("crun refused to run a container: "),
+                "{reason}"
+            );
+            assert!(reason.len() > "crun refused to run a container: ".len());
+        }
+    }
+}
+
+/// A private Docker daemon for one test: its own data root, exec root and socket under a
+/// temporary directory, and no say over the host's network (`--iptables=false`,
+/// `--bridge=none`: a default dockerd sets the FORWARD policy to DROP and adds docker0).
+/// Stopped, and its directory removed, on drop.
+struct TestDaemon {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+    host: String,
+    /// Docker's parent cgroups (`docker` in each hierarchy) that existed before this daemon.
+    preexisting_cgroups: Vec<std::path::PathBuf>,
+}
+
+/// Docker's parent cgroup directories (`/sys/fs/cgroup/<hierarchy>/docker`) that exist now.
+fn docker_cgroups() -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![std::path::PathBuf::from("/sys/fs/cgroup/docker")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        dirs.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("docker")),
+        );
+    }
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+impl TestDaemon {
+    fn start(token: &str) -> TestDaemon {
+        let dir = std::env::temp_dir().join(format!("cvm-dockerd-{token}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let existing = docker_cgroups();
+        let child = std::process::Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--bridge=none",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start dockerd");
+        let mut daemon = TestDaemon {
+            dir,
+            child,
+            host: format!("unix://{}", socket.display()),
+            preexisting_cgroups: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ok = std::process::Command::new("docker")
+                .env("DOCKER_HOST", &daemon.host)
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                daemon.preexisting_cgroups = existing;
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(daemon.dir.join("dockerd.log")).unwrap_or_default();
+        panic!("the test dockerd never answered; its log:\n{log}");
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The daemon creates its parent cgroups lazily and leaves them; remove the ones that
+        // were not there before it (rmdir fails on a cgroup still in use, so this is safe).
+        for dir in docker_cgroups() {
+            if !self.preexisting_cgroups.contains(&dir) {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
+#[test]
+fn docker_runs_the_same_image_through_a_private_daemon_and_leaves_nothing_behind() {
+    if !host_has(is_root(), "docker tests need root")
+        || !host_has(
+            common::which("dockerd") && common::which("docker"),
+            "Docker is not installed (Debian package docker.io)",
+        )
+        || !usable(BackendKind::Container)
+    {
+        return;
+    }
+    let token = token("d");
+    let before = audit::snapshot();
+    {
+        let daemon = TestDaemon::start(&token);
+        let docker = backend::docker::DockerBackend::with_host(Some(daemon.host.clone()));
+        use cvm::backend::Backend;
+        assert_eq!(docker.availability(), Availability::Available);
+        let s = scenario("applet = \"hello\"", "memory_mib = 64");
+        setup_env();
+        let image = Image::build(&s).expect("cannot build the image");
+        let prepared = docker.prepare(&s, &image).expect("prepare failed");
+        let mut instance = prepared
+            .launch(&LaunchContext {
+                instance: 0,
+                run_id: token.clone(),
+            })
+            .expect("launch failed");
+        let timeline = startup::wait_ready(
+            instance.as_ref(),
+            &Readiness::Marker,
+            Duration::from_secs(60),
+            &AtomicBool::new(false),
+        )
+        .expect("Docker's container never got ready");
+        let phases: Vec<&str> = timeline.points.iter().map(|(p, _)| p.as_str()).collect();
+        for phase in ["spawn", "init", "workload", "ready"] {
+            assert!(phases.contains(&phase), "{phases:?}");
+        }
+        instance.teardown().expect("teardown failed");
+        let left = std::process::Command::new("docker")
+            .env("DOCKER_HOST", &daemon.host)
+            .args([
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                &format!("name={token}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+            "containers left in the daemon"
+        );
+    }
+    // The daemon is stopped: neither its mounts nor its directory may remain.
+    assert_no_leaks(&before, &token);
+}
