@@ -28,10 +28,10 @@ use cvm_proto::Marker;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{ForkResult, Pid};
 
 use crate::markers::Markers;
-use crate::{find_applet, signals, AppletResult, Failure};
+use crate::{find_applet, signals, Applet, AppletResult, Failure};
 
 /// `cvm-guest init --help`.
 pub const USAGE: &str = "usage: cvm-guest init [--] <applet|command> [args...]\n\n\
@@ -107,6 +107,8 @@ struct Workload {
     /// As the host named it, for `CVM:workload`.
     name: String,
     command: Command,
+    /// A built-in applet and its arguments: run in a forked child rather than a fresh exec.
+    applet: Option<(&'static Applet, Vec<OsString>)>,
 }
 
 impl Workload {
@@ -128,7 +130,11 @@ impl Workload {
             None => Command::new(&config.command),
         };
         command.args(&config.args);
-        Workload { name, command }
+        Workload {
+            name,
+            command,
+            applet: applet.map(|a| (a, config.args.clone())),
+        }
     }
 }
 
@@ -159,13 +165,18 @@ fn supervise(markers: &Markers, mut workload: Workload) -> AppletResult {
 
     markers.emit(&Marker::Workload(workload.name.clone()));
     // The child is reaped below with waitpid(-1), together with any orphans, not by `Child`.
-    let child = match workload.command.spawn() {
-        Ok(child) => child,
-        Err(error) => return Ok(launch_failed(markers, &workload.name, &error)),
+    let pid = match workload.applet.take() {
+        Some((applet, args)) if single_threaded() => fork_applet(markers, applet, &args)?,
+        _ => {
+            let child = match workload.command.spawn() {
+                Ok(child) => child,
+                Err(error) => return Ok(launch_failed(markers, &workload.name, &error)),
+            };
+            i32::try_from(child.id()).map(Pid::from_raw).map_err(|_| {
+                Failure::Runtime(format!("workload pid {} out of range", child.id()))
+            })?
+        }
     };
-    let pid = i32::try_from(child.id())
-        .map(Pid::from_raw)
-        .map_err(|_| Failure::Runtime(format!("workload pid {} out of range", child.id())))?;
 
     let code = loop {
         match signals::wait(&watched).map_err(Failure::Runtime)? {
@@ -182,6 +193,44 @@ fn supervise(markers: &Markers, mut workload: Workload) -> AppletResult {
     };
     markers.emit(&Marker::Exit(code));
     finish(code)
+}
+
+/// Whether init has no other threads (read from /proc/self/status): the condition for a plain
+/// `fork` that runs Rust code in the child.
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim() == "1"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs a built-in applet in a forked child of init. Exec'ing this binary again would repeat
+/// its whole program start-up (about a millisecond for a static-pie binary) and charge it to
+/// every container and VM as "init" overhead; a fork of the small, single-threaded init costs
+/// a fraction of that, and the applet runs the same code either way.
+fn fork_applet(
+    markers: &Markers,
+    applet: &'static Applet,
+    args: &[OsString],
+) -> Result<Pid, Failure> {
+    // SAFETY: init is single-threaded here (checked by the caller), so the child is a complete
+    // copy with no lock held by a vanished thread, and may allocate and run any code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Ok(ForkResult::Child) => {
+            // The child starts as the applet would after an exec: no blocked signals.
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
+            std::process::exit(crate::run_applet(markers, applet, args))
+        }
+        Err(e) => Err(Failure::Runtime(format!("cannot fork the workload: {e}"))),
+    }
 }
 
 /// Reaps every child that has exited; returns the workload's exit code once it is among them.

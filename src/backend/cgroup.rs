@@ -231,23 +231,7 @@ impl Cgroup {
 
     /// How many times the kernel's OOM killer fired inside the cgroup.
     pub fn oom_kills(&self) -> u64 {
-        let Some(dir) = self.memory_dir() else {
-            return 0;
-        };
-        let file = if self.version == CgroupVersion::V2 {
-            "memory.events"
-        } else {
-            "memory.oom_control"
-        };
-        fs::read_to_string(dir.join(file))
-            .ok()
-            .and_then(|text| {
-                text.lines().find_map(|l| {
-                    l.strip_prefix("oom_kill ")
-                        .and_then(|v| v.trim().parse().ok())
-                })
-            })
-            .unwrap_or(0)
+        self.memory_dir().map_or(0, oom_kills)
     }
 
     /// Every process still in the cgroup.
@@ -305,6 +289,21 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = self.remove();
     }
+}
+
+/// The `oom_kill` counter of a memory cgroup directory (v2 `memory.events`, v1
+/// `memory.oom_control`).
+pub fn oom_kills(memory_dir: &Path) -> u64 {
+    ["memory.events", "memory.oom_control"]
+        .iter()
+        .filter_map(|f| fs::read_to_string(memory_dir.join(f)).ok())
+        .find_map(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// A process that just died may still be charged for a moment; rmdir reports EBUSY until then.

@@ -33,7 +33,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::cgroup::Limits;
-use super::container;
 use super::events::{spawn_marker_reader, Event};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
@@ -322,7 +321,7 @@ impl Prepared for DockerPrepared {
         if let Some(err) = stderr {
             spawn_marker_reader(err, tx.clone(), true).map_err(|e| fail(DockerError::Thread(e)))?;
         }
-        container::spawn_exit_watcher(pid, None, self.limits.memory_bytes, tx)
+        super::process::spawn_exit_watcher(pid, None, self.limits.memory_bytes, tx)
             .map_err(|e| fail(DockerError::Thread(e)))?;
         if self.network == NetworkMode::Private {
             instance.address = Some(wait_address(&self.client, &name).map_err(fail)?);

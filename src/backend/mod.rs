@@ -13,6 +13,7 @@ pub mod docker;
 pub mod events;
 pub mod native;
 pub mod oci;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,9 @@ use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
 
 pub use events::{Event, ExitInfo};
+
+/// The workload's PATH on every backend (the image's directories; on native, the host's).
+pub const WORKLOAD_PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
 
 /// Which of the report's stacks a backend belongs to (it decides the disk layers and the diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -216,6 +220,7 @@ pub fn create(kind: BackendKind, _opts: &HostOptions) -> Box<dyn Backend> {
         BackendKind::Container => Box::new(container::ContainerBackend::new()),
         BackendKind::Runc | BackendKind::Crun => Box::new(oci::OciBackend::new(kind)),
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
+        #[allow(unreachable_patterns)]
         other => Box::new(NotBuilt(other)),
     }
 }

@@ -4,31 +4,28 @@
 //! only thing missing compared with a container is the namespaces.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
 use super::cgroup::{self, Cgroup, Limits};
-use super::events::{spawn_marker_reader, Event, ExitInfo};
+use super::events::{spawn_marker_reader, Event};
 use super::{
-    Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
+    process, Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared,
+    Stack, WORKLOAD_PATH,
 };
 use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
-use crate::sys::CommandSetup;
-
-/// How long a workload gets to exit after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+use crate::sys::{spawn_namespaced, CommandSetup, NamespacedExec, SpawnError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NativeError {
@@ -36,11 +33,15 @@ pub enum NativeError {
     Pipe(#[source] nix::Error),
     #[error("cannot create the instance's cgroup")]
     Cgroup(#[source] cgroup::CgroupError),
+    #[error("cannot open /dev/null for the workload's stdio")]
+    DevNull(#[source] io::Error),
+    #[error("an argument or environment entry contains a NUL byte: {0:?}")]
+    Nul(String),
     #[error("cannot start {program}")]
     Spawn {
         program: PathBuf,
         #[source]
-        source: io::Error,
+        source: SpawnError,
     },
     #[error("cannot start the event threads")]
     Thread(#[source] io::Error),
@@ -130,98 +131,89 @@ impl Prepared for NativePrepared {
         } else {
             None
         };
-        let (read_end, write_end): (OwnedFd, OwnedFd) =
-            pipe2(OFlag::O_CLOEXEC).map_err(|e| fail(NativeError::Pipe(e)))?;
-
+        let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| fail(NativeError::Pipe(e)));
+        let (marker_read, marker_write) = pipe()?;
+        let (stderr_read, stderr_write) = pipe()?;
+        let devnull = |write: bool| {
+            std::fs::File::options()
+                .read(!write)
+                .write(write)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| fail(NativeError::DevNull(e)))
+        };
         let program = self.rootfs.join(self.argv[0].trim_start_matches('/'));
-        let mut cmd = Command::new(&program);
-        cmd.args(&self.argv[1..])
-            .current_dir("/")
-            .env(
-                cvm_proto::MARKER_FD_ENV,
-                cvm_proto::DEFAULT_MARKER_FD.to_string(),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // Its own process group: a Ctrl-C at the terminal reaches cvm, which tears down.
-            .process_group(0);
-        let setup = CommandSetup {
-            marker: Some((write_end, cvm_proto::DEFAULT_MARKER_FD)),
+        let cstr = |s: &[u8]| {
+            CString::new(s)
+                .map_err(|_| fail(NativeError::Nul(String::from_utf8_lossy(s).into_owned())))
+        };
+        let mut argv = vec![cstr(program.as_os_str().as_bytes())?];
+        for a in &self.argv[1..] {
+            argv.push(cstr(a.as_bytes())?);
+        }
+        // The same environment every backend gives its workload, nothing of cvm's own.
+        let marker_env = format!(
+            "{}={}",
+            cvm_proto::MARKER_FD_ENV,
+            cvm_proto::DEFAULT_MARKER_FD
+        );
+        let envp = [WORKLOAD_PATH, "HOME=/root", marker_env.as_str()]
+            .iter()
+            .map(|e| cstr(e.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = NamespacedExec {
+            program: cstr(program.as_os_str().as_bytes())?,
+            argv,
+            envp,
+            // No namespaces: what the native baseline leaves out is exactly the isolation.
+            clone_flags: 0,
+            unshare_after_join: 0,
             cgroup_procs: match &cgroup {
                 Some(cg) => cg.open_procs().map_err(|e| fail(NativeError::Cgroup(e)))?,
                 None => Vec::new(),
             },
+            fds: vec![
+                (devnull(false)?, 0),
+                (devnull(true)?, 1),
+                (stderr_write, 2),
+                (marker_write, cvm_proto::DEFAULT_MARKER_FD),
+            ],
         };
         let started_at = Instant::now();
-        let guard = setup.install(&mut cmd);
-        let child = cmd.spawn().map_err(|source| {
-            fail(NativeError::Spawn {
-                program: program.clone(),
-                source,
-            })
-        })?;
-        drop(guard); // closes the parent's write end: EOF on the pipe means the workload is gone
+        // The same spawn as the container backend's (a vfork-style clone straight into exec),
+        // so the comparison isolates the namespaces rather than two ways of starting a process.
+        let pid = spawn_namespaced(spec)
+            .map_err(|source| fail(NativeError::Spawn { program, source }))?;
         let spawned = Instant::now();
-
+        let pid = Pid::from_raw(pid);
+        // From here on the instance owns the child: an error below drops it, which tears down.
         let (tx, events) = mpsc::channel();
         let _ = tx.send(Event::Phase("spawn", spawned));
-        spawn_marker_reader(std::fs::File::from(read_end), tx.clone(), false)
-            .map_err(|e| fail(NativeError::Thread(e)))?;
-        let mut child = child;
-        if let Some(stderr) = child.stderr.take() {
-            // Drained so a chatty workload never blocks; its lines explain a failed run.
-            spawn_marker_reader(stderr, tx.clone(), true)
-                .map_err(|e| fail(NativeError::Thread(e)))?;
-        }
-        let pid = child.id();
-        spawn_exit_watcher(pid, tx).map_err(|e| fail(NativeError::Thread(e)))?;
-        Ok(Box::new(NativeInstance {
-            child: Some(child),
-            pid,
+        let instance = NativeInstance {
+            pid: Some(pid),
             started_at,
             events,
             cgroup,
-        }))
+        };
+        spawn_marker_reader(std::fs::File::from(marker_read), tx.clone(), false)
+            .map_err(|e| fail(NativeError::Thread(e)))?;
+        // Drained so a chatty workload never blocks; its lines explain a failed run.
+        spawn_marker_reader(std::fs::File::from(stderr_read), tx.clone(), true)
+            .map_err(|e| fail(NativeError::Thread(e)))?;
+        let memory_dir = instance
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.memory_dir())
+            .map(PathBuf::from);
+        process::spawn_exit_watcher(pid.as_raw(), memory_dir, self.limits.memory_bytes, tx)
+            .map_err(|e| fail(NativeError::Thread(e)))?;
+        Ok(Box::new(instance))
     }
 }
 
-/// Waits for the child to exit *without reaping it* (WNOWAIT), so its PID cannot be reused
-/// before teardown kills and reaps it: cvm never signals a PID it does not own.
-fn spawn_exit_watcher(pid: u32, tx: mpsc::Sender<Event>) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("cvm-exit".into())
-        .spawn(move || {
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-            let status = loop {
-                match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
-                    Err(nix::Error::EINTR) => continue,
-                    other => break other,
-                }
-            };
-            let at = Instant::now();
-            let info = match status {
-                Ok(WaitStatus::Exited(_, code)) => ExitInfo {
-                    code: Some(code),
-                    signal: None,
-                },
-                Ok(WaitStatus::Signaled(_, sig, _)) => ExitInfo {
-                    code: None,
-                    signal: Some(sig as i32),
-                },
-                _ => ExitInfo {
-                    code: None,
-                    signal: None,
-                },
-            };
-            let _ = tx.send(Event::Exited(info, at));
-        })?;
-    Ok(())
-}
-
 struct NativeInstance {
-    child: Option<Child>,
-    pid: u32,
+    /// The workload's PID while it is unreaped (ours to signal).
+    pid: Option<Pid>,
     started_at: Instant,
     events: Receiver<Event>,
     cgroup: Option<Cgroup>,
@@ -235,10 +227,10 @@ impl Instance for NativeInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        match &self.cgroup {
-            Some(cg) => cg.pids(),
-            None if self.child.is_some() => vec![self.pid],
-            None => Vec::new(),
+        match (&self.cgroup, self.pid) {
+            (Some(cg), _) => cg.pids(),
+            (None, Some(pid)) if !process::exited(pid) => vec![pid.as_raw() as u32],
+            _ => Vec::new(),
         }
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
@@ -251,18 +243,18 @@ impl Instance for NativeInstance {
             .map(PathBuf::from)
     }
     fn teardown(&mut self) -> Result<(), BackendError> {
-        if let Some(mut child) = self.child.take() {
-            // The child is unreaped until `wait` below, so its PID is still ours to signal.
-            let pid = Pid::from_raw(self.pid as i32);
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = kill(pid, Signal::SIGTERM);
-                let deadline = Instant::now() + STOP_GRACE;
-                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                let _ = child.kill();
+        if let Some(pid) = self.pid.take() {
+            process::stop(pid);
+            // Anything the workload forked is in its cgroup (created for it alone): killed
+            // before the workload is reaped, so no PID in there can have been reused.
+            let removed = self.cgroup.as_mut().map(Cgroup::remove);
+            process::reap(pid);
+            if let Some(Err(e)) = removed {
+                return Err(BackendError::teardown(
+                    BackendKind::Native,
+                    NativeError::RemoveCgroup(e),
+                ));
             }
-            let _ = child.wait();
         }
         if let Some(cg) = self.cgroup.as_mut() {
             cg.remove().map_err(|e| {

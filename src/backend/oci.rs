@@ -42,8 +42,9 @@ use oci_spec::runtime::{
 };
 
 use super::cgroup::{self, Limits};
-use super::container::{self, net};
+use super::container::net;
 use super::events::{spawn_marker_reader, Event};
+use super::process::STOP_GRACE;
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
@@ -53,8 +54,6 @@ use crate::sys::CommandSetup;
 
 /// The runtimes' state directories: cvm's containers are kept apart from anyone else's.
 pub const STATE_ROOT: &str = "/run/cvm-oci";
-/// How long the workload gets to exit after SIGTERM before the container is killed.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for the runtime to write the pid file (private network only).
 const PID_FILE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Docker's default capability set, as in the guest's container init.
@@ -393,7 +392,7 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     process
         .set_args(Some(input.args.clone()))
         .set_env(Some(vec![
-            "PATH=/bin:/sbin:/usr/bin:/usr/sbin".into(),
+            super::WORKLOAD_PATH.into(),
             "HOME=/root".into(),
             format!("HOSTNAME={}", input.hostname),
             format!(
@@ -555,7 +554,7 @@ impl Prepared for OciPrepared {
         if let Some(stderr) = stderr {
             spawn_marker_reader(stderr, tx.clone(), true).map_err(|e| fail(OciError::Thread(e)))?;
         }
-        container::spawn_exit_watcher(
+        super::process::spawn_exit_watcher(
             i32::try_from(pid).unwrap_or(-1),
             instance.memory_dir.clone(),
             self.limits.memory_bytes,

@@ -58,15 +58,14 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
 use super::cgroup::{self, Cgroup, Limits};
-use super::events::{spawn_marker_reader, Event, ExitInfo};
+use super::events::{spawn_marker_reader, Event};
+use super::process;
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
@@ -74,12 +73,8 @@ use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use crate::sys::{spawn_namespaced, NamespacedExec, SpawnError};
 
-/// How long the workload gets to exit after SIGTERM before the container is killed.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Where init reads the host's go-ahead when the network is configured after the clone.
 const WAIT_FD: i32 = 4;
-/// The container's environment: nothing of cvm's own leaks in.
-const PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
 
 /// Namespaces the clone creates (the cgroup namespace is unshared after joining the cgroup).
 const CLONE_NAMESPACES: libc::c_int = libc::CLONE_NEWPID
@@ -309,7 +304,7 @@ impl Prepared for ContainerPrepared {
             .collect::<Result<Vec<_>, _>>()
             .map_err(fail)?;
         let envp = [
-            PATH.to_string(),
+            super::WORKLOAD_PATH.to_string(),
             "HOME=/root".into(),
             format!("HOSTNAME={hostname}"),
             format!(
@@ -353,7 +348,7 @@ impl Prepared for ContainerPrepared {
         spawn_marker_reader(File::from(stderr_read), tx.clone(), true)
             .map_err(|e| fail(ContainerError::Thread(e)))?;
         let memory_dir = instance.cgroup.memory_dir().map(Path::to_path_buf);
-        spawn_exit_watcher(pid, memory_dir, self.limits.memory_bytes, tx)
+        process::spawn_exit_watcher(pid, memory_dir, self.limits.memory_bytes, tx)
             .map_err(|e| fail(ContainerError::Thread(e)))?;
         if let Some(mut go) = instance.go.take() {
             let link = net::setup(self.subnet, &ctx.run_id, pid)
@@ -364,68 +359,6 @@ impl Prepared for ContainerPrepared {
         }
         Ok(Box::new(instance))
     }
-}
-
-/// Waits for init to exit *without reaping it* (WNOWAIT), so its PID cannot be reused before
-/// teardown reaps it. If the kernel's OOM killer fired in the instance's cgroup, says so as an
-/// error line first: the workload's exit code alone (137) does not tell an OOM kill from any
-/// other SIGKILL.
-pub(crate) fn spawn_exit_watcher(
-    pid: i32,
-    memory_dir: Option<PathBuf>,
-    limit: u64,
-    tx: mpsc::Sender<Event>,
-) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("cvm-exit".into())
-        .spawn(move || {
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-            let status = loop {
-                match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
-                    Err(nix::Error::EINTR) => continue,
-                    other => break other,
-                }
-            };
-            let at = Instant::now();
-            let kills = memory_dir.as_deref().map_or(0, oom_kills);
-            if kills > 0 {
-                let _ = tx.send(Event::Output(format!(
-                    "error: out of memory: the kernel's OOM killer fired {kills} time(s) in the \
-                     container's cgroup (memory limit {} MiB)",
-                    limit / (1024 * 1024)
-                )));
-            }
-            let info = match status {
-                Ok(WaitStatus::Exited(_, code)) => ExitInfo {
-                    code: Some(code),
-                    signal: None,
-                },
-                Ok(WaitStatus::Signaled(_, sig, _)) => ExitInfo {
-                    code: None,
-                    signal: Some(sig as i32),
-                },
-                _ => ExitInfo {
-                    code: None,
-                    signal: None,
-                },
-            };
-            let _ = tx.send(Event::Exited(info, at));
-        })?;
-    Ok(())
-}
-
-/// The `oom_kill` counter of a memory cgroup (v1 `memory.oom_control`, v2 `memory.events`).
-pub fn oom_kills(memory_dir: &Path) -> u64 {
-    ["memory.events", "memory.oom_control"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(memory_dir.join(f)).ok())
-        .find_map(|text| {
-            text.lines().find_map(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|v| v.trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
 }
 
 struct ContainerInstance {
@@ -439,35 +372,6 @@ struct ContainerInstance {
     /// launch that fails half-way does not wait out the stop grace period (init, as PID 1 of
     /// its namespace, ignores SIGTERM until it has set up its signal handling).
     go: Option<File>,
-}
-
-impl ContainerInstance {
-    fn exited(pid: Pid) -> bool {
-        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        !matches!(
-            waitid(Id::Pid(pid), flags),
-            Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR)
-        )
-    }
-
-    fn stop(pid: Pid) {
-        if Self::exited(pid) {
-            return;
-        }
-        // init forwards SIGTERM to the workload and exits with it.
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        let mut pause = Duration::from_micros(100);
-        while !Self::exited(pid) {
-            if Instant::now() >= deadline {
-                // PID 1 of the namespace: its death takes every process in it along.
-                let _ = kill(pid, Signal::SIGKILL);
-                break;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
-        }
-    }
 }
 
 impl Instance for ContainerInstance {
@@ -492,12 +396,13 @@ impl Instance for ContainerInstance {
         let fail = |e| BackendError::teardown(BackendKind::Container, e);
         self.go = None;
         if let Some(pid) = self.pid.take() {
-            Self::stop(pid);
+            // init forwards SIGTERM to the workload and exits with it; as PID 1 of the
+            // namespace, its death takes every process in it along.
+            process::stop(pid);
             // Empties the cgroup (SIGKILL to anything left: it was created for this instance
             // alone) before init is reaped, so no PID in it can have been reused.
             let removed = self.cgroup.remove();
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            process::reap(pid);
             removed.map_err(|e| fail(ContainerError::RemoveCgroup(e)))?;
         }
         self.cgroup
