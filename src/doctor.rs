@@ -91,21 +91,7 @@ pub fn checks(opts: &HostOptions) -> Vec<Check> {
             Some("apt-get install linux-image-amd64, or pass --kernel PATH"),
         ),
     });
-    out.push(if Path::new("/dev/kvm").exists() {
-        check(
-            Ok,
-            "/dev/kvm",
-            "present (whether guests actually run under it is probed by the vm backends below)",
-            None,
-        )
-    } else {
-        check(
-            Warn,
-            "/dev/kvm",
-            "absent: VM figures will come from TCG emulation",
-            Some("enable virtualisation (or nested virtualisation) for this host"),
-        )
-    });
+    out.push(kvm_check(opts));
     for (tool, pkg) in [("runc", "runc"), ("crun", "crun")] {
         out.push(match tool_version(tool, &["--version"]) {
             Some(v) => check(Ok, tool, v, None),
@@ -130,6 +116,44 @@ pub fn checks(opts: &HostOptions) -> Vec<Check> {
         });
     }
     out
+}
+
+/// Whether VM figures will come from KVM: `/dev/kvm` existing is not enough (on a host that is
+/// itself a guest of a paging-based nested hypervisor stock kernels hang under it), so this asks
+/// the VM backends' probe, which boots a guest under KVM with a timeout (cached on disk).
+fn kvm_check(opts: &HostOptions) -> Check {
+    use crate::backend::vm::{self, accel::KvmProbe};
+    if !Path::new("/dev/kvm").exists() {
+        return check(
+            Level::Warn,
+            "KVM",
+            "no /dev/kvm: VM figures will come from TCG emulation",
+            Some("enable virtualisation (or nested virtualisation) for this host"),
+        );
+    }
+    if vm::find_qemu().is_none() || find_host_kernel().is_none() && opts.kernel.is_none() {
+        return check(
+            Level::Ok,
+            "KVM",
+            "/dev/kvm present (not probed: the probe needs QEMU and a guest kernel)",
+            None,
+        );
+    }
+    match vm::kvm_verdict(opts) {
+        Ok(v @ KvmProbe::Usable { .. }) => check(Level::Ok, "KVM", v.describe(), None),
+        Ok(v) => check(
+            Level::Warn,
+            "KVM",
+            v.describe(),
+            Some("VM figures are labelled accel=tcg; KVM needs bare metal or nested virtualisation with hardware paging"),
+        ),
+        Err(e) => check(
+            Level::Warn,
+            "KVM",
+            format!("/dev/kvm present but the probe could not run: {:#}", anyhow::Error::new(e)),
+            None,
+        ),
+    }
 }
 
 /// The newest readable kernel image in /boot.

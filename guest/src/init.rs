@@ -81,6 +81,10 @@ impl Config {
 
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
+    // PID 1 of a cvm VM: configured by a file in the initramfs, not by arguments.
+    if crate::vm_init::in_vm() {
+        return crate::vm_init::run();
+    }
     let (container, argv) = crate::container_init::split_args(argv)?;
     let config = Config::parse(argv)?;
     markers.emit(&Marker::Init);
@@ -147,6 +151,13 @@ fn own_executable() -> PathBuf {
         Some(arg0) if arg0.to_string_lossy().contains('/') => PathBuf::from(arg0),
         _ => PathBuf::from("/proc/self/exe"),
     }
+}
+
+/// Runs `config`'s workload under PID 1's supervision (for the VM's init, after its setup).
+pub(crate) fn supervise_config(markers: &Markers, config: &Config) -> AppletResult {
+    let workload = Workload::resolve(config);
+    markers.keep_across_exec();
+    supervise(markers, workload)
 }
 
 /// Replaces init with the workload (not PID 1).

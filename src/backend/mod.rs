@@ -14,6 +14,7 @@ pub mod events;
 pub mod native;
 pub mod oci;
 pub mod process;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -214,12 +215,14 @@ impl fmt::Display for NotImplemented {
 impl std::error::Error for NotImplemented {}
 
 /// The backend implementation for a name.
-pub fn create(kind: BackendKind, _opts: &HostOptions) -> Box<dyn Backend> {
+pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend::new()),
         BackendKind::Container => Box::new(container::ContainerBackend::new()),
         BackendKind::Runc | BackendKind::Crun => Box::new(oci::OciBackend::new(kind)),
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
+        BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
+        BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),
         #[allow(unreachable_patterns)]
         other => Box::new(NotBuilt(other)),
     }

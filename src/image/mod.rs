@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 mod byo;
+pub mod ext4;
+pub mod initramfs;
 
 use crate::scenario::{Scenario, Workload};
 

@@ -53,7 +53,7 @@ fn output_tail(lines: &[String]) -> String {
 }
 
 /// The order phase points occur in, for display (unknown names sort last).
-pub const PHASE_ORDER: &[&str] = &["spawn", "kernel", "init", "workload", "ready"];
+pub const PHASE_ORDER: &[&str] = &["spawn", "firmware", "kernel", "init", "workload", "ready"];
 
 pub fn phase_rank(name: &str) -> usize {
     PHASE_ORDER

@@ -42,6 +42,7 @@ pub const LOG_SPREAD: f64 = 20.0;
 /// Startup phases in the order they happen; unknown phases follow alphabetically.
 pub const PHASE_ORDER: &[&str] = &[
     "spawn",
+    "firmware",
     "kernel",
     "init",
     "workload",

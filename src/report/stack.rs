@@ -82,7 +82,9 @@ impl Layer {
     pub fn of_phase(stack: Stack, phase: &str) -> Option<Layer> {
         Some(match (stack, phase) {
             (Stack::Vm, "spawn") => Layer::Hypervisor,
-            (Stack::Vm, "kernel" | "init") => Layer::GuestOs,
+            // `firmware` (vm-classic): BIOS output to the kernel banner, mostly the bzImage
+            // decompressing itself: guest OS work, as the module docs count it.
+            (Stack::Vm, "firmware" | "kernel" | "init") => Layer::GuestOs,
             (Stack::Container, "spawn" | "init") => Layer::Runtime,
             (Stack::Native, "spawn" | "init") => Layer::HostOs,
             (_, "workload") => Layer::Libs,

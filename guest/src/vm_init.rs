@@ -1,0 +1,269 @@
+//! `init` as PID 1 of a cvm virtual machine.
+//!
+//! The kernel unpacks the initramfs (the image's rootfs plus what the VM backend adds) and runs
+//! `/init`, a link to this binary, with no arguments and stdio on `/dev/console` (the first
+//! serial port, which QEMU hands to the host). What to do comes from [`CONFIG_PATH`], a file only
+//! the VM backend puts in the image, which is also how init knows it is in a VM: a container's
+//! rootfs never has it. A file rather than the kernel command line because the workload's argv
+//! would need quoting there, and unknown words on the command line become init's own arguments.
+//!
+//! The configuration, one directive per line (`#` comments):
+//!
+//! ```text
+//! module /lib/modules/virtio_ring.ko    kernel modules, in load (dependency) order
+//! net eth0 10.0.2.15/24                 bring up lo and this interface with this address
+//! disk /dev/vda /tmp                    mount this ext4 device here
+//! arg /bin/cvm-guest                    the workload's argv, one word per line, in order
+//! arg hello
+//! ```
+//!
+//! Steps, in order, each needed by the next: the marker channel (a copy of the console at
+//! descriptor 3, so the workload's own markers reach the host like in a container) and
+//! `CVM:init` first, before any setup, so setup is timed as init's own work (the host's `workload`
+//! phase ends at `CVM:workload`); mounts (proc, sys, devtmpfs
+//! for /dev/vda and friends, tmpfs on /tmp); modules (the NIC and disk drivers are modules in
+//! distribution kernels); network; disk; then the workload, supervised by the shared init code
+//! (`CVM:workload`, signal forwarding, reaping, `CVM:exit N`). Last, the machine is powered off:
+//! PID 1 exiting would panic the kernel instead. A failed step is reported as `CVM:error` and
+//! also powers off, so the host sees the reason at once rather than a timeout.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::Command;
+
+use cvm_proto::{Marker, DEFAULT_MARKER_FD, MARKER_FD_ENV};
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::kmod::{finit_module, ModuleInitFlags};
+use nix::mount::{mount, MsFlags};
+use nix::sys::reboot::{reboot, RebootMode};
+use nix::sys::stat::Mode;
+
+use crate::init::Config;
+use crate::markers::Markers;
+use crate::{AppletResult, Failure};
+
+/// Written by the VM backend into the initramfs.
+pub const CONFIG_PATH: &str = "/etc/cvm/vm.conf";
+
+/// True when this process is PID 1 of a cvm VM.
+pub fn in_vm() -> bool {
+    nix::unistd::getpid().as_raw() == 1 && Path::new(CONFIG_PATH).exists()
+}
+
+/// What the VM backend asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmConfig {
+    pub modules: Vec<String>,
+    /// (interface, address/prefix)
+    pub net: Option<(String, String)>,
+    /// (device, mount point)
+    pub disk: Option<(String, String)>,
+    pub argv: Vec<String>,
+}
+
+impl VmConfig {
+    pub fn parse(text: &str) -> Result<VmConfig, String> {
+        let mut c = VmConfig::default();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            let words: Vec<&str> = value.split_whitespace().collect();
+            match (key, words.as_slice()) {
+                ("module", [path]) => c.modules.push((*path).to_string()),
+                ("net", [dev, cidr]) => c.net = Some(((*dev).into(), (*cidr).into())),
+                ("disk", [dev, at]) => c.disk = Some(((*dev).into(), (*at).into())),
+                // The rest of the line verbatim: arguments may hold spaces.
+                ("arg", _) => c.argv.push(value.to_string()),
+                _ => {
+                    return Err(format!(
+                        "{CONFIG_PATH} line {}: cannot parse {line:?}",
+                        n + 1
+                    ))
+                }
+            }
+        }
+        if c.argv.is_empty() {
+            return Err(format!("{CONFIG_PATH} names no workload (no `arg` lines)"));
+        }
+        Ok(c)
+    }
+}
+
+/// Runs init in the VM; never returns normally (the machine powers off).
+pub fn run() -> AppletResult {
+    let markers = marker_channel();
+    markers.emit(&Marker::Init);
+    let code = match setup().and_then(|config| {
+        let (command, args) = config.argv.split_first().expect("parse checks argv");
+        crate::init::supervise_config(
+            &markers,
+            &Config {
+                command: OsString::from(command),
+                args: args.iter().map(OsString::from).collect(),
+            },
+        )
+    }) {
+        Ok(code) => code,
+        Err(Failure::Runtime(msg) | Failure::Usage(msg)) => {
+            markers.error(&format!("init: {msg}"));
+            eprintln!("cvm-guest init: {msg}");
+            1
+        }
+        Err(Failure::Help) => 0,
+    };
+    power_off(code)
+}
+
+/// The console (descriptor 1, given by the kernel) copied to the marker descriptor and named in
+/// the environment, so init and the workload write markers exactly as in a container.
+fn marker_channel() -> Markers {
+    match fcntl(
+        std::io::stdout().as_fd(),
+        FcntlArg::F_DUPFD(DEFAULT_MARKER_FD),
+    ) {
+        // The copy is deliberately never closed: it is the channel for the machine's lifetime.
+        Ok(fd) if fd == DEFAULT_MARKER_FD => {
+            // init is still single-threaded here, so changing the environment is sound.
+            std::env::set_var(MARKER_FD_ENV, DEFAULT_MARKER_FD.to_string());
+            Markers::from_env()
+        }
+        _ => Markers::disabled(),
+    }
+}
+
+fn setup() -> Result<VmConfig, Failure> {
+    mount_basics()?;
+    let text = std::fs::read_to_string(CONFIG_PATH)
+        .map_err(|e| Failure::Runtime(format!("reading {CONFIG_PATH}: {e}")))?;
+    let config = VmConfig::parse(&text).map_err(Failure::Runtime)?;
+    for m in &config.modules {
+        load_module(m)?;
+    }
+    if let Some((dev, cidr)) = &config.net {
+        network(dev, cidr)?;
+    }
+    if let Some((dev, at)) = &config.disk {
+        mount_disk(dev, at)?;
+    }
+    Ok(config)
+}
+
+fn mount_basics() -> Result<(), Failure> {
+    let table: [(&str, &str, &str, Option<&str>); 4] = [
+        ("proc", "/proc", "proc", None),
+        ("sysfs", "/sys", "sysfs", None),
+        ("devtmpfs", "/dev", "devtmpfs", Some("mode=0755")),
+        ("tmpfs", "/tmp", "tmpfs", Some("mode=1777")),
+    ];
+    for (source, target, fstype, data) in table {
+        let _ = nix::unistd::mkdir(target, Mode::from_bits_truncate(0o755));
+        mount(Some(source), target, Some(fstype), MsFlags::MS_NOSUID, data)
+            .map_err(|e| Failure::Runtime(format!("mounting {fstype} on {target}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn load_module(path: &str) -> Result<(), Failure> {
+    let file =
+        File::open(path).map_err(|e| Failure::Runtime(format!("opening module {path}: {e}")))?;
+    let no_params = CString::default();
+    match finit_module(&file, &no_params, ModuleInitFlags::empty()) {
+        // Already there (built in, or loaded as another module's dependency): fine.
+        Ok(()) | Err(nix::Error::EEXIST) => Ok(()),
+        Err(e) => Err(Failure::Runtime(format!("loading module {path}: {e}"))),
+    }
+}
+
+/// Loopback and `dev` up with `cidr`, through the image's busybox: the guest's network is QEMU's
+/// user-mode network, so an address on the link is all the host's forwards need.
+fn network(dev: &str, cidr: &str) -> Result<(), Failure> {
+    let (addr, prefix) = cidr
+        .split_once('/')
+        .ok_or_else(|| Failure::Runtime(format!("bad address {cidr:?} in {CONFIG_PATH}")))?;
+    let prefix: u32 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| Failure::Runtime(format!("bad prefix in {cidr:?}")))?;
+    let mask = netmask(prefix);
+    run_tool("/bin/ifconfig", &["lo", "127.0.0.1", "up"])?;
+    run_tool("/bin/ifconfig", &[dev, addr, "netmask", &mask, "up"])
+}
+
+fn netmask(prefix: u32) -> String {
+    let bits: u32 = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    std::net::Ipv4Addr::from(bits).to_string()
+}
+
+fn mount_disk(dev: &str, at: &str) -> Result<(), Failure> {
+    std::fs::create_dir_all(at).map_err(|e| Failure::Runtime(format!("creating {at}: {e}")))?;
+    mount(Some(dev), at, Some("ext4"), MsFlags::empty(), None::<&str>)
+        .map_err(|e| Failure::Runtime(format!("mounting {dev} (ext4) on {at}: {e}")))
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<(), Failure> {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|e| Failure::Runtime(format!("running {program}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(format!(
+            "{program} {} failed: {status}",
+            args.join(" ")
+        )))
+    }
+}
+
+/// Flushes and powers the machine off (QEMU then exits). Returns only if that fails.
+fn power_off(code: i32) -> AppletResult {
+    nix::unistd::sync();
+    let err = match reboot(RebootMode::RB_POWER_OFF) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    eprintln!("cvm-guest init: power off failed: {err}");
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_backends_config() {
+        let c = VmConfig::parse(
+            "# comment\nmodule /lib/modules/virtio.ko\nnet eth0 10.0.2.15/24\n\
+             disk /dev/vda /tmp\narg /bin/cvm-guest\narg http\narg a b\n",
+        )
+        .unwrap();
+        assert_eq!(c.modules, ["/lib/modules/virtio.ko"]);
+        assert_eq!(c.net, Some(("eth0".into(), "10.0.2.15/24".into())));
+        assert_eq!(c.disk, Some(("/dev/vda".into(), "/tmp".into())));
+        assert_eq!(c.argv, ["/bin/cvm-guest", "http", "a b"]);
+    }
+
+    #[test]
+    fn refuses_configs_without_a_workload_or_with_junk() {
+        assert!(VmConfig::parse("module /x.ko\n").is_err());
+        assert!(VmConfig::parse("bogus line\narg x\n").is_err());
+        assert!(VmConfig::parse("net eth0\narg x\n").is_err());
+    }
+
+    #[test]
+    fn prefixes_become_netmasks() {
+        assert_eq!(netmask(24), "255.255.255.0");
+        assert_eq!(netmask(32), "255.255.255.255");
+        assert_eq!(netmask(0), "0.0.0.0");
+    }
+}

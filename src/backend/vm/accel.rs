@@ -1,0 +1,341 @@
+//! Choosing the accelerator: KVM only if a guest actually boots under it.
+//!
+//! `/dev/kvm` existing, even opening and creating a VM, does not mean guests run: on the
+//! reference host (itself a guest of a paging-based nested hypervisor) stock kernels hang under
+//! `-accel kvm`, and `-accel kvm:tcg` does not fall back because nothing *fails*. So the probe
+//! boots the same microvm guest the `vm` backend uses, under KVM, and waits a bounded time for
+//! init's `CVM:init` marker. No marker in time: KVM is unusable and TCG is used, with a warning.
+//!
+//! The verdict is cached twice: in memory for the rest of this cvm process (both VM backends
+//! and `cvm doctor` ask), and on disk keyed by the QEMU version, the kernel's content hash and
+//! the host kernel release, so only the first run on a host pays the probe's seconds.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::qemu::{cmdline, Accel, Profile, QemuSpec};
+use crate::cli::AccelChoice;
+
+/// How long the probe guest gets to reach init under KVM. A working KVM boots the tuned microvm
+/// to init in well under a second; TCG on the reference host takes about 2 s, so a KVM that is
+/// slower than this is no better than emulation anyway.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
+/// Bumped when the probe's method changes, so cached verdicts are redone.
+const PROBE_VERSION: &str = "1";
+
+/// What the KVM probe found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kvm", rename_all = "snake_case")]
+pub enum KvmProbe {
+    /// The probe guest reached init under KVM.
+    Usable { boot_s: f64 },
+    /// No /dev/kvm.
+    Absent,
+    /// /dev/kvm exists but cannot be opened.
+    NoAccess { error: String },
+    /// The probe guest did not reach init in time (the reference host's case).
+    Hung { timeout_s: u64 },
+    /// QEMU refused or the guest died; QEMU's last words.
+    Failed { error: String },
+}
+
+impl KvmProbe {
+    pub fn usable(&self) -> bool {
+        matches!(self, KvmProbe::Usable { .. })
+    }
+
+    /// One line for users: what was found and what it means.
+    pub fn describe(&self) -> String {
+        match self {
+            KvmProbe::Usable { boot_s } => {
+                format!("KVM usable (probe guest reached init in {boot_s:.2} s)")
+            }
+            KvmProbe::Absent => "no /dev/kvm — TCG (emulation) will be used".into(),
+            KvmProbe::NoAccess { error } => {
+                format!("/dev/kvm present but cannot be opened ({error}) — TCG will be used")
+            }
+            KvmProbe::Hung { timeout_s } => format!(
+                "KVM present but unusable (probe guest did not boot within {timeout_s} s under KVM) — TCG will be used"
+            ),
+            KvmProbe::Failed { error } => format!(
+                "KVM present but unusable (probe guest failed under KVM: {error}) — TCG will be used"
+            ),
+        }
+    }
+}
+
+/// The accelerator to use and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccelDecision {
+    pub accel: Accel,
+    /// Why: the probe's verdict, or that the user asked.
+    pub reason: String,
+    /// Set when VM figures will be emulated although the user did not ask for that.
+    pub warning: Option<String>,
+}
+
+/// Applies `--accel` to the probe's verdict. `probe` runs only for `auto`.
+pub fn decide(choice: Option<AccelChoice>, probe: impl FnOnce() -> KvmProbe) -> AccelDecision {
+    match choice.unwrap_or(AccelChoice::Auto) {
+        AccelChoice::Kvm => AccelDecision {
+            accel: Accel::Kvm,
+            reason: "--accel kvm (not probed)".into(),
+            warning: None,
+        },
+        AccelChoice::Tcg => AccelDecision {
+            accel: Accel::Tcg,
+            reason: "--accel tcg".into(),
+            warning: None,
+        },
+        AccelChoice::Auto => {
+            let verdict = probe();
+            if verdict.usable() {
+                AccelDecision {
+                    accel: Accel::Kvm,
+                    reason: verdict.describe(),
+                    warning: None,
+                }
+            } else {
+                let why = verdict.describe();
+                AccelDecision {
+                    accel: Accel::Tcg,
+                    warning: Some(format!(
+                        "{why}; VM figures are from emulation and are labelled accel=tcg"
+                    )),
+                    reason: why,
+                }
+            }
+        }
+    }
+}
+
+/// What a probe boots.
+pub struct ProbeGuest<'a> {
+    pub qemu: &'a Path,
+    pub qemu_version: &'a str,
+    pub vmlinux: &'a Path,
+    pub kernel_hash: &'a str,
+    /// An initramfs whose init writes `CVM:init`.
+    pub initrd: &'a Path,
+    pub cache: &'a Path,
+}
+
+fn memo() -> &'static Mutex<HashMap<String, KvmProbe>> {
+    static MEMO: OnceLock<Mutex<HashMap<String, KvmProbe>>> = OnceLock::new();
+    MEMO.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The cached verdict for this QEMU, kernel and host, probing if there is none.
+pub fn probe_cached(guest: &ProbeGuest<'_>) -> KvmProbe {
+    if !Path::new("/dev/kvm").exists() {
+        return KvmProbe::Absent;
+    }
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return KvmProbe::NoAccess {
+            error: e.to_string(),
+        };
+    }
+    let key = cache_key(guest);
+    // Held across the probe: a second backend asking meanwhile waits for this verdict instead
+    // of booting a second probe guest.
+    let mut memo = memo().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(v) = memo.get(&key) {
+        return v.clone();
+    }
+    let file = guest.cache.join("accel").join(format!("{key}.json"));
+    let verdict = match std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<KvmProbe>(&b).ok())
+    {
+        Some(v) => v,
+        None => {
+            let v = probe_kvm(guest);
+            if let Some(dir) = file.parent() {
+                // Best effort: without the file the next cvm process probes again.
+                let _ = std::fs::create_dir_all(dir);
+                if let Ok(json) = serde_json::to_vec(&v) {
+                    let _ = std::fs::write(&file, json);
+                }
+            }
+            v
+        }
+    };
+    memo.insert(key, verdict.clone());
+    verdict
+}
+
+fn cache_key(guest: &ProbeGuest<'_>) -> String {
+    let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut h = Sha256::new();
+    for part in [
+        PROBE_VERSION,
+        guest.qemu_version,
+        guest.kernel_hash,
+        &host_release,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("kvm-{}", &format!("{:x}", h.finalize())[..16])
+}
+
+/// Boots the probe guest under KVM and waits for `CVM:init`.
+fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
+    let spec = QemuSpec {
+        binary: guest.qemu.to_path_buf(),
+        profile: Profile::Micro,
+        accel: Accel::Kvm,
+        vcpus: 1,
+        memory_mib: 128,
+        kernel: guest.vmlinux.to_path_buf(),
+        initrd: guest.initrd.to_path_buf(),
+        cmdline: cmdline(Profile::Micro, Accel::Kvm, None),
+        qmp: None,
+        net: None,
+        disk: None,
+    };
+    let start = Instant::now();
+    let mut child = match Command::new(&spec.binary)
+        .args(spec.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return KvmProbe::Failed {
+                error: format!("cannot start {}: {e}", spec.binary.display()),
+            }
+        }
+    };
+    let (tx, rx) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                if String::from_utf8_lossy(&line).contains("CVM:init") {
+                    let _ = tx.send(Ok(()));
+                    return;
+                }
+            }
+            let _ = tx.send(Err(String::new()));
+        });
+    }
+    let stderr_lines = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+    if let Some(err) = child.stderr.take() {
+        let keep = stderr_lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                keep.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+    }
+    drop(tx);
+    let outcome = rx.recv_timeout(PROBE_TIMEOUT);
+    let boot = start.elapsed();
+    // The probe's QEMU is ours and unreaped until `wait`, so the kill cannot hit another process.
+    let _ = child.kill();
+    let _ = child.wait();
+    match outcome {
+        Ok(Ok(())) => KvmProbe::Usable {
+            boot_s: boot.as_secs_f64(),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => KvmProbe::Hung {
+            timeout_s: PROBE_TIMEOUT.as_secs(),
+        },
+        Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // Give the stderr reader a moment to collect QEMU's message.
+            std::thread::sleep(Duration::from_millis(50));
+            let lines = stderr_lines.lock().unwrap_or_else(|p| p.into_inner());
+            KvmProbe::Failed {
+                error: lines
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| "the guest stopped before init".into()),
+            }
+        }
+    }
+}
+
+/// The host's TSC rate in kHz, which a TCG guest's TSC also runs at: from the kernel's "cpu MHz"
+/// (the TSC rate on the virtualised hosts cvm targets). `None` when unknown.
+pub fn host_tsc_khz() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    parse_cpu_mhz(&text)
+}
+
+fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|mhz| *mhz > 100.0)
+        .map(|mhz| (mhz * 1000.0).round() as u64)
+}
+
+/// Where the probe's verdicts are cached (for tests and `cvm doctor`).
+pub fn probe_cache_dir(cache: &Path) -> PathBuf {
+    cache.join("accel")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_choices_skip_the_probe() {
+        let d = decide(Some(AccelChoice::Tcg), || panic!("must not probe"));
+        assert_eq!(d.accel, Accel::Tcg);
+        let d = decide(Some(AccelChoice::Kvm), || panic!("must not probe"));
+        assert_eq!(d.accel, Accel::Kvm);
+    }
+
+    #[test]
+    fn auto_falls_back_to_tcg_with_a_warning_saying_why() {
+        let d = decide(Some(AccelChoice::Auto), || KvmProbe::Hung { timeout_s: 8 });
+        assert_eq!(d.accel, Accel::Tcg);
+        assert_eq!(
+            d.reason,
+            "KVM present but unusable (probe guest did not boot within 8 s under KVM) — TCG will be used"
+        );
+        assert!(d.warning.unwrap().contains("accel=tcg"));
+        let d = decide(None, || KvmProbe::Usable { boot_s: 0.2 });
+        assert_eq!(d.accel, Accel::Kvm);
+        assert!(d.warning.is_none());
+    }
+
+    #[test]
+    fn verdicts_round_trip_through_the_disk_cache_format() {
+        for v in [
+            KvmProbe::Usable { boot_s: 0.5 },
+            KvmProbe::Hung { timeout_s: 8 },
+            KvmProbe::Failed { error: "x".into() },
+        ] {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(serde_json::from_str::<KvmProbe>(&json).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn reads_the_cpu_rate() {
+        let info = "processor\t: 0\ncpu MHz\t\t: 2299.998\nflags: tsc\n";
+        assert_eq!(parse_cpu_mhz(info), Some(2_299_998));
+        assert_eq!(parse_cpu_mhz("nothing"), None);
+    }
+}

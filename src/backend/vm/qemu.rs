@@ -1,0 +1,317 @@
+//! QEMU command lines for the two VM profiles, built as data so they can be unit-tested.
+//!
+//! Facts from this project's measurements (DESIGN.md and the VM backend docs) that shape them:
+//! - `-nographic -serial stdio -monitor none` with stdin at /dev/null: `-display none` alone left
+//!   a microvm guest silent and hung. The serial console is the marker channel the host stamps.
+//! - `-no-reboot`: a guest that panics or reboots makes QEMU exit instead of booting again, so a
+//!   broken guest ends the run at once rather than at the timeout.
+//! - The microvm keeps its ACPI tables (`acpi=off` leaves the guest unable to power off) and its
+//!   legacy PIT/PIC (the guest cannot be told its TSC rate by a PIT it lacks; see `cmdline`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::net::{GUEST_CIDR, GUEST_NET_DEVICE};
+
+/// Which machine a VM backend builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `vm`: microvm, PVH direct boot of the uncompressed vmlinux, virtio-mmio devices only,
+    /// a tuned kernel command line.
+    Micro,
+    /// `vm-classic`: the i440FX PC with its default devices, SeaBIOS, the bzImage through the
+    /// Linux boot protocol, PCI devices: what a conventional hypervisor VM looks like.
+    Classic,
+}
+
+impl Profile {
+    pub fn machine(self) -> &'static str {
+        match self {
+            Profile::Micro => "microvm",
+            Profile::Classic => "pc",
+        }
+    }
+
+    pub fn boot_path(self) -> &'static str {
+        match self {
+            Profile::Micro => "pvh-vmlinux (direct, no decompressor)",
+            Profile::Classic => "seabios + bzImage (linux boot protocol)",
+        }
+    }
+
+    /// The suffix of virtio device names on this machine's bus.
+    fn virtio_bus(self) -> &'static str {
+        match self {
+            Profile::Micro => "device",
+            Profile::Classic => "pci",
+        }
+    }
+}
+
+/// The accelerator QEMU runs the guest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// A forward of a host loopback port to a guest port through QEMU's user-mode network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortForward {
+    pub host: u16,
+    pub guest: u16,
+}
+
+/// Everything one QEMU invocation needs.
+#[derive(Debug, Clone)]
+pub struct QemuSpec {
+    pub binary: PathBuf,
+    pub profile: Profile,
+    pub accel: Accel,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    /// The QMP control socket, when the instance is to be controlled.
+    pub qmp: Option<PathBuf>,
+    /// A NIC on user-mode networking, with these forwards; `None`: no NIC at all.
+    pub net: Option<Vec<PortForward>>,
+    /// A raw disk image attached as a virtio-blk device (`/dev/vda` in the guest).
+    pub disk: Option<PathBuf>,
+}
+
+impl QemuSpec {
+    pub fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |s: &str| a.push(s.into());
+        match self.profile {
+            Profile::Micro => {
+                push("-M");
+                push("microvm");
+                // Nothing the user's config files or QEMU's defaults would add (a NIC, a
+                // monitor, a parallel port): the microvm is exactly what is listed here.
+                push("-nodefaults");
+                push("-no-user-config");
+            }
+            Profile::Classic => {
+                push("-M");
+                push("pc");
+                // The default devices stay (VGA, IDE, floppy): they are what a conventional VM
+                // boots with. Only the default NIC goes, replaced below if the scenario wants one.
+                if self.net.is_none() {
+                    push("-nic");
+                    push("none");
+                }
+            }
+        }
+        push("-accel");
+        push(self.accel.as_str());
+        if self.accel == Accel::Kvm {
+            push("-cpu");
+            push("host");
+        }
+        push("-m");
+        push(&format!("{}M", self.memory_mib));
+        push("-smp");
+        push(&self.vcpus.max(1).to_string());
+        push("-nographic");
+        push("-serial");
+        push("stdio");
+        push("-monitor");
+        push("none");
+        push("-no-reboot");
+        a.push("-kernel".into());
+        a.push(self.kernel.clone().into());
+        a.push("-initrd".into());
+        a.push(self.initrd.clone().into());
+        a.push("-append".into());
+        a.push(self.cmdline.clone().into());
+        if let Some(sock) = &self.qmp {
+            a.push("-qmp".into());
+            let mut v = OsString::from("unix:");
+            v.push(sock);
+            v.push(",server=on,wait=off");
+            a.push(v);
+        }
+        let bus = self.profile.virtio_bus();
+        if let Some(forwards) = &self.net {
+            let mut netdev = String::from("user,id=net0");
+            for f in forwards {
+                // Loopback only: nothing outside this host can reach the guest.
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+            }
+            a.push("-netdev".into());
+            a.push(netdev.into());
+            a.push("-device".into());
+            a.push(format!("virtio-net-{bus},netdev=net0").into());
+        }
+        if let Some(disk) = &self.disk {
+            let mut drive = OsString::from("file=");
+            drive.push(disk);
+            drive.push(",format=raw,if=none,id=disk0");
+            a.push("-drive".into());
+            a.push(drive);
+            a.push("-device".into());
+            a.push(format!("virtio-blk-{bus},drive=disk0").into());
+        }
+        a
+    }
+}
+
+/// The kernel command line for a profile.
+///
+/// Common to both: the console on the first serial port at `loglevel=6`, which prints the
+/// kernel's banner (the host's `kernel` phase point) and warnings but not the ~250 info lines a
+/// default boot writes, each byte of which is an emulated port write; `panic=-1` with QEMU's
+/// `-no-reboot` turns a guest panic into a QEMU exit.
+///
+/// The micro profile adds what measurably shortens a TCG boot (DESIGN.md: 1.9-2.1 s → 1.6 s):
+/// no timer and TSC checks, no mitigations, a trusted CPU RNG, a single UART, no i8042 probing,
+/// a preset delay loop, and no crypto self-tests (the largest single item, about 1 s). `tsc_early_khz` (TCG only) is required, not just faster: the
+/// microvm's PIT cannot calibrate the TSC, and without a rate the 6.1 guest hung in early boot
+/// on this host. Under TCG the guest's TSC counts at the host's rate, so the host's is given.
+pub fn cmdline(profile: Profile, accel: Accel, host_tsc_khz: Option<u64>) -> String {
+    let mut parts: Vec<String> = ["console=ttyS0", "loglevel=6", "panic=-1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if profile == Profile::Micro {
+        parts.extend(
+            [
+                "reboot=t",
+                "tsc=reliable",
+                "no_timer_check",
+                "mitigations=off",
+                "random.trust_cpu=on",
+                "8250.nr_uarts=1",
+                "i8042.noaux",
+                "i8042.nomux",
+                "i8042.dumbkbd",
+                // The crypto API's boot-time self-tests: about 1 s of a 2.2 s TCG boot to init
+                // on the reference host (guest uptime at /init 2.21 s → 1.20-1.44 s).
+                "cryptomgr.notests",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        if accel == Accel::Tcg {
+            let khz = host_tsc_khz.unwrap_or(2_000_000);
+            parts.push(format!("tsc_early_khz={khz}"));
+            // Loops per jiffy for a TSC delay loop: cycles per second / HZ (250 on Debian).
+            parts.push(format!("lpj={}", khz * 1000 / 250));
+        }
+    }
+    parts.join(" ")
+}
+
+/// The guest side of the network, for init's configuration (see `net`).
+pub fn guest_net_line() -> String {
+    format!("net {GUEST_NET_DEVICE} {GUEST_CIDR}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(profile: Profile) -> QemuSpec {
+        QemuSpec {
+            binary: "qemu-system-x86_64".into(),
+            profile,
+            accel: Accel::Tcg,
+            vcpus: 2,
+            memory_mib: 256,
+            kernel: "/k/vmlinux".into(),
+            initrd: "/k/initrd.cpio".into(),
+            cmdline: "console=ttyS0".into(),
+            qmp: Some("/tmp/x/qmp.sock".into()),
+            net: None,
+            disk: None,
+        }
+    }
+
+    fn joined(s: &QemuSpec) -> String {
+        s.args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn micro_profile_is_a_bare_microvm_with_resources_and_a_serial_console() {
+        let line = joined(&spec(Profile::Micro));
+        assert!(
+            line.starts_with("-M microvm -nodefaults -no-user-config -accel tcg"),
+            "{line}"
+        );
+        assert!(line.contains("-m 256M -smp 2"), "{line}");
+        assert!(line.contains("-nographic -serial stdio -monitor none -no-reboot"));
+        assert!(line.contains("-kernel /k/vmlinux -initrd /k/initrd.cpio -append console=ttyS0"));
+        assert!(line.contains("-qmp unix:/tmp/x/qmp.sock,server=on,wait=off"));
+        assert!(!line.contains("-cpu"), "TCG keeps QEMU's default CPU model");
+        assert!(!line.contains("netdev"));
+    }
+
+    #[test]
+    fn classic_profile_keeps_default_devices_but_no_default_nic() {
+        let line = joined(&spec(Profile::Classic));
+        assert!(line.starts_with("-M pc -nic none -accel tcg"), "{line}");
+        assert!(!line.contains("-nodefaults"));
+    }
+
+    #[test]
+    fn networking_forwards_loopback_ports_on_the_profiles_bus() {
+        let mut s = spec(Profile::Micro);
+        s.net = Some(vec![PortForward {
+            host: 40123,
+            guest: 8080,
+        }]);
+        s.accel = Accel::Kvm;
+        let line = joined(&s);
+        assert!(line.contains("-cpu host"));
+        assert!(line.contains(
+            "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:40123-:8080 -device virtio-net-device,netdev=net0"
+        ), "{line}");
+        s.profile = Profile::Classic;
+        s.disk = Some("/tmp/x/disk.img".into());
+        let line = joined(&s);
+        assert!(
+            line.contains("-device virtio-net-pci,netdev=net0"),
+            "{line}"
+        );
+        assert!(!line.contains("-nic none"));
+        assert!(line.contains("-drive file=/tmp/x/disk.img,format=raw,if=none,id=disk0"));
+        assert!(line.contains("-device virtio-blk-pci,drive=disk0"));
+    }
+
+    #[test]
+    fn tuned_cmdline_only_for_micro_and_tsc_rate_only_under_tcg() {
+        let micro = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000));
+        assert!(micro.contains("tsc_early_khz=2300000"));
+        assert!(micro.contains("lpj=9200000"));
+        assert!(micro.contains("mitigations=off"));
+        assert!(micro.contains("cryptomgr.notests"));
+        assert!(
+            !micro.contains("acpi=off"),
+            "acpi=off breaks poweroff on microvm"
+        );
+        assert!(
+            !micro.contains("nokaslr"),
+            "unknown parameters end up in init's argv"
+        );
+        let kvm = cmdline(Profile::Micro, Accel::Kvm, Some(2_300_000));
+        assert!(!kvm.contains("tsc_early_khz"));
+        let classic = cmdline(Profile::Classic, Accel::Tcg, Some(2_300_000));
+        assert_eq!(classic, "console=ttyS0 loglevel=6 panic=-1");
+    }
+}
