@@ -1,0 +1,54 @@
+//! Bring your own workload: a dynamically linked program from a Debian package (coreutils'
+//! `seq`, which needs libc and the dynamic loader) copied into the image with its libraries,
+//! run on native, in cvm's container and in a VM guest.
+
+mod common;
+
+use common::{cvm_cmd, host_has, is_root, stderr, which};
+
+#[test]
+fn a_dynamically_linked_host_binary_runs_on_native_container_and_vm() {
+    if !host_has(is_root() && which("qemu-system-x86_64"), "needs root and QEMU") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("byo.toml");
+    // `seq` must really run: its output is checked by the shell before the ready marker.
+    std::fs::write(
+        &scenario,
+        r#"name = "byo"
+runs = 1
+warmup = 0
+timeout_s = 120
+[workload]
+command = ["/bin/sh", "-c", "test \"$(/usr/bin/seq -s+ 1 4)\" = 1+2+3+4 && echo CVM:ready >&3"]
+exits = true
+[image]
+host_binaries = ["/usr/bin/seq"]
+"#,
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = cvm_cmd()
+        .args(["compare", "--no-progress", "--backends", "native,container,vm", "--scenario"])
+        .arg(&scenario)
+        .arg("--output")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut r = csv::Reader::from_path(out_dir.join("samples.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+    for backend in ["native", "container", "vm"] {
+        assert!(
+            rows.iter().any(|r| &r[2] == backend && &r[5] == "ready_latency"),
+            "{backend} did not run the bring-your-own workload:\n{}",
+            stderr(&out)
+        );
+    }
+    assert!(!rows.iter().any(|r| &r[5] == "run_failed"));
+    // The image's libraries layer holds libc: it is counted for every backend.
+    let libs: Vec<f64> =
+        rows.iter().filter(|r| &r[5] == "disk.libs").map(|r| r[6].parse().unwrap()).collect();
+    assert!(libs.iter().all(|b| *b > 3.0 * 1024.0 * 1024.0), "{libs:?}");
+}
