@@ -6,7 +6,8 @@
 //! What counts:
 //! - processes running `cvm-guest` (by executable or first argument) and OCI runtime processes
 //!   (`runc`, `crun`) and their children — recorded with their memory cgroup, so a leak can be
-//!   traced to the run whose cgroup name it carries;
+//!   traced to the run whose cgroup name it carries — and QEMU processes whose command line
+//!   names a `cvm-` path (a VM instance's QMP socket lives in its `cvm-<run>-...` temp dir);
 //! - mounts whose source or mount point mentions `cvm`;
 //! - cgroup directories named `cvm-*` in any hierarchy (searched a few levels deep, because cvm
 //!   nests instances under its own cgroup);
@@ -207,13 +208,22 @@ fn processes() -> Vec<String> {
                 .unwrap_or("")
                 .ends_with("cvm-guest")
     };
+    let is_vmm = |p: &Proc| {
+        let first = p.cmdline.split(' ').next().unwrap_or("");
+        first
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .starts_with("qemu-system")
+            && p.cmdline.contains("/cvm-")
+    };
     let runtimes: BTreeSet<u32> = all
         .iter()
         .filter(|p| is_runtime(p))
         .map(|p| p.pid)
         .collect();
     all.iter()
-        .filter(|p| is_guest(p) || is_runtime(p) || runtimes.contains(&p.ppid))
+        .filter(|p| is_guest(p) || is_runtime(p) || is_vmm(p) || runtimes.contains(&p.ppid))
         .map(|p| {
             let cgroup = fs::read_to_string(format!("/proc/{}/cgroup", p.pid))
                 .ok()

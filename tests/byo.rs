@@ -8,7 +8,10 @@ use common::{cvm_cmd, host_has, is_root, stderr, which};
 
 #[test]
 fn a_dynamically_linked_host_binary_runs_on_native_container_and_vm() {
-    if !host_has(is_root() && which("qemu-system-x86_64"), "needs root and QEMU") {
+    if !host_has(
+        is_root() && which("qemu-system-x86_64"),
+        "needs root and QEMU",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -30,7 +33,13 @@ host_binaries = ["/usr/bin/seq"]
     .unwrap();
     let out_dir = dir.path().join("out");
     let out = cvm_cmd()
-        .args(["compare", "--no-progress", "--backends", "native,container,vm", "--scenario"])
+        .args([
+            "compare",
+            "--no-progress",
+            "--backends",
+            "native,container,vm",
+            "--scenario",
+        ])
         .arg(&scenario)
         .arg("--output")
         .arg(&out_dir)
@@ -41,14 +50,18 @@ host_binaries = ["/usr/bin/seq"]
     let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
     for backend in ["native", "container", "vm"] {
         assert!(
-            rows.iter().any(|r| &r[2] == backend && &r[5] == "ready_latency"),
+            rows.iter()
+                .any(|r| &r[2] == backend && &r[5] == "ready_latency"),
             "{backend} did not run the bring-your-own workload:\n{}",
             stderr(&out)
         );
     }
     assert!(!rows.iter().any(|r| &r[5] == "run_failed"));
     // The image's libraries layer holds libc: it is counted for every backend.
-    let libs: Vec<f64> =
-        rows.iter().filter(|r| &r[5] == "disk.libs").map(|r| r[6].parse().unwrap()).collect();
+    let libs: Vec<f64> = rows
+        .iter()
+        .filter(|r| &r[5] == "disk.libs")
+        .map(|r| r[6].parse().unwrap())
+        .collect();
     assert!(libs.iter().all(|b| *b > 3.0 * 1024.0 * 1024.0), "{libs:?}");
 }

@@ -120,7 +120,7 @@ fn doctor_reports_every_check() {
         "cgroups",
         "QEMU",
         "guest kernel",
-        "/dev/kvm",
+        "KVM",
         "runc",
         "crun",
         "backend native",

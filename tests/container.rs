@@ -251,7 +251,7 @@ fn the_workload_is_isolated_from_the_host() {
     let mounts: Vec<&str> = value(&lines, "mounts").split_whitespace().collect();
     for m in &mounts {
         assert!(
-            ["/", "/proc", "/sys", "/dev", "/dev/pts", "/tmp"].contains(m),
+            ["/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/tmp"].contains(m),
             "a host mount is visible: {m} (all: {mounts:?})"
         );
     }

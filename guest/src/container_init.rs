@@ -8,11 +8,15 @@
 //! 1. make every mount private (`MS_REC | MS_PRIVATE` on `/`): the mount namespace starts as a
 //!    copy of the host's, and with shared propagation the mounts below would appear on the host;
 //! 2. bind the image directory onto itself (`pivot_root` needs a mount point) and mount `/proc`,
-//!    `/sys` (read-only), a tmpfs `/dev` with the usual nodes, a `devpts` instance and a tmpfs
-//!    `/tmp` inside it, then remount the bind read-only: the image is shared by every instance
-//!    and every backend, so nothing may write to it. Submounts come first because a read-only
-//!    bind still accepts mounts on its directories, while the nodes in `/dev` need a writable
-//!    tmpfs;
+//!    `/sys` (read-only), a tmpfs `/dev` with the usual nodes, a `devpts` instance, a `nodev`
+//!    tmpfs `/dev/shm` and a `nodev` tmpfs `/tmp` inside it, then remount `/dev` and the bind
+//!    read-only: the image is shared by every instance and every backend, so nothing may write
+//!    to it. Submounts come first because a read-only bind still accepts mounts on its
+//!    directories, while the nodes in `/dev` need a writable tmpfs. `/dev` read-only is what
+//!    keeps the workload off the host's devices: it keeps `CAP_MKNOD` (Docker's set has it), and
+//!    a node it could create on a mount without `nodev` would open any host device (`/dev/kvm`,
+//!    a disk). Docker and runc close that with the devices cgroup instead, which cgroup v2 only
+//!    offers as an eBPF program; a read-only `/dev` works on v1 and v2 alike;
 //! 3. `pivot_root(".", ".")` and detach the old root, so no host path stays reachable (the
 //!    image has no spare directory for the old root, and this needs none);
 //! 4. set the hostname (the UTS namespace is new, so this is the container's own);
@@ -261,6 +265,27 @@ fn mount_rootfs(rootfs: &Path) -> Result<(), ContainerError> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )?;
     mount_at(
+        "shm",
+        &dev.join("shm"),
+        "tmpfs",
+        secure,
+        Some("mode=1777,size=65536k"),
+    )?;
+    // No node can be added to /dev from here on (see the module docs); its submounts stay
+    // writable. A bind remount changes only this mount's flags, so nosuid and noexec are
+    // repeated to keep them.
+    mount_at(
+        "none",
+        &dev,
+        "none",
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    mount_at(
         "tmpfs",
         &rootfs.join("tmp"),
         "tmpfs",
@@ -292,13 +317,11 @@ fn populate_dev(dev: &Path) -> Result<(), ContainerError> {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
             .map_err(|e| fail(path.clone(), e.to_string()))?;
     }
+    // Mount points: a devpts instance and the shared-memory tmpfs (mode 1777 by its options).
     for dir in ["pts", "shm"] {
         let path = dev.join(dir);
         fs::create_dir(&path).map_err(|e| fail(path.clone(), e.to_string()))?;
     }
-    let shm = dev.join("shm");
-    fs::set_permissions(&shm, fs::Permissions::from_mode(0o1777))
-        .map_err(|e| fail(shm, e.to_string()))?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),

@@ -34,6 +34,7 @@ const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let scenario = scenario::load(&args.scenario).map_err(Failure::usage)?;
     let kinds = resolve_backends(&args, &scenario).map_err(Failure::usage)?;
+    check_kernel(&args, &kinds).map_err(Failure::usage)?;
     let runs = args.runs.unwrap_or(*scenario.runs.get_ref());
     let warmup = args.warmup.unwrap_or(scenario.warmup);
     let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(*scenario.timeout_s.get_ref()));
@@ -322,6 +323,29 @@ fn resolve_backends(
         );
     }
     Ok(kinds)
+}
+
+/// A `--kernel` that is missing or not a bzImage is bad input, found before anything is built or
+/// measured: the VM backends could only fail later with the same cause, once per backend.
+fn check_kernel(args: &CompareArgs, kinds: &[BackendKind]) -> Result<(), anyhow::Error> {
+    let Some(path) = &args.kernel else {
+        return Ok(());
+    };
+    if !kinds
+        .iter()
+        .any(|k| matches!(k, BackendKind::Vm | BackendKind::VmClassic))
+    {
+        return Ok(());
+    }
+    backend::vm::kernel::Kernel::load(path)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "--kernel {} cannot be used as the guest kernel (pass a bzImage such as \
+                 /boot/vmlinuz-*, or leave --kernel out to use the host's)",
+                path.display()
+            )
+        })
 }
 
 fn tempfile_probe(dir: &Path) -> std::io::Result<()> {

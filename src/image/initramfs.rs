@@ -236,7 +236,13 @@ pub fn build(spec: &InitramfsSpec, dir: &Path) -> Result<PathBuf, InitramfsError
         Compression::Zstd => compress("zstd", &["-c", "-q", "-3"], &raw)?,
     };
     // Written beside the final name and renamed: a concurrent cvm never reads half an archive.
-    let tmp = dir.join(format!(".initramfs.tmp-{}", std::process::id()));
+    // Unique per write, not only per process: threads of one process may build the same one.
+    static WRITES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let tmp = dir.join(format!(
+        ".initramfs.tmp-{}-{}",
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     fs::write(&tmp, &bytes).map_err(|e| write_err(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| {
         let _ = fs::remove_file(&tmp);

@@ -126,7 +126,15 @@ impl Image {
         }
         // Build beside the final place and rename: a crash mid-build never leaves a half image
         // that a later run would trust.
-        let tmp = images.join(format!(".{}.tmp-{}", image.hash, std::process::id()));
+        // Unique per build, not only per process: threads of one process (tests, density) may
+        // build the same image at once.
+        static BUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tmp = images.join(format!(
+            ".{}.tmp-{}-{}",
+            image.hash,
+            std::process::id(),
+            BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let _ = fs::remove_dir_all(&tmp);
         let result = (|| {
             fs::create_dir_all(&tmp).map_err(|source| ImageError::Write {

@@ -206,6 +206,8 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
         qmp: None,
         net: None,
         disk: None,
+        // As the measured runs will run it.
+        sandbox: super::qemu::sandbox_supported(guest.qemu),
     };
     let start = Instant::now();
     let mut child = match Command::new(&spec.binary)

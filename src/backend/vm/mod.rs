@@ -214,6 +214,7 @@ impl Backend for VmBackend {
         };
         let cmdline = qemu::cmdline(self.profile, decision.accel, accel::host_tsc_khz());
         let qemu_bin = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
+        let sandbox = qemu::sandbox_supported(&qemu_bin);
         let initrd_bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
 
         let mut config = BackendConfig::new();
@@ -230,6 +231,14 @@ impl Backend for VmBackend {
                 "none (no NIC)".into()
             } else {
                 net::MODE.into()
+            },
+        );
+        config.insert(
+            "sandbox".into(),
+            if sandbox {
+                format!("seccomp ({})", qemu::SANDBOX)
+            } else {
+                "none (this QEMU build has no seccomp)".into()
             },
         );
         config.insert("initramfs_compression".into(), compression.as_str().into());
@@ -274,6 +283,7 @@ impl Backend for VmBackend {
                 qmp: None,
                 net: None,
                 disk: None,
+                sandbox,
             },
             guest,
             config,

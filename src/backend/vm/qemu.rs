@@ -7,9 +7,15 @@
 //!   broken guest ends the run at once rather than at the timeout.
 //! - The microvm keeps its ACPI tables (`acpi=off` leaves the guest unable to power off) and its
 //!   legacy PIT/PIC (the guest cannot be told its TSC rate by a PIT it lacks; see `cmdline`).
+//! - `-sandbox on` with every optional deny ([`SANDBOX`]) wherever the QEMU build has seccomp
+//!   ([`sandbox_supported`]): a guest that escapes into QEMU cannot exec, fork, change its
+//!   credentials or use obsolete system calls. Its cost is within the noise of a busy reference
+//!   host: `vm` ready latency under TCG, 28 runs each, interleaved, median 2.62 s with it and
+//!   2.52 s without (run-to-run spread about ±0.4 s). The backend config records it.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use super::net::{GUEST_CIDR, GUEST_NET_DEVICE};
 
@@ -71,6 +77,24 @@ pub struct PortForward {
     pub guest: u16,
 }
 
+/// QEMU's seccomp filter with every optional restriction: no obsolete system calls, no
+/// set*uid/gid, no fork or exec, no affinity or scheduler changes. None of them is needed by a
+/// running QEMU with user-mode networking (both profiles boot and serve with it).
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// Whether `qemu` accepts [`SANDBOX`]: a build without seccomp rejects `-sandbox` outright.
+/// Options are parsed in order, so `-version` after it checks the option without starting a
+/// machine.
+pub fn sandbox_supported(qemu: &Path) -> bool {
+    Command::new(qemu)
+        .args(["-sandbox", SANDBOX, "-version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Everything one QEMU invocation needs.
 #[derive(Debug, Clone)]
 pub struct QemuSpec {
@@ -88,6 +112,8 @@ pub struct QemuSpec {
     pub net: Option<Vec<PortForward>>,
     /// A raw disk image attached as a virtio-blk device (`/dev/vda` in the guest).
     pub disk: Option<PathBuf>,
+    /// `-sandbox` [`SANDBOX`] (only where [`sandbox_supported`]).
+    pub sandbox: bool,
 }
 
 impl QemuSpec {
@@ -130,6 +156,10 @@ impl QemuSpec {
         push("-monitor");
         push("none");
         push("-no-reboot");
+        if self.sandbox {
+            push("-sandbox");
+            push(SANDBOX);
+        }
         a.push("-kernel".into());
         a.push(self.kernel.clone().into());
         a.push("-initrd".into());
@@ -236,6 +266,7 @@ mod tests {
             qmp: Some("/tmp/x/qmp.sock".into()),
             net: None,
             disk: None,
+            sandbox: true,
         }
     }
 
@@ -260,6 +291,24 @@ mod tests {
         assert!(line.contains("-qmp unix:/tmp/x/qmp.sock,server=on,wait=off"));
         assert!(!line.contains("-cpu"), "TCG keeps QEMU's default CPU model");
         assert!(!line.contains("netdev"));
+    }
+
+    #[test]
+    fn qemu_runs_sandboxed_when_the_build_supports_it() {
+        let line = joined(&spec(Profile::Micro));
+        assert!(
+            line.contains(
+                "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+            ),
+            "{line}"
+        );
+        let mut s = spec(Profile::Classic);
+        s.sandbox = false;
+        assert!(!joined(&s).contains("-sandbox"));
+        // A QEMU that does not exist supports nothing.
+        assert!(!sandbox_supported(Path::new(
+            "/nonexistent/qemu-system-x86_64"
+        )));
     }
 
     #[test]
