@@ -457,21 +457,10 @@ impl Prepared for OciPrepared {
     fn config(&self) -> BackendConfig {
         let mut c = BackendConfig::new();
         c.insert("runtime".into(), self.version.clone());
-        c.insert(
-            "isolation".into(),
-            "namespaces pid,mount,uts,ipc,net,cgroup".into(),
-        );
-        c.insert(
-            "cgroup".into(),
-            cgroup::detect().map_or("none", |v| v.as_str()).into(),
-        );
-        let network = match self.network {
-            NetworkMode::None => "none (loopback only)".to_string(),
-            NetworkMode::Private => format!("private (veth, /30 from {})", self.subnet),
-        };
-        c.insert("network".into(), network);
-        c.insert("rootfs".into(), "image directory, read-only".into());
-        c.insert("capabilities".into(), "docker default, no_new_privs".into());
+        c.extend(super::container::isolation_config(
+            self.network,
+            &self.subnet,
+        ));
         c
     }
 

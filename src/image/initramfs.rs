@@ -17,7 +17,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
@@ -339,22 +338,7 @@ fn walk(cpio: &mut CpioWriter<Vec<u8>>, dir: &Path, prefix: &str) -> Result<(), 
 
 fn compress(tool: &'static str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, InitramfsError> {
     let fail = |source| InitramfsError::Compress { tool, source };
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(fail)?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = data.to_vec();
-    // Fed from a thread: a large archive would otherwise fill both pipes and deadlock.
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().map_err(fail)?;
-    feeder
-        .join()
-        .map_err(|_| fail(io::Error::other("feeder thread panicked")))?
-        .map_err(fail)?;
+    let out = super::filter::pipe_through(tool, args, data).map_err(fail)?;
     if !out.status.success() {
         return Err(fail(io::Error::other(format!(
             "{tool} failed: {}",
@@ -367,6 +351,7 @@ fn compress(tool: &'static str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, I
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::{Command, Stdio};
 
     /// (name, mode, contents, (rdev major, rdev minor))
     type Entry = (String, u32, Vec<u8>, (u32, u32));

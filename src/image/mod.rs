@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 mod byo;
 pub mod ext4;
+pub mod filter;
 pub mod initramfs;
 
 use crate::scenario::{Scenario, Workload};

@@ -166,46 +166,15 @@ pub fn spawn_namespaced(spec: NamespacedExec) -> Result<libc::pid_t, SpawnError>
     for (slot, (fd, target)) in args.moves.iter_mut().zip(&spec.fds) {
         *slot = (fd.as_raw_fd(), *target);
     }
-    let mut stack = vec![0u8; CHILD_STACK_BYTES];
-    // The stack grows down on x86_64: pass its (16-byte aligned) top.
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
-    let flags = spec.clone_flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-
-    // SAFETY: all signals are blocked in this thread around the clone, so no handler of cvm's
-    // can run in the child (which shares our memory) before it has reset them; the old mask is
-    // restored right after. Both calls only read and write the local sigsets.
-    let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old_mask);
-    }
-    // SAFETY: with CLONE_VM | CLONE_VFORK the child runs `child_main` on `stack` in our address
-    // space while this thread is suspended until it execs or exits, so `args`, `stack`, `argv`,
-    // `envp`, `procs` and `spec` (owned by this suspended frame) stay alive and unchanged for
-    // the child's whole life. Other threads of cvm keep running but never see these locals.
-    // The child touches only its own stack and `args.failure`, and calls only async-signal-safe
-    // syscall wrappers: no allocator, no locks (which another thread might hold).
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            flags,
-            std::ptr::addr_of_mut!(args).cast(),
-        )
-    };
-    let clone_error = std::io::Error::last_os_error();
-    // SAFETY: restores this thread's own mask, saved above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
-    }
-    drop(stack);
+    // SAFETY: `child_main` makes only async-signal-safe calls (no allocator, no locks another
+    // thread might hold) and ends in execve or `_exit`. With CLONE_VFORK this thread stays
+    // suspended until then, so `args` and what it points into (`argv`, `envp`, `procs`, `spec`,
+    // all owned by this frame) stay alive and unchanged for the child's whole life; the child
+    // writes only `args.failure`. Other threads of cvm never see these locals.
+    let cloned = unsafe { clone_vfork(spec.clone_flags, child_main, &mut args) };
     // The child's copies matter now; the parent's are closed when `spec` goes.
     drop(spec);
-    if pid < 0 {
-        return Err(SpawnError::Clone(clone_error));
-    }
+    let pid = cloned.map_err(SpawnError::Clone)?;
     match args.failure {
         None => Ok(pid),
         Some((step, errno)) => {
@@ -356,7 +325,8 @@ pub fn clone_and_exit(flags: libc::c_int) -> Result<(), BenchChildError> {
     };
     // SAFETY: `exit_child` reads nothing and calls only `_exit`; `args` outlives the child
     // (the parent is suspended until it exits, CLONE_VFORK).
-    let pid = unsafe { clone_vfork(flags, exit_child, &mut args) }?;
+    let pid =
+        unsafe { clone_vfork(flags, exit_child, &mut args) }.map_err(BenchChildError::Clone)?;
     wait_exited(pid, args.failure)
 }
 
@@ -414,7 +384,7 @@ pub fn clone_into_rootfs(mounts: Option<&RootfsMounts>) -> Result<(), BenchChild
     // SAFETY: `rootfs_child` reads `args` and the `RootfsMounts` it points to (borrowed for
     // this whole call, unchanged) and makes only async-signal-safe syscalls; the parent is
     // suspended until the child exits (CLONE_VFORK), so both outlive it.
-    let pid = unsafe { clone_vfork(0, rootfs_child, &mut args) }?;
+    let pid = unsafe { clone_vfork(0, rootfs_child, &mut args) }.map_err(BenchChildError::Clone)?;
     wait_exited(pid, args.failure)
 }
 
@@ -533,24 +503,23 @@ extern "C" fn rootfs_child(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
-/// Size of a benchmark child's stack: it makes a dozen syscalls.
-const BENCH_CHILD_STACK_BYTES: usize = 64 * 1024;
-
-/// `clone(entry, flags | CLONE_VM | CLONE_VFORK | SIGCHLD)` with all signals blocked around it
-/// (the child never unblocks them, so no handler of the parent's runs on the shared memory).
-/// Returns the child's PID once it has exited; the caller reaps it.
+/// `clone(entry, flags | CLONE_VM | CLONE_VFORK | SIGCHLD)`, what `posix_spawn` does: the child
+/// shares cvm's memory and this thread is suspended until the child execs or exits, so no page
+/// tables are copied (a plain fork of cvm costs milliseconds). All signals are blocked around the
+/// clone, so no handler of cvm's can run in the child on the shared memory before it has reset
+/// them. Returns the child's PID; the caller owns (and eventually reaps) it.
 ///
 /// # Safety
-/// `entry` must only make async-signal-safe calls, must end in `_exit`, and may only touch
-/// `*args` and data that outlives this call.
-unsafe fn clone_vfork(
+/// `entry` must only make async-signal-safe calls, must end in `execve` or `_exit`, and may only
+/// touch `*args` and data that outlives this call.
+unsafe fn clone_vfork<T>(
     flags: libc::c_int,
     entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
-    args: &mut BenchChildArgs,
-) -> Result<libc::pid_t, BenchChildError> {
-    let mut stack = vec![0u8; BENCH_CHILD_STACK_BYTES];
+    args: &mut T,
+) -> std::io::Result<libc::pid_t> {
+    let mut stack = vec![0u8; CHILD_STACK_BYTES];
     // The stack grows down on x86_64: pass its (16-byte aligned) top.
-    let top = (stack.as_mut_ptr() as usize + BENCH_CHILD_STACK_BYTES) & !15;
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
     let flags = flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
     // SAFETY: only this thread's signal mask and the local sigsets are read and written.
     let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -561,8 +530,8 @@ unsafe fn clone_vfork(
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old_mask);
     }
     // SAFETY: the child runs `entry` on `stack` in our address space while this thread is
-    // suspended until it exits (CLONE_VFORK), so `stack` and `args` stay alive and unchanged for
-    // its whole life; the caller guarantees `entry` is async-signal-safe and ends in `_exit`.
+    // suspended until it execs or exits (CLONE_VFORK), so `stack` and `args` stay alive and
+    // unchanged for its whole life; the caller guarantees what `entry` does.
     let pid = unsafe {
         libc::clone(
             entry,
@@ -578,7 +547,7 @@ unsafe fn clone_vfork(
     }
     drop(stack);
     if pid < 0 {
-        return Err(BenchChildError::Clone(clone_error));
+        return Err(clone_error);
     }
     Ok(pid)
 }

@@ -237,24 +237,32 @@ fn cstring(s: impl AsRef<[u8]>) -> Result<CString, ContainerError> {
         .map_err(|_| ContainerError::Nul(String::from_utf8_lossy(s.as_ref()).into_owned()))
 }
 
+/// Configuration facts shared by every backend that runs the image with cvm's namespaces,
+/// limits and capability set (cvm's runtime and the OCI runtimes).
+pub(crate) fn isolation_config(network: NetworkMode, subnet: &net::Subnet) -> BackendConfig {
+    let mut c = BackendConfig::new();
+    c.insert(
+        "isolation".into(),
+        "namespaces pid,mount,uts,ipc,net,cgroup".into(),
+    );
+    c.insert(
+        "cgroup".into(),
+        cgroup::detect().map_or("none", |v| v.as_str()).into(),
+    );
+    let network = match network {
+        NetworkMode::None => "none (loopback only)".to_string(),
+        NetworkMode::Private => format!("private (veth, /30 from {subnet})"),
+    };
+    c.insert("network".into(), network);
+    c.insert("rootfs".into(), "image directory, read-only".into());
+    c.insert("capabilities".into(), "docker default, no_new_privs".into());
+    c
+}
+
 impl Prepared for ContainerPrepared {
     fn config(&self) -> BackendConfig {
         let mut c = BackendConfig::new();
-        c.insert(
-            "isolation".into(),
-            "namespaces pid,mount,uts,ipc,net,cgroup".into(),
-        );
-        c.insert(
-            "cgroup".into(),
-            cgroup::detect().map_or("none", |v| v.as_str()).into(),
-        );
-        let network = match self.network {
-            NetworkMode::None => "none (loopback only)".to_string(),
-            NetworkMode::Private => format!("private (veth, /30 from {})", self.subnet),
-        };
-        c.insert("network".into(), network);
-        c.insert("rootfs".into(), "image directory, read-only bind".into());
-        c.insert("capabilities".into(), "docker default, no_new_privs".into());
+        c.extend(isolation_config(self.network, &self.subnet));
         c.insert(
             "runtime".into(),
             format!("cvm {}", env!("CARGO_PKG_VERSION")),

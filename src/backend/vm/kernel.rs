@@ -14,9 +14,8 @@
 //! uncompressed size after the frame) are tolerated when the output is an ELF file.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
@@ -257,22 +256,10 @@ pub fn extract(payload: &[u8], format: Payload, path: &Path) -> Result<Vec<u8>, 
             format: format.as_str(),
         });
     };
-    let fail = |source| KernelError::Tool { tool, source };
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(fail)?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = payload.to_vec();
-    let feeder = std::thread::spawn(move || {
-        // The tool may stop reading early (trailing bytes): a broken pipe is not an error.
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().map_err(fail)?;
-    let _ = feeder.join();
+    // The exit status is not checked: with bytes after the stream (a bzImage has some) the tool
+    // complains but has written the whole vmlinux; the ELF magic decides.
+    let out = crate::image::filter::pipe_through(tool, args, payload)
+        .map_err(|source| KernelError::Tool { tool, source })?;
     if !out.stdout.starts_with(b"\x7fELF") {
         return Err(KernelError::NotElf {
             tool,
@@ -332,14 +319,7 @@ mod tests {
     }
 
     fn compress(tool: &str, args: &[&str], data: &[u8]) -> Option<Vec<u8>> {
-        let mut child = Command::new(tool)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .ok()?;
-        child.stdin.take()?.write_all(data).ok()?;
-        let out = child.wait_with_output().ok()?;
+        let out = crate::image::filter::pipe_through(tool, args, data).ok()?;
         out.status.success().then_some(out.stdout)
     }
 
