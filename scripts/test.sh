@@ -8,3 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
+# Fuzz smoke: each cargo-fuzz target for 20 s from the committed corpus (stable Rust through
+# RUSTC_BOOTSTRAP=1; needs g++ from build-essential). The corpus replay itself already ran above,
+# in `cargo test` (tests/fuzz_corpus.rs). The long run is scripts/fuzz.sh.
+scripts/fuzz-smoke.sh 20
