@@ -134,10 +134,23 @@ impl Workload {
             None => Command::new(&config.command),
         };
         command.args(&config.args);
+        // `/bin/cvm-guest <applet> ...` (how the host names applets inside the image) is this
+        // very binary: it can run in a forked child too.
+        let own_applet = || {
+            let named_self = std::path::Path::new(&config.command).file_name()
+                == Some(std::ffi::OsStr::new("cvm-guest"));
+            let (first, rest) = config.args.split_first()?;
+            let applet = find_applet(first.to_str()?)?;
+            named_self.then(|| (applet, rest.to_vec()))
+        };
+        let applet = match applet {
+            Some(a) => Some((a, config.args.clone())),
+            None => own_applet(),
+        };
         Workload {
             name,
             command,
-            applet: applet.map(|a| (a, config.args.clone())),
+            applet,
         }
     }
 }
@@ -330,5 +343,13 @@ mod tests {
         let command = Workload::resolve(&Config::parse(&words(&["/bin/hello", "x"])).unwrap());
         assert_eq!(command.command.get_program(), "/bin/hello");
         assert_eq!(command.command.get_args().collect::<Vec<_>>(), ["x"]);
+        assert!(command.applet.is_none());
+        // The image's own path to this binary is recognised as an applet call.
+        let own = Workload::resolve(
+            &Config::parse(&words(&["/bin/cvm-guest", "http", "--port", "1"])).unwrap(),
+        );
+        let (applet, args) = own.applet.expect("recognised as an applet");
+        assert_eq!(applet.name, "http");
+        assert_eq!(args, words(&["--port", "1"]));
     }
 }

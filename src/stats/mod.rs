@@ -193,6 +193,10 @@ pub fn ratio_of_medians(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Op
         return None;
     }
     let point = median(a) / median(b);
+    // No ratio to a zero (or an undefined) baseline: "0 errors vs 0 errors" is not a factor.
+    if !point.is_finite() {
+        return None;
+    }
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut ratios = Vec::with_capacity(resamples);
     let mut ra = vec![0.0; a.len()];
@@ -284,6 +288,13 @@ mod tests {
         let r = ratio_of_medians(&a, &b, 1000, 3).unwrap();
         assert!(r.lower <= r.point && r.point <= r.upper);
         assert!((r.point - 3.02 / 1.02).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_ratio_to_a_zero_baseline() {
+        assert!(ratio_of_medians(&[0.0, 0.0], &[0.0, 0.0], 100, 1).is_none());
+        assert!(ratio_of_medians(&[1.0], &[0.0], 100, 1).is_none());
+        assert_eq!(ratio_of_medians(&[0.0], &[2.0], 100, 1).unwrap().point, 0.0);
     }
 
     #[test]
