@@ -39,16 +39,8 @@ pub(crate) const FONT: &str = "sans-serif";
 /// axis, or for stacked bars (which cannot be stacked on a log axis) separate panels.
 pub const LOG_SPREAD: f64 = 20.0;
 
-/// Startup phases in the order they happen; unknown phases follow alphabetically.
-pub const PHASE_ORDER: &[&str] = &[
-    "spawn",
-    "firmware",
-    "kernel",
-    "init",
-    "workload",
-    "ready_marker",
-    "ready",
-];
+/// Startup phases in the order they happen (unknown phases follow alphabetically).
+pub use crate::measure::startup::PHASE_ORDER;
 /// Disk layers from the bottom of the stack to the top, the order they are stacked in.
 pub const DISK_LAYERS: &[&str] = &["hypervisor", "runtime", "guest_os", "libs", "app"];
 /// Memory metrics shown in the memory chart, where recorded.
