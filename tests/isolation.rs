@@ -19,130 +19,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use cvm::audit;
-use cvm::backend::{self, Availability, Event, HostOptions, Instance, LaunchContext, Prepared};
-use cvm::image::Image;
 use cvm::measure::startup;
-use cvm::scenario::{self, BackendKind, Readiness, Scenario};
+use cvm::scenario::{BackendKind, Readiness};
 
-use common::{host_has, is_root};
-
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Docker's default capability set as a mask (see tests/container.rs).
-const DOCKER_DEFAULT_CAPS: &str = "00000000a80425fb";
-
-fn setup_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Set before any test thread builds an image; nothing else reads it concurrently.
-        std::env::set_var("CVM_CACHE_DIR", common::cache_dir());
-    });
-}
-
-/// A run token: short (it goes into 15-character link names) and unique per test.
-fn token(tag: &str) -> String {
-    format!("{tag}{:04x}", fastrand::u16(..))
-}
-
-fn usable(kind: BackendKind) -> bool {
-    if !host_has(is_root(), "isolation tests need root")
-        || !host_has(
-            cvm::image::find_guest().is_ok(),
-            "cvm-guest is not built (run a plain `cargo build` first)",
-        )
-    {
-        return false;
-    }
-    if kind == BackendKind::Runc && !host_has(common::which("runc"), "runc is not installed") {
-        return false;
-    }
-    match backend::create(kind, &HostOptions::default()).availability() {
-        Availability::Available => true,
-        Availability::Unavailable { reason, .. } => {
-            host_has(false, &format!("backend {kind} is unavailable: {reason}"))
-        }
-    }
-}
-
-fn scenario(workload: &str, resources: &str) -> Scenario {
-    let text = format!(
-        "name = \"isolation\"\ndescription = \"isolation test\"\n\
-         [workload]\n{workload}\n[readiness]\nkind = \"marker\"\n[resources]\n{resources}\n"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("isolation.toml");
-    std::fs::write(&path, &text).unwrap();
-    scenario::load(path.to_str().unwrap())
-        .unwrap_or_else(|e| panic!("bad test scenario: {e}\n{text}"))
-}
-
-fn shell(script: &str) -> String {
-    format!("command = [\"/bin/sh\", \"-c\", {script:?}]")
-}
-
-fn prepare(kind: BackendKind, s: &Scenario) -> Box<dyn Prepared> {
-    setup_env();
-    let image = Image::build(s).expect("cannot build the image");
-    backend::create(kind, &HostOptions::default())
-        .prepare(s, &image)
-        .expect("prepare failed")
-}
-
-fn launch(prepared: &dyn Prepared, token: &str) -> Box<dyn Instance> {
-    prepared
-        .launch(&LaunchContext {
-            instance: 0,
-            run_id: token.to_string(),
-        })
-        .expect("launch failed")
-}
-
-/// The workload's output lines (its stderr) until it exits, and its exit code.
-fn run_to_exit(instance: &dyn Instance) -> (Vec<String>, Option<i32>) {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut lines = Vec::new();
-    let mut code = None;
-    let mut exited = false;
-    while Instant::now() < deadline {
-        match instance.events().recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Output(line)) => lines.push(line),
-            Ok(Event::Marker(cvm_proto::Marker::Exit(c), _)) => code = Some(c),
-            Ok(Event::Exited(info, _)) => {
-                code = code.or(info.code);
-                exited = true;
-            }
-            Ok(_) => {}
-            Err(_) if exited => break,
-            Err(_) => {}
-        }
-    }
-    assert!(exited, "the workload did not exit; output: {lines:#?}");
-    (lines, code)
-}
-
-fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
-    lines
-        .iter()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= line in {lines:#?}"))
-}
-
-fn assert_no_leaks(before: &audit::Snapshot, token: &str) {
-    let leaked = audit::snapshot().matching(token).leaked_since(before);
-    assert!(
-        leaked.is_empty(),
-        "left behind:\n{}",
-        leaked
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
+use common::instances::*;
 
 /// Runs `script` (its stderr is the report) in a fresh instance of `kind`, tears it down and
 /// audits; returns the report lines.

@@ -3,6 +3,8 @@
 //! `CVM_REQUIRE_HOST=1` (CI sets it), in which case a missing prerequisite fails the test.
 #![allow(dead_code)]
 
+pub mod instances;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
