@@ -87,6 +87,9 @@ pub struct ContainerConfig {
     pub hostname: Option<String>,
     /// The host's go-ahead arrives here (one byte; EOF means the host gave up).
     pub wait: Option<OwnedFd>,
+    /// A host directory bound writable at a path inside (`--volume HOST:PATH`): the io
+    /// workload's own disk, as Docker's volumes are.
+    pub volume: Option<(PathBuf, PathBuf)>,
 }
 
 /// One failing step of the container setup.
@@ -139,7 +142,7 @@ impl From<ContainerError> for Failure {
     }
 }
 
-/// Splits `--container [--rootfs DIR] [--hostname NAME] [--wait-fd N]` off the front of init's
+/// Splits `--container [--rootfs DIR] [--hostname NAME] [--wait-fd N] [--volume HOST:PATH]` off the front of init's
 /// arguments; the rest is init's usual `[--] <workload>`. `None` when `--container` is absent.
 pub fn split_args(argv: &[OsString]) -> Result<(Option<ContainerConfig>, &[OsString]), Failure> {
     if argv.first().and_then(|a| a.to_str()) != Some("--container") {
@@ -149,6 +152,7 @@ pub fn split_args(argv: &[OsString]) -> Result<(Option<ContainerConfig>, &[OsStr
         rootfs: PathBuf::from("/"),
         hostname: None,
         wait: None,
+        volume: None,
     };
     let mut rest = &argv[1..];
     loop {
@@ -162,6 +166,16 @@ pub fn split_args(argv: &[OsString]) -> Result<(Option<ContainerConfig>, &[OsStr
             Some("--rootfs") => config.rootfs = PathBuf::from(value()?),
             Some("--hostname") => config.hostname = Some(value()?.to_string_lossy().into_owned()),
             Some("--wait-fd") => config.wait = Some(inherited_fd(&value()?)?),
+            Some("--volume") => {
+                let spec = value()?.to_string_lossy().into_owned();
+                let (host, inside) = spec
+                    .split_once(':')
+                    .filter(|(h, i)| h.starts_with('/') && i.starts_with('/'))
+                    .ok_or_else(|| {
+                        Failure::Usage(format!("bad --volume {spec} (want HOST:PATH)"))
+                    })?;
+                config.volume = Some((PathBuf::from(host), PathBuf::from(inside)));
+            }
             _ => return Ok((Some(config), rest)),
         }
         rest = &rest[2..];
@@ -192,8 +206,9 @@ pub fn setup(config: ContainerConfig) -> Result<(), Failure> {
         rootfs,
         hostname,
         wait,
+        volume,
     } = config;
-    mount_rootfs(&rootfs)?;
+    mount_rootfs(&rootfs, volume.as_ref())?;
     enter_rootfs(&rootfs)?;
     if let Some(name) = &hostname {
         nix::unistd::sethostname(name).map_err(ContainerError::Hostname)?;
@@ -224,7 +239,7 @@ fn mount_at(
     })
 }
 
-fn mount_rootfs(rootfs: &Path) -> Result<(), ContainerError> {
+fn mount_rootfs(rootfs: &Path, volume: Option<&(PathBuf, PathBuf)>) -> Result<(), ContainerError> {
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(ContainerError::MakePrivate)?;
@@ -292,6 +307,22 @@ fn mount_rootfs(rootfs: &Path) -> Result<(), ContainerError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=1777"),
     )?;
+    if let Some((host, inside)) = volume {
+        // Over whatever the image (or the tmpfs above) has there: the workload writes to the
+        // host's disk, not to memory.
+        let target = rootfs.join(inside.strip_prefix("/").unwrap_or(inside));
+        mount(Some(host.as_path()), &target, none, MsFlags::MS_BIND, none)
+            .and_then(|()| {
+                mount(
+                    none,
+                    &target,
+                    none,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    none,
+                )
+            })
+            .map_err(|source| ContainerError::Mount { target, source })?;
+    }
     mount(
         none,
         rootfs,

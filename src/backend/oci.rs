@@ -280,6 +280,7 @@ fn probe_run(runtime: &Runtime, guest: &Path) -> Result<(), String> {
                 memory_bytes: 64 << 20,
                 cpus: 1,
             },
+            volume: None,
         })
         .map_err(|e| e.to_string())?;
         spec.save(dir.join("config.json"))
@@ -353,6 +354,7 @@ impl Backend for OciBackend {
             subnet,
             disk,
             launches: AtomicU32::new(0),
+            io_dir: scenario.workload.io_target().map(|(dir, _)| dir),
         }))
     }
 }
@@ -363,6 +365,8 @@ struct SpecInput<'a> {
     hostname: &'a str,
     cgroup: &'a str,
     limits: Limits,
+    /// A host directory bound writable at a path inside: the io workload's own disk.
+    volume: Option<(PathBuf, String)>,
 }
 
 /// The bundle's `config.json`: the runtime's usual defaults (namespaces pid, net, ipc, uts,
@@ -418,6 +422,19 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             "mode=1777".into(),
         ]));
     mounts.push(tmp);
+    if let Some((host, inside)) = &input.volume {
+        let mut bind = Mount::default();
+        bind.set_destination(inside.into())
+            .set_typ(Some("bind".into()))
+            .set_source(Some(host.clone()))
+            .set_options(Some(vec![
+                "rbind".into(),
+                "rw".into(),
+                "nosuid".into(),
+                "nodev".into(),
+            ]));
+        mounts.push(bind);
+    }
     spec.set_mounts(Some(mounts));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
@@ -451,6 +468,8 @@ struct OciPrepared {
     subnet: net::Subnet,
     disk: BTreeMap<String, Vec<PathBuf>>,
     launches: AtomicU32,
+    /// Where the io workload writes, given a host directory (in the bundle) of its own.
+    io_dir: Option<String>,
 }
 
 impl Prepared for OciPrepared {
@@ -494,6 +513,19 @@ impl Prepared for OciPrepared {
             hostname: &format!("cvm-{}", ctx.instance),
             cgroup: &id,
             limits: self.limits,
+            volume: match &self.io_dir {
+                Some(inside) => {
+                    let host = bundle.join("volume");
+                    fs::create_dir(&host).map_err(|source| {
+                        fail(OciError::Bundle {
+                            path: host.clone(),
+                            source,
+                        })
+                    })?;
+                    Some((host, inside.clone()))
+                }
+                None => None,
+            },
         })
         .map_err(|e| fail(OciError::Spec(e)))?;
         let config = bundle.join("config.json");
@@ -725,6 +757,7 @@ mod tests {
                 memory_bytes: 256 << 20,
                 cpus: 2,
             },
+            volume: Some((PathBuf::from("/var/tmp/cvm-v"), "/data".into())),
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -742,6 +775,14 @@ mod tests {
         assert_eq!(bounding.len(), DEFAULT_CAPABILITIES.len());
         assert!(!bounding.contains(&"CAP_SYS_ADMIN".into()));
         assert_eq!(json["linux"]["cgroupsPath"], "cvm-x-runc-0-0");
+        let volume = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .unwrap();
+        assert_eq!(volume["source"], "/var/tmp/cvm-v");
+        assert_eq!(volume["type"], "bind");
         assert_eq!(
             json["linux"]["resources"]["memory"]["limit"],
             256 * 1024 * 1024

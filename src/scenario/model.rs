@@ -69,6 +69,24 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// For the io applet: the directory it writes to (its `--dir`, default `/tmp`) and the MiB
+    /// it writes (`--mib`, default 64). Backends give that directory a disk of the instance's
+    /// own there: a host directory for containers, a virtio-blk disk for VMs.
+    pub fn io_target(&self) -> Option<(String, u64)> {
+        if self.applet.as_ref().is_none_or(|a| a.get_ref() != "io") {
+            return None;
+        }
+        let arg = |name: &str| {
+            self.args
+                .iter()
+                .position(|a| a == name)
+                .and_then(|i| self.args.get(i + 1))
+        };
+        let dir = arg("--dir").cloned().unwrap_or_else(|| "/tmp".into());
+        let mib = arg("--mib").and_then(|v| v.parse().ok()).unwrap_or(64);
+        Some((dir, mib))
+    }
+
     /// True when the run waits for the workload to exit (and collects its results) before
     /// teardown; false when it is torn down once measured.
     pub fn runs_to_completion(&self) -> bool {

@@ -107,6 +107,8 @@ pub enum ContainerError {
     Thread(#[source] io::Error),
     #[error("cannot remove the instance's cgroup")]
     RemoveCgroup(#[source] cgroup::CgroupError),
+    #[error("cannot create the io workload's host directory")]
+    Volume(#[source] io::Error),
     #[error("cannot remove the instance's network link")]
     RemoveLink(#[source] net::NetError),
 }
@@ -187,7 +189,29 @@ impl Backend for ContainerBackend {
             network,
             subnet,
             disk,
+            io_dir: scenario.workload.io_target().map(|(dir, _)| dir),
         }))
+    }
+}
+
+/// A host directory the io workload writes to from inside the container (a tmpfs would measure
+/// memory, not a disk), in the host's temporary directory; removed when dropped.
+#[derive(Debug)]
+struct VolumeDir(PathBuf);
+
+impl VolumeDir {
+    fn create(run_id: &str, instance: u32) -> io::Result<VolumeDir> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cvm-{run_id}-io-{instance}-{n}"));
+        std::fs::create_dir(&dir)?;
+        Ok(VolumeDir(dir))
+    }
+}
+
+impl Drop for VolumeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -210,10 +234,12 @@ struct ContainerPrepared {
     network: NetworkMode,
     subnet: net::Subnet,
     disk: BTreeMap<String, Vec<PathBuf>>,
+    /// Where the io workload writes, given a host directory of its own (see [`VolumeDir`]).
+    io_dir: Option<String>,
 }
 
 impl ContainerPrepared {
-    fn init_argv(&self, hostname: &str) -> Vec<String> {
+    fn init_argv(&self, hostname: &str, volume: Option<&VolumeDir>) -> Vec<String> {
         let mut argv = vec![
             "cvm-guest".to_string(),
             "init".into(),
@@ -225,6 +251,12 @@ impl ContainerPrepared {
         ];
         if self.network == NetworkMode::Private {
             argv.extend(["--wait-fd".to_string(), WAIT_FD.to_string()]);
+        }
+        if let (Some(volume), Some(inside)) = (volume, &self.io_dir) {
+            argv.extend([
+                "--volume".to_string(),
+                format!("{}:{inside}", volume.0.display()),
+            ]);
         }
         argv.push("--".into());
         argv.extend(self.workload.iter().cloned());
@@ -280,6 +312,13 @@ impl Prepared for ContainerPrepared {
         let cgroup =
             Cgroup::create(&name, self.limits).map_err(|e| fail(ContainerError::Cgroup(e)))?;
         let hostname = format!("cvm-{}", ctx.instance);
+        let volume = match &self.io_dir {
+            Some(_) => Some(
+                VolumeDir::create(&ctx.run_id, ctx.instance)
+                    .map_err(|e| fail(ContainerError::Volume(e)))?,
+            ),
+            None => None,
+        };
 
         let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| fail(ContainerError::Pipe(e)));
         let (marker_read, marker_write): (OwnedFd, OwnedFd) = pipe()?;
@@ -306,7 +345,7 @@ impl Prepared for ContainerPrepared {
             None
         };
         let argv = self
-            .init_argv(&hostname)
+            .init_argv(&hostname, volume.as_ref())
             .iter()
             .map(cstring)
             .collect::<Result<Vec<_>, _>>()
@@ -350,6 +389,7 @@ impl Prepared for ContainerPrepared {
             cgroup,
             link: None,
             go: go.take(),
+            volume,
         };
         spawn_marker_reader(File::from(marker_read), tx.clone(), false)
             .map_err(|e| fail(ContainerError::Thread(e)))?;
@@ -380,6 +420,8 @@ struct ContainerInstance {
     /// launch that fails half-way does not wait out the stop grace period (init, as PID 1 of
     /// its namespace, ignores SIGTERM until it has set up its signal handling).
     go: Option<File>,
+    /// The io workload's host directory, removed once the container is gone.
+    volume: Option<VolumeDir>,
 }
 
 impl Instance for ContainerInstance {
@@ -420,6 +462,7 @@ impl Instance for ContainerInstance {
             link.remove()
                 .map_err(|e| fail(ContainerError::RemoveLink(e)))?;
         }
+        self.volume = None;
         Ok(())
     }
 }

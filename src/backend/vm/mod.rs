@@ -408,23 +408,9 @@ impl GuestPlan {
         if s.resources.network == NetworkMode::None && forward_ports.is_empty() {
             forward_ports.clear();
         }
-        let args = &s.workload.args;
-        let is_io = s
-            .workload
-            .applet
-            .as_ref()
-            .is_some_and(|a| a.get_ref() == "io");
-        let disk = is_io.then(|| {
-            let arg = |name: &str| {
-                args.iter()
-                    .position(|a| a == name)
-                    .and_then(|i| args.get(i + 1))
-            };
-            let mib: u64 = arg("--mib").and_then(|v| v.parse().ok()).unwrap_or(64);
-            DataDisk {
-                size_mib: mib * 2 + DISK_SLACK_MIB,
-                mount: arg("--dir").cloned().unwrap_or_else(|| "/tmp".into()),
-            }
+        let disk = s.workload.io_target().map(|(mount, mib)| DataDisk {
+            size_mib: mib * 2 + DISK_SLACK_MIB,
+            mount,
         });
         GuestPlan {
             vcpus: *s.resources.vcpus.get_ref(),
