@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -134,14 +133,6 @@ impl Prepared for NativePrepared {
         let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| fail(NativeError::Pipe(e)));
         let (marker_read, marker_write) = pipe()?;
         let (stderr_read, stderr_write) = pipe()?;
-        let devnull = |write: bool| {
-            std::fs::File::options()
-                .read(!write)
-                .write(write)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(|e| fail(NativeError::DevNull(e)))
-        };
         let program = self.rootfs.join(self.argv[0].trim_start_matches('/'));
         let cstr = |s: &[u8]| {
             CString::new(s)
@@ -172,12 +163,8 @@ impl Prepared for NativePrepared {
                 Some(cg) => cg.open_procs().map_err(|e| fail(NativeError::Cgroup(e)))?,
                 None => Vec::new(),
             },
-            fds: vec![
-                (devnull(false)?, 0),
-                (devnull(true)?, 1),
-                (stderr_write, 2),
-                (marker_write, cvm_proto::DEFAULT_MARKER_FD),
-            ],
+            fds: process::workload_fds(stderr_write, marker_write)
+                .map_err(|e| fail(NativeError::DevNull(e)))?,
         };
         let started_at = Instant::now();
         // The same spawn as the container backend's (a vfork-style clone straight into exec),

@@ -5,6 +5,7 @@
 //! zombie until teardown has finished signalling and reaps it itself.
 
 use std::io;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -100,4 +101,22 @@ pub fn reap(pid: Pid) {
         let _ = kill(pid, Signal::SIGKILL);
     }
     let _ = waitpid(pid, None);
+}
+
+/// The descriptors every workload starts with, whatever the backend: stdin and stdout on
+/// /dev/null, stderr and the marker channel on the host's pipes (their write ends).
+pub fn workload_fds(stderr: OwnedFd, marker: OwnedFd) -> io::Result<Vec<(OwnedFd, RawFd)>> {
+    let devnull = |write: bool| {
+        std::fs::File::options()
+            .read(!write)
+            .write(write)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+    };
+    Ok(vec![
+        (devnull(false)?, 0),
+        (devnull(true)?, 1),
+        (stderr, 2),
+        (marker, cvm_proto::DEFAULT_MARKER_FD),
+    ])
 }

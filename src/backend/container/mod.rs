@@ -323,20 +323,8 @@ impl Prepared for ContainerPrepared {
         let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| fail(ContainerError::Pipe(e)));
         let (marker_read, marker_write): (OwnedFd, OwnedFd) = pipe()?;
         let (stderr_read, stderr_write) = pipe()?;
-        let devnull = |write: bool| {
-            File::options()
-                .read(!write)
-                .write(write)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(|e| fail(ContainerError::DevNull(e)))
-        };
-        let mut fds = vec![
-            (devnull(false)?, 0),
-            (devnull(true)?, 1),
-            (stderr_write, 2),
-            (marker_write, cvm_proto::DEFAULT_MARKER_FD),
-        ];
+        let mut fds = process::workload_fds(stderr_write, marker_write)
+            .map_err(|e| fail(ContainerError::DevNull(e)))?;
         let mut go = if self.network == NetworkMode::Private {
             let (wait_read, wait_write) = pipe()?;
             fds.push((wait_read, WAIT_FD));
