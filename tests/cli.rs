@@ -220,6 +220,12 @@ fn native_web_is_ready_on_its_first_http_response() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["scenario"]["definition"]["readiness"]["kind"], "http");
+    // How the load was generated and limited is part of the record.
+    assert_eq!(meta["load"]["connections"], "4");
+    assert!(meta["load"]["client"]
+        .as_str()
+        .unwrap()
+        .contains("one thread"));
 }
 
 #[test]

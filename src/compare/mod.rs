@@ -110,7 +110,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         timeout_s: timeout.as_secs_f64(),
         environment: environment.clone(),
         backends: infos.clone(),
-        load: None,
+        load: scenario.load.as_ref().map(crate::load::http::describe),
     };
     let meta_path = out_dir.join(results::META_FILE);
     meta.write(&meta_path)?;

@@ -62,6 +62,32 @@ impl HttpLoadResult {
     }
 }
 
+/// How the load is generated and limited, for the run's record (`run.json`), so a reader knows
+/// the client shared the host with the instance.
+pub fn describe(spec: &crate::scenario::LoadSpec) -> std::collections::BTreeMap<String, String> {
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let client = if ncpu >= 2 {
+        format!(
+            "one thread (tokio current-thread runtime) pinned to CPU {} of {ncpu}",
+            ncpu - 1
+        )
+    } else {
+        "one thread (tokio current-thread runtime), unpinned: the host has one CPU".to_string()
+    };
+    [
+        ("kind", "http/1.1 keep-alive, closed loop (each connection sends when its previous response is complete)".to_string()),
+        ("connections", spec.connections.get_ref().to_string()),
+        ("duration_s", spec.duration_s.get_ref().to_string()),
+        ("path", spec.path.clone()),
+        ("client", client),
+        ("latency_histogram", "HDR, 1 µs to 60 s, 3 significant digits".to_string()),
+        ("instance_cpu_limit", "the scenario's vcpus (cgroup quota or VM vCPUs)".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// Runs the load on its own pinned thread and returns when it is done (or `stop` is set).
 pub fn run(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, LoadError> {
     std::thread::scope(|scope| {
