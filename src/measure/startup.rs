@@ -70,6 +70,9 @@ pub struct Timeline {
     /// Figures the workload reported with `CVM:result`.
     pub results: Vec<(String, f64, String)>,
     pub exit: Option<(ExitInfo, Duration)>,
+    /// init's `CVM:exit` arrived: it comes after the workload's results on the same channel,
+    /// so nothing more from the workload can follow it.
+    pub exit_marker_seen: bool,
     pub output: VecDeque<String>,
 }
 
@@ -116,6 +119,7 @@ impl Timeline {
                 _,
             ) => self.results.push((metric, value, unit)),
             Event::Marker(Marker::Exit(code), at) => {
+                self.exit_marker_seen = true;
                 self.exit.get_or_insert((
                     ExitInfo {
                         code: Some(code),
@@ -295,12 +299,27 @@ pub fn wait_exit(
     let zero = instance.started_at();
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some((exit, _)) = timeline.exit {
-            // Results sent just before exit may still be queued.
+        if timeline.exit.is_some() {
+            // The exit and the marker channel are watched by different threads: results written
+            // just before the exit may still be in the pipe. Read until the channel is closed
+            // (every writer gone) or init's exit marker has arrived, within a grace period.
+            let grace = Instant::now() + EXIT_GRACE;
+            while !timeline.exit_marker_seen {
+                let Some(left) = grace.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                match instance.events().recv_timeout(left) {
+                    Ok(event) => timeline.record(event, zero),
+                    Err(_) => break,
+                }
+            }
             while let Ok(more) = instance.events().try_recv() {
                 timeline.record(more, zero);
             }
-            return Ok(exit);
+            return Ok(timeline.exit.map(|(e, _)| e).unwrap_or(ExitInfo {
+                code: None,
+                signal: None,
+            }));
         }
         if interrupted.load(Ordering::SeqCst) {
             return Err(StartupError::Interrupted);
@@ -359,6 +378,74 @@ mod tests {
         assert_eq!(
             phases.iter().map(|(_, d)| *d).sum::<Duration>(),
             t.ready_latency().unwrap()
+        );
+    }
+
+    /// An instance whose events a test scripts.
+    struct Scripted {
+        zero: Instant,
+        events: std::sync::mpsc::Receiver<Event>,
+    }
+
+    impl Instance for Scripted {
+        fn started_at(&self) -> Instant {
+            self.zero
+        }
+        fn events(&self) -> &std::sync::mpsc::Receiver<Event> {
+            &self.events
+        }
+        fn host_pids(&self) -> Vec<u32> {
+            Vec::new()
+        }
+        fn endpoint(&self, _: u16) -> Option<SocketAddr> {
+            None
+        }
+        fn teardown(&mut self) -> Result<(), crate::backend::BackendError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn results_that_arrive_after_the_exit_event_are_kept() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let instance = Scripted {
+            zero: Instant::now(),
+            events: rx,
+        };
+        let marker_thread = tx.clone();
+        // The exit watcher wins the race; the marker reader delivers the result a moment later.
+        tx.send(Event::Exited(
+            ExitInfo {
+                code: Some(0),
+                signal: None,
+            },
+            Instant::now(),
+        ))
+        .unwrap();
+        drop(tx);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            let result = Marker::Result {
+                metric: "cpu_score".into(),
+                value: 5.0,
+                unit: "1/s".into(),
+            };
+            marker_thread
+                .send(Event::Marker(result, Instant::now()))
+                .unwrap();
+        });
+        let mut timeline = Timeline::default();
+        let exit = wait_exit(
+            &instance,
+            &mut timeline,
+            Duration::from_secs(5),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert!(exit.success());
+        assert_eq!(
+            timeline.results,
+            vec![("cpu_score".to_string(), 5.0, "1/s".to_string())]
         );
     }
 
