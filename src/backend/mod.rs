@@ -17,7 +17,6 @@ pub mod process;
 pub mod vm;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -177,43 +176,6 @@ pub struct HostOptions {
     pub kernel: Option<PathBuf>,
 }
 
-/// A backend cvm knows about but has not got an implementation for in this build.
-struct NotBuilt(BackendKind);
-
-impl Backend for NotBuilt {
-    fn kind(&self) -> BackendKind {
-        self.0
-    }
-    fn stack(&self) -> Stack {
-        match self.0 {
-            BackendKind::Native => Stack::Native,
-            BackendKind::Vm | BackendKind::VmClassic => Stack::Vm,
-            _ => Stack::Container,
-        }
-    }
-    fn availability(&self) -> Availability {
-        Availability::unavailable(
-            format!(
-                "the {} backend is not implemented in this version of cvm",
-                self.0
-            ),
-            "use one of the available backends (see `cvm backends`)",
-        )
-    }
-    fn prepare(&self, _: &Scenario, _: &Image) -> Result<Box<dyn Prepared>, BackendError> {
-        Err(BackendError::prepare(self.0, NotImplemented(self.0)))
-    }
-}
-
-#[derive(Debug)]
-struct NotImplemented(BackendKind);
-impl fmt::Display for NotImplemented {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the {} backend is not implemented", self.0)
-    }
-}
-impl std::error::Error for NotImplemented {}
-
 /// The backend implementation for a name.
 pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
     match kind {
@@ -223,7 +185,5 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
         BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
         BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),
-        #[allow(unreachable_patterns)]
-        other => Box::new(NotBuilt(other)),
     }
 }
