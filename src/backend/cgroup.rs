@@ -183,10 +183,6 @@ impl Cgroup {
         Ok(())
     }
 
-    pub fn version(&self) -> CgroupVersion {
-        self.version
-    }
-
     /// The directories whose `cgroup.procs` a process must join.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
@@ -217,21 +213,6 @@ impl Cgroup {
                 .find(|d| d.starts_with(Path::new(ROOT).join("memory")))
                 .map(PathBuf::as_path),
         }
-    }
-
-    /// Current memory charged to the cgroup, in bytes.
-    pub fn memory_current(&self) -> Option<u64> {
-        let file = if self.version == CgroupVersion::V2 {
-            "memory.current"
-        } else {
-            "memory.usage_in_bytes"
-        };
-        read_u64(&self.memory_dir()?.join(file))
-    }
-
-    /// How many times the kernel's OOM killer fired inside the cgroup.
-    pub fn oom_kills(&self) -> u64 {
-        self.memory_dir().map_or(0, oom_kills)
     }
 
     /// Every process still in the cgroup.
@@ -289,6 +270,14 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = self.remove();
     }
+}
+
+/// Memory currently charged to a memory cgroup directory, in bytes (v2 `memory.current`, v1
+/// `memory.usage_in_bytes`).
+pub fn memory_charged(memory_dir: &Path) -> Option<u64> {
+    ["memory.current", "memory.usage_in_bytes"]
+        .iter()
+        .find_map(|f| read_u64(&memory_dir.join(f)))
 }
 
 /// The `oom_kill` counter of a memory cgroup directory (v2 `memory.events`, v1

@@ -1,7 +1,7 @@
 //! One backend's runs: launch, wait for readiness, measure (phases, load, memory, the workload's
 //! own results), tear down, and write every figure as a sample the moment it exists.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -222,7 +222,7 @@ impl Runner<'_> {
         }
         if let Some(bytes) = instance
             .memory_cgroup()
-            .and_then(|d| read_cgroup_memory(&d))
+            .and_then(|d| crate::backend::cgroup::memory_charged(&d))
         {
             self.sample(iteration, phase, "memory_cgroup", bytes as f64, "B")?;
         }
@@ -342,11 +342,4 @@ fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then_some(())?;
     body.trim().parse().ok()
-}
-
-pub fn read_cgroup_memory(dir: &Path) -> Option<u64> {
-    ["memory.current", "memory.usage_in_bytes"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
-        .and_then(|t| t.trim().parse().ok())
 }
