@@ -210,18 +210,7 @@ fn locate_guest() -> Result<(), String> {
 }
 
 fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([
-            "/usr/sbin".into(),
-            "/usr/bin".into(),
-            "/sbin".into(),
-            "/bin".into(),
-        ])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
+    cvm::backend::find_binary(tool)
 }
 
 /// A unique name `cvmb<pid><sep><n>`, at most 15 characters (the kernel's limit for links).

@@ -30,6 +30,18 @@ pub use events::{Event, ExitInfo};
 /// The workload's PATH on every backend (the image's directories; on native, the host's).
 pub const WORKLOAD_PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
 
+/// A program on the host: the first match in PATH, then the sbin and bin directories a root
+/// shell would search (runc, `ip` and QEMU live there on Debian even when PATH lacks them).
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Which of the report's stacks a backend belongs to (it decides the disk layers and the diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

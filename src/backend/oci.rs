@@ -141,7 +141,7 @@ impl OciBackend {
     }
 
     fn runtime(&self) -> Option<Runtime> {
-        let path = find_binary(self.binary())?;
+        let path = super::find_binary(self.binary())?;
         Some(Runtime {
             name: self.binary(),
             path,
@@ -178,16 +178,6 @@ impl OciBackend {
             ),
         }
     }
-}
-
-fn find_binary(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 #[derive(Debug, Clone)]

@@ -175,7 +175,7 @@ impl Backend for ContainerBackend {
         // The container runtime is cvm itself (plus `ip` for a private network).
         let mut runtime: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
         if network == NetworkMode::Private {
-            runtime.extend(which("ip"));
+            runtime.extend(super::find_binary("ip"));
         }
         disk.insert("runtime".into(), runtime);
         Ok(Box::new(ContainerPrepared {
@@ -213,16 +213,6 @@ impl Drop for VolumeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 struct ContainerPrepared {

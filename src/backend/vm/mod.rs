@@ -135,12 +135,9 @@ impl VmBackend {
     }
 }
 
-/// `qemu-system-x86_64` resolved through PATH.
+/// `qemu-system-x86_64` on the host.
 pub fn find_qemu() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(QEMU))
-        .find(|p| p.is_file())
+    super::find_binary(QEMU)
 }
 
 impl Backend for VmBackend {
