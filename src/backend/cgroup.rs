@@ -10,7 +10,7 @@
 //! enabling controllers below a cgroup that holds processes (cvm's own), so instances become
 //! siblings of cvm's cgroup instead.
 //!
-//! A process joins before it execs (see [`crate::sys::CommandSetup`]): the cgroup's `cgroup.procs`
+//! A process joins before it execs (see [`crate::sys::spawn_namespaced`]): the cgroup's `cgroup.procs`
 //! files are opened here and the child writes "0" (itself) to each, so even a workload that exits
 //! at once is accounted from its first instruction.
 
