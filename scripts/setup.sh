@@ -37,13 +37,14 @@ if ((${#missing[@]})); then
   # host's network.
   # docker.io's maintainer scripts would start a default dockerd, which rewrites the host's
   # firewall and adds a bridge: forbid service starts during the install (policy-rc.d, exit 101).
-  guard=""
+  # The guard is removed by a trap, so a failed apt-get (set -e) cannot leave it behind to block
+  # every later service start on the host.
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     guard=/usr/sbin/policy-rc.d
+    trap 'rm -f "$guard"' EXIT
     printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if [[ -n "$guard" ]]; then rm -f "$guard"; fi
 fi
 
 # Rust: the toolchain is expected to be present (rustup); say so plainly if it is not.
