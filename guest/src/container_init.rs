@@ -50,24 +50,13 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 use crate::Failure;
 
-/// Docker's default capability set (moby `oci/caps/defaults.go`): what a container workload
-/// keeps, so cvm's containers are as privileged as the ones people run.
-pub const DEFAULT_CAPABILITIES: &[Capability] = &[
-    Capability::CAP_CHOWN,
-    Capability::CAP_DAC_OVERRIDE,
-    Capability::CAP_FSETID,
-    Capability::CAP_FOWNER,
-    Capability::CAP_MKNOD,
-    Capability::CAP_NET_RAW,
-    Capability::CAP_SETGID,
-    Capability::CAP_SETUID,
-    Capability::CAP_SETFCAP,
-    Capability::CAP_SETPCAP,
-    Capability::CAP_NET_BIND_SERVICE,
-    Capability::CAP_SYS_CHROOT,
-    Capability::CAP_KILL,
-    Capability::CAP_AUDIT_WRITE,
-];
+/// The capabilities the workload keeps: the shared default set, parsed from the kernel's names.
+fn default_capabilities() -> CapsHashSet {
+    cvm_proto::caps::DEFAULT
+        .iter()
+        .filter_map(|name| name.parse::<Capability>().ok())
+        .collect()
+}
 
 /// Device nodes of the container's `/dev`: (name, major, minor), all mode 0666.
 const DEVICES: &[(&str, u64, u64)] = &[
@@ -429,7 +418,7 @@ fn loopback_up() -> Result<(), String> {
 }
 
 fn drop_privileges() -> Result<(), ContainerError> {
-    let keep: CapsHashSet = DEFAULT_CAPABILITIES.iter().copied().collect();
+    let keep = default_capabilities();
     // The bounding set first: dropping from it needs CAP_SETPCAP in the effective set. It is
     // what a root workload's permitted set is computed from at exec.
     for cap in caps::all() {
@@ -487,9 +476,10 @@ mod tests {
     }
 
     #[test]
-    fn the_default_set_matches_dockers() {
-        assert_eq!(DEFAULT_CAPABILITIES.len(), 14);
-        assert!(!DEFAULT_CAPABILITIES.contains(&Capability::CAP_SYS_ADMIN));
-        assert!(!DEFAULT_CAPABILITIES.contains(&Capability::CAP_NET_ADMIN));
+    fn every_default_capability_name_is_known_to_the_caps_crate() {
+        let set = default_capabilities();
+        assert_eq!(set.len(), cvm_proto::caps::DEFAULT.len());
+        assert!(set.contains(&Capability::CAP_NET_BIND_SERVICE));
+        assert!(!set.contains(&Capability::CAP_SYS_ADMIN));
     }
 }

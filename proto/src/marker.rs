@@ -13,8 +13,7 @@
 //! ```
 //!
 //! A VM console mixes these lines with kernel output, so the parser looks for the prefix anywhere
-//! in a line and ignores everything else. The crate has no dependencies so that both the static
-//! guest binary and the host library can share it.
+//! in a line and ignores everything else.
 
 use std::fmt;
 

@@ -56,23 +56,6 @@ use crate::sys::CommandSetup;
 pub const STATE_ROOT: &str = "/run/cvm-oci";
 /// How long to wait for the runtime to write the pid file (private network only).
 const PID_FILE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Docker's default capability set, as in the guest's container init.
-const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -371,7 +354,7 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     spec.set_root(Some(root));
     spec.set_hostname(Some(input.hostname.to_string()));
 
-    let caps: std::collections::HashSet<Capability> = DEFAULT_CAPABILITIES
+    let caps: std::collections::HashSet<Capability> = cvm_proto::caps::DEFAULT
         .iter()
         .filter_map(|c| serde_json::from_value(serde_json::Value::String((*c).into())).ok())
         .collect();
@@ -762,7 +745,7 @@ mod tests {
         let bounding = json["process"]["capabilities"]["bounding"]
             .as_array()
             .unwrap();
-        assert_eq!(bounding.len(), DEFAULT_CAPABILITIES.len());
+        assert_eq!(bounding.len(), cvm_proto::caps::DEFAULT.len());
         assert!(!bounding.contains(&"CAP_SYS_ADMIN".into()));
         assert_eq!(json["linux"]["cgroupsPath"], "cvm-x-runc-0-0");
         let volume = json["mounts"]
