@@ -23,25 +23,23 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::cgroup::Limits;
-use super::events::{spawn_marker_reader, Event};
+use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::process::{self, StopPolicy, Supervised};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 
-/// How long the workload gets to exit after SIGTERM before the container is killed.
-const STOP_GRACE_S: u32 = 2;
 /// How long to wait for the container to be created and get its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -189,10 +187,7 @@ impl Backend for DockerBackend {
             version,
             tag,
             argv,
-            limits: Limits {
-                memory_bytes: scenario.resources.memory_mib.get_ref() * 1024 * 1024,
-                cpus: *scenario.resources.vcpus.get_ref(),
-            },
+            limits: process::limits(&scenario.resources),
             network: scenario.resources.network,
             disk,
             launches: AtomicU32::new(0),
@@ -280,7 +275,7 @@ impl Prepared for DockerPrepared {
             name: name.clone(),
             dir: Some(dir),
             cidfile: cidfile.clone(),
-            child: None,
+            process: None,
             started_at: Instant::now(),
             events: mpsc::channel().1,
             address: None,
@@ -312,16 +307,14 @@ impl Prepared for DockerPrepared {
         let _ = tx.send(Event::Phase("spawn", spawned));
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let pid = i32::try_from(child.id()).unwrap_or(-1);
-        instance.child = Some(child);
+        let cli = instance.process.insert(Supervised::from_child(child));
         if let Some(out) = stdout {
-            spawn_marker_reader(out, tx.clone(), false)
-                .map_err(|e| fail(DockerError::Thread(e)))?;
+            spawn_marker_reader(out, tx.clone()).map_err(|e| fail(DockerError::Thread(e)))?;
         }
         if let Some(err) = stderr {
-            spawn_marker_reader(err, tx.clone(), true).map_err(|e| fail(DockerError::Thread(e)))?;
+            spawn_output_reader(err, tx.clone()).map_err(|e| fail(DockerError::Thread(e)))?;
         }
-        super::process::spawn_exit_watcher(pid, None, self.limits.memory_bytes, tx)
+        cli.watch_exit(None, self.limits.memory_bytes, tx)
             .map_err(|e| fail(DockerError::Thread(e)))?;
         if self.network == NetworkMode::Private {
             instance.address = Some(wait_address(&self.client, &name).map_err(fail)?);
@@ -356,8 +349,8 @@ struct DockerInstance {
     name: String,
     dir: Option<PathBuf>,
     cidfile: PathBuf,
-    /// The foreground `docker run`; unreaped until teardown.
-    child: Option<Child>,
+    /// The foreground `docker run` (its exit is the container's).
+    process: Option<Supervised>,
     started_at: Instant,
     events: Receiver<Event>,
     address: Option<IpAddr>,
@@ -387,6 +380,24 @@ impl DockerInstance {
     }
 }
 
+/// SIGTERM to the container's init through the daemon, and `docker kill` after the grace
+/// period: the CLI is only a client, so signalling it would leave the container running.
+struct DockerStop<'a> {
+    client: &'a Client,
+    name: &'a str,
+}
+
+impl StopPolicy for DockerStop<'_> {
+    fn request(&self, _cli: Pid) -> bool {
+        self.client
+            .run("kill", &["kill", "--signal", "TERM", self.name])
+            .is_ok()
+    }
+    fn force(&self, _cli: Pid) {
+        let _ = self.client.run("kill", &["kill", self.name]);
+    }
+}
+
 impl Instance for DockerInstance {
     fn started_at(&self) -> Instant {
         self.started_at
@@ -395,7 +406,12 @@ impl Instance for DockerInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.child.as_ref().map(Child::id).into_iter().collect();
+        let mut pids: Vec<u32> = self
+            .process
+            .as_ref()
+            .and_then(Supervised::running_pid)
+            .into_iter()
+            .collect();
         if let Some(dir) = self.cgroup_dir() {
             if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
                 pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
@@ -414,21 +430,12 @@ impl Instance for DockerInstance {
     fn teardown(&mut self) -> Result<(), BackendError> {
         let fail = |e| BackendError::teardown(BackendKind::Docker, e);
         let mut result = Ok(());
-        if let Some(mut child) = self.child.take() {
-            if matches!(child.try_wait(), Ok(None)) {
-                // `docker stop` sends SIGTERM, then SIGKILL after the grace period.
-                let _ = self.client.run(
-                    "stop",
-                    &["stop", "--time", &STOP_GRACE_S.to_string(), &self.name],
-                );
-                let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(-1));
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                let _ = kill(pid, Signal::SIGKILL);
-            }
-            let _ = child.wait();
+        if let Some(mut cli) = self.process.take() {
+            cli.stop(&DockerStop {
+                client: &self.client,
+                name: &self.name,
+            });
+            cli.reap();
             // `--rm` removes the container after the CLI sees it exit, asynchronously; make
             // sure it is gone before teardown returns.
             if let Err(e) = self.client.run("rm", &["rm", "--force", &self.name]) {

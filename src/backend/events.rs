@@ -2,7 +2,8 @@
 //!
 //! Every backend funnels what it can observe into one channel: the guest's marker lines (from a
 //! pipe, a serial console or a debug port), backend-specific phase points (`spawn` when the
-//! clone or exec returned, `kernel` at a VM's first console byte) and the workload's exit.
+//! clone or exec returned, `kernel` at a VM's first console byte), output lines kept to explain
+//! a failure, and the workload's exit.
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::Sender;
@@ -44,22 +45,44 @@ pub enum Event {
     Marker(Marker, Instant),
     /// A phase point only the backend can see (`spawn`, `kernel`).
     Phase(&'static str, Instant),
+    /// The kernel's OOM killer fired in the instance's cgroup (seen when its process exited).
+    OutOfMemory { kills: u64, limit_bytes: u64 },
     /// The workload (or, for VMs, the guest) is gone.
     Exited(ExitInfo, Instant),
-    /// A line of console output that was not a marker (kept for error messages).
+    /// A line of the workload's or the runtime's output (kept for error messages). Output is
+    /// data: it is never parsed for markers, so a workload cannot fake or abort a phase.
     Output(String),
 }
 
-/// Reads marker lines from `source` on a thread until EOF, sending each as an [`Event`]. Lines
-/// that carry no marker are forwarded as [`Event::Output`] when `keep_output` is set (consoles),
-/// so a failed boot can be explained.
+/// Reads marker lines from `source` (the instance's marker channel) on a thread until EOF,
+/// sending each as an [`Event`]; lines that carry no marker are dropped.
 pub fn spawn_marker_reader<R: Read + Send + 'static>(
     source: R,
     tx: Sender<Event>,
-    keep_output: bool,
+) -> std::io::Result<JoinHandle<()>> {
+    spawn_line_reader(source, tx, |text, at| {
+        Marker::parse(text).map(|m| Event::Marker(m, at))
+    })
+}
+
+/// Reads the lines of a process's output (stderr) on a thread until EOF, each as
+/// [`Event::Output`], so a chatty process never blocks and a failed run can be explained.
+pub fn spawn_output_reader<R: Read + Send + 'static>(
+    source: R,
+    tx: Sender<Event>,
+) -> std::io::Result<JoinHandle<()>> {
+    spawn_line_reader(source, tx, |text, _| {
+        Some(Event::Output(text.trim_end().to_string()))
+    })
+}
+
+fn spawn_line_reader<R: Read + Send + 'static>(
+    source: R,
+    tx: Sender<Event>,
+    event: impl Fn(&str, Instant) -> Option<Event> + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("cvm-markers".into())
+        .name("cvm-lines".into())
         .spawn(move || {
             let mut reader = BufReader::new(source);
             let mut line = Vec::with_capacity(256);
@@ -70,15 +93,34 @@ pub fn spawn_marker_reader<R: Read + Send + 'static>(
                     Ok(_) => {}
                 }
                 let at = Instant::now();
-                let text = String::from_utf8_lossy(&line);
-                let event = match Marker::parse(&text) {
-                    Some(m) => Event::Marker(m, at),
-                    None if keep_output => Event::Output(text.trim_end().to_string()),
-                    None => continue,
+                let Some(event) = event(&String::from_utf8_lossy(&line), at) else {
+                    continue;
                 };
                 if tx.send(event).is_err() {
                     return; // nobody listens any more; the instance was dropped
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_data_and_markers_come_only_from_the_marker_channel() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = b"CVM:ready\nerror: not a failure\n".as_slice();
+        spawn_output_reader(stderr, tx.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        let markers = b"noise\nCVM:ready\n".as_slice();
+        spawn_marker_reader(markers, tx).unwrap().join().unwrap();
+        let events: Vec<Event> = rx.try_iter().collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(&events[0], Event::Output(l) if l == "CVM:ready"));
+        assert!(matches!(&events[1], Event::Output(l) if l == "error: not a failure"));
+        assert!(matches!(&events[2], Event::Marker(Marker::Ready, _)));
+    }
 }

@@ -14,10 +14,11 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::unistd::{pipe2, Pid};
+use nix::unistd::pipe2;
 
 use super::cgroup::{self, Cgroup, Limits};
-use super::events::{spawn_marker_reader, Event};
+use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::process::{Supervised, Terminate};
 use super::{
     process, Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared,
     Stack, WORKLOAD_PATH,
@@ -81,10 +82,7 @@ impl Backend for NativeBackend {
         Ok(Box::new(NativePrepared {
             argv: image.workload_argv(&scenario.workload),
             rootfs: image.rootfs().to_path_buf(),
-            limits: Limits {
-                memory_bytes: scenario.resources.memory_mib.get_ref() * 1024 * 1024,
-                cpus: *scenario.resources.vcpus.get_ref(),
-            },
+            limits: process::limits(&scenario.resources),
             use_cgroup,
             disk: image.layer_files(),
         }))
@@ -172,35 +170,35 @@ impl Prepared for NativePrepared {
         let pid = spawn_namespaced(spec)
             .map_err(|source| fail(NativeError::Spawn { program, source }))?;
         let spawned = Instant::now();
-        let pid = Pid::from_raw(pid);
         // From here on the instance owns the child: an error below drops it, which tears down.
         let (tx, events) = mpsc::channel();
         let _ = tx.send(Event::Phase("spawn", spawned));
         let instance = NativeInstance {
-            pid: Some(pid),
+            process: Supervised::from_pid(pid),
             started_at,
             events,
             cgroup,
         };
-        spawn_marker_reader(std::fs::File::from(marker_read), tx.clone(), false)
+        spawn_marker_reader(std::fs::File::from(marker_read), tx.clone())
             .map_err(|e| fail(NativeError::Thread(e)))?;
-        // Drained so a chatty workload never blocks; its lines explain a failed run.
-        spawn_marker_reader(std::fs::File::from(stderr_read), tx.clone(), true)
+        spawn_output_reader(std::fs::File::from(stderr_read), tx.clone())
             .map_err(|e| fail(NativeError::Thread(e)))?;
         let memory_dir = instance
             .cgroup
             .as_ref()
             .and_then(|c| c.memory_dir())
             .map(PathBuf::from);
-        process::spawn_exit_watcher(pid.as_raw(), memory_dir, self.limits.memory_bytes, tx)
+        instance
+            .process
+            .watch_exit(memory_dir, self.limits.memory_bytes, tx)
             .map_err(|e| fail(NativeError::Thread(e)))?;
         Ok(Box::new(instance))
     }
 }
 
 struct NativeInstance {
-    /// The workload's PID while it is unreaped (ours to signal).
-    pid: Option<Pid>,
+    /// The workload.
+    process: Supervised,
     started_at: Instant,
     events: Receiver<Event>,
     cgroup: Option<Cgroup>,
@@ -214,10 +212,9 @@ impl Instance for NativeInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        match (&self.cgroup, self.pid) {
-            (Some(cg), _) => cg.pids(),
-            (None, Some(pid)) if !process::exited(pid) => vec![pid.as_raw() as u32],
-            _ => Vec::new(),
+        match &self.cgroup {
+            Some(cg) => cg.pids(),
+            None => self.process.running_pid().into_iter().collect(),
         }
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
@@ -230,18 +227,16 @@ impl Instance for NativeInstance {
             .map(PathBuf::from)
     }
     fn teardown(&mut self) -> Result<(), BackendError> {
-        if let Some(pid) = self.pid.take() {
-            process::stop(pid);
-            // Anything the workload forked is in its cgroup (created for it alone): killed
-            // before the workload is reaped, so no PID in there can have been reused.
-            let removed = self.cgroup.as_mut().map(Cgroup::remove);
-            process::reap(pid);
-            if let Some(Err(e)) = removed {
-                return Err(BackendError::teardown(
-                    BackendKind::Native,
-                    NativeError::RemoveCgroup(e),
-                ));
-            }
+        self.process.stop(&Terminate);
+        // Anything the workload forked is in its cgroup (created for it alone): killed before
+        // the workload is reaped, so no PID in there can have been reused.
+        let removed = self.cgroup.as_mut().map(Cgroup::remove);
+        self.process.reap();
+        if let Some(Err(e)) = removed {
+            return Err(BackendError::teardown(
+                BackendKind::Native,
+                NativeError::RemoveCgroup(e),
+            ));
         }
         if let Some(cg) = self.cgroup.as_mut() {
             cg.remove().map_err(|e| {

@@ -27,14 +27,13 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{kill, Signal};
 use nix::unistd::{pipe2, Pid};
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespaceType, Mount, Process, Root,
@@ -43,8 +42,8 @@ use oci_spec::runtime::{
 
 use super::cgroup::{self, Limits};
 use super::container::net;
-use super::events::{spawn_marker_reader, Event};
-use super::process::STOP_GRACE;
+use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::process::{self, StopPolicy, Supervised};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
@@ -319,10 +318,7 @@ impl Backend for OciBackend {
             runtime,
             rootfs: image.rootfs().to_path_buf(),
             args,
-            limits: Limits {
-                memory_bytes: scenario.resources.memory_mib.get_ref() * 1024 * 1024,
-                cpus: *scenario.resources.vcpus.get_ref(),
-            },
+            limits: process::limits(&scenario.resources),
             network: scenario.resources.network,
             subnet,
             disk,
@@ -474,7 +470,7 @@ impl Prepared for OciPrepared {
             runtime: self.runtime.clone(),
             id: id.clone(),
             bundle: Some(bundle.clone()),
-            child: None,
+            process: None,
             started_at: Instant::now(),
             events: mpsc::channel().1,
             memory_dir: runtime_memory_dir(&id),
@@ -541,20 +537,15 @@ impl Prepared for OciPrepared {
         instance.events = events;
         let _ = tx.send(Event::Phase("spawn", spawned));
         let stderr = child.stderr.take();
-        let pid = child.id();
-        instance.child = Some(child);
-        spawn_marker_reader(fs::File::from(read_end), tx.clone(), false)
+        let runtime_process = instance.process.insert(Supervised::from_child(child));
+        spawn_marker_reader(fs::File::from(read_end), tx.clone())
             .map_err(|e| fail(OciError::Thread(e)))?;
         if let Some(stderr) = stderr {
-            spawn_marker_reader(stderr, tx.clone(), true).map_err(|e| fail(OciError::Thread(e)))?;
+            spawn_output_reader(stderr, tx.clone()).map_err(|e| fail(OciError::Thread(e)))?;
         }
-        super::process::spawn_exit_watcher(
-            i32::try_from(pid).unwrap_or(-1),
-            instance.memory_dir.clone(),
-            self.limits.memory_bytes,
-            tx,
-        )
-        .map_err(|e| fail(OciError::Thread(e)))?;
+        runtime_process
+            .watch_exit(instance.memory_dir.clone(), self.limits.memory_bytes, tx)
+            .map_err(|e| fail(OciError::Thread(e)))?;
         if self.network == NetworkMode::Private {
             let init = wait_pid_file(&pid_file).ok_or_else(|| {
                 fail(OciError::PidFile {
@@ -611,44 +602,32 @@ struct OciInstance {
     runtime: Runtime,
     id: String,
     bundle: Option<PathBuf>,
-    /// The foreground runtime process; unreaped until teardown.
-    child: Option<Child>,
+    /// The foreground runtime process (its exit is the container's).
+    process: Option<Supervised>,
     started_at: Instant,
     events: Receiver<Event>,
     memory_dir: Option<PathBuf>,
     link: Option<net::Link>,
 }
 
-impl OciInstance {
-    fn stop(&self, child: &mut Child) {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return;
-        }
-        // The runtime forwards SIGTERM to the container's init, which forwards it to the
-        // workload; the runtime exits (and deletes the container) when init does.
-        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(-1));
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        let mut pause = Duration::from_micros(200);
-        while matches!(child.try_wait(), Ok(None)) {
-            if Instant::now() >= deadline {
-                let _ = self
-                    .runtime
-                    .command()
-                    .args(["kill", &self.id, "KILL"])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                std::thread::sleep(Duration::from_millis(50));
-                if matches!(child.try_wait(), Ok(None)) {
-                    let _ = child.kill();
-                }
-                break;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
-        }
+/// The runtime forwards SIGTERM to the container's init, which forwards it to the workload; the
+/// runtime exits (and deletes the container) when init does. What is left after the grace
+/// period is killed through the runtime, which a SIGKILL to the runtime alone would leave behind.
+struct OciStop<'a> {
+    runtime: &'a Runtime,
+    id: &'a str,
+}
+
+impl StopPolicy for OciStop<'_> {
+    fn force(&self, _runtime_pid: Pid) {
+        let _ = self
+            .runtime
+            .command()
+            .args(["kill", self.id, "KILL"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -660,7 +639,12 @@ impl Instance for OciInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.child.as_ref().map(Child::id).into_iter().collect();
+        let mut pids: Vec<u32> = self
+            .process
+            .as_ref()
+            .and_then(Supervised::running_pid)
+            .into_iter()
+            .collect();
         if let Some(dir) = &self.memory_dir {
             if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
                 pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
@@ -680,9 +664,12 @@ impl Instance for OciInstance {
     }
     fn teardown(&mut self) -> Result<(), BackendError> {
         let fail = |e| BackendError::teardown(self.kind, e);
-        if let Some(mut child) = self.child.take() {
-            self.stop(&mut child);
-            let _ = child.wait();
+        if let Some(mut runtime_process) = self.process.take() {
+            runtime_process.stop(&OciStop {
+                runtime: &self.runtime,
+                id: &self.id,
+            });
+            runtime_process.reap();
         }
         let mut first_error = self.runtime.delete(&self.id).err();
         if let Some(link) = self.link.as_mut() {

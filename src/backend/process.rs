@@ -1,12 +1,18 @@
-//! A host process a backend started and still owns: watching its exit, stopping it, reaping it.
+//! The one lifecycle of a host process a backend started: spawn, exit watch, polite stop, one
+//! grace period, force, reap. Every backend (the native workload, cvm's container init, the
+//! foreground `runc`/`crun`/`docker` client, QEMU) owns its process through a [`Supervised`],
+//! and only the polite request and the forced end differ ([`StopPolicy`]).
 //!
 //! The rule that keeps cvm from ever signalling a stranger: a child is watched with `waitid`
 //! and `WNOWAIT`, which reports the exit *without reaping*, so its PID stays reserved as a
-//! zombie until teardown has finished signalling and reaps it itself.
+//! zombie until [`Supervised::reap`] (or `Drop`) has finished signalling and reaps it itself.
+//! Nothing else may reap it: a `std::process::Child` handed to [`Supervised::from_child`] is
+//! given up (its `Drop` neither waits nor kills), so no `try_wait` can release the PID early.
 
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -14,62 +20,167 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::cgroup;
+use super::cgroup::{self, Limits};
 use super::events::{Event, ExitInfo};
+use crate::scenario::Resources;
 
-/// How long a workload gets to exit after SIGTERM before it is killed: the same for every
-/// backend, so teardown latencies compare.
+/// How long a workload gets to exit after the polite request before it is killed: the same
+/// for every backend, so teardown latencies compare.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a backend's forced end ([`StopPolicy::force`]) gets before the process itself is
+/// killed.
+const FORCE_GRACE: Duration = Duration::from_millis(200);
 
-/// Watches `pid` on a thread and sends [`Event::Exited`] when it ends, without reaping it. If
-/// the kernel's OOM killer fired in `memory_dir`'s cgroup, an error line says so first: the exit
-/// status alone (SIGKILL) does not tell an OOM kill from any other.
-pub fn spawn_exit_watcher(
-    pid: i32,
-    memory_dir: Option<PathBuf>,
-    memory_limit: u64,
-    tx: mpsc::Sender<Event>,
-) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("cvm-exit".into())
-        .spawn(move || {
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-            let status = loop {
-                match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
-                    Err(nix::Error::EINTR) => continue,
-                    other => break other,
+/// The scenario's resource limits as every backend applies them (cgroup, OCI bundle, Docker
+/// flags): one conversion, so no backend rounds differently.
+pub fn limits(resources: &Resources) -> Limits {
+    Limits {
+        memory_bytes: resources.memory_mib.get_ref() * 1024 * 1024,
+        cpus: *resources.vcpus.get_ref(),
+    }
+}
+
+/// How a backend ends its process: what differs between backends in [`Supervised::stop`].
+pub trait StopPolicy {
+    /// Asks the process to end. The default is SIGTERM to it; a VMM is asked over its control
+    /// socket, a container through its runtime. `false` when the request could not be made,
+    /// which skips the grace period.
+    fn request(&self, pid: Pid) -> bool {
+        kill(pid, Signal::SIGTERM).is_ok()
+    }
+    /// Ends by force what the request did not, before the process itself gets SIGKILL (a
+    /// runtime kills its container, which a SIGKILL to the runtime would leave behind).
+    fn force(&self, _pid: Pid) {}
+}
+
+/// SIGTERM, then SIGKILL: for a process that forwards SIGTERM itself (cvm-guest init does).
+pub struct Terminate;
+
+impl StopPolicy for Terminate {}
+
+/// A child process this backend owns until it is reaped.
+#[derive(Debug)]
+pub struct Supervised {
+    /// `None` once reaped: the PID is no longer ours to signal.
+    pid: Option<Pid>,
+}
+
+impl Supervised {
+    /// Takes ownership of an unreaped child by its PID (from a raw `clone`).
+    pub fn from_pid(pid: i32) -> Supervised {
+        Supervised {
+            pid: Some(Pid::from_raw(pid)),
+        }
+    }
+
+    /// Takes ownership of a child `std` spawned; the caller takes its pipes first. The handle
+    /// is given up without waiting, so only this type reaps the PID.
+    pub fn from_child(child: Child) -> Supervised {
+        let pid = i32::try_from(child.id()).expect("a PID fits in pid_t");
+        drop(child);
+        Supervised::from_pid(pid)
+    }
+
+    /// The PID while it is ours (unreaped).
+    pub fn pid(&self) -> Option<Pid> {
+        self.pid
+    }
+
+    /// The PID while the process is still running.
+    pub fn running_pid(&self) -> Option<u32> {
+        self.pid
+            .filter(|&p| !exited(p))
+            .and_then(|p| u32::try_from(p.as_raw()).ok())
+    }
+
+    /// Watches the process on a thread and sends [`Event::Exited`] when it ends, without
+    /// reaping it. If the kernel's OOM killer fired in `memory_dir`'s cgroup, an
+    /// [`Event::OutOfMemory`] comes first: the exit status alone (SIGKILL) does not tell an
+    /// OOM kill from any other.
+    pub fn watch_exit(
+        &self,
+        memory_dir: Option<PathBuf>,
+        memory_limit: u64,
+        tx: mpsc::Sender<Event>,
+    ) -> io::Result<()> {
+        let Some(pid) = self.pid else {
+            return Ok(());
+        };
+        std::thread::Builder::new()
+            .name("cvm-exit".into())
+            .spawn(move || {
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                let status = loop {
+                    match waitid(Id::Pid(pid), flags) {
+                        Err(nix::Error::EINTR) => continue,
+                        other => break other,
+                    }
+                };
+                let at = Instant::now();
+                let kills = memory_dir.as_deref().map_or(0, cgroup::oom_kills);
+                if kills > 0 {
+                    let _ = tx.send(Event::OutOfMemory {
+                        kills,
+                        limit_bytes: memory_limit,
+                    });
                 }
-            };
-            let at = Instant::now();
-            let kills = memory_dir.as_deref().map_or(0, cgroup::oom_kills);
-            if kills > 0 {
-                let _ = tx.send(Event::Output(format!(
-                    "error: out of memory: the kernel's OOM killer fired {kills} time(s) in the \
-                 instance's cgroup (memory limit {} MiB)",
-                    memory_limit / (1024 * 1024)
-                )));
+                let info = match status {
+                    Ok(WaitStatus::Exited(_, code)) => ExitInfo {
+                        code: Some(code),
+                        signal: None,
+                    },
+                    Ok(WaitStatus::Signaled(_, sig, _)) => ExitInfo {
+                        code: None,
+                        signal: Some(sig as i32),
+                    },
+                    _ => ExitInfo {
+                        code: None,
+                        signal: None,
+                    },
+                };
+                let _ = tx.send(Event::Exited(info, at));
+            })?;
+        Ok(())
+    }
+
+    /// The one stop sequence: the policy's request, up to [`STOP_GRACE`] to exit, the policy's
+    /// forced end, then SIGKILL. The process stays unreaped (call [`Supervised::reap`]), so
+    /// the caller may still clean up what it owned (a cgroup) while its PID is reserved.
+    pub fn stop(&self, policy: &dyn StopPolicy) {
+        let Some(pid) = self.pid else {
+            return;
+        };
+        if exited(pid) {
+            return;
+        }
+        if policy.request(pid) && wait_exit(pid, STOP_GRACE) {
+            return;
+        }
+        policy.force(pid);
+        if !wait_exit(pid, FORCE_GRACE) {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
+    /// Kills (if still needed) and reaps the process, releasing its PID. Idempotent.
+    pub fn reap(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            if !exited(pid) {
+                let _ = kill(pid, Signal::SIGKILL);
             }
-            let info = match status {
-                Ok(WaitStatus::Exited(_, code)) => ExitInfo {
-                    code: Some(code),
-                    signal: None,
-                },
-                Ok(WaitStatus::Signaled(_, sig, _)) => ExitInfo {
-                    code: None,
-                    signal: Some(sig as i32),
-                },
-                _ => ExitInfo {
-                    code: None,
-                    signal: None,
-                },
-            };
-            let _ = tx.send(Event::Exited(info, at));
-        })?;
-    Ok(())
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.reap();
+    }
 }
 
 /// True once `pid` (an unreaped child of ours) has exited.
-pub fn exited(pid: Pid) -> bool {
+fn exited(pid: Pid) -> bool {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     !matches!(
         waitid(Id::Pid(pid), flags),
@@ -77,30 +188,18 @@ pub fn exited(pid: Pid) -> bool {
     )
 }
 
-/// SIGTERM, up to [`STOP_GRACE`] to exit, then SIGKILL. The child stays unreaped.
-pub fn stop(pid: Pid) {
-    if exited(pid) {
-        return;
-    }
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + STOP_GRACE;
+/// Waits up to `grace` for `pid` to exit, without reaping it; true if it did.
+fn wait_exit(pid: Pid, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
     let mut pause = Duration::from_micros(100);
     while !exited(pid) {
         if Instant::now() >= deadline {
-            let _ = kill(pid, Signal::SIGKILL);
-            break;
+            return false;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(5));
     }
-}
-
-/// Kills (if still needed) and reaps `pid`, releasing its PID.
-pub fn reap(pid: Pid) {
-    if !exited(pid) {
-        let _ = kill(pid, Signal::SIGKILL);
-    }
-    let _ = waitpid(pid, None);
+    true
 }
 
 /// The descriptors every workload starts with, whatever the backend: stdin and stdout on
@@ -119,4 +218,100 @@ pub fn workload_fds(stderr: OwnedFd, marker: OwnedFd) -> io::Result<Vec<(OwnedFd
         (stderr, 2),
         (marker, cvm_proto::DEFAULT_MARKER_FD),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::process::{Command, Stdio};
+
+    fn sleeper(script: &str) -> Supervised {
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Supervised::from_child(child)
+    }
+
+    /// Records what the lifecycle asked of it, in order.
+    struct Recorder<'a> {
+        steps: &'a Cell<(bool, bool)>,
+        request_works: bool,
+    }
+
+    impl StopPolicy for Recorder<'_> {
+        fn request(&self, pid: Pid) -> bool {
+            self.steps.set((true, self.steps.get().1));
+            self.request_works && kill(pid, Signal::SIGTERM).is_ok()
+        }
+        fn force(&self, _pid: Pid) {
+            self.steps.set((self.steps.get().0, true));
+        }
+    }
+
+    #[test]
+    fn a_process_that_honours_the_request_is_never_forced() {
+        let mut p = sleeper("exec sleep 30");
+        let steps = Cell::new((false, false));
+        p.stop(&Recorder {
+            steps: &steps,
+            request_works: true,
+        });
+        assert_eq!(steps.get(), (true, false));
+        // Stopped but not reaped: the PID is still reserved for us.
+        assert!(p.pid().is_some());
+        assert_eq!(p.running_pid(), None);
+        p.reap();
+        assert!(p.pid().is_none());
+    }
+
+    #[test]
+    fn a_failed_request_goes_straight_to_force_and_sigkill() {
+        // The shell ignores SIGTERM; the request "fails", so no grace period is waited.
+        let mut p = sleeper("trap '' TERM; sleep 30");
+        let steps = Cell::new((false, false));
+        p.stop(&Recorder {
+            steps: &steps,
+            request_works: false,
+        });
+        assert_eq!(steps.get(), (true, true));
+        let pid = p.pid().unwrap();
+        assert!(exited(pid));
+        p.reap();
+    }
+
+    #[test]
+    fn a_process_that_already_exited_is_never_signalled() {
+        let mut p = sleeper("exit 0");
+        let (tx, rx) = mpsc::channel();
+        p.watch_exit(None, 0, tx).unwrap();
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let steps = Cell::new((false, false));
+        p.stop(&Recorder {
+            steps: &steps,
+            request_works: true,
+        });
+        // Neither the request nor the forced end ran: nothing signalled a PID that, once
+        // reaped elsewhere, could have been a stranger's.
+        assert_eq!(steps.get(), (false, false));
+        p.reap();
+    }
+
+    #[test]
+    fn the_exit_watcher_reports_without_reaping() {
+        let mut p = sleeper("exit 7");
+        let (tx, rx) = mpsc::channel();
+        p.watch_exit(None, 0, tx).unwrap();
+        match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+            Event::Exited(info, _) => assert_eq!(info.code, Some(7)),
+            other => panic!("{other:?}"),
+        }
+        // Still a zombie of ours: waitid with WNOWAIT sees it again.
+        assert!(exited(p.pid().unwrap()));
+        p.reap();
+        assert!(p.pid().is_none());
+        p.reap();
+    }
 }

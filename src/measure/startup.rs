@@ -74,6 +74,9 @@ pub struct Timeline {
     /// so nothing more from the workload can follow it.
     pub exit_marker_seen: bool,
     pub output: VecDeque<String>,
+    /// Failures the instance reported on its own channels (a `CVM:error` marker, an OOM kill):
+    /// never taken from output lines, which are the workload's data.
+    pub errors: Vec<String>,
 }
 
 impl Timeline {
@@ -128,7 +131,12 @@ impl Timeline {
                     since(at),
                 ));
             }
-            Event::Marker(Marker::Error(msg), _) => self.keep_output(format!("error: {msg}")),
+            Event::Marker(Marker::Error(msg), _) => self.errors.push(msg),
+            Event::OutOfMemory { kills, limit_bytes } => self.errors.push(format!(
+                "out of memory: the kernel's OOM killer fired {kills} time(s) in the instance's \
+                 cgroup (memory limit {} MiB)",
+                limit_bytes / (1024 * 1024)
+            )),
             Event::Exited(info, at) => {
                 // A VM's init reports the workload's own code before QEMU exits; keep that one.
                 if self.exit.is_none() {
@@ -153,10 +161,7 @@ impl Timeline {
     }
 
     fn reported_error(&self) -> Option<String> {
-        self.output
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix("error: ").map(str::to_string))
+        self.errors.last().cloned()
     }
 }
 

@@ -61,11 +61,11 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
 
 use nix::fcntl::OFlag;
-use nix::unistd::{pipe2, Pid};
+use nix::unistd::pipe2;
 
 use super::cgroup::{self, Cgroup, Limits};
-use super::events::{spawn_marker_reader, Event};
-use super::process;
+use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::process::{self, Supervised, Terminate};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
@@ -182,10 +182,7 @@ impl Backend for ContainerBackend {
             guest,
             rootfs,
             workload: image.workload_argv(&scenario.workload),
-            limits: Limits {
-                memory_bytes: scenario.resources.memory_mib.get_ref() * 1024 * 1024,
-                cpus: *scenario.resources.vcpus.get_ref(),
-            },
+            limits: process::limits(&scenario.resources),
             network,
             subnet,
             disk,
@@ -361,7 +358,7 @@ impl Prepared for ContainerPrepared {
         let _ = tx.send(Event::Phase("spawn", spawned));
         // From here on the instance owns everything: an error drops it, which tears down.
         let mut instance = ContainerInstance {
-            pid: Some(Pid::from_raw(pid)),
+            init: Supervised::from_pid(pid),
             started_at,
             events,
             cgroup,
@@ -369,12 +366,14 @@ impl Prepared for ContainerPrepared {
             go: go.take(),
             volume,
         };
-        spawn_marker_reader(File::from(marker_read), tx.clone(), false)
+        spawn_marker_reader(File::from(marker_read), tx.clone())
             .map_err(|e| fail(ContainerError::Thread(e)))?;
-        spawn_marker_reader(File::from(stderr_read), tx.clone(), true)
+        spawn_output_reader(File::from(stderr_read), tx.clone())
             .map_err(|e| fail(ContainerError::Thread(e)))?;
         let memory_dir = instance.cgroup.memory_dir().map(Path::to_path_buf);
-        process::spawn_exit_watcher(pid, memory_dir, self.limits.memory_bytes, tx)
+        instance
+            .init
+            .watch_exit(memory_dir, self.limits.memory_bytes, tx)
             .map_err(|e| fail(ContainerError::Thread(e)))?;
         if let Some(mut go) = instance.go.take() {
             let link = net::setup(self.subnet, &ctx.run_id, pid)
@@ -388,8 +387,8 @@ impl Prepared for ContainerPrepared {
 }
 
 struct ContainerInstance {
-    /// init's host PID while it is unreaped.
-    pid: Option<Pid>,
+    /// The container's init (PID 1 inside).
+    init: Supervised,
     started_at: Instant,
     events: Receiver<Event>,
     cgroup: Cgroup,
@@ -423,16 +422,14 @@ impl Instance for ContainerInstance {
     fn teardown(&mut self) -> Result<(), BackendError> {
         let fail = |e| BackendError::teardown(BackendKind::Container, e);
         self.go = None;
-        if let Some(pid) = self.pid.take() {
-            // init forwards SIGTERM to the workload and exits with it; as PID 1 of the
-            // namespace, its death takes every process in it along.
-            process::stop(pid);
-            // Empties the cgroup (SIGKILL to anything left: it was created for this instance
-            // alone) before init is reaped, so no PID in it can have been reused.
-            let removed = self.cgroup.remove();
-            process::reap(pid);
-            removed.map_err(|e| fail(ContainerError::RemoveCgroup(e)))?;
-        }
+        // init forwards SIGTERM to the workload and exits with it; as PID 1 of the namespace,
+        // its death takes every process in it along.
+        self.init.stop(&Terminate);
+        // Empties the cgroup (SIGKILL to anything left: it was created for this instance
+        // alone) before init is reaped, so no PID in it can have been reused.
+        let removed = self.cgroup.remove();
+        self.init.reap();
+        removed.map_err(|e| fail(ContainerError::RemoveCgroup(e)))?;
         self.cgroup
             .remove()
             .map_err(|e| fail(ContainerError::RemoveCgroup(e)))?;

@@ -20,8 +20,8 @@
 //! byte, SeaBIOS's banner; `kernel` at the kernel's `Linux version` banner; then init's and the
 //! workload's markers (`init`, `workload`, `ready`) written by the guest to the same console.
 //!
-//! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after
-//! [`QUIT_GRACE`], then the per-instance temporary directory (QMP socket, data disk) is removed.
+//! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
+//! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
 //! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
 //! means no host network objects exist to clean up (see [`net`]).
 
@@ -36,7 +36,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,7 @@ use self::accel::{AccelDecision, KvmProbe, ProbeGuest};
 use self::kernel::{Kernel, KernelError};
 use self::qemu::{Accel, PortForward, Profile, QemuSpec};
 use super::events::Event;
+use super::process::{StopPolicy, Supervised};
 use super::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
     Prepared, Stack,
@@ -56,8 +57,6 @@ use crate::scenario::{BackendKind, NetworkMode, Readiness, Scenario};
 
 /// The QEMU binary, looked up in PATH.
 pub const QEMU: &str = "qemu-system-x86_64";
-/// How long QEMU gets to exit after QMP `quit` before it is killed.
-pub const QUIT_GRACE: Duration = Duration::from_secs(3);
 /// Where init finds its VM configuration inside the initramfs.
 pub const GUEST_CONFIG: &str = "/etc/cvm/vm.conf";
 /// Overrides the initramfs compression (`none`, `gzip`, `zstd`), to reproduce the measurement
@@ -628,30 +627,29 @@ impl Prepared for VmPrepared {
             })
         })?;
         let spawned = Instant::now();
-        let pid = child.id();
         let (tx, events) = mpsc::channel();
         let _ = tx.send(Event::Phase("spawn", spawned));
-        let mut instance = VmInstance {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        // From here a failure drops `instance`, whose teardown kills QEMU and removes `tmp`.
+        let instance = VmInstance {
             kind: self.kind,
-            child: None,
-            pid,
+            qemu: Supervised::from_child(child),
             started_at,
             events,
             qmp: spec.qmp.clone(),
             forwards: spec.net.clone().unwrap_or_default(),
             tmp: cleanup.0.take(),
         };
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        instance.child = Some(child);
-        // From here a failure drops `instance`, whose teardown kills QEMU and removes `tmp`.
         if let Some(out) = stdout {
             spawn_console_reader(out, tx.clone()).map_err(|e| fail(VmError::Thread(e)))?;
         }
         if let Some(err) = stderr {
             spawn_stderr_reader(err, tx.clone()).map_err(|e| fail(VmError::Thread(e)))?;
         }
-        super::process::spawn_exit_watcher(pid as i32, None, 0, tx)
+        instance
+            .qemu
+            .watch_exit(None, 0, tx)
             .map_err(|e| fail(VmError::Thread(e)))?;
         Ok(Box::new(instance))
     }
@@ -790,8 +788,7 @@ fn spawn_stderr_reader<R: Read + Send + 'static>(source: R, tx: Sender<Event>) -
 
 struct VmInstance {
     kind: BackendKind,
-    child: Option<Child>,
-    pid: u32,
+    qemu: Supervised,
     started_at: Instant,
     events: Receiver<Event>,
     qmp: Option<PathBuf>,
@@ -799,31 +796,15 @@ struct VmInstance {
     tmp: Option<PathBuf>,
 }
 
-impl VmInstance {
-    /// Stops QEMU: QMP `quit` first, SIGKILL after [`QUIT_GRACE`], then reaps it.
-    fn stop_qemu(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // Polled without reaping (WNOWAIT): the PID stays this QEMU's until `wait` below.
-        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
-        if !super::process::exited(pid) {
-            let asked = self
-                .qmp
-                .as_deref()
-                .and_then(|p| qmp::Qmp::connect(p, Duration::from_millis(500)).ok())
-                .is_some_and(|mut q| q.quit().is_ok());
-            if asked {
-                let deadline = Instant::now() + QUIT_GRACE;
-                while !super::process::exited(pid) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-            if !super::process::exited(pid) {
-                let _ = child.kill();
-            }
-        }
-        let _ = child.wait();
+/// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
+/// guest's own power-off is not waited for, since a workload may have hung the guest.
+struct QmpQuit<'a>(Option<&'a Path>);
+
+impl StopPolicy for QmpQuit<'_> {
+    fn request(&self, _qemu: nix::unistd::Pid) -> bool {
+        self.0
+            .and_then(|p| qmp::Qmp::connect(p, Duration::from_millis(500)).ok())
+            .is_some_and(|mut q| q.quit().is_ok())
     }
 }
 
@@ -835,11 +816,7 @@ impl Instance for VmInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        if self.child.is_some() {
-            vec![self.pid]
-        } else {
-            Vec::new()
-        }
+        self.qemu.running_pid().into_iter().collect()
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.forwards
@@ -848,7 +825,8 @@ impl Instance for VmInstance {
             .map(|f| net::host_endpoint(f.host))
     }
     fn teardown(&mut self) -> Result<(), BackendError> {
-        self.stop_qemu();
+        self.qemu.stop(&QmpQuit(self.qmp.as_deref()));
+        self.qemu.reap();
         if let Some(dir) = self.tmp.take() {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
