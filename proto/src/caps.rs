@@ -29,7 +29,12 @@ mod tests {
     #[test]
     fn the_default_set_is_dockers_without_admin_powers() {
         assert_eq!(DEFAULT.len(), 14);
-        for admin in ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE"] {
+        for admin in [
+            "CAP_SYS_ADMIN",
+            "CAP_NET_ADMIN",
+            "CAP_SYS_PTRACE",
+            "CAP_SYS_MODULE",
+        ] {
             assert!(!DEFAULT.contains(&admin), "{admin}");
         }
         let mut unique = DEFAULT.to_vec();

@@ -27,8 +27,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
-use crate::backend::Availability;
-use crate::results::{BackendSummary, Phase, RunSummary, SampleRow};
+use crate::results::{Availability, BackendSummary, Phase, RunSummary, SampleRow};
 
 /// DejaVu Sans from Debian's fonts-dejavu-core (licence beside it in `assets/fonts/`).
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -40,7 +39,7 @@ pub(crate) const FONT: &str = "sans-serif";
 pub const LOG_SPREAD: f64 = 20.0;
 
 /// Startup phases in the order they happen (unknown phases follow alphabetically).
-pub use crate::measure::startup::PHASE_ORDER;
+pub use crate::results::PHASE_ORDER;
 /// Disk layers from the bottom of the stack to the top, the order they are stacked in.
 pub const DISK_LAYERS: &[&str] = &["hypervisor", "runtime", "guest_os", "libs", "app"];
 /// Memory metrics shown in the memory chart, where recorded.
@@ -1475,7 +1474,7 @@ fn draw_lines<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Stack;
+    use crate::results::Stack;
     use crate::results::{BackendInfo, Environment, MetricSummary};
     use crate::stats::Summary;
     use std::collections::BTreeMap;

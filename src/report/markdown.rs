@@ -3,8 +3,7 @@
 use std::fmt::Write;
 
 use super::format_value;
-use crate::backend::Availability;
-use crate::results::RunSummary;
+use crate::results::{Availability, RunSummary};
 
 pub fn summary(s: &RunSummary) -> String {
     let mut out = String::new();

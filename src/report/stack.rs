@@ -27,8 +27,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::charts::{segment_color, text, text_width, DrawResult, Drawing, INK};
 use super::format_value;
-use crate::backend::{Availability, Stack};
-use crate::results::{BackendSummary, RunSummary};
+use crate::results::{Availability, BackendSummary, RunSummary, Stack};
 
 /// One layer of a stack, top to bottom in [`Layer::of_stack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,12 +273,7 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
             }
         })
         .collect();
-    let note = b
-        .info
-        .config
-        .get("accel")
-        .filter(|a| !a.is_empty())
-        .map(|a| format!("accelerator: {a}"));
+    let note = b.info.accelerator().map(|a| format!("accelerator: {a}"));
     Column {
         stack,
         heading: heading(stack),
@@ -525,7 +519,7 @@ impl Drawing for StackDiagram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{BackendInfo, Environment, MetricSummary};
+    use crate::results::{BackendInfo, Environment, MetricSummary, ACCEL_KEY};
     use crate::stats::Summary;
     use std::collections::BTreeMap;
 
@@ -536,7 +530,7 @@ mod tests {
                 stack,
                 availability: Availability::Available,
                 error: None,
-                config: BTreeMap::from([("accel".to_string(), "tcg".to_string())])
+                config: BTreeMap::from([(ACCEL_KEY.to_string(), "tcg".to_string())])
                     .into_iter()
                     .filter(|_| stack == Stack::Vm)
                     .collect(),
