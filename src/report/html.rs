@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::charts::Rendered;
-use super::format_value;
+use super::format::format_value;
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
 
 pub const INDEX_FILE: &str = "index.html";

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::format_value;
+use super::format::format_value;
 use crate::results::{Availability, RunSummary};
 
 pub fn summary(s: &RunSummary) -> String {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format_value;
+use super::format::format_value;
 use crate::results::{Availability, MetricSummary, RunSummary};
 
 /// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
