@@ -299,7 +299,8 @@ fn report_exits_2_for_bad_input_and_1_when_it_cannot_write() {
 
     std::fs::write(
         dir.path().join(cvm::results::SAMPLES_FILE),
-        "not,a\n\"samples",
+        // Only a torn last row is forgiven (an interrupted write), so two bad rows.
+        "not,samples\nx,y\nz,w\n",
     )
     .unwrap();
     let garbled = cvm_cmd().arg("report").arg(dir.path()).output().unwrap();
