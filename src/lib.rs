@@ -51,7 +51,13 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Doctor => Ok(doctor::doctor(&backend::HostOptions::default())),
         Command::Report(args) => {
-            let summary = report::render_dir(&args.dir).map_err(Failure::usage)?;
+            let summary = report::render_dir(&args.dir).map_err(|e| {
+                if e.is_bad_input() {
+                    Failure::usage(e)
+                } else {
+                    Failure::run(e)
+                }
+            })?;
             println!("{}", report::terminal::table(&summary));
             if let Some(f) = &args.export_markdown {
                 std::fs::write(f, report::markdown::summary(&summary)).map_err(|e| {

@@ -256,3 +256,61 @@ fn a_workload_that_crashes_is_a_failed_run_with_exit_code_1() {
         .count();
     assert_eq!(failed, 2);
 }
+
+/// A results directory with no backends, written through cvm's own writers.
+fn empty_results(dir: &std::path::Path) {
+    use cvm::results::{Environment, RunMeta, SampleWriter, ScenarioRecord};
+    let meta = RunMeta {
+        run_id: "r".into(),
+        started: "2026-01-01T00:00:00Z".into(),
+        finished: None,
+        status: "done".into(),
+        scenario: ScenarioRecord {
+            name: "startup".into(),
+            description: String::new(),
+            definition: serde_json::Value::Null,
+        },
+        runs: 1,
+        warmup: 0,
+        timeout_s: 60.0,
+        environment: Environment::default(),
+        backends: Vec::new(),
+        load: None,
+    };
+    meta.write(&dir.join(cvm::results::META_FILE)).unwrap();
+    drop(SampleWriter::create(&dir.join(cvm::results::SAMPLES_FILE)).unwrap());
+}
+
+#[test]
+fn report_exits_2_for_bad_input_and_1_when_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(cvm(&["report", "/nonexistent"]).status.code(), Some(2));
+    let not_results = cvm_cmd().arg("report").arg(dir.path()).output().unwrap();
+    assert_eq!(
+        not_results.status.code(),
+        Some(2),
+        "{}",
+        stderr(&not_results)
+    );
+
+    empty_results(dir.path());
+    let ok = cvm_cmd().arg("report").arg(dir.path()).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+
+    std::fs::write(
+        dir.path().join(cvm::results::SAMPLES_FILE),
+        // Only a torn last row is forgiven (an interrupted write), so two bad rows.
+        "not,samples\nx,y\nz,w\n",
+    )
+    .unwrap();
+    let garbled = cvm_cmd().arg("report").arg(dir.path()).output().unwrap();
+    assert_eq!(garbled.status.code(), Some(2), "{}", stderr(&garbled));
+
+    // A file where the charts directory goes: root cannot create it either.
+    empty_results(dir.path());
+    let charts = dir.path().join("charts");
+    std::fs::remove_dir_all(&charts).unwrap();
+    std::fs::write(&charts, "").unwrap();
+    let unwritable = cvm_cmd().arg("report").arg(dir.path()).output().unwrap();
+    assert_eq!(unwritable.status.code(), Some(1), "{}", stderr(&unwritable));
+}

@@ -25,6 +25,7 @@ use std::time::Instant;
 use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
 
+pub use crate::results::{Availability, Stack};
 pub use events::{Event, ExitInfo};
 
 /// The workload's PATH on every backend (the image's directories; on native, the host's).
@@ -40,32 +41,6 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// Which of the report's stacks a backend belongs to (it decides the disk layers and the diagram).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stack {
-    Native,
-    Container,
-    Vm,
-}
-
-/// Whether a backend can run on this host, and if not, why and how to fix it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum Availability {
-    Available,
-    Unavailable { reason: String, hint: String },
-}
-
-impl Availability {
-    pub fn unavailable(reason: impl Into<String>, hint: impl Into<String>) -> Self {
-        Availability::Unavailable {
-            reason: reason.into(),
-            hint: hint.into(),
-        }
-    }
 }
 
 /// Everything a launch needs to know beyond the prepared artefacts.

@@ -412,7 +412,7 @@ fn row_template(
         cpu_model: env.cpu_model.clone(),
         ncpu: env.ncpu,
         mem_total: env.mem_total,
-        accel: info.config.get("accel").cloned().unwrap_or_default(),
+        accel: info.accelerator().unwrap_or_default().to_string(),
         qemu_version: env
             .tools
             .get("qemu")

@@ -52,16 +52,6 @@ fn output_tail(lines: &[String]) -> String {
     }
 }
 
-/// The order phase points occur in, for display (unknown names sort last).
-pub const PHASE_ORDER: &[&str] = &["spawn", "firmware", "kernel", "init", "workload", "ready"];
-
-pub fn phase_rank(name: &str) -> usize {
-    PHASE_ORDER
-        .iter()
-        .position(|p| *p == name)
-        .unwrap_or(PHASE_ORDER.len())
-}
-
 /// What was observed up to readiness (and, with [`finish`], up to exit).
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {

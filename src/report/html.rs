@@ -11,9 +11,8 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::charts::Rendered;
-use super::format_value;
-use crate::backend::{Availability, Stack};
-use crate::results::{MetricSummary, RunMeta, RunSummary};
+use super::format::format_value;
+use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
 
 pub const INDEX_FILE: &str = "index.html";
 /// Where chart files go, relative to the results directory.
@@ -53,8 +52,7 @@ pub fn tcg_backends(s: &RunSummary) -> Vec<String> {
         .filter(|b| b.info.stack == Stack::Vm)
         .filter(|b| {
             b.info
-                .config
-                .get("accel")
+                .accelerator()
                 .is_some_and(|a| a.trim().to_ascii_lowercase().starts_with("tcg"))
         })
         .map(|b| b.info.backend.clone())
@@ -227,7 +225,7 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
         .iter()
         .filter(|b| b.info.stack == Stack::Vm)
         .map(|b| {
-            let a = b.info.config.get("accel").map_or("unknown", String::as_str);
+            let a = b.info.accelerator().unwrap_or("unknown");
             format!("{}: {a}", b.info.backend)
         })
         .collect();

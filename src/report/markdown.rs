@@ -2,9 +2,8 @@
 
 use std::fmt::Write;
 
-use super::format_value;
-use crate::backend::Availability;
-use crate::results::RunSummary;
+use super::format::format_value;
+use crate::results::{Availability, RunSummary};
 
 pub fn summary(s: &RunSummary) -> String {
     let mut out = String::new();

@@ -4,25 +4,50 @@
 //! so `cvm report DIR` re-renders any past run.
 
 pub mod charts;
+pub mod format;
 pub mod html;
 pub mod markdown;
 pub mod stack;
 pub mod terminal;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::results::{self, read_samples, summarize, RunMeta, RunSummary};
 
+/// One variant per step of [`render_dir`]; the first three mean the directory given is not a
+/// readable cvm results directory, the rest that the report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{dir} is not a cvm results directory (no {file})")]
     NotResults { dir: String, file: &'static str },
-    #[error(transparent)]
-    Results(#[from] results::ResultsError),
-    #[error(transparent)]
-    Chart(#[from] charts::ChartError),
+    #[error("cannot read the run's metadata")]
+    ReadMeta(#[source] results::ResultsError),
+    #[error("cannot read the samples")]
+    ReadSamples(#[source] results::ResultsError),
+    #[error("cannot write the summary")]
+    WriteSummary(#[source] results::ResultsError),
+    #[error("cannot write {path}")]
+    WriteMarkdown {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot draw the charts")]
+    Charts(#[source] charts::ChartError),
+    #[error("cannot draw the stack diagram")]
+    StackDiagram(#[source] charts::ChartError),
     #[error(transparent)]
     Html(#[from] html::HtmlError),
+}
+
+impl ReportError {
+    /// Whether the fault lies with the directory given rather than with writing the report.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ReportError::NotResults { .. } | ReportError::ReadMeta(_) | ReportError::ReadSamples(_)
+        )
+    }
 }
 
 /// Recomputes `summary.json` and the report files (`summary.md`, `index.html`, `charts/`) in
@@ -36,77 +61,28 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
             });
         }
     }
-    let meta = RunMeta::read(&dir.join(results::META_FILE))?;
-    let rows = read_samples(&dir.join(results::SAMPLES_FILE))?;
+    let meta = RunMeta::read(&dir.join(results::META_FILE)).map_err(ReportError::ReadMeta)?;
+    let rows = read_samples(&dir.join(results::SAMPLES_FILE)).map_err(ReportError::ReadSamples)?;
     let summary = summarize(&meta, &rows);
-    summary.write(&dir.join(results::SUMMARY_FILE))?;
-    std::fs::write(dir.join("summary.md"), markdown::summary(&summary)).map_err(|source| {
-        results::ResultsError::Write {
-            path: dir.join("summary.md"),
+    summary
+        .write(&dir.join(results::SUMMARY_FILE))
+        .map_err(ReportError::WriteSummary)?;
+    let md_path = dir.join("summary.md");
+    std::fs::write(&md_path, markdown::summary(&summary)).map_err(|source| {
+        ReportError::WriteMarkdown {
+            path: md_path,
             source,
         }
     })?;
     let charts_dir = dir.join(html::CHARTS_DIR);
-    let rendered = charts::render_all(&charts::plan(&summary, &rows), &charts_dir)?;
+    let rendered = charts::render_all(&charts::plan(&summary, &rows), &charts_dir)
+        .map_err(ReportError::Charts)?;
     let stack_svg = charts::render(
         &stack::StackDiagram::new(&summary),
         &charts_dir,
         html::STACK_CHART,
-    )?;
+    )
+    .map_err(ReportError::StackDiagram)?;
     html::write(dir, &html::page(&meta, &summary, &stack_svg, &rendered))?;
     Ok(summary)
-}
-
-/// Human-readable value with an SI prefix suited to the unit.
-pub fn format_value(value: f64, unit: &str) -> String {
-    match unit {
-        "s" => {
-            let a = value.abs();
-            if a >= 1.0 {
-                format!("{value:.3} s")
-            } else if a >= 1e-3 {
-                format!("{:.2} ms", value * 1e3)
-            } else {
-                format!("{:.1} µs", value * 1e6)
-            }
-        }
-        "B" => {
-            let a = value.abs();
-            if a >= 1024.0 * 1024.0 * 1024.0 {
-                format!("{:.2} GiB", value / (1024.0 * 1024.0 * 1024.0))
-            } else if a >= 1024.0 * 1024.0 {
-                format!("{:.1} MiB", value / (1024.0 * 1024.0))
-            } else if a >= 1024.0 {
-                format!("{:.1} KiB", value / 1024.0)
-            } else {
-                format!("{value:.0} B")
-            }
-        }
-        "B/s" => format!("{}/s", format_value(value, "B")),
-        "1/s" => {
-            if value.abs() >= 1e6 {
-                format!("{:.2} M/s", value / 1e6)
-            } else if value.abs() >= 1e3 {
-                format!("{:.1} k/s", value / 1e3)
-            } else {
-                format!("{value:.1} /s")
-            }
-        }
-        "" | "count" => format!("{value}"),
-        other => format!("{value:.4} {other}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_value;
-
-    #[test]
-    fn values_get_readable_units() {
-        assert_eq!(format_value(0.0012, "s"), "1.20 ms");
-        assert_eq!(format_value(2.5, "s"), "2.500 s");
-        assert_eq!(format_value(0.000_050, "s"), "50.0 µs");
-        assert_eq!(format_value(64.0 * 1024.0 * 1024.0, "B"), "64.0 MiB");
-        assert_eq!(format_value(12_345.0, "1/s"), "12.3 k/s");
-    }
 }

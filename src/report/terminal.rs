@@ -3,9 +3,8 @@
 
 use std::fmt::Write;
 
-use super::format_value;
-use crate::backend::Availability;
-use crate::results::{MetricSummary, RunSummary};
+use super::format::format_value;
+use crate::results::{Availability, MetricSummary, RunSummary};
 
 /// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
 /// one line per backend instead of a row each.
@@ -94,7 +93,7 @@ pub fn table(s: &RunSummary) -> String {
             .iter()
             .filter_map(|(m, v)| m.strip_prefix("phase.").map(|p| (p, v)))
             .collect();
-        phases.sort_by_key(|(p, _)| crate::measure::startup::phase_rank(p));
+        phases.sort_by_key(|(p, _)| crate::results::phase_rank(p));
         let phases: Vec<String> = phases
             .iter()
             .map(|(p, v)| format!("{p} {}", format_value(v.stats.median, &v.unit)))

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::ResultsError;
-use crate::backend::{Availability, Stack};
+use super::{Availability, ResultsError, Stack};
 
 /// The machine and software that produced a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -2,11 +2,15 @@
 //! arrives), the run's metadata (`run.json`: environment, scenario, backends and why any were
 //! unavailable) and the derived summary (`summary.json`). Stats and reports read only these.
 
+mod backend;
 mod meta;
+mod phases;
 mod samples;
 mod summary;
 
+pub use backend::{Availability, Stack, ACCEL_KEY};
 pub use meta::{BackendInfo, Environment, RunMeta, ScenarioRecord};
+pub use phases::{phase_rank, PHASE_ORDER};
 pub use samples::{parse_samples, read_samples, Phase, SampleRow, SampleWriter};
 pub use summary::{summarize, BackendSummary, MetricSummary, RunSummary, RUN_FAILED};
 

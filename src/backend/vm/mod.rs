@@ -214,7 +214,10 @@ impl Backend for VmBackend {
         let initrd_bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
 
         let mut config = BackendConfig::new();
-        config.insert("accel".into(), decision.accel.as_str().into());
+        config.insert(
+            crate::results::ACCEL_KEY.into(),
+            decision.accel.as_str().into(),
+        );
         config.insert("accel_reason".into(), decision.reason.clone());
         config.insert("machine".into(), self.profile.machine().into());
         config.insert("boot_path".into(), self.profile.boot_path().into());

@@ -1,0 +1,23 @@
+//! The HTTP throughput chart: requests per second per backend.
+
+use super::grouped::grouped;
+use super::{Chart, ChartKind};
+use crate::results::RunSummary;
+
+pub fn http_rps_chart(s: &RunSummary) -> Option<Chart> {
+    let mut data = grouped(s, &["http_rps"], |_| "requests per second".into());
+    if data.groups.is_empty() {
+        return None;
+    }
+    data.quantity = "requests per second".into();
+    // Throughput is compared as a fraction of the best: always linear, from zero.
+    data.log = false;
+    Some(Chart {
+        id: "http-rps",
+        title: "HTTP throughput (medians)".into(),
+        caption: "Requests per second under identical load settings on every backend; \
+                  whiskers: 95% CI of the median."
+            .into(),
+        kind: ChartKind::Grouped(data),
+    })
+}

@@ -1,0 +1,43 @@
+//! The memory chart: PSS per instance, its overhead over native, and the other memory figures.
+
+use super::grouped::grouped;
+use super::{Chart, ChartKind};
+use crate::results::RunSummary;
+
+/// Memory metrics shown in the memory chart, where recorded.
+pub const MEMORY_METRICS: &[&str] = &[
+    "memory_pss",
+    "memory_pss_peak",
+    "memory_overhead",
+    "memory_cgroup",
+    "memory_host_delta",
+];
+
+/// Memory: PSS of every host process of an instance, the overhead over native, and where
+/// recorded the cgroup's figure and the density method's host delta.
+pub fn memory_chart(s: &RunSummary) -> Option<Chart> {
+    let mut data = grouped(s, MEMORY_METRICS, |m| {
+        match m {
+            "memory_pss" => "PSS (all host processes)",
+            "memory_pss_peak" => "PSS under load",
+            "memory_overhead" => "overhead",
+            "memory_cgroup" => "cgroup",
+            "memory_host_delta" => "host MemAvailable drop",
+            other => other,
+        }
+        .to_string()
+    });
+    if data.groups.is_empty() {
+        return None;
+    }
+    data.quantity = "memory".into();
+    Some(Chart {
+        id: "memory",
+        title: "Memory per instance (medians)".into(),
+        caption: "PSS summed over every host process of an instance (runtime, VMM, init, \
+                  workload); overhead is the part attributed to the isolation layer. Whiskers: \
+                  95% CI of the median."
+            .into(),
+        kind: ChartKind::Grouped(data),
+    })
+}

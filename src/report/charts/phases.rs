@@ -1,0 +1,103 @@
+//! The startup phases chart: the medians of `phase.*`, stacked in the order they happen.
+
+use std::collections::BTreeSet;
+
+use super::plan::measured;
+use super::{split_panels, Chart, ChartKind, StackedBar, StackedData};
+use crate::results::{RunSummary, PHASE_ORDER};
+
+fn ordered_phases(names: &BTreeSet<&str>) -> Vec<String> {
+    let mut out: Vec<String> = PHASE_ORDER
+        .iter()
+        .filter(|p| names.contains(*p))
+        .map(|p| p.to_string())
+        .collect();
+    out.extend(
+        names
+            .iter()
+            .filter(|n| !PHASE_ORDER.contains(n))
+            .map(|n| n.to_string()),
+    );
+    out
+}
+
+/// Startup phases: the medians of `phase.*`, stacked in the order they happen.
+pub fn phase_chart(s: &RunSummary) -> Option<Chart> {
+    let names: BTreeSet<&str> = measured(s)
+        .flat_map(|b| b.metrics.keys())
+        .filter_map(|m| m.strip_prefix("phase."))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let segments = ordered_phases(&names);
+    let bars: Vec<StackedBar> = measured(s)
+        .filter_map(|b| {
+            let parts: Vec<(String, f64)> = segments
+                .iter()
+                .filter_map(|p| {
+                    let m = b.metrics.get(&format!("phase.{p}"))?;
+                    (m.stats.median > 0.0).then(|| (p.clone(), m.stats.median))
+                })
+                .collect();
+            (!parts.is_empty()).then(|| StackedBar {
+                backend: b.info.backend.clone(),
+                parts,
+            })
+        })
+        .collect();
+    if bars.is_empty() {
+        return None;
+    }
+    Some(Chart {
+        id: "phases",
+        title: "Startup phases (medians)".into(),
+        caption: "Each phase runs from the previous phase point to its own, so the segments add \
+                  up to roughly the median time to ready. Backends that differ by more than 20× \
+                  get separate panels with their own axis."
+            .into(),
+        kind: ChartKind::Stacked(StackedData {
+            unit: "s".into(),
+            quantity: "time".into(),
+            segments,
+            panels: split_panels(bars),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::charts::testdata::{backend, summary};
+    use crate::results::Stack;
+
+    #[test]
+    fn phases_stack_in_order_and_split_into_panels() {
+        let s = summary(vec![
+            backend(
+                "native",
+                Stack::Native,
+                &[("phase.ready", "s", 0.001), ("phase.spawn", "s", 0.001)],
+            ),
+            backend(
+                "vm",
+                Stack::Vm,
+                &[
+                    ("phase.init", "s", 1.0),
+                    ("phase.kernel", "s", 0.5),
+                    ("phase.spawn", "s", 0.01),
+                    ("phase.zzz", "s", 0.01),
+                ],
+            ),
+        ]);
+        let ChartKind::Stacked(d) = phase_chart(&s).unwrap().kind else {
+            unreachable!()
+        };
+        assert_eq!(d.segments, ["spawn", "kernel", "init", "ready", "zzz"]);
+        assert_eq!(d.panels.len(), 2);
+        assert_eq!(d.panels[0][0].backend, "native");
+        let vm = &d.panels[1][0];
+        let order: Vec<&str> = vm.parts.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(order, ["spawn", "kernel", "init", "zzz"]);
+    }
+}

@@ -1,0 +1,46 @@
+//! What `run.json` records about each backend beyond its name: the stack it belongs to, whether
+//! it could run, and the configuration keys reports read back.
+
+use serde::{Deserialize, Serialize};
+
+use super::BackendInfo;
+
+/// The configuration key under which a VM backend records its accelerator (`kvm`, `tcg`).
+pub const ACCEL_KEY: &str = "accel";
+
+/// Which of the report's stacks a backend belongs to (it decides the disk layers and the diagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stack {
+    Native,
+    Container,
+    Vm,
+}
+
+/// Whether a backend can run on this host, and if not, why and how to fix it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Availability {
+    Available,
+    Unavailable { reason: String, hint: String },
+}
+
+impl Availability {
+    pub fn unavailable(reason: impl Into<String>, hint: impl Into<String>) -> Self {
+        Availability::Unavailable {
+            reason: reason.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl BackendInfo {
+    /// The accelerator the backend ran under; `None` for backends without one (not a VM) and
+    /// for VMs whose run recorded none.
+    pub fn accelerator(&self) -> Option<&str> {
+        self.config
+            .get(ACCEL_KEY)
+            .map(String::as_str)
+            .filter(|a| !a.is_empty())
+    }
+}
