@@ -20,6 +20,7 @@ mod workloads;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
+use cvm_proto::applet::Applet as AppletName;
 use markers::Markers;
 
 /// Why an applet stopped without doing its job.
@@ -57,58 +58,58 @@ pub struct Applet {
     pub run: fn(&Markers, &[OsString]) -> AppletResult,
 }
 
-/// Every applet, in the order `--help` lists them.
+/// Every applet, in the order `--help` lists them (the shared list's order).
 pub const APPLETS: &[Applet] = &[
     Applet {
-        name: "init",
+        name: AppletName::Init.name(),
         summary: "PID 1: announce, set up, then run the workload",
         usage: init::USAGE,
         run: init::run,
     },
     Applet {
-        name: "hello",
+        name: AppletName::Hello.name(),
         summary: "write ready and exit (startup floor)",
         usage: workloads::hello::USAGE,
         run: workloads::hello::run,
     },
     Applet {
-        name: "idle",
+        name: AppletName::Idle.name(),
         summary: "write ready, sleep until SIGTERM/SIGINT",
         usage: workloads::idle::USAGE,
         run: workloads::idle::run,
     },
     Applet {
-        name: "http",
+        name: AppletName::Http.name(),
         summary: "HTTP/1.1 keep-alive server with a fixed-size body",
         usage: workloads::http::USAGE,
         run: workloads::http::run,
     },
     Applet {
-        name: "cpu",
+        name: AppletName::Cpu.name(),
         summary: "fixed integer work, reports cpu_score",
         usage: workloads::cpu::USAGE,
         run: workloads::cpu::run,
     },
     Applet {
-        name: "mem",
+        name: AppletName::Mem.name(),
         summary: "hold N MiB resident, or measure memory bandwidth",
         usage: workloads::mem::USAGE,
         run: workloads::mem::run,
     },
     Applet {
-        name: "io",
+        name: AppletName::Io.name(),
         summary: "sequential write bandwidth and fsync latency",
         usage: workloads::io::USAGE,
         run: workloads::io::run,
     },
     Applet {
-        name: "crash",
+        name: AppletName::Crash.name(),
         summary: "exit 3 after a delay (fault tests)",
         usage: workloads::faults::CRASH_USAGE,
         run: workloads::faults::crash,
     },
     Applet {
-        name: "never-ready",
+        name: AppletName::NeverReady.name(),
         summary: "never write ready; sleep until SIGTERM (fault tests)",
         usage: workloads::faults::NEVER_READY_USAGE,
         run: workloads::faults::never_ready,
@@ -203,4 +204,16 @@ fn help_text() -> String {
          'cvm-guest <applet> --help' shows an applet's options.\n",
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shared_applet_is_implemented_in_the_shared_order() {
+        let names: Vec<&str> = APPLETS.iter().map(|a| a.name).collect();
+        let shared: Vec<&str> = AppletName::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(names, shared);
+    }
 }

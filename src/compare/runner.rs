@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use cvm_proto::applet::HTTP_COUNT_PATH;
+
 use crate::backend::{self, Instance, LaunchContext, Prepared};
 use crate::exit::Failure;
 use crate::load::http::{self as http_load, HttpLoad};
@@ -330,13 +332,16 @@ impl Runner<'_> {
     }
 }
 
-/// The `cvm-guest http` server's own count of requests served (GET /cvm/count).
+/// The `cvm-guest http` server's own count of requests served.
 fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /cvm/count HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n")
-        .ok()?;
+    s.write_all(
+        format!("GET {HTTP_COUNT_PATH} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;

@@ -11,6 +11,8 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use cvm_proto::applet::Applet;
+pub use cvm_proto::applet::GUEST_PATH;
 use sha2::{Digest, Sha256};
 
 mod byo;
@@ -22,8 +24,6 @@ use crate::scenario::{Scenario, Workload};
 
 /// Bumped whenever the layout below changes, so old cache entries are not reused.
 const LAYOUT_VERSION: &str = "1";
-/// Where `cvm-guest` lives inside the image.
-pub const GUEST_PATH: &str = "/bin/cvm-guest";
 /// Environment variable overriding where `cvm-guest` is found on the host.
 pub const GUEST_ENV: &str = "CVM_GUEST";
 
@@ -188,7 +188,7 @@ impl Image {
         let mut argv = match (&w.applet, &w.command) {
             (Some(applet), _) => vec![GUEST_PATH.to_string(), applet.get_ref().clone()],
             (None, Some(cmd)) => cmd.get_ref().clone(),
-            (None, None) => vec![GUEST_PATH.to_string(), "hello".into()],
+            (None, None) => vec![GUEST_PATH.to_string(), Applet::Hello.name().into()],
         };
         argv.extend(w.args.iter().cloned());
         argv

@@ -1,7 +1,10 @@
 //! Finding, parsing and validating scenario files.
 
+use std::ffi::OsString;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use cvm_proto::applet::{Applet, IoArgs};
 
 use super::model::{BackendKind, LoadSpec, Readiness, Scenario};
 
@@ -121,15 +124,28 @@ fn validate(s: &Scenario) -> Result<(), (Range<usize>, String)> {
             )
         }
         (None, None) => return fail(0..0, "`[workload]` needs `applet` or `command`".into()),
-        (Some(a), None) if !valid_applet(a.get_ref()) => {
-            return fail(
-                a.span(),
-                format!(
-                    "unknown applet `{}`; valid applets: {}",
-                    a.get_ref(),
-                    APPLETS.join(", ")
-                ),
-            )
+        (Some(a), None) => {
+            let Some(applet) = Applet::from_name(a.get_ref()).filter(|a| *a != Applet::Init) else {
+                let valid: Vec<&str> = Applet::workloads().map(Applet::name).collect();
+                return fail(
+                    a.span(),
+                    format!(
+                        "unknown applet `{}`; valid applets: {}",
+                        a.get_ref(),
+                        valid.join(", ")
+                    ),
+                );
+            };
+            // The guest's own option tables: an argument the applet would refuse fails here,
+            // at the scenario's line, instead of in every instance.
+            let args: Vec<OsString> = s.workload.args.iter().map(OsString::from).collect();
+            let checked = match applet {
+                Applet::Io => IoArgs::parse(&args).map(drop),
+                other => other.parse(&args).map(drop),
+            };
+            if let Err(e) = checked {
+                return fail(a.span(), format!("`workload.args` for `{applet}`: {e}"));
+            }
         }
         (None, Some(c)) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
             return fail(
@@ -192,22 +208,6 @@ fn validate(s: &Scenario) -> Result<(), (Range<usize>, String)> {
     Ok(())
 }
 
-/// The `cvm-guest` applets a scenario may name.
-pub const APPLETS: &[&str] = &[
-    "hello",
-    "http",
-    "cpu",
-    "mem",
-    "io",
-    "idle",
-    "crash",
-    "never-ready",
-];
-
-fn valid_applet(name: &str) -> bool {
-    APPLETS.contains(&name)
-}
-
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -261,6 +261,34 @@ mod tests {
         assert!(e.starts_with("t.toml:2:23: unknown backend `lxc`"), "{e}");
         let e = err("name = \"x\"\n[workload]\napplet = \"nope\"\n");
         assert!(e.starts_with("t.toml:3:10: unknown applet"), "{e}");
+    }
+
+    #[test]
+    fn applet_arguments_are_checked_with_the_guests_own_tables() {
+        let e = err("name = \"x\"\n[workload]\napplet = \"io\"\nargs = [\"--size\", \"1\"]\n");
+        assert!(
+            e.starts_with("t.toml:3:10: `workload.args` for `io`"),
+            "{e}"
+        );
+        assert!(e.contains("--size"), "{e}");
+        let e = err("name = \"x\"\n[workload]\napplet = \"init\"\n");
+        assert!(e.contains("unknown applet `init`"), "{e}");
+    }
+
+    #[test]
+    fn the_io_directory_is_read_in_both_option_forms() {
+        for args in [
+            r#"["--dir=/data", "--mib", "8"]"#,
+            r#"["--mib=8", "--dir", "/data"]"#,
+        ] {
+            let text = format!("name = \"x\"\n[workload]\napplet = \"io\"\nargs = {args}\n");
+            let s = parse(&text, "t.toml").unwrap();
+            assert_eq!(
+                s.workload.io_target(),
+                Some(("/data".to_string(), 8)),
+                "{args}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod load;
 mod model;
 
-pub use load::{builtin_names, builtins, load, parse, ScenarioError, APPLETS};
+pub use load::{builtin_names, builtins, load, parse, ScenarioError};
 pub use model::{
     BackendKind, DensitySpec, ImageSpec, LoadKind, LoadSpec, NetworkMode, Readiness, Resources,
     Scenario, Workload,

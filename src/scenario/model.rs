@@ -1,9 +1,11 @@
 //! The scenario data model, as written in TOML (serde, unknown keys rejected).
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use cvm_proto::applet::{Applet, IoArgs};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -72,19 +74,22 @@ impl Workload {
     /// For the io applet: the directory it writes to (its `--dir`, default `/tmp`) and the MiB
     /// it writes (`--mib`, default 64). Backends give that directory a disk of the instance's
     /// own there: a host directory for containers, a virtio-blk disk for VMs.
+    /// `None` for another workload (or io arguments that do not parse, which validation refuses).
     pub fn io_target(&self) -> Option<(String, u64)> {
-        if self.applet.as_ref().is_none_or(|a| a.get_ref() != "io") {
+        if self.applet()? != Applet::Io {
             return None;
         }
-        let arg = |name: &str| {
-            self.args
-                .iter()
-                .position(|a| a == name)
-                .and_then(|i| self.args.get(i + 1))
-        };
-        let dir = arg("--dir").cloned().unwrap_or_else(|| "/tmp".into());
-        let mib = arg("--mib").and_then(|v| v.parse().ok()).unwrap_or(64);
-        Some((dir, mib))
+        let io = IoArgs::parse(&self.os_args()).ok()?;
+        Some((io.dir, io.mib))
+    }
+
+    /// The `cvm-guest` applet this workload runs, if it names a known one.
+    pub fn applet(&self) -> Option<Applet> {
+        Applet::from_name(self.applet.as_ref()?.get_ref())
+    }
+
+    fn os_args(&self) -> Vec<OsString> {
+        self.args.iter().map(OsString::from).collect()
     }
 
     /// True when the run waits for the workload to exit (and collects its results) before
@@ -93,14 +98,9 @@ impl Workload {
         if let Some(exits) = self.exits {
             return exits;
         }
-        match &self.applet {
-            Some(a) => match a.get_ref().as_str() {
-                "hello" | "cpu" | "io" | "crash" => true,
-                "mem" => self.args.iter().any(|a| a == "--bandwidth"),
-                _ => false,
-            },
-            None => false,
-        }
+        self.applet()
+            .and_then(|a| a.runs_to_completion(&self.os_args()))
+            .unwrap_or(false)
     }
 
     /// A short name for markers and reports.

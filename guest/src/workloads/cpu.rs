@@ -9,7 +9,8 @@ use std::ffi::OsString;
 use std::hint::black_box;
 use std::time::Instant;
 
-use crate::args::{self, Opt};
+use cvm_proto::applet::Applet as AppletName;
+
 use crate::markers::Markers;
 use crate::{AppletResult, Failure};
 
@@ -18,12 +19,11 @@ pub const USAGE: &str = "usage: cvm-guest cpu [--iterations N]\n\n\
      Runs N iterations (default 20_000_000) of an integer mixing loop and reports\n\
      CVM:result cpu_score <iterations/s> 1/s and CVM:result cpu_time <seconds> s.\n";
 
-const OPTS: &[Opt] = &[Opt::value("iterations")];
 const DEFAULT_ITERATIONS: u64 = 20_000_000;
 
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
-    let parsed = args::parse(argv, OPTS)?;
+    let parsed = AppletName::Cpu.parse(argv)?;
     let iterations: u64 = parsed.number("iterations", DEFAULT_ITERATIONS)?;
     if iterations == 0 {
         return Err(Failure::Usage("--iterations must be at least 1".into()));

@@ -5,7 +5,9 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::args::{self, Opt};
+use cvm_proto::applet::Applet as AppletName;
+
+use crate::args;
 use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
@@ -20,11 +22,9 @@ pub const NEVER_READY_USAGE: &str = "usage: cvm-guest never-ready\n\n\
 /// The code `crash` exits with, distinct from the usage (2) and runtime (1) failures.
 pub const CRASH_EXIT_CODE: i32 = 3;
 
-const CRASH_OPTS: &[Opt] = &[Opt::value("after-ms"), Opt::switch("ready")];
-
 /// `crash`.
 pub fn crash(markers: &Markers, argv: &[OsString]) -> AppletResult {
-    let parsed = args::parse(argv, CRASH_OPTS)?;
+    let parsed = AppletName::Crash.parse(argv)?;
     let after_ms: u64 = parsed.number("after-ms", 0)?;
     if parsed.switch("ready") {
         markers.ready();

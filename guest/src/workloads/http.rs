@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::args::{self, Opt};
+use cvm_proto::applet::Applet as AppletName;
+
 use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
@@ -27,9 +28,8 @@ pub const USAGE: &str = "usage: cvm-guest http [--port P] [--body BYTES] [--bind
      of other requests served. --port 0 picks a free port and reports it first as\n\
      CVM:result http_port <port> 1. Exits 0 on SIGTERM or SIGINT.\n";
 
-const OPTS: &[Opt] = &[Opt::value("port"), Opt::value("body"), Opt::value("bind")];
 /// The path that reports the request count instead of the fixed body; it is not counted itself.
-pub const STATS_PATH: &str = "/cvm/count";
+use cvm_proto::applet::HTTP_COUNT_PATH as STATS_PATH;
 /// Longest request head (request line and headers) accepted before answering 400.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Largest `--body`: a benchmark body, not a file server; keeps the allocation reasonable.
@@ -42,7 +42,7 @@ const BAD_REQUEST: &[u8] =
 
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
-    let parsed = args::parse(argv, OPTS)?;
+    let parsed = AppletName::Http.parse(argv)?;
     let port: u16 = parsed.number("port", 8080)?;
     let body: usize = parsed.number("body", 1024)?;
     if body > MAX_BODY {

@@ -11,7 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::args::{self, Opt};
+use cvm_proto::applet::IoArgs;
+
 use crate::markers::Markers;
 use crate::{AppletResult, Failure};
 
@@ -21,15 +22,7 @@ pub const USAGE: &str = "usage: cvm-guest io [--dir D] [--mib N] [--fsyncs K] [-
      io_write_bandwidth; then K times (default 200) appends BYTES (default 4096) and fsyncs,\n\
      reporting io_fsync_latency_p50 and io_fsync_latency_p99; then deletes the file.\n";
 
-const OPTS: &[Opt] = &[
-    Opt::value("dir"),
-    Opt::value("mib"),
-    Opt::value("fsyncs"),
-    Opt::value("block"),
-];
 const MIB: usize = 1 << 20;
-/// Largest `--block`, far above any realistic log write, so the buffer allocation cannot fail.
-const MAX_BLOCK: usize = 64 * MIB;
 
 struct Figures {
     write_bandwidth: f64,
@@ -38,19 +31,15 @@ struct Figures {
 
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
-    let parsed = args::parse(argv, OPTS)?;
-    let dir = PathBuf::from(parsed.value("dir").unwrap_or("/tmp"));
-    let mib: usize = parsed.number("mib", 64)?;
-    let fsyncs: usize = parsed.number("fsyncs", 200)?;
-    let block: usize = parsed.number("block", 4096)?;
-    if mib == 0 {
-        return Err(Failure::Usage("--mib must be at least 1".into()));
-    }
-    if block == 0 || block > MAX_BLOCK {
-        return Err(Failure::Usage(format!(
-            "--block must be between 1 and {MAX_BLOCK}"
-        )));
-    }
+    // The same parse the host does to find the directory it gives the instance a disk at.
+    let IoArgs {
+        dir,
+        mib,
+        fsyncs,
+        block,
+    } = IoArgs::parse(argv)?;
+    let dir = PathBuf::from(dir);
+    let mib = usize::try_from(mib).map_err(|_| Failure::Usage("--mib is too large".into()))?;
     markers.ready();
 
     let path = dir.join(scratch_name());

@@ -10,7 +10,8 @@ use std::ffi::OsString;
 use std::hint::black_box;
 use std::time::Instant;
 
-use crate::args::{self, Opt};
+use cvm_proto::applet::Applet as AppletName;
+
 use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
@@ -20,7 +21,6 @@ pub const USAGE: &str = "usage: cvm-guest mem [--mib N] [--bandwidth]\n\n\
      With --bandwidth: runs STREAM-like copy and triad over arrays totalling about N MiB and\n\
      reports CVM:result mem_bandwidth_copy|mem_bandwidth_triad <B/s> B/s, then exits.\n";
 
-const OPTS: &[Opt] = &[Opt::value("mib"), Opt::switch("bandwidth")];
 const MIB: usize = 1 << 20;
 /// Best of this many runs of each kernel, as STREAM does: the first pays for page faults.
 const REPETITIONS: usize = 5;
@@ -29,7 +29,7 @@ const FILL: u8 = 0xA5;
 
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
-    let parsed = args::parse(argv, OPTS)?;
+    let parsed = AppletName::Mem.parse(argv)?;
     let mib: usize = parsed.number("mib", 64)?;
     let bytes = mib
         .checked_mul(MIB)

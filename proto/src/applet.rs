@@ -1,0 +1,212 @@
+//! The applets of `cvm-guest` and their command lines: the names a scenario may use, the options
+//! each accepts, and the arguments the host itself needs to understand (where the io applet
+//! writes, whether a workload finishes by itself). The guest runs these applets; the host
+//! validates a scenario's arguments against the same option tables and reads them with the same
+//! parser, so a form the guest accepts (`--dir=/data`) is never misread by the host.
+
+use std::ffi::OsString;
+use std::fmt;
+
+use crate::args::{self, ArgError, Opt, Parsed};
+
+/// Where `cvm-guest` lives inside every image.
+pub const GUEST_PATH: &str = "/bin/cvm-guest";
+
+/// One entry point of the multi-call `cvm-guest` binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Applet {
+    /// PID 1 of a container or VM: announces itself, finishes the instance, runs the workload.
+    Init,
+    /// Writes ready and exits: the startup floor.
+    Hello,
+    /// Writes ready and sleeps until stopped.
+    Idle,
+    /// An HTTP/1.1 keep-alive server.
+    Http,
+    /// Fixed integer work; reports a score.
+    Cpu,
+    /// Holds memory resident, or measures memory bandwidth.
+    Mem,
+    /// Sequential write bandwidth and fsync latency.
+    Io,
+    /// Exits 3 after a delay (fault tests).
+    Crash,
+    /// Never writes ready (fault tests).
+    NeverReady,
+}
+
+impl Applet {
+    /// Every applet, in the order `cvm-guest --help` lists them.
+    pub const ALL: [Applet; 9] = [
+        Applet::Init,
+        Applet::Hello,
+        Applet::Idle,
+        Applet::Http,
+        Applet::Cpu,
+        Applet::Mem,
+        Applet::Io,
+        Applet::Crash,
+        Applet::NeverReady,
+    ];
+
+    /// The name it is called by (first argument, or `argv[0]`'s basename).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Applet::Init => "init",
+            Applet::Hello => "hello",
+            Applet::Idle => "idle",
+            Applet::Http => "http",
+            Applet::Cpu => "cpu",
+            Applet::Mem => "mem",
+            Applet::Io => "io",
+            Applet::Crash => "crash",
+            Applet::NeverReady => "never-ready",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Applet> {
+        Applet::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The applets a scenario may run as its workload (all but `init`, which runs them).
+    pub fn workloads() -> impl Iterator<Item = Applet> {
+        Applet::ALL.into_iter().filter(|a| *a != Applet::Init)
+    }
+
+    /// The options a workload applet accepts (`init` parses its own command line, which ends
+    /// in another applet's).
+    pub const fn options(self) -> &'static [Opt] {
+        const HTTP: &[Opt] = &[Opt::value("port"), Opt::value("body"), Opt::value("bind")];
+        const CPU: &[Opt] = &[Opt::value("iterations")];
+        const MEM: &[Opt] = &[Opt::value("mib"), Opt::switch("bandwidth")];
+        const IO: &[Opt] = &[
+            Opt::value("dir"),
+            Opt::value("mib"),
+            Opt::value("fsyncs"),
+            Opt::value("block"),
+        ];
+        const CRASH: &[Opt] = &[Opt::value("after-ms"), Opt::switch("ready")];
+        match self {
+            Applet::Init | Applet::Hello | Applet::Idle | Applet::NeverReady => &[],
+            Applet::Http => HTTP,
+            Applet::Cpu => CPU,
+            Applet::Mem => MEM,
+            Applet::Io => IO,
+            Applet::Crash => CRASH,
+        }
+    }
+
+    /// Parses `args` (after the applet's name) against its options.
+    pub fn parse(self, args: &[OsString]) -> Result<Parsed, ArgError> {
+        args::parse(args, self.options())
+    }
+
+    /// Whether the workload finishes by itself (and reports results) rather than serving until
+    /// it is stopped; `None` when `args` do not parse.
+    pub fn runs_to_completion(self, args: &[OsString]) -> Option<bool> {
+        Some(match self {
+            Applet::Hello | Applet::Cpu | Applet::Io | Applet::Crash => true,
+            Applet::Mem => self.parse(args).ok()?.switch("bandwidth"),
+            Applet::Init | Applet::Idle | Applet::Http | Applet::NeverReady => false,
+        })
+    }
+}
+
+impl fmt::Display for Applet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The io applet's command line: what it writes, and where. The host gives that directory a
+/// disk of the instance's own (a host directory for containers, a virtio-blk disk for VMs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoArgs {
+    /// The directory it writes to (`--dir`, default `/tmp`).
+    pub dir: String,
+    /// MiB written for the bandwidth figure (`--mib`, default 64, at least 1).
+    pub mib: u64,
+    /// Small durable writes for the fsync latency (`--fsyncs`, default 200).
+    pub fsyncs: usize,
+    /// Bytes per small write (`--block`, default 4096, 1 to [`IoArgs::MAX_BLOCK`]).
+    pub block: usize,
+}
+
+impl IoArgs {
+    /// Largest `--block`, far above any realistic log write, so the buffer allocation cannot
+    /// fail.
+    pub const MAX_BLOCK: usize = 64 << 20;
+
+    pub fn parse(args: &[OsString]) -> Result<IoArgs, ArgError> {
+        let parsed = Applet::Io.parse(args)?;
+        let io = IoArgs {
+            dir: parsed.value("dir").unwrap_or("/tmp").to_string(),
+            mib: parsed.number("mib", 64)?,
+            fsyncs: parsed.number("fsyncs", 200)?,
+            block: parsed.number("block", 4096)?,
+        };
+        let invalid = |name: &'static str, value: String| ArgError::Invalid { name, value };
+        if io.mib == 0 {
+            return Err(invalid("mib", "0 (must be at least 1)".into()));
+        }
+        if io.block == 0 || io.block > IoArgs::MAX_BLOCK {
+            return Err(invalid(
+                "block",
+                format!("{} (must be 1 to {})", io.block, IoArgs::MAX_BLOCK),
+            ));
+        }
+        Ok(io)
+    }
+}
+
+/// The http applet's own count of requests served: a GET of this path answers the number of
+/// other requests, so the load generator's count can be checked against the server's.
+pub const HTTP_COUNT_PATH: &str = "/cvm/count";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<OsString> {
+        w.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn names_round_trip_and_init_is_no_workload() {
+        for a in Applet::ALL {
+            assert_eq!(Applet::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Applet::from_name("bogus"), None);
+        assert!(!Applet::workloads().any(|a| a == Applet::Init));
+        assert_eq!(Applet::workloads().count(), Applet::ALL.len() - 1);
+    }
+
+    #[test]
+    fn io_reads_both_option_forms_and_its_defaults() {
+        let io = IoArgs::parse(&words(&["--dir=/data", "--mib", "8"])).unwrap();
+        assert_eq!(io.dir, "/data");
+        assert_eq!(io.mib, 8);
+        let io = IoArgs::parse(&words(&["--dir", "/var/x"])).unwrap();
+        assert_eq!((io.dir.as_str(), io.mib, io.fsyncs), ("/var/x", 64, 200));
+        assert_eq!(IoArgs::parse(&[]).unwrap().dir, "/tmp");
+    }
+
+    #[test]
+    fn io_refuses_what_the_applet_would_refuse() {
+        assert!(IoArgs::parse(&words(&["--mib", "0"])).is_err());
+        assert!(IoArgs::parse(&words(&["--block", "0"])).is_err());
+        assert!(IoArgs::parse(&words(&["--size", "1"])).is_err());
+    }
+
+    #[test]
+    fn completion_follows_the_applet_and_its_switches() {
+        assert_eq!(Applet::Cpu.runs_to_completion(&[]), Some(true));
+        assert_eq!(Applet::Http.runs_to_completion(&[]), Some(false));
+        assert_eq!(Applet::Mem.runs_to_completion(&[]), Some(false));
+        assert_eq!(
+            Applet::Mem.runs_to_completion(&words(&["--bandwidth"])),
+            Some(true)
+        );
+        assert_eq!(Applet::Mem.runs_to_completion(&words(&["--nope"])), None);
+    }
+}
