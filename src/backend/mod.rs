@@ -96,11 +96,6 @@ pub trait Instance: Send {
     fn memory_cgroup(&self) -> Option<PathBuf> {
         None
     }
-    /// Backend-specific figures sampled once the instance is ready (name, value, unit), e.g. a
-    /// VMM's own memory overhead excluding guest RAM.
-    fn extra_metrics(&self) -> Vec<(String, f64, String)> {
-        Vec::new()
-    }
     /// Stops the workload (politely, then by force) and removes every resource the instance
     /// created. Idempotent.
     fn teardown(&mut self) -> Result<(), BackendError>;

@@ -9,8 +9,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::runner::Runner;
-use super::Plan;
+use super::runner::{RunEnd, Runner};
+use super::{BackendEnd, Plan};
 use crate::backend::Instance;
 use crate::exit::Failure;
 use crate::measure::{memory, startup};
@@ -19,13 +19,13 @@ use crate::results::Phase;
 /// Lets the kernel settle after dropping caches, so MemAvailable is not read mid-reclaim.
 const SETTLE: Duration = Duration::from_millis(300);
 
-pub(super) fn run(runner: &mut Runner, plan: &Plan) -> Result<Option<Option<String>>, Failure> {
+pub(super) fn run(runner: &mut Runner, plan: &Plan) -> Result<BackendEnd, Failure> {
     let n = runner
         .scenario
         .density
         .as_ref()
         .map_or(1, |d| *d.instances.get_ref());
-    let mut failed = None;
+    let mut end = BackendEnd::AllMeasured;
     for i in 0..plan.warmup + plan.runs {
         if runner.interrupted.load(Ordering::SeqCst) {
             break;
@@ -35,15 +35,15 @@ pub(super) fn run(runner: &mut Runner, plan: &Plan) -> Result<Option<Option<Stri
         } else {
             Phase::Measure
         };
-        if let Err(msg) = one_run(runner, plan, phase, n)? {
+        if let RunEnd::Failed(msg) = one_run(runner, plan, phase, n)? {
             plan.progress
                 .suspend(|| eprintln!("cvm: {} density run failed: {msg}", runner.kind));
             runner.record_failure(n, phase, &msg)?;
-            failed = Some(None);
+            end = BackendEnd::SomeFailed;
         }
         plan.progress.inc(1);
     }
-    Ok(failed)
+    Ok(end)
 }
 
 fn settled_mem_available() -> Option<u64> {
@@ -53,19 +53,14 @@ fn settled_mem_available() -> Option<u64> {
     memory::mem_available()
 }
 
-fn one_run(
-    runner: &mut Runner,
-    plan: &Plan,
-    phase: Phase,
-    n: u32,
-) -> Result<Result<(), String>, Failure> {
+fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<RunEnd, Failure> {
     let before = settled_mem_available();
     let mut instances: Vec<Box<dyn Instance>> = Vec::with_capacity(n as usize);
     let start = Instant::now();
-    let mut outcome = Ok(());
+    let mut outcome = RunEnd::Measured;
     for k in 1..=n {
         if runner.interrupted.load(Ordering::SeqCst) {
-            outcome = Err("interrupted".to_string());
+            outcome = RunEnd::Failed("interrupted".to_string());
             break;
         }
         plan.progress
@@ -75,7 +70,8 @@ fn one_run(
         let instance = match runner.prepared.launch(&ctx) {
             Ok(i) => i,
             Err(e) => {
-                outcome = Err(format!("instance {k} of {n}: {:#}", anyhow::Error::new(e)));
+                outcome =
+                    RunEnd::Failed(format!("instance {k} of {n}: {:#}", anyhow::Error::new(e)));
                 break;
             }
         };
@@ -92,7 +88,7 @@ fn one_run(
                 runner.sample(k, phase, "ready_latency", latency.as_secs_f64(), "s")?;
             }
             Err(e) => {
-                outcome = Err(format!("instance {k} of {n}: {e}"));
+                outcome = RunEnd::Failed(format!("instance {k} of {n}: {e}"));
                 break;
             }
         }
@@ -106,7 +102,7 @@ fn one_run(
             "B",
         )?;
     }
-    if outcome.is_ok() {
+    if outcome == RunEnd::Measured {
         runner.sample(
             n,
             phase,
@@ -126,7 +122,9 @@ fn one_run(
     ));
     for mut inst in instances {
         if let Err(e) = inst.teardown() {
-            outcome = outcome.and(Err(format!("teardown: {:#}", anyhow::Error::new(e))));
+            if outcome == RunEnd::Measured {
+                outcome = RunEnd::Failed(format!("teardown: {:#}", anyhow::Error::new(e)));
+            }
         }
     }
     Ok(outcome)

@@ -25,7 +25,7 @@ use crate::scenario::{self, BackendKind, Scenario};
 mod density;
 mod runner;
 
-use runner::Runner;
+use runner::{RunEnd, Runner};
 
 /// A backend is given up after this many consecutive failed runs: the cause is almost never
 /// transient, and a workload that never gets ready would otherwise cost runs × timeout.
@@ -169,7 +169,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             runs,
             progress: &progress,
         };
-        let failure = if scenario.density.is_some() {
+        let end = if scenario.density.is_some() {
             density::run(&mut runner, &plan)?
         } else {
             run_iterations(&mut runner, &plan)?
@@ -177,9 +177,11 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         if b.kind() == BackendKind::Native && !runner.idle_pss.is_empty() {
             native_pss = Some(crate::stats::median(&runner.idle_pss));
         }
-        if let Some(f) = failure {
-            any_failed = true;
-            if let Some(note) = f {
+        match end {
+            BackendEnd::AllMeasured => {}
+            BackendEnd::SomeFailed => any_failed = true,
+            BackendEnd::GaveUp(note) => {
+                any_failed = true;
                 info.error = Some(note);
             }
         }
@@ -234,12 +236,22 @@ pub(crate) struct Plan<'a> {
     pub progress: &'a ProgressBar,
 }
 
-/// Warm-up then measured runs of one backend. `Ok(None)`: every run succeeded; `Ok(Some(None))`:
-/// some failed; `Ok(Some(Some(note)))`: the backend was given up, for the reason in `note`.
-fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<Option<Option<String>>, Failure> {
+/// How the runs of one backend ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BackendEnd {
+    /// Every run was measured.
+    AllMeasured,
+    /// Some runs failed; the others were measured.
+    SomeFailed,
+    /// The backend was given up, for this reason.
+    GaveUp(String),
+}
+
+/// Warm-up then measured runs of one backend.
+fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<BackendEnd, Failure> {
     let (warmup, runs, progress) = (plan.warmup, plan.runs, plan.progress);
     let kind = runner.kind;
-    let mut failed = None;
+    let mut end = BackendEnd::AllMeasured;
     let mut consecutive = 0;
     for i in 0..warmup + runs {
         if runner.interrupted.load(Ordering::SeqCst) {
@@ -256,9 +268,9 @@ fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<Option<Option<Stri
             iteration + 1
         ));
         match runner.run_once(iteration, phase)? {
-            Ok(()) => consecutive = 0,
-            Err(msg) => {
-                failed = Some(None);
+            RunEnd::Measured => consecutive = 0,
+            RunEnd::Failed(msg) => {
+                end = BackendEnd::SomeFailed;
                 consecutive += 1;
                 progress.suspend(|| eprintln!("cvm: {kind} run {} failed: {msg}", i + 1));
                 if consecutive >= MAX_CONSECUTIVE_FAILURES {
@@ -266,13 +278,13 @@ fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<Option<Option<Stri
                         format!("gave up after {consecutive} consecutive failed runs; last: {msg}");
                     progress.suspend(|| eprintln!("cvm: backend {kind}: {note}"));
                     progress.inc(u64::from(warmup + runs - i - 1));
-                    return Ok(Some(Some(note)));
+                    return Ok(BackendEnd::GaveUp(note));
                 }
             }
         }
         progress.inc(1);
     }
-    Ok(failed)
+    Ok(end)
 }
 
 fn phase_word(p: Phase) -> &'static str {

@@ -18,7 +18,14 @@ use crate::scenario::{BackendKind, Readiness, Scenario};
 const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A run's own failure, already recorded as a `run_failed` sample; the run goes on.
-pub type RunOutcome = Result<(), String>;
+/// How one measured launch ended (a failure to *record* is the outer `Result`, and fatal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every figure of the run was recorded.
+    Measured,
+    /// The run failed for this reason; it is recorded as a failed run and the backend goes on.
+    Failed(String),
+}
 
 pub struct Runner<'a> {
     pub scenario: &'a Scenario,
@@ -100,7 +107,7 @@ impl Runner<'_> {
     }
 
     /// One launch, measured and torn down.
-    pub fn run_once(&mut self, iteration: u32, phase: Phase) -> Result<RunOutcome, Failure> {
+    pub fn run_once(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
         if self.kind == BackendKind::Native && self.measures_floor() {
             // Interleaved with the native runs, so drift on the host affects both alike.
             if let Ok(d) = backend::native::fork_exec_floor(&self.floor_program, self.timeout) {
@@ -108,7 +115,7 @@ impl Runner<'_> {
             }
         }
         let outcome = self.measure_instance(iteration, phase)?;
-        if let Err(msg) = &outcome {
+        if let RunEnd::Failed(msg) = &outcome {
             self.record_failure(iteration, phase, msg)?;
         }
         Ok(outcome)
@@ -125,10 +132,10 @@ impl Runner<'_> {
                 .is_some_and(|a| a.get_ref() == "hello")
     }
 
-    fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunOutcome, Failure> {
+    fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
         let mut instance: Box<dyn Instance> = match self.prepared.launch(&self.ctx) {
             Ok(i) => i,
-            Err(e) => return Ok(Err(format!("{:#}", anyhow::Error::new(e)))),
+            Err(e) => return Ok(RunEnd::Failed(format!("{:#}", anyhow::Error::new(e)))),
         };
         let outcome = self.observe(instance.as_ref(), iteration, phase);
         let t0 = Instant::now();
@@ -137,9 +144,9 @@ impl Runner<'_> {
         drop(instance);
         let outcome = outcome?;
         if let Err(e) = teardown {
-            return Ok(Err(format!("{:#}", anyhow::Error::new(e))));
+            return Ok(RunEnd::Failed(format!("{:#}", anyhow::Error::new(e))));
         }
-        if outcome.is_ok() {
+        if outcome == RunEnd::Measured {
             self.sample(
                 iteration,
                 phase,
@@ -156,7 +163,7 @@ impl Runner<'_> {
         instance: &dyn Instance,
         iteration: u32,
         phase: Phase,
-    ) -> Result<RunOutcome, Failure> {
+    ) -> Result<RunEnd, Failure> {
         let mut timeline = match startup::wait_ready(
             instance,
             &self.scenario.readiness,
@@ -164,7 +171,7 @@ impl Runner<'_> {
             self.interrupted,
         ) {
             Ok(t) => t,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(RunEnd::Failed(e.to_string())),
         };
         let ready = timeline.ready_latency().unwrap_or_default();
         self.sample(iteration, phase, "ready_latency", ready.as_secs_f64(), "s")?;
@@ -180,20 +187,22 @@ impl Runner<'_> {
         if self.scenario.workload.runs_to_completion() {
             match startup::wait_exit(instance, &mut timeline, self.timeout, self.interrupted) {
                 Ok(exit) if exit.success() => {}
-                Ok(exit) => return Ok(Err(format!("the workload ended with {exit}"))),
-                Err(e) => return Ok(Err(e.to_string())),
+                Ok(exit) => return Ok(RunEnd::Failed(format!("the workload ended with {exit}"))),
+                Err(e) => return Ok(RunEnd::Failed(e.to_string())),
             }
         } else {
             self.record_idle_memory(instance, iteration, phase)?;
             if self.scenario.load.is_some() {
-                if let Err(msg) = self.run_load(instance, &mut timeline, iteration, phase)? {
-                    return Ok(Err(msg));
+                if let RunEnd::Failed(msg) =
+                    self.run_load(instance, &mut timeline, iteration, phase)?
+                {
+                    return Ok(RunEnd::Failed(msg));
                 }
             }
             startup::drain(instance, &mut timeline);
             // A server that died under load is a failed run, not a fast one.
             if let Some((exit, _)) = timeline.exit {
-                return Ok(Err(format!(
+                return Ok(RunEnd::Failed(format!(
                     "the workload ended with {exit} while being measured"
                 )));
             }
@@ -203,7 +212,7 @@ impl Runner<'_> {
                 self.sample(iteration, phase, &metric, value, &unit)?;
             }
         }
-        Ok(Ok(()))
+        Ok(RunEnd::Measured)
     }
 
     fn record_idle_memory(
@@ -228,9 +237,6 @@ impl Runner<'_> {
         {
             self.sample(iteration, phase, "memory_cgroup", bytes as f64, "B")?;
         }
-        for (metric, value, unit) in instance.extra_metrics() {
-            self.sample(iteration, phase, &metric, value, &unit)?;
-        }
         Ok(())
     }
 
@@ -242,16 +248,18 @@ impl Runner<'_> {
         timeline: &mut startup::Timeline,
         iteration: u32,
         phase: Phase,
-    ) -> Result<RunOutcome, Failure> {
+    ) -> Result<RunEnd, Failure> {
         let Some(spec) = &self.scenario.load else {
-            return Ok(Ok(()));
+            return Ok(RunEnd::Measured);
         };
         let port = match self.scenario.readiness {
             Readiness::Http { port, .. } | Readiness::Tcp { port } => port,
-            Readiness::Marker => return Ok(Err("a load phase needs a readiness port".into())),
+            Readiness::Marker => {
+                return Ok(RunEnd::Failed("a load phase needs a readiness port".into()))
+            }
         };
         let Some(addr) = instance.endpoint(port) else {
-            return Ok(Err(format!(
+            return Ok(RunEnd::Failed(format!(
                 "the instance has no host endpoint for port {port}"
             )));
         };
@@ -290,13 +298,13 @@ impl Runner<'_> {
         // A server that died under load makes the figures meaningless: fail before recording.
         startup::drain(instance, timeline);
         if let Some((exit, _)) = timeline.exit {
-            return Ok(Err(format!(
+            return Ok(RunEnd::Failed(format!(
                 "the workload ended with {exit} during the load phase"
             )));
         }
         let r = match result {
             Ok(r) => r,
-            Err(e) => return Ok(Err(format!("load phase: {e}"))),
+            Err(e) => return Ok(RunEnd::Failed(format!("load phase: {e}"))),
         };
         self.sample(iteration, phase, "http_rps", r.rps(), "1/s")?;
         self.sample(
@@ -328,7 +336,7 @@ impl Runner<'_> {
                 "count",
             )?;
         }
-        Ok(Ok(()))
+        Ok(RunEnd::Measured)
     }
 }
 
