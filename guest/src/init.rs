@@ -1,11 +1,12 @@
 //! `init`: the first process of a container or VM, and the bridge to its workload.
 //!
-//! It runs in three steps, each a function so the container and VM work can grow them:
+//! It runs in three steps:
 //!
 //! 1. announce: `CVM:init`, the host's mark for "the isolation layer handed over to us";
-//! 2. [`setup`]: today nothing. A container's init will finish its rootfs here (mounts,
-//!    `pivot_root`, hostname), a VM's will mount proc/sys/dev, load the image's kernel modules
-//!    and configure the network;
+//! 2. finish the instance: a container's init (`--container`) finishes its rootfs (mounts,
+//!    `pivot_root`, hostname, capabilities: see `container_init`); a VM's init, configured by a
+//!    file in its initramfs instead of arguments, mounts proc/sys/dev, loads the image's kernel
+//!    modules and configures the network (see `vm_init`); a plain process has nothing to do;
 //! 3. run the workload, announced as `CVM:workload <name>` right before it starts.
 //!
 //! How the workload runs depends on the PID. Outside a PID namespace init simply `exec`s it, so
@@ -57,7 +58,7 @@ impl Config {
     /// Parses `[--] <command> [args...]`. Options before the command belong to init; there are
     /// none yet besides `--help`, so any other is an error rather than silently ignored.
     pub fn parse(argv: &[OsString]) -> Result<Config, Failure> {
-        // Init's own options will go before the command; `--` ends them.
+        // Init's own options go before the command; `--` ends them.
         let mut rest = argv;
         if let Some((first, tail)) = rest.split_first() {
             match first.to_str() {
@@ -91,7 +92,6 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
     if let Some(container) = container {
         crate::container_init::setup(container)?;
     }
-    setup(&config)?;
     let workload = Workload::resolve(&config);
     markers.keep_across_exec();
     if nix::unistd::getpid() == Pid::from_raw(1) {
@@ -99,11 +99,6 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
     } else {
         exec(markers, workload)
     }
-}
-
-/// Prepares the environment the workload runs in. Nothing to do yet (see the module docs).
-fn setup(_config: &Config) -> Result<(), Failure> {
-    Ok(())
 }
 
 /// The workload, ready to start.
@@ -216,7 +211,9 @@ fn supervise(markers: &Markers, mut workload: Workload) -> AppletResult {
         }
     };
     markers.emit(&Marker::Exit(code));
-    finish(code)
+    // Exiting is right for a container, whose runtime reads the code; a VM's init powers the
+    // machine off instead (see `vm_init`).
+    Ok(code)
 }
 
 /// Whether init has no other threads (read from /proc/self/status): the condition for a plain
@@ -278,12 +275,6 @@ fn reap(workload: Pid) -> Result<Option<i32>, String> {
             Err(e) => return Err(format!("waiting for the workload: {e}")),
         }
     }
-}
-
-/// What PID 1 does once the workload is done. Exiting is right for a container, whose runtime
-/// reads the code; a VM's init will power the machine off here instead of panicking the kernel.
-fn finish(code: i32) -> AppletResult {
-    Ok(code)
 }
 
 /// Reports a workload that could not be started and picks a shell-like exit code.
