@@ -14,6 +14,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 
+use cvm_proto::metric::Metric;
 use cvm_proto::{Marker, DEFAULT_MARKER_FD, MARKER_FD_ENV};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -74,11 +75,11 @@ impl Markers {
     }
 
     /// `CVM:result <metric> <value> <unit>`.
-    pub fn result(&self, metric: &str, value: f64, unit: &str) {
+    pub fn result(&self, metric: Metric, value: f64) {
         self.emit(&Marker::Result {
-            metric: metric.to_string(),
+            metric: metric.name().to_string(),
             value,
-            unit: unit.to_string(),
+            unit: metric.unit().symbol().to_string(),
         });
     }
 

@@ -4,7 +4,8 @@
 //! - [`marker`]: the lines the guest writes to tell the host where it is in its start-up;
 //! - [`applet`]: the guest's applets, their options and the arguments the host reads, parsed
 //!   by one flag parser ([`args`]);
-//! - [`caps`]: the capability set a container workload keeps, on every container backend.
+//! - [`caps`]: the capability set a container workload keeps, on every container backend;
+//! - [`metric`]: what is measured (metric names and units), startup phase points and disk layers.
 //!
 //! The crate has no dependencies so that both the static guest binary and the host library can
 //! share it.
@@ -13,5 +14,6 @@ pub mod applet;
 pub mod args;
 pub mod caps;
 pub mod marker;
+pub mod metric;
 
 pub use marker::{Marker, DEFAULT_MARKER_FD, MARKER_FD_ENV, PREFIX};

@@ -9,6 +9,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use cvm_proto::metric::Metric;
+
 use super::runner::{RunEnd, Runner};
 use super::{BackendEnd, Plan};
 use crate::backend::Instance;
@@ -85,7 +87,7 @@ fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<Run
         match ready {
             Ok(t) => {
                 let latency = t.ready_latency().unwrap_or_default();
-                runner.sample(k, phase, "ready_latency", latency.as_secs_f64(), "s")?;
+                runner.sample(k, phase, Metric::ReadyLatency, latency.as_secs_f64())?;
             }
             Err(e) => {
                 outcome = RunEnd::Failed(format!("instance {k} of {n}: {e}"));
@@ -97,22 +99,20 @@ fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<Run
         runner.sample(
             k,
             phase,
-            "density_pss_per_instance",
+            Metric::DensityPssPerInstance,
             pss as f64 / f64::from(k),
-            "B",
         )?;
     }
     if outcome == RunEnd::Measured {
         runner.sample(
             n,
             phase,
-            "density_launch_all",
+            Metric::DensityLaunchAll,
             start.elapsed().as_secs_f64(),
-            "s",
         )?;
         if let (Some(b), Some(a)) = (before, settled_mem_available()) {
             let delta = (b as f64 - a as f64) / f64::from(n);
-            runner.sample(n, phase, "memory_host_delta", delta, "B")?;
+            runner.sample(n, phase, Metric::MemoryHostDelta, delta)?;
         }
     }
     plan.progress.set_message(format!(

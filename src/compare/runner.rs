@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cvm_proto::applet::HTTP_COUNT_PATH;
+use cvm_proto::applet::{Applet, HTTP_COUNT_PATH};
+use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
 use crate::backend::{self, Instance, LaunchContext, Prepared};
 use crate::exit::Failure;
 use crate::load::http::{self as http_load, HttpLoad};
 use crate::measure::{memory, startup};
-use crate::results::{self, Phase, SampleRow, SampleWriter};
+use crate::results::{Phase, SampleRow, SampleWriter};
 use crate::scenario::{BackendKind, Readiness, Scenario};
 
 /// How often memory is sampled during a load phase (for `memory_pss_peak`).
@@ -45,18 +46,21 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// Records one figure of a metric with a fixed name and unit.
     pub fn sample(
         &mut self,
         iteration: u32,
         phase: Phase,
-        metric: &str,
+        metric: Metric,
         value: f64,
-        unit: &str,
     ) -> Result<(), Failure> {
-        self.sample_with_note(iteration, phase, metric, value, unit, "")
+        let unit = metric.unit().symbol();
+        self.record(iteration, phase, metric.name(), value, unit, "")
     }
 
-    fn sample_with_note(
+    /// Records one figure of a named family (`phase.kernel`, `disk.libs`) or one the workload
+    /// reported under its own name.
+    fn record(
         &mut self,
         iteration: u32,
         phase: Phase,
@@ -84,7 +88,8 @@ impl Runner<'_> {
         phase: Phase,
         msg: &str,
     ) -> Result<(), Failure> {
-        self.sample_with_note(iteration, phase, results::RUN_FAILED, 1.0, "count", msg)
+        let unit = Metric::RunFailed.unit().symbol();
+        self.record(iteration, phase, Metric::RunFailed.name(), 1.0, unit, msg)
     }
 
     /// Bytes on disk per layer of this backend's stack, once per backend.
@@ -95,15 +100,17 @@ impl Runner<'_> {
         }
         let (per_layer, total) = crate::measure::disk::footprint(&layers);
         for (layer, bytes) in per_layer {
-            self.sample(
+            let unit = Metric::DiskFootprint.unit().symbol();
+            self.record(
                 0,
                 Phase::Measure,
                 &format!("disk.{layer}"),
                 bytes as f64,
-                "B",
+                unit,
+                "",
             )?;
         }
-        self.sample(0, Phase::Measure, "disk_footprint", total as f64, "B")
+        self.sample(0, Phase::Measure, Metric::DiskFootprint, total as f64)
     }
 
     /// One launch, measured and torn down.
@@ -111,7 +118,7 @@ impl Runner<'_> {
         if self.kind == BackendKind::Native && self.measures_floor() {
             // Interleaved with the native runs, so drift on the host affects both alike.
             if let Ok(d) = backend::native::fork_exec_floor(&self.floor_program, self.timeout) {
-                self.sample(iteration, phase, "launch_floor", d.as_secs_f64(), "s")?;
+                self.sample(iteration, phase, Metric::LaunchFloor, d.as_secs_f64())?;
             }
         }
         let outcome = self.measure_instance(iteration, phase)?;
@@ -129,7 +136,7 @@ impl Runner<'_> {
                 .workload
                 .applet
                 .as_ref()
-                .is_some_and(|a| a.get_ref() == "hello")
+                .is_some_and(|a| a.get_ref() == Applet::Hello.name())
     }
 
     fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
@@ -150,9 +157,8 @@ impl Runner<'_> {
             self.sample(
                 iteration,
                 phase,
-                "teardown_latency",
+                Metric::TeardownLatency,
                 teardown_latency.as_secs_f64(),
-                "s",
             )?;
         }
         Ok(outcome)
@@ -174,15 +180,11 @@ impl Runner<'_> {
             Err(e) => return Ok(RunEnd::Failed(e.to_string())),
         };
         let ready = timeline.ready_latency().unwrap_or_default();
-        self.sample(iteration, phase, "ready_latency", ready.as_secs_f64(), "s")?;
+        self.sample(iteration, phase, Metric::ReadyLatency, ready.as_secs_f64())?;
         for (name, d) in timeline.phase_durations() {
-            self.sample(
-                iteration,
-                phase,
-                &format!("phase.{name}"),
-                d.as_secs_f64(),
-                "s",
-            )?;
+            let unit = Metric::ReadyLatency.unit().symbol();
+            let name = format!("{PHASE_PREFIX}{name}");
+            self.record(iteration, phase, &name, d.as_secs_f64(), unit, "")?;
         }
         if self.scenario.workload.runs_to_completion() {
             match startup::wait_exit(instance, &mut timeline, self.timeout, self.interrupted) {
@@ -208,8 +210,8 @@ impl Runner<'_> {
             }
         }
         for (metric, value, unit) in timeline.results.clone() {
-            if metric != "http_port" {
-                self.sample(iteration, phase, &metric, value, &unit)?;
+            if Metric::from_name(&metric) != Some(Metric::HttpPort) {
+                self.record(iteration, phase, &metric, value, &unit, "")?;
             }
         }
         Ok(RunEnd::Measured)
@@ -223,19 +225,19 @@ impl Runner<'_> {
     ) -> Result<(), Failure> {
         let pss = memory::pss_total(&instance.host_pids());
         if pss > 0 {
-            self.sample(iteration, phase, "memory_pss", pss as f64, "B")?;
+            self.sample(iteration, phase, Metric::MemoryPss, pss as f64)?;
             if phase == Phase::Measure {
                 self.idle_pss.push(pss as f64);
             }
             if let Some(base) = self.native_pss.filter(|_| self.kind != BackendKind::Native) {
-                self.sample(iteration, phase, "memory_overhead", pss as f64 - base, "B")?;
+                self.sample(iteration, phase, Metric::MemoryOverhead, pss as f64 - base)?;
             }
         }
         if let Some(bytes) = instance
             .memory_cgroup()
             .and_then(|d| crate::backend::cgroup::memory_charged(&d))
         {
-            self.sample(iteration, phase, "memory_cgroup", bytes as f64, "B")?;
+            self.sample(iteration, phase, Metric::MemoryCgroup, bytes as f64)?;
         }
         Ok(())
     }
@@ -306,34 +308,27 @@ impl Runner<'_> {
             Ok(r) => r,
             Err(e) => return Ok(RunEnd::Failed(format!("load phase: {e}"))),
         };
-        self.sample(iteration, phase, "http_rps", r.rps(), "1/s")?;
-        self.sample(
-            iteration,
-            phase,
-            "http_requests",
-            r.requests as f64,
-            "count",
-        )?;
-        self.sample(iteration, phase, "http_errors", r.errors as f64, "count")?;
-        for (name, d) in [
-            ("http_latency_p50", r.latency_p50),
-            ("http_latency_p90", r.latency_p90),
-            ("http_latency_p99", r.latency_p99),
-            ("http_latency_max", r.latency_max),
+        self.sample(iteration, phase, Metric::HttpRps, r.rps())?;
+        self.sample(iteration, phase, Metric::HttpRequests, r.requests as f64)?;
+        self.sample(iteration, phase, Metric::HttpErrors, r.errors as f64)?;
+        for (metric, d) in [
+            (Metric::HttpLatencyP50, r.latency_p50),
+            (Metric::HttpLatencyP90, r.latency_p90),
+            (Metric::HttpLatencyP99, r.latency_p99),
+            (Metric::HttpLatencyMax, r.latency_max),
         ] {
-            self.sample(iteration, phase, name, d.as_secs_f64(), "s")?;
+            self.sample(iteration, phase, metric, d.as_secs_f64())?;
         }
         if peak > 0 {
-            self.sample(iteration, phase, "memory_pss_peak", peak as f64, "B")?;
+            self.sample(iteration, phase, Metric::MemoryPssPeak, peak as f64)?;
         }
         if let (Some(before), Some(after)) = (served_before, server_count(addr)) {
             // The server also counts requests still in flight when the client's clock ran out.
             self.sample(
                 iteration,
                 phase,
-                "http_server_requests",
+                Metric::HttpServerRequests,
                 after.saturating_sub(before) as f64,
-                "count",
             )?;
         }
         Ok(RunEnd::Measured)

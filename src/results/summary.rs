@@ -53,7 +53,7 @@ impl RunSummary {
 }
 
 /// The metric recorded once per failed run.
-pub const RUN_FAILED: &str = "run_failed";
+pub const RUN_FAILED: &str = cvm_proto::metric::Metric::RunFailed.name();
 
 /// Summarises the measured samples of a run, backend by backend in the run's order.
 pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {

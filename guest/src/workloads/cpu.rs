@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use cvm_proto::applet::Applet as AppletName;
 
+use cvm_proto::metric::Metric;
+
 use crate::markers::Markers;
 use crate::{AppletResult, Failure};
 
@@ -34,8 +36,8 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
     // A floor keeps a tiny run from dividing by zero on a coarse clock.
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     let score = iterations as f64 / seconds;
-    markers.result("cpu_score", score, "1/s");
-    markers.result("cpu_time", seconds, "s");
+    markers.result(Metric::CpuScore, score);
+    markers.result(Metric::CpuTime, seconds);
     println!("cpu: {iterations} iterations in {seconds:.6} s ({score:.0} iterations/s), checksum {checksum:016x}");
     Ok(0)
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use cvm_proto::applet::Applet as AppletName;
 
+use cvm_proto::metric::Metric;
+
 use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
@@ -70,7 +72,7 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
         .spawn(move || accept_loop(listener, server))
         .map_err(|e| Failure::Runtime(format!("starting the accept thread: {e}")))?;
     if port == 0 {
-        markers.result("http_port", f64::from(local.port()), "1");
+        markers.result(Metric::HttpPort, f64::from(local.port()));
     }
     markers.ready();
     signals::wait(&stop).map_err(Failure::Runtime)?;

@@ -13,6 +13,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cvm_proto::applet::IoArgs;
 
+use cvm_proto::metric::Metric;
+
 use crate::markers::Markers;
 use crate::{AppletResult, Failure};
 
@@ -54,13 +56,13 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
     let figures = figures.map_err(Failure::Runtime)?;
     removed.map_err(|e| Failure::Runtime(format!("removing {}: {e}", path.display())))?;
 
-    markers.result("io_write_bandwidth", figures.write_bandwidth, "B/s");
+    markers.result(Metric::IoWriteBandwidth, figures.write_bandwidth);
     let mut line = format!("io: write {:.1} MB/s", figures.write_bandwidth / 1e6);
     let mut latencies = figures.fsync_latencies;
     latencies.sort_by(f64::total_cmp);
     if let (Some(p50), Some(p99)) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99)) {
-        markers.result("io_fsync_latency_p50", p50, "s");
-        markers.result("io_fsync_latency_p99", p99, "s");
+        markers.result(Metric::IoFsyncLatencyP50, p50);
+        markers.result(Metric::IoFsyncLatencyP99, p99);
         line.push_str(&format!(
             ", fsync of {block} B: p50 {:.3} ms, p99 {:.3} ms ({} fsyncs)",
             p50 * 1e3,

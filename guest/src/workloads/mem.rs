@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use cvm_proto::applet::Applet as AppletName;
 
+use cvm_proto::metric::Metric;
+
 use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
@@ -80,8 +82,8 @@ fn bandwidth(markers: &Markers, bytes: usize) -> AppletResult {
     // STREAM's accounting: copy reads one array and writes one, triad reads two and writes one.
     let copy = 2.0 * array_bytes / best_copy.max(1e-9);
     let triad = 3.0 * array_bytes / best_triad.max(1e-9);
-    markers.result("mem_bandwidth_copy", copy, "B/s");
-    markers.result("mem_bandwidth_triad", triad, "B/s");
+    markers.result(Metric::MemBandwidthCopy, copy);
+    markers.result(Metric::MemBandwidthTriad, triad);
     println!(
         "mem: copy {:.1} MB/s, triad {:.1} MB/s ({} x {:.1} MiB arrays, best of {REPETITIONS})",
         copy / 1e6,
