@@ -442,6 +442,10 @@ mod tests {
         spec.set_hostname(Some("box".into()));
         let mut process = spec.process().clone().unwrap();
         process.set_args(Some(vec!["/bin/cvm-guest".into(), "hello".into()]));
+        // cvm gives the workload no inheritable or ambient capabilities.
+        let mut caps = process.capabilities().clone().unwrap();
+        caps.set_inheritable(None).set_ambient(None);
+        process.set_capabilities(Some(caps));
         spec.set_process(Some(process));
         let mut mounts = spec.mounts().clone().unwrap();
         let mut tmp = Mount::default();

@@ -142,13 +142,16 @@ fn run(options: &RunOptions) -> Result<i32, String> {
     // Above the preserved descriptors, so marking those inheritable cannot touch it.
     // SAFETY: F_DUPFD_CLOEXEC duplicates an open descriptor this function owns; the new number
     // is owned by nothing else.
+    let low = err_write;
     let err_write = unsafe {
-        let fd = libc::fcntl(err_write.as_raw_fd(), libc::F_DUPFD_CLOEXEC, first_free);
+        let fd = libc::fcntl(low.as_raw_fd(), libc::F_DUPFD_CLOEXEC, first_free);
         if fd < 0 {
             return Err(format!("dup: {}", std::io::Error::last_os_error()));
         }
         OwnedFd::from_raw_fd(fd)
     };
+    // Only the child's copy may stay open, or the parent never sees end-of-file on the pipe.
+    drop(low);
     let mut err_file = File::from(err_write);
     let child = || -> isize {
         let failure = container_child(&bundle, &procs, first_free);

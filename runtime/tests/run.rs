@@ -65,6 +65,10 @@ fn bundle(args: &[&str], cgroup_path: &str) -> tempfile::TempDir {
     spec.set_hostname(Some("cvm-rt-test".into()));
     let mut process = spec.process().clone().unwrap();
     let mut argv = vec!["/bin/cvm-guest".to_string()];
+    // cvm gives the workload no inheritable or ambient capabilities.
+    let mut caps = process.capabilities().clone().unwrap();
+    caps.set_inheritable(None).set_ambient(None);
+    process.set_capabilities(Some(caps));
     argv.extend(args.iter().map(|a| a.to_string()));
     process
         .set_args(Some(argv))
