@@ -7,7 +7,7 @@
 //! host's monotonic clock on arrival (the guest never reports times), and removes everything it
 //! created in [`Instance::teardown`], which also runs on `Drop`.
 
-pub mod cgroup;
+pub use cvm_runtime::cgroup;
 pub mod container;
 pub mod docker;
 pub mod events;

@@ -6,7 +6,7 @@
 //! cvm is multi-threaded (event readers, progress bar), and a child forked from a
 //! multi-threaded process may only make async-signal-safe calls until it execs: no allocation,
 //! no locks. So cvm never runs container setup code itself. It clones the child straight into
-//! new namespaces ([`crate::sys::spawn_namespaced`]), where the child only
+//! new namespaces ([`cvm_runtime::sys::spawn_namespaced`]), where the child only
 //!
 //! 1. joins the instance's cgroup (pre-opened `cgroup.procs` files, so the container is
 //!    accounted and limited from its first instruction),
@@ -47,7 +47,7 @@
 //! veth pair is deleted. Nothing is mounted on the host side: every mount lives in the
 //! container's mount namespace and disappears with it.
 
-pub mod net;
+pub use cvm_runtime::net;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -63,7 +63,6 @@ use std::time::Instant;
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
-use super::cgroup::{self, Cgroup, Limits};
 use super::events::{spawn_marker_reader, spawn_output_reader, Event};
 use super::process::{self, Supervised, Terminate};
 use super::{
@@ -71,7 +70,8 @@ use super::{
 };
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
-use crate::sys::{spawn_namespaced, NamespacedExec, SpawnError};
+use cvm_runtime::cgroup::{self, Cgroup, Limits};
+use cvm_runtime::sys::{spawn_namespaced, NamespacedExec, SpawnError};
 
 /// Where init reads the host's go-ahead when the network is configured after the clone.
 const WAIT_FD: i32 = 4;

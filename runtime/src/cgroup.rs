@@ -13,6 +13,9 @@
 //! A process joins before it execs (see [`crate::sys::spawn_namespaced`]): the cgroup's `cgroup.procs`
 //! files are opened here and the child writes "0" (itself) to each, so even a workload that exits
 //! at once is accounted from its first instruction.
+//!
+//! Which cgroup a process is in is read from `/proc/PID/cgroup` by one function,
+//! [`cgroup_of`], for any process and any hierarchy (a v1 controller or the v2 tree).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -24,7 +27,8 @@ use nix::unistd::Pid;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum CgroupVersion {
     V1,
     V2,
@@ -61,8 +65,14 @@ pub fn detect() -> Option<CgroupVersion> {
 pub enum CgroupError {
     #[error("cgroups are not mounted under {ROOT}")]
     NotMounted,
-    #[error("cannot read this process's cgroup from /proc/self/cgroup")]
-    OwnCgroup(#[source] io::Error),
+    #[error("cannot read {path}")]
+    ReadProcCgroup {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cgroup path {0} leaves the cgroup hierarchy")]
+    BadPath(PathBuf),
     #[error("cannot create cgroup {path}")]
     Create {
         path: PathBuf,
@@ -99,6 +109,33 @@ pub struct Limits {
     pub cpus: u32,
 }
 
+/// CPU time per period, in microseconds (`quota_us / period_us` CPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuQuota {
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+/// Limits in the OCI runtime spec's terms: each one optional, CPU as any quota and period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    pub cpu: Option<CpuQuota>,
+}
+
+impl From<Limits> for Resources {
+    fn from(limits: Limits) -> Resources {
+        const PERIOD_US: u64 = 100_000;
+        Resources {
+            memory_bytes: Some(limits.memory_bytes),
+            cpu: Some(CpuQuota {
+                quota_us: PERIOD_US * u64::from(limits.cpus),
+                period_us: PERIOD_US,
+            }),
+        }
+    }
+}
+
 /// A cgroup created for one instance, removed (with anything still inside killed) on drop.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -113,27 +150,35 @@ const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 impl Cgroup {
     /// Creates `name` with `limits`. `name` should be unique on the host (it includes the run id).
     pub fn create(name: &str, limits: Limits) -> Result<Cgroup, CgroupError> {
+        Cgroup::create_with(name, Resources::from(limits))
+    }
+
+    /// Creates `path` with `resources`: an absolute path from the root of each hierarchy, a
+    /// relative one where [`Cgroup::create`] puts a name (below this process's cgroup on v1,
+    /// beside it on v2). The OCI runtime spec's `cgroupsPath`; missing parents are created.
+    pub fn create_with(path: &str, resources: Resources) -> Result<Cgroup, CgroupError> {
+        let rel = Path::new(path);
+        if rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(CgroupError::BadPath(rel.to_path_buf()));
+        }
         let version = detect().ok_or(CgroupError::NotMounted)?;
         let mut cg = Cgroup {
             version,
             dirs: Vec::new(),
             removed: false,
         };
+        let absolute = rel.strip_prefix("/").ok();
         match version {
             CgroupVersion::V2 => {
-                let own = own_cgroup_path("")?;
-                let parent = Path::new(&own)
-                    .parent()
-                    .unwrap_or(Path::new("/"))
-                    .to_path_buf();
-                let base = Path::new(ROOT).join(parent.strip_prefix("/").unwrap_or(&parent));
-                let base = if base.is_dir() {
-                    base
-                } else {
-                    PathBuf::from(ROOT)
+                let base = match absolute {
+                    Some(_) => PathBuf::from(ROOT),
+                    None => v2_base()?,
                 };
-                let dir = base.join(name);
-                make_dir(&dir)?;
+                let dir = base.join(absolute.unwrap_or(rel));
+                make_dirs(&base, &dir)?;
                 cg.dirs.push(dir);
             }
             CgroupVersion::V1 | CgroupVersion::Hybrid => {
@@ -142,40 +187,46 @@ impl Cgroup {
                     if !mount.is_dir() {
                         continue;
                     }
-                    let own = own_cgroup_path(controller)?;
-                    // Inside a cgroup namespace the own path may not exist under the mount.
-                    let base = mount.join(own.trim_start_matches('/'));
-                    let base = if base.is_dir() { base } else { mount };
-                    let dir = base.join(name);
-                    make_dir(&dir)?;
+                    let base = match absolute {
+                        Some(_) => mount,
+                        None => v1_base(&mount, controller)?,
+                    };
+                    let dir = base.join(absolute.unwrap_or(rel));
+                    make_dirs(&base, &dir)?;
                     cg.dirs.push(dir);
                 }
             }
         }
-        cg.apply(limits)?;
+        cg.apply(resources)?;
         Ok(cg)
     }
 
-    fn apply(&self, limits: Limits) -> Result<(), CgroupError> {
-        const PERIOD_US: u64 = 100_000;
-        let quota = PERIOD_US * u64::from(limits.cpus);
+    fn apply(&self, resources: Resources) -> Result<(), CgroupError> {
         match self.version {
             CgroupVersion::V2 => {
                 let dir = &self.dirs[0];
-                write_limit(dir, "memory.max", limits.memory_bytes.to_string())?;
-                write_limit(dir, "cpu.max", format!("{quota} {PERIOD_US}"))?;
+                if let Some(bytes) = resources.memory_bytes {
+                    write_limit(dir, "memory.max", bytes.to_string())?;
+                }
+                if let Some(cpu) = resources.cpu {
+                    write_limit(
+                        dir,
+                        "cpu.max",
+                        format!("{} {}", cpu.quota_us, cpu.period_us),
+                    )?;
+                }
             }
             CgroupVersion::V1 | CgroupVersion::Hybrid => {
                 for dir in &self.dirs {
                     if dir.starts_with(Path::new(ROOT).join("memory")) {
-                        write_limit(
-                            dir,
-                            "memory.limit_in_bytes",
-                            limits.memory_bytes.to_string(),
-                        )?;
+                        if let Some(bytes) = resources.memory_bytes {
+                            write_limit(dir, "memory.limit_in_bytes", bytes.to_string())?;
+                        }
                     } else if dir.starts_with(Path::new(ROOT).join("cpu")) {
-                        write_limit(dir, "cpu.cfs_period_us", PERIOD_US.to_string())?;
-                        write_limit(dir, "cpu.cfs_quota_us", quota.to_string())?;
+                        if let Some(cpu) = resources.cpu {
+                            write_limit(dir, "cpu.cfs_period_us", cpu.period_us.to_string())?;
+                            write_limit(dir, "cpu.cfs_quota_us", cpu.quota_us.to_string())?;
+                        }
                     }
                 }
             }
@@ -328,23 +379,89 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// This process's cgroup path in the hierarchy of `controller` ("" for the v2 tree).
-fn own_cgroup_path(controller: &str) -> Result<String, CgroupError> {
-    let text = fs::read_to_string("/proc/self/cgroup").map_err(CgroupError::OwnCgroup)?;
-    Ok(parse_own_cgroup(&text, controller).unwrap_or_else(|| "/".to_string()))
+/// One hierarchy of the cgroup tree, as `/proc/PID/cgroup` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hierarchy<'a> {
+    /// The v1 hierarchy a controller (`memory`, `cpu`, `pids`) is mounted in.
+    Controller(&'a str),
+    /// The v2 tree (the line with an empty controller list).
+    Unified,
 }
 
-fn parse_own_cgroup(text: &str, controller: &str) -> Option<String> {
+impl Hierarchy<'_> {
+    /// Where this hierarchy is mounted: `/sys/fs/cgroup/CONTROLLER` for v1; for the v2 tree
+    /// `/sys/fs/cgroup` on a pure v2 host and `/sys/fs/cgroup/unified` on a hybrid one.
+    pub fn mount(self) -> PathBuf {
+        match self {
+            Hierarchy::Controller(c) => Path::new(ROOT).join(c),
+            Hierarchy::Unified if detect() == Some(CgroupVersion::V2) => PathBuf::from(ROOT),
+            Hierarchy::Unified => Path::new(ROOT).join("unified"),
+        }
+    }
+}
+
+/// The cgroup directory process `pid` (`None`: this process) is in, in `hierarchy`, read from
+/// `/proc/PID/cgroup` and placed under the hierarchy's mount point. A process in a cgroup
+/// namespace sees its path relative to the namespace's root; when that path does not exist
+/// under the mount, the mount itself is returned. `Ok(None)` when the process is in no cgroup
+/// of that hierarchy (the controller is not mounted).
+pub fn cgroup_of(
+    pid: Option<u32>,
+    hierarchy: Hierarchy<'_>,
+) -> Result<Option<PathBuf>, CgroupError> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/cgroup"),
+        None => "/proc/self/cgroup".to_string(),
+    };
+    let text =
+        fs::read_to_string(&path).map_err(|source| CgroupError::ReadProcCgroup { path, source })?;
+    let Some(inside) = parse_proc_cgroup(&text, hierarchy) else {
+        return Ok(None);
+    };
+    let mount = hierarchy.mount();
+    let dir = mount.join(inside.trim_start_matches('/'));
+    Ok(Some(if dir.is_dir() { dir } else { mount }))
+}
+
+/// The path of `hierarchy`'s line in the text of a `/proc/PID/cgroup` file
+/// (`ID:CONTROLLERS:PATH` per line).
+fn parse_proc_cgroup(text: &str, hierarchy: Hierarchy<'_>) -> Option<String> {
     text.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches = if controller.is_empty() {
-            controllers.is_empty()
-        } else {
-            controllers.split(',').any(|c| c == controller)
+        let matches = match hierarchy {
+            Hierarchy::Unified => controllers.is_empty(),
+            Hierarchy::Controller(c) => controllers.split(',').any(|x| x == c),
         };
         matches.then(|| path.to_string())
     })
+}
+
+/// Where a relative cgroup goes on v2: beside this process's cgroup (the "no internal
+/// processes" rule keeps controllers from being enabled below it).
+fn v2_base() -> Result<PathBuf, CgroupError> {
+    let own = cgroup_of(None, Hierarchy::Unified)?.unwrap_or_else(|| PathBuf::from(ROOT));
+    Ok(own
+        .parent()
+        .filter(|p| p.starts_with(ROOT))
+        .map_or_else(|| own.clone(), Path::to_path_buf))
+}
+
+/// Where a relative cgroup goes on v1: below this process's cgroup in `controller`'s hierarchy.
+fn v1_base(mount: &Path, controller: &str) -> Result<PathBuf, CgroupError> {
+    Ok(cgroup_of(None, Hierarchy::Controller(controller))?.unwrap_or_else(|| mount.to_path_buf()))
+}
+
+/// Creates `dir` (which must not exist: it is this instance's alone) and any missing parents
+/// between `base` and it.
+fn make_dirs(base: &Path, dir: &Path) -> Result<(), CgroupError> {
+    if let Some(parent) = dir.parent().filter(|p| *p != base) {
+        fs::create_dir_all(parent).map_err(|source| CgroupError::Create {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    make_dir(dir)
 }
 
 #[cfg(test)]
@@ -354,12 +471,36 @@ mod tests {
     #[test]
     fn own_cgroup_is_found_per_controller() {
         let text = "4:memory:/process_api/abc\n3:cpu,cpuacct:/\n0::/user.slice\n";
+        let parse = |h| parse_proc_cgroup(text, h);
         assert_eq!(
-            parse_own_cgroup(text, "memory").as_deref(),
+            parse(Hierarchy::Controller("memory")).as_deref(),
             Some("/process_api/abc")
         );
-        assert_eq!(parse_own_cgroup(text, "cpu").as_deref(), Some("/"));
-        assert_eq!(parse_own_cgroup(text, "").as_deref(), Some("/user.slice"));
-        assert_eq!(parse_own_cgroup(text, "pids"), None);
+        assert_eq!(parse(Hierarchy::Controller("cpu")).as_deref(), Some("/"));
+        assert_eq!(parse(Hierarchy::Unified).as_deref(), Some("/user.slice"));
+        assert_eq!(parse(Hierarchy::Controller("pids")), None);
+    }
+
+    #[test]
+    fn this_process_is_in_a_cgroup_directory() {
+        if detect().is_none() {
+            return;
+        }
+        let hierarchy = match detect() {
+            Some(CgroupVersion::V2) => Hierarchy::Unified,
+            _ => Hierarchy::Controller("memory"),
+        };
+        let dir = cgroup_of(None, hierarchy).unwrap().unwrap();
+        assert!(dir.join("cgroup.procs").is_file(), "{}", dir.display());
+        let pid = std::process::id();
+        assert_eq!(cgroup_of(Some(pid), hierarchy).unwrap(), Some(dir));
+    }
+
+    #[test]
+    fn relative_paths_may_not_climb_out() {
+        assert!(matches!(
+            Cgroup::create_with("../escape", Resources::default()),
+            Err(CgroupError::BadPath(_))
+        ));
     }
 }

@@ -1,0 +1,372 @@
+//! The syscall layer of cvm's container runtime: starting a process in new namespaces.
+//!
+//! What lives here is what safe wrappers cannot express: code that runs in a cloned child
+//! before `exec`. Each `unsafe` block says why it is sound.
+//!
+//! Two ways in, for two kinds of caller:
+//! - [`spawn_namespaced`] for a multi-threaded caller (cvm itself: event readers, progress bar).
+//!   A child cloned from a multi-threaded process may only make async-signal-safe calls until it
+//!   execs (no allocation, no locks another thread may hold), so the child only joins the
+//!   cgroups, unshares the cgroup namespace, starts a session, places descriptors and execs
+//!   `cvm-guest init --container`, which finishes the container from inside (see [`crate::rootfs`]).
+//! - [`clone_process`] for a single-threaded caller (the `cvm-runtime` binary): its child is an
+//!   ordinary copy of the process and may run any code, so it finishes the container itself
+//!   before it execs the workload.
+//!
+//! Why a raw clone and not `unshare` in a `pre_exec` hook: `unshare(CLONE_NEWPID)` only moves the
+//! caller's *children* into the new PID namespace, so the exec'd program would not be PID 1 and
+//! would have to fork once more. The clone makes it PID 1 directly, one process and one exec
+//! fewer on the hot path.
+//!
+//! Why the cgroup namespace is unshared after the cgroups are joined, not by the clone: a cgroup
+//! namespace is rooted at the cgroup its creator is in at that moment, which must be the
+//! instance's, not the caller's.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// A program started in new namespaces by a raw `clone`, straight into `execve`: the container
+/// backend's spawn. Everything the child touches is prepared here, before the clone, because
+/// the child of a multi-threaded process may only make async-signal-safe calls.
+#[derive(Debug)]
+pub struct NamespacedExec {
+    /// Path of the program on the host (the exec happens before any `pivot_root`).
+    pub program: std::ffi::CString,
+    pub argv: Vec<std::ffi::CString>,
+    /// The complete environment: nothing of cvm's own leaks into the container.
+    pub envp: Vec<std::ffi::CString>,
+    /// `CLONE_NEW*` flags the clone itself applies (a new PID namespace makes the program PID 1).
+    pub clone_flags: libc::c_int,
+    /// Namespaces unshared after the cgroups are joined: a cgroup namespace is rooted at the
+    /// cgroup its creator is in, which must be the instance's, not cvm's.
+    pub unshare_after_join: libc::c_int,
+    /// `cgroup.procs` files the child joins (writes "0" to) before anything else.
+    pub cgroup_procs: Vec<File>,
+    /// Descriptors placed at the given numbers in the child (stdio, marker pipe, sync pipe).
+    pub fds: Vec<(OwnedFd, RawFd)>,
+}
+
+/// The step of the child's setup that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildStep {
+    JoinCgroup,
+    Unshare,
+    Setsid,
+    Descriptors,
+    Exec,
+}
+
+/// Why [`spawn_namespaced`] failed: either before the clone (in cvm) or in the child.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("too many descriptors to pass ({0}, at most {MAX_PASSED_FDS})")]
+    TooManyFds(usize),
+    #[error("clone failed")]
+    Clone(#[source] std::io::Error),
+    #[error("the child failed at step {step:?}")]
+    Child {
+        step: ChildStep,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Descriptors a child can be handed; a fixed bound lets the child work on a fixed array.
+pub const MAX_PASSED_FDS: usize = 8;
+/// The child's stack until it execs: it only makes a few syscalls.
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+/// What the cloned child reads (prepared before the clone) and writes (its failure).
+struct ChildArgs {
+    procs: *const RawFd,
+    nprocs: usize,
+    unshare_flags: libc::c_int,
+    moves: [(RawFd, RawFd); MAX_PASSED_FDS],
+    nmoves: usize,
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    /// Set by the child when a step fails: (step, errno).
+    failure: Option<(ChildStep, i32)>,
+}
+
+/// Clones a child into `spec.clone_flags` namespaces, which joins its cgroups, unshares
+/// `spec.unshare_after_join`, starts a new session, places its descriptors and execs the
+/// program. Returns the child's host PID once the exec has happened (or the child's error).
+/// The child is not reaped here: the caller owns it and must wait for it.
+///
+/// The clone shares cvm's memory and suspends the calling thread until the exec
+/// (`CLONE_VM | CLONE_VFORK`, what `posix_spawn` does): a plain fork would copy the page
+/// tables of cvm's whole address space first, which on the reference host cost milliseconds
+/// per launch with a debug build — more than the namespaces themselves.
+pub fn spawn_namespaced(spec: NamespacedExec) -> Result<libc::pid_t, SpawnError> {
+    if spec.fds.len() > MAX_PASSED_FDS {
+        return Err(SpawnError::TooManyFds(spec.fds.len()));
+    }
+    // Pointer arrays built before the clone: the child reads them, it allocates nothing.
+    let mut argv: Vec<*const libc::c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = spec.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let procs: Vec<RawFd> = spec.cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut args = ChildArgs {
+        procs: procs.as_ptr(),
+        nprocs: procs.len(),
+        unshare_flags: spec.unshare_after_join,
+        moves: [(-1, -1); MAX_PASSED_FDS],
+        nmoves: spec.fds.len(),
+        program: spec.program.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        failure: None,
+    };
+    for (slot, (fd, target)) in args.moves.iter_mut().zip(&spec.fds) {
+        *slot = (fd.as_raw_fd(), *target);
+    }
+    // SAFETY: `child_main` makes only async-signal-safe calls (no allocator, no locks another
+    // thread might hold) and ends in execve or `_exit`. With CLONE_VFORK this thread stays
+    // suspended until then, so `args` and what it points into (`argv`, `envp`, `procs`, `spec`,
+    // all owned by this frame) stay alive and unchanged for the child's whole life; the child
+    // writes only `args.failure`. Other threads of cvm never see these locals.
+    let cloned = unsafe { clone_vfork(spec.clone_flags, child_main, &mut args) };
+    // The child's copies matter now; the parent's are closed when `spec` goes.
+    drop(spec);
+    let pid = cloned.map_err(SpawnError::Clone)?;
+    match args.failure {
+        None => Ok(pid),
+        Some((step, errno)) => {
+            // The child has exited; reap it so it leaves no zombie.
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            Err(SpawnError::Child {
+                step,
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        }
+    }
+}
+
+/// The child side of [`spawn_namespaced`]: resets signals, joins cgroups, unshares, starts a
+/// session, places descriptors, execs. Returns only through `_exit`.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the parent's `ChildArgs`, alive while the parent is suspended
+    // (CLONE_VFORK); nothing else accesses it meanwhile.
+    let args = unsafe { &mut *arg.cast::<ChildArgs>() };
+    let fail = |args: &mut ChildArgs, step: ChildStep| -> libc::c_int {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        args.failure = Some((step, errno));
+        // SAFETY: _exit is async-signal-safe and skips every atexit handler of the parent.
+        unsafe { libc::_exit(127) }
+    };
+    // SAFETY: plain syscalls on local sigsets, prepared descriptors and the parent's prepared,
+    // null-terminated argv/envp arrays.
+    unsafe {
+        // Handlers are cvm's and would run on shared memory: back to the defaults before any
+        // signal is unblocked. Ignored signals (Rust ignores SIGPIPE) would stay ignored across
+        // exec: the container starts with defaults for those too.
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..65 {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction != libc::SIG_DFL
+            {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        for i in 0..args.nprocs {
+            if libc::write(*args.procs.add(i), b"0".as_ptr().cast(), 1) != 1 {
+                return fail(args, ChildStep::JoinCgroup);
+            }
+        }
+        if args.unshare_flags != 0 && libc::unshare(args.unshare_flags) != 0 {
+            return fail(args, ChildStep::Unshare);
+        }
+        // A session of its own: a Ctrl-C at cvm's terminal reaches cvm, which tears down.
+        if libc::setsid() < 0 {
+            return fail(args, ChildStep::Setsid);
+        }
+        // Two passes, so a source that happens to have a target's number is not clobbered.
+        for i in 0..args.nmoves {
+            let high = libc::fcntl(args.moves[i].0, libc::F_DUPFD_CLOEXEC, 64);
+            if high < 0 {
+                return fail(args, ChildStep::Descriptors);
+            }
+            args.moves[i].0 = high;
+        }
+        for i in 0..args.nmoves {
+            // dup2 clears FD_CLOEXEC on the target, so it survives the exec.
+            if libc::dup2(args.moves[i].0, args.moves[i].1) < 0 {
+                return fail(args, ChildStep::Descriptors);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execve(args.program, args.argv, args.envp);
+        fail(args, ChildStep::Exec)
+    }
+}
+
+/// Makes `cmd`'s child enter the namespace `ns` (a `/proc/PID/ns/*` descriptor of type
+/// `nstype`) before it execs: how cvm runs `ip` inside a container's network namespace.
+/// The returned guard keeps the descriptor open; drop it after spawning.
+pub fn enter_namespace_before_exec(cmd: &mut Command, ns: OwnedFd, nstype: libc::c_int) -> NsGuard {
+    let fd = ns.as_raw_fd();
+    // SAFETY: setns is a single async-signal-safe syscall on a descriptor the guard keeps open
+    // until after the spawn; the hook allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, nstype) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    NsGuard { _fd: ns }
+}
+
+/// Keeps a namespace descriptor open until the child that enters it has been spawned.
+#[derive(Debug)]
+pub struct NsGuard {
+    _fd: OwnedFd,
+}
+
+/// `clone(entry, flags | CLONE_VM | CLONE_VFORK | SIGCHLD)`, what `posix_spawn` does: the child
+/// shares cvm's memory and this thread is suspended until the child execs or exits, so no page
+/// tables are copied (a plain fork of cvm costs milliseconds). All signals are blocked around the
+/// clone, so no handler of cvm's can run in the child on the shared memory before it has reset
+/// them. Returns the child's PID; the caller owns (and eventually reaps) it.
+///
+/// # Safety
+/// `entry` must only make async-signal-safe calls, must end in `execve` or `_exit`, and may only
+/// touch `*args` and data that outlives this call.
+pub unsafe fn clone_vfork<T>(
+    flags: libc::c_int,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    args: &mut T,
+) -> std::io::Result<libc::pid_t> {
+    let mut stack = vec![0u8; CHILD_STACK_BYTES];
+    // The stack grows down on x86_64: pass its (16-byte aligned) top.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
+    let flags = flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    // SAFETY: only this thread's signal mask and the local sigsets are read and written.
+    let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old_mask);
+    }
+    // SAFETY: the child runs `entry` on `stack` in our address space while this thread is
+    // suspended until it execs or exits (CLONE_VFORK), so `stack` and `args` stay alive and
+    // unchanged for its whole life; the caller guarantees what `entry` does.
+    let pid = unsafe {
+        libc::clone(
+            entry,
+            top as *mut libc::c_void,
+            flags,
+            std::ptr::from_mut(args).cast(),
+        )
+    };
+    let clone_error = std::io::Error::last_os_error();
+    // SAFETY: restores this thread's own mask, saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+    }
+    drop(stack);
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    Ok(pid)
+}
+
+/// Clones a child into the `flags` namespaces (`CLONE_NEW*`) that runs `child` and `_exit`s with
+/// its return value (it normally execs instead). Unlike [`spawn_namespaced`], the child is a
+/// copy of the caller's memory (a fork), not a share of it. Returns the child's PID; the caller
+/// owns (and eventually reaps) it.
+///
+/// # Safety
+/// The calling process must be single-threaded: then the child may run any code (allocate,
+/// lock), since no other thread can have held a lock at the moment of the copy.
+pub unsafe fn clone_process(
+    flags: libc::c_int,
+    child: impl FnMut() -> isize,
+) -> std::io::Result<libc::pid_t> {
+    let mut stack = vec![0u8; 1024 * 1024];
+    let flags = nix::sched::CloneFlags::from_bits_retain(flags);
+    // SAFETY: without CLONE_VM the child runs on its own copy of `stack` and of everything else;
+    // the caller guarantees the process is single-threaded, so the copy holds no lock another
+    // thread was holding, and `child` may do anything an ordinary program does.
+    let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(std::io::Error::from)?;
+    Ok(pid.as_raw())
+}
+
+/// The process signals are forwarded to (0 until there is one).
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe and takes plain integers.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Forwards `signals` delivered to this process to `pid` (a foreground runtime passes SIGTERM
+/// on to its container, as `runc run` does).
+pub fn forward_signals_to(pid: libc::pid_t, signals: &[libc::c_int]) -> std::io::Result<()> {
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
+    for &sig in signals {
+        // SAFETY: `forward` only reads an atomic and calls kill, both async-signal-safe.
+        let old = unsafe { libc::signal(sig, forward as *const () as libc::sighandler_t) };
+        if old == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Moves `fd` to the lowest free number at or above `min`, close-on-exec, closing the original.
+pub fn dup_cloexec_above(fd: OwnedFd, min: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor `fd` owns; the new number is owned by
+    // nothing else, so wrapping it in an OwnedFd is sound.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `dup` was just returned by fcntl and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Before an exec: the descriptors in `keep` are inherited (close-on-exec cleared), every
+/// descriptor from `keep.end` up is closed by the exec.
+pub fn inherit_only(keep: std::ops::Range<RawFd>) -> std::io::Result<()> {
+    for fd in keep.clone() {
+        // SAFETY: only the flags of an inherited descriptor number are changed; the borrow does
+        // not outlive this call.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        nix::fcntl::fcntl(
+            borrowed,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )?;
+    }
+    let first = libc::c_uint::try_from(keep.end).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptor numbers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
