@@ -10,14 +10,11 @@
 //!
 //! Any failure is a runtime failure of init (a `CVM:error` marker and exit 1): the host tears
 //! the container down.
-//!
-//! This module has the guest's second bit of `unsafe`: taking ownership of the inherited
-//! wait descriptor, known only by its number.
 
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use cvm_runtime::rootfs::{self, RootfsConfig, RootfsError};
@@ -84,15 +81,9 @@ fn inherited_fd(value: &OsString) -> Result<OwnedFd, Failure> {
         .and_then(|v| v.parse().ok())
         .filter(|fd| *fd > 2)
         .ok_or_else(|| Failure::Usage(format!("bad --wait-fd {}", value.to_string_lossy())))?;
-    // SAFETY: F_GETFD only reads the descriptor's flags; on a number that is not open it fails
-    // with EBADF and touches nothing.
-    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
-        return Err(Failure::Usage(format!("--wait-fd {fd} is not open")));
-    }
-    // SAFETY: the descriptor is open (checked above) and was inherited from the host for this
-    // one purpose: nothing else in this process knows its number, so owning (and eventually
-    // closing) it cannot disturb another owner. Arguments are parsed before init opens files.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // Arguments are parsed before init opens files, as taking the descriptor requires.
+    crate::sys::take_inherited(fd)
+        .ok_or_else(|| Failure::Usage(format!("--wait-fd {fd} is not open")))
 }
 
 impl From<RootfsError> for Failure {

@@ -237,9 +237,8 @@ fn fork_applet(
     applet: &'static Applet,
     args: &[OsString],
 ) -> Result<Pid, Failure> {
-    // SAFETY: init is single-threaded here (checked by the caller), so the child is a complete
-    // copy with no lock held by a vanished thread, and may allocate and run any code.
-    match unsafe { nix::unistd::fork() } {
+    // init is single-threaded here (checked by the caller), as the fork requires.
+    match crate::sys::fork_single_threaded() {
         Ok(ForkResult::Parent { child }) => Ok(child),
         Ok(ForkResult::Child) => {
             // The child starts as the applet would after an exec: no blocked signals.

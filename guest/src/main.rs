@@ -14,6 +14,7 @@ mod container_init;
 mod init;
 mod markers;
 mod signals;
+mod sys;
 mod vm_init;
 mod workloads;
 

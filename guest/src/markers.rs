@@ -7,10 +7,9 @@
 //! hand, with nothing at that descriptor, must still run, so a missing or read-only descriptor
 //! just turns markers off.
 //!
-//! This module holds the guest's only `unsafe`: std and nix can write only to descriptors the
-//! program owns or borrows, and an inherited descriptor known only by its number has to be
-//! borrowed by hand. Resolving it once, first thing in `main`, keeps that sound (see
-//! [`Markers::from_env`]).
+//! std and nix can write only to descriptors the program owns or borrows, and an inherited
+//! descriptor known only by its number has to be borrowed by hand (`sys::inherited_writable`):
+//! resolving it once, first thing in `main`, keeps that sound (see [`Markers::from_env`]).
 
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 
@@ -43,18 +42,11 @@ impl Markers {
                 None => return Markers::disabled(),
             },
         };
-        // SAFETY: F_GETFL only reads the flags of whatever the number refers to and touches no
-        // memory of ours; on a number that is not an open descriptor it fails with EBADF.
-        let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFL) };
-        if flags < 0 || flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {
-            return Markers::disabled();
+        // Nothing in this program closes or replaces the marker descriptor (it is only written
+        // to and passed on across exec), as the borrow requires.
+        Markers {
+            fd: crate::sys::inherited_writable(fd),
         }
-        // SAFETY: `fd` is open (F_GETFL succeeded) and was inherited, since this runs before the
-        // program opens anything. Nothing in this program closes or replaces the marker
-        // descriptor (it is only written to and passed on across exec), so it stays open for
-        // the rest of the process: the `'static` borrow is valid.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        Markers { fd: Some(fd) }
     }
 
     /// Writes one marker line. Failures (the host closed its end, say) are ignored: markers are

@@ -1,0 +1,49 @@
+//! The guest's syscall layer: the only `unsafe` of `cvm-guest`, each use with its reason.
+//!
+//! The guest needs three things std and nix cannot give it safely: using descriptors the host
+//! passed by number (the marker channel, the container's go-ahead pipe) and forking the
+//! single-threaded init to run an applet. Each is sound only under a condition about *when* it
+//! is called, stated on the function; the callers keep it.
+
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::ForkResult;
+
+/// The descriptor `fd` inherited from the host, if it is open and writable.
+///
+/// Call this before the program opens any file: afterwards a file of its own could have taken
+/// the number and be mistaken for the inherited descriptor. The caller never closes or replaces
+/// it, so the `'static` borrow stays valid.
+pub fn inherited_writable(fd: RawFd) -> Option<BorrowedFd<'static>> {
+    // SAFETY: F_GETFL only reads the flags of whatever the number refers to and touches no
+    // memory of ours; on a number that is not an open descriptor it fails with EBADF.
+    let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFL) };
+    if flags < 0 || flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {
+        return None;
+    }
+    // SAFETY: `fd` is open (F_GETFL succeeded) and was inherited, since this runs before the
+    // program opens anything (see above); it stays open for the rest of the process.
+    Some(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// Takes ownership of the descriptor `fd` the host passed for one purpose, if it is open.
+///
+/// Call this while parsing arguments, before the program opens files, and once per number.
+pub fn take_inherited(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; on a number that is not open it fails
+    // with EBADF and touches nothing.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and was inherited from the host for this
+    // one purpose: nothing else in this process knows its number, so owning (and eventually
+    // closing) it cannot disturb another owner.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fork()`, for init while it is single-threaded (the guest starts no threads).
+pub fn fork_single_threaded() -> nix::Result<ForkResult> {
+    // SAFETY: the guest is single-threaded, so the child is a complete copy with no lock held by
+    // a vanished thread, and may allocate and run any code.
+    unsafe { nix::unistd::fork() }
+}
