@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_failed_probe_is_not_reused_once_it_is_stale() {
-        let now = 1_000_000;
+        let now = 100_000_000;
         let entry = |verdict, age: u64| CachedVerdict {
             verdict,
             probed_at: now - age,

@@ -469,7 +469,7 @@ mod tests {
             }
         );
         let bare = GuestPlan::default().vm_config(vec!["a\nb".into()], &[]);
-        assert_eq!((bare.net, bare.disk), (None, None));
+        assert_eq!((&bare.net, &bare.disk), (&None, &None));
         assert!(bare.to_text().is_err());
     }
 }
