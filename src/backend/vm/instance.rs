@@ -113,7 +113,7 @@ pub(super) fn launch(
     let stderr = child.stderr.take();
     // From here a failure drops `instance`, whose teardown kills QEMU and removes `tmp`.
     let instance = VmInstance {
-        kind: kind,
+        kind,
         qemu: Supervised::from_child(child),
         started_at,
         events,
