@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::backend::vm::accel::AccelChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,8 +30,9 @@ pub enum Command {
     Scenarios,
     /// List the backends and whether each can run on this host
     Backends,
-    /// Check this host: root, cgroups, QEMU, guest kernel, KVM, runc, crun (with fix-it hints)
-    Doctor,
+    /// Check this host: root, cgroups, QEMU, guest kernel, KVM, runc, crun (with fix-it hints);
+    /// exits 1 when a backend the built-in scenarios run by default cannot run here
+    Doctor(DoctorArgs),
     /// Re-render summary and report from a results directory's samples.csv
     Report(ReportArgs),
 }
@@ -85,11 +88,11 @@ pub struct CompareArgs {
     pub kernel: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AccelChoice {
-    Auto,
-    Kvm,
-    Tcg,
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Guest kernel (bzImage) to check the VM backends with [default: found under /boot]
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

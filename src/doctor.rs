@@ -1,9 +1,10 @@
-//! `cvm doctor`: a preflight of this host, one line per check, each problem with its fix.
+//! `cvm doctor`: a preflight of this host, one line per check, each problem with its fix, and a
+//! [`Verdict`]: whether every backend the built-in scenarios run by default can run here.
 
 use std::path::Path;
 
+use crate::backend::vm::kernel::{self, find_host_kernel};
 use crate::backend::{self, cgroup, Availability, HostOptions};
-use crate::exit;
 use crate::image;
 use crate::measure::host::tool_version;
 use crate::scenario::BackendKind;
@@ -31,8 +32,8 @@ fn check(level: Level, what: &str, detail: impl Into<String>, hint: Option<&str>
     }
 }
 
-/// Every check, in the order a user would fix them.
-pub fn checks(opts: &HostOptions) -> Vec<Check> {
+/// Every check, in the order a user would fix them; `backends` is each backend's availability.
+pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> Vec<Check> {
     use Level::*;
     let mut out = Vec::new();
     let root = nix::unistd::geteuid().is_root();
@@ -82,14 +83,25 @@ pub fn checks(opts: &HostOptions) -> Vec<Check> {
             Some("apt-get install qemu-system-x86 (or scripts/setup.sh)"),
         ),
     });
-    out.push(match find_host_kernel() {
-        Some(k) => check(Ok, "guest kernel", k, None),
-        None => check(
+    out.push(match &opts.kernel {
+        Some(k) if std::fs::File::open(k).is_ok() => {
+            check(Ok, "guest kernel", k.display().to_string(), None)
+        }
+        Some(k) => check(
             Missing,
             "guest kernel",
-            "no readable /boot/vmlinuz-*",
-            Some("apt-get install linux-image-amd64, or pass --kernel PATH"),
+            format!("{} (--kernel) is not readable", k.display()),
+            Some("pass --kernel PATH to a readable bzImage"),
         ),
+        None => match find_host_kernel() {
+            Some(k) => check(Ok, "guest kernel", k.display().to_string(), None),
+            None => check(
+                Missing,
+                "guest kernel",
+                "no readable /boot/vmlinuz-*",
+                Some("apt-get install linux-image-amd64, or pass --kernel PATH"),
+            ),
+        },
     });
     out.push(kvm_check(opts));
     for (tool, pkg) in [("runc", "runc"), ("crun", "crun")] {
@@ -103,15 +115,14 @@ pub fn checks(opts: &HostOptions) -> Vec<Check> {
             ),
         });
     }
-    for kind in BackendKind::ALL {
-        let b = backend::create(kind, opts);
-        out.push(match b.availability() {
+    for (kind, availability) in backends {
+        out.push(match availability {
             Availability::Available => check(Ok, &format!("backend {kind}"), "available", None),
             Availability::Unavailable { reason, hint } => check(
                 Warn,
                 &format!("backend {kind}"),
                 format!("unavailable: {reason}"),
-                Some(&hint),
+                Some(hint.as_str()),
             ),
         });
     }
@@ -131,11 +142,14 @@ fn kvm_check(opts: &HostOptions) -> Check {
             Some("enable virtualisation (or nested virtualisation) for this host"),
         );
     }
-    if vm::find_qemu().is_none() || find_host_kernel().is_none() && opts.kernel.is_none() {
+    let kernel = kernel::find(opts.kernel.as_deref())
+        .ok()
+        .filter(|k| std::fs::File::open(k).is_ok());
+    if vm::find_qemu().is_none() || kernel.is_none() {
         return check(
             Level::Ok,
             "KVM",
-            "/dev/kvm present (not probed: the probe needs QEMU and a guest kernel)",
+            "/dev/kvm present (not probed: the probe needs QEMU and a readable guest kernel)",
             None,
         );
     }
@@ -156,25 +170,78 @@ fn kvm_check(opts: &HostOptions) -> Check {
     }
 }
 
-/// The newest readable kernel image in /boot.
-pub fn find_host_kernel() -> Option<String> {
-    let mut kernels: Vec<_> = std::fs::read_dir("/boot")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
-        .filter(|p| std::fs::File::open(p).is_ok())
-        .collect();
-    kernels.sort();
-    kernels.pop().map(|p| p.display().to_string())
+/// What `cvm doctor` concluded; `main` turns it into the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Backends the built-in scenarios run by default that cannot run on this host.
+    pub unavailable_defaults: Vec<BackendKind>,
 }
 
-pub fn doctor(opts: &HostOptions) -> u8 {
-    let checks = checks(opts);
+impl Verdict {
+    /// Every default backend can run here.
+    pub fn ready(&self) -> bool {
+        self.unavailable_defaults.is_empty()
+    }
+
+    /// The last line of the report.
+    pub fn summary(&self) -> String {
+        if self.ready() {
+            "every default backend can run here".into()
+        } else {
+            let names: Vec<&str> = self
+                .unavailable_defaults
+                .iter()
+                .map(|k| k.as_str())
+                .collect();
+            format!(
+                "default backends that cannot run here: {}",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// The backends `cvm compare` runs when `--backends` is not given: the union of the built-in
+/// scenarios' `backends` lists, in [`BackendKind::ALL`] order.
+pub fn default_backends() -> Vec<BackendKind> {
+    let named: Vec<BackendKind> = crate::scenario::builtins()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            s.backends
+                .get_ref()
+                .iter()
+                .filter_map(|n| n.get_ref().parse().ok())
+                .collect::<Vec<BackendKind>>()
+        })
+        .collect();
+    BackendKind::ALL
+        .into_iter()
+        .filter(|k| named.contains(k))
+        .collect()
+}
+
+/// The verdict for `defaults` given each backend's availability.
+pub fn verdict(
+    defaults: &[BackendKind],
+    availability: impl Fn(BackendKind) -> Availability,
+) -> Verdict {
+    Verdict {
+        unavailable_defaults: defaults
+            .iter()
+            .copied()
+            .filter(|&k| !matches!(availability(k), Availability::Available))
+            .collect(),
+    }
+}
+
+/// Prints every check and the verdict's summary last.
+pub fn doctor(opts: &HostOptions) -> Verdict {
+    let backends: Vec<(BackendKind, Availability)> = BackendKind::ALL
+        .into_iter()
+        .map(|k| (k, backend::create(k, opts).availability()))
+        .collect();
+    let checks = checks(opts, &backends);
     for c in &checks {
         let tag = match c.level {
             Level::Ok => "ok  ",
@@ -190,5 +257,59 @@ pub fn doctor(opts: &HostOptions) -> u8 {
     if missing > 0 {
         println!("\n{missing} problem(s) found; `scripts/setup.sh` installs every Debian package cvm uses.");
     }
-    exit::OK
+    let verdict = verdict(&default_backends(), |k| {
+        backends.iter().find(|(b, _)| *b == k).map_or_else(
+            || backend::create(k, opts).availability(),
+            |(_, a)| a.clone(),
+        )
+    });
+    println!("{}", verdict.summary());
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_default_backend_fails_the_verdict_and_is_named() {
+        let defaults = [BackendKind::Native, BackendKind::Docker, BackendKind::Vm];
+        let v = verdict(&defaults, |k| match k {
+            BackendKind::Docker | BackendKind::Vm => {
+                Availability::unavailable("not here", "install it")
+            }
+            _ => Availability::Available,
+        });
+        assert!(!v.ready());
+        assert_eq!(
+            v.unavailable_defaults,
+            [BackendKind::Docker, BackendKind::Vm]
+        );
+        assert_eq!(
+            v.summary(),
+            "default backends that cannot run here: docker, vm"
+        );
+        let v = verdict(&defaults, |_| Availability::Available);
+        assert!(v.ready());
+        assert_eq!(v.summary(), "every default backend can run here");
+    }
+
+    #[test]
+    fn a_backend_outside_the_defaults_does_not_count() {
+        let v = verdict(&[BackendKind::Native], |k| match k {
+            BackendKind::Native => Availability::Available,
+            _ => Availability::unavailable("no", "no"),
+        });
+        assert!(v.ready());
+    }
+
+    #[test]
+    fn the_defaults_are_the_builtin_scenarios_backends() {
+        let d = default_backends();
+        assert!(
+            d.contains(&BackendKind::Native) && d.contains(&BackendKind::Vm),
+            "{d:?}"
+        );
+        assert!(d.contains(&BackendKind::VmClassic), "{d:?}");
+    }
 }

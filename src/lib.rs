@@ -49,7 +49,17 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
-        Command::Doctor => Ok(doctor::doctor(&backend::HostOptions::default())),
+        Command::Doctor(args) => {
+            let verdict = doctor::doctor(&backend::HostOptions {
+                accel: None,
+                kernel: args.kernel,
+            });
+            Ok(if verdict.ready() {
+                exit::OK
+            } else {
+                exit::RUN_FAILED
+            })
+        }
         Command::Report(args) => {
             let summary = report::render_dir(&args.dir).map_err(|e| {
                 if e.is_bad_input() {

@@ -113,8 +113,16 @@ fn scenarios_lists_every_builtin_once() {
 #[test]
 fn doctor_reports_every_check() {
     let out = cvm(&["doctor"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
+    let last = text.lines().last().unwrap_or_default();
+    match out.status.code() {
+        Some(0) => assert_eq!(last, "every default backend can run here"),
+        Some(1) => assert!(
+            last.starts_with("default backends that cannot run here: "),
+            "{text}"
+        ),
+        other => panic!("doctor exited {other:?}:\n{text}{}", stderr(&out)),
+    }
     for what in [
         "root",
         "cgroups",
@@ -127,6 +135,26 @@ fn doctor_reports_every_check() {
     ] {
         assert!(text.contains(what), "doctor output lacks {what}:\n{text}");
     }
+}
+
+#[test]
+fn doctor_exits_1_naming_the_default_backends_that_cannot_run() {
+    // An unreadable guest kernel makes both VM backends (defaults of the built-in scenarios)
+    // unavailable on any host, with or without QEMU.
+    let out = cvm(&["doctor", "--kernel", "/nonexistent/vmlinuz"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let last = text.lines().last().unwrap_or_default();
+    let named: Vec<&str> = last
+        .strip_prefix("default backends that cannot run here: ")
+        .unwrap_or_else(|| panic!("last line names no backends: {last:?}"))
+        .split(", ")
+        .collect();
+    assert!(
+        named.contains(&"vm") && named.contains(&"vm-classic"),
+        "{last}"
+    );
+    assert!(!named.contains(&"native"), "{last}");
 }
 
 fn rows(dir: &std::path::Path) -> Vec<csv::StringRecord> {

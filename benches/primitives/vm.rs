@@ -116,10 +116,12 @@ fn qemu_to_qmp_ready(binary: &Path, dir: &Path) -> (Duration, Qemu) {
 /// init's VM configuration (the scenario needs no NIC or disk, hence no modules), with the
 /// backend's compression (`CVM_INITRAMFS_COMPRESSION`, default none).
 fn initramfs_spec(scenario: &cvm::scenario::Scenario, image: &Image) -> InitramfsSpec {
-    let mut config = String::from("# written by cvm's VM backend; read by cvm-guest init\n");
-    for a in image.workload_argv(&scenario.workload) {
-        config.push_str(&format!("arg {a}\n"));
+    let config = cvm_proto::vmconf::VmConfig {
+        argv: image.workload_argv(&scenario.workload),
+        ..Default::default()
     }
+    .to_text()
+    .expect("the startup workload's argv fits the config format");
     let compression = std::env::var(cvm::backend::vm::INITRAMFS_COMPRESSION_ENV)
         .ok()
         .and_then(|v| Compression::parse(&v))
@@ -127,10 +129,7 @@ fn initramfs_spec(scenario: &cvm::scenario::Scenario, image: &Image) -> Initramf
     InitramfsSpec {
         rootfs: image.rootfs().to_path_buf(),
         modules: Vec::new(),
-        files: vec![(
-            cvm::backend::vm::GUEST_CONFIG.to_string(),
-            config.into_bytes(),
-        )],
+        files: vec![(cvm_proto::vmconf::PATH.to_string(), config.into_bytes())],
         compression,
     }
 }

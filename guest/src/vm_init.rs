@@ -2,20 +2,12 @@
 //!
 //! The kernel unpacks the initramfs (the image's rootfs plus what the VM backend adds) and runs
 //! `/init`, a link to this binary, with no arguments and stdio on `/dev/console` (the first
-//! serial port, which QEMU hands to the host). What to do comes from [`CONFIG_PATH`], a file only
+//! serial port, which QEMU hands to the host). What to do comes from [`vmconf::PATH`], a file only
 //! the VM backend puts in the image, which is also how init knows it is in a VM: a container's
 //! rootfs never has it. A file rather than the kernel command line because the workload's argv
 //! would need quoting there, and unknown words on the command line become init's own arguments.
 //!
-//! The configuration, one directive per line (`#` comments):
-//!
-//! ```text
-//! module /lib/modules/virtio_ring.ko    kernel modules, in load (dependency) order
-//! net eth0 10.0.2.15/24                 bring up lo and this interface with this address
-//! disk /dev/vda /tmp                    mount this ext4 device here
-//! arg /bin/cvm-guest                    the workload's argv, one word per line, in order
-//! arg hello
-//! ```
+//! The configuration's format and codec are [`cvm_proto::vmconf`].
 //!
 //! Steps, in order, each needed by the next: the marker channel (a copy of the console at
 //! descriptor 3, so the workload's own markers reach the host like in a container) and
@@ -33,6 +25,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 
+use cvm_proto::vmconf::{self, DiskConfig, NetConfig, VmConfig};
 use cvm_proto::{Marker, DEFAULT_MARKER_FD, MARKER_FD_ENV};
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::kmod::{finit_module, ModuleInitFlags};
@@ -44,54 +37,9 @@ use crate::init::Config;
 use crate::markers::Markers;
 use crate::{AppletResult, Failure};
 
-/// Written by the VM backend into the initramfs.
-pub const CONFIG_PATH: &str = "/etc/cvm/vm.conf";
-
 /// True when this process is PID 1 of a cvm VM.
 pub fn in_vm() -> bool {
-    nix::unistd::getpid().as_raw() == 1 && Path::new(CONFIG_PATH).exists()
-}
-
-/// What the VM backend asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VmConfig {
-    pub modules: Vec<String>,
-    /// (interface, address/prefix)
-    pub net: Option<(String, String)>,
-    /// (device, mount point)
-    pub disk: Option<(String, String)>,
-    pub argv: Vec<String>,
-}
-
-impl VmConfig {
-    pub fn parse(text: &str) -> Result<VmConfig, String> {
-        let mut c = VmConfig::default();
-        for (n, raw) in text.lines().enumerate() {
-            let line = raw.trim_end_matches('\r');
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                continue;
-            }
-            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
-            let words: Vec<&str> = value.split_whitespace().collect();
-            match (key, words.as_slice()) {
-                ("module", [path]) => c.modules.push((*path).to_string()),
-                ("net", [dev, cidr]) => c.net = Some(((*dev).into(), (*cidr).into())),
-                ("disk", [dev, at]) => c.disk = Some(((*dev).into(), (*at).into())),
-                // The rest of the line verbatim: arguments may hold spaces.
-                ("arg", _) => c.argv.push(value.to_string()),
-                _ => {
-                    return Err(format!(
-                        "{CONFIG_PATH} line {}: cannot parse {line:?}",
-                        n + 1
-                    ))
-                }
-            }
-        }
-        if c.argv.is_empty() {
-            return Err(format!("{CONFIG_PATH} names no workload (no `arg` lines)"));
-        }
-        Ok(c)
-    }
+    nix::unistd::getpid().as_raw() == 1 && Path::new(vmconf::PATH).exists()
 }
 
 /// Runs init in the VM; never returns normally (the machine powers off).
@@ -138,17 +86,17 @@ fn marker_channel() -> Markers {
 
 fn setup() -> Result<VmConfig, Failure> {
     mount_basics()?;
-    let text = std::fs::read_to_string(CONFIG_PATH)
-        .map_err(|e| Failure::Runtime(format!("reading {CONFIG_PATH}: {e}")))?;
-    let config = VmConfig::parse(&text).map_err(Failure::Runtime)?;
+    let text = std::fs::read_to_string(vmconf::PATH)
+        .map_err(|e| Failure::Runtime(format!("reading {}: {e}", vmconf::PATH)))?;
+    let config = VmConfig::parse(&text).map_err(|e| Failure::Runtime(e.to_string()))?;
     for m in &config.modules {
         load_module(m)?;
     }
-    if let Some((dev, cidr)) = &config.net {
-        network(dev, cidr)?;
+    if let Some(NetConfig { device, cidr }) = &config.net {
+        network(device, cidr)?;
     }
-    if let Some((dev, at)) = &config.disk {
-        mount_disk(dev, at)?;
+    if let Some(DiskConfig { device, mount }) = &config.disk {
+        mount_disk(device, mount)?;
     }
     Ok(config)
 }
@@ -184,7 +132,7 @@ fn load_module(path: &str) -> Result<(), Failure> {
 fn network(dev: &str, cidr: &str) -> Result<(), Failure> {
     let (addr, prefix) = cidr
         .split_once('/')
-        .ok_or_else(|| Failure::Runtime(format!("bad address {cidr:?} in {CONFIG_PATH}")))?;
+        .ok_or_else(|| Failure::Runtime(format!("bad address {cidr:?} in {}", vmconf::PATH)))?;
     let prefix: u32 = prefix
         .parse()
         .ok()
@@ -239,26 +187,6 @@ fn power_off(code: i32) -> AppletResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_the_backends_config() {
-        let c = VmConfig::parse(
-            "# comment\nmodule /lib/modules/virtio.ko\nnet eth0 10.0.2.15/24\n\
-             disk /dev/vda /tmp\narg /bin/cvm-guest\narg http\narg a b\n",
-        )
-        .unwrap();
-        assert_eq!(c.modules, ["/lib/modules/virtio.ko"]);
-        assert_eq!(c.net, Some(("eth0".into(), "10.0.2.15/24".into())));
-        assert_eq!(c.disk, Some(("/dev/vda".into(), "/tmp".into())));
-        assert_eq!(c.argv, ["/bin/cvm-guest", "http", "a b"]);
-    }
-
-    #[test]
-    fn refuses_configs_without_a_workload_or_with_junk() {
-        assert!(VmConfig::parse("module /x.ko\n").is_err());
-        assert!(VmConfig::parse("bogus line\narg x\n").is_err());
-        assert!(VmConfig::parse("net eth0\narg x\n").is_err());
-    }
 
     #[test]
     fn prefixes_become_netmasks() {

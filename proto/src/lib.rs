@@ -5,7 +5,8 @@
 //! - [`applet`]: the guest's applets, their options and the arguments the host reads, parsed
 //!   by one flag parser ([`args`]);
 //! - [`caps`]: the capability set a container workload keeps, on every container backend;
-//! - [`metric`]: what is measured (metric names and units), startup phase points and disk layers.
+//! - [`metric`]: what is measured (metric names and units), startup phase points and disk layers;
+//! - [`vmconf`]: the VM configuration the host writes into the initramfs and init reads.
 //!
 //! The crate has no dependencies so that both the static guest binary and the host library can
 //! share it.
@@ -15,5 +16,6 @@ pub mod args;
 pub mod caps;
 pub mod marker;
 pub mod metric;
+pub mod vmconf;
 
 pub use marker::{Marker, DEFAULT_MARKER_FD, MARKER_FD_ENV, PREFIX};

@@ -154,7 +154,7 @@ impl BackendError {
 /// Host-wide options that backends may need (from the command line).
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
-    pub accel: Option<crate::cli::AccelChoice>,
+    pub accel: Option<vm::accel::AccelChoice>,
     pub kernel: Option<PathBuf>,
 }
 

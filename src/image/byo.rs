@@ -1,6 +1,6 @@
 //! Bring your own workload: host binaries copied into the image with the shared libraries they
-//! load (found with the system's `ldd`, the dynamic loader's own answer), and a user-supplied
-//! rootfs (a directory, or a tarball such as `docker export` writes) as the image's base.
+//! load (see [`super::libs`]), and a user-supplied rootfs (a directory, or a tarball such as
+//! `docker export` writes) as the image's base.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -25,40 +25,8 @@ pub fn closure(binary: &Path) -> Result<BTreeSet<PathBuf>, ImageError> {
         return Err(bad("not a regular file".into()));
     }
     let mut files = BTreeSet::from([binary.to_path_buf()]);
-    let out = Command::new("ldd")
-        .arg(binary)
-        .output()
-        .map_err(|e| bad(format!("cannot run ldd: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // A static binary makes ldd say "not a dynamic executable" and exit 1: nothing more to copy.
-    if out.status.success() {
-        for lib in parse_ldd(&text) {
-            if lib.as_os_str().is_empty() {
-                return Err(bad(format!(
-                    "a shared library is missing on the host:\n{text}"
-                )));
-            }
-            files.insert(lib);
-        }
-    }
+    files.extend(super::libs::shared_libraries(binary).map_err(|e| bad(e.to_string()))?);
     Ok(files)
-}
-
-/// Library paths from `ldd` output; an empty path marks a "not found" library.
-fn parse_ldd(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.contains("=> not found") {
-                return Some(PathBuf::new());
-            }
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => line.split_whitespace().next()?, // the loader: "/lib64/ld-linux... (0x..)"
-            };
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
 }
 
 /// Copies `files` (absolute host paths) to the same paths under `root`, following symlinks so
@@ -114,22 +82,6 @@ pub fn unpack_rootfs(src: &Path, root: &Path) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ldd_output_is_parsed() {
-        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
-        assert_eq!(
-            parse_ldd(text),
-            vec![
-                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
-            ]
-        );
-        assert_eq!(
-            parse_ldd("\tlibfoo.so => not found\n"),
-            vec![PathBuf::new()]
-        );
-    }
 
     #[test]
     fn a_dynamic_host_binary_brings_its_loader_and_libc() {

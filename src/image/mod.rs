@@ -19,6 +19,7 @@ mod byo;
 pub mod ext4;
 pub mod filter;
 pub mod initramfs;
+pub mod libs;
 
 use crate::scenario::{Scenario, Workload};
 

@@ -8,12 +8,14 @@
 //!
 //! The verdict is cached twice: in memory for the rest of this cvm process (both VM backends
 //! and `cvm doctor` ask), and on disk keyed by the QEMU version, the kernel's content hash and
-//! the host kernel release, so only the first run on a host pays the probe's seconds.
+//! the host kernel release, so only the first run on a host pays the probe's seconds. On disk a
+//! success is kept for as long as its key holds, a failure for [`FAILURE_TTL`] only (see
+//! [`reusable`]).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -23,14 +25,24 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::qemu::{cmdline, Accel, Profile, QemuSpec};
-use crate::cli::AccelChoice;
 
 /// How long the probe guest gets to reach init under KVM. A working KVM boots the tuned microvm
 /// to init in well under a second; TCG on the reference host takes about 2 s, so a KVM that is
 /// slower than this is no better than emulation anyway.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
-/// Bumped when the probe's method changes, so cached verdicts are redone.
-const PROBE_VERSION: &str = "1";
+/// Bumped when the probe's method or the cache format changes, so cached verdicts are redone.
+const PROBE_VERSION: &str = "2";
+/// How long a failed probe's verdict is reused from disk.
+pub const FAILURE_TTL: Duration = Duration::from_secs(3600);
+
+/// Which accelerator the user asked for (`--accel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    /// KVM if the probe guest boots under it, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
 
 /// What the KVM probe found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,17 +168,23 @@ pub fn probe_cached(guest: &ProbeGuest<'_>) -> KvmProbe {
         return v.clone();
     }
     let file = guest.cache.join("accel").join(format!("{key}.json"));
-    let verdict = match std::fs::read(&file)
+    let now = unix_now();
+    let cached = std::fs::read(&file)
         .ok()
-        .and_then(|b| serde_json::from_slice::<KvmProbe>(&b).ok())
-    {
-        Some(v) => v,
+        .and_then(|b| serde_json::from_slice::<CachedVerdict>(&b).ok())
+        .filter(|c| reusable(c, now));
+    let verdict = match cached {
+        Some(c) => c.verdict,
         None => {
             let v = probe_kvm(guest);
             if let Some(dir) = file.parent() {
                 // Best effort: without the file the next cvm process probes again.
                 let _ = std::fs::create_dir_all(dir);
-                if let Ok(json) = serde_json::to_vec(&v) {
+                let entry = CachedVerdict {
+                    verdict: v.clone(),
+                    probed_at: now,
+                };
+                if let Ok(json) = serde_json::to_vec(&entry) {
                     let _ = std::fs::write(&file, json);
                 }
             }
@@ -175,6 +193,34 @@ pub fn probe_cached(guest: &ProbeGuest<'_>) -> KvmProbe {
     };
     memo.insert(key, verdict.clone());
     verdict
+}
+
+/// A verdict as stored on disk, with when it was found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CachedVerdict {
+    verdict: KvmProbe,
+    /// Seconds since the Unix epoch.
+    probed_at: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether a verdict from disk may stand in for a probe at `now`.
+///
+/// A success is reused for as long as the cache key holds: the key already changes with
+/// everything that makes KVM boot this guest or not on the cvm side (QEMU version, guest
+/// kernel, host kernel release), and re-probing a working KVM costs a boot every run for no
+/// news. A failure is reused for [`FAILURE_TTL`] only, because its causes often lie outside the
+/// key and get fixed without any of it changing: the user added to the kvm group, a module was
+/// loaded, the outer hypervisor's nested paging was switched on, a busy host made the probe time
+/// out. Not caching failures at all would make every cvm process on a host with a hung KVM (the
+/// reference host) pay the full probe timeout; an hour bounds both costs.
+fn reusable(cached: &CachedVerdict, now: u64) -> bool {
+    cached.verdict.usable() || now.saturating_sub(cached.probed_at) < FAILURE_TTL.as_secs()
 }
 
 fn cache_key(guest: &ProbeGuest<'_>) -> String {
@@ -291,11 +337,6 @@ fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
         .map(|mhz| (mhz * 1000.0).round() as u64)
 }
 
-/// Where the probe's verdicts are cached (for tests and `cvm doctor`).
-pub fn probe_cache_dir(cache: &Path) -> PathBuf {
-    cache.join("accel")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +373,41 @@ mod tests {
             let json = serde_json::to_string(&v).unwrap();
             assert_eq!(serde_json::from_str::<KvmProbe>(&json).unwrap(), v);
         }
+    }
+
+    #[test]
+    fn a_failed_probe_is_not_reused_once_it_is_stale() {
+        let now = 100_000_000;
+        let entry = |verdict, age: u64| CachedVerdict {
+            verdict,
+            probed_at: now - age,
+        };
+        let hung = || KvmProbe::Hung { timeout_s: 8 };
+        let failed = || KvmProbe::Failed { error: "x".into() };
+        let stale = FAILURE_TTL.as_secs();
+        assert!(!reusable(&entry(hung(), stale), now));
+        assert!(!reusable(&entry(failed(), stale + 1), now));
+        assert!(!reusable(
+            &entry(KvmProbe::NoAccess { error: "x".into() }, stale),
+            now
+        ));
+        assert!(reusable(&entry(hung(), 60), now));
+        let usable = || KvmProbe::Usable { boot_s: 0.3 };
+        assert!(reusable(&entry(usable(), 30 * 24 * 3600), now));
+        // A clock that went backwards makes the entry fresh, not an underflow.
+        assert!(reusable(
+            &CachedVerdict {
+                verdict: hung(),
+                probed_at: now + 10
+            },
+            now
+        ));
+    }
+
+    #[test]
+    fn a_cache_file_from_the_old_format_is_not_read() {
+        let old = serde_json::to_vec(&KvmProbe::Hung { timeout_s: 8 }).unwrap();
+        assert!(serde_json::from_slice::<CachedVerdict>(&old).is_err());
     }
 
     #[test]

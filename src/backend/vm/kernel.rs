@@ -10,8 +10,10 @@
 //! payload is piped through the Debian tools `xz`, `gzip`, `zstd` (e2fsprogs' neighbours in
 //! scripts/setup.sh) rather than decompression crates: no C libraries to build into cvm (xz2 and
 //! zstd wrap liblzma and libzstd), the tools are the fastest implementations available, and this
-//! runs once per kernel. A tool's complaints about trailing bytes (zstd payloads carry the
-//! uncompressed size after the frame) are tolerated when the output is an ELF file.
+//! runs once per kernel. Only the end of the input is forgiven: the payload range is cut so the
+//! decompressor sees the compressed stream and nothing after it except what the kernel build
+//! itself appends (zstd: the uncompressed size), and a tool that fails for any other reason
+//! (a corrupt or truncated stream) is an error, never a short vmlinux.
 
 use std::fs;
 use std::io;
@@ -38,6 +40,12 @@ pub enum KernelError {
         tool: &'static str,
         #[source]
         source: io::Error,
+    },
+    #[error("{tool} cannot decompress the payload of {path} ({status})")]
+    Decompress {
+        tool: &'static str,
+        path: PathBuf,
+        status: std::process::ExitStatus,
     },
     #[error("{tool} did not produce an ELF vmlinux from {path}")]
     NotElf { tool: &'static str, path: PathBuf },
@@ -92,6 +100,12 @@ impl Payload {
             Payload::Lz4 => "lz4",
             Payload::Elf => "uncompressed",
         }
+    }
+
+    /// Whether the decompressor's exit status means it wrote the whole stream: gzip exits 2 for
+    /// a warning, which trailing bytes after the stream are; every other failure is an error.
+    fn succeeded(self, status: std::process::ExitStatus) -> bool {
+        status.success() || (self == Payload::Gzip && status.code() == Some(2))
     }
 
     /// The tool and arguments that decompress it from stdin to stdout.
@@ -182,9 +196,24 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, KernelError> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
-    crate::doctor::find_host_kernel()
-        .map(PathBuf::from)
-        .ok_or(KernelError::NotFound)
+    find_host_kernel().ok_or(KernelError::NotFound)
+}
+
+/// The newest readable kernel image in /boot.
+pub fn find_host_kernel() -> Option<PathBuf> {
+    let mut kernels: Vec<_> = fs::read_dir("/boot")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .filter(|p| fs::File::open(p).is_ok())
+        .collect();
+    kernels.sort();
+    kernels.pop()
 }
 
 /// A bzImage read and understood.
@@ -256,18 +285,38 @@ pub fn extract(payload: &[u8], format: Payload, path: &Path) -> Result<Vec<u8>, 
             format: format.as_str(),
         });
     };
-    // The exit status is not checked: with bytes after the stream (a bzImage has some) the tool
-    // complains but has written the whole vmlinux; the ELF magic decides.
-    let out = crate::image::filter::pipe_through(tool, args, payload)
-        .map_err(|source| KernelError::Tool { tool, source })?;
-    if !out.stdout.starts_with(b"\x7fELF") {
-        return Err(KernelError::NotElf {
-            tool,
-            path: path.to_path_buf(),
-        });
+    // The kernel build appends the uncompressed size after some streams (zstd's and, in older
+    // kernels, every format's); zstd refuses trailing bytes, so without them is tried too.
+    let trimmed = &payload[..payload.len().saturating_sub(SIZE_TRAILER)];
+    let attempts: [&[u8]; 2] = match format {
+        Payload::Zstd => [trimmed, payload],
+        _ => [payload, trimmed],
+    };
+    let mut failed = None;
+    for input in attempts {
+        let out = crate::image::filter::pipe_through(tool, args, input)
+            .map_err(|source| KernelError::Tool { tool, source })?;
+        if !format.succeeded(out.status) {
+            failed = Some(out.status);
+            continue;
+        }
+        if !out.stdout.starts_with(b"\x7fELF") {
+            return Err(KernelError::NotElf {
+                tool,
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(out.stdout);
     }
-    Ok(out.stdout)
+    Err(KernelError::Decompress {
+        tool,
+        path: path.to_path_buf(),
+        status: failed.expect("at least one attempt ran"),
+    })
 }
+
+/// The kernel build's appended uncompressed size: 32 bits, little-endian.
+const SIZE_TRAILER: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -321,6 +370,42 @@ mod tests {
     fn compress(tool: &str, args: &[&str], data: &[u8]) -> Option<Vec<u8>> {
         let out = crate::image::filter::pipe_through(tool, args, data).ok()?;
         out.status.success().then_some(out.stdout)
+    }
+
+    #[test]
+    fn a_corrupt_payload_is_an_error_not_a_short_vmlinux() {
+        for (tool, magic) in [
+            ("xz", &b"\xfd7zXZ\x00"[..]),
+            ("gzip", &[0x1f, 0x8b, 0x08, 0x00][..]),
+            ("zstd", &[0x28, 0xb5, 0x2f, 0xfd][..]),
+        ] {
+            if crate::image::filter::pipe_through(tool, &["--version"], b"").is_err() {
+                eprintln!("SKIPPED: {tool} not installed");
+                continue;
+            }
+            let mut payload = magic.to_vec();
+            payload.extend((0..4096u32).map(|i| (i * 7 % 253) as u8));
+            let format = Payload::detect(&payload).unwrap();
+            let err = extract(&payload, format, Path::new("corrupt")).unwrap_err();
+            assert!(
+                matches!(err, KernelError::Decompress { .. }),
+                "{tool}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_truncated_stream_is_an_error() {
+        let elf: Vec<u8> = b"\x7fELF\x02".iter().copied().chain(0..=255).collect();
+        let Some(packed) = compress("xz", &["-c", "--check=crc32"], &elf) else {
+            eprintln!("SKIPPED: xz not installed");
+            return;
+        };
+        let cut = &packed[..packed.len() / 2];
+        assert!(matches!(
+            extract(cut, Payload::Xz, Path::new("cut")),
+            Err(KernelError::Decompress { tool: "xz", .. })
+        ));
     }
 
     #[test]

@@ -17,8 +17,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::net::{GUEST_CIDR, GUEST_NET_DEVICE};
-
 /// Which machine a VM backend builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -242,11 +240,6 @@ pub fn cmdline(profile: Profile, accel: Accel, host_tsc_khz: Option<u64>) -> Str
         }
     }
     parts.join(" ")
-}
-
-/// The guest side of the network, for init's configuration (see `net`).
-pub fn guest_net_line() -> String {
-    format!("net {GUEST_NET_DEVICE} {GUEST_CIDR}")
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! QMP is a greeting, `qmp_capabilities`, then one `{"execute": ...}` per line answered by a
 //! `{"return": ...}` or `{"error": ...}` line, with asynchronous `{"event": ...}` lines
-//! interleaved. A handful of commands is all cvm needs, so a crate would add more than it saves.
+//! interleaved. Connecting and `quit` are all cvm needs, so a crate would add more than it saves.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -99,28 +99,6 @@ impl Qmp {
         }
     }
 
-    /// `query-status`: the VM's run state (`running`, `shutdown`, ...).
-    pub fn status(&mut self) -> Result<String, QmpError> {
-        let r = self.execute("query-status", None)?;
-        Ok(r.get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_string())
-    }
-
-    /// `query-memory-size-summary`: the guest RAM QEMU allocated, in bytes.
-    pub fn guest_memory(&mut self) -> Result<u64, QmpError> {
-        let r = self.execute("query-memory-size-summary", None)?;
-        r.get("base-memory")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| QmpError::Parse(r.to_string()))
-    }
-
-    /// `system_powerdown`: an ACPI power-button press, which the guest may act on.
-    pub fn powerdown(&mut self) -> Result<(), QmpError> {
-        self.execute("system_powerdown", None).map(drop)
-    }
-
     /// `quit`: QEMU stops the guest and exits cleanly (closing files, removing nothing it did
     /// not create). The connection closing before the reply is also success.
     pub fn quit(&mut self) -> Result<(), QmpError> {
@@ -170,6 +148,27 @@ mod tests {
     }
 
     #[test]
+    fn quit_succeeds_when_qemu_hangs_up_before_replying() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut w = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            w.write_all(b"{\"QMP\": {}}\n{\"return\": {}}\n").unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap(); // qmp_capabilities
+            line.clear();
+            r.read_line(&mut line).unwrap(); // quit: hang up without a reply
+            line
+        });
+        let mut q = Qmp::connect(&sock, Duration::from_secs(2)).unwrap();
+        q.quit().unwrap();
+        assert_eq!(server.join().unwrap().trim(), r#"{"execute":"quit"}"#);
+    }
+
+    #[test]
     fn negotiates_then_runs_commands_skipping_events() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("qmp.sock");
@@ -184,12 +183,21 @@ mod tests {
             ],
         );
         let mut q = Qmp::connect(&sock, Duration::from_secs(2)).unwrap();
-        assert_eq!(q.status().unwrap(), "running");
-        assert_eq!(q.guest_memory().unwrap(), 256 << 20);
-        let err = q.powerdown().unwrap_err();
+        let status = q.execute("query-status", None).unwrap();
+        assert_eq!(status["status"], "running");
+        let mem = q
+            .execute("query-memory-size-summary", Some(json!({})))
+            .unwrap();
+        assert_eq!(mem["base-memory"], 268435456u64);
+        let err = q.execute("system_powerdown", None).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
         let seen = server.join().unwrap();
         assert_eq!(seen[0], r#"{"execute":"qmp_capabilities"}"#);
         assert_eq!(seen[1], r#"{"execute":"query-status"}"#);
+        let third: Value = serde_json::from_str(&seen[2]).unwrap();
+        assert_eq!(
+            third,
+            json!({"execute": "query-memory-size-summary", "arguments": {}})
+        );
     }
 }

@@ -1,0 +1,183 @@
+//! The guest's serial console (QEMU's stdout) and QEMU's own stderr, read on their own threads
+//! into the instance's events.
+//!
+//! Phase points come from the console: `firmware` (vm-classic only) at the first byte, SeaBIOS's
+//! banner; `kernel` at the kernel's `Linux version` banner; then the guest's markers, which init
+//! and the workload write to the same console. Every other line is kept as output for error
+//! messages.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use cvm_proto::Marker;
+
+use crate::backend::events::Event;
+
+/// Reads the guest's serial console (QEMU's stdout): phase points, markers, and other lines
+/// kept for error messages. Lines are stamped when their newline arrives, as markers from a
+/// pipe are; the `firmware` and `kernel` points are stamped at their first byte.
+pub(super) fn spawn_console_reader<R: Read + Send + 'static>(
+    mut source: R,
+    tx: Sender<Event>,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("cvm-console".into())
+        .spawn(move || {
+            let mut parser = ConsoleParser::default();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match source.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let at = Instant::now();
+                for event in parser.feed(&buf[..n], at) {
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// The console's state machine, separate from the thread so it can be tested.
+#[derive(Default)]
+struct ConsoleParser {
+    line: Vec<u8>,
+    /// Where each read's bytes start in `line`, and when they arrived: a line can span reads
+    /// that arrive seconds apart (vm-classic's loader prints `Probing EDD... ok`, then the
+    /// kernel, decompressed much later, continues the same line with its banner).
+    arrivals: Vec<(usize, Instant)>,
+    /// When the very first byte arrived.
+    first_byte: Option<Instant>,
+    kernel_seen: bool,
+    lines_before_kernel: usize,
+}
+
+/// The kernel's banner (`pr_notice`, printed at `loglevel=6`): the `kernel` phase point.
+const KERNEL_BANNER: &str = "Linux version ";
+
+impl ConsoleParser {
+    fn feed(&mut self, bytes: &[u8], at: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        if !bytes.is_empty() {
+            self.first_byte.get_or_insert(at);
+        }
+        for &b in bytes {
+            if self.arrivals.last().is_none_or(|(_, t)| *t != at) {
+                self.arrivals.push((self.line.len(), at));
+            }
+            if b != b'\n' {
+                self.line.push(b);
+                continue;
+            }
+            self.finish_line(at, &mut events);
+        }
+        events
+    }
+
+    fn finish_line(&mut self, at: Instant, events: &mut Vec<Event>) {
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        if !self.kernel_seen {
+            if let Some(pos) = find_bytes(&self.line, KERNEL_BANNER.as_bytes()) {
+                self.kernel_seen = true;
+                let banner_at = self
+                    .arrivals
+                    .iter()
+                    .rev()
+                    .find(|(offset, _)| *offset <= pos)
+                    .map_or(at, |(_, t)| *t);
+                let first = self.first_byte.unwrap_or(banner_at);
+                if self.lines_before_kernel > 0 {
+                    // Whole lines before the kernel's: firmware (SeaBIOS) and the loader.
+                    events.push(Event::Phase("firmware", first));
+                    events.push(Event::Phase("kernel", banner_at));
+                } else {
+                    // The banner is the first thing printed: its first byte is kernel entry.
+                    events.push(Event::Phase("kernel", first));
+                }
+            }
+        }
+        if !self.kernel_seen {
+            self.lines_before_kernel += 1;
+        }
+        self.line.clear();
+        self.arrivals.clear();
+        match Marker::parse(&text) {
+            Some(m) => events.push(Event::Marker(m, at)),
+            None => {
+                let clean: String = text.trim().chars().filter(|c| !c.is_control()).collect();
+                if !clean.is_empty() {
+                    events.push(Event::Output(clean));
+                }
+            }
+        }
+    }
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+pub(super) fn spawn_stderr_reader<R: Read + Send + 'static>(
+    source: R,
+    tx: Sender<Event>,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("cvm-qemu-stderr".into())
+        .spawn(move || {
+            for line in BufReader::new(source).lines().map_while(Result::ok) {
+                if tx.send(Event::Output(format!("qemu: {line}"))).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn console_parser_stamps_firmware_kernel_and_markers() {
+        let t0 = Instant::now();
+        let t = |ms| t0 + Duration::from_millis(ms);
+        let mut p = ConsoleParser::default();
+        let mut ev = p.feed(b"\x1b[2JSeaBIOS (version 1.16)\r\nProbing EDD... ok", t(10));
+        ev.extend(p.feed(b"\x1b[2J[    0.000000] Linux ", t(20)));
+        ev.extend(p.feed(b"version 6.1.0\r\n", t(25)));
+        ev.extend(p.feed(b"CVM:init\r\nCVM:ready\r\n", t(30)));
+        let phases: Vec<(&str, Instant)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Phase(n, at) => Some((*n, *at)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(phases, vec![("firmware", t(10)), ("kernel", t(20))]);
+        let markers: Vec<&Marker> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Marker(m, _) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(markers, vec![&Marker::Init, &Marker::Ready]);
+        assert!(ev
+            .iter()
+            .any(|e| matches!(e, Event::Output(l) if l.starts_with("[2JSeaBIOS") || l.contains("SeaBIOS"))));
+    }
+
+    #[test]
+    fn a_kernel_banner_first_is_no_firmware_phase() {
+        let t0 = Instant::now();
+        let mut p = ConsoleParser::default();
+        let ev = p.feed(b"[    0.000000] Linux version 6.1.0\r\n", t0);
+        assert!(matches!(ev[0], Event::Phase("kernel", at) if at == t0));
+        assert!(!ev.iter().any(|e| matches!(e, Event::Phase("firmware", _))));
+    }
+}

@@ -1,0 +1,209 @@
+//! One running guest: QEMU launched from the prepared template with this instance's QMP socket,
+//! port forwards and data disk, supervised until teardown.
+//!
+//! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
+//! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
+//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
+//! means no host network objects exist to clean up (see [`super::net`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use super::console::{spawn_console_reader, spawn_stderr_reader};
+use super::prepare::GuestPlan;
+use super::qemu::{PortForward, QemuSpec};
+use super::{net, qmp};
+use crate::backend::events::Event;
+use crate::backend::process::{StopPolicy, Supervised};
+use crate::backend::{BackendError, Instance, LaunchContext};
+use crate::image::ext4;
+use crate::scenario::BackendKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("cannot create the instance's temporary directory {path}")]
+    TempDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the instance's data disk")]
+    Disk(#[source] ext4::Ext4Error),
+    #[error("cannot find a free loopback port for the guest's network")]
+    Port(#[source] io::Error),
+    #[error("cannot start {program} (install qemu-system-x86)")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start the event threads")]
+    Thread(#[source] io::Error),
+    #[error("cannot remove the instance's temporary directory {path}")]
+    Cleanup {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Starts QEMU from `template` with this instance's QMP socket, forwards and data disk, and the
+/// threads that turn its output and exit into events.
+pub(super) fn launch(
+    kind: BackendKind,
+    template: &QemuSpec,
+    guest: &GuestPlan,
+    ctx: &LaunchContext,
+) -> Result<Box<dyn Instance>, BackendError> {
+    let fail = |e| BackendError::launch(kind, e);
+    let tmp = std::env::temp_dir().join(format!(
+        "cvm-{}-{}-{}-{:04x}",
+        ctx.run_id,
+        kind,
+        ctx.instance,
+        fastrand::u16(..)
+    ));
+    std::fs::create_dir(&tmp).map_err(|source| {
+        fail(InstanceError::TempDir {
+            path: tmp.clone(),
+            source,
+        })
+    })?;
+    // From here on the directory is owned by this guard until the instance takes it over.
+    let mut cleanup = TempDir(Some(tmp.clone()));
+    let mut spec = template.clone();
+    spec.qmp = Some(tmp.join("qmp.sock"));
+    if !guest.forward_ports.is_empty() {
+        let mut forwards = Vec::new();
+        for &guest in &guest.forward_ports {
+            let host = net::free_loopback_port().map_err(|e| fail(InstanceError::Port(e)))?;
+            forwards.push(PortForward { host, guest });
+        }
+        spec.net = Some(forwards);
+    }
+    if let Some(d) = &guest.disk {
+        let img = tmp.join("data.img");
+        ext4::make_disk(&img, d.size_mib, None).map_err(|e| fail(InstanceError::Disk(e)))?;
+        spec.disk = Some(img);
+    }
+
+    let mut cmd = Command::new(&spec.binary);
+    cmd.args(spec.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C at the terminal reaches cvm, which tears down.
+        .process_group(0);
+    let started_at = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| {
+        fail(InstanceError::Spawn {
+            program: spec.binary.clone(),
+            source,
+        })
+    })?;
+    let spawned = Instant::now();
+    let (tx, events) = mpsc::channel();
+    let _ = tx.send(Event::Phase("spawn", spawned));
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    // From here a failure drops `instance`, whose teardown kills QEMU and removes `tmp`.
+    let instance = VmInstance {
+        kind,
+        qemu: Supervised::from_child(child),
+        started_at,
+        events,
+        qmp: spec.qmp.clone(),
+        forwards: spec.net.clone().unwrap_or_default(),
+        tmp: cleanup.0.take(),
+    };
+    if let Some(out) = stdout {
+        spawn_console_reader(out, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
+    }
+    if let Some(err) = stderr {
+        spawn_stderr_reader(err, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
+    }
+    instance
+        .qemu
+        .watch_exit(None, 0, tx)
+        .map_err(|e| fail(InstanceError::Thread(e)))?;
+    Ok(Box::new(instance))
+}
+
+/// Removes a directory on drop unless taken.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+struct VmInstance {
+    kind: BackendKind,
+    qemu: Supervised,
+    started_at: Instant,
+    events: Receiver<Event>,
+    qmp: Option<PathBuf>,
+    forwards: Vec<PortForward>,
+    tmp: Option<PathBuf>,
+}
+
+/// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
+/// guest's own power-off is not waited for, since a workload may have hung the guest.
+struct QmpQuit<'a>(Option<&'a Path>);
+
+impl StopPolicy for QmpQuit<'_> {
+    fn request(&self, _qemu: nix::unistd::Pid) -> bool {
+        self.0
+            .and_then(|p| qmp::Qmp::connect(p, Duration::from_millis(500)).ok())
+            .is_some_and(|mut q| q.quit().is_ok())
+    }
+}
+
+impl Instance for VmInstance {
+    fn started_at(&self) -> Instant {
+        self.started_at
+    }
+    fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+    fn host_pids(&self) -> Vec<u32> {
+        self.qemu.running_pid().into_iter().collect()
+    }
+    fn endpoint(&self, port: u16) -> Option<SocketAddr> {
+        self.forwards
+            .iter()
+            .find(|f| f.guest == port)
+            .map(|f| net::host_endpoint(f.host))
+    }
+    fn teardown(&mut self) -> Result<(), BackendError> {
+        self.qemu.stop(&QmpQuit(self.qmp.as_deref()));
+        self.qemu.reap();
+        if let Some(dir) = self.tmp.take() {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(BackendError::teardown(
+                        self.kind,
+                        InstanceError::Cleanup { path: dir, source },
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VmInstance {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}

@@ -1,0 +1,475 @@
+//! Preparing a VM backend for a scenario: the guest kernel (and its extracted vmlinux), the
+//! accelerator decision, the guest plan (vCPUs, memory, forwarded ports, data disk), init's
+//! configuration and the initramfs that carries it, and the QEMU command template every launch
+//! fills in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cvm_proto::vmconf::{self, DiskConfig, NetConfig, VmConfig, VmConfigError};
+
+use super::accel::{self, AccelChoice, AccelDecision, KvmProbe, ProbeGuest};
+use super::kernel::{self, Kernel, KernelError};
+use super::modules::{resolve_modules, ModulesError};
+use super::qemu::{self, Profile, QemuSpec};
+use super::{instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use crate::backend::{
+    Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
+    Prepared, Stack,
+};
+use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
+use crate::image::{self, libs, Image, ImageError};
+use crate::scenario::{BackendKind, NetworkMode, Readiness, Scenario, ScenarioError};
+
+/// Extra space on an io data disk beyond what the workload writes (ext4 metadata, journal).
+const DISK_SLACK_MIB: u64 = 64;
+/// The data disk as the guest sees it: the first virtio block device.
+const GUEST_DISK: &str = "/dev/vda";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("cannot use the guest kernel")]
+    Kernel(#[source] KernelError),
+    #[error("cannot load the startup scenario for the probe guest")]
+    Scenario(#[source] ScenarioError),
+    #[error("cannot build the image for the probe guest")]
+    Image(#[source] ImageError),
+    #[error("cannot gather the guest's kernel modules")]
+    Modules(#[source] ModulesError),
+    #[error("cannot write the guest's configuration")]
+    Config(#[source] VmConfigError),
+    #[error("cannot build the initramfs")]
+    Initramfs(#[source] InitramfsError),
+    #[error("unknown {INITRAMFS_COMPRESSION_ENV} value {0:?} (none, gzip or zstd)")]
+    BadCompression(String),
+}
+
+/// `vm` or `vm-classic`.
+pub struct VmBackend {
+    profile: Profile,
+    opts: HostOptions,
+}
+
+impl VmBackend {
+    pub fn new(profile: Profile, opts: &HostOptions) -> Self {
+        VmBackend {
+            profile,
+            opts: opts.clone(),
+        }
+    }
+
+    fn backend_kind(&self) -> BackendKind {
+        match self.profile {
+            Profile::Micro => BackendKind::Vm,
+            Profile::Classic => BackendKind::VmClassic,
+        }
+    }
+}
+
+/// `qemu-system-x86_64` on the host.
+pub fn find_qemu() -> Option<PathBuf> {
+    crate::backend::find_binary(QEMU)
+}
+
+impl Backend for VmBackend {
+    fn kind(&self) -> BackendKind {
+        self.backend_kind()
+    }
+    fn stack(&self) -> Stack {
+        Stack::Vm
+    }
+    fn availability(&self) -> Availability {
+        if find_qemu().is_none() {
+            return Availability::unavailable(
+                format!("{QEMU} not found"),
+                "apt-get install qemu-system-x86 (or scripts/setup.sh)",
+            );
+        }
+        match kernel::find(self.opts.kernel.as_deref()) {
+            Ok(k) if std::fs::File::open(&k).is_ok() => Availability::Available,
+            Ok(k) => Availability::unavailable(
+                format!("the guest kernel {} is not readable", k.display()),
+                "run as root, or pass --kernel PATH to a readable bzImage",
+            ),
+            Err(e) => Availability::unavailable(
+                e.to_string(),
+                "apt-get install linux-image-amd64 (or scripts/setup.sh), or pass --kernel PATH",
+            ),
+        }
+    }
+
+    fn prepare(
+        &self,
+        scenario: &Scenario,
+        image: &Image,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        let kind = self.backend_kind();
+        let fail = |e| BackendError::prepare(kind, e);
+        let assets = GuestAssets::load(self.opts.kernel.as_deref()).map_err(fail)?;
+        let decision = assets.decide_accel(self.opts.accel, image).map_err(fail)?;
+        if let Some(w) = &decision.warning {
+            eprintln!("cvm: {kind}: {w}");
+        }
+        let compression = match std::env::var(INITRAMFS_COMPRESSION_ENV) {
+            Ok(v) => Compression::parse(&v)
+                .ok_or_else(|| fail(PrepareError::BadCompression(v.clone())))?,
+            Err(_) => Compression::default(),
+        };
+        let guest = GuestPlan::for_scenario(scenario);
+        let release = assets.kernel.info.release().to_string();
+        let modules = resolve_modules(
+            Path::new("/lib/modules").join(&release).as_path(),
+            &release,
+            &guest.module_names(self.profile),
+        )
+        .map_err(|e| fail(PrepareError::Modules(e)))?;
+        let argv = image.workload_argv(&scenario.workload);
+        let config = guest
+            .vm_config(argv, &modules)
+            .to_text()
+            .map_err(|e| fail(PrepareError::Config(e)))?;
+        let initrd = initramfs::build(
+            &InitramfsSpec {
+                rootfs: image.rootfs().to_path_buf(),
+                modules: modules.clone(),
+                files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
+                compression,
+            },
+            &image::cache_dir().join("initramfs"),
+        )
+        .map_err(|e| fail(PrepareError::Initramfs(e)))?;
+        let boot_kernel = match self.profile {
+            Profile::Micro => assets.vmlinux.clone(),
+            Profile::Classic => assets.kernel.bzimage.clone(),
+        };
+        let cmdline = qemu::cmdline(self.profile, decision.accel, accel::host_tsc_khz());
+        let qemu_bin = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
+        let sandbox = qemu::sandbox_supported(&qemu_bin);
+        let initrd_bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
+
+        let mut config = BackendConfig::new();
+        config.insert(
+            crate::results::ACCEL_KEY.into(),
+            decision.accel.as_str().into(),
+        );
+        config.insert("accel_reason".into(), decision.reason.clone());
+        config.insert("machine".into(), self.profile.machine().into());
+        config.insert("boot_path".into(), self.profile.boot_path().into());
+        config.insert("kernel".into(), release);
+        config.insert("kernel_image".into(), boot_kernel.display().to_string());
+        config.insert("cmdline".into(), cmdline.clone());
+        config.insert(
+            "network".into(),
+            if guest.forward_ports.is_empty() {
+                "none (no NIC)".into()
+            } else {
+                net::MODE.into()
+            },
+        );
+        config.insert(
+            "sandbox".into(),
+            if sandbox {
+                format!("seccomp ({})", qemu::SANDBOX)
+            } else {
+                "none (this QEMU build has no seccomp)".into()
+            },
+        );
+        config.insert("initramfs_compression".into(), compression.as_str().into());
+        config.insert("initramfs_bytes".into(), initrd_bytes.to_string());
+        config.insert("vcpus".into(), guest.vcpus.to_string());
+        config.insert("memory_mib".into(), guest.memory_mib.to_string());
+        config.insert(
+            "data_disk".into(),
+            match &guest.disk {
+                Some(d) => format!("virtio-blk ext4 {} MiB at {}", d.size_mib, d.mount),
+                None => "none".into(),
+            },
+        );
+        if let Some(v) = crate::measure::host::tool_version(QEMU, &["--version"]) {
+            config.insert("qemu".into(), crate::measure::host::version_number(&v));
+        }
+
+        let mut layers: BTreeMap<String, Vec<PathBuf>> = image
+            .layer_files()
+            .into_iter()
+            .filter(|(layer, _)| matches!(layer.as_str(), "app" | "libs"))
+            .collect();
+        let mut guest_os = vec![boot_kernel.clone()];
+        guest_os.extend(modules.iter().cloned());
+        layers.insert("guest_os".into(), guest_os);
+        layers.insert(
+            "hypervisor".into(),
+            hypervisor_files(&qemu_bin, self.profile),
+        );
+
+        Ok(Box::new(VmPrepared {
+            kind,
+            spec: QemuSpec {
+                binary: qemu_bin,
+                profile: self.profile,
+                accel: decision.accel,
+                vcpus: guest.vcpus,
+                memory_mib: guest.memory_mib,
+                kernel: boot_kernel,
+                initrd,
+                cmdline,
+                qmp: None,
+                net: None,
+                disk: None,
+                sandbox,
+            },
+            guest,
+            config,
+            layers,
+        }))
+    }
+}
+
+/// The kernel, its extracted vmlinux and what the accelerator probe needs.
+struct GuestAssets {
+    kernel: Kernel,
+    vmlinux: PathBuf,
+}
+
+impl GuestAssets {
+    fn load(explicit: Option<&Path>) -> Result<GuestAssets, PrepareError> {
+        let path = kernel::find(explicit).map_err(PrepareError::Kernel)?;
+        let kernel = Kernel::load(&path).map_err(PrepareError::Kernel)?;
+        // Extracted for both profiles: the accelerator probe boots the fast path.
+        let vmlinux = kernel
+            .vmlinux(&image::cache_dir())
+            .map_err(PrepareError::Kernel)?;
+        Ok(GuestAssets { kernel, vmlinux })
+    }
+
+    fn decide_accel(
+        &self,
+        choice: Option<AccelChoice>,
+        image: &Image,
+    ) -> Result<AccelDecision, PrepareError> {
+        // A probe that cannot even be built counts as a failed probe: TCG, with the reason.
+        Ok(accel::decide(choice, || match self.probe_initrd(image) {
+            Ok(initrd) => self.probe(&initrd),
+            Err(e) => KvmProbe::Failed {
+                error: format!("{:#}", anyhow::Error::new(e)),
+            },
+        }))
+    }
+
+    fn probe_initrd(&self, image: &Image) -> Result<PathBuf, PrepareError> {
+        let argv = vec![image::GUEST_PATH.to_string(), "hello".to_string()];
+        let config = GuestPlan::default()
+            .vm_config(argv, &[])
+            .to_text()
+            .map_err(PrepareError::Config)?;
+        initramfs::build(
+            &InitramfsSpec {
+                rootfs: image.rootfs().to_path_buf(),
+                modules: Vec::new(),
+                files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
+                compression: Compression::None,
+            },
+            &image::cache_dir().join("initramfs"),
+        )
+        .map_err(PrepareError::Initramfs)
+    }
+
+    fn probe(&self, initrd: &Path) -> KvmProbe {
+        let qemu = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
+        let version = crate::measure::host::tool_version(QEMU, &["--version"]).unwrap_or_default();
+        accel::probe_cached(&ProbeGuest {
+            qemu: &qemu,
+            qemu_version: &version,
+            vmlinux: &self.vmlinux,
+            kernel_hash: &self.kernel.hash,
+            initrd,
+            cache: &image::cache_dir(),
+        })
+    }
+}
+
+/// The KVM verdict for `cvm doctor`: the probe the VM backends run, on the startup scenario's
+/// image (cached, so doctor and the next compare share one probe).
+pub fn kvm_verdict(opts: &HostOptions) -> Result<KvmProbe, PrepareError> {
+    if !Path::new("/dev/kvm").exists() {
+        return Ok(KvmProbe::Absent);
+    }
+    let scenario = crate::scenario::load("startup").map_err(PrepareError::Scenario)?;
+    let image = Image::build(&scenario).map_err(PrepareError::Image)?;
+    let assets = GuestAssets::load(opts.kernel.as_deref())?;
+    let initrd = assets.probe_initrd(&image)?;
+    Ok(assets.probe(&initrd))
+}
+
+/// What the guest is given and does, derived from the scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct GuestPlan {
+    pub(super) vcpus: u32,
+    pub(super) memory_mib: u64,
+    /// Guest ports forwarded from host loopback ports (readiness and load need them).
+    pub(super) forward_ports: Vec<u16>,
+    pub(super) disk: Option<DataDisk>,
+}
+
+impl Default for GuestPlan {
+    fn default() -> Self {
+        GuestPlan {
+            vcpus: 1,
+            memory_mib: 128,
+            forward_ports: Vec::new(),
+            disk: None,
+        }
+    }
+}
+
+/// An ext4 data disk made per launch and mounted by init, for the io workload.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct DataDisk {
+    pub(super) size_mib: u64,
+    pub(super) mount: String,
+}
+
+impl GuestPlan {
+    fn for_scenario(s: &Scenario) -> GuestPlan {
+        let mut forward_ports = Vec::new();
+        match s.readiness {
+            Readiness::Tcp { port } | Readiness::Http { port, .. } => forward_ports.push(port),
+            Readiness::Marker => {}
+        }
+        if s.resources.network == NetworkMode::None && forward_ports.is_empty() {
+            forward_ports.clear();
+        }
+        let disk = s.workload.io_target().map(|(mount, mib)| DataDisk {
+            size_mib: mib * 2 + DISK_SLACK_MIB,
+            mount,
+        });
+        GuestPlan {
+            vcpus: *s.resources.vcpus.get_ref(),
+            memory_mib: *s.resources.memory_mib.get_ref(),
+            forward_ports,
+            disk,
+        }
+    }
+
+    /// Kernel modules the guest needs, by name; dependencies are added by [`resolve_modules`].
+    fn module_names(&self, profile: Profile) -> Vec<&'static str> {
+        let transport = match profile {
+            Profile::Micro => "virtio_mmio",
+            Profile::Classic => "virtio_pci",
+        };
+        let mut names = Vec::new();
+        if !self.forward_ports.is_empty() {
+            names.extend([transport, "virtio_net"]);
+        }
+        if self.disk.is_some() {
+            // ext4 asks the crypto API for crc32c at mount time; with no modprobe in the guest
+            // the implementation must already be loaded.
+            names.extend([transport, "virtio_blk", "crc32c_generic", "ext4"]);
+        }
+        names
+    }
+
+    /// Init's configuration: `modules` (host paths, in load order) as the initramfs places
+    /// them, the network if ports are forwarded, the data disk, and the workload's argv.
+    fn vm_config(&self, argv: Vec<String>, modules: &[PathBuf]) -> VmConfig {
+        VmConfig {
+            modules: modules
+                .iter()
+                .map(|m| InitramfsSpec::module_path(m))
+                .collect(),
+            net: (!self.forward_ports.is_empty()).then(|| NetConfig {
+                device: net::GUEST_NET_DEVICE.into(),
+                cidr: net::GUEST_CIDR.into(),
+            }),
+            disk: self.disk.as_ref().map(|d| DiskConfig {
+                device: GUEST_DISK.into(),
+                mount: d.mount.clone(),
+            }),
+            argv,
+        }
+    }
+}
+
+/// QEMU, its shared libraries and the firmware files the profile makes it load.
+fn hypervisor_files(qemu: &Path, profile: Profile) -> Vec<PathBuf> {
+    let mut files = vec![qemu.to_path_buf()];
+    // Best effort: without ldd the footprint counts QEMU's own binary and firmware only.
+    files.extend(libs::shared_libraries(qemu).unwrap_or_default());
+    let firmware: &[&str] = match profile {
+        Profile::Micro => &["bios-microvm.bin", "pvh.bin"],
+        Profile::Classic => &["bios-256k.bin", "linuxboot_dma.bin", "vgabios-stdvga.bin"],
+    };
+    for f in firmware {
+        let p = Path::new("/usr/share/qemu").join(f);
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    files
+}
+
+struct VmPrepared {
+    kind: BackendKind,
+    /// The launch template: per-instance parts (QMP socket, forwards, disk) are filled in.
+    spec: QemuSpec,
+    guest: GuestPlan,
+    config: BackendConfig,
+    layers: BTreeMap<String, Vec<PathBuf>>,
+}
+
+impl Prepared for VmPrepared {
+    fn config(&self) -> BackendConfig {
+        self.config.clone()
+    }
+
+    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
+        self.layers.clone()
+    }
+
+    fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
+        instance::launch(self.kind, &self.spec, &self.guest, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_config_lists_modules_network_disk_and_argv() {
+        let plan = GuestPlan {
+            vcpus: 1,
+            memory_mib: 256,
+            forward_ports: vec![8080],
+            disk: Some(DataDisk {
+                size_mib: 192,
+                mount: "/tmp".into(),
+            }),
+        };
+        let argv: Vec<String> = ["/bin/cvm-guest", "http", "--port", "8080"]
+            .map(String::from)
+            .into();
+        let config = plan.vm_config(
+            argv.clone(),
+            &[PathBuf::from("/lib/modules/6.1/kernel/virtio.ko")],
+        );
+        assert_eq!(
+            config,
+            VmConfig {
+                modules: vec!["/lib/modules/virtio.ko".into()],
+                net: Some(NetConfig {
+                    device: "eth0".into(),
+                    cidr: "10.0.2.15/24".into()
+                }),
+                disk: Some(DiskConfig {
+                    device: "/dev/vda".into(),
+                    mount: "/tmp".into()
+                }),
+                argv,
+            }
+        );
+        let bare = GuestPlan::default().vm_config(vec!["a\nb".into()], &[]);
+        assert_eq!((&bare.net, &bare.disk), (&None, &None));
+        assert!(bare.to_text().is_err());
+    }
+}
