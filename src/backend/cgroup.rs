@@ -331,10 +331,36 @@ fn read_u64(path: &Path) -> Option<u64> {
 /// This process's cgroup path in the hierarchy of `controller` ("" for the v2 tree).
 fn own_cgroup_path(controller: &str) -> Result<String, CgroupError> {
     let text = fs::read_to_string("/proc/self/cgroup").map_err(CgroupError::OwnCgroup)?;
-    Ok(parse_own_cgroup(&text, controller).unwrap_or_else(|| "/".to_string()))
+    Ok(parse_cgroup(&text, controller).unwrap_or_else(|| "/".to_string()))
 }
 
-fn parse_own_cgroup(text: &str, controller: &str) -> Option<String> {
+/// The directory of process `pid`'s cgroup in the hierarchy of `controller` (a v1 controller,
+/// or "" for the v2 tree), read from `/proc/<pid>/cgroup`. A runtime decides itself where a
+/// container's cgroup goes (runc on v2 puts a relative path beside its own cgroup, not under
+/// it), so the process's own record is the one place that is always right.
+pub fn of_process(pid: u32, controller: &str) -> Option<PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = parse_cgroup(&text, controller)?;
+    let mount = match (controller, detect()?) {
+        ("", CgroupVersion::V2) => PathBuf::from(ROOT),
+        ("", _) => Path::new(ROOT).join("unified"),
+        (c, _) => Path::new(ROOT).join(c),
+    };
+    Some(mount.join(path.trim_start_matches('/')))
+}
+
+/// The cgroup directory that holds process `pid`'s memory accounting: its v2 cgroup on a v2
+/// host, its memory-controller cgroup on v1 and hybrid hosts (where v1 does the limiting).
+pub fn memory_of_process(pid: u32) -> Option<PathBuf> {
+    match detect()? {
+        CgroupVersion::V2 => of_process(pid, ""),
+        CgroupVersion::V1 | CgroupVersion::Hybrid => of_process(pid, "memory"),
+    }
+}
+
+/// The path of the cgroup in `controller`'s hierarchy ("" for the v2 tree) in the text of a
+/// `/proc/<pid>/cgroup` file: one `id:controllers:path` line per hierarchy.
+fn parse_cgroup(text: &str, controller: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -352,14 +378,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_cgroup_is_found_per_controller() {
+    fn a_process_cgroup_is_found_per_controller() {
         let text = "4:memory:/process_api/abc\n3:cpu,cpuacct:/\n0::/user.slice\n";
         assert_eq!(
-            parse_own_cgroup(text, "memory").as_deref(),
+            parse_cgroup(text, "memory").as_deref(),
             Some("/process_api/abc")
         );
-        assert_eq!(parse_own_cgroup(text, "cpu").as_deref(), Some("/"));
-        assert_eq!(parse_own_cgroup(text, "").as_deref(), Some("/user.slice"));
-        assert_eq!(parse_own_cgroup(text, "pids"), None);
+        assert_eq!(parse_cgroup(text, "cpu").as_deref(), Some("/"));
+        assert_eq!(parse_cgroup(text, "").as_deref(), Some("/user.slice"));
+        assert_eq!(parse_cgroup(text, "pids"), None);
+    }
+
+    #[test]
+    fn a_container_cgroup_is_read_on_v1_v2_and_hybrid_hosts() {
+        // Pure v1: no v2 line at all.
+        let v1 = "12:pids:/user.slice/cvm-r1-runc-0-0\n\
+                  9:memory:/user.slice/cvm-r1-runc-0-0\n\
+                  4:cpu,cpuacct:/user.slice/cvm-r1-runc-0-0\n\
+                  1:name=systemd:/user.slice/session-1.scope\n";
+        assert_eq!(
+            parse_cgroup(v1, "memory").as_deref(),
+            Some("/user.slice/cvm-r1-runc-0-0")
+        );
+        assert_eq!(parse_cgroup(v1, ""), None);
+        // Pure v2: runc put the container beside cvm's cgroup, not under it.
+        let v2 = "0::/user.slice/user-0.slice/cvm-r1-runc-0-0\n";
+        assert_eq!(
+            parse_cgroup(v2, "").as_deref(),
+            Some("/user.slice/user-0.slice/cvm-r1-runc-0-0")
+        );
+        assert_eq!(parse_cgroup(v2, "memory"), None);
+        // Hybrid: v1 controllers, a named systemd hierarchy and the (empty) v2 tree.
+        let hybrid = "11:memory:/docker/0123abcd\n\
+                      5:cpu,cpuacct:/docker/0123abcd\n\
+                      1:name=systemd:/docker/0123abcd\n\
+                      0::/system.slice/docker.service\n";
+        assert_eq!(
+            parse_cgroup(hybrid, "memory").as_deref(),
+            Some("/docker/0123abcd")
+        );
+        assert_eq!(
+            parse_cgroup(hybrid, "cpuacct").as_deref(),
+            Some("/docker/0123abcd")
+        );
+        assert_eq!(
+            parse_cgroup(hybrid, "").as_deref(),
+            Some("/system.slice/docker.service")
+        );
+        // The named hierarchy is not a controller.
+        assert_eq!(parse_cgroup(hybrid, "systemd"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_memory_cgroup_where_cgroups_are_mounted() {
+        if detect().is_some() {
+            let dir = memory_of_process(std::process::id()).unwrap();
+            assert!(dir.starts_with(ROOT), "{dir:?}");
+        }
     }
 }
