@@ -120,6 +120,12 @@ impl OciBackend {
 /// Runs the guest binary alone in a container; the runtime's last line of stderr if it refuses.
 fn probe_run(runtime: &Runtime, guest: &Path) -> Result<(), String> {
     let dir = bundle::temp_dir("probe").map_err(|e| e.to_string())?;
+    // The directory's name is unique within the host, so probes running side by side (two
+    // backends in one process) never share a container id or a cgroup.
+    let id = dir.file_name().map_or_else(
+        || "cvm-oci-probe".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let result = (|| {
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(rootfs.join("bin")).map_err(|e| e.to_string())?;
@@ -136,7 +142,7 @@ fn probe_run(runtime: &Runtime, guest: &Path) -> Result<(), String> {
                 rootfs: &rootfs,
                 args: vec![GUEST_PATH.into(), "--version".into()],
                 hostname: "cvm-probe",
-                cgroup: &format!("cvm-probe-{}-{}", runtime.name, std::process::id()),
+                cgroup: &format!("{id}-{}", runtime.name),
                 limits: Limits {
                     memory_bytes: 64 << 20,
                     cpus: 1,
@@ -145,7 +151,6 @@ fn probe_run(runtime: &Runtime, guest: &Path) -> Result<(), String> {
             },
         )
         .map_err(|e| e.to_string())?;
-        let id = format!("cvm-probe-{}", std::process::id());
         let out = runtime
             .run(&dir, &id)
             .stdin(Stdio::null())
