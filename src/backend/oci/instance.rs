@@ -211,9 +211,8 @@ fn wait_pid_file(path: &Path, runtime: &Supervised) -> Option<u32> {
         {
             return Some(pid);
         }
-        if runtime.running_pid().is_none() {
-            return None;
-        }
+        // A runtime that has exited writes no pid file any more.
+        runtime.running_pid()?;
         std::thread::sleep(Duration::from_micros(500));
     }
     None
