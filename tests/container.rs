@@ -278,6 +278,58 @@ fn runc_runs_the_same_image_and_leaves_nothing_behind() {
     assert_no_leaks(&before, &token);
 }
 
+/// The container's init PID as runc itself reports it (`runc list`), found by the run token
+/// in the container's id.
+fn runc_init_pid(token: &str) -> Option<u32> {
+    let out = std::process::Command::new("runc")
+        .args(["--root", "/run/cvm-oci/runc", "list", "--format", "json"])
+        .output()
+        .ok()?;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    list.as_array()?.iter().find_map(|c| {
+        c["id"]
+            .as_str()?
+            .contains(token)
+            .then(|| c["pid"].as_u64())
+            .flatten()
+            .and_then(|p| u32::try_from(p).ok())
+    })
+}
+
+#[test]
+fn runc_memory_cgroup_is_the_one_that_holds_the_container() {
+    if !host_has(common::which("runc"), "runc is not installed") || !usable(BackendKind::Runc) {
+        return;
+    }
+    let prepared = prepare(
+        BackendKind::Runc,
+        &scenario("applet = \"idle\"", "memory_mib = 64"),
+    );
+    let token = token("g");
+    let before = audit::snapshot();
+    let mut instance = launch(prepared.as_ref(), &token);
+    startup::wait_ready(
+        instance.as_ref(),
+        &Readiness::Marker,
+        TIMEOUT,
+        &AtomicBool::new(false),
+    )
+    .expect("runc's container never got ready");
+    let init = runc_init_pid(&token).expect("runc does not list the container");
+    let dir = instance
+        .memory_cgroup()
+        .expect("a runc instance has a memory cgroup");
+    assert!(dir.is_dir(), "{dir:?} is not a directory");
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l.trim() == init.to_string()),
+        "init {init} is not in {dir:?}: {procs:?}"
+    );
+    assert!(instance.host_pids().contains(&init));
+    instance.teardown().expect("teardown failed");
+    assert_no_leaks(&before, &token);
+}
+
 #[test]
 fn crun_is_available_or_says_why_in_its_own_words() {
     if !host_has(is_root(), "needs root") || !common::which("crun") {

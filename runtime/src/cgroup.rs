@@ -423,6 +423,18 @@ pub fn cgroup_of(
     Ok(Some(if dir.is_dir() { dir } else { mount }))
 }
 
+/// The directory that holds process `pid`'s memory accounting: its v2 cgroup on a v2 host, its
+/// memory-controller cgroup on v1 and hybrid hosts (where v1 does the limiting). A runtime
+/// decides itself where a container's cgroup goes (runc on v2 puts a relative path beside its
+/// own cgroup, not under it), so the process's own record is the one place that is always right.
+pub fn memory_of_process(pid: u32) -> Option<PathBuf> {
+    let hierarchy = match detect()? {
+        CgroupVersion::V2 => Hierarchy::Unified,
+        CgroupVersion::V1 | CgroupVersion::Hybrid => Hierarchy::Controller("memory"),
+    };
+    cgroup_of(Some(pid), hierarchy).ok().flatten()
+}
+
 /// The path of `hierarchy`'s line in the text of a `/proc/PID/cgroup` file
 /// (`ID:CONTROLLERS:PATH` per line).
 fn parse_proc_cgroup(text: &str, hierarchy: Hierarchy<'_>) -> Option<String> {
@@ -469,7 +481,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_cgroup_is_found_per_controller() {
+    fn a_process_cgroup_is_found_per_controller() {
         let text = "4:memory:/process_api/abc\n3:cpu,cpuacct:/\n0::/user.slice\n";
         let parse = |h| parse_proc_cgroup(text, h);
         assert_eq!(
@@ -502,5 +514,56 @@ mod tests {
             Cgroup::create_with("../escape", Resources::default()),
             Err(CgroupError::BadPath(_))
         ));
+    }
+
+    #[test]
+    fn a_container_cgroup_is_read_on_v1_v2_and_hybrid_hosts() {
+        // Pure v1: no v2 line at all.
+        let v1 = "12:pids:/user.slice/cvm-r1-runc-0-0\n\
+                  9:memory:/user.slice/cvm-r1-runc-0-0\n\
+                  4:cpu,cpuacct:/user.slice/cvm-r1-runc-0-0\n\
+                  1:name=systemd:/user.slice/session-1.scope\n";
+        assert_eq!(
+            parse_proc_cgroup(v1, Hierarchy::Controller("memory")).as_deref(),
+            Some("/user.slice/cvm-r1-runc-0-0")
+        );
+        assert_eq!(parse_proc_cgroup(v1, Hierarchy::Unified), None);
+        // Pure v2: runc put the container beside cvm's cgroup, not under it.
+        let v2 = "0::/user.slice/user-0.slice/cvm-r1-runc-0-0\n";
+        assert_eq!(
+            parse_proc_cgroup(v2, Hierarchy::Unified).as_deref(),
+            Some("/user.slice/user-0.slice/cvm-r1-runc-0-0")
+        );
+        assert_eq!(parse_proc_cgroup(v2, Hierarchy::Controller("memory")), None);
+        // Hybrid: v1 controllers, a named systemd hierarchy and the (empty) v2 tree.
+        let hybrid = "11:memory:/docker/0123abcd\n\
+                      5:cpu,cpuacct:/docker/0123abcd\n\
+                      1:name=systemd:/docker/0123abcd\n\
+                      0::/system.slice/docker.service\n";
+        assert_eq!(
+            parse_proc_cgroup(hybrid, Hierarchy::Controller("memory")).as_deref(),
+            Some("/docker/0123abcd")
+        );
+        assert_eq!(
+            parse_proc_cgroup(hybrid, Hierarchy::Controller("cpuacct")).as_deref(),
+            Some("/docker/0123abcd")
+        );
+        assert_eq!(
+            parse_proc_cgroup(hybrid, Hierarchy::Unified).as_deref(),
+            Some("/system.slice/docker.service")
+        );
+        // The named hierarchy is not a controller.
+        assert_eq!(
+            parse_proc_cgroup(hybrid, Hierarchy::Controller("systemd")),
+            None
+        );
+    }
+
+    #[test]
+    fn this_process_has_a_memory_cgroup_where_cgroups_are_mounted() {
+        if detect().is_some() {
+            let dir = memory_of_process(std::process::id()).unwrap();
+            assert!(dir.starts_with(ROOT), "{dir:?}");
+        }
     }
 }

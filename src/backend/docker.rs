@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use super::cgroup::Limits;
+use super::cgroup::{self, Limits};
 use super::events::{spawn_marker_reader, spawn_output_reader, Event};
 use super::process::{self, StopPolicy, Supervised};
 use super::{
@@ -49,12 +49,6 @@ pub enum DockerError {
     Client(#[source] io::Error),
     #[error("`docker {step}` failed: {stderr}")]
     Command { step: &'static str, stderr: String },
-    #[error("cannot create the temporary directory {path}")]
-    TempDir {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
     #[error(
         "the container never got an address on Docker's bridge (is the default bridge disabled?)"
     )]
@@ -262,19 +256,10 @@ impl Prepared for DockerPrepared {
         let fail = |e| BackendError::launch(BackendKind::Docker, e);
         let n = self.launches.fetch_add(1, Ordering::Relaxed);
         let name = format!("cvm-{}-docker-{}-{n}", ctx.run_id, ctx.instance);
-        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        fs::create_dir_all(&dir).map_err(|source| {
-            fail(DockerError::TempDir {
-                path: dir.clone(),
-                source,
-            })
-        })?;
-        let cidfile = dir.join("cid");
         let mut instance = DockerInstance {
             client: self.client.clone(),
             name: name.clone(),
-            dir: Some(dir),
-            cidfile: cidfile.clone(),
+            cgroup: OnceLock::new(),
             process: None,
             started_at: Instant::now(),
             events: mpsc::channel().1,
@@ -286,8 +271,6 @@ impl Prepared for DockerPrepared {
         };
         let mut cmd = self.client.command();
         cmd.args(["run", "--rm", "--name", &name, "--network", network])
-            .arg("--cidfile")
-            .arg(&cidfile)
             .args(["--hostname", &format!("cvm-{}", ctx.instance)])
             .args(["--memory", &self.limits.memory_bytes.to_string()])
             .args(["--cpus", &self.limits.cpus.to_string()])
@@ -347,8 +330,8 @@ fn wait_address(client: &Client, name: &str) -> Result<IpAddr, DockerError> {
 struct DockerInstance {
     client: Client,
     name: String,
-    dir: Option<PathBuf>,
-    cidfile: PathBuf,
+    /// The container's memory cgroup, once found.
+    cgroup: OnceLock<PathBuf>,
     /// The foreground `docker run` (its exit is the container's).
     process: Option<Supervised>,
     started_at: Instant,
@@ -357,26 +340,24 @@ struct DockerInstance {
 }
 
 impl DockerInstance {
-    fn container_id(&self) -> Option<String> {
-        fs::read_to_string(&self.cidfile)
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    }
-
-    /// The container's memory cgroup: Docker's cgroupfs layout (`docker/<id>`) or systemd's
-    /// (`system.slice/docker-<id>.scope`).
+    /// The container's memory cgroup, from its init's `/proc/<pid>/cgroup` (the init PID from
+    /// the daemon): where Docker puts it depends on its cgroup driver and the host's layout.
     fn cgroup_dir(&self) -> Option<PathBuf> {
-        let id = self.container_id()?;
-        [
-            format!("/sys/fs/cgroup/memory/docker/{id}"),
-            format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope"),
-            format!("/sys/fs/cgroup/docker/{id}"),
-            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope"),
-        ]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_dir())
+        if let Some(dir) = self.cgroup.get() {
+            return Some(dir.clone()).filter(|d| d.is_dir());
+        }
+        let pid = self
+            .client
+            .run(
+                "inspect",
+                &["inspect", "--format", "{{.State.Pid}}", &self.name],
+            )
+            .ok()?
+            .parse::<u32>()
+            .ok()
+            .filter(|&pid| pid != 0)?;
+        let dir = cgroup::memory_of_process(pid).filter(|d| d.is_dir())?;
+        Some(self.cgroup.get_or_init(|| dir).clone())
     }
 }
 
@@ -445,9 +426,6 @@ impl Instance for DockerInstance {
                     result = Err(fail(e));
                 }
             }
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = fs::remove_dir_all(dir);
         }
         result
     }

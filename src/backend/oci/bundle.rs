@@ -1,0 +1,242 @@
+//! The OCI bundle of one container: a temporary directory holding the `config.json` (made with
+//! the `oci-spec` crate) and, for the io workload, the host directory it writes to. The root
+//! filesystem is not copied: `root.path` is the shared image directory, read-only.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespaceType, Mount, Process, Root,
+    Spec,
+};
+
+use crate::backend::cgroup::Limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot create the bundle directory {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the workload's volume directory {path}")]
+    Volume {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot build the OCI configuration")]
+    Spec(#[source] oci_spec::OciSpecError),
+    #[error("cannot write {path}")]
+    WriteConfig {
+        path: PathBuf,
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+}
+
+/// What differs between the containers cvm writes bundles for.
+pub struct SpecInput<'a> {
+    pub rootfs: &'a Path,
+    pub args: Vec<String>,
+    pub hostname: &'a str,
+    /// The relative `linux.cgroupsPath`: the runtime decides where it goes.
+    pub cgroup: &'a str,
+    pub limits: Limits,
+    /// A host directory bound writable at a path inside: the io workload's own disk.
+    pub volume: Option<(PathBuf, String)>,
+}
+
+/// A unique temporary directory `cvm-oci-<what>-<pid>-<n>`.
+pub fn temp_dir(what: &str) -> Result<PathBuf, BundleError> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "cvm-oci-{what}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).map_err(|source| BundleError::Create {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// Creates the io workload's host directory inside `bundle`, so removing the bundle removes
+/// whatever the workload wrote.
+pub fn volume_dir(bundle: &Path) -> Result<PathBuf, BundleError> {
+    let host = bundle.join("volume");
+    fs::create_dir(&host).map_err(|source| BundleError::Volume {
+        path: host.clone(),
+        source,
+    })?;
+    Ok(host)
+}
+
+/// Writes `bundle/config.json` for `input`.
+pub fn write_config(bundle: &Path, input: &SpecInput<'_>) -> Result<(), BundleError> {
+    let spec = bundle_spec(input).map_err(BundleError::Spec)?;
+    let path = bundle.join("config.json");
+    spec.save(&path)
+        .map_err(|source| BundleError::WriteConfig { path, source })
+}
+
+/// The bundle's `config.json`: the runtime's usual defaults (namespaces pid, net, ipc, uts,
+/// mount, cgroup; /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys; masked paths)
+/// with the image as a read-only root, a tmpfs /tmp, Docker's capability set, the scenario's
+/// limits and the marker channel in the environment.
+fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
+    let mut spec = Spec::default();
+    let mut root = Root::default();
+    root.set_path(input.rootfs.to_path_buf())
+        .set_readonly(Some(true));
+    spec.set_root(Some(root));
+    spec.set_hostname(Some(input.hostname.to_string()));
+
+    let caps: HashSet<Capability> = cvm_proto::caps::DEFAULT
+        .iter()
+        .filter_map(|c| serde_json::from_value(serde_json::Value::String((*c).into())).ok())
+        .collect();
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities
+        .set_bounding(Some(caps.clone()))
+        .set_effective(Some(caps.clone()))
+        .set_permitted(Some(caps))
+        .set_inheritable(None)
+        .set_ambient(None);
+    let mut process = Process::default();
+    process
+        .set_args(Some(input.args.clone()))
+        .set_env(Some(vec![
+            crate::backend::WORKLOAD_PATH.into(),
+            "HOME=/root".into(),
+            format!("HOSTNAME={}", input.hostname),
+            format!(
+                "{}={}",
+                cvm_proto::MARKER_FD_ENV,
+                cvm_proto::DEFAULT_MARKER_FD
+            ),
+        ]))
+        .set_cwd("/".into())
+        .set_terminal(Some(false))
+        .set_no_new_privileges(Some(true))
+        .set_capabilities(Some(capabilities));
+    spec.set_process(Some(process));
+
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let mut tmp = Mount::default();
+    tmp.set_destination("/tmp".into())
+        .set_typ(Some("tmpfs".into()))
+        .set_source(Some("tmpfs".into()))
+        .set_options(Some(vec![
+            "nosuid".into(),
+            "nodev".into(),
+            "mode=1777".into(),
+        ]));
+    mounts.push(tmp);
+    if let Some((host, inside)) = &input.volume {
+        let mut bind = Mount::default();
+        bind.set_destination(inside.into())
+            .set_typ(Some("bind".into()))
+            .set_source(Some(host.clone()))
+            .set_options(Some(vec![
+                "rbind".into(),
+                "rw".into(),
+                "nosuid".into(),
+                "nodev".into(),
+            ]));
+        mounts.push(bind);
+    }
+    spec.set_mounts(Some(mounts));
+
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_cgroups_path(Some(PathBuf::from(input.cgroup)));
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let mut memory = LinuxMemory::default();
+    memory.set_limit(i64::try_from(input.limits.memory_bytes).ok());
+    resources.set_memory(Some(memory));
+    let mut cpu = LinuxCpu::default();
+    cpu.set_period(Some(100_000))
+        .set_quota(Some(100_000 * i64::from(input.limits.cpus)));
+    resources.set_cpu(Some(cpu));
+    linux.set_resources(Some(resources));
+    if let Some(namespaces) = linux.namespaces() {
+        debug_assert!(namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Network));
+    }
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundle_has_the_image_read_only_and_the_scenarios_limits() {
+        let spec = bundle_spec(&SpecInput {
+            rootfs: Path::new("/img"),
+            args: vec![
+                "/bin/cvm-guest".into(),
+                "init".into(),
+                "--".into(),
+                "hello".into(),
+            ],
+            hostname: "cvm-0",
+            cgroup: "cvm-x-runc-0-0",
+            limits: Limits {
+                memory_bytes: 256 << 20,
+                cpus: 2,
+            },
+            volume: Some((PathBuf::from("/var/tmp/cvm-v"), "/data".into())),
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["root"]["path"], "/img");
+        assert_eq!(json["root"]["readonly"], true);
+        assert_eq!(json["process"]["args"][3], "hello");
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        assert!(json["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&"CVM_MARKER_FD=3".into()));
+        let bounding = json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap();
+        assert_eq!(bounding.len(), cvm_proto::caps::DEFAULT.len());
+        assert!(!bounding.contains(&"CAP_SYS_ADMIN".into()));
+        assert_eq!(json["linux"]["cgroupsPath"], "cvm-x-runc-0-0");
+        let volume = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .unwrap();
+        assert_eq!(volume["source"], "/var/tmp/cvm-v");
+        assert_eq!(volume["type"], "bind");
+        assert_eq!(
+            json["linux"]["resources"]["memory"]["limit"],
+            256 * 1024 * 1024
+        );
+        assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 200_000);
+        let namespaces: Vec<&str> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        for ns in ["pid", "network", "ipc", "uts", "mount"] {
+            assert!(namespaces.contains(&ns), "{namespaces:?}");
+        }
+        assert!(json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/tmp" && m["type"] == "tmpfs"));
+    }
+}
