@@ -21,7 +21,8 @@ fn scenario(dir: &Path, text: &str) -> PathBuf {
 fn web(port: u16, duration: u32) -> String {
     format!(
         "name = \"faulty\"\nruns = 3\nwarmup = 0\ntimeout_s = 20\n[workload]\napplet = \"http\"\nargs = [\"--port\", \"{port}\"]\n\
-         [readiness]\nkind = \"http\"\nport = {port}\n[load]\nkind = \"http\"\nduration_s = {duration}\nconnections = 2\n"
+         [readiness]\nkind = \"http\"\nport = {port}\n[load]\nkind = \"http\"\nduration_s = {duration}\nconnections = 2\n\
+         [resources]\nnetwork = \"private\"\n"
     )
 }
 

@@ -296,7 +296,7 @@ fn a_vm_listens_only_on_loopback_runs_sandboxed_and_a_sigkilled_qemu_is_a_failed
          [workload]\napplet = \"http\"\nargs = [\"--port\", \"8080\"]\n\
          [readiness]\nkind = \"http\"\nport = 8080\n\
          [load]\nkind = \"http\"\nduration_s = 8\nconnections = 1\n\
-         [resources]\nvcpus = 1\nmemory_mib = 128\n",
+         [resources]\nvcpus = 1\nmemory_mib = 128\nnetwork = \"private\"\n",
     );
     let before = audit::snapshot();
     let child = run.spawn("vm", &["--accel", "tcg"]);

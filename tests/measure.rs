@@ -119,7 +119,8 @@ fn disk_layers_match_du_and_the_load_count_matches_the_server() {
     let port = free_port();
     let text = format!(
         "name = \"w\"\nruns = 2\nwarmup = 0\n[workload]\napplet = \"http\"\nargs = [\"--port\", \"{port}\"]\n\
-         [readiness]\nkind = \"http\"\nport = {port}\n[load]\nkind = \"http\"\nduration_s = 1\nconnections = 2\n"
+         [readiness]\nkind = \"http\"\nport = {port}\n[load]\nkind = \"http\"\nduration_s = 1\nconnections = 2\n\
+         [resources]\nnetwork = \"private\"\n"
     );
     let rows = run(dir.path(), &text, "native");
     let metric = |name: &str| -> f64 {
