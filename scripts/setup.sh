@@ -39,8 +39,10 @@ if ((${#missing[@]})); then
   # firewall and adds a bridge: forbid service starts during the install (policy-rc.d, exit 101).
   # The guard is removed by a trap, so a failed apt-get (set -e) cannot leave it behind to block
   # every later service start on the host.
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    guard=/usr/sbin/policy-rc.d
+  # CVM_POLICY_RC_D moves the guard (tests point it into a temporary directory).
+  guard_path=${CVM_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+  if [[ ! -e "$guard_path" ]]; then
+    guard=$guard_path
     trap 'rm -f "$guard"' EXIT
     printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
   fi

@@ -274,8 +274,18 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_of_this_host_can_be_taken() {
-        // Whatever is there; it must not fail or panic without root either.
-        let _ = snapshot();
+    fn a_snapshot_sees_a_cvm_temp_dir_appear_and_go() {
+        // Works without root: temp dirs are audited wherever this runs.
+        let dir = tempfile::Builder::new()
+            .prefix("cvm-audit-test-")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
+        let it = res(ResourceKind::TempDir, &dir.path().display().to_string());
+        let with = snapshot();
+        assert!(with.resources.contains(&it), "{:?} not in the snapshot", it);
+        let path = dir.path().to_path_buf();
+        dir.close().unwrap();
+        assert!(!path.exists());
+        assert!(!snapshot().resources.contains(&it));
     }
 }

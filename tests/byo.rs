@@ -46,22 +46,21 @@ host_binaries = ["/usr/bin/seq"]
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let mut r = csv::Reader::from_path(out_dir.join("samples.csv")).unwrap();
-    let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+    let rows = cvm::results::read_samples(&out_dir.join("samples.csv")).unwrap();
     for backend in ["native", "container", "vm"] {
         assert!(
             rows.iter()
-                .any(|r| &r[2] == backend && &r[5] == "ready_latency"),
+                .any(|r| r.backend == backend && r.metric == "ready_latency"),
             "{backend} did not run the bring-your-own workload:\n{}",
             stderr(&out)
         );
     }
-    assert!(!rows.iter().any(|r| &r[5] == "run_failed"));
+    assert!(!rows.iter().any(|r| r.metric == "run_failed"));
     // The image's libraries layer holds libc: it is counted for every backend.
     let libs: Vec<f64> = rows
         .iter()
-        .filter(|r| &r[5] == "disk.libs")
-        .map(|r| r[6].parse().unwrap())
+        .filter(|r| r.metric == "disk.libs")
+        .map(|r| r.value)
         .collect();
     assert!(libs.iter().all(|b| *b > 3.0 * 1024.0 * 1024.0), "{libs:?}");
 }

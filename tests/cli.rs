@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{cvm, cvm_cmd, stderr, stdout};
+use cvm::results::{Phase, SampleRow};
+
+use common::{cvm, cvm_cmd, free_port, stderr, stdout};
 
 fn write_scenario(dir: &std::path::Path, text: &str) -> String {
     let path = dir.join("s.toml");
@@ -51,6 +53,25 @@ fn unknown_key_and_negative_runs_exit_2_with_position() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_port_readiness_without_a_network_exits_2_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(
+        dir.path(),
+        "name = \"x\"\n[workload]\napplet = \"http\"\n[readiness]\nkind = \"http\"\nport = 8080\n\
+         [resources]\nnetwork = \"none\"\n",
+    );
+    let out = cvm(&["compare", "--scenario", &path, "--backends", "container"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{path}:8:11:")), "{err}");
+    assert!(
+        err.contains("network = \"private\"") && err.contains("\"marker\""),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -157,9 +178,8 @@ fn doctor_exits_1_naming_the_default_backends_that_cannot_run() {
     assert!(!named.contains(&"native"), "{last}");
 }
 
-fn rows(dir: &std::path::Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(dir.join("samples.csv")).unwrap();
-    r.records().map(|r| r.unwrap()).collect()
+fn rows(dir: &std::path::Path) -> Vec<SampleRow> {
+    cvm::results::read_samples(&dir.join("samples.csv")).unwrap()
 }
 
 #[test]
@@ -187,17 +207,17 @@ fn native_startup_writes_samples_summary_and_a_reproducible_report() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let rows = rows(&out_dir);
-    let ready = |phase: &str| {
+    let ready = |phase: Phase| {
         rows.iter()
-            .filter(|r| &r[5] == "ready_latency" && &r[4] == phase)
+            .filter(|r| r.metric == "ready_latency" && r.phase == phase)
             .count()
     };
-    assert_eq!(ready("measure"), 20);
-    assert_eq!(ready("warmup"), 3);
-    for r in rows.iter().filter(|r| &r[5] == "ready_latency") {
-        let v: f64 = r[6].parse().unwrap();
+    assert_eq!(ready(Phase::Measure), 20);
+    assert_eq!(ready(Phase::Warmup), 3);
+    for r in rows.iter().filter(|r| r.metric == "ready_latency") {
+        let v = r.value;
         assert!(v > 0.0 && v < 5.0, "implausible ready_latency {v}");
-        assert_eq!(&r[7], "s");
+        assert_eq!(r.unit, "s");
     }
 
     let summary = std::fs::read_to_string(out_dir.join("summary.json")).unwrap();
@@ -226,11 +246,17 @@ fn native_startup_writes_samples_summary_and_a_reproducible_report() {
 fn native_web_is_ready_on_its_first_http_response() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
+    // The built-in web scenario on a port nothing listens on (native shares the host's network).
+    let port = free_port();
+    let web = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/web.toml"))
+        .unwrap();
+    assert_eq!(web.matches("8080").count(), 2, "web.toml changed: {web}");
+    let path = write_scenario(dir.path(), &web.replace("8080", &port.to_string()));
     let out = cvm_cmd()
         .args([
             "compare",
             "--scenario",
-            "web",
+            &path,
             "--backends",
             "native",
             "--runs",
@@ -244,7 +270,10 @@ fn native_web_is_ready_on_its_first_http_response() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let rows = rows(&out_dir);
-    assert_eq!(rows.iter().filter(|r| &r[5] == "ready_latency").count(), 2);
+    assert_eq!(
+        rows.iter().filter(|r| r.metric == "ready_latency").count(),
+        2
+    );
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(meta["scenario"]["definition"]["readiness"]["kind"], "http");
@@ -280,7 +309,7 @@ fn a_workload_that_crashes_is_a_failed_run_with_exit_code_1() {
     assert!(stderr(&out).contains("exit code 3"), "{}", stderr(&out));
     let failed = rows(&out_dir)
         .iter()
-        .filter(|r| &r[5] == "run_failed")
+        .filter(|r| r.metric == "run_failed")
         .count();
     assert_eq!(failed, 2);
 }

@@ -251,11 +251,14 @@ fn runc_runs_the_same_image_and_leaves_nothing_behind() {
     if !host_has(common::which("runc"), "runc is not installed") || !usable(BackendKind::Runc) {
         return;
     }
-    let prepared = prepare(
-        BackendKind::Runc,
-        &scenario("applet = \"hello\"", "memory_mib = 64"),
-    );
-    let token = token("r");
+    runs_hello_and_leaves_nothing_behind(BackendKind::Runc, "r");
+}
+
+/// Launches the `hello` applet under `kind`, checks its startup timeline has every phase, tears
+/// it down and audits for leaks.
+fn runs_hello_and_leaves_nothing_behind(kind: BackendKind, tag: &str) {
+    let prepared = prepare(kind, &scenario("applet = \"hello\"", "memory_mib = 64"));
+    let token = token(tag);
     let before = audit::snapshot();
     let mut instance = prepared
         .launch(&LaunchContext {
@@ -269,7 +272,7 @@ fn runc_runs_the_same_image_and_leaves_nothing_behind() {
         TIMEOUT,
         &AtomicBool::new(false),
     )
-    .expect("runc's container never got ready");
+    .unwrap_or_else(|e| panic!("{kind}'s container never got ready: {e}"));
     let phases: Vec<&str> = timeline.points.iter().map(|(p, _)| p.as_str()).collect();
     for phase in ["spawn", "init", "workload", "ready"] {
         assert!(phases.contains(&phase), "{phases:?}");
@@ -330,19 +333,46 @@ fn runc_memory_cgroup_is_the_one_that_holds_the_container() {
     assert_no_leaks(&before, &token);
 }
 
+/// Whether the host mounts cgroup v1 controllers with a v2 hierarchy beside them (crun refuses
+/// to run there).
+fn hybrid_cgroups() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+}
+
+/// crun either runs the container, or (installed but refusing, as it does on hybrid cgroups)
+/// is reported unavailable with crun's own reason.
 #[test]
-fn crun_is_available_or_says_why_in_its_own_words() {
-    if !host_has(is_root(), "needs root") || !common::which("crun") {
+fn crun_runs_the_container_or_says_why_in_its_own_words() {
+    if !host_has(is_root(), "needs root")
+        || !host_has(common::which("crun"), "crun is not installed")
+        || !host_has(
+            cvm::image::find_guest().is_ok(),
+            "cvm-guest is not built (run a plain `cargo build` first)",
+        )
+    {
         return;
     }
     match backend::create(BackendKind::Crun, &HostOptions::default()).availability() {
-        Availability::Available => {}
-        Availability::Unavailable { reason, .. } => {
+        Availability::Available => {
             assert!(
-                reason.starts_with("crun refused to run a container: "),
-                "{reason}"
+                !hybrid_cgroups(),
+                "crun claims to work on hybrid cgroups, which it does not support"
             );
-            assert!(reason.len() > "crun refused to run a container: ".len());
+            runs_hello_and_leaves_nothing_behind(BackendKind::Crun, "u");
+        }
+        Availability::Unavailable { reason, hint } => {
+            const PREFIX: &str = "crun refused to run a container: ";
+            let words = reason
+                .strip_prefix(PREFIX)
+                .unwrap_or_else(|| panic!("not crun's refusal: {reason}"));
+            assert!(!words.trim().is_empty(), "an empty reason: {reason}");
+            assert!(!hint.is_empty());
+            if hybrid_cgroups() {
+                assert!(
+                    words.contains("hybrid"),
+                    "on hybrid cgroups crun's refusal names them: {reason}"
+                );
+            }
         }
     }
 }

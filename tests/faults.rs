@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cvm, cvm_cmd, stderr};
+use cvm::results::SampleRow;
+
+use common::{cvm, cvm_cmd, free_port, stderr};
 
 fn scenario(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("s.toml");
@@ -19,7 +21,8 @@ fn scenario(dir: &Path, text: &str) -> PathBuf {
 fn web(port: u16, duration: u32) -> String {
     format!(
         "name = \"faulty\"\nruns = 3\nwarmup = 0\ntimeout_s = 20\n[workload]\napplet = \"http\"\nargs = [\"--port\", \"{port}\"]\n\
-         [readiness]\nkind = \"http\"\nport = {port}\n[load]\nkind = \"http\"\nduration_s = {duration}\nconnections = 2\n"
+         [readiness]\nkind = \"http\"\nport = {port}\n[load]\nkind = \"http\"\nduration_s = {duration}\nconnections = 2\n\
+         [resources]\nnetwork = \"private\"\n"
     )
 }
 
@@ -67,11 +70,14 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn samples(out: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(out.join("samples.csv")).unwrap();
-    r.records()
-        .map(|r| r.expect("samples.csv must stay parseable"))
-        .collect()
+fn samples(out: &Path) -> Vec<SampleRow> {
+    cvm::results::read_samples(&out.join("samples.csv")).expect("samples.csv must stay parseable")
+}
+
+/// Whether a sample of `metric` is on disk yet.
+fn has_sample(out: &Path, metric: &str) -> bool {
+    cvm::results::read_samples(&out.join("samples.csv"))
+        .is_ok_and(|rows| rows.iter().any(|r| r.metric == metric))
 }
 
 fn status(out: &Path) -> String {
@@ -96,19 +102,16 @@ fn signal(child: &Child, sig: i32) {
 #[test]
 fn sigint_during_load_keeps_samples_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = "18091";
-    let s = scenario(dir.path(), &web(18091, 30));
+    let port = free_port();
+    let s = scenario(dir.path(), &web(port, 30));
     let out = dir.path().join("out");
     let child = start(&s, &out);
-    // Ready and under load: the first run's ready_latency is on disk.
-    wait_for("the first sample", || {
-        std::fs::read_to_string(out.join("samples.csv")).is_ok_and(|t| t.contains("ready_latency"))
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    // Ready (the first run's ready_latency is on disk) and measuring: interrupted mid-run.
+    wait_for("the first sample", || has_sample(&out, "ready_latency"));
     signal(&child, 2);
     let result = child.wait_with_output().unwrap();
     assert_eq!(result.status.code(), Some(130), "{}", stderr(&result));
-    assert!(samples(&out).iter().any(|r| &r[5] == "ready_latency"));
+    assert!(samples(&out).iter().any(|r| r.metric == "ready_latency"));
     assert_eq!(status(&out), "interrupted");
     assert!(
         pids_with(&format!("--port {port}")).is_empty(),
@@ -141,31 +144,34 @@ fn sigterm_while_waiting_for_readiness_exits_130_and_leaves_nothing() {
 #[test]
 fn a_workload_killed_under_load_is_a_failed_run_and_the_others_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let port = "18092";
-    let s = scenario(dir.path(), &web(18092, 2));
+    let port = free_port();
+    let s = scenario(dir.path(), &web(port, 2));
     let out = dir.path().join("out");
     let child = start(&s, &out);
-    wait_for("the first sample", || {
-        std::fs::read_to_string(out.join("samples.csv")).is_ok_and(|t| t.contains("ready_latency"))
+    wait_for("the first sample", || has_sample(&out, "ready_latency"));
+    // A crash of the workload cvm started for this test (SIGKILL, as the OOM killer would): the
+    // first of its processes found is killed, whatever the run is doing by then.
+    wait_for("a workload to kill", || {
+        pids_with(&format!("http --port {port}"))
+            .into_iter()
+            .any(|pid| {
+                std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
     });
-    std::thread::sleep(Duration::from_millis(300));
-    for pid in pids_with(&format!("http --port {port}")) {
-        // A crash of the workload cvm started for this test (SIGKILL, as the OOM killer would).
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
-    }
     let result = child.wait_with_output().unwrap();
     assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
     let rows = samples(&out);
     assert_eq!(
-        rows.iter().filter(|r| &r[5] == "run_failed").count(),
+        rows.iter().filter(|r| r.metric == "run_failed").count(),
         1,
         "{}",
         stderr(&result)
     );
     // The other runs completed with their load figures.
-    assert_eq!(rows.iter().filter(|r| &r[5] == "http_rps").count(), 2);
+    assert_eq!(rows.iter().filter(|r| r.metric == "http_rps").count(), 2);
     assert!(pids_with(&format!("--port {port}")).is_empty());
 }
 

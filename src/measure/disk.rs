@@ -72,10 +72,14 @@ mod tests {
         let (per_layer, total) = footprint(&layers);
         let app = per_layer.iter().find(|(l, _)| l == "app").unwrap().1;
         let libs = per_layer.iter().find(|(l, _)| l == "libs").unwrap().1;
+        // Counted here from each inode's own allocation, independently of `footprint`.
+        let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
         assert!(app >= 64 * 1024, "{app}");
+        assert_eq!(app, blocks(&a));
         // a2 is the same inode as a: libs holds only sub/ and b.
+        assert_eq!(libs, blocks(&sub) + blocks(&sub.join("b")));
         assert!((8 * 1024..64 * 1024).contains(&libs), "{libs}");
-        assert_eq!(app + libs, total);
+        assert_eq!(total, blocks(&a) + blocks(&sub) + blocks(&sub.join("b")));
         assert_eq!(footprint(&BTreeMap::new()).1, 0);
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cvm_proto::applet::{Applet, IoArgs};
 
-use super::model::{BackendKind, LoadSpec, Readiness, Scenario};
+use super::model::{BackendKind, LoadSpec, NetworkMode, Readiness, Scenario};
 
 /// The built-in scenarios, embedded from `scenarios/` so the binary works from any directory.
 const BUILTINS: &[(&str, &str)] = &[
@@ -85,12 +85,46 @@ pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
     };
     let scenario: Scenario =
         toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_string()))?;
-    validate(&scenario).map_err(|(span, message)| invalid(Some(span), message))?;
+    validate(&scenario, &Positions::of(text))
+        .map_err(|(span, message)| invalid(Some(span), message))?;
     Ok(scenario)
 }
 
+/// Where keys that the model does not keep spans for sit in the text, for error positions.
+#[derive(Default, serde::Deserialize)]
+struct Positions {
+    #[serde(default)]
+    readiness: Option<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    resources: Option<ResourcePositions>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct ResourcePositions {
+    #[serde(default)]
+    network: Option<toml::Spanned<toml::Value>>,
+}
+
+impl Positions {
+    /// The text parsed already as a [`Scenario`], so this cannot fail in practice; positions
+    /// fall back to the start of the file if it does.
+    fn of(text: &str) -> Positions {
+        toml::from_str(text).unwrap_or_default()
+    }
+
+    /// `resources.network` where it is written, else the `[readiness]` table.
+    fn network_or_readiness(&self) -> Range<usize> {
+        self.resources
+            .as_ref()
+            .and_then(|r| r.network.as_ref())
+            .map(toml::Spanned::span)
+            .or_else(|| self.readiness.as_ref().map(toml::Spanned::span))
+            .unwrap_or(0..0)
+    }
+}
+
 /// Checks what serde's types cannot: ranges, names, consistency between sections.
-fn validate(s: &Scenario) -> Result<(), (Range<usize>, String)> {
+fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> {
     let fail = |span: Range<usize>, msg: String| Err((span, msg));
     if s.name.trim().is_empty() {
         return fail(0..0, "`name` must not be empty".into());
@@ -172,6 +206,16 @@ fn validate(s: &Scenario) -> Result<(), (Range<usize>, String)> {
     if let Readiness::Tcp { port } | Readiness::Http { port, .. } = s.readiness {
         if port == 0 {
             return fail(0..0, "`readiness.port` must not be 0".into());
+        }
+        if s.resources.network == NetworkMode::None {
+            // With no network, a container's port is unreachable from the host.
+            return fail(
+                at.network_or_readiness(),
+                "`readiness` of kind \"http\" or \"tcp\" connects from the host, which \
+                 `network = \"none\"` (the default) does not allow: set `network = \"private\"` \
+                 in `[resources]`, or use `readiness` of kind \"marker\""
+                    .into(),
+            );
         }
     }
     if let Some(LoadSpec {
@@ -288,6 +332,33 @@ mod tests {
                 Some(("/data".to_string(), 8)),
                 "{args}"
             );
+        }
+    }
+
+    #[test]
+    fn a_port_readiness_without_a_network_is_rejected_where_it_is_written() {
+        let http = "name = \"x\"\n[workload]\napplet = \"http\"\n\
+                    [readiness]\nkind = \"http\"\nport = 8080\n";
+        // No network given: the error points at the readiness table.
+        let e = err(http);
+        assert!(e.starts_with("t.toml:4:1: "), "{e}");
+        assert!(
+            e.contains("network = \"private\"") && e.contains("\"marker\""),
+            "{e}"
+        );
+        // network = "none" written out: the error points at its value.
+        let e = err(&format!("{http}[resources]\nnetwork = \"none\"\n"));
+        assert!(e.starts_with("t.toml:8:11: "), "{e}");
+        let tcp = "name = \"x\"\n[workload]\napplet = \"http\"\n\
+                   [readiness]\nkind = \"tcp\"\nport = 80\n";
+        assert!(err(tcp).starts_with("t.toml:4:1: "));
+        // A private network, or a marker readiness, is fine.
+        for ok in [
+            format!("{http}[resources]\nnetwork = \"private\"\n"),
+            format!("{tcp}[resources]\nnetwork = \"private\"\n"),
+            "name = \"x\"\n[workload]\napplet = \"hello\"\n[readiness]\nkind = \"marker\"\n".into(),
+        ] {
+            parse(&ok, "t.toml").unwrap_or_else(|e| panic!("{e}\n{ok}"));
         }
     }
 

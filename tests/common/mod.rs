@@ -56,6 +56,15 @@ pub fn host_has(ok: bool, why: &str) -> bool {
     false
 }
 
+/// A TCP port nothing on this host listens on now (the kernel picks it), for a workload that
+/// must listen on the host's network.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind a free port")
+        .port()
+}
+
 pub fn is_root() -> bool {
     nix_geteuid() == 0
 }
