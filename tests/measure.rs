@@ -140,8 +140,12 @@ fn disk_layers_match_du_and_the_load_count_matches_the_server() {
     std::fs::write(&path, &text).unwrap();
     let scenario = cvm::scenario::load(path.to_str().unwrap()).unwrap();
     let layers = cvm::image::Image::build(&scenario).unwrap().layer_files();
-    let app = &layers["app"];
-    let all: Vec<_> = app.iter().chain(&layers["libs"]).cloned().collect();
+    let app = &layers[&cvm::backend::Layer::App];
+    let all: Vec<_> = app
+        .iter()
+        .chain(&layers[&cvm::backend::Layer::Libs])
+        .cloned()
+        .collect();
     let total = metric("disk_footprint");
     assert!(total > 0.0);
     assert_eq!(metric("disk.app"), du_bytes(app), "app layer vs du");

@@ -63,7 +63,7 @@ fn wait_for(instance: &dyn Instance, until: Until) -> Instant {
             }
         };
         match (until, event) {
-            (Until::Exec, Event::Phase("spawn", at)) => target = Some(at),
+            (Until::Exec, Event::Phase(cvm_proto::metric::Phase::Spawn, at)) => target = Some(at),
             (Until::Init, Event::Marker(Marker::Init, at)) => target = Some(at),
             (_, Event::Exited(info, at)) => {
                 assert!(info.success(), "{info}; output: {output:?}");

@@ -159,6 +159,16 @@ impl IoArgs {
     }
 }
 
+/// `cvm-guest init [init options] -- <workload>`: the command every container and VM starts
+/// with, so init is PID 1 and the workload's start is observable the same way everywhere.
+pub fn init_command(init_options: &[String], workload: &[String]) -> Vec<String> {
+    let mut argv = vec![GUEST_PATH.to_string(), Applet::Init.name().to_string()];
+    argv.extend(init_options.iter().cloned());
+    argv.push("--".to_string());
+    argv.extend(workload.iter().cloned());
+    argv
+}
+
 /// The http applet's own count of requests served: a GET of this path answers the number of
 /// other requests, so the load generator's count can be checked against the server's.
 pub const HTTP_COUNT_PATH: &str = "/cvm/count";

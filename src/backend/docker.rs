@@ -17,7 +17,6 @@
 //! bridge. The tests start a private one (own data root and socket, `--iptables=false`,
 //! `--bridge=none`) and stop it afterwards.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -37,8 +36,11 @@ use super::process::{self, StopPolicy, Supervised};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
-use crate::image::{Image, GUEST_PATH};
+use crate::backend::{DiskLayers, Layer};
+use crate::image::Image;
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
+use cvm_proto::applet::init_command;
+use cvm_proto::metric::Phase;
 
 /// How long to wait for the container to be created and get its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -164,12 +166,10 @@ impl Backend for DockerBackend {
         {
             import(&client, image.rootfs(), &tag).map_err(fail)?;
         }
-        let mut argv = vec![GUEST_PATH.to_string(), "init".into(), "--".into()];
-        argv.extend(image.workload_argv(&scenario.workload));
+        let argv = init_command(&[], &image.workload_argv(&scenario.workload));
         let mut disk = image.layer_files();
-        disk.retain(|layer, _| matches!(layer.as_str(), "app" | "libs"));
         disk.insert(
-            "runtime".into(),
+            Layer::Runtime,
             ["/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/sbin/runc"]
                 .iter()
                 .map(PathBuf::from)
@@ -224,7 +224,7 @@ struct DockerPrepared {
     argv: Vec<String>,
     limits: Limits,
     network: NetworkMode,
-    disk: BTreeMap<String, Vec<PathBuf>>,
+    disk: DiskLayers,
     launches: AtomicU32,
 }
 
@@ -248,7 +248,7 @@ impl Prepared for DockerPrepared {
         c
     }
 
-    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
+    fn disk_layers(&self) -> DiskLayers {
         self.disk.clone()
     }
 
@@ -287,7 +287,7 @@ impl Prepared for DockerPrepared {
         let spawned = Instant::now();
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase("spawn", spawned));
+        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let cli = instance.process.insert(Supervised::from_child(child));

@@ -10,6 +10,7 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use cvm_proto::metric::Phase;
 use cvm_proto::Marker;
 
 /// How an instance's workload ended.
@@ -44,7 +45,7 @@ pub enum Event {
     /// A marker line from the guest.
     Marker(Marker, Instant),
     /// A phase point only the backend can see (`spawn`, `kernel`).
-    Phase(&'static str, Instant),
+    Phase(Phase, Instant),
     /// The kernel's OOM killer fired in the instance's cgroup (seen when its process exited).
     OutOfMemory { kills: u64, limit_bytes: u64 },
     /// The workload (or, for VMs, the guest) is gone.

@@ -22,6 +22,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
+pub use cvm_proto::metric::Layer;
+
 use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
 
@@ -52,6 +54,10 @@ pub struct LaunchContext {
     pub run_id: String,
 }
 
+/// Files on disk by the stack layer they belong to. Iterated bottom-up (the order of [`Layer`]),
+/// so a file two layers list is counted once, in the lowest that needs it.
+pub type DiskLayers = BTreeMap<Layer, Vec<PathBuf>>;
+
 /// Configuration facts recorded with every sample of a backend: accelerator, machine type,
 /// boot path, network mode, cgroup version, runtime version...
 pub type BackendConfig = BTreeMap<String, String>;
@@ -76,8 +82,8 @@ pub trait Prepared: Send {
     /// Configuration facts recorded with every sample.
     fn config(&self) -> BackendConfig;
     /// Files that make up each disk layer of this backend's stack (`disk.<layer>`), for the
-    /// footprint measurement. Paths may repeat across layers; hard links are counted once.
-    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
+    /// footprint measurement. Hard links are counted once.
+    fn disk_layers(&self) -> DiskLayers {
         BTreeMap::new()
     }
 }

@@ -3,7 +3,6 @@
 //! backend runs) and, as root, puts it in a cgroup of its own with the scenario's limits, so the
 //! only thing missing compared with a container is the namespaces.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,9 +22,11 @@ use super::{
     process, Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared,
     Stack, WORKLOAD_PATH,
 };
+use crate::backend::DiskLayers;
 use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
 use crate::sys::{spawn_namespaced, CommandSetup, NamespacedExec, SpawnError};
+use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NativeError {
@@ -95,7 +96,7 @@ struct NativePrepared {
     rootfs: PathBuf,
     limits: Limits,
     use_cgroup: bool,
-    disk: BTreeMap<String, Vec<PathBuf>>,
+    disk: DiskLayers,
 }
 
 impl Prepared for NativePrepared {
@@ -112,12 +113,8 @@ impl Prepared for NativePrepared {
         c
     }
 
-    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
-        self.disk
-            .iter()
-            .filter(|(layer, _)| matches!(layer.as_str(), "app" | "libs"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    fn disk_layers(&self) -> DiskLayers {
+        self.disk.clone()
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
@@ -172,7 +169,7 @@ impl Prepared for NativePrepared {
         let spawned = Instant::now();
         // From here on the instance owns the child: an error below drops it, which tears down.
         let (tx, events) = mpsc::channel();
-        let _ = tx.send(Event::Phase("spawn", spawned));
+        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let instance = NativeInstance {
             process: Supervised::from_pid(pid),
             started_at,

@@ -101,14 +101,7 @@ impl Runner<'_> {
         let (per_layer, total) = crate::measure::disk::footprint(&layers);
         for (layer, bytes) in per_layer {
             let unit = Metric::DiskFootprint.unit().symbol();
-            self.record(
-                0,
-                Phase::Measure,
-                &format!("disk.{layer}"),
-                bytes as f64,
-                unit,
-                "",
-            )?;
+            self.record(0, Phase::Measure, &layer.metric(), bytes as f64, unit, "")?;
         }
         self.sample(0, Phase::Measure, Metric::DiskFootprint, total as f64)
     }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use cvm_proto::applet::Applet;
 pub use cvm_proto::applet::GUEST_PATH;
+use cvm_proto::metric::Layer;
 use sha2::{Digest, Sha256};
 
 mod byo;
@@ -68,7 +69,7 @@ pub struct Image {
     rootfs: PathBuf,
     hash: String,
     /// Host-side sources of the image's files, by disk layer (`app`, `libs`).
-    layers: BTreeMap<String, Vec<PathBuf>>,
+    layers: BTreeMap<Layer, Vec<PathBuf>>,
 }
 
 impl Image {
@@ -117,7 +118,7 @@ impl Image {
             // The user's base rootfs counts as libraries (files listed above are counted once).
             libs.push(rootfs.clone());
         }
-        let layers = BTreeMap::from([("app".to_string(), app), ("libs".to_string(), libs)]);
+        let layers = BTreeMap::from([(Layer::App, app), (Layer::Libs, libs)]);
         let image = Image {
             rootfs: rootfs.clone(),
             hash,
@@ -180,7 +181,7 @@ impl Image {
 
     /// Files of the image by disk layer: `app` (the workload binary), `libs` (busybox and
     /// shared libraries).
-    pub fn layer_files(&self) -> BTreeMap<String, Vec<PathBuf>> {
+    pub fn layer_files(&self) -> BTreeMap<Layer, Vec<PathBuf>> {
         self.layers.clone()
     }
 

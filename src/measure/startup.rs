@@ -16,11 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
+use cvm_proto::metric::Phase;
 use cvm_proto::Marker;
 
 use crate::backend::{Event, ExitInfo, Instance};
 use crate::scenario::Readiness;
 
+/// Where the workload's own ready marker arrived, while the host's probe decides readiness: it
+/// becomes `ready` when the marker is the readiness rule.
+const READY_MARKER: &str = "ready_marker";
 /// How many non-marker output lines to keep for an error message.
 const KEEP_OUTPUT_LINES: usize = 12;
 /// How long to wait for markers still in flight once the workload has exited.
@@ -73,7 +77,7 @@ impl Timeline {
     pub fn ready_latency(&self) -> Option<Duration> {
         self.points
             .iter()
-            .find(|(p, _)| p == "ready")
+            .find(|(p, _)| p == Phase::Ready.name())
             .map(|(_, d)| *d)
     }
 
@@ -99,10 +103,10 @@ impl Timeline {
     fn record(&mut self, event: Event, zero: Instant) {
         let since = |at: Instant| at.saturating_duration_since(zero);
         match event {
-            Event::Phase(name, at) => self.point(name, since(at)),
-            Event::Marker(Marker::Init, at) => self.point("init", since(at)),
-            Event::Marker(Marker::Workload(_), at) => self.point("workload", since(at)),
-            Event::Marker(Marker::Ready, at) => self.point("ready_marker", since(at)),
+            Event::Phase(point, at) => self.point(point.name(), since(at)),
+            Event::Marker(Marker::Init, at) => self.point(Phase::Init.name(), since(at)),
+            Event::Marker(Marker::Workload(_), at) => self.point(Phase::Workload.name(), since(at)),
+            Event::Marker(Marker::Ready, at) => self.point(READY_MARKER, since(at)),
             Event::Marker(
                 Marker::Result {
                     metric,
@@ -209,12 +213,8 @@ pub fn wait_ready(
         }
         match (readiness, probe_addr) {
             (Readiness::Marker, _) => {
-                if let Some(pos) = timeline
-                    .points
-                    .iter()
-                    .position(|(p, _)| p == "ready_marker")
-                {
-                    timeline.points[pos].0 = "ready".to_string();
+                if let Some(pos) = timeline.points.iter().position(|(p, _)| p == READY_MARKER) {
+                    timeline.points[pos].0 = Phase::Ready.name().to_string();
                     return Ok(timeline);
                 }
             }
@@ -239,7 +239,7 @@ pub fn wait_ready(
                         Ok(event) => timeline.record(event, zero),
                         Err(_) => break,
                     }
-                    if timeline.points.iter().any(|(p, _)| p == "ready_marker") {
+                    if timeline.points.iter().any(|(p, _)| p == READY_MARKER) {
                         break;
                     }
                 }
@@ -255,8 +255,8 @@ pub fn wait_ready(
 }
 
 fn mark_ready(mut timeline: Timeline, zero: Instant) -> Timeline {
-    timeline.points.retain(|(p, _)| p != "ready_marker");
-    timeline.point("ready", zero.elapsed());
+    timeline.points.retain(|(p, _)| p != READY_MARKER);
+    timeline.point(Phase::Ready.name(), zero.elapsed());
     timeline
 }
 

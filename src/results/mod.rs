@@ -10,7 +10,7 @@ mod summary;
 
 pub use backend::{Availability, Stack, ACCEL_KEY};
 pub use meta::{BackendInfo, Environment, RunMeta, ScenarioRecord};
-pub use phases::{phase_rank, PHASE_ORDER};
+pub use phases::phase_rank;
 pub use samples::{parse_samples, read_samples, Phase, SampleRow, SampleWriter};
 pub use summary::{summarize, BackendSummary, MetricSummary, RunSummary, RUN_FAILED};
 

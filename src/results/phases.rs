@@ -1,11 +1,8 @@
-//! Startup phase names as recorded in `phase.<name>` metrics, and the order they occur in.
+//! Startup phase names as recorded in `phase.<name>` metrics, in the order they occur.
 
-/// The order phase points occur in, for display (unknown names sort last).
-pub const PHASE_ORDER: &[&str] = &["spawn", "firmware", "kernel", "init", "workload", "ready"];
+use cvm_proto::metric::Phase;
 
+/// Where a phase recorded as `name` sorts for display (names cvm does not know sort last).
 pub fn phase_rank(name: &str) -> usize {
-    PHASE_ORDER
-        .iter()
-        .position(|p| *p == name)
-        .unwrap_or(PHASE_ORDER.len())
+    Phase::from_name(name).map_or(Phase::ORDER.len(), |p| p as usize)
 }

@@ -49,7 +49,6 @@
 
 pub use cvm_runtime::net;
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
@@ -68,8 +67,11 @@ use super::process::{self, Supervised, Terminate};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
+use crate::backend::{DiskLayers, Layer};
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
+use cvm_proto::applet::init_command;
+use cvm_proto::metric::Phase;
 use cvm_runtime::cgroup::{self, Cgroup, Limits};
 use cvm_runtime::sys::{spawn_namespaced, NamespacedExec, SpawnError};
 
@@ -171,13 +173,12 @@ impl Backend for ContainerBackend {
         let network = scenario.resources.network;
         let subnet = net::Subnet::from_env().map_err(|e| fail(ContainerError::Subnet(e)))?;
         let mut disk = image.layer_files();
-        disk.retain(|layer, _| matches!(layer.as_str(), "app" | "libs"));
         // The container runtime is cvm itself (plus `ip` for a private network).
         let mut runtime: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
         if network == NetworkMode::Private {
             runtime.extend(super::find_binary("ip"));
         }
-        disk.insert("runtime".into(), runtime);
+        disk.insert(Layer::Runtime, runtime);
         Ok(Box::new(ContainerPrepared {
             guest,
             rootfs,
@@ -220,33 +221,33 @@ struct ContainerPrepared {
     limits: Limits,
     network: NetworkMode,
     subnet: net::Subnet,
-    disk: BTreeMap<String, Vec<PathBuf>>,
+    disk: DiskLayers,
     /// Where the io workload writes, given a host directory of its own (see [`VolumeDir`]).
     io_dir: Option<String>,
 }
 
 impl ContainerPrepared {
     fn init_argv(&self, hostname: &str, volume: Option<&VolumeDir>) -> Vec<String> {
-        let mut argv = vec![
-            "cvm-guest".to_string(),
-            "init".into(),
-            "--container".into(),
+        let mut options = vec![
+            "--container".to_string(),
             "--rootfs".into(),
             self.rootfs.to_string_lossy().into_owned(),
             "--hostname".into(),
             hostname.to_string(),
         ];
         if self.network == NetworkMode::Private {
-            argv.extend(["--wait-fd".to_string(), WAIT_FD.to_string()]);
+            options.extend(["--wait-fd".to_string(), WAIT_FD.to_string()]);
         }
         if let (Some(volume), Some(inside)) = (volume, &self.io_dir) {
-            argv.extend([
+            options.extend([
                 "--volume".to_string(),
                 format!("{}:{inside}", volume.0.display()),
             ]);
         }
-        argv.push("--".into());
-        argv.extend(self.workload.iter().cloned());
+        // argv[0] is the name init is started under, not a path: the exec is of the guest's
+        // host path (before `pivot_root`), and init recognises itself by its first argument.
+        let mut argv = init_command(&options, &self.workload);
+        argv[0] = "cvm-guest".into();
         argv
     }
 }
@@ -289,7 +290,7 @@ impl Prepared for ContainerPrepared {
         c
     }
 
-    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
+    fn disk_layers(&self) -> DiskLayers {
         self.disk.clone()
     }
 
@@ -355,7 +356,7 @@ impl Prepared for ContainerPrepared {
         let pid = spawn_namespaced(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
         let spawned = Instant::now();
         let (tx, events) = mpsc::channel();
-        let _ = tx.send(Event::Phase("spawn", spawned));
+        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         // From here on the instance owns everything: an error drops it, which tears down.
         let mut instance = ContainerInstance {
             init: Supervised::from_pid(pid),

@@ -2,7 +2,6 @@
 //! child, the container's init PID comes from the runtime's pid file, and teardown stops the
 //! container through the runtime and removes everything the launch created.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -23,9 +22,11 @@ use crate::backend::cgroup::{self, Limits};
 use crate::backend::container::net;
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
 use crate::backend::process::{StopPolicy, Supervised};
+use crate::backend::DiskLayers;
 use crate::backend::{BackendConfig, BackendError, Instance, LaunchContext, Prepared};
 use crate::scenario::{BackendKind, NetworkMode};
 use crate::sys::CommandSetup;
+use cvm_proto::metric::Phase;
 
 /// How long to wait for the runtime to write the pid file.
 const PID_FILE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,7 +76,7 @@ pub struct OciPrepared {
     pub limits: Limits,
     pub network: NetworkMode,
     pub subnet: net::Subnet,
-    pub disk: BTreeMap<String, Vec<PathBuf>>,
+    pub disk: DiskLayers,
     pub launches: AtomicU32,
     /// Where the io workload writes, given a host directory (in the bundle) of its own.
     pub io_dir: Option<String>,
@@ -92,7 +93,7 @@ impl Prepared for OciPrepared {
         c
     }
 
-    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
+    fn disk_layers(&self) -> DiskLayers {
         self.disk.clone()
     }
 
@@ -166,7 +167,7 @@ impl OciPrepared {
         let spawned = Instant::now();
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase("spawn", spawned));
+        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stderr = child.stderr.take();
         let runtime_process = instance.process.insert(Supervised::from_child(child));
         spawn_marker_reader(fs::File::from(read_end), tx.clone()).map_err(InstanceError::Thread)?;

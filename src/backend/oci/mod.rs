@@ -38,9 +38,11 @@ use super::cgroup::Limits;
 use super::container::net;
 use super::process;
 use super::{Availability, Backend, BackendError, Prepared, Stack};
+use crate::backend::Layer;
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, Scenario};
 use bundle::SpecInput;
+use cvm_proto::applet::init_command;
 use instance::OciPrepared;
 use runtime::Runtime;
 
@@ -196,11 +198,9 @@ impl Backend for OciBackend {
             })
         })?;
         let subnet = net::Subnet::from_env().map_err(|e| fail(PrepareError::Subnet(e)))?;
-        let mut args = vec![GUEST_PATH.to_string(), "init".into(), "--".into()];
-        args.extend(image.workload_argv(&scenario.workload));
+        let args = init_command(&[], &image.workload_argv(&scenario.workload));
         let mut disk = image.layer_files();
-        disk.retain(|layer, _| matches!(layer.as_str(), "app" | "libs"));
-        disk.insert("runtime".into(), vec![runtime.path.clone()]);
+        disk.insert(Layer::Runtime, vec![runtime.path.clone()]);
         Ok(Box::new(OciPrepared {
             kind: self.kind,
             version: runtime.version(),

@@ -13,6 +13,7 @@ use std::time::Instant;
 use cvm_proto::Marker;
 
 use crate::backend::events::Event;
+use cvm_proto::metric::Phase;
 
 /// Reads the guest's serial console (QEMU's stdout): phase points, markers, and other lines
 /// kept for error messages. Lines are stamped when their newline arrives, as markers from a
@@ -92,11 +93,11 @@ impl ConsoleParser {
                 let first = self.first_byte.unwrap_or(banner_at);
                 if self.lines_before_kernel > 0 {
                     // Whole lines before the kernel's: firmware (SeaBIOS) and the loader.
-                    events.push(Event::Phase("firmware", first));
-                    events.push(Event::Phase("kernel", banner_at));
+                    events.push(Event::Phase(Phase::Firmware, first));
+                    events.push(Event::Phase(Phase::Kernel, banner_at));
                 } else {
                     // The banner is the first thing printed: its first byte is kernel entry.
-                    events.push(Event::Phase("kernel", first));
+                    events.push(Event::Phase(Phase::Kernel, first));
                 }
             }
         }
@@ -151,14 +152,17 @@ mod tests {
         ev.extend(p.feed(b"\x1b[2J[    0.000000] Linux ", t(20)));
         ev.extend(p.feed(b"version 6.1.0\r\n", t(25)));
         ev.extend(p.feed(b"CVM:init\r\nCVM:ready\r\n", t(30)));
-        let phases: Vec<(&str, Instant)> = ev
+        let phases: Vec<(Phase, Instant)> = ev
             .iter()
             .filter_map(|e| match e {
                 Event::Phase(n, at) => Some((*n, *at)),
                 _ => None,
             })
             .collect();
-        assert_eq!(phases, vec![("firmware", t(10)), ("kernel", t(20))]);
+        assert_eq!(
+            phases,
+            vec![(Phase::Firmware, t(10)), (Phase::Kernel, t(20))]
+        );
         let markers: Vec<&Marker> = ev
             .iter()
             .filter_map(|e| match e {
@@ -177,7 +181,9 @@ mod tests {
         let t0 = Instant::now();
         let mut p = ConsoleParser::default();
         let ev = p.feed(b"[    0.000000] Linux version 6.1.0\r\n", t0);
-        assert!(matches!(ev[0], Event::Phase("kernel", at) if at == t0));
-        assert!(!ev.iter().any(|e| matches!(e, Event::Phase("firmware", _))));
+        assert!(matches!(ev[0], Event::Phase(Phase::Kernel, at) if at == t0));
+        assert!(!ev
+            .iter()
+            .any(|e| matches!(e, Event::Phase(Phase::Firmware, _))));
     }
 }

@@ -23,6 +23,7 @@ use crate::backend::process::{StopPolicy, Supervised};
 use crate::backend::{BackendError, Instance, LaunchContext};
 use crate::image::ext4;
 use crate::scenario::BackendKind;
+use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -108,7 +109,7 @@ pub(super) fn launch(
     })?;
     let spawned = Instant::now();
     let (tx, events) = mpsc::channel();
-    let _ = tx.send(Event::Phase("spawn", spawned));
+    let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     // From here a failure drops `instance`, whose teardown kills QEMU and removes `tmp`.

@@ -3,7 +3,6 @@
 //! configuration and the initramfs that carries it, and the QEMU command template every launch
 //! fills in.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cvm_proto::vmconf::{self, DiskConfig, NetConfig, VmConfig, VmConfigError};
@@ -17,6 +16,7 @@ use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
     Prepared, Stack,
 };
+use crate::backend::{DiskLayers, Layer};
 use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
 use crate::image::{self, libs, Image, ImageError};
 use crate::scenario::{BackendKind, NetworkMode, Readiness, Scenario, ScenarioError};
@@ -189,18 +189,11 @@ impl Backend for VmBackend {
             config.insert("qemu".into(), crate::measure::host::version_number(&v));
         }
 
-        let mut layers: BTreeMap<String, Vec<PathBuf>> = image
-            .layer_files()
-            .into_iter()
-            .filter(|(layer, _)| matches!(layer.as_str(), "app" | "libs"))
-            .collect();
+        let mut layers = image.layer_files();
         let mut guest_os = vec![boot_kernel.clone()];
         guest_os.extend(modules.iter().cloned());
-        layers.insert("guest_os".into(), guest_os);
-        layers.insert(
-            "hypervisor".into(),
-            hypervisor_files(&qemu_bin, self.profile),
-        );
+        layers.insert(Layer::GuestOs, guest_os);
+        layers.insert(Layer::Hypervisor, hypervisor_files(&qemu_bin, self.profile));
 
         Ok(Box::new(VmPrepared {
             kind,
@@ -414,7 +407,7 @@ struct VmPrepared {
     spec: QemuSpec,
     guest: GuestPlan,
     config: BackendConfig,
-    layers: BTreeMap<String, Vec<PathBuf>>,
+    layers: DiskLayers,
 }
 
 impl Prepared for VmPrepared {
@@ -422,7 +415,7 @@ impl Prepared for VmPrepared {
         self.config.clone()
     }
 
-    fn disk_layers(&self) -> BTreeMap<String, Vec<PathBuf>> {
+    fn disk_layers(&self) -> DiskLayers {
         self.layers.clone()
     }
 

@@ -4,36 +4,28 @@ use std::collections::BTreeSet;
 
 use super::plan::measured;
 use super::{split_panels, Chart, ChartKind, StackedBar, StackedData};
-use crate::results::RunSummary;
+use cvm_proto::metric::{Layer, DISK_PREFIX};
 
-/// Disk layers from the bottom of the stack to the top, the order they are stacked in.
-pub const DISK_LAYERS: &[&str] = &["hypervisor", "runtime", "guest_os", "libs", "app"];
+use crate::results::RunSummary;
 
 /// Disk footprint stacked by layer (`disk.<layer>` medians); `disk_footprint` alone when a
 /// backend recorded no layers.
 pub fn disk_chart(s: &RunSummary) -> Option<Chart> {
     let layers: BTreeSet<&str> = measured(s)
         .flat_map(|b| b.metrics.keys())
-        .filter_map(|m| m.strip_prefix("disk."))
+        .filter_map(|m| m.strip_prefix(DISK_PREFIX))
         .collect();
-    let mut segments: Vec<String> = DISK_LAYERS
-        .iter()
-        .filter(|l| layers.contains(*l))
-        .map(|l| l.to_string())
-        .collect();
-    segments.extend(
-        layers
-            .iter()
-            .filter(|l| !DISK_LAYERS.contains(l))
-            .map(|l| l.to_string()),
-    );
+    // Bottom of the stack first, the order they are stacked in; unknown layers last.
+    let mut segments: Vec<&str> = layers.into_iter().collect();
+    segments.sort_by_key(|l| Layer::from_name(l).map_or(Layer::BOTTOM_UP.len(), |l| l as usize));
+    let mut segments: Vec<String> = segments.into_iter().map(str::to_string).collect();
     let mut total_used = false;
     let bars: Vec<StackedBar> = measured(s)
         .filter_map(|b| {
             let mut parts: Vec<(String, f64)> = segments
                 .iter()
                 .filter_map(|l| {
-                    let m = b.metrics.get(&format!("disk.{l}"))?;
+                    let m = b.metrics.get(&format!("{DISK_PREFIX}{l}"))?;
                     (m.stats.median > 0.0).then(|| (l.clone(), m.stats.median))
                 })
                 .collect();

@@ -30,7 +30,7 @@ mod testdata;
 use std::path::{Path, PathBuf};
 
 pub use density::{density_chart, Line, LineData, DENSITY_METRICS};
-pub use disk::{disk_chart, DISK_LAYERS};
+pub use disk::disk_chart;
 pub use grouped::{BarGroup, BarValue, GroupedData};
 pub use http_latency::{http_latency_chart, HTTP_LATENCY_METRICS};
 pub use http_rps::http_rps_chart;

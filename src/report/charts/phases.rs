@@ -4,21 +4,13 @@ use std::collections::BTreeSet;
 
 use super::plan::measured;
 use super::{split_panels, Chart, ChartKind, StackedBar, StackedData};
-use crate::results::{RunSummary, PHASE_ORDER};
+use crate::results::{phase_rank, RunSummary};
 
+/// Known phases in the order they happen, then any others alphabetically.
 fn ordered_phases(names: &BTreeSet<&str>) -> Vec<String> {
-    let mut out: Vec<String> = PHASE_ORDER
-        .iter()
-        .filter(|p| names.contains(*p))
-        .map(|p| p.to_string())
-        .collect();
-    out.extend(
-        names
-            .iter()
-            .filter(|n| !PHASE_ORDER.contains(n))
-            .map(|n| n.to_string()),
-    );
-    out
+    let mut out: Vec<&str> = names.iter().copied().collect();
+    out.sort_by_key(|n| phase_rank(n));
+    out.into_iter().map(str::to_string).collect()
 }
 
 /// Startup phases: the medians of `phase.*`, stacked in the order they happen.

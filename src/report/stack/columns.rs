@@ -54,15 +54,16 @@ impl Layer {
     /// The layer whose work a startup phase measures (see the module docs); `None` for a phase
     /// this stack should not have.
     pub fn of_phase(stack: Stack, phase: &str) -> Option<Layer> {
-        Some(match (stack, phase) {
-            (Stack::Vm, "spawn") => Layer::Hypervisor,
+        use cvm_proto::metric::Phase;
+        Some(match (stack, Phase::from_name(phase)?) {
+            (Stack::Vm, Phase::Spawn) => Layer::Hypervisor,
             // `firmware` (vm-classic): BIOS output to the kernel banner, mostly the bzImage
             // decompressing itself: guest OS work, as the module docs count it.
-            (Stack::Vm, "firmware" | "kernel" | "init") => Layer::GuestOs,
-            (Stack::Container, "spawn" | "init") => Layer::Runtime,
-            (Stack::Native, "spawn" | "init") => Layer::HostOs,
-            (_, "workload") => Layer::Libs,
-            (_, "ready" | "ready_marker") => Layer::App,
+            (Stack::Vm, Phase::Firmware | Phase::Kernel | Phase::Init) => Layer::GuestOs,
+            (Stack::Container, Phase::Spawn | Phase::Init) => Layer::Runtime,
+            (Stack::Native, Phase::Spawn | Phase::Init) => Layer::HostOs,
+            (_, Phase::Workload) => Layer::Libs,
+            (_, Phase::Ready) => Layer::App,
             _ => return None,
         })
     }
