@@ -2,7 +2,7 @@
 //! [`Bundle`] the `cvm-runtime` binary runs.
 //!
 //! Why a subset: `cvm-runtime` exists to run the same bundle as runc with cvm's own container
-//! steps (see [`crate::rootfs`]), so that the two runtimes can be compared on equal terms. What
+//! steps (see [`cvm_runtime::rootfs`]), so that the two runtimes can be compared on equal terms. What
 //! it reads is what cvm's OCI backend writes: the process (args, env, cwd, `noNewPrivileges`,
 //! one capability set, an `RLIMIT_NOFILE`), the root (path, read-only), the hostname, the
 //! standard mounts plus bind volumes, the namespaces, `cgroupsPath`, a memory limit and a CPU
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
 
-use crate::cgroup::{CpuQuota, Resources};
+use cvm_runtime::cgroup::{CpuQuota, Resources};
 
 /// What [`Bundle::load`] read: everything `cvm-runtime run` needs, already checked.
 #[derive(Debug, Clone, PartialEq)]

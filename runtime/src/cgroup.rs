@@ -28,7 +28,6 @@ use nix::unistd::Pid;
 const ROOT: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum CgroupVersion {
     V1,
     V2,

@@ -6,16 +6,14 @@
 //! - [`rootfs`]: what the container's first process does inside before the workload runs
 //!   (mounts, `pivot_root`, hostname, `lo`, capabilities, `no_new_privs`);
 //! - [`net`]: a veth pair for a container that has a network beyond `lo`;
-//! - `bundle` (feature `bundle`): the subset of an OCI bundle's `config.json` cvm writes.
 //!
+//! The binary (`main.rs`) adds the reader of an OCI bundle's `config.json` (the subset cvm
+//! writes); it lives in the binary alone, so nothing that links the library carries serde.
 //! Two users link it. cvm's `container` backend is multi-threaded, so its child may only
 //! make async-signal-safe calls before exec: it execs `cvm-guest init --container`, which runs
 //! the [`rootfs`] steps as PID 1. The `cvm-runtime` binary is single-threaded, so its child runs
-//! the same steps itself and execs the bundle's process directly, as runc does. The guest links
-//! this crate without the `bundle` feature: it stays a small static binary without serde.
+//! the same steps itself and execs the bundle's process directly, as runc does.
 
-#[cfg(feature = "bundle")]
-pub mod bundle;
 pub mod cgroup;
 pub mod net;
 pub mod rootfs;

@@ -17,13 +17,15 @@
 //!
 //! `cvm-runtime --version` prints the version.
 
+mod bundle;
+
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use cvm_runtime::bundle::Bundle;
+use bundle::Bundle;
 use cvm_runtime::cgroup::Cgroup;
 use cvm_runtime::rootfs::{self, RootfsConfig};
 use cvm_runtime::sys;
