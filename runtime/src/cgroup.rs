@@ -267,16 +267,7 @@ impl Cgroup {
 
     /// Every process still in the cgroup.
     pub fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .dirs
-            .iter()
-            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| {
-                t.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<u32>>()
-            })
-            .collect();
+        let mut pids: Vec<u32> = self.dirs.iter().flat_map(|d| procs(d)).collect();
         pids.sort_unstable();
         pids.dedup();
         pids
@@ -372,6 +363,13 @@ fn write_limit(dir: &Path, file: &'static str, value: String) -> Result<(), Cgro
         value,
         source,
     })
+}
+
+/// The processes in the cgroup directory `dir` (none when it cannot be read).
+pub fn procs(dir: &Path) -> Vec<u32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 fn read_u64(path: &Path) -> Option<u64> {

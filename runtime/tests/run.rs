@@ -226,30 +226,24 @@ fn a_bad_config_is_refused_naming_the_field() {
     let path = b.path().join("config.json");
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Each bad config is refused with a message naming the field.
+    let refused_naming = |json: &serde_json::Value, field: &str| {
+        std::fs::write(&path, json.to_string()).unwrap();
+        let out = Command::new(runtime_bin())
+            .args(["run", "--bundle"])
+            .arg(b.path())
+            .arg("bad")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(stderr.contains(field), "{stderr}");
+    };
     json.as_object_mut().unwrap().remove("root");
-    std::fs::write(&path, json.to_string()).unwrap();
-    let out = Command::new(runtime_bin())
-        .args(["run", "--bundle"])
-        .arg(b.path())
-        .arg("bad")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(stderr.contains("root.path"), "{stderr}");
-
+    refused_naming(&json, "root.path");
     json["root"] = serde_json::json!({"path": "rootfs"});
     json["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
-    std::fs::write(&path, json.to_string()).unwrap();
-    let out = Command::new(runtime_bin())
-        .args(["run", "--bundle"])
-        .arg(b.path())
-        .arg("bad")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(stderr.contains("linux.seccomp"), "{stderr}");
+    refused_naming(&json, "linux.seccomp");
 }
 
 /// runc, where the host has it (`which runc`).

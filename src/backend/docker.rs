@@ -17,7 +17,6 @@
 //! bridge. The tests start a private one (own data root and socket, `--iptables=false`,
 //! `--bridge=none`) and stop it afterwards.
 
-use std::fs;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
@@ -387,20 +386,7 @@ impl Instance for DockerInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .process
-            .as_ref()
-            .and_then(Supervised::running_pid)
-            .into_iter()
-            .collect();
-        if let Some(dir) = self.cgroup_dir() {
-            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-                pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-            }
-        }
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        process::runtime_and_container_pids(self.process.as_ref(), self.cgroup_dir().as_deref())
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.address.map(|ip| SocketAddr::new(ip, port))

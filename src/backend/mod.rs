@@ -167,8 +167,8 @@ pub struct HostOptions {
 /// The backend implementation for a name.
 pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
     match kind {
-        BackendKind::Native => Box::new(native::NativeBackend::new()),
-        BackendKind::Container => Box::new(container::ContainerBackend::new()),
+        BackendKind::Native => Box::new(native::NativeBackend),
+        BackendKind::Container => Box::new(container::ContainerBackend),
         BackendKind::Runc | BackendKind::Crun => Box::new(oci::OciBackend::new(kind)),
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
         BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),

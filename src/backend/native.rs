@@ -50,19 +50,8 @@ pub enum NativeError {
     RemoveCgroup(#[source] cgroup::CgroupError),
 }
 
+#[derive(Debug, Default)]
 pub struct NativeBackend;
-
-impl NativeBackend {
-    pub fn new() -> Self {
-        NativeBackend
-    }
-}
-
-impl Default for NativeBackend {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 impl Backend for NativeBackend {
     fn kind(&self) -> BackendKind {

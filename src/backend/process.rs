@@ -40,6 +40,22 @@ pub fn limits(resources: &Resources) -> Limits {
     }
 }
 
+/// The host processes of a container run by a foreground runtime (the `runc` or `docker`
+/// client while it runs, and everything in the container's cgroup), sorted and unique.
+pub fn runtime_and_container_pids(
+    runtime: Option<&Supervised>,
+    cgroup_dir: Option<&std::path::Path>,
+) -> Vec<u32> {
+    let mut pids: Vec<u32> = runtime
+        .and_then(Supervised::running_pid)
+        .into_iter()
+        .collect();
+    pids.extend(cgroup_dir.map(cgroup::procs).unwrap_or_default());
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 /// How a backend ends its process: what differs between backends in [`Supervised::stop`].
 pub trait StopPolicy {
     /// Asks the process to end. The default is SIGTERM to it; a VMM is asked over its control

@@ -115,19 +115,8 @@ pub enum ContainerError {
     RemoveLink(#[source] net::NetError),
 }
 
+#[derive(Debug, Default)]
 pub struct ContainerBackend;
-
-impl ContainerBackend {
-    pub fn new() -> Self {
-        ContainerBackend
-    }
-}
-
-impl Default for ContainerBackend {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 impl Backend for ContainerBackend {
     fn kind(&self) -> BackendKind {

@@ -21,7 +21,7 @@ use super::runtime::{Runtime, RuntimeError};
 use crate::backend::cgroup::{self, Limits};
 use crate::backend::container::net;
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
-use crate::backend::process::{StopPolicy, Supervised};
+use crate::backend::process::{self, StopPolicy, Supervised};
 use crate::backend::DiskLayers;
 use crate::backend::{BackendConfig, BackendError, Instance, LaunchContext, Prepared};
 use crate::scenario::{BackendKind, NetworkMode};
@@ -255,20 +255,7 @@ impl Instance for OciInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .process
-            .as_ref()
-            .and_then(Supervised::running_pid)
-            .into_iter()
-            .collect();
-        if let Some(dir) = &self.memory_dir {
-            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-                pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-            }
-        }
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        process::runtime_and_container_pids(self.process.as_ref(), self.memory_dir.as_deref())
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.link
