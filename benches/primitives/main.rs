@@ -1,8 +1,8 @@
 //! Microbenchmarks of the isolation primitives: *why* the end-to-end numbers of `cvm compare`
-//! are what they are, primitive by primitive. Run with `cargo bench --features bench` (as root
+//! are what they are, primitive by primitive. Run with `cargo bench` (as root
 //! for everything; a normal user gets the cases that need no privileges).
-//! `cargo bench --features bench -- --list` lists every case;
-//! `cargo bench --features bench -- namespaces` runs one group.
+//! `cargo bench -- --list` lists every case;
+//! `cargo bench -- namespaces` runs one group.
 //!
 //! One module per criterion group, each of which documents its cases (`group/case`: what one
 //! iteration measures): [`namespaces`], [`namespaces_exec`], [`netns_veth`], [`cgroup`],
@@ -105,10 +105,7 @@ impl Env {
         if self.root || self.listing {
             return true;
         }
-        self.skip(
-            group,
-            "needs root (run `sudo cargo bench --features bench`)",
-        );
+        self.skip(group, "needs root (run `sudo cargo bench`)");
         false
     }
 

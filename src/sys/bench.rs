@@ -1,4 +1,4 @@
-//! Benchmark children (`cargo bench --features bench`, `benches/primitives/`): the cost of the
+//! Benchmark children (`cargo bench`, `benches/primitives/`): the cost of the
 //! isolation primitives themselves, with nothing of cvm's around them. Compiled only with the
 //! `bench` feature: nothing else in cvm uses them.
 
