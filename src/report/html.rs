@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::charts::Rendered;
 use super::format::format_value;
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
+use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX};
 
 pub const INDEX_FILE: &str = "index.html";
 /// Where chart files go, relative to the results directory.
@@ -62,19 +63,19 @@ pub fn tcg_backends(s: &RunSummary) -> Vec<String> {
 /// Metrics shown first in the summary table, in this order; the rest alphabetically, phases
 /// last.
 const LEADING: &[&str] = &[
-    "ready_latency",
-    "launch_floor",
-    "teardown_latency",
-    "memory_pss",
-    "memory_pss_peak",
-    "memory_overhead",
-    "memory_host_delta",
-    "disk_footprint",
-    "http_rps",
-    "http_latency_p50",
-    "http_latency_p90",
-    "http_latency_p99",
-    "http_latency_max",
+    Metric::ReadyLatency.name(),
+    Metric::LaunchFloor.name(),
+    Metric::TeardownLatency.name(),
+    Metric::MemoryPss.name(),
+    Metric::MemoryPssPeak.name(),
+    Metric::MemoryOverhead.name(),
+    Metric::MemoryHostDelta.name(),
+    Metric::DiskFootprint.name(),
+    Metric::HttpRps.name(),
+    Metric::HttpLatencyP50.name(),
+    Metric::HttpLatencyP90.name(),
+    Metric::HttpLatencyP99.name(),
+    Metric::HttpLatencyMax.name(),
 ];
 
 fn metric_rank(m: &str) -> (usize, &str) {
@@ -301,7 +302,7 @@ fn ratio(m: &MetricSummary) -> String {
 /// Detail metrics (phases, disk layers, density steps) go in a collapsed second table, so the
 /// headline table stays short enough to read.
 fn is_detail(metric: &str) -> bool {
-    ["phase.", "disk.", "density_"]
+    [PHASE_PREFIX, DISK_PREFIX, "density_"]
         .iter()
         .any(|p| metric.starts_with(p))
 }

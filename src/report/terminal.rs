@@ -5,15 +5,16 @@ use std::fmt::Write;
 
 use super::format::format_value;
 use crate::results::{Availability, MetricSummary, RunSummary};
+use cvm_proto::metric::Metric;
 
 /// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
 /// one line per backend instead of a row each.
 const LEADING: &[&str] = &[
-    "ready_latency",
-    "launch_floor",
-    "teardown_latency",
-    "memory_pss",
-    "memory_overhead",
+    Metric::ReadyLatency.name(),
+    Metric::LaunchFloor.name(),
+    Metric::TeardownLatency.name(),
+    Metric::MemoryPss.name(),
+    Metric::MemoryOverhead.name(),
 ];
 
 pub fn table(s: &RunSummary) -> String {
@@ -99,8 +100,8 @@ pub fn table(s: &RunSummary) -> String {
             .map(|(p, v)| format!("{p} {}", format_value(v.stats.median, &v.unit)))
             .collect();
         if let (Some(r), Some(f)) = (
-            b.metrics.get("ready_latency"),
-            b.metrics.get("launch_floor"),
+            b.metrics.get(Metric::ReadyLatency.name()),
+            b.metrics.get(Metric::LaunchFloor.name()),
         ) {
             notes.push(format!(
                 "{name}: ready_latency is {:.2}x the bare fork+exec floor ({} vs {})",

@@ -17,6 +17,7 @@ use super::surface::{backend_color, metric_color, text, DrawResult, INK};
 use super::{Chart, ChartKind, Scale};
 use crate::report::format::format_number;
 use crate::results::{Phase, RunSummary, SampleRow};
+use cvm_proto::metric::Metric;
 
 /// Lines over a numeric x axis (density: memory per instance against N).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +38,8 @@ pub struct Line {
 }
 
 /// Density series: (metric, legend suffix). Their samples carry N in `iteration`.
-pub const DENSITY_METRICS: &[(&str, &str)] = &[("density_pss_per_instance", "PSS per instance")];
+pub const DENSITY_METRICS: &[(&str, &str)] =
+    &[(Metric::DensityPssPerInstance.name(), "PSS per instance")];
 
 pub fn density_chart(s: &RunSummary, rows: &[SampleRow]) -> Option<Chart> {
     let mut lines: Vec<Line> = Vec::new();

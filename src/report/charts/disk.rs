@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::plan::measured;
 use super::{split_panels, Chart, ChartKind, StackedBar, StackedData};
+use cvm_proto::metric::Metric;
 use cvm_proto::metric::{Layer, DISK_PREFIX};
 
 use crate::results::RunSummary;
@@ -30,7 +31,7 @@ pub fn disk_chart(s: &RunSummary) -> Option<Chart> {
                 })
                 .collect();
             if parts.is_empty() {
-                let m = b.metrics.get("disk_footprint")?;
+                let m = b.metrics.get(Metric::DiskFootprint.name())?;
                 total_used = true;
                 parts.push(("total".into(), m.stats.median));
             }

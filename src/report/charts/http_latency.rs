@@ -3,12 +3,13 @@
 use super::grouped::grouped;
 use super::{Chart, ChartKind};
 use crate::results::RunSummary;
+use cvm_proto::metric::Metric;
 
 pub const HTTP_LATENCY_METRICS: &[&str] = &[
-    "http_latency_p50",
-    "http_latency_p90",
-    "http_latency_p99",
-    "http_latency_max",
+    Metric::HttpLatencyP50.name(),
+    Metric::HttpLatencyP90.name(),
+    Metric::HttpLatencyP99.name(),
+    Metric::HttpLatencyMax.name(),
 ];
 
 pub fn http_latency_chart(s: &RunSummary) -> Option<Chart> {

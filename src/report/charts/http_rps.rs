@@ -3,9 +3,12 @@
 use super::grouped::grouped;
 use super::{Chart, ChartKind};
 use crate::results::RunSummary;
+use cvm_proto::metric::Metric;
 
 pub fn http_rps_chart(s: &RunSummary) -> Option<Chart> {
-    let mut data = grouped(s, &["http_rps"], |_| "requests per second".into());
+    let mut data = grouped(s, &[Metric::HttpRps.name()], |_| {
+        "requests per second".into()
+    });
     if data.groups.is_empty() {
         return None;
     }

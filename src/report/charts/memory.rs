@@ -3,27 +3,28 @@
 use super::grouped::grouped;
 use super::{Chart, ChartKind};
 use crate::results::RunSummary;
+use cvm_proto::metric::Metric;
 
 /// Memory metrics shown in the memory chart, where recorded.
 pub const MEMORY_METRICS: &[&str] = &[
-    "memory_pss",
-    "memory_pss_peak",
-    "memory_overhead",
-    "memory_cgroup",
-    "memory_host_delta",
+    Metric::MemoryPss.name(),
+    Metric::MemoryPssPeak.name(),
+    Metric::MemoryOverhead.name(),
+    Metric::MemoryCgroup.name(),
+    Metric::MemoryHostDelta.name(),
 ];
 
 /// Memory: PSS of every host process of an instance, the overhead over native, and where
 /// recorded the cgroup's figure and the density method's host delta.
 pub fn memory_chart(s: &RunSummary) -> Option<Chart> {
     let mut data = grouped(s, MEMORY_METRICS, |m| {
-        match m {
-            "memory_pss" => "PSS (all host processes)",
-            "memory_pss_peak" => "PSS under load",
-            "memory_overhead" => "overhead",
-            "memory_cgroup" => "cgroup",
-            "memory_host_delta" => "host MemAvailable drop",
-            other => other,
+        match Metric::from_name(m) {
+            Some(Metric::MemoryPss) => "PSS (all host processes)",
+            Some(Metric::MemoryPssPeak) => "PSS under load",
+            Some(Metric::MemoryOverhead) => "overhead",
+            Some(Metric::MemoryCgroup) => "cgroup",
+            Some(Metric::MemoryHostDelta) => "host MemAvailable drop",
+            _ => m,
         }
         .to_string()
     });

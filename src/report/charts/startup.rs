@@ -10,6 +10,7 @@ use super::surface::{backend_color, DrawResult, INK};
 use super::{Chart, ChartKind, Scale};
 use crate::report::format::format_value;
 use crate::results::{Phase, RunSummary, SampleRow};
+use cvm_proto::metric::Metric;
 
 /// Every sample of one metric per backend, with the median and its confidence interval.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +31,7 @@ pub struct DotSeries {
 
 /// Startup latency: every measured sample of `ready_latency` as a dot, the median and its CI.
 pub fn startup_chart(s: &RunSummary, rows: &[SampleRow]) -> Option<Chart> {
-    const METRIC: &str = "ready_latency";
+    const METRIC: &str = Metric::ReadyLatency.name();
     let series: Vec<DotSeries> = measured(s)
         .filter_map(|b| {
             let m = b.metrics.get(METRIC)?;

@@ -3,6 +3,7 @@
 
 use crate::report::format::format_value;
 use crate::results::{Availability, BackendSummary, RunSummary, Stack};
+use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX};
 
 /// One layer of a stack, top to bottom in [`Layer::of_stack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +203,7 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
     let phases: Vec<(&str, f64)> = b
         .metrics
         .iter()
-        .filter_map(|(m, v)| Some((m.strip_prefix("phase.")?, v.stats.median)))
+        .filter_map(|(m, v)| Some((m.strip_prefix(PHASE_PREFIX)?, v.stats.median)))
         .collect();
     let phase_total: f64 = phases.iter().map(|(_, v)| v).sum();
     let mut unattributed = 0.0;
@@ -214,8 +215,8 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
         }
     }
 
-    let pss = median(b, "memory_pss");
-    let overhead = median(b, "memory_overhead");
+    let pss = median(b, Metric::MemoryPss.name());
+    let overhead = median(b, Metric::MemoryOverhead.name());
     let isolation = Layer::isolation(stack);
     let boxes = layers
         .iter()
@@ -238,7 +239,7 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
             };
             LayerBox {
                 layer,
-                disk: median(b, &format!("disk.{}", layer.key())),
+                disk: median(b, &format!("{DISK_PREFIX}{}", layer.key())),
                 memory,
                 memory_note,
                 startup,
@@ -255,9 +256,9 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
         heading: heading(stack),
         backend: Some(b.info.backend.clone()),
         note,
-        ready: median(b, "ready_latency"),
+        ready: median(b, Metric::ReadyLatency.name()),
         memory_total: pss,
-        disk_total: median(b, "disk_footprint"),
+        disk_total: median(b, Metric::DiskFootprint.name()),
         unattributed,
         boxes,
     }
