@@ -115,7 +115,8 @@ impl Image {
                 .map(|f| in_image(f)),
         );
         if scenario.image.rootfs.is_some() {
-            // The user's base rootfs counts as libraries (files listed above are counted once).
+            // The user's base rootfs counts as libraries, less the files the layers name themselves
+            // (the footprint counts those where they are named).
             libs.push(rootfs.clone());
         }
         let layers = BTreeMap::from([(Layer::App, app), (Layer::Libs, libs)]);

@@ -1,6 +1,9 @@
 //! Disk footprint by layer: bytes allocated on disk for each layer's files (directories walked),
-//! with a file reachable by several paths or hard links counted once across *all* layers — the
-//! first layer to name it owns it — so the layers add up to the total.
+//! with a file reachable by several paths or hard links counted once across *all* layers, so the
+//! layers add up to the total. Who owns a file two layers reach: a file a layer names itself
+//! belongs to the lowest layer that names it (layers are iterated bottom-up); a directory a
+//! layer names (a user's base rootfs) holds only what no layer names itself, so the workload's
+//! binary inside a base rootfs stays in `app`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -8,19 +11,20 @@ use std::path::{Path, PathBuf};
 
 use cvm_proto::metric::Layer;
 
-/// Bytes on disk per layer, in the order of `layers`, and their total.
+/// Bytes on disk per layer, bottom-up, and their total.
 pub fn footprint(layers: &BTreeMap<Layer, Vec<PathBuf>>) -> (Vec<(Layer, u64)>, u64) {
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
-    let mut out = Vec::new();
-    for (layer, paths) in layers {
-        let mut bytes = 0;
-        for p in paths {
-            bytes += walk(p, &mut seen);
+    let mut bytes: BTreeMap<Layer, u64> = layers.keys().map(|l| (*l, 0)).collect();
+    // Named files claim their inodes first, then directories are walked for the rest.
+    for walk_dirs in [false, true] {
+        for (layer, paths) in layers {
+            for p in paths.iter().filter(|p| p.is_dir() == walk_dirs) {
+                *bytes.entry(*layer).or_default() += walk(p, &mut seen);
+            }
         }
-        out.push((*layer, bytes));
     }
-    let total = out.iter().map(|(_, b)| b).sum();
-    (out, total)
+    let total = bytes.values().sum();
+    (bytes.into_iter().collect(), total)
 }
 
 fn walk(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
@@ -82,5 +86,24 @@ mod tests {
         assert_eq!(app, 0);
         assert_eq!(total, blocks(&a) + blocks(&sub) + blocks(&sub.join("b")));
         assert_eq!(footprint(&BTreeMap::new()).1, 0);
+    }
+
+    #[test]
+    fn a_binary_inside_a_base_rootfs_stays_in_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("bin/tool");
+        std::fs::create_dir_all(app.parent().unwrap()).unwrap();
+        std::fs::write(&app, vec![1u8; 32 * 1024]).unwrap();
+        std::fs::write(dir.path().join("lib.so"), vec![2u8; 8 * 1024]).unwrap();
+        let mut layers = BTreeMap::new();
+        layers.insert(Layer::App, vec![app.clone()]);
+        // The base rootfs as a whole is the libraries layer, and it contains the app binary.
+        layers.insert(Layer::Libs, vec![dir.path().to_path_buf()]);
+        let (per_layer, _) = footprint(&layers);
+        let of = |layer| per_layer.iter().find(|(l, _)| *l == layer).unwrap().1;
+        let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        assert_eq!(of(Layer::App), blocks(&app));
+        assert!(of(Layer::Libs) >= blocks(&dir.path().join("lib.so")));
+        assert!(of(Layer::Libs) < blocks(&app) + blocks(&dir.path().join("lib.so")));
     }
 }
