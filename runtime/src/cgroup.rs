@@ -398,10 +398,11 @@ impl Hierarchy<'_> {
 }
 
 /// The cgroup directory process `pid` (`None`: this process) is in, in `hierarchy`, read from
-/// `/proc/PID/cgroup` and placed under the hierarchy's mount point. A process in a cgroup
-/// namespace sees its path relative to the namespace's root; when that path does not exist
-/// under the mount, the mount itself is returned. `Ok(None)` when the process is in no cgroup
-/// of that hierarchy (the controller is not mounted).
+/// `/proc/PID/cgroup` and placed under the hierarchy's mount point. `Ok(None)` when the process
+/// is in no cgroup of that hierarchy (the controller is not mounted), or when another process's
+/// directory does not exist (it left, or it is in a cgroup namespace): never a guess, since a
+/// wrong directory would charge the whole host to one instance. This process, when it runs in
+/// a cgroup namespace, sees its path relative to the namespace's root: it gets the mount.
 pub fn cgroup_of(
     pid: Option<u32>,
     hierarchy: Hierarchy<'_>,
@@ -417,7 +418,11 @@ pub fn cgroup_of(
     };
     let mount = hierarchy.mount();
     let dir = mount.join(inside.trim_start_matches('/'));
-    Ok(Some(if dir.is_dir() { dir } else { mount }))
+    Ok(match (dir.is_dir(), pid) {
+        (true, _) => Some(dir),
+        (false, None) => Some(mount),
+        (false, Some(_)) => None,
+    })
 }
 
 /// The directory that holds process `pid`'s memory accounting: its v2 cgroup on a v2 host, its
