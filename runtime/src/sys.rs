@@ -306,27 +306,57 @@ pub unsafe fn clone_process(
 
 /// The process signals are forwarded to (0 until there is one).
 static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// A signal that arrived before there was a process to forward it to (0: none).
+static PENDING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 extern "C" fn forward(sig: libc::c_int) {
-    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe and takes plain integers.
         unsafe {
             libc::kill(pid, sig);
         }
+    } else {
+        PENDING.store(sig, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-/// Forwards `signals` delivered to this process to `pid` (a foreground runtime passes SIGTERM
-/// on to its container, as `runc run` does).
-pub fn forward_signals_to(pid: libc::pid_t, signals: &[libc::c_int]) -> std::io::Result<()> {
-    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
+/// Catches `signals` from now on, to forward them to the process named by [`forward_to`] (a
+/// foreground runtime passes SIGTERM on to its container, as `runc run` does). Installed before
+/// the container exists, so a signal in between is held instead of killing the runtime and
+/// orphaning the container. Handlers do not survive an exec: the container starts with the
+/// default actions.
+pub fn forward_signals(signals: &[libc::c_int]) -> std::io::Result<()> {
     for &sig in signals {
         // SAFETY: `forward` only reads an atomic and calls kill, both async-signal-safe.
         let old = unsafe { libc::signal(sig, forward as *const () as libc::sighandler_t) };
         if old == libc::SIG_ERR {
             return Err(std::io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// Names the process caught signals go to, and passes on one that arrived before it existed.
+pub fn forward_to(pid: libc::pid_t) {
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::SeqCst);
+    let pending = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
+    if pending > 0 {
+        // SAFETY: kill takes plain integers; `pid` is our child, not yet reaped.
+        unsafe {
+            libc::kill(pid, pending);
+        }
+    }
+}
+
+/// Gives SIGPIPE its default action back before an exec. Rust's runtime ignores it, and an
+/// ignored signal stays ignored across exec: a workload would get EPIPE where it expects to die,
+/// unlike under runc or cvm's own spawn.
+pub fn default_sigpipe() -> std::io::Result<()> {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler.
+    let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if old == libc::SIG_ERR {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -365,8 +395,39 @@ pub fn inherit_only(keep: std::ops::Range<RawFd>) -> std::io::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
+    if rc == 0 {
+        return Ok(());
+    }
+    // close_range with CLOSE_RANGE_CLOEXEC needs Linux 5.11: mark each open descriptor instead.
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        if fd >= keep.end {
+            // SAFETY: F_SETFD only sets the close-on-exec flag on a descriptor number; on one
+            // that closed meanwhile (the directory's own) it fails with EBADF, which is fine.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
     }
     Ok(())
+}
+
+/// A descriptor that becomes readable when process `pid` (a child of ours, or any process)
+/// exits, whether or not it has been reaped: waiting on it costs no polling and sees the exit
+/// the moment it happens.
+pub fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| std::io::ErrorKind::InvalidData)?;
+    // SAFETY: `fd` was just returned by pidfd_open and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -373,8 +373,8 @@ impl StopPolicy for DockerStop<'_> {
             .run("kill", &["kill", "--signal", "TERM", self.name])
             .is_ok()
     }
-    fn force(&self, _cli: Pid) {
-        let _ = self.client.run("kill", &["kill", self.name]);
+    fn force(&self, _cli: Pid) -> bool {
+        self.client.run("kill", &["kill", self.name]).is_ok()
     }
 }
 

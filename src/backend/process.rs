@@ -65,8 +65,11 @@ pub trait StopPolicy {
         kill(pid, Signal::SIGTERM).is_ok()
     }
     /// Ends by force what the request did not, before the process itself gets SIGKILL (a
-    /// runtime kills its container, which a SIGKILL to the runtime would leave behind).
-    fn force(&self, _pid: Pid) {}
+    /// runtime kills its container, which a SIGKILL to the runtime would leave behind). `true`
+    /// when it did something worth waiting [`FORCE_GRACE`] for; the default does nothing.
+    fn force(&self, _pid: Pid) -> bool {
+        false
+    }
 }
 
 /// SIGTERM, then SIGKILL: for a process that forwards SIGTERM itself (cvm-guest init does).
@@ -98,7 +101,8 @@ impl Supervised {
     }
 
     /// The PID while it is ours (unreaped).
-    pub fn pid(&self) -> Option<Pid> {
+    #[cfg(test)]
+    fn pid(&self) -> Option<Pid> {
         self.pid
     }
 
@@ -172,8 +176,7 @@ impl Supervised {
         if policy.request(pid) && wait_exit(pid, STOP_GRACE) {
             return;
         }
-        policy.force(pid);
-        if !wait_exit(pid, FORCE_GRACE) {
+        if !(policy.force(pid) && wait_exit(pid, FORCE_GRACE)) {
             let _ = kill(pid, Signal::SIGKILL);
         }
     }
@@ -204,9 +207,26 @@ fn exited(pid: Pid) -> bool {
     )
 }
 
-/// Waits up to `grace` for `pid` to exit, without reaping it; true if it did.
+/// Waits up to `grace` for `pid` to exit, without reaping it; true if it did. A pidfd wakes
+/// the wait the moment the process exits, so a stop's duration (`teardown_latency`) carries no
+/// polling delay; where the kernel has no pidfds, the exit is polled.
 fn wait_exit(pid: Pid, grace: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
     let deadline = Instant::now() + grace;
+    if let Ok(pidfd) = cvm_runtime::sys::pidfd_open(pid.as_raw()) {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Err(nix::Error::EINTR) => continue,
+                Ok(0) => return exited(pid),
+                Ok(_) => return true,
+                Err(_) => break,
+            }
+        }
+    }
     let mut pause = Duration::from_micros(100);
     while !exited(pid) {
         if Instant::now() >= deadline {
@@ -262,8 +282,9 @@ mod tests {
             self.steps.set((true, self.steps.get().1));
             self.request_works && kill(pid, Signal::SIGTERM).is_ok()
         }
-        fn force(&self, _pid: Pid) {
+        fn force(&self, _pid: Pid) -> bool {
             self.steps.set((self.steps.get().0, true));
+            false
         }
     }
 

@@ -242,8 +242,9 @@ struct OciStop<'a> {
 }
 
 impl StopPolicy for OciStop<'_> {
-    fn force(&self, _runtime_pid: Pid) {
+    fn force(&self, _runtime_pid: Pid) -> bool {
         self.runtime.kill(self.id);
+        true
     }
 }
 
