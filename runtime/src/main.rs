@@ -132,6 +132,8 @@ fn run(options: &RunOptions) -> Result<i32, String> {
     let err_write =
         sys::dup_cloexec_above(err_write, first_free).map_err(|e| format!("dup: {e}"))?;
     let mut err_file = File::from(err_write);
+    sys::forward_signals(&[libc::SIGTERM, libc::SIGINT])
+        .map_err(|e| format!("signal handlers: {e}"))?;
     let child = || -> isize {
         let failure = container_child(&bundle, &procs, first_free);
         let _ = err_file.write_all(failure.as_bytes());
@@ -142,8 +144,7 @@ fn run(options: &RunOptions) -> Result<i32, String> {
     let pid = unsafe { cvm_runtime::sys::clone_process(bundle.clone_flags, child) }
         .map_err(|e| format!("clone: {e}"))?;
     drop(err_file);
-    sys::forward_signals_to(pid, &[libc::SIGTERM, libc::SIGINT])
-        .map_err(|e| format!("signal handlers: {e}"))?;
+    sys::forward_to(pid);
     let mut failure = String::new();
     let _ = File::from(err_read).read_to_string(&mut failure);
     if !failure.is_empty() {
@@ -152,11 +153,24 @@ fn run(options: &RunOptions) -> Result<i32, String> {
         return Err(format!("container setup: {failure}"));
     }
     if let Some(path) = &options.pid_file {
-        std::fs::write(path, pid.to_string())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        // Written beside and renamed, so whoever polls the file never reads half a PID.
+        let partial = path.with_extension("partial");
+        let written = std::fs::write(&partial, pid.to_string())
+            .and_then(|()| std::fs::rename(&partial, path));
+        if let Err(e) = written {
+            // Nobody could find the container: end it rather than leave it running.
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ = wait(pid);
+            let _ = cgroup.remove();
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
     }
     let code = wait(pid)?;
-    cgroup.remove().map_err(|e| chain(&e))?;
+    // The container's own status is the answer; a cgroup left behind is said, not hidden.
+    if let Err(e) = cgroup.remove() {
+        eprintln!("cvm-runtime: {}", chain(&e));
+    }
     Ok(code)
 }
 
@@ -232,6 +246,7 @@ fn finish_container(
     sys::inherit_only(3..first_free).map_err(|e| format!("preserved descriptors: {e}"))?;
     let keep = rootfs::parse_capabilities(&bundle.capabilities).map_err(step)?;
     rootfs::drop_privileges(&keep, bundle.no_new_privileges).map_err(step)?;
+    sys::default_sigpipe().map_err(|e| format!("cannot reset SIGPIPE: {e}"))?;
     let e = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
     Err(format!("cannot exec {}: {e}", program.to_string_lossy()))
 }
