@@ -5,72 +5,41 @@
 //! parser, so a form the guest accepts (`--dir=/data`) is never misread by the host.
 
 use std::ffi::OsString;
-use std::fmt;
 
 use crate::args::{self, ArgError, Opt, Parsed};
 
 /// Where `cvm-guest` lives inside every image.
 pub const GUEST_PATH: &str = "/bin/cvm-guest";
 
-/// One entry point of the multi-call `cvm-guest` binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Applet {
-    /// PID 1 of a container or VM: announces itself, finishes the instance, runs the workload.
-    Init,
-    /// Writes ready and exits: the startup floor.
-    Hello,
-    /// Writes ready and sleeps until stopped.
-    Idle,
-    /// An HTTP/1.1 keep-alive server.
-    Http,
-    /// Fixed integer work; reports a score.
-    Cpu,
-    /// Holds memory resident, or measures memory bandwidth.
-    Mem,
-    /// Sequential write bandwidth and fsync latency.
-    Io,
-    /// Exits 3 after a delay (fault tests).
-    Crash,
-    /// Never writes ready (fault tests).
-    NeverReady,
+named_enum! {
+    /// One entry point of the multi-call `cvm-guest` binary, by the name it is called by (first
+    /// argument, or `argv[0]`'s basename); `ALL` is the order `cvm-guest --help` lists them in.
+    pub enum Applet {
+        /// PID 1 of a container or VM: announces itself, finishes the instance, runs the workload.
+        Init => "init",
+        /// Writes ready and exits: the startup floor.
+        Hello => "hello",
+        /// Writes ready and sleeps until stopped.
+        Idle => "idle",
+        /// An HTTP/1.1 keep-alive server.
+        Http => "http",
+        /// Fixed integer work; reports a score.
+        Cpu => "cpu",
+        /// Holds memory resident, or measures memory bandwidth.
+        Mem => "mem",
+        /// Sequential write bandwidth and fsync latency.
+        Io => "io",
+        /// Exits 3 after a delay (fault tests).
+        Crash => "crash",
+        /// Never writes ready (fault tests).
+        NeverReady => "never-ready",
+    }
 }
 
 impl Applet {
-    /// Every applet, in the order `cvm-guest --help` lists them.
-    pub const ALL: [Applet; 9] = [
-        Applet::Init,
-        Applet::Hello,
-        Applet::Idle,
-        Applet::Http,
-        Applet::Cpu,
-        Applet::Mem,
-        Applet::Io,
-        Applet::Crash,
-        Applet::NeverReady,
-    ];
-
-    /// The name it is called by (first argument, or `argv[0]`'s basename).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Applet::Init => "init",
-            Applet::Hello => "hello",
-            Applet::Idle => "idle",
-            Applet::Http => "http",
-            Applet::Cpu => "cpu",
-            Applet::Mem => "mem",
-            Applet::Io => "io",
-            Applet::Crash => "crash",
-            Applet::NeverReady => "never-ready",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Applet> {
-        Applet::ALL.into_iter().find(|a| a.name() == name)
-    }
-
     /// The applets a scenario may run as its workload (all but `init`, which runs them).
     pub fn workloads() -> impl Iterator<Item = Applet> {
-        Applet::ALL.into_iter().filter(|a| *a != Applet::Init)
+        Applet::ALL.iter().copied().filter(|a| *a != Applet::Init)
     }
 
     /// The options a workload applet accepts (`init` parses its own command line, which ends
@@ -109,12 +78,6 @@ impl Applet {
             Applet::Mem => self.parse(args).ok()?.switch("bandwidth"),
             Applet::Init | Applet::Idle | Applet::Http | Applet::NeverReady => false,
         })
-    }
-}
-
-impl fmt::Display for Applet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -183,7 +146,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_init_is_no_workload() {
-        for a in Applet::ALL {
+        for &a in Applet::ALL {
             assert_eq!(Applet::from_name(a.name()), Some(a));
         }
         assert_eq!(Applet::from_name("bogus"), None);

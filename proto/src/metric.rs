@@ -7,123 +7,60 @@
 
 use std::fmt;
 
-/// A figure with a fixed name and unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Metric {
-    /// Launch began → workload ready.
-    ReadyLatency,
-    /// A bare fork+exec of the same binary, timed the same way (native, `hello`).
-    LaunchFloor,
-    /// Stop and remove everything the instance created.
-    TeardownLatency,
-    /// PSS summed over every host process of the instance.
-    MemoryPss,
-    /// `memory_pss` minus native's median in the same run.
-    MemoryOverhead,
-    /// The highest PSS sampled during the load phase.
-    MemoryPssPeak,
-    /// Memory charged to the instance's cgroup.
-    MemoryCgroup,
-    /// Host `MemAvailable` drop per instance (density).
-    MemoryHostDelta,
-    /// Bytes on disk of the backend's whole stack.
-    DiskFootprint,
-    /// Responses per second during the load phase.
-    HttpRps,
-    HttpLatencyP50,
-    HttpLatencyP90,
-    HttpLatencyP99,
-    HttpLatencyMax,
-    /// Responses the client counted.
-    HttpRequests,
-    /// The client's errors.
-    HttpErrors,
-    /// The server's own count over the same phase.
-    HttpServerRequests,
-    /// PSS of all running instances divided by their number (density).
-    DensityPssPerInstance,
-    /// Time to start all N instances (density).
-    DensityLaunchAll,
-    /// One per failed run; the reason is in the sample's note.
-    RunFailed,
-    /// Iterations per second of the cpu workload (reported by the guest).
-    CpuScore,
-    /// CPU time the cpu workload took (reported by the guest).
-    CpuTime,
-    MemBandwidthCopy,
-    MemBandwidthTriad,
-    IoWriteBandwidth,
-    IoFsyncLatencyP50,
-    IoFsyncLatencyP99,
-    /// The port the http workload listens on (reported by the guest).
-    HttpPort,
+named_enum! {
+    /// A figure with a fixed name and unit.
+    pub enum Metric {
+        /// Launch began → workload ready.
+        ReadyLatency => "ready_latency",
+        /// A bare fork+exec of the same binary, timed the same way (native, `hello`).
+        LaunchFloor => "launch_floor",
+        /// Stop and remove everything the instance created.
+        TeardownLatency => "teardown_latency",
+        /// PSS summed over every host process of the instance.
+        MemoryPss => "memory_pss",
+        /// `memory_pss` minus native's median in the same run.
+        MemoryOverhead => "memory_overhead",
+        /// The highest PSS sampled during the load phase.
+        MemoryPssPeak => "memory_pss_peak",
+        /// Memory charged to the instance's cgroup.
+        MemoryCgroup => "memory_cgroup",
+        /// Host `MemAvailable` drop per instance (density).
+        MemoryHostDelta => "memory_host_delta",
+        /// Bytes on disk of the backend's whole stack.
+        DiskFootprint => "disk_footprint",
+        /// Responses per second during the load phase.
+        HttpRps => "http_rps",
+        HttpLatencyP50 => "http_latency_p50",
+        HttpLatencyP90 => "http_latency_p90",
+        HttpLatencyP99 => "http_latency_p99",
+        HttpLatencyMax => "http_latency_max",
+        /// Responses the client counted.
+        HttpRequests => "http_requests",
+        /// The client's errors.
+        HttpErrors => "http_errors",
+        /// The server's own count over the same phase.
+        HttpServerRequests => "http_server_requests",
+        /// PSS of all running instances divided by their number (density).
+        DensityPssPerInstance => "density_pss_per_instance",
+        /// Time to start all N instances (density).
+        DensityLaunchAll => "density_launch_all",
+        /// One per failed run; the reason is in the sample's note.
+        RunFailed => "run_failed",
+        /// Iterations per second of the cpu workload (reported by the guest).
+        CpuScore => "cpu_score",
+        /// CPU time the cpu workload took (reported by the guest).
+        CpuTime => "cpu_time",
+        MemBandwidthCopy => "mem_bandwidth_copy",
+        MemBandwidthTriad => "mem_bandwidth_triad",
+        IoWriteBandwidth => "io_write_bandwidth",
+        IoFsyncLatencyP50 => "io_fsync_latency_p50",
+        IoFsyncLatencyP99 => "io_fsync_latency_p99",
+        /// The port the http workload listens on (reported by the guest).
+        HttpPort => "http_port",
+    }
 }
 
 impl Metric {
-    pub const ALL: [Metric; 28] = [
-        Metric::ReadyLatency,
-        Metric::LaunchFloor,
-        Metric::TeardownLatency,
-        Metric::MemoryPss,
-        Metric::MemoryOverhead,
-        Metric::MemoryPssPeak,
-        Metric::MemoryCgroup,
-        Metric::MemoryHostDelta,
-        Metric::DiskFootprint,
-        Metric::HttpRps,
-        Metric::HttpLatencyP50,
-        Metric::HttpLatencyP90,
-        Metric::HttpLatencyP99,
-        Metric::HttpLatencyMax,
-        Metric::HttpRequests,
-        Metric::HttpErrors,
-        Metric::HttpServerRequests,
-        Metric::DensityPssPerInstance,
-        Metric::DensityLaunchAll,
-        Metric::RunFailed,
-        Metric::CpuScore,
-        Metric::CpuTime,
-        Metric::MemBandwidthCopy,
-        Metric::MemBandwidthTriad,
-        Metric::IoWriteBandwidth,
-        Metric::IoFsyncLatencyP50,
-        Metric::IoFsyncLatencyP99,
-        Metric::HttpPort,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Metric::ReadyLatency => "ready_latency",
-            Metric::LaunchFloor => "launch_floor",
-            Metric::TeardownLatency => "teardown_latency",
-            Metric::MemoryPss => "memory_pss",
-            Metric::MemoryOverhead => "memory_overhead",
-            Metric::MemoryPssPeak => "memory_pss_peak",
-            Metric::MemoryCgroup => "memory_cgroup",
-            Metric::MemoryHostDelta => "memory_host_delta",
-            Metric::DiskFootprint => "disk_footprint",
-            Metric::HttpRps => "http_rps",
-            Metric::HttpLatencyP50 => "http_latency_p50",
-            Metric::HttpLatencyP90 => "http_latency_p90",
-            Metric::HttpLatencyP99 => "http_latency_p99",
-            Metric::HttpLatencyMax => "http_latency_max",
-            Metric::HttpRequests => "http_requests",
-            Metric::HttpErrors => "http_errors",
-            Metric::HttpServerRequests => "http_server_requests",
-            Metric::DensityPssPerInstance => "density_pss_per_instance",
-            Metric::DensityLaunchAll => "density_launch_all",
-            Metric::RunFailed => "run_failed",
-            Metric::CpuScore => "cpu_score",
-            Metric::CpuTime => "cpu_time",
-            Metric::MemBandwidthCopy => "mem_bandwidth_copy",
-            Metric::MemBandwidthTriad => "mem_bandwidth_triad",
-            Metric::IoWriteBandwidth => "io_write_bandwidth",
-            Metric::IoFsyncLatencyP50 => "io_fsync_latency_p50",
-            Metric::IoFsyncLatencyP99 => "io_fsync_latency_p99",
-            Metric::HttpPort => "http_port",
-        }
-    }
-
     pub const fn unit(self) -> Unit {
         match self {
             Metric::ReadyLatency
@@ -154,16 +91,6 @@ impl Metric {
             | Metric::RunFailed => Unit::Count,
             Metric::HttpPort => Unit::One,
         }
-    }
-
-    pub fn from_name(name: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| m.name() == name)
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -198,115 +125,51 @@ impl fmt::Display for Unit {
     }
 }
 
-/// A point of an instance's startup, observed by the host (`spawn`, `firmware`, `kernel`) or
-/// announced by the guest (`init`, `workload`, `ready`). `phase.<point>` is the time from the
-/// previous observed point to this one, so a run's phases add up to its `ready_latency`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Phase {
-    /// The runtime's or QEMU's process exists (the clone or exec returned).
-    Spawn,
-    /// A VM's firmware printed its first byte (vm-classic's SeaBIOS).
-    Firmware,
-    /// A VM's kernel printed its banner.
-    Kernel,
-    /// `cvm-guest init` runs.
-    Init,
-    /// init starts the workload.
-    Workload,
-    /// The workload is ready.
-    Ready,
-}
-
-impl Phase {
-    /// In the order they happen.
-    pub const ORDER: [Phase; 6] = [
-        Phase::Spawn,
-        Phase::Firmware,
-        Phase::Kernel,
-        Phase::Init,
-        Phase::Workload,
-        Phase::Ready,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Phase::Spawn => "spawn",
-            Phase::Firmware => "firmware",
-            Phase::Kernel => "kernel",
-            Phase::Init => "init",
-            Phase::Workload => "workload",
-            Phase::Ready => "ready",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Phase> {
-        Phase::ORDER.into_iter().find(|p| p.name() == name)
-    }
-
-    /// The metric its duration is recorded as.
-    pub fn metric(self) -> String {
-        format!("{PHASE_PREFIX}{}", self.name())
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+named_enum! {
+    /// A point of an instance's startup, observed by the host (`spawn`, `firmware`, `kernel`) or
+    /// announced by the guest (`init`, `workload`, `ready`). `phase.<point>` is the time from the
+    /// previous observed point to this one, so a run's phases add up to its `ready_latency`.
+    /// `ALL` is the order they happen in.
+    pub enum Phase {
+        /// The runtime's or QEMU's process exists (the clone or exec returned).
+        Spawn => "spawn",
+        /// A VM's firmware printed its first byte (vm-classic's SeaBIOS).
+        Firmware => "firmware",
+        /// A VM's kernel printed its banner.
+        Kernel => "kernel",
+        /// `cvm-guest init` runs.
+        Init => "init",
+        /// init starts the workload.
+        Workload => "workload",
+        /// The workload is ready.
+        Ready => "ready",
     }
 }
 
 /// Prefix of the per-phase duration metrics (`phase.kernel`).
 pub const PHASE_PREFIX: &str = "phase.";
 
-/// A layer of the "VM stack vs container stack" diagram that files on disk belong to. Each file
-/// is counted once, in the lowest layer that needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Layer {
-    /// QEMU, its shared libraries and firmware.
-    Hypervisor,
-    /// The container runtime (cvm's own, runc, crun, Docker) or nothing for native.
-    Runtime,
-    /// A VM's kernel and initramfs.
-    GuestOs,
-    /// Shared libraries and tools of the image (busybox).
-    Libs,
-    /// The workload's own binary.
-    App,
+named_enum! {
+    /// A layer of the "VM stack vs container stack" diagram that files on disk belong to. Each file
+    /// is counted once, in the lowest layer that needs it; `ALL` runs bottom-up.
+    pub enum Layer {
+        /// QEMU, its shared libraries and firmware.
+        Hypervisor => "hypervisor",
+        /// The container runtime (cvm's own, runc, crun, Docker) or nothing for native.
+        Runtime => "runtime",
+        /// A VM's kernel and initramfs.
+        GuestOs => "guest_os",
+        /// Shared libraries and tools of the image (busybox).
+        Libs => "libs",
+        /// The workload's own binary.
+        App => "app",
+    }
 }
 
 impl Layer {
-    /// From the bottom of the stack to the top, the order they are stacked in.
-    pub const BOTTOM_UP: [Layer; 5] = [
-        Layer::Hypervisor,
-        Layer::Runtime,
-        Layer::GuestOs,
-        Layer::Libs,
-        Layer::App,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Layer::Hypervisor => "hypervisor",
-            Layer::Runtime => "runtime",
-            Layer::GuestOs => "guest_os",
-            Layer::Libs => "libs",
-            Layer::App => "app",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Layer> {
-        Layer::BOTTOM_UP.into_iter().find(|l| l.name() == name)
-    }
-
     /// The metric its bytes on disk are recorded as.
     pub fn metric(self) -> String {
         format!("{DISK_PREFIX}{}", self.name())
-    }
-}
-
-impl fmt::Display for Layer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -320,23 +183,22 @@ mod tests {
     #[test]
     fn names_are_unique_and_round_trip() {
         let mut names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-        for m in Metric::ALL {
+        for &m in Metric::ALL {
             assert_eq!(Metric::from_name(m.name()), Some(m));
         }
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Metric::ALL.len());
-        for p in Phase::ORDER {
+        for &p in Phase::ALL {
             assert_eq!(Phase::from_name(p.name()), Some(p));
         }
-        for l in Layer::BOTTOM_UP {
+        for &l in Layer::ALL {
             assert_eq!(Layer::from_name(l.name()), Some(l));
         }
     }
 
     #[test]
     fn family_metrics_carry_their_prefix() {
-        assert_eq!(Phase::Kernel.metric(), "phase.kernel");
         assert_eq!(Layer::GuestOs.metric(), "disk.guest_os");
         assert_eq!(Metric::IoWriteBandwidth.unit().symbol(), "B/s");
         assert_eq!(Metric::HttpRps.unit().symbol(), "1/s");

@@ -246,7 +246,7 @@ pub fn fork_exec_floor(program: &std::path::Path, timeout: Duration) -> io::Resu
     use std::io::Read;
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let mut cmd = Command::new(program);
-    cmd.arg("hello")
+    cmd.arg(cvm_proto::applet::Applet::Hello.name())
         .env(
             cvm_proto::MARKER_FD_ENV,
             cvm_proto::DEFAULT_MARKER_FD.to_string(),

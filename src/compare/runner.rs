@@ -124,12 +124,7 @@ impl Runner<'_> {
     /// The launch floor is comparable only for `hello`, which announces readiness by marker.
     fn measures_floor(&self) -> bool {
         self.scenario.readiness == Readiness::Marker
-            && self
-                .scenario
-                .workload
-                .applet
-                .as_ref()
-                .is_some_and(|a| a.get_ref() == Applet::Hello.name())
+            && self.scenario.workload.applet() == Some(Applet::Hello)
     }
 
     fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {

@@ -82,7 +82,7 @@ fn metric_rank(m: &str) -> (usize, &str) {
     let rank = LEADING
         .iter()
         .position(|l| *l == m)
-        .unwrap_or(if m.starts_with("phase.") {
+        .unwrap_or(if m.starts_with(PHASE_PREFIX) {
             LEADING.len() + 1
         } else {
             LEADING.len()

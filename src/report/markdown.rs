@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::format::format_value;
 use crate::results::{Availability, RunSummary};
+use cvm_proto::metric::PHASE_PREFIX;
 
 pub fn summary(s: &RunSummary) -> String {
     let mut out = String::new();
@@ -43,7 +44,11 @@ pub fn summary(s: &RunSummary) -> String {
             ));
             continue;
         }
-        for (metric, m) in b.metrics.iter().filter(|(m, _)| !m.starts_with("phase.")) {
+        for (metric, m) in b
+            .metrics
+            .iter()
+            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX))
+        {
             let st = &m.stats;
             let _ = writeln!(
                 out,

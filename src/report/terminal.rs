@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::format::format_value;
 use crate::results::{Availability, MetricSummary, RunSummary};
-use cvm_proto::metric::Metric;
+use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
 /// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
 /// one line per backend instead of a row each.
@@ -57,7 +57,7 @@ pub fn table(s: &RunSummary) -> String {
         let mut metrics: Vec<(&String, &MetricSummary)> = b
             .metrics
             .iter()
-            .filter(|(m, _)| !m.starts_with("phase."))
+            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX))
             .collect();
         metrics.sort_by_key(|(m, _)| {
             (
@@ -92,7 +92,7 @@ pub fn table(s: &RunSummary) -> String {
         let mut phases: Vec<(&str, &MetricSummary)> = b
             .metrics
             .iter()
-            .filter_map(|(m, v)| m.strip_prefix("phase.").map(|p| (p, v)))
+            .filter_map(|(m, v)| m.strip_prefix(PHASE_PREFIX).map(|p| (p, v)))
             .collect();
         phases.sort_by_key(|(p, _)| crate::results::phase_rank(p));
         let phases: Vec<String> = phases

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use cvm_proto::applet::Applet as AppletName;
 
-use crate::args;
 use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
@@ -37,7 +36,7 @@ pub fn crash(markers: &Markers, argv: &[OsString]) -> AppletResult {
 
 /// `never-ready`.
 pub fn never_ready(_markers: &Markers, argv: &[OsString]) -> AppletResult {
-    args::parse(argv, &[])?;
+    AppletName::NeverReady.parse(argv)?;
     let stop = signals::block_termination().map_err(Failure::Runtime)?;
     signals::wait(&stop).map_err(Failure::Runtime)?;
     Ok(0)

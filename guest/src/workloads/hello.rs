@@ -6,7 +6,9 @@
 use std::ffi::OsString;
 
 use crate::markers::Markers;
-use crate::{args, AppletResult};
+use cvm_proto::applet::Applet as AppletName;
+
+use crate::AppletResult;
 
 /// `cvm-guest hello --help`.
 pub const USAGE: &str = "usage: cvm-guest hello\n\nWrites CVM:ready and exits 0.\n";
@@ -14,7 +16,7 @@ pub const USAGE: &str = "usage: cvm-guest hello\n\nWrites CVM:ready and exits 0.
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
     if !argv.is_empty() {
-        args::parse(argv, &[])?;
+        AppletName::Hello.parse(argv)?;
     }
     markers.ready();
     Ok(0)

@@ -6,7 +6,9 @@
 use std::ffi::OsString;
 
 use crate::markers::Markers;
-use crate::{args, signals, AppletResult, Failure};
+use cvm_proto::applet::Applet as AppletName;
+
+use crate::{signals, AppletResult, Failure};
 
 /// `cvm-guest idle --help`.
 pub const USAGE: &str =
@@ -14,7 +16,7 @@ pub const USAGE: &str =
 
 /// Runs the applet.
 pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
-    args::parse(argv, &[])?;
+    AppletName::Idle.parse(argv)?;
     let stop = signals::block_termination().map_err(Failure::Runtime)?;
     markers.ready();
     signals::wait(&stop).map_err(Failure::Runtime)?;

@@ -2,7 +2,8 @@
 //! bzImage header, and for direct boot its uncompressed ELF `vmlinux` extracted and cached.
 //!
 //! Why extract: under TCG the bzImage's own decompressor runs as emulated code and takes a
-//! large share of boot (DESIGN.md: microvm + bzImage 4.2 s vs microvm + PVH vmlinux 1.9 s), while
+//! large share of boot (on the reference host, microvm + bzImage 4.2 s vs microvm + PVH vmlinux
+//! 1.9 s), while
 //! the host decompresses the same payload natively in well under a second, once per kernel.
 //!
 //! How: the x86 boot protocol header says where the compressed payload starts and how long it is

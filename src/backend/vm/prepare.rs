@@ -250,7 +250,10 @@ impl GuestAssets {
     }
 
     fn probe_initrd(&self, image: &Image) -> Result<PathBuf, PrepareError> {
-        let argv = vec![image::GUEST_PATH.to_string(), "hello".to_string()];
+        let argv = vec![
+            image::GUEST_PATH.to_string(),
+            cvm_proto::applet::Applet::Hello.name().to_string(),
+        ];
         let config = GuestPlan::default()
             .vm_config(argv, &[])
             .to_text()

@@ -1,6 +1,6 @@
 //! QEMU command lines for the two VM profiles, built as data so they can be unit-tested.
 //!
-//! Facts from this project's measurements (DESIGN.md and the VM backend docs) that shape them:
+//! Facts measured on the reference host (2 vCPUs, TCG) that shape them:
 //! - `-nographic -serial stdio -monitor none` with stdin at /dev/null: `-display none` alone left
 //!   a microvm guest silent and hung. The serial console is the marker channel the host stamps.
 //! - `-no-reboot`: a guest that panics or reboots makes QEMU exit instead of booting again, so a
@@ -203,7 +203,8 @@ impl QemuSpec {
 /// default boot writes, each byte of which is an emulated port write; `panic=-1` with QEMU's
 /// `-no-reboot` turns a guest panic into a QEMU exit.
 ///
-/// The micro profile adds what measurably shortens a TCG boot (DESIGN.md: 1.9-2.1 s → 1.6 s):
+/// The micro profile adds what measurably shortens a TCG boot (on the reference host, boot to
+/// power-off went from 1.9-2.1 s to 1.6 s):
 /// no timer and TSC checks, no mitigations, a trusted CPU RNG, a single UART, no i8042 probing,
 /// a preset delay loop, and no crypto self-tests (the largest single item, about 1 s). `tsc_early_khz` (TCG only) is required, not just faster: the
 /// microvm's PIT cannot calibrate the TSC, and without a rate the 6.1 guest hung in early boot

@@ -18,7 +18,7 @@ pub fn disk_chart(s: &RunSummary) -> Option<Chart> {
         .collect();
     // Bottom of the stack first, the order they are stacked in; unknown layers last.
     let mut segments: Vec<&str> = layers.into_iter().collect();
-    segments.sort_by_key(|l| Layer::from_name(l).map_or(Layer::BOTTOM_UP.len(), |l| l as usize));
+    segments.sort_by_key(|l| Layer::from_name(l).map_or(Layer::ALL.len(), |l| l as usize));
     let mut segments: Vec<String> = segments.into_iter().map(str::to_string).collect();
     let mut total_used = false;
     let bars: Vec<StackedBar> = measured(s)

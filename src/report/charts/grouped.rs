@@ -93,14 +93,7 @@ pub(super) fn draw_grouped<DB: DrawingBackend>(
             .flatten()
             .flat_map(|v| [v.median, v.lower, v.upper])
     });
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    let scale = if d.log && lo > 0.0 {
-        Scale::log(lo, hi, &d.unit)
-    } else {
-        Scale::linear(lo.min(0.0), hi, &d.unit)
-    };
+    let scale = Scale::fitting(values, d.log, &d.unit);
     draw_y_axis(root, f, &scale, &d.quantity)?;
     let names: Vec<String> = d.groups.iter().map(|g| g.backend.clone()).collect();
     draw_x_labels(root, f, &names)?;

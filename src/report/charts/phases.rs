@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use super::plan::measured;
 use super::{split_panels, Chart, ChartKind, StackedBar, StackedData};
 use crate::results::{phase_rank, RunSummary};
+use cvm_proto::metric::PHASE_PREFIX;
 
 /// Known phases in the order they happen, then any others alphabetically.
 fn ordered_phases(names: &BTreeSet<&str>) -> Vec<String> {
@@ -17,7 +18,7 @@ fn ordered_phases(names: &BTreeSet<&str>) -> Vec<String> {
 pub fn phase_chart(s: &RunSummary) -> Option<Chart> {
     let names: BTreeSet<&str> = measured(s)
         .flat_map(|b| b.metrics.keys())
-        .filter_map(|m| m.strip_prefix("phase."))
+        .filter_map(|m| m.strip_prefix(PHASE_PREFIX))
         .collect();
     if names.is_empty() {
         return None;
@@ -28,7 +29,7 @@ pub fn phase_chart(s: &RunSummary) -> Option<Chart> {
             let parts: Vec<(String, f64)> = segments
                 .iter()
                 .filter_map(|p| {
-                    let m = b.metrics.get(&format!("phase.{p}"))?;
+                    let m = b.metrics.get(&format!("{PHASE_PREFIX}{p}"))?;
                     (m.stats.median > 0.0).then(|| (p.clone(), m.stats.median))
                 })
                 .collect();

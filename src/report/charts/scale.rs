@@ -54,6 +54,19 @@ fn nice_step(raw: f64) -> f64 {
 }
 
 impl Scale {
+    /// The axis for `values`: log when the chart asked for one and every value is positive,
+    /// linear (from zero) otherwise.
+    pub fn fitting(values: impl Iterator<Item = f64>, log: bool, unit: &str) -> Scale {
+        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        if log && lo > 0.0 {
+            Scale::log(lo, hi, unit)
+        } else {
+            Scale::linear(lo.min(0.0), hi, unit)
+        }
+    }
+
     /// A linear axis from min(0, min) to a rounded max, with headroom for labels above bars.
     pub fn linear(min: f64, max: f64, unit: &str) -> Scale {
         let du = display_unit(unit, max.abs().max(min.abs()));

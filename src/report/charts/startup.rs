@@ -81,14 +81,7 @@ pub(super) fn draw_dots<DB: DrawingBackend>(
         .series
         .iter()
         .flat_map(|s| s.values.iter().copied().chain([s.median, s.ci.0, s.ci.1]));
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    let scale = if d.log && lo > 0.0 {
-        Scale::log(lo, hi, &d.unit)
-    } else {
-        Scale::linear(lo.min(0.0), hi, &d.unit)
-    };
+    let scale = Scale::fitting(all, d.log, &d.unit);
     draw_y_axis(root, f, &scale, &d.quantity)?;
     let names: Vec<String> = d.series.iter().map(|s| s.backend.clone()).collect();
     draw_x_labels(root, f, &names)?;

@@ -3,7 +3,7 @@
 
 use crate::report::format::format_value;
 use crate::results::{Availability, BackendSummary, RunSummary, Stack};
-use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX};
+use cvm_proto::metric::{Layer as DiskLayer, Metric, DISK_PREFIX, PHASE_PREFIX};
 
 /// One layer of a stack, top to bottom in [`Layer::of_stack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +30,25 @@ impl Layer {
         }
     }
 
-    /// The layer's name in metrics (`disk.<key>`) and in the colour table.
+    /// The disk layer this box's files are counted in (`disk.<layer>`), where it has one: the
+    /// host OS and the infrastructure are not part of any backend's footprint.
+    pub fn disk_layer(self) -> Option<DiskLayer> {
+        Some(match self {
+            Layer::App => DiskLayer::App,
+            Layer::Libs => DiskLayer::Libs,
+            Layer::GuestOs => DiskLayer::GuestOs,
+            Layer::Hypervisor => DiskLayer::Hypervisor,
+            Layer::Runtime => DiskLayer::Runtime,
+            Layer::HostOs | Layer::Infrastructure => return None,
+        })
+    }
+
+    /// The layer's short name, as in metrics (`disk.<key>`) and the colour table.
     pub fn key(self) -> &'static str {
-        match self {
-            Layer::App => "app",
-            Layer::Libs => "libs",
-            Layer::GuestOs => "guest_os",
-            Layer::Hypervisor => "hypervisor",
-            Layer::Runtime => "runtime",
-            Layer::HostOs => "host_os",
-            Layer::Infrastructure => "infrastructure",
+        match (self.disk_layer(), self) {
+            (Some(disk), _) => disk.name(),
+            (None, Layer::HostOs) => "host_os",
+            (None, _) => "infrastructure",
         }
     }
 
