@@ -98,6 +98,17 @@ fn refuse_set(field: &str, value: impl IsSet) -> Result<(), BundleError> {
     Ok(())
 }
 
+/// Refuses the first of `linux.resources.<field>` that is set.
+fn refuse_any(fields: &[(&str, bool)]) -> Result<(), BundleError> {
+    match fields.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(unsupported(
+            format!("linux.resources.{field}"),
+            "cvm-runtime does not implement it",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn refuse_nonempty<T>(field: &str, value: &Option<Vec<T>>) -> Result<(), BundleError> {
     match value {
         Some(v) if !v.is_empty() => Err(unsupported(field, "cvm-runtime does not implement it")),
@@ -380,15 +391,17 @@ impl Bundle {
         refuse_set("linux.resources.rdma", resources.rdma())?;
         refuse_set("linux.resources.unified", resources.unified())?;
         if let Some(memory) = resources.memory() {
-            refuse_set("linux.resources.memory.reservation", memory.reservation())?;
-            refuse_set("linux.resources.memory.swap", memory.swap())?;
-            refuse_set("linux.resources.memory.kernel", memory.kernel())?;
-            refuse_set("linux.resources.memory.kernelTCP", memory.kernel_tcp())?;
-            refuse_set("linux.resources.memory.swappiness", memory.swappiness())?;
-            refuse_set(
-                "linux.resources.memory.disableOOMKiller",
-                memory.disable_oom_killer(),
-            )?;
+            refuse_any(&[
+                ("memory.reservation", memory.reservation().is_set()),
+                ("memory.swap", memory.swap().is_set()),
+                ("memory.kernel", memory.kernel().is_set()),
+                ("memory.kernelTCP", memory.kernel_tcp().is_set()),
+                ("memory.swappiness", memory.swappiness().is_set()),
+                (
+                    "memory.disableOOMKiller",
+                    memory.disable_oom_killer().is_set(),
+                ),
+            ])?;
             self.resources.memory_bytes = match memory.limit() {
                 None => None,
                 Some(l) => Some(u64::try_from(l).map_err(|_| {
@@ -397,16 +410,15 @@ impl Bundle {
             };
         }
         if let Some(cpu) = resources.cpu() {
-            refuse_set("linux.resources.cpu.shares", cpu.shares())?;
-            refuse_set("linux.resources.cpu.idle", cpu.idle())?;
-            refuse_set("linux.resources.cpu.burst", cpu.burst())?;
-            refuse_set(
-                "linux.resources.cpu.realtimeRuntime",
-                cpu.realtime_runtime(),
-            )?;
-            refuse_set("linux.resources.cpu.realtimePeriod", cpu.realtime_period())?;
-            refuse_set("linux.resources.cpu.cpus", cpu.cpus())?;
-            refuse_set("linux.resources.cpu.mems", cpu.mems())?;
+            refuse_any(&[
+                ("cpu.shares", cpu.shares().is_set()),
+                ("cpu.idle", cpu.idle().is_set()),
+                ("cpu.burst", cpu.burst().is_set()),
+                ("cpu.realtimeRuntime", cpu.realtime_runtime().is_set()),
+                ("cpu.realtimePeriod", cpu.realtime_period().is_set()),
+                ("cpu.cpus", cpu.cpus().is_set()),
+                ("cpu.mems", cpu.mems().is_set()),
+            ])?;
             self.resources.cpu = match (cpu.quota(), cpu.period()) {
                 (None, None) => None,
                 (Some(quota), Some(period)) => Some(CpuQuota {

@@ -288,15 +288,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_process_that_honours_the_request_is_never_forced() {
-        let mut p = sleeper("exec sleep 30");
+    /// Stops `p` with a recorder; which of (request, force) the lifecycle called.
+    fn stop_recorded(p: &Supervised, request_works: bool) -> (bool, bool) {
         let steps = Cell::new((false, false));
         p.stop(&Recorder {
             steps: &steps,
-            request_works: true,
+            request_works,
         });
-        assert_eq!(steps.get(), (true, false));
+        steps.get()
+    }
+
+    #[test]
+    fn a_process_that_honours_the_request_is_never_forced() {
+        let mut p = sleeper("exec sleep 30");
+        assert_eq!(stop_recorded(&p, true), (true, false));
         // Stopped but not reaped: the PID is still reserved for us.
         assert!(p.pid().is_some());
         assert_eq!(p.running_pid(), None);
@@ -308,12 +313,7 @@ mod tests {
     fn a_failed_request_goes_straight_to_force_and_sigkill() {
         // The shell ignores SIGTERM; the request "fails", so no grace period is waited.
         let mut p = sleeper("trap '' TERM; sleep 30");
-        let steps = Cell::new((false, false));
-        p.stop(&Recorder {
-            steps: &steps,
-            request_works: false,
-        });
-        assert_eq!(steps.get(), (true, true));
+        assert_eq!(stop_recorded(&p, false), (true, true));
         // SIGKILL was sent; its delivery is asynchronous, so wait for the exit it causes.
         assert!(wait_exit(p.pid().unwrap(), Duration::from_secs(10)));
         p.reap();
@@ -325,14 +325,9 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         p.watch_exit(None, 0, tx).unwrap();
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        let steps = Cell::new((false, false));
-        p.stop(&Recorder {
-            steps: &steps,
-            request_works: true,
-        });
         // Neither the request nor the forced end ran: nothing signalled a PID that, once
         // reaped elsewhere, could have been a stranger's.
-        assert_eq!(steps.get(), (false, false));
+        assert_eq!(stop_recorded(&p, true), (false, false));
         p.reap();
     }
 

@@ -172,25 +172,12 @@ extern "C" fn rootfs_child(arg: *mut libc::c_void) -> libc::c_int {
         if libc::mount(r, r, none, libc::MS_BIND | libc::MS_REC, data) != 0 {
             return fail(args, 2);
         }
-        if libc::mount(
-            c"proc".as_ptr(),
-            m.proc.as_ptr(),
-            c"proc".as_ptr(),
-            secure,
-            data,
-        ) != 0
-        {
+        let proc = c"proc".as_ptr();
+        if libc::mount(proc, m.proc.as_ptr(), proc, secure, data) != 0 {
             return fail(args, 3);
         }
-        let sys_flags = secure | libc::MS_RDONLY;
-        if libc::mount(
-            c"sysfs".as_ptr(),
-            m.sys.as_ptr(),
-            c"sysfs".as_ptr(),
-            sys_flags,
-            data,
-        ) != 0
-        {
+        let sysfs = c"sysfs".as_ptr();
+        if libc::mount(sysfs, m.sys.as_ptr(), sysfs, secure | libc::MS_RDONLY, data) != 0 {
             return fail(args, 4);
         }
         let dev_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
