@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI fuzz smoke (issue 8): builds the cargo-fuzz targets and runs each for SECONDS (default 20)
+# CI fuzz smoke: builds the cargo-fuzz targets and runs each for SECONDS (default 20)
 # from the committed corpus and seeds, on one core. New inputs go to a temporary directory, so
 # the committed corpus is left as it is. Fails on any crash, timeout or out-of-memory; the
 # failing input is left in fuzz/artifacts/<target>/. Needs cargo-fuzz (installed if missing)

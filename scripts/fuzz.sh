@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long fuzz run (issue 8): every cargo-fuzz target in fuzz/ for SECONDS each (default 600),
+# The long fuzz run: every cargo-fuzz target in fuzz/ for SECONDS each (default 600),
 # one after another, one libFuzzer process at a time (one core). Each target starts from its
 # committed corpus (fuzz/corpus/<target>/) and the hand-written seeds (fuzz/seeds/), and adds
 # what it finds to the corpus. A crash stops that target, leaves the input in

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long soak (issue 8): 200 mixed launches of the container, runc and vm backends with faults
+# The long soak: 200 mixed launches of the container, runc and vm backends with faults
 # injected at random from a seeded RNG — the workload crashing at start, never becoming ready
 # (short timeout), SIGKILLed once ready, QEMU SIGKILLed once the guest is ready — with a leak
 # audit after every launch and cvm's own RSS, descriptors and threads watched.
