@@ -174,6 +174,12 @@ impl OciPrepared {
         if let Some(stderr) = stderr {
             spawn_output_reader(stderr, tx.clone()).map_err(InstanceError::Thread)?;
         }
+        // Watched from the spawn on, so the runtime's exit is stamped when it happens. No OOM
+        // check at its exit: a foreground runtime removes the container's cgroup before it
+        // exits, so the counter is gone by then (the workload's SIGKILL status still says why).
+        runtime_process
+            .watch_exit(None, self.limits.memory_bytes, tx)
+            .map_err(InstanceError::Thread)?;
         // The container's cgroup is wherever the runtime put it; the init process's own record
         // says where. A runtime that exits before starting the container has no init: its
         // exit and its words reach the run as events, as any failed workload's do.
@@ -185,9 +191,6 @@ impl OciPrepared {
             });
         }
         instance.memory_dir = init.and_then(cgroup::memory_of_process);
-        runtime_process
-            .watch_exit(instance.memory_dir.clone(), self.limits.memory_bytes, tx)
-            .map_err(InstanceError::Thread)?;
         if self.network == NetworkMode::Private {
             let init = init.ok_or(InstanceError::NoInit {
                 runtime: self.runtime.name,
