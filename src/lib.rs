@@ -21,21 +21,12 @@ pub mod scenario;
 pub mod stats;
 pub mod sys;
 
-/// For unit tests that need something from the host (a tool, root): the same rule as the
-/// integration tests' `host_has` in tests/common. Returns false (the test should return early)
-/// when `present` is false, saying clearly that the test was skipped; under `CVM_REQUIRE_HOST=1`
-/// (CI sets it) a missing prerequisite fails the test instead.
+/// For unit tests that need something from the host: the same rule as every other test's.
 #[cfg(test)]
-pub(crate) fn host_has(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    if std::env::var("CVM_REQUIRE_HOST").is_ok_and(|v| v == "1") {
-        panic!("CVM_REQUIRE_HOST=1 but this host lacks a prerequisite: {what}");
-    }
-    eprintln!("SKIPPED: {what} (set CVM_REQUIRE_HOST=1 to make this a failure)");
-    false
-}
+#[path = "../tests/common/host.rs"]
+mod host;
+#[cfg(test)]
+pub(crate) use host::host_has;
 
 use cli::{Cli, Command};
 use exit::Failure;

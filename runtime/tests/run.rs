@@ -5,6 +5,10 @@
 //! A missing prerequisite skips a test with a message, unless `CVM_REQUIRE_HOST=1` (CI sets
 //! it), in which case it fails.
 
+#[path = "../../tests/common/host.rs"]
+mod host;
+use host::host_has;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,23 +16,6 @@ use std::time::{Duration, Instant};
 
 use cvm_runtime::cgroup::{self, Hierarchy};
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, Mount, Root, Spec};
-
-fn host_required() -> bool {
-    std::env::var("CVM_REQUIRE_HOST").is_ok_and(|v| v == "1")
-}
-
-/// False (the test returns early) when `ok` is false and the host is not required; panics with
-/// `why` when it is.
-fn host_has(ok: bool, why: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if host_required() {
-        panic!("CVM_REQUIRE_HOST=1 but this host lacks a prerequisite: {why}");
-    }
-    eprintln!("SKIPPED: {why} (set CVM_REQUIRE_HOST=1 to make this a failure)");
-    false
-}
 
 fn runtime_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cvm-runtime"))

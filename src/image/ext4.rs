@@ -63,7 +63,7 @@ mod tests {
     #[test]
     fn makes_a_populated_ext4_image_without_mounting() {
         let present = Command::new("mkfs.ext4").arg("-V").output().is_ok();
-        if !crate::host_has("mkfs.ext4 (e2fsprogs) installed", present) {
+        if !crate::host_has(present, "mkfs.ext4 (e2fsprogs) installed") {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();

@@ -406,7 +406,7 @@ mod tests {
     #[test]
     fn gnu_cpio_reads_what_we_write() {
         let present = Command::new("cpio").arg("--version").output().is_ok();
-        if !crate::host_has("cpio installed", present) {
+        if !crate::host_has(present, "cpio installed") {
             return;
         }
         let mut w = CpioWriter::new(Vec::new());

@@ -5,6 +5,9 @@
 
 pub mod instances;
 
+mod host;
+pub use host::host_has;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -37,23 +40,6 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn host_required() -> bool {
-    std::env::var("CVM_REQUIRE_HOST").is_ok_and(|v| v == "1")
-}
-
-/// Returns false (the test should return early) when `ok` is false and the host is not
-/// required; panics with `why` when it is.
-pub fn host_has(ok: bool, why: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if host_required() {
-        panic!("CVM_REQUIRE_HOST=1 but this host lacks a prerequisite: {why}");
-    }
-    eprintln!("SKIPPED: {why} (set CVM_REQUIRE_HOST=1 to make this a failure)");
-    false
 }
 
 /// A TCP port nothing on this host listens on now (the kernel picks it), for a workload that

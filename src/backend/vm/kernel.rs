@@ -422,7 +422,7 @@ mod tests {
             ("zstd", &["-c", "-q"]),
         ] {
             let compressed = compress(tool, args, &elf);
-            if !crate::host_has(&format!("{tool} installed"), compressed.is_some()) {
+            if !crate::host_has(compressed.is_some(), &format!("{tool} installed")) {
                 continue;
             }
             let mut payload = compressed.expect("host_has passed, so the tool ran");
