@@ -266,13 +266,7 @@ fn runs_hello_and_leaves_nothing_behind(kind: BackendKind, tag: &str) {
             run_id: token.clone(),
         })
         .expect("launch failed");
-    let timeline = startup::wait_ready(
-        instance.as_ref(),
-        &Readiness::Marker,
-        TIMEOUT,
-        &AtomicBool::new(false),
-    )
-    .unwrap_or_else(|e| panic!("{kind}'s container never got ready: {e}"));
+    let timeline = wait_marker_ready(instance.as_ref(), &format!("{kind}'s container"));
     let phases: Vec<&str> = timeline.points.iter().map(|(p, _)| p.as_str()).collect();
     for phase in ["spawn", "init", "workload", "ready"] {
         assert!(phases.contains(&phase), "{phases:?}");
@@ -311,13 +305,7 @@ fn runc_memory_cgroup_is_the_one_that_holds_the_container() {
     let token = token("g");
     let before = audit::snapshot();
     let mut instance = launch(prepared.as_ref(), &token);
-    startup::wait_ready(
-        instance.as_ref(),
-        &Readiness::Marker,
-        TIMEOUT,
-        &AtomicBool::new(false),
-    )
-    .expect("runc's container never got ready");
+    wait_marker_ready(instance.as_ref(), "runc's container");
     let init = runc_init_pid(&token).expect("runc does not list the container");
     let dir = instance
         .memory_cgroup()

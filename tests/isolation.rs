@@ -18,12 +18,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use cvm::audit;
-use cvm::measure::startup;
-use cvm::scenario::{BackendKind, Readiness};
+use cvm::scenario::BackendKind;
 
 use common::instances::*;
 
@@ -267,13 +265,7 @@ fn cpu_limit_holds_under_load(kind: BackendKind) {
     let token = token("u");
     let before = audit::snapshot();
     let mut instance = launch(prepared.as_ref(), &token);
-    startup::wait_ready(
-        instance.as_ref(),
-        &Readiness::Marker,
-        TIMEOUT,
-        &AtomicBool::new(false),
-    )
-    .expect("the busy workload never got ready");
+    wait_marker_ready(instance.as_ref(), "the busy workload");
     let pid = *instance.host_pids().last().expect("no host pids");
     let dir = cpu_cgroup_of(pid);
     assert!(

@@ -1,13 +1,15 @@
 //! Driving backends through the library API in tests: scenarios from TOML text, prepared
 //! backends, launches, collecting a workload's output, and the leak audit.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use cvm::audit;
 use cvm::backend::{self, Availability, Event, HostOptions, Instance, LaunchContext, Prepared};
 use cvm::image::Image;
-use cvm::scenario::{self, BackendKind, Scenario};
+use cvm::measure::startup::{self, Timeline};
+use cvm::scenario::{self, BackendKind, Readiness, Scenario};
 
 use super::{host_has, is_root, which};
 
@@ -87,6 +89,17 @@ pub fn launch(prepared: &dyn Prepared, token: &str) -> Box<dyn Instance> {
             run_id: token.to_string(),
         })
         .expect("launch failed")
+}
+
+/// Waits (up to [`TIMEOUT`]) for the instance's ready marker; panics naming `what` otherwise.
+pub fn wait_marker_ready(instance: &dyn Instance, what: &str) -> Timeline {
+    startup::wait_ready(
+        instance,
+        &Readiness::Marker,
+        TIMEOUT,
+        &AtomicBool::new(false),
+    )
+    .unwrap_or_else(|e| panic!("{what} never got ready: {e}"))
 }
 
 /// Collects the workload's output lines (its stderr) until it exits; returns them with the
