@@ -180,7 +180,7 @@ impl Backend for DockerBackend {
             version,
             tag,
             argv,
-            limits: process::limits(&scenario.resources),
+            limits: super::limits(&scenario.resources),
             network: scenario.resources.network,
             disk,
             launches: AtomicU32::new(0),

@@ -25,7 +25,7 @@ use std::time::Instant;
 pub use cvm_proto::metric::Layer;
 
 use crate::image::Image;
-use crate::scenario::{BackendKind, Scenario};
+use crate::scenario::{BackendKind, Resources, Scenario};
 
 pub use crate::results::{Availability, Stack};
 pub use events::{Event, ExitInfo};
@@ -61,6 +61,15 @@ pub type DiskLayers = BTreeMap<Layer, Vec<PathBuf>>;
 /// Configuration facts recorded with every sample of a backend: accelerator, machine type,
 /// boot path, network mode, cgroup version, runtime version...
 pub type BackendConfig = BTreeMap<String, String>;
+
+/// The scenario's resource limits as every backend applies them (cgroup, OCI bundle, Docker
+/// flags): one conversion, so no backend rounds differently.
+pub fn limits(resources: &Resources) -> cgroup::Limits {
+    cgroup::Limits {
+        memory_bytes: resources.memory_mib.get_ref() * 1024 * 1024,
+        cpus: *resources.vcpus.get_ref(),
+    }
+}
 
 /// One isolation technology.
 pub trait Backend: Send + Sync {

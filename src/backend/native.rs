@@ -72,7 +72,7 @@ impl Backend for NativeBackend {
         Ok(Box::new(NativePrepared {
             argv: image.workload_argv(&scenario.workload),
             rootfs: image.rootfs().to_path_buf(),
-            limits: process::limits(&scenario.resources),
+            limits: super::limits(&scenario.resources),
             use_cgroup,
             disk: image.layer_files(),
         }))

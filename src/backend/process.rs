@@ -20,9 +20,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::cgroup::{self, Limits};
+use super::cgroup;
 use super::events::{Event, ExitInfo};
-use crate::scenario::Resources;
 
 /// How long a workload gets to exit after the polite request before it is killed: the same
 /// for every backend, so teardown latencies compare.
@@ -30,15 +29,6 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long a backend's forced end ([`StopPolicy::force`]) gets before the process itself is
 /// killed.
 const FORCE_GRACE: Duration = Duration::from_millis(200);
-
-/// The scenario's resource limits as every backend applies them (cgroup, OCI bundle, Docker
-/// flags): one conversion, so no backend rounds differently.
-pub fn limits(resources: &Resources) -> Limits {
-    Limits {
-        memory_bytes: resources.memory_mib.get_ref() * 1024 * 1024,
-        cpus: *resources.vcpus.get_ref(),
-    }
-}
 
 /// The host processes of a container run by a foreground runtime (the `runc` or `docker`
 /// client while it runs, and everything in the container's cgroup), sorted and unique.

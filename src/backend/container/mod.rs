@@ -172,7 +172,7 @@ impl Backend for ContainerBackend {
             guest,
             rootfs,
             workload: image.workload_argv(&scenario.workload),
-            limits: process::limits(&scenario.resources),
+            limits: super::limits(&scenario.resources),
             network,
             subnet,
             disk,

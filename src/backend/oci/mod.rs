@@ -36,7 +36,6 @@ use std::sync::OnceLock;
 
 use super::cgroup::Limits;
 use super::container::net;
-use super::process;
 use super::{Availability, Backend, BackendError, Prepared, Stack};
 use crate::backend::Layer;
 use crate::image::{Image, GUEST_PATH};
@@ -207,7 +206,7 @@ impl Backend for OciBackend {
             runtime,
             rootfs: image.rootfs().to_path_buf(),
             args,
-            limits: process::limits(&scenario.resources),
+            limits: super::limits(&scenario.resources),
             network: scenario.resources.network,
             subnet,
             disk,
