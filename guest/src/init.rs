@@ -161,11 +161,18 @@ fn own_executable() -> PathBuf {
     }
 }
 
-/// Runs `config`'s workload under PID 1's supervision (for the VM's init, after its setup).
-pub(crate) fn supervise_config(markers: &Markers, config: &Config) -> AppletResult {
+/// Work PID 1 does every `period` while it supervises the workload (a VM's memory report).
+pub(crate) struct Tick<'a> {
+    pub period: std::time::Duration,
+    pub work: &'a dyn Fn(&Markers),
+}
+
+/// Runs `config`'s workload under PID 1's supervision (for the VM's init, after its setup),
+/// doing `tick`'s work periodically meanwhile.
+pub(crate) fn supervise_config(markers: &Markers, config: &Config, tick: &Tick) -> AppletResult {
     let workload = Workload::resolve(config);
     markers.keep_across_exec();
-    supervise(markers, workload)
+    supervise_with(markers, workload, Some(tick))
 }
 
 /// Replaces init with the workload (not PID 1).
@@ -176,7 +183,11 @@ fn exec(markers: &Markers, mut workload: Workload) -> AppletResult {
 }
 
 /// Runs the workload as a child and stays PID 1 until it exits.
-fn supervise(markers: &Markers, mut workload: Workload) -> AppletResult {
+fn supervise(markers: &Markers, workload: Workload) -> AppletResult {
+    supervise_with(markers, workload, None)
+}
+
+fn supervise_with(markers: &Markers, mut workload: Workload, tick: Option<&Tick>) -> AppletResult {
     // Blocked before the spawn, so neither an early SIGTERM nor a quick exit is missed.
     let mut watched = signals::termination();
     watched.add(Signal::SIGCHLD);
@@ -198,7 +209,19 @@ fn supervise(markers: &Markers, mut workload: Workload) -> AppletResult {
     };
 
     let code = loop {
-        match signals::wait(&watched).map_err(Failure::Runtime)? {
+        let signal = match tick {
+            None => signals::wait(&watched).map_err(Failure::Runtime)?,
+            Some(tick) => {
+                match signals::wait_timeout(&watched, tick.period).map_err(Failure::Runtime)? {
+                    Some(signal) => signal,
+                    None => {
+                        (tick.work)(markers);
+                        continue;
+                    }
+                }
+            }
+        };
+        match signal {
             Signal::SIGCHLD => {
                 if let Some(code) = reap(pid).map_err(Failure::Runtime)? {
                     break code;

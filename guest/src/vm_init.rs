@@ -24,6 +24,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use cvm_proto::vmconf::{self, DiskConfig, NetConfig, VmConfig};
 use cvm_proto::{Marker, DEFAULT_MARKER_FD, MARKER_FD_ENV};
@@ -33,9 +34,40 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::sys::stat::Mode;
 
-use crate::init::Config;
+use crate::init::{Config, Tick};
 use crate::markers::Markers;
 use crate::{AppletResult, Failure};
+
+/// How often init reports the guest's memory in use (`CVM:memory`) while the workload runs.
+///
+/// The host reads QEMU's PSS at a moment of its choosing and pairs it with the first report
+/// that arrives after it, so the two figures are at most one period apart. Periodic rather than
+/// on request: the console is the only host-guest channel and it runs one way (QEMU's stdin is
+/// /dev/null); rather than on readiness: init does not see the workload's ready marker, which
+/// goes straight to the console. The cost is one ~25-byte console line per period, well under
+/// a millisecond of guest time per second even under emulation.
+const MEMORY_REPORT_PERIOD: Duration = Duration::from_millis(250);
+
+/// `CVM:memory <MemTotal - MemAvailable>`; nothing if /proc/meminfo cannot be read.
+fn report_memory(markers: &Markers) {
+    if let Some(used) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| memory_used(&t))
+    {
+        markers.emit(&Marker::Memory(used));
+    }
+}
+
+/// `MemTotal - MemAvailable` in bytes, from the text of `/proc/meminfo`.
+fn memory_used(meminfo: &str) -> Option<u64> {
+    let field = |name: &str| -> Option<u64> {
+        meminfo.lines().find_map(|l| {
+            let kib = l.strip_prefix(name)?.strip_prefix(':')?;
+            kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+    };
+    Some(field("MemTotal")?.saturating_sub(field("MemAvailable")?) * 1024)
+}
 
 /// True when this process is PID 1 of a cvm VM.
 pub fn in_vm() -> bool {
@@ -53,6 +85,10 @@ pub fn run() -> AppletResult {
             &Config {
                 command: OsString::from(command),
                 args: args.iter().map(OsString::from).collect(),
+            },
+            &Tick {
+                period: MEMORY_REPORT_PERIOD,
+                work: &report_memory,
             },
         )
     }) {
@@ -187,6 +223,13 @@ fn power_off(code: i32) -> AppletResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_in_use_is_total_minus_available() {
+        let text = "MemTotal:         500000 kB\nMemFree:  1 kB\nMemAvailable:     400000 kB\n";
+        assert_eq!(memory_used(text), Some(100_000 * 1024));
+        assert_eq!(memory_used("MemTotal: 5 kB\n"), None);
+    }
 
     #[test]
     fn prefixes_become_netmasks() {

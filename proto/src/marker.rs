@@ -9,6 +9,7 @@
 //! CVM:workload http
 //! CVM:ready
 //! CVM:result cpu_score 123456.7 1/s
+//! CVM:memory 41943040
 //! CVM:exit 0
 //! ```
 //!
@@ -39,6 +40,9 @@ pub enum Marker {
         value: f64,
         unit: String,
     },
+    /// The guest's memory in use, `MemTotal - MemAvailable` in bytes: a VM's init reports it
+    /// periodically while the workload runs, so the host can pair it with its own sample.
+    Memory(u64),
     /// The workload exited with this code (reported by init, which outlives it in a VM).
     Exit(i32),
     /// A one-line diagnostic worth showing the user when a run fails.
@@ -58,6 +62,7 @@ impl fmt::Display for Marker {
             } => {
                 write!(f, "{PREFIX}result {metric} {value} {unit}")
             }
+            Marker::Memory(used) => write!(f, "{PREFIX}memory {used}"),
             Marker::Exit(code) => write!(f, "{PREFIX}exit {code}"),
             Marker::Error(msg) => write!(f, "{PREFIX}error {msg}"),
         }
@@ -79,6 +84,7 @@ impl Marker {
             "workload" => Some(Marker::Workload(arg.to_string())),
             "ready" => Some(Marker::Ready),
             "exit" => arg.parse().ok().map(Marker::Exit),
+            "memory" => arg.parse().ok().map(Marker::Memory),
             "error" => Some(Marker::Error(arg.to_string())),
             "result" => {
                 let mut parts = arg.split_whitespace();
@@ -111,6 +117,7 @@ mod tests {
                 value: 1234.5,
                 unit: "1/s".into(),
             },
+            Marker::Memory(41_943_040),
             Marker::Exit(3),
             Marker::Error("bind failed".into()),
         ];
@@ -125,5 +132,6 @@ mod tests {
         assert_eq!(Marker::parse("\u{1b}[0mCVM:ready\r\n"), Some(Marker::Ready));
         assert_eq!(Marker::parse("CVM:result cpu_score notanumber 1/s"), None);
         assert_eq!(Marker::parse("CVM:bogus"), None);
+        assert_eq!(Marker::parse("CVM:memory -5"), None);
     }
 }

@@ -26,6 +26,15 @@ named_enum! {
         MemoryCgroup => "memory_cgroup",
         /// Host `MemAvailable` drop per instance (density).
         MemoryHostDelta => "memory_host_delta",
+        /// A VM's QEMU PSS without the mapping that backs guest RAM: the hypervisor's own cost.
+        MemoryVmm => "memory_vmm",
+        /// PSS of the mapping that backs a VM's RAM: host memory the guest has touched.
+        MemoryGuestRam => "memory_guest_ram",
+        /// The guest's own view of its use, `MemTotal - MemAvailable` (reported by its init).
+        MemoryGuestUsed => "memory_guest_used",
+        /// PSS of the host-wide daemons a backend needs (dockerd, containerd), once per run:
+        /// shared by every instance of the host, so never inside an instance's figure.
+        MemoryDaemon => "memory_daemon",
         /// Bytes on disk of the backend's whole stack.
         DiskFootprint => "disk_footprint",
         /// Responses per second during the load phase.
@@ -79,6 +88,10 @@ impl Metric {
             | Metric::MemoryPssPeak
             | Metric::MemoryCgroup
             | Metric::MemoryHostDelta
+            | Metric::MemoryVmm
+            | Metric::MemoryGuestRam
+            | Metric::MemoryGuestUsed
+            | Metric::MemoryDaemon
             | Metric::DiskFootprint
             | Metric::DensityPssPerInstance => Unit::Bytes,
             Metric::HttpRps | Metric::CpuScore => Unit::PerSecond,

@@ -107,6 +107,15 @@ pub trait Instance: Send {
     fn host_pids(&self) -> Vec<u32>;
     /// Where a port the workload listens on is reachable from the host.
     fn endpoint(&self, port: u16) -> Option<SocketAddr>;
+    /// The `/proc/PID/smaps` path prefix of the mapping that holds a VM's guest RAM, so PSS can
+    /// be split into the hypervisor's own memory and the guest's; `None` for other backends.
+    fn guest_ram_mapping(&self) -> Option<&'static str> {
+        None
+    }
+    /// Whether the guest reports its own memory in use (`CVM:memory`) while it runs.
+    fn reports_guest_memory(&self) -> bool {
+        false
+    }
     /// The instance's cgroup directory (v2) or memory-controller directory (v1), if it has one.
     fn memory_cgroup(&self) -> Option<PathBuf> {
         None

@@ -18,6 +18,9 @@ use crate::scenario::{BackendKind, Readiness, Scenario};
 /// How often memory is sampled during a load phase (for `memory_pss_peak`).
 const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long to wait for the guest's own memory report after the host's sample.
+const GUEST_MEMORY_WAIT: Duration = Duration::from_secs(2);
+
 /// A run's own failure, already recorded as a `run_failed` sample; the run goes on.
 /// How one measured launch ended (a failure to *record* is the outer `Result`, and fatal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +184,7 @@ impl Runner<'_> {
                 Err(e) => return Ok(RunEnd::Failed(e.to_string())),
             }
         } else {
-            self.record_idle_memory(instance, iteration, phase)?;
+            self.record_idle_memory(instance, &mut timeline, iteration, phase)?;
             if self.scenario.load.is_some() {
                 if let RunEnd::Failed(msg) =
                     self.run_load(instance, &mut timeline, iteration, phase)?
@@ -208,10 +211,39 @@ impl Runner<'_> {
     fn record_idle_memory(
         &mut self,
         instance: &dyn Instance,
+        timeline: &mut startup::Timeline,
         iteration: u32,
         phase: Phase,
     ) -> Result<(), Failure> {
-        let pss = memory::pss_total(&instance.host_pids());
+        let pids = instance.host_pids();
+        let sampled_at = Instant::now();
+        let pss = match instance.guest_ram_mapping() {
+            None => memory::pss_total(&pids),
+            Some(mapping) => {
+                let split = pids
+                    .iter()
+                    .filter_map(|&p| memory::pss_split(p, mapping))
+                    .fold(memory::PssSplit::default(), |a, b| memory::PssSplit {
+                        total: a.total + b.total,
+                        in_mapping: a.in_mapping + b.in_mapping,
+                    });
+                if split.total > 0 {
+                    let vmm = split.total - split.in_mapping;
+                    self.sample(iteration, phase, Metric::MemoryVmm, vmm as f64)?;
+                    let ram = split.in_mapping as f64;
+                    self.sample(iteration, phase, Metric::MemoryGuestRam, ram)?;
+                }
+                split.total
+            }
+        };
+        if instance.reports_guest_memory() {
+            // The guest reports every quarter second; a few periods cover a slow console.
+            if let Some(used) =
+                startup::guest_memory_after(instance, timeline, sampled_at, GUEST_MEMORY_WAIT)
+            {
+                self.sample(iteration, phase, Metric::MemoryGuestUsed, used as f64)?;
+            }
+        }
         if pss > 0 {
             self.sample(iteration, phase, Metric::MemoryPss, pss as f64)?;
             if phase == Phase::Measure {

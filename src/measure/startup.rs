@@ -68,6 +68,8 @@ pub struct Timeline {
     /// so nothing more from the workload can follow it.
     pub exit_marker_seen: bool,
     pub output: VecDeque<String>,
+    /// The guest's latest report of its memory in use (bytes) and when it arrived.
+    pub guest_memory: Option<(u64, Duration)>,
     /// Failures the instance reported on its own channels (a `CVM:error` marker, an OOM kill):
     /// never taken from output lines, which are the workload's data.
     pub errors: Vec<String>,
@@ -125,6 +127,7 @@ impl Timeline {
                     since(at),
                 ));
             }
+            Event::Marker(Marker::Memory(used), at) => self.guest_memory = Some((used, since(at))),
             Event::Marker(Marker::Error(msg), _) => self.errors.push(msg),
             Event::OutOfMemory { kills, limit_bytes } => self.errors.push(format!(
                 "out of memory: the kernel's OOM killer fired {kills} time(s) in the instance's \
@@ -338,6 +341,36 @@ pub fn wait_exit(
     }
 }
 
+/// The guest's own memory report (`CVM:memory`) that arrives first after the host instant
+/// `after`, waiting up to `timeout` for it; `None` if none comes (a guest that does not report).
+/// Events that arrive meanwhile are recorded as usual.
+pub fn guest_memory_after(
+    instance: &dyn Instance,
+    timeline: &mut Timeline,
+    after: Instant,
+    timeout: Duration,
+) -> Option<u64> {
+    let zero = instance.started_at();
+    let since = after.saturating_duration_since(zero);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some((used, at)) = timeline.guest_memory {
+            if at >= since {
+                return Some(used);
+            }
+        }
+        if timeline.exit.is_some() {
+            return None;
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match instance.events().recv_timeout(left) {
+            Ok(event) => timeline.record(event, zero),
+            Err(RecvTimeoutError::Timeout) => return None,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
 /// Drains whatever is queued without waiting (results a long-running workload sent meanwhile).
 pub fn drain(instance: &dyn Instance, timeline: &mut Timeline) {
     let zero = instance.started_at();
@@ -441,6 +474,29 @@ mod tests {
         assert_eq!(
             timeline.results,
             vec![("cpu_score".to_string(), 5.0, "1/s".to_string())]
+        );
+    }
+
+    #[test]
+    fn the_guest_memory_report_is_the_first_after_the_host_sample() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let zero = Instant::now();
+        let instance = Scripted { zero, events: rx };
+        tx.send(Event::Marker(Marker::Memory(1), Instant::now()))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let sampled = Instant::now();
+        std::thread::sleep(Duration::from_millis(5));
+        tx.send(Event::Marker(Marker::Memory(2), Instant::now()))
+            .unwrap();
+        let mut timeline = Timeline::default();
+        let used = guest_memory_after(&instance, &mut timeline, sampled, Duration::from_secs(5));
+        assert_eq!(used, Some(2), "the report from before the sample is stale");
+        // No later report: nothing, after the timeout.
+        let later = Instant::now();
+        assert_eq!(
+            guest_memory_after(&instance, &mut timeline, later, Duration::from_millis(20)),
+            None
         );
     }
 

@@ -178,6 +178,12 @@ impl Instance for VmInstance {
     fn host_pids(&self) -> Vec<u32> {
         self.qemu.running_pid().into_iter().collect()
     }
+    fn guest_ram_mapping(&self) -> Option<&'static str> {
+        Some(super::qemu::GUEST_RAM_MAPPING)
+    }
+    fn reports_guest_memory(&self) -> bool {
+        true
+    }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.forwards
             .iter()

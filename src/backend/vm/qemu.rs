@@ -12,6 +12,10 @@
 //!   credentials or use obsolete system calls. Its cost is within the noise of a busy reference
 //!   host: `vm` ready latency under TCG, 28 runs each, interleaved, median 2.62 s with it and
 //!   2.52 s without (run-to-run spread about ±0.4 s). The backend config records it.
+//! - Guest RAM is a named `memory-backend-memfd` object given to the machine (both microvm and
+//!   pc accept `-machine memory-backend=`): QEMU maps it as one shared memfd mapping, which
+//!   `/proc/PID/smaps` names [`GUEST_RAM_MAPPING`], so the host can split QEMU's PSS into the
+//!   hypervisor's own memory and the memory backing the guest (see `measure::memory`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -80,6 +84,12 @@ pub struct PortForward {
 /// running QEMU with user-mode networking (both profiles boot and serve with it).
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
+/// The id of the memory backend object that holds guest RAM.
+pub const GUEST_RAM_ID: &str = "guest-ram";
+/// How `/proc/PID/smaps` names the mapping of that backend: QEMU names a memfd after the
+/// object's type, not its id, and the kernel prefixes `/memfd:`.
+pub const GUEST_RAM_MAPPING: &str = "/memfd:memory-backend-memfd";
+
 /// Whether `qemu` accepts [`SANDBOX`]: a build without seccomp rejects `-sandbox` outright.
 /// Options are parsed in order, so `-version` after it checks the option without starting a
 /// machine.
@@ -146,6 +156,13 @@ impl QemuSpec {
         }
         push("-m");
         push(&format!("{}M", self.memory_mib));
+        push("-object");
+        push(&format!(
+            "memory-backend-memfd,id={GUEST_RAM_ID},size={}M",
+            self.memory_mib
+        ));
+        push("-machine");
+        push(&format!("memory-backend={GUEST_RAM_ID}"));
         push("-smp");
         push(&self.vcpus.max(1).to_string());
         push("-nographic");
@@ -279,7 +296,13 @@ mod tests {
             line.starts_with("-M microvm -nodefaults -no-user-config -accel tcg"),
             "{line}"
         );
-        assert!(line.contains("-m 256M -smp 2"), "{line}");
+        assert!(
+            line.contains(
+                "-m 256M -object memory-backend-memfd,id=guest-ram,size=256M \
+                 -machine memory-backend=guest-ram -smp 2"
+            ),
+            "{line}"
+        );
         assert!(line.contains("-nographic -serial stdio -monitor none -no-reboot"));
         assert!(line.contains("-kernel /k/vmlinux -initrd /k/initrd.cpio -append console=ttyS0"));
         assert!(line.contains("-qmp unix:/tmp/x/qmp.sock,server=on,wait=off"));
