@@ -107,6 +107,7 @@ fn meta_for(rows: &[SampleRow]) -> RunMeta {
     ));
     let first = rows.first();
     RunMeta {
+        schema_version: cvm::results::SCHEMA_VERSION,
         run_id: first.map_or_else(String::new, |r| r.run_id.clone()),
         started: "2026-01-01T00:00:00Z".into(),
         finished: None,

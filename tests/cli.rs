@@ -318,6 +318,7 @@ fn a_workload_that_crashes_is_a_failed_run_with_exit_code_1() {
 fn empty_results(dir: &std::path::Path) {
     use cvm::results::{Environment, RunMeta, SampleWriter, ScenarioRecord};
     let meta = RunMeta {
+        schema_version: cvm::results::SCHEMA_VERSION,
         run_id: "r".into(),
         started: "2026-01-01T00:00:00Z".into(),
         finished: None,

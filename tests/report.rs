@@ -202,6 +202,7 @@ fn write_results(dir: &Path, name: &str, description: &str) {
     );
     backends.insert(3, crun);
     let meta = RunMeta {
+        schema_version: cvm::results::SCHEMA_VERSION,
         run_id: "20260101T000000-web".into(),
         started: "2026-01-01T00:00:00Z".into(),
         finished: Some("2026-01-01T00:03:00Z".into()),

@@ -186,6 +186,15 @@ impl Layer {
     }
 }
 
+/// How a summary names a density figure at N instances running (`density_pss_per_instance@n=3`):
+/// density samples carry N in their `iteration`, and are summarised at each N.
+pub fn per_instances(metric: &str, n: u32) -> String {
+    format!("{metric}{PER_INSTANCES_SEPARATOR}{n}")
+}
+
+/// What joins a metric and its N in [`per_instances`].
+pub const PER_INSTANCES_SEPARATOR: &str = "@n=";
+
 /// Prefix of the per-layer disk metrics (`disk.guest_os`).
 pub const DISK_PREFIX: &str = "disk.";
 

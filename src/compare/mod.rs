@@ -100,6 +100,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         .collect();
 
     let mut meta = RunMeta {
+        schema_version: results::SCHEMA_VERSION,
         run_id: run_id.clone(),
         started,
         finished: None,

@@ -52,6 +52,16 @@ pub fn display_unit(unit: &str, magnitude: f64) -> DisplayUnit {
     }
 }
 
+/// The "vs native" cell: the ratio of medians, or "n/a" with the reason none is taken, or
+/// nothing when native has no such figure. One spelling for every output.
+pub fn ratio_cell(m: &crate::results::MetricSummary) -> String {
+    match (&m.ratio_to_native, &m.ratio_unavailable) {
+        (Some(r), _) => format!("{:.2}x", r.point),
+        (None, Some(why)) => format!("n/a ({why})"),
+        (None, None) => String::new(),
+    }
+}
+
 /// A value with its unit, by the rule in the module docs.
 pub fn format_value(value: f64, unit: &str) -> String {
     let du = display_unit(unit, round_significant(value));
@@ -148,6 +158,7 @@ mod tests {
                     config: Default::default(),
                 },
                 failed_runs: 0,
+                excluded_samples: 0,
                 metrics: cases
                     .iter()
                     .map(|(m, u, v, _)| {
@@ -155,11 +166,13 @@ mod tests {
                             unit: u.to_string(),
                             stats: Summary::of(&[*v]).unwrap(),
                             ratio_to_native: None,
+                            ratio_unavailable: None,
                         };
                         (m.to_string(), summary)
                     })
                     .collect(),
             }],
+            limitations: Vec::new(),
         };
         let table = terminal::table(&s);
         let md = markdown::summary(&s);

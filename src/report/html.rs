@@ -200,6 +200,13 @@ fn kv(o: &mut String, k: &str, v: &str) {
 fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
     let env = &s.environment;
     let _ = writeln!(o, "<section id=\"environment\">\n<h2>Environment</h2>");
+    for l in &s.limitations {
+        let _ = writeln!(
+            o,
+            "<div class=\"warning\" id=\"schema-warning\">{}</div>",
+            escape(l)
+        );
+    }
     let tcg = tcg_backends(s);
     if !tcg.is_empty() {
         let _ = writeln!(
@@ -294,9 +301,11 @@ fn stack_name(s: Stack) -> &'static str {
 }
 
 fn ratio(m: &MetricSummary) -> String {
-    m.ratio_to_native.map_or_else(String::new, |r| {
-        format!("{:.2}× [{:.2}, {:.2}]", r.point, r.lower, r.upper)
-    })
+    match (&m.ratio_to_native, &m.ratio_unavailable) {
+        (Some(r), _) => format!("{:.2}× [{:.2}, {:.2}]", r.point, r.lower, r.upper),
+        (None, Some(why)) => format!("n/a ({why})"),
+        (None, None) => String::new(),
+    }
 }
 
 /// Detail metrics (phases, disk layers, density steps) go in a collapsed second table, so the
@@ -334,8 +343,8 @@ fn summary_table(o: &mut String, s: &RunSummary) {
         if b.failed_runs > 0 {
             notes.push(format!(
                 "<li><strong>{name}</strong>: {} measured run(s) failed (see <code>note</code> \
-                 in samples.csv)</li>",
-                b.failed_runs
+                 in samples.csv); their {} other sample(s) are left out of the statistics</li>",
+                b.failed_runs, b.excluded_samples
             ));
         }
         let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::format::format_value;
+use super::format::{format_value, ratio_cell};
 use crate::results::{Availability, RunSummary};
 use cvm_proto::metric::PHASE_PREFIX;
 
@@ -29,6 +29,9 @@ pub fn summary(s: &RunSummary) -> String {
         s.runs,
         s.warmup
     );
+    for l in &s.limitations {
+        let _ = writeln!(out, "> **Note:** {}\n", escape(l));
+    }
     let _ = writeln!(
         out,
         "| backend | metric | median | 95% CI | min – max | vs native | n |"
@@ -60,8 +63,7 @@ pub fn summary(s: &RunSummary) -> String {
                 format_value(st.median_ci.upper, &m.unit),
                 format_value(st.min, &m.unit),
                 format_value(st.max, &m.unit),
-                m.ratio_to_native
-                    .map_or_else(String::new, |r| format!("{:.2}x", r.point)),
+                escape(&ratio_cell(m)),
                 st.n
             );
         }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format::format_value;
+use super::format::{format_value, ratio_cell};
 use crate::results::{Availability, MetricSummary, RunSummary};
 use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
@@ -38,7 +38,11 @@ pub fn table(s: &RunSummary) -> String {
         "n",
     ];
     let mut rows: Vec<[String; 6]> = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = s
+        .limitations
+        .iter()
+        .map(|l| format!("this report: {l}"))
+        .collect();
     for b in &s.backends {
         let name = &b.info.backend;
         if let Availability::Unavailable { reason, hint } = &b.info.availability {
@@ -50,8 +54,9 @@ pub fn table(s: &RunSummary) -> String {
         }
         if b.failed_runs > 0 {
             notes.push(format!(
-                "{name}: {} measured run(s) failed (see `note` in samples.csv)",
-                b.failed_runs
+                "{name}: {} measured run(s) failed (see `note` in samples.csv); their {} other \
+                 sample(s) are left out of the statistics",
+                b.failed_runs, b.excluded_samples
             ));
         }
         let mut metrics: Vec<(&String, &MetricSummary)> = b
@@ -68,9 +73,7 @@ pub fn table(s: &RunSummary) -> String {
         for (metric, m) in metrics {
             let st = &m.stats;
             let ci = &st.median_ci;
-            let ratio = m
-                .ratio_to_native
-                .map_or_else(String::new, |r| format!("{:.2}x", r.point));
+            let ratio = ratio_cell(m);
             rows.push([
                 name.clone(),
                 metric.clone(),

@@ -37,9 +37,49 @@ pub struct BackendInfo {
     pub config: BTreeMap<String, String>,
 }
 
+/// The version of the results format (`run.json`, `samples.csv`, the metrics in them) this cvm
+/// writes. History:
+/// - 1: no `schema_version` field (every directory written before it was added).
+/// - 2: VM memory split (`memory_vmm`, `memory_guest_ram`, `memory_guest_used`), Docker's
+///   daemons apart (`memory_daemon`), OCI runtimes detached (their exited runtime no longer in
+///   `memory_pss`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The version a `run.json` without the field has.
+const UNVERSIONED: u32 = 1;
+
+fn unversioned() -> u32 {
+    UNVERSIONED
+}
+
+/// What a report of a results directory of schema `version` cannot show, in this cvm's words;
+/// empty when it can show everything.
+pub fn schema_limitations(version: u32) -> Vec<String> {
+    let mut notes = Vec::new();
+    if version > SCHEMA_VERSION {
+        notes.push(format!(
+            "written by a newer cvm (results schema {version}, this cvm knows {SCHEMA_VERSION}): \
+             metrics it does not know are shown by name only, and fields it does not know in \
+             run.json are not shown"
+        ));
+    }
+    if version < 2 {
+        notes.push(format!(
+            "written by an older cvm (results schema {version}, current {SCHEMA_VERSION}): it has \
+             no memory_vmm, memory_guest_ram, memory_guest_used or memory_daemon, so a VM's memory \
+             is QEMU's whole PSS (guest RAM included) and Docker's daemons are not shown; its \
+             runc/crun/docker memory_pss counts the foreground runtime or CLI process"
+        ));
+    }
+    notes
+}
+
 /// Everything about a run except its samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
+    /// [`SCHEMA_VERSION`] of the cvm that wrote it (1 when absent).
+    #[serde(default = "unversioned")]
+    pub schema_version: u32,
     pub run_id: String,
     pub started: String,
     #[serde(default)]
@@ -104,5 +144,26 @@ impl From<&crate::scenario::Scenario> for ScenarioRecord {
             description: s.description.clone(),
             definition: serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_json_without_a_version_is_schema_1_and_its_gaps_are_named() {
+        let json = r#"{"run_id":"r","started":"","status":"done",
+            "scenario":{"name":"s","description":"","definition":null},
+            "runs":1,"warmup":0,"timeout_s":1.0,"environment":{"host":"","kernel":"","os":"",
+            "cpu_model":"","ncpu":1,"mem_total":0,"cgroup":"","root":false,"cvm_version":"",
+            "git_sha":"","tools":{}},"backends":[]}"#;
+        let meta: RunMeta = serde_json::from_str(json).unwrap();
+        assert_eq!(meta.schema_version, 1);
+        let notes = schema_limitations(meta.schema_version);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("memory_vmm"), "{notes:?}");
+        assert!(schema_limitations(SCHEMA_VERSION).is_empty());
+        assert!(schema_limitations(SCHEMA_VERSION + 1)[0].contains("newer cvm"));
     }
 }

@@ -1,7 +1,8 @@
 //! `summary.json`: per backend and metric, the statistics of the measured samples, and the ratio
 //! to `native` where native ran. A pure function of `run.json` and `samples.csv`.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use super::meta::{write_json, BackendInfo, Environment, RunMeta};
 use super::samples::{Phase, SampleRow};
 use super::ResultsError;
 use crate::stats::{self, Estimate, Summary};
+use cvm_proto::metric::{per_instances, Metric, DISK_PREFIX};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSummary {
@@ -19,14 +21,22 @@ pub struct MetricSummary {
     /// This backend's median over native's, with a bootstrap interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio_to_native: Option<Estimate>,
+    /// Why there is no ratio although native has this metric (its median is at or below zero,
+    /// or within its noise of zero), shown as "n/a" with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendSummary {
     #[serde(flatten)]
     pub info: BackendInfo,
-    /// Runs that failed (a `run_failed` sample each), measured phase only.
+    /// Runs that failed (a `run_failed` sample each), measured phase only. Their other samples
+    /// stay in `samples.csv` but are left out of every statistic here.
     pub failed_runs: usize,
+    /// Measured samples left out of the statistics because their run failed.
+    #[serde(default)]
+    pub excluded_samples: usize,
     pub metrics: BTreeMap<String, MetricSummary>,
 }
 
@@ -40,6 +50,9 @@ pub struct RunSummary {
     pub warmup: u32,
     pub environment: Environment,
     pub backends: Vec<BackendSummary>,
+    /// What this report cannot show because of the results schema the run was written with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limitations: Vec<String>,
 }
 
 impl RunSummary {
@@ -53,15 +66,99 @@ impl RunSummary {
 }
 
 /// The metric recorded once per failed run.
-pub const RUN_FAILED: &str = cvm_proto::metric::Metric::RunFailed.name();
+pub const RUN_FAILED: &str = Metric::RunFailed.name();
+
+/// Density metrics recorded at each N (their `iteration` is N), summarised per N.
+const PER_N_METRICS: [&str; 3] = [
+    Metric::ReadyLatency.name(),
+    Metric::DensityPssPerInstance.name(),
+    Metric::MemoryDaemon.name(),
+];
+
+/// The rows (indices into `rows`) of measured runs that failed, other than the `run_failed`
+/// rows themselves and the per-backend disk figures (measured once, outside any run).
+///
+/// A launch's rows share its `iteration`, so a failed launch is its backend's rows with the
+/// iteration of a `run_failed` row. A density run's rows carry N instead, one per instance
+/// started, so there a run is delimited by file order (rows are written as measured, and one
+/// backend's runs never overlap): a failed density run is every row of its backend since the
+/// end of its previous run (`density_launch_all`, `memory_host_delta` or `run_failed`).
+fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
+    let is_density = |b: &str| {
+        rows.iter()
+            .any(|r| r.backend == b && r.metric == Metric::DensityPssPerInstance.name())
+    };
+    let outside_runs = |r: &SampleRow| {
+        r.metric == RUN_FAILED
+            || r.metric.starts_with(DISK_PREFIX)
+            || r.metric == Metric::DiskFootprint.name()
+    };
+    let mut failed = HashSet::new();
+    let backends: BTreeSet<&str> = rows.iter().map(|r| r.backend.as_str()).collect();
+    for backend in backends {
+        let mine = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.backend == backend && r.phase == Phase::Measure);
+        if is_density(backend) {
+            let mut run: Vec<usize> = Vec::new();
+            for (i, r) in mine {
+                if r.metric == RUN_FAILED {
+                    failed.extend(run.drain(..));
+                } else if r.metric == Metric::DensityLaunchAll.name()
+                    || r.metric == Metric::MemoryHostDelta.name()
+                {
+                    run.clear();
+                } else if !outside_runs(r) {
+                    run.push(i);
+                }
+            }
+        } else {
+            let failed_iterations: HashSet<u32> = mine
+                .clone()
+                .filter(|(_, r)| r.metric == RUN_FAILED)
+                .map(|(_, r)| r.iteration)
+                .collect();
+            failed.extend(
+                mine.filter(|(_, r)| failed_iterations.contains(&r.iteration) && !outside_runs(r))
+                    .map(|(i, _)| i),
+            );
+        }
+    }
+    failed
+}
 
 /// Summarises the measured samples of a run, backend by backend in the run's order.
+///
+/// A failed run's samples are left out (they stay in `samples.csv`; the run is counted in
+/// `failed_runs`). Density samples, whose `iteration` is the number of instances running, are
+/// summarised at each N (`<metric>@n=<N>`), never pooled over N.
 pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
+    let failed = failed_run_rows(rows);
+    let density: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
+        .map(|r| r.backend.as_str())
+        .collect();
     // (backend, metric) -> (unit, values) in file order.
-    let mut series: BTreeMap<(&str, &str), (&str, Vec<f64>)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.phase == Phase::Measure) {
+    let mut series: BTreeMap<(&str, Cow<str>), (&str, Vec<f64>)> = BTreeMap::new();
+    let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.phase != Phase::Measure {
+            continue;
+        }
+        if failed.contains(&i) {
+            *excluded.entry(r.backend.as_str()).or_default() += 1;
+            continue;
+        }
+        let per_n = density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
+        let metric = if per_n {
+            Cow::Owned(per_instances(&r.metric, r.iteration))
+        } else {
+            Cow::Borrowed(r.metric.as_str())
+        };
         series
-            .entry((&r.backend, &r.metric))
+            .entry((&r.backend, metric))
             .or_insert((&r.unit, Vec::new()))
             .1
             .push(r.value);
@@ -74,35 +171,41 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
             let mut metrics = BTreeMap::new();
             let mut failed_runs = 0;
             for ((_, metric), (unit, values)) in series
-                .range((name, "")..)
+                .range((name, Cow::Borrowed(""))..)
                 .take_while(|((b, _), _)| *b == name)
             {
-                if *metric == RUN_FAILED {
+                if metric == RUN_FAILED {
                     failed_runs = values.len();
                     continue;
                 }
                 let Some(stats) = Summary::of(values) else {
                     continue;
                 };
-                let ratio_to_native = if name == "native" {
+                let base = if name == "native" {
                     None
                 } else {
-                    series.get(&("native", metric)).and_then(|(_, base)| {
-                        stats::ratio_of_medians(values, base, 1000, stats::BOOTSTRAP_SEED)
-                    })
+                    series
+                        .get(&("native", metric.clone()))
+                        .map(|(_, base)| base)
                 };
+                let ratio_unavailable = base.and_then(|b| stats::ratio_baseline_problem(b));
+                let ratio_to_native = base.filter(|_| ratio_unavailable.is_none()).and_then(|b| {
+                    stats::ratio_of_medians(values, b, 1000, stats::BOOTSTRAP_SEED)
+                });
                 metrics.insert(
                     metric.to_string(),
                     MetricSummary {
                         unit: unit.to_string(),
                         stats,
                         ratio_to_native,
+                        ratio_unavailable: ratio_unavailable.map(str::to_string),
                     },
                 );
             }
             BackendSummary {
                 info: info.clone(),
                 failed_runs,
+                excluded_samples: excluded.get(name).copied().unwrap_or(0),
                 metrics,
             }
         })
@@ -116,5 +219,128 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
         warmup: meta.warmup,
         environment: meta.environment.clone(),
         backends,
+        limitations: super::meta::schema_limitations(meta.schema_version),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Availability, ScenarioRecord, Stack};
+
+    fn meta(backends: &[&str]) -> RunMeta {
+        RunMeta {
+            schema_version: super::super::meta::SCHEMA_VERSION,
+            run_id: "r".into(),
+            started: String::new(),
+            finished: None,
+            status: "done".into(),
+            scenario: ScenarioRecord {
+                name: "s".into(),
+                description: String::new(),
+                definition: serde_json::Value::Null,
+            },
+            runs: 3,
+            warmup: 0,
+            timeout_s: 1.0,
+            environment: Environment::default(),
+            backends: backends
+                .iter()
+                .map(|b| BackendInfo {
+                    backend: b.to_string(),
+                    stack: Stack::Container,
+                    availability: Availability::Available,
+                    error: None,
+                    config: Default::default(),
+                })
+                .collect(),
+            load: None,
+        }
+    }
+
+    fn row(backend: &str, iteration: u32, metric: &str, value: f64) -> SampleRow {
+        SampleRow {
+            run_id: "r".into(),
+            scenario: "s".into(),
+            backend: backend.into(),
+            iteration,
+            phase: Phase::Measure,
+            metric: metric.into(),
+            value,
+            unit: "B".into(),
+            host: String::new(),
+            kernel: String::new(),
+            cpu_model: String::new(),
+            ncpu: 1,
+            mem_total: 0,
+            accel: String::new(),
+            qemu_version: String::new(),
+            cvm_version: String::new(),
+            git_sha: String::new(),
+            config: String::new(),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_failed_runs_samples_are_kept_out_of_the_statistics() {
+        let rows = vec![
+            row("runc", 0, "disk_footprint", 7.0),
+            row("runc", 0, "memory_pss", 10.0),
+            row("runc", 0, RUN_FAILED, 1.0),
+            row("runc", 1, "memory_pss", 20.0),
+            row("runc", 2, "memory_pss", 22.0),
+        ];
+        let s = summarize(&meta(&["runc"]), &rows);
+        let b = s.backend("runc").unwrap();
+        assert_eq!(b.failed_runs, 1);
+        assert_eq!(b.excluded_samples, 1);
+        assert_eq!(b.metrics["memory_pss"].stats.n, 2);
+        assert_eq!(b.metrics["memory_pss"].stats.median, 21.0);
+        // Disk is measured once per backend, outside any run: it stays.
+        assert_eq!(b.metrics["disk_footprint"].stats.n, 1);
+    }
+
+    #[test]
+    fn density_is_summarised_per_n_and_a_failed_density_run_is_left_out() {
+        let pss = Metric::DensityPssPerInstance.name();
+        let rows = vec![
+            // Run 1: N = 1, 2, then done.
+            row("vm", 1, pss, 100.0),
+            row("vm", 2, pss, 80.0),
+            row("vm", 2, "density_launch_all", 1.0),
+            // Run 2 failed at its second instance.
+            row("vm", 1, pss, 999.0),
+            row("vm", 2, RUN_FAILED, 1.0),
+            // Run 3.
+            row("vm", 1, pss, 110.0),
+            row("vm", 2, pss, 90.0),
+            row("vm", 2, "density_launch_all", 1.0),
+        ];
+        let s = summarize(&meta(&["vm"]), &rows);
+        let b = s.backend("vm").unwrap();
+        assert!(!b.metrics.contains_key(pss), "never pooled over N");
+        assert_eq!(b.metrics[&per_instances(pss, 1)].stats.median, 105.0);
+        assert_eq!(b.metrics[&per_instances(pss, 2)].stats.median, 85.0);
+        assert_eq!(b.failed_runs, 1);
+        assert_eq!(b.excluded_samples, 1);
+    }
+
+    #[test]
+    fn no_ratio_to_a_negative_baseline_and_the_reason_is_kept() {
+        let m = Metric::MemoryHostDelta.name();
+        let rows = vec![
+            row("native", 1, m, -26e3),
+            row("native", 2, m, -25e3),
+            row("vm", 1, m, 160e6),
+            row("vm", 2, m, 161e6),
+        ];
+        let s = summarize(&meta(&["native", "vm"]), &rows);
+        let vm = &s.backend("vm").unwrap().metrics[m];
+        assert_eq!(vm.ratio_to_native, None);
+        assert_eq!(
+            vm.ratio_unavailable.as_deref(),
+            Some("baseline median is negative")
+        );
     }
 }

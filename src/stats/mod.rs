@@ -186,6 +186,23 @@ pub fn bootstrap_median_ci(v: &[f64], resamples: usize, level: f64, seed: u64) -
     }
 }
 
+/// Why no ratio can be taken to `base` (the baseline's samples), or `None` when one can: a
+/// baseline whose median is zero or negative, or whose own 95 % interval reaches zero (within
+/// its noise of zero), gives ratios that are huge, negative or of either sign from one run to
+/// the next ("-6271x"), which mean nothing.
+pub fn ratio_baseline_problem(base: &[f64]) -> Option<&'static str> {
+    let s = Summary::of(base)?;
+    if s.median == 0.0 {
+        Some("baseline median is 0")
+    } else if s.median < 0.0 {
+        Some("baseline median is negative")
+    } else if s.median_ci.lower <= 0.0 {
+        Some("baseline is within its noise of 0")
+    } else {
+        None
+    }
+}
+
 /// The ratio of two medians with an interval from independent bootstrap resamples of each
 /// (A/B comparison: "container is 3.1x native [2.8, 3.4]").
 pub fn ratio_of_medians(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Option<Estimate> {
@@ -288,6 +305,22 @@ mod tests {
         let r = ratio_of_medians(&a, &b, 1000, 3).unwrap();
         assert!(r.lower <= r.point && r.point <= r.upper);
         assert!((r.point - 3.02 / 1.02).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_ratio_to_a_baseline_near_zero_or_below() {
+        assert_eq!(ratio_baseline_problem(&[0.0, 0.0]), Some("baseline median is 0"));
+        assert_eq!(
+            ratio_baseline_problem(&[-26e3, -25e3, -27e3]),
+            Some("baseline median is negative")
+        );
+        // Mostly positive, but one sample below zero: its interval reaches zero.
+        assert_eq!(
+            ratio_baseline_problem(&[-5e3, 2e3, 3e3]),
+            Some("baseline is within its noise of 0")
+        );
+        assert_eq!(ratio_baseline_problem(&[5e6, 5.1e6, 4.9e6]), None);
+        assert_eq!(ratio_baseline_problem(&[]), None);
     }
 
     #[test]

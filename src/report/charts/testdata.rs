@@ -12,6 +12,7 @@ pub(super) fn metric(unit: &str, values: &[f64]) -> MetricSummary {
         unit: unit.into(),
         stats: Summary::of(values).unwrap(),
         ratio_to_native: None,
+        ratio_unavailable: None,
     }
 }
 
@@ -25,6 +26,7 @@ pub(super) fn backend(name: &str, stack: Stack, metrics: &[(&str, &str, f64)]) -
             config: BTreeMap::new(),
         },
         failed_runs: 0,
+        excluded_samples: 0,
         metrics: metrics
             .iter()
             .map(|(m, u, v)| (m.to_string(), metric(u, &[*v, *v * 1.01, *v * 0.99])))
@@ -42,5 +44,6 @@ pub(super) fn summary(backends: Vec<BackendSummary>) -> RunSummary {
         warmup: 0,
         environment: Environment::default(),
         backends,
+        limitations: Vec::new(),
     }
 }

@@ -297,6 +297,7 @@ pub(super) mod tests {
                     .collect(),
             },
             failed_runs: 0,
+            excluded_samples: 0,
             metrics: metrics
                 .iter()
                 .map(|(m, u, v)| {
@@ -306,6 +307,7 @@ pub(super) mod tests {
                             unit: u.to_string(),
                             stats: Summary::of(&[*v]).unwrap(),
                             ratio_to_native: None,
+                            ratio_unavailable: None,
                         },
                     )
                 })
@@ -329,6 +331,7 @@ pub(super) mod tests {
                 ..Environment::default()
             },
             backends,
+            limitations: Vec::new(),
         }
     }
 
