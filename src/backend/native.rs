@@ -8,7 +8,6 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use super::{
 use crate::backend::DiskLayers;
 use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
-use crate::sys::{spawn_namespaced, CommandSetup, NamespacedExec, SpawnError};
+use crate::sys::{spawn_namespaced, NamespacedExec, SpawnError};
 use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,38 +117,13 @@ impl Prepared for NativePrepared {
         let (marker_read, marker_write) = pipe()?;
         let (stderr_read, stderr_write) = pipe()?;
         let program = self.rootfs.join(self.argv[0].trim_start_matches('/'));
-        let cstr = |s: &[u8]| {
-            CString::new(s)
-                .map_err(|_| fail(NativeError::Nul(String::from_utf8_lossy(s).into_owned())))
+        let cgroup_procs = match &cgroup {
+            Some(cg) => cg.open_procs().map_err(|e| fail(NativeError::Cgroup(e)))?,
+            None => Vec::new(),
         };
-        let mut argv = vec![cstr(program.as_os_str().as_bytes())?];
-        for a in &self.argv[1..] {
-            argv.push(cstr(a.as_bytes())?);
-        }
-        // The same environment every backend gives its workload, nothing of cvm's own.
-        let marker_env = format!(
-            "{}={}",
-            cvm_proto::MARKER_FD_ENV,
-            cvm_proto::DEFAULT_MARKER_FD
-        );
-        let envp = [WORKLOAD_PATH, "HOME=/root", marker_env.as_str()]
-            .iter()
-            .map(|e| cstr(e.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let spec = NamespacedExec {
-            program: cstr(program.as_os_str().as_bytes())?,
-            argv,
-            envp,
-            // No namespaces: what the native baseline leaves out is exactly the isolation.
-            clone_flags: 0,
-            unshare_after_join: 0,
-            cgroup_procs: match &cgroup {
-                Some(cg) => cg.open_procs().map_err(|e| fail(NativeError::Cgroup(e)))?,
-                None => Vec::new(),
-            },
-            fds: process::workload_fds(stderr_write, marker_write)
-                .map_err(|e| fail(NativeError::DevNull(e)))?,
-        };
+        let fds = process::workload_fds(stderr_write, marker_write)
+            .map_err(|e| fail(NativeError::DevNull(e)))?;
+        let spec = exec_spec(&program, &self.argv[1..], cgroup_procs, fds).map_err(fail)?;
         let started_at = Instant::now();
         // The same spawn as the container backend's (a vfork-style clone straight into exec),
         // so the comparison isolates the namespaces rather than two ways of starting a process.
@@ -239,46 +213,111 @@ impl Drop for NativeInstance {
     }
 }
 
-/// The launch floor: a bare fork+exec of `program hello`, timed the way every instance is (from
-/// just before spawn to the arrival of its ready marker), with no cgroup, no event threads and
-/// no teardown. The `native` backend is judged against it.
-pub fn fork_exec_floor(program: &std::path::Path, timeout: Duration) -> io::Result<Duration> {
-    use std::io::Read;
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    let mut cmd = Command::new(program);
-    cmd.arg(cvm_proto::applet::Applet::Hello.name())
-        .env(
-            cvm_proto::MARKER_FD_ENV,
-            cvm_proto::DEFAULT_MARKER_FD.to_string(),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let setup = CommandSetup {
-        marker: Some((write_end, cvm_proto::DEFAULT_MARKER_FD)),
-        cgroup_procs: Vec::new(),
+/// What native execs: `program` with `args`, the same environment every backend gives its
+/// workload (nothing of cvm's own), no namespaces (what the native baseline leaves out is
+/// exactly the isolation), joining `cgroup_procs`, with `fds` in place.
+fn exec_spec(
+    program: &std::path::Path,
+    args: &[String],
+    cgroup_procs: Vec<std::fs::File>,
+    fds: Vec<(std::os::fd::OwnedFd, std::os::fd::RawFd)>,
+) -> Result<NamespacedExec, NativeError> {
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| NativeError::Nul(String::from_utf8_lossy(s).into_owned()))
     };
+    let mut argv = vec![cstr(program.as_os_str().as_bytes())?];
+    for a in args {
+        argv.push(cstr(a.as_bytes())?);
+    }
+    let marker_env = format!(
+        "{}={}",
+        cvm_proto::MARKER_FD_ENV,
+        cvm_proto::DEFAULT_MARKER_FD
+    );
+    let envp = [WORKLOAD_PATH, "HOME=/root", marker_env.as_str()]
+        .iter()
+        .map(|e| cstr(e.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NamespacedExec {
+        program: cstr(program.as_os_str().as_bytes())?,
+        argv,
+        envp,
+        clone_flags: 0,
+        unshare_after_join: 0,
+        cgroup_procs,
+        fds,
+    })
+}
+
+/// The launch floor: `program hello` started exactly as `native` starts its workload (the same
+/// clone-into-exec spawn, environment and descriptors) and timed the same way (from just before
+/// the spawn to the arrival of its ready marker), but with no cgroup, no event threads and no
+/// teardown: what `native` adds on top of it is cvm's own bookkeeping. The wait for the marker
+/// is bounded by `timeout` (a hung child is killed and reaped, never waited for forever).
+pub fn fork_exec_floor(program: &std::path::Path, timeout: Duration) -> io::Result<Duration> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let devnull = std::fs::File::options().write(true).open("/dev/null")?;
+    let fds = process::workload_fds(devnull.into(), write_end)?;
+    let args = [cvm_proto::applet::Applet::Hello.name().to_string()];
+    let spec = exec_spec(program, &args, Vec::new(), fds).map_err(io::Error::other)?;
     let start = Instant::now();
-    let guard = setup.install(&mut cmd);
-    let mut child = cmd.spawn()?;
-    drop(guard);
+    let pid = spawn_namespaced(spec).map_err(io::Error::other)?;
+    // Owned from here: dropping it kills (if need be) and reaps the child.
+    let _child = Supervised::from_pid(pid);
     let mut pipe = std::fs::File::from(read_end);
     let mut buf = [0u8; 64];
     let mut seen = Vec::new();
-    let ready = loop {
+    loop {
+        let left = (start + timeout).saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the floor workload did not write its ready marker in time",
+            ));
+        }
+        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(nix::Error::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
         let n = pipe.read(&mut buf)?;
         if n == 0 {
-            break None;
+            return Err(io::Error::other(
+                "the floor workload never wrote its ready marker",
+            ));
         }
         seen.extend_from_slice(&buf[..n]);
         if seen.windows(9).any(|w| w == b"CVM:ready") {
-            break Some(start.elapsed());
+            return Ok(start.elapsed());
         }
-        if start.elapsed() > timeout {
-            break None;
-        }
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    ready.ok_or_else(|| io::Error::other("the floor workload never wrote its ready marker"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_floor_cannot_block_on_a_hung_child() {
+        use std::os::unix::fs::PermissionsExt;
+        // A program that never writes a marker and never exits, keeping the pipe open.
+        let dir = tempfile::tempdir().unwrap();
+        let hang = dir.path().join("hang");
+        std::fs::write(&hang, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = Instant::now();
+        let e = fork_exec_floor(&hang, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // A program that exits without a marker is an error too, at once.
+        assert!(fork_exec_floor(Path::new("/bin/true"), Duration::from_secs(30)).is_err());
+    }
 }

@@ -111,17 +111,28 @@ impl Runner<'_> {
 
     /// One launch, measured and torn down.
     pub fn run_once(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
-        if self.kind == BackendKind::Native && self.measures_floor() {
-            // Interleaved with the native runs, so drift on the host affects both alike.
-            if let Ok(d) = backend::native::fork_exec_floor(&self.floor_program, self.timeout) {
-                self.sample(iteration, phase, Metric::LaunchFloor, d.as_secs_f64())?;
-            }
+        // Interleaved with the native runs, so drift on the host affects both alike, and before
+        // the run on even iterations, after it on odd ones: whichever goes second follows a
+        // teardown (the kernel still retiring a process and its cgroup), so neither always does.
+        let floor = self.kind == BackendKind::Native && self.measures_floor();
+        if floor && iteration % 2 == 0 {
+            self.measure_floor(iteration, phase)?;
         }
         let outcome = self.measure_instance(iteration, phase)?;
+        if floor && iteration % 2 == 1 {
+            self.measure_floor(iteration, phase)?;
+        }
         if let RunEnd::Failed(msg) = &outcome {
             self.record_failure(iteration, phase, msg)?;
         }
         Ok(outcome)
+    }
+
+    fn measure_floor(&mut self, iteration: u32, phase: Phase) -> Result<(), Failure> {
+        if let Ok(d) = backend::native::fork_exec_floor(&self.floor_program, self.timeout) {
+            self.sample(iteration, phase, Metric::LaunchFloor, d.as_secs_f64())?;
+        }
+        Ok(())
     }
 
     /// The launch floor is comparable only for `hello`, which announces readiness by marker.

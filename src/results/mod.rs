@@ -9,7 +9,9 @@ mod samples;
 mod summary;
 
 pub use backend::{Availability, Stack, ACCEL_KEY};
-pub use meta::{schema_limitations, BackendInfo, Environment, RunMeta, ScenarioRecord, SCHEMA_VERSION};
+pub use meta::{
+    schema_limitations, BackendInfo, Environment, RunMeta, ScenarioRecord, SCHEMA_VERSION,
+};
 pub use phases::phase_rank;
 pub use samples::{parse_samples, read_samples, Phase, SampleRow, SampleWriter};
 pub use summary::{summarize, BackendSummary, MetricSummary, RunSummary, RUN_FAILED};

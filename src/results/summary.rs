@@ -151,7 +151,8 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
             *excluded.entry(r.backend.as_str()).or_default() += 1;
             continue;
         }
-        let per_n = density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
+        let per_n =
+            density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
         let metric = if per_n {
             Cow::Owned(per_instances(&r.metric, r.iteration))
         } else {
@@ -189,9 +190,9 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
                         .map(|(_, base)| base)
                 };
                 let ratio_unavailable = base.and_then(|b| stats::ratio_baseline_problem(b));
-                let ratio_to_native = base.filter(|_| ratio_unavailable.is_none()).and_then(|b| {
-                    stats::ratio_of_medians(values, b, 1000, stats::BOOTSTRAP_SEED)
-                });
+                let ratio_to_native = base
+                    .filter(|_| ratio_unavailable.is_none())
+                    .and_then(|b| stats::ratio_of_medians(values, b, 1000, stats::BOOTSTRAP_SEED));
                 metrics.insert(
                     metric.to_string(),
                     MetricSummary {

@@ -309,7 +309,10 @@ mod tests {
 
     #[test]
     fn no_ratio_to_a_baseline_near_zero_or_below() {
-        assert_eq!(ratio_baseline_problem(&[0.0, 0.0]), Some("baseline median is 0"));
+        assert_eq!(
+            ratio_baseline_problem(&[0.0, 0.0]),
+            Some("baseline median is 0")
+        );
         assert_eq!(
             ratio_baseline_problem(&[-26e3, -25e3, -27e3]),
             Some("baseline median is negative")
