@@ -1,6 +1,6 @@
 //! The one lifecycle of a host process a backend started: spawn, exit watch, polite stop, one
 //! grace period, force, reap. Every backend (the native workload, cvm's container init, the
-//! foreground `runc`/`crun`/`docker` client, QEMU) owns its process through a [`Supervised`],
+//! container init a detached `runc`/`crun` left, the `docker` client, QEMU) owns its process through a [`Supervised`],
 //! and only the polite request and the forced end differ ([`StopPolicy`]).
 //!
 //! The rule that keeps cvm from ever signalling a stranger: a child is watched with `waitid`
@@ -94,6 +94,30 @@ impl Supervised {
     #[cfg(test)]
     fn pid(&self) -> Option<Pid> {
         self.pid
+    }
+
+    /// Waits up to `timeout` for the child to exit and reaps it: its exit status, or `None` if
+    /// it is still running (then it is left as it was).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitInfo> {
+        let pid = self.pid?;
+        if !wait_exit(pid, timeout) {
+            return None;
+        }
+        self.pid = None;
+        Some(match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => ExitInfo {
+                code: Some(code),
+                signal: None,
+            },
+            Ok(WaitStatus::Signaled(_, sig, _)) => ExitInfo {
+                code: None,
+                signal: Some(sig as i32),
+            },
+            _ => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        })
     }
 
     /// The PID while the process is still running.
@@ -318,6 +342,20 @@ mod tests {
         // Neither the request nor the forced end ran: nothing signalled a PID that, once
         // reaped elsewhere, could have been a stranger's.
         assert_eq!(stop_recorded(&p, true), (false, false));
+        p.reap();
+    }
+
+    #[test]
+    fn a_child_is_waited_for_with_a_timeout() {
+        let mut p = sleeper("exit 4");
+        assert_eq!(
+            p.wait_timeout(Duration::from_secs(10)).unwrap().code,
+            Some(4)
+        );
+        assert!(p.pid().is_none(), "reaped");
+        let mut p = sleeper("exec sleep 30");
+        assert!(p.wait_timeout(Duration::from_millis(50)).is_none());
+        assert!(p.running_pid().is_some(), "still ours and running");
         p.reap();
     }
 

@@ -119,13 +119,20 @@ impl Timeline {
             ) => self.results.push((metric, value, unit)),
             Event::Marker(Marker::Exit(code), at) => {
                 self.exit_marker_seen = true;
-                self.exit.get_or_insert((
-                    ExitInfo {
-                        code: Some(code),
-                        signal: None,
-                    },
-                    since(at),
-                ));
+                // init's report is the workload's own code: it replaces an exit whose status
+                // the host could not read (a detached container's init is not cvm's child).
+                let unknown = self
+                    .exit
+                    .is_some_and(|(e, _)| e.code.is_none() && e.signal.is_none());
+                if self.exit.is_none() || unknown {
+                    self.exit = Some((
+                        ExitInfo {
+                            code: Some(code),
+                            signal: None,
+                        },
+                        since(at),
+                    ));
+                }
             }
             Event::Marker(Marker::Memory(used), at) => self.guest_memory = Some((used, since(at))),
             Event::Marker(Marker::Error(msg), _) => self.errors.push(msg),

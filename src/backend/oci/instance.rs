@@ -1,13 +1,20 @@
-//! One container's life: the bundle is written, the runtime runs in the foreground as cvm's
-//! child, the container's init PID comes from the runtime's pid file, and teardown stops the
-//! container through the runtime and removes everything the launch created.
+//! One container's life: the bundle is written, the runtime starts the container detached and
+//! exits (as it does in production, so only the container's processes stay resident and count
+//! in its memory), the container's init PID comes from the runtime's pid file, and teardown
+//! stops the container through the runtime and removes everything the launch created.
+//!
+//! Who waits for the container's init once the runtime has gone: cvm, as a child subreaper
+//! (`PR_SET_CHILD_SUBREAPER`), the role containerd's shim and conmon play in production. The
+//! runtime's exit reparents the init to cvm before cvm learns of that exit, so the init is
+//! cvm's child by then and gets the one supervised lifecycle with its real exit status. Without
+//! it the init would be reparented to the host's PID 1, which on some hosts never reaps.
 
 use std::fs;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -28,8 +35,8 @@ use crate::scenario::{BackendKind, NetworkMode};
 use crate::sys::CommandSetup;
 use cvm_proto::metric::Phase;
 
-/// How long to wait for the runtime to write the pid file.
-const PID_FILE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the detached runtime gets to start the container and exit.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -43,7 +50,14 @@ pub enum InstanceError {
         #[source]
         source: io::Error,
     },
-    #[error("{runtime} never wrote the container's pid file {path}")]
+    #[error("cannot make cvm the subreaper of the container's init")]
+    Subreaper(#[source] nix::Error),
+    #[error("{runtime} did not start the container within {timeout:?}")]
+    StartTimeout {
+        runtime: &'static str,
+        timeout: Duration,
+    },
+    #[error("{runtime} started the container but its pid file {path} is unreadable")]
     PidFile {
         runtime: &'static str,
         path: PathBuf,
@@ -146,8 +160,10 @@ impl OciPrepared {
         .map_err(InstanceError::Bundle)?;
         let (read_end, write_end): (OwnedFd, OwnedFd) =
             pipe2(OFlag::O_CLOEXEC).map_err(InstanceError::Pipe)?;
+        nix::sys::prctl::set_child_subreaper(true).map_err(InstanceError::Subreaper)?;
         let pid_file = bundle.join("init.pid");
-        let mut cmd = self.runtime.run_instance(&bundle, &pid_file, &id);
+        let mut cmd = self.runtime.run_detached(&bundle, &pid_file, &id);
+        // A detached container inherits the runtime's stdio: stderr is the workload's.
         cmd.current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -169,28 +185,47 @@ impl OciPrepared {
         instance.events = events;
         let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stderr = child.stderr.take();
-        let runtime_process = instance.process.insert(Supervised::from_child(child));
+        let mut runtime_process = Supervised::from_child(child);
         spawn_marker_reader(fs::File::from(read_end), tx.clone()).map_err(InstanceError::Thread)?;
         if let Some(stderr) = stderr {
             spawn_output_reader(stderr, tx.clone()).map_err(InstanceError::Thread)?;
         }
-        // Watched from the spawn on, so the runtime's exit is stamped when it happens. No OOM
-        // check at its exit: a foreground runtime removes the container's cgroup before it
-        // exits, so the counter is gone by then (the workload's SIGKILL status still says why).
-        runtime_process
-            .watch_exit(None, self.limits.memory_bytes, tx)
-            .map_err(InstanceError::Thread)?;
-        // The container's cgroup is wherever the runtime put it; the init process's own record
-        // says where. A runtime that exits before starting the container has no init: its
-        // exit and its words reach the run as events, as any failed workload's do.
-        let init = wait_pid_file(&pid_file, runtime_process);
-        if init.is_none() && runtime_process.running_pid().is_some() {
-            return Err(InstanceError::PidFile {
+        let Some(exit) = runtime_process.wait_timeout(START_TIMEOUT) else {
+            // Dropping it kills and reaps it; dropping the instance deletes the container.
+            return Err(InstanceError::StartTimeout {
                 runtime: self.runtime.name,
-                path: pid_file,
+                timeout: START_TIMEOUT,
             });
-        }
+        };
+        let init = if exit.success() {
+            let pid = fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .ok_or_else(|| InstanceError::PidFile {
+                    runtime: self.runtime.name,
+                    path: pid_file.clone(),
+                })?;
+            Some(pid)
+        } else {
+            // The runtime refused: its exit and its words (on the stderr pipe) reach the run as
+            // events, as any failed workload's do.
+            let _ = tx.send(Event::Exited(exit, Instant::now()));
+            None
+        };
         instance.memory_dir = init.and_then(cgroup::memory_of_process);
+        if let Some(init) = init {
+            let raw = i32::try_from(init).expect("a PID fits in pid_t");
+            // The runtime has exited, so its container's init is our child now (see the module
+            // docs), even if it has exited meanwhile (then it waits for us as a zombie).
+            let process = instance.process.insert(Supervised::from_pid(raw));
+            process
+                .watch_exit(
+                    instance.memory_dir.clone(),
+                    self.limits.memory_bytes,
+                    tx.clone(),
+                )
+                .map_err(InstanceError::Thread)?;
+        }
         if self.network == NetworkMode::Private {
             let init = init.ok_or(InstanceError::NoInit {
                 runtime: self.runtime.name,
@@ -204,30 +239,12 @@ impl OciPrepared {
     }
 }
 
-/// The container's init PID from the runtime's pid file, once written; `None` if the runtime
-/// exits first or takes longer than [`PID_FILE_TIMEOUT`].
-fn wait_pid_file(path: &Path, runtime: &Supervised) -> Option<u32> {
-    let deadline = Instant::now() + PID_FILE_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Some(pid) = fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            return Some(pid);
-        }
-        // A runtime that has exited writes no pid file any more.
-        runtime.running_pid()?;
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    None
-}
-
 pub struct OciInstance {
     kind: BackendKind,
     runtime: Runtime,
     id: String,
     bundle: Option<PathBuf>,
-    /// The foreground runtime process (its exit is the container's).
+    /// The container's init (cvm's child once the detached runtime has exited).
     process: Option<Supervised>,
     started_at: Instant,
     events: Receiver<Event>,
@@ -236,18 +253,19 @@ pub struct OciInstance {
     link: Option<net::Link>,
 }
 
-/// The runtime forwards SIGTERM to the container's init, which forwards it to the workload; the
-/// runtime exits (and deletes the container) when init does. What is left after the grace
-/// period is killed through the runtime, which a SIGKILL to the runtime alone would leave behind.
+/// The polite request and the forced end both go through the runtime (`kill TERM`, `kill
+/// KILL`), as an orchestrator stops a container; init forwards SIGTERM to the workload.
 struct OciStop<'a> {
     runtime: &'a Runtime,
     id: &'a str,
 }
 
 impl StopPolicy for OciStop<'_> {
-    fn force(&self, _runtime_pid: Pid) -> bool {
-        self.runtime.kill(self.id);
-        true
+    fn request(&self, _init: Pid) -> bool {
+        self.runtime.kill(self.id, "TERM")
+    }
+    fn force(&self, _init: Pid) -> bool {
+        self.runtime.kill(self.id, "KILL")
     }
 }
 
@@ -259,7 +277,8 @@ impl Instance for OciInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        process::runtime_and_container_pids(self.process.as_ref(), self.memory_dir.as_deref())
+        // The runtime has exited: the container's own processes are all that stay resident.
+        process::runtime_and_container_pids(None, self.memory_dir.as_deref())
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.link
@@ -270,12 +289,12 @@ impl Instance for OciInstance {
         self.memory_dir.clone().filter(|d| d.is_dir())
     }
     fn teardown(&mut self) -> Result<(), BackendError> {
-        if let Some(mut runtime_process) = self.process.take() {
-            runtime_process.stop(&OciStop {
+        if let Some(mut init) = self.process.take() {
+            init.stop(&OciStop {
                 runtime: &self.runtime,
                 id: &self.id,
             });
-            runtime_process.reap();
+            init.reap();
         }
         let mut first_error = self
             .runtime

@@ -4,12 +4,13 @@
 //!
 //! Each launch writes an OCI bundle (a `config.json` made with the `oci-spec` crate whose
 //! `root.path` is the shared image directory, read-only) into a temporary directory and runs
-//! `<runtime> --root /run/cvm-oci/<runtime> run --bundle B --preserve-fds 1 --pid-file F <id>`
-//! in the foreground: the runtime process is cvm's child (so its exit is the container's, and
-//! its memory is counted with the instance's), and `--preserve-fds 1` hands the marker pipe on
-//! at descriptor 3. The container's process is `cvm-guest init -- <workload>`, as PID 1, so the
-//! `init` and `workload` phases are observable exactly as in the `container` backend; `spawn` is
-//! when the runtime's exec returned.
+//! `<runtime> --root /run/cvm-oci/<runtime> run --detach --bundle B --preserve-fds 1 --pid-file F
+//! <id>`: the runtime starts the container and exits, as it does under containerd or Podman, so
+//! the instance's memory is the container's processes alone (one resident-process rule), and
+//! cvm, a child subreaper like containerd's shim, supervises the container's init itself.
+//! `--preserve-fds 1` hands the marker pipe on at descriptor 3. The container's process is
+//! `cvm-guest init -- <workload>`, as PID 1, so the `init` and `workload` phases are observable
+//! exactly as in the `container` backend; `spawn` is when the runtime's exec returned.
 //!
 //! The cgroup is the runtime's: `linux.cgroupsPath` is relative (`cvm-<token>-<runtime>-<n>`),
 //! and where a relative path lands is the runtime's choice (runc on v2 puts it beside its own

@@ -60,12 +60,13 @@ impl Runtime {
         cmd
     }
 
-    /// [`Runtime::run`] for an instance: descriptor 3 (the marker pipe) is handed on to the
-    /// container, and the container's init PID is written to `pid_file`, which is how cvm
-    /// finds the container's cgroup and network namespace.
-    pub fn run_instance(&self, bundle: &Path, pid_file: &Path, id: &str) -> Command {
+    /// `run --detach` of container `id` from `bundle`, as production uses a runtime: it starts
+    /// the container and exits, leaving the container's processes running. Descriptor 3 (the
+    /// marker pipe) is handed on to the container, and the container's init PID is written to
+    /// `pid_file`, which is how cvm finds the container's init, cgroup and network namespace.
+    pub fn run_detached(&self, bundle: &Path, pid_file: &Path, id: &str) -> Command {
         let mut cmd = self.command();
-        cmd.args(["run", "--bundle"])
+        cmd.args(["run", "--detach", "--bundle"])
             .arg(bundle)
             .args(["--preserve-fds", "1"])
             .arg("--pid-file")
@@ -74,20 +75,18 @@ impl Runtime {
         cmd
     }
 
-    /// Kills every process of container `id`; what a SIGKILL to the foreground runtime alone
-    /// would leave behind.
-    pub fn kill(&self, id: &str) {
-        let _ = self
-            .command()
-            .args(["kill", id, "KILL"])
+    /// Sends `signal` (`TERM`, `KILL`) to container `id`'s init through the runtime.
+    pub fn kill(&self, id: &str, signal: &str) -> bool {
+        self.command()
+            .args(["kill", id, signal])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
-    /// Deletes container `id` if the runtime still knows it (it deletes it itself when a
-    /// foreground `run` ends normally).
+    /// Deletes container `id` (and with it its cgroup) if the runtime still knows it.
     pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         if !self.root.join(id).exists() {
             return Ok(());
