@@ -41,6 +41,9 @@ use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use cvm_proto::applet::init_command;
 use cvm_proto::metric::Phase;
 
+/// The daemon's socket when `DOCKER_HOST` is unset.
+const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
 /// How long to wait for the container to be created and get its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -258,6 +261,7 @@ impl Prepared for DockerPrepared {
         let mut instance = DockerInstance {
             client: self.client.clone(),
             name: name.clone(),
+            init: OnceLock::new(),
             cgroup: OnceLock::new(),
             process: None,
             started_at: Instant::now(),
@@ -329,9 +333,12 @@ fn wait_address(client: &Client, name: &str) -> Result<IpAddr, DockerError> {
 struct DockerInstance {
     client: Client,
     name: String,
+    /// The container's init PID, once the daemon has reported it.
+    init: OnceLock<u32>,
     /// The container's memory cgroup, once found.
     cgroup: OnceLock<PathBuf>,
-    /// The foreground `docker run` (its exit is the container's).
+    /// The foreground `docker run`: the marker channel (its exit is the container's). Not a
+    /// resident process of the instance, so not in its memory.
     process: Option<Supervised>,
     started_at: Instant,
     events: Receiver<Event>,
@@ -339,11 +346,10 @@ struct DockerInstance {
 }
 
 impl DockerInstance {
-    /// The container's memory cgroup, from its init's `/proc/<pid>/cgroup` (the init PID from
-    /// the daemon): where Docker puts it depends on its cgroup driver and the host's layout.
-    fn cgroup_dir(&self) -> Option<PathBuf> {
-        if let Some(dir) = self.cgroup.get() {
-            return Some(dir.clone()).filter(|d| d.is_dir());
+    /// The container's init PID, from the daemon (`State.Pid`).
+    fn init_pid(&self) -> Option<u32> {
+        if let Some(pid) = self.init.get() {
+            return Some(*pid);
         }
         let pid = self
             .client
@@ -355,9 +361,91 @@ impl DockerInstance {
             .parse::<u32>()
             .ok()
             .filter(|&pid| pid != 0)?;
-        let dir = cgroup::memory_of_process(pid).filter(|d| d.is_dir())?;
+        Some(*self.init.get_or_init(|| pid))
+    }
+
+    /// The container's memory cgroup, from its init's `/proc/<pid>/cgroup`: where Docker puts
+    /// it depends on its cgroup driver and the host's layout.
+    fn cgroup_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = self.cgroup.get() {
+            return Some(dir.clone()).filter(|d| d.is_dir());
+        }
+        let dir = cgroup::memory_of_process(self.init_pid()?).filter(|d| d.is_dir())?;
         Some(self.cgroup.get_or_init(|| dir).clone())
     }
+
+    /// The container's shim: the parent of its init (containerd starts one per container, and
+    /// it stays as long as the container does).
+    fn shim_pid(&self) -> Option<u32> {
+        let ppid = parent_pid(self.init_pid()?)?;
+        let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()?;
+        comm.trim().starts_with("containerd-shim").then_some(ppid)
+    }
+}
+
+/// The parent of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name, which
+/// may itself hold spaces and parentheses).
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The processes listening on the Unix socket at `path`: its inode from `/proc/net/unix`, then
+/// every process holding that socket open. How the daemons behind a socket are found without
+/// assuming where their pid files are.
+fn socket_listeners(path: &Path) -> Vec<u32> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    let wanted = path.to_string_lossy();
+    // Columns: Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is "listening".
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let listening = u32::from_str_radix(f.get(3)?, 16).ok()? & 0x10000 != 0;
+            (listening && *f.get(7)? == wanted).then(|| format!("socket:[{}]", f[6]))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let holds = std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+            });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The value of `-address`/`--address` in a process's command line (a shim names its
+/// containerd's socket so).
+fn address_argument(pid: u32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let i = args
+        .iter()
+        .position(|a| *a == b"-address" || *a == b"--address")?;
+    let value = std::str::from_utf8(args.get(i + 1)?).ok()?;
+    Some(PathBuf::from(value))
 }
 
 /// SIGTERM to the container's init through the daemon, and `docker kill` after the grace
@@ -386,7 +474,30 @@ impl Instance for DockerInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        process::runtime_and_container_pids(self.process.as_ref(), self.cgroup_dir().as_deref())
+        // The container's processes and its shim; not the CLI, which a detached `docker run`
+        // would not leave behind (cvm keeps it only as the marker channel), and not the
+        // daemons, which every container of the host shares (`daemon_pids`).
+        let mut pids = process::runtime_and_container_pids(None, self.cgroup_dir().as_deref());
+        pids.extend(self.shim_pid());
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+    fn daemon_pids(&self) -> Vec<u32> {
+        // dockerd listens on the client's socket; containerd on the one its shim names.
+        let docker_socket = self
+            .client
+            .host
+            .as_deref()
+            .and_then(|h| h.strip_prefix("unix://"))
+            .unwrap_or(DEFAULT_DOCKER_SOCKET);
+        let mut pids = socket_listeners(Path::new(docker_socket));
+        if let Some(address) = self.shim_pid().and_then(address_argument) {
+            pids.extend(socket_listeners(&address));
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.address.map(|ip| SocketAddr::new(ip, port))
@@ -420,5 +531,28 @@ impl Instance for DockerInstance {
 impl Drop for DockerInstance {
     fn drop(&mut self) {
         let _ = self.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_is_read_past_a_name_with_spaces_and_parentheses() {
+        assert_eq!(
+            parent_pid(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
+        assert_eq!(parent_pid(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_listening_socket_is_traced_to_its_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(socket_listeners(&path), vec![std::process::id()]);
+        assert!(socket_listeners(&dir.path().join("none.sock")).is_empty());
     }
 }

@@ -103,7 +103,9 @@ pub trait Instance: Send {
     fn started_at(&self) -> Instant;
     /// Markers, backend phases and the exit, each stamped on arrival.
     fn events(&self) -> &Receiver<Event>;
-    /// Every host process belonging to the instance (runtime, VMM, init, workload), for PSS.
+    /// Every host process that stays resident for the instance in production use (the VMM, a
+    /// shim, the container's or workload's processes; not a runtime or client that would have
+    /// exited), for PSS.
     fn host_pids(&self) -> Vec<u32>;
     /// Where a port the workload listens on is reachable from the host.
     fn endpoint(&self, port: u16) -> Option<SocketAddr>;
@@ -111,6 +113,11 @@ pub trait Instance: Send {
     /// be split into the hypervisor's own memory and the guest's; `None` for other backends.
     fn guest_ram_mapping(&self) -> Option<&'static str> {
         None
+    }
+    /// Host-wide daemons the instance depends on but shares with every other instance of the
+    /// host (dockerd, containerd): measured apart, as `memory_daemon`, never in its PSS.
+    fn daemon_pids(&self) -> Vec<u32> {
+        Vec::new()
     }
     /// Whether the guest reports its own memory in use (`CVM:memory`) while it runs.
     fn reports_guest_memory(&self) -> bool {

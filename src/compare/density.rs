@@ -3,7 +3,8 @@
 //! before each reading, gives `memory_host_delta` = the drop divided by N. Along the way, the
 //! PSS of all running instances divided by their count, at each N, shows how memory scales.
 //!
-//! Samples: `ready_latency` and `density_pss_per_instance` with `iteration` = N (instances
+//! Samples: `ready_latency`, `density_pss_per_instance` (the instances' PSS plus the shared
+//! daemons' `memory_daemon`, divided by N) and `memory_daemon` with `iteration` = N (instances
 //! running); `density_launch_all` (s) and `memory_host_delta` (B) once per run.
 
 use std::sync::atomic::Ordering;
@@ -96,11 +97,19 @@ fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<Run
         }
         let pids: Vec<u32> = instances.iter().flat_map(|i| i.host_pids()).collect();
         let pss = memory::pss_total(&pids);
+        // The daemons every instance shares (Docker's) are counted once and divided by N.
+        let mut daemons: Vec<u32> = instances.iter().flat_map(|i| i.daemon_pids()).collect();
+        daemons.sort_unstable();
+        daemons.dedup();
+        let daemon_pss = memory::pss_total(&daemons);
+        if !daemons.is_empty() {
+            runner.sample(k, phase, Metric::MemoryDaemon, daemon_pss as f64)?;
+        }
         runner.sample(
             k,
             phase,
             Metric::DensityPssPerInstance,
-            pss as f64 / f64::from(k),
+            (pss + daemon_pss) as f64 / f64::from(k),
         )?;
     }
     if outcome == RunEnd::Measured {

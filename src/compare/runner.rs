@@ -247,6 +247,11 @@ impl Runner<'_> {
                 split.total
             }
         };
+        let daemons = instance.daemon_pids();
+        if !daemons.is_empty() {
+            let pss = memory::pss_total(&daemons);
+            self.sample(iteration, phase, Metric::MemoryDaemon, pss as f64)?;
+        }
         if instance.reports_guest_memory() {
             // The guest reports every quarter second; a few periods cover a slow console.
             if let Some(used) =
