@@ -556,3 +556,43 @@ fn distinct_colours(png_path: &Path) -> usize {
     let colours: std::collections::HashSet<&[u8]> = bytes.chunks_exact(channels).collect();
     colours.len()
 }
+
+/// A results directory from before `run.json` carried a schema version still renders with
+/// `cvm report`, and the report says exactly what it cannot show, in the terminal, the
+/// summary and the page.
+#[test]
+fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
+    let dir = tempfile::tempdir().unwrap();
+    write_results(dir.path(), "web", "old");
+    let meta_path = dir.path().join(META_FILE);
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta.as_object_mut().unwrap().remove("schema_version");
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+
+    let out = common::cvm_cmd()
+        .arg("report")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let table = common::stdout(&out);
+    assert!(
+        table.contains("older cvm (results schema 1") && table.contains("memory_vmm"),
+        "{table}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["limitations"].as_array().map(Vec::len), Some(1));
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(html.contains("id=\"schema-warning\""));
+    // The current version has nothing to warn about.
+    write_results(dir.path(), "web", "new");
+    let out = common::cvm_cmd()
+        .arg("report")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!common::stdout(&out).contains("results schema"));
+}

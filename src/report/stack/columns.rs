@@ -227,11 +227,26 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
     let pss = median(b, Metric::MemoryPss.name());
     let overhead = median(b, Metric::MemoryOverhead.name());
     let isolation = Layer::isolation(stack);
+    // A VM's memory in its parts, where measured: QEMU's own on the hypervisor, the guest's own
+    // use (kernel, caches) on the guest OS, the workload (as on native) in the app.
+    let vmm = median(b, Metric::MemoryVmm.name()).filter(|_| stack == Stack::Vm);
+    let guest_used = median(b, Metric::MemoryGuestUsed.name()).filter(|_| stack == Stack::Vm);
+    let app_as_on_native = pss.zip(overhead).map(|(p, o)| p - o);
     let boxes = layers
         .iter()
         .zip(startup)
         .map(|(&layer, startup)| {
-            let (memory, memory_note) = match (layer, pss, overhead) {
+            let split = match (layer, vmm, guest_used, app_as_on_native) {
+                (Layer::Hypervisor, Some(v), _, _) => Some((Some(v), Some("QEMU itself"))),
+                (Layer::GuestOs, _, Some(g), Some(app)) => {
+                    Some((Some(g - app), Some("guest's own use")))
+                }
+                (Layer::GuestOs, _, Some(g), None) => {
+                    Some((Some(g), Some("guest's own use, workload included")))
+                }
+                _ => None,
+            };
+            let (memory, memory_note) = split.unwrap_or(match (layer, pss, overhead) {
                 (Layer::App, Some(p), Some(o)) if isolation.is_some() => {
                     (Some(p - o), Some("as on native"))
                 }
@@ -245,7 +260,7 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
                     }),
                 ),
                 _ => (None, None),
-            };
+            });
             LayerBox {
                 layer,
                 disk: median(b, &format!("{DISK_PREFIX}{}", layer.key())),
@@ -414,6 +429,30 @@ pub(super) mod tests {
         );
         let shares: f64 = c.boxes.iter().filter_map(|b| b.share).sum();
         assert!((shares - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_vms_memory_parts_go_to_the_hypervisor_the_guest_os_and_the_app() {
+        let vm = backend(
+            "vm",
+            Stack::Vm,
+            &[
+                ("memory_pss", "B", 330e6),
+                ("memory_overhead", "B", 328e6),
+                ("memory_vmm", "B", 147e6),
+                ("memory_guest_ram", "B", 183e6),
+                ("memory_guest_used", "B", 34e6),
+            ],
+        );
+        let c = column(&summary(vec![vm]), Stack::Vm);
+        let hv = find(&c, Layer::Hypervisor);
+        assert_eq!(
+            (hv.memory, hv.memory_note),
+            (Some(147e6), Some("QEMU itself"))
+        );
+        assert_eq!(find(&c, Layer::GuestOs).memory, Some(32e6));
+        assert_eq!(find(&c, Layer::App).memory, Some(2e6));
+        assert_eq!(c.memory_total, Some(330e6));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::columns::{columns, Column, Layer, LayerBox};
+use super::columns::{columns, Column, LayerBox};
 use crate::report::charts::{segment_color, text, text_width, DrawResult, Drawing, INK};
 use crate::report::format::format_value;
 use crate::results::RunSummary;
@@ -74,11 +74,14 @@ fn box_lines(b: &LayerBox) -> Vec<String> {
     }
     if let Some(m) = b.memory {
         lines.push(match b.memory_note {
-            Some(note) if b.layer == Layer::App => {
-                format!("memory {} ({note})", format_value(m, "B"))
+            // An overhead over native reads as an addition; other notes say what the figure is.
+            Some(note) if note.starts_with("over native") && m >= 0.0 => {
+                format!("memory +{} {note}", format_value(m, "B"))
             }
-            Some(note) if m >= 0.0 => format!("memory +{} {note}", format_value(m, "B")),
-            Some(note) => format!("memory {} {note}", format_value(m, "B")),
+            Some(note) if note.starts_with("over native") => {
+                format!("memory {} {note}", format_value(m, "B"))
+            }
+            Some(note) => format!("memory {} ({note})", format_value(m, "B")),
             None => format!("memory {}", format_value(m, "B")),
         });
     }
@@ -239,6 +242,7 @@ impl Drawing for StackDiagram {
 mod tests {
     use super::*;
     use crate::report::stack::columns::tests::{backend, find, summary};
+    use crate::report::stack::columns::Layer;
     use crate::results::Stack;
 
     #[test]

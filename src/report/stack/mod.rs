@@ -18,8 +18,10 @@
 //!
 //! Attributing memory. `memory_pss` is the PSS of every host process of an instance and
 //! `memory_overhead` the part above native's; the overhead goes to the isolation layer (the
-//! container runtime, or hypervisor + guest OS for a VM, which the host cannot tell apart), the
-//! rest to the application.
+//! container runtime), the rest (the workload as on native) to the application. A VM's memory
+//! goes in its measured parts where the run has them: `memory_vmm` (QEMU without guest RAM) on
+//! the hypervisor, the guest's own use (`memory_guest_used` less the workload) on the guest OS;
+//! without them (older runs) the whole overhead sits on the hypervisor, guest OS included.
 
 mod columns;
 mod diagram;
