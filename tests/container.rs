@@ -8,7 +8,7 @@
 mod common;
 
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cvm::audit;
 use cvm::backend::{self, Availability, HostOptions, LaunchContext};

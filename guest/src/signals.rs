@@ -81,8 +81,8 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(wait_timeout(&set, Duration::from_millis(30)).unwrap(), None);
         assert!(started.elapsed() >= Duration::from_millis(25));
-        nix::sys::pthread::pthread_kill(nix::sys::pthread::pthread_self(), Signal::SIGUSR2)
-            .unwrap();
+        // raise() signals the calling thread, which has it blocked: it stays pending.
+        nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
         assert_eq!(
             wait_timeout(&set, Duration::from_secs(5)).unwrap(),
             Some(Signal::SIGUSR2)

@@ -65,6 +65,9 @@ impl RunSummary {
     }
 }
 
+/// (backend, metric) -> (unit, values) in file order.
+type Series<'a> = BTreeMap<(&'a str, Cow<'a, str>), (&'a str, Vec<f64>)>;
+
 /// The metric recorded once per failed run.
 pub const RUN_FAILED: &str = Metric::RunFailed.name();
 
@@ -140,8 +143,7 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
         .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
         .map(|r| r.backend.as_str())
         .collect();
-    // (backend, metric) -> (unit, values) in file order.
-    let mut series: BTreeMap<(&str, Cow<str>), (&str, Vec<f64>)> = BTreeMap::new();
+    let mut series: Series = BTreeMap::new();
     let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         if r.phase != Phase::Measure {
