@@ -12,6 +12,10 @@ pub const MEMORY_METRICS: &[&str] = &[
     Metric::MemoryOverhead.name(),
     Metric::MemoryCgroup.name(),
     Metric::MemoryHostDelta.name(),
+    Metric::MemoryVmm.name(),
+    Metric::MemoryGuestRam.name(),
+    Metric::MemoryGuestUsed.name(),
+    Metric::MemoryDaemon.name(),
 ];
 
 /// Memory: PSS of every host process of an instance, the overhead over native, and where
@@ -24,6 +28,10 @@ pub fn memory_chart(s: &RunSummary) -> Option<Chart> {
             Some(Metric::MemoryOverhead) => "overhead",
             Some(Metric::MemoryCgroup) => "cgroup",
             Some(Metric::MemoryHostDelta) => "host MemAvailable drop",
+            Some(Metric::MemoryVmm) => "VMM (QEMU without guest RAM)",
+            Some(Metric::MemoryGuestRam) => "guest RAM backing",
+            Some(Metric::MemoryGuestUsed) => "guest's own use",
+            Some(Metric::MemoryDaemon) => "shared daemons (per host)",
             _ => m,
         }
         .to_string()
@@ -35,9 +43,11 @@ pub fn memory_chart(s: &RunSummary) -> Option<Chart> {
     Some(Chart {
         id: "memory",
         title: "Memory per instance (medians)".into(),
-        caption: "PSS summed over every host process of an instance (runtime, VMM, init, \
-                  workload); overhead is the part attributed to the isolation layer. Whiskers: \
-                  95% CI of the median."
+        caption: "PSS summed over the host processes that stay resident for an instance (VMM, \
+                  shim, init, workload; not an exited runtime or a client); overhead is the part \
+                  attributed to the isolation layer; a VM's PSS splits into the VMM and its \
+                  guest RAM; shared daemons are one figure per host, not per instance. \
+                  Whiskers: 95% CI of the median."
             .into(),
         kind: ChartKind::Grouped(data),
     })
