@@ -398,7 +398,10 @@ fn socket_listeners(path: &Path) -> Vec<u32> {
     let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
         return Vec::new();
     };
-    let wanted = path.to_string_lossy();
+    // The table has the path the daemon bound, which may differ from the client's by a link
+    // (`/var/run` is `/run` on Debian).
+    let mut wanted = vec![path.to_path_buf()];
+    wanted.extend(std::fs::canonicalize(path));
     // Columns: Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is "listening".
     let inodes: Vec<String> = table
         .lines()
@@ -406,7 +409,8 @@ fn socket_listeners(path: &Path) -> Vec<u32> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let listening = u32::from_str_radix(f.get(3)?, 16).ok()? & 0x10000 != 0;
-            (listening && *f.get(7)? == wanted).then(|| format!("socket:[{}]", f[6]))
+            let bound = Path::new(f.get(7)?);
+            (listening && wanted.iter().any(|w| w == bound)).then(|| format!("socket:[{}]", f[6]))
         })
         .collect();
     if inodes.is_empty() {
