@@ -52,6 +52,16 @@ pub fn display_unit(unit: &str, magnitude: f64) -> DisplayUnit {
     }
 }
 
+/// A metric name as a sort key that puts density figures in the order of N (`@n=2` before
+/// `@n=10`), not in the order of their text.
+pub fn metric_order(m: &str) -> (&str, u32) {
+    use cvm_proto::metric::PER_INSTANCES_SEPARATOR;
+    match m.split_once(PER_INSTANCES_SEPARATOR) {
+        Some((base, n)) => (base, n.parse().unwrap_or(u32::MAX)),
+        None => (m, 0),
+    }
+}
+
 /// The "vs native" cell: the ratio of medians, or "n/a" with the reason none is taken, or
 /// nothing when native has no such figure. One spelling for every output.
 pub fn ratio_cell(m: &crate::results::MetricSummary) -> String {
@@ -130,6 +140,13 @@ mod tests {
         assert_eq!(format_value(0.5, "ratio"), "0.5 ratio");
         assert_eq!(format_number(0.05), "0.05");
         assert_eq!(format_number(1000.0), "1000");
+    }
+
+    #[test]
+    fn density_figures_sort_by_n() {
+        let mut names = vec!["x@n=10", "x@n=2", "x", "w@n=1"];
+        names.sort_by_key(|m| metric_order(m));
+        assert_eq!(names, ["w@n=1", "x", "x@n=2", "x@n=10"]);
     }
 
     /// The same medians read the same in the terminal table, the Markdown export and on a

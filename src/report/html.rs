@@ -78,7 +78,7 @@ const LEADING: &[&str] = &[
     Metric::HttpLatencyMax.name(),
 ];
 
-fn metric_rank(m: &str) -> (usize, &str) {
+fn metric_rank(m: &str) -> (usize, (&str, u32)) {
     let rank = LEADING
         .iter()
         .position(|l| *l == m)
@@ -87,7 +87,7 @@ fn metric_rank(m: &str) -> (usize, &str) {
         } else {
             LEADING.len()
         });
-    (rank, m)
+    (rank, super::format::metric_order(m))
 }
 
 const STYLE: &str = r#"

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::format::{format_value, ratio_cell};
+use super::format::{format_value, metric_order, ratio_cell};
 use crate::results::{Availability, RunSummary};
 use cvm_proto::metric::PHASE_PREFIX;
 
@@ -47,11 +47,13 @@ pub fn summary(s: &RunSummary) -> String {
             ));
             continue;
         }
-        for (metric, m) in b
+        let mut metrics: Vec<_> = b
             .metrics
             .iter()
             .filter(|(m, _)| !m.starts_with(PHASE_PREFIX))
-        {
+            .collect();
+        metrics.sort_by_key(|(m, _)| metric_order(m));
+        for (metric, m) in metrics {
             let st = &m.stats;
             let _ = writeln!(
                 out,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format::{format_value, ratio_cell};
+use super::format::{format_value, metric_order, ratio_cell};
 use crate::results::{Availability, MetricSummary, RunSummary};
 use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
@@ -67,7 +67,7 @@ pub fn table(s: &RunSummary) -> String {
         metrics.sort_by_key(|(m, _)| {
             (
                 LEADING.iter().position(|l| l == m).unwrap_or(LEADING.len()),
-                m.as_str(),
+                metric_order(m),
             )
         });
         for (metric, m) in metrics {
