@@ -12,7 +12,8 @@ named_enum! {
     pub enum Metric {
         /// Launch began → workload ready.
         ReadyLatency => "ready_latency",
-        /// A bare fork+exec of the same binary, timed the same way (native, `hello`).
+        /// The same binary started by native's own spawn, without cgroup or event threads,
+        /// timed the same way (native, `hello`).
         LaunchFloor => "launch_floor",
         /// Stop and remove everything the instance created.
         TeardownLatency => "teardown_latency",

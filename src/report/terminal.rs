@@ -107,7 +107,8 @@ pub fn table(s: &RunSummary) -> String {
             b.metrics.get(Metric::LaunchFloor.name()),
         ) {
             notes.push(format!(
-                "{name}: ready_latency is {:.2}x the bare fork+exec floor ({} vs {})",
+                "{name}: ready_latency is {:.2}x the launch floor, the same spawn without cvm's \
+                 bookkeeping ({} vs {})",
                 r.stats.median / f.stats.median,
                 format_value(r.stats.median, "s"),
                 format_value(f.stats.median, "s")
