@@ -314,6 +314,7 @@ fn is_detail(metric: &str) -> bool {
     [PHASE_PREFIX, DISK_PREFIX, "density_"]
         .iter()
         .any(|p| metric.starts_with(p))
+        || metric.contains(cvm_proto::metric::PER_INSTANCES_SEPARATOR)
 }
 
 const TABLE_HEAD: &str = "<table>\n<tr><th>backend</th><th>metric</th><th>median</th>\
