@@ -11,6 +11,7 @@ pub use cvm_runtime::cgroup;
 pub mod container;
 pub mod docker;
 pub mod events;
+pub mod io_dir;
 pub mod native;
 pub mod oci;
 pub mod process;
@@ -24,7 +25,7 @@ use std::time::Instant;
 
 pub use cvm_proto::metric::Layer;
 
-use crate::image::Image;
+use crate::image::{libs, Image};
 use crate::scenario::{BackendKind, Resources, Scenario};
 
 pub use crate::results::{Availability, Stack};
@@ -43,6 +44,20 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// Executables and the shared libraries each loads (one resolver, [`libs::shared_libraries`]),
+/// the files of a runtime or hypervisor disk layer; a file listed twice is kept once.
+pub fn with_libraries(executables: &[PathBuf]) -> Result<Vec<PathBuf>, libs::LibsError> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for exe in executables {
+        for f in std::iter::once(exe.clone()).chain(libs::shared_libraries(exe)?) {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// Everything a launch needs to know beyond the prepared artefacts.

@@ -17,6 +17,7 @@ use nix::unistd::pipe2;
 
 use super::cgroup::{self, Cgroup, Limits};
 use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::io_dir::{self, InstanceIoDir, IoStore};
 use super::process::{Supervised, Terminate};
 use super::{
     process, Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared,
@@ -48,6 +49,8 @@ pub enum NativeError {
     Thread(#[source] io::Error),
     #[error("cannot remove the instance's cgroup")]
     RemoveCgroup(#[source] cgroup::CgroupError),
+    #[error("cannot prepare the io workload's directory")]
+    IoDir(#[source] io_dir::IoDirError),
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +72,10 @@ impl Backend for NativeBackend {
         image: &Image,
     ) -> Result<Box<dyn Prepared>, BackendError> {
         let use_cgroup = nix::unistd::geteuid().is_root() && cgroup::detect().is_some();
+        let io = IoStore::for_scenario(scenario)
+            .map_err(|e| BackendError::prepare(BackendKind::Native, NativeError::IoDir(e)))?;
         Ok(Box::new(NativePrepared {
+            io,
             argv: image.workload_argv(&scenario.workload),
             rootfs: image.rootfs().to_path_buf(),
             limits: super::limits(&scenario.resources),
@@ -86,6 +92,8 @@ struct NativePrepared {
     limits: Limits,
     use_cgroup: bool,
     disk: DiskLayers,
+    /// For the io workload: where each instance gets its directory (given as its `--dir`).
+    io: Option<IoStore>,
 }
 
 impl Prepared for NativePrepared {
@@ -126,6 +134,19 @@ impl Prepared for NativePrepared {
         for a in &self.argv[1..] {
             argv.push(cstr(a.as_bytes())?);
         }
+        let io_dir = match &self.io {
+            Some(store) => {
+                let label = format!("{}-native-{}", ctx.run_id, ctx.instance);
+                let dir = store
+                    .instance_dir(&label)
+                    .map_err(|e| fail(NativeError::IoDir(e)))?;
+                // The last `--dir` wins: the workload writes where every backend's io goes.
+                let arg = format!("--dir={}", dir.path().display());
+                argv.push(cstr(arg.as_bytes())?);
+                Some(dir)
+            }
+            None => None,
+        };
         // The same environment every backend gives its workload, nothing of cvm's own.
         let marker_env = format!(
             "{}={}",
@@ -164,6 +185,7 @@ impl Prepared for NativePrepared {
             started_at,
             events,
             cgroup,
+            io_dir,
         };
         spawn_marker_reader(std::fs::File::from(marker_read), tx.clone())
             .map_err(|e| fail(NativeError::Thread(e)))?;
@@ -188,6 +210,8 @@ struct NativeInstance {
     started_at: Instant,
     events: Receiver<Event>,
     cgroup: Option<Cgroup>,
+    /// Removed after teardown (fields drop after `Drop::drop`), once nothing writes to it.
+    io_dir: Option<InstanceIoDir>,
 }
 
 impl Instance for NativeInstance {
@@ -218,6 +242,8 @@ impl Instance for NativeInstance {
         // the workload is reaped, so no PID in there can have been reused.
         let removed = self.cgroup.as_mut().map(Cgroup::remove);
         self.process.reap();
+        // Nothing writes to the io directory any more.
+        self.io_dir = None;
         if let Some(Err(e)) = removed {
             return Err(BackendError::teardown(
                 BackendKind::Native,

@@ -244,6 +244,7 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
     }
     kv(o, "cvm version", &env.cvm_version);
     kv(o, "git sha", &env.git_sha);
+    kv(o, "cvm build profile", &env.build_profile);
     kv(o, "Started", &meta.started);
     kv(
         o,

@@ -23,12 +23,6 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot create the workload's volume directory {path}")]
-    Volume {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
     #[error("cannot build the OCI configuration")]
     Spec(#[source] oci_spec::OciSpecError),
     #[error("cannot write {path}")]
@@ -64,17 +58,6 @@ pub fn temp_dir(what: &str) -> Result<PathBuf, BundleError> {
         source,
     })?;
     Ok(dir)
-}
-
-/// Creates the io workload's host directory inside `bundle`, so removing the bundle removes
-/// whatever the workload wrote.
-pub fn volume_dir(bundle: &Path) -> Result<PathBuf, BundleError> {
-    let host = bundle.join("volume");
-    fs::create_dir(&host).map_err(|source| BundleError::Volume {
-        path: host.clone(),
-        source,
-    })?;
-    Ok(host)
 }
 
 /// Writes `bundle/config.json` for `input`.

@@ -28,6 +28,7 @@ mod bundle;
 mod instance;
 mod runtime;
 
+use crate::backend::io_dir::IoStore;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
@@ -54,6 +55,10 @@ pub enum PrepareError {
     NotInstalled { runtime: &'static str },
     #[error("invalid network configuration")]
     Subnet(#[source] net::NetError),
+    #[error("cannot list the runtime's shared libraries")]
+    Libraries(#[source] crate::image::libs::LibsError),
+    #[error("cannot use the io directory")]
+    IoDir(#[source] crate::backend::io_dir::IoDirError),
 }
 
 /// An OCI runtime binary and how cvm talks to it.
@@ -199,7 +204,15 @@ impl Backend for OciBackend {
         let subnet = net::Subnet::from_env().map_err(|e| fail(PrepareError::Subnet(e)))?;
         let args = init_command(&[], &image.workload_argv(&scenario.workload));
         let mut disk = image.layer_files();
-        disk.insert(Layer::Runtime, vec![runtime.path.clone()]);
+        let files = crate::backend::with_libraries(std::slice::from_ref(&runtime.path))
+            .map_err(|e| fail(PrepareError::Libraries(e)))?;
+        disk.insert(Layer::Runtime, files);
+        let io_dir = match scenario.workload.io_target() {
+            Some((inside, _)) => IoStore::for_scenario(scenario)
+                .map_err(|e| fail(PrepareError::IoDir(e)))?
+                .map(|store| (inside, store)),
+            None => None,
+        };
         Ok(Box::new(OciPrepared {
             kind: self.kind,
             version: runtime.version(),
@@ -211,7 +224,7 @@ impl Backend for OciBackend {
             subnet,
             disk,
             launches: AtomicU32::new(0),
-            io_dir: scenario.workload.io_target().map(|(dir, _)| dir),
+            io_dir,
         }))
     }
 }

@@ -26,11 +26,13 @@
 //!
 //! One job per file: [`prepare`] (the backend, its availability, the guest plan and what is
 //! built once per scenario), [`modules`] (the kernel modules the initramfs carries), [`console`]
-//! (reading the guest's console into events), [`instance`] (launch, supervision, teardown),
+//! (reading the guest's console into events), [`footprint`] (the hypervisor's files, as QEMU
+//! reports loading them), [`instance`] (launch, supervision, teardown),
 //! [`kernel`], [`accel`], [`qemu`] (the command line), [`qmp`] and [`net`].
 
 pub mod accel;
 pub mod console;
+pub mod footprint;
 pub mod instance;
 pub mod kernel;
 pub mod modules;
