@@ -4,7 +4,9 @@
 //! The image directory is imported once per content hash (`docker import`, tagged
 //! `cvm:<hash>`), and each launch is a foreground `docker run --rm` of `cvm-guest init --
 //! <workload>` with the scenario's limits, Docker's default capabilities, `no-new-privileges`, a
-//! read-only root and a tmpfs `/tmp`, like the other container backends. `docker run` cannot
+//! read-only root and a tmpfs `/tmp`, like the other container backends (for the io workload,
+//! its directory is a bind mount of the host directory every backend writes to, never a tmpfs,
+//! see [`super::io_dir`]). `docker run` cannot
 //! hand a descriptor through to the container, so markers travel on the container's stdout
 //! (`CVM_MARKER_FD=1`), which the CLI streams back: the stamps include Docker's attach path, as
 //! a user of Docker would experience it. `spawn` is when the CLI's exec returned.
