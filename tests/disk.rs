@@ -267,3 +267,152 @@ fn vm_counts_the_kernel_initramfs_and_every_file_qemu_opens() {
 fn vm_classic_counts_the_kernel_initramfs_and_every_file_qemu_opens() {
     vm_layers_match_what_qemu_opens("vm-classic", BackendKind::VmClassic);
 }
+
+/// An io scenario writing `mib` MiB, with `resources` added under `[resources]`.
+fn io_scenario(dir: &Path, mib: u32, resources: &str) -> PathBuf {
+    let path = dir.join(format!("io-{}.toml", fastrand::u32(..)));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"io\"\nruns = 1\nwarmup = 0\ntimeout_s = 120\n[workload]\napplet = \"io\"\n\
+             args = [\"--dir\", \"/tmp\", \"--mib\", \"{mib}\", \"--fsyncs\", \"10\"]\n\
+             [resources]\nmemory_mib = 256\n{resources}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The `io_fs` configuration entry of every sample row, by backend.
+fn io_fs_by_backend(rows: &[SampleRow]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in rows {
+        let fs = r
+            .config
+            .split(';')
+            .find_map(|kv| kv.strip_prefix("io_fs="))
+            .unwrap_or("(none)")
+            .to_string();
+        let seen = by.entry(r.backend.clone()).or_default();
+        if !seen.contains(&fs) {
+            seen.push(fs);
+        }
+    }
+    by
+}
+
+#[test]
+fn every_backend_records_the_same_io_filesystem_the_cache_is_on() {
+    let backends: Vec<&str> = [
+        ("native", BackendKind::Native),
+        ("container", BackendKind::Container),
+        ("runc", BackendKind::Runc),
+        ("vm", BackendKind::Vm),
+    ]
+    .into_iter()
+    .filter(|(_, kind)| usable(*kind))
+    .map(|(name, _)| name)
+    .collect();
+    if backends.len() < 2 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = io_scenario(dir.path(), 4, "");
+    let out_dir = dir.path().join("out");
+    let child = cvm_cmd()
+        .args(["compare", "--no-progress", "--accel", "tcg", "--backends"])
+        .arg(backends.join(","))
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--output")
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Instances' io directories carry the PID of the cvm that made them.
+    let cvm_pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = cvm::results::read_samples(&out_dir.join("samples.csv")).unwrap();
+    let by = io_fs_by_backend(&rows);
+    // The cache's filesystem as stat(1) reports its statfs magic number, here and not by cvm.
+    let stat = std::process::Command::new("stat")
+        .args(["-f", "-c", "%t"])
+        .arg(common::cache_dir())
+        .output()
+        .unwrap();
+    let magic = String::from_utf8_lossy(&stat.stdout).trim().to_string();
+    let want = match magic.as_str() {
+        "ef53" => "ext2/3/4",
+        "9123683e" => "btrfs",
+        "58465342" => "xfs",
+        "794c7630" => "overlayfs",
+        other => panic!("add the name of statfs magic {other} to this test"),
+    };
+    for b in &backends {
+        assert_eq!(by.get(*b), Some(&vec![want.to_string()]), "{b}: {by:?}");
+        assert!(
+            rows.iter()
+                .any(|r| r.backend == *b && r.metric == "io_write_bandwidth"),
+            "{b} measured no io"
+        );
+    }
+    // Every instance's io directory went with it.
+    let io_root = common::cache_dir().join("io");
+    let mine: Vec<_> = std::fs::read_dir(&io_root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(&format!("-{cvm_pid}-")))
+        .collect();
+    assert!(mine.is_empty(), "left in {}: {mine:?}", io_root.display());
+}
+
+#[test]
+fn io_on_a_memory_filesystem_is_refused_unless_the_scenario_asks_for_it() {
+    if !usable(BackendKind::Native) {
+        return;
+    }
+    let shm = Path::new("/dev/shm");
+    let cache = tempfile::tempdir_in(shm).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |scenario: &Path, cache: &Path| {
+        let out_dir = dir.path().join(format!("out-{}", fastrand::u32(..)));
+        let out = cvm_cmd()
+            .env("CVM_CACHE_DIR", cache)
+            .args(["compare", "--no-progress", "--backends", "native", "--scenario"])
+            .arg(scenario)
+            .arg("--output")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        (out, out_dir)
+    };
+    let (out, _) = run(&io_scenario(dir.path(), 1, ""), cache.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("tmpfs") && msg.contains("io_storage = \"memory\""),
+        "{msg}"
+    );
+    let (out, out_dir) = run(
+        &io_scenario(dir.path(), 1, "io_storage = \"memory\""),
+        cache.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = cvm::results::read_samples(&out_dir.join("samples.csv")).unwrap();
+    assert_eq!(
+        io_fs_by_backend(&rows).get("native"),
+        Some(&vec!["tmpfs".to_string()])
+    );
+    // Asking for memory on the disk-backed test cache is refused the other way round.
+    let (out, _) = run(
+        &io_scenario(dir.path(), 1, "io_storage = \"memory\""),
+        &common::cache_dir(),
+    );
+    if !common::cache_dir().starts_with(shm) {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("disk-backed"), "{}", stderr(&out));
+    }
+}
