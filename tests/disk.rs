@@ -381,7 +381,13 @@ fn io_on_a_memory_filesystem_is_refused_unless_the_scenario_asks_for_it() {
         let out_dir = dir.path().join(format!("out-{}", fastrand::u32(..)));
         let out = cvm_cmd()
             .env("CVM_CACHE_DIR", cache)
-            .args(["compare", "--no-progress", "--backends", "native", "--scenario"])
+            .args([
+                "compare",
+                "--no-progress",
+                "--backends",
+                "native",
+                "--scenario",
+            ])
             .arg(scenario)
             .arg("--output")
             .arg(&out_dir)

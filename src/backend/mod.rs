@@ -34,14 +34,14 @@ pub use events::{Event, ExitInfo};
 /// The workload's PATH on every backend (the image's directories; on native, the host's).
 pub const WORKLOAD_PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
 
-/// A program on the host: the first match in PATH, then the sbin and bin directories a root
-/// shell would search (runc, `ip` and QEMU live there on Debian even when PATH lacks them).
+/// A program on the host: the first match in `PATH`, the one lookup every backend uses to find
+/// what it runs and what its disk layer counts (no distribution's directories written in: a
+/// root shell's PATH has the sbin directories where Debian puts runc and dockerd).
 pub fn find_binary(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
