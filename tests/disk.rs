@@ -375,6 +375,15 @@ fn io_on_a_memory_filesystem_is_refused_unless_the_scenario_asks_for_it() {
         return;
     }
     let shm = Path::new("/dev/shm");
+    let fs_type = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(shm)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if !host_has(fs_type == "tmpfs", "/dev/shm mounted as a tmpfs") {
+        return;
+    }
     let cache = tempfile::tempdir_in(shm).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = |scenario: &Path, cache: &Path| {
