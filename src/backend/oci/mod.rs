@@ -28,7 +28,6 @@ mod bundle;
 mod instance;
 mod runtime;
 
-use crate::backend::io_dir::IoStore;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
@@ -38,9 +37,10 @@ use std::sync::OnceLock;
 use super::cgroup::Limits;
 use super::container::net;
 use super::{Availability, Backend, BackendError, Prepared, Stack};
+use crate::backend::io_dir::IoStore;
 use crate::backend::Layer;
 use crate::image::{Image, GUEST_PATH};
-use crate::scenario::{BackendKind, Scenario};
+use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use bundle::SpecInput;
 use cvm_proto::applet::init_command;
 use instance::OciPrepared;
@@ -204,7 +204,13 @@ impl Backend for OciBackend {
         let subnet = net::Subnet::from_env().map_err(|e| fail(PrepareError::Subnet(e)))?;
         let args = init_command(&[], &image.workload_argv(&scenario.workload));
         let mut disk = image.layer_files();
-        let files = crate::backend::with_libraries(std::slice::from_ref(&runtime.path))
+        // The runtime, plus `ip`, which sets up a private network's veth pair as it does for
+        // cvm's own runtime (the part a CNI plugin plays beside runc in production).
+        let mut executables = vec![runtime.path.clone()];
+        if scenario.resources.network == NetworkMode::Private {
+            executables.extend(super::find_binary("ip"));
+        }
+        let files = crate::backend::with_libraries(&executables)
             .map_err(|e| fail(PrepareError::Libraries(e)))?;
         disk.insert(Layer::Runtime, files);
         let io_dir = match scenario.workload.io_target() {
