@@ -21,8 +21,13 @@ const HELLO: &str = "name = \"disk\"\nruns = 1\nwarmup = 0\ntimeout_s = 120\n\
 /// One `cvm compare` of the hello scenario on `backend`, under `wrapper` (e.g. strace) if given;
 /// its samples.
 fn compare(dir: &Path, backend: &str, wrapper: &[&str]) -> Vec<SampleRow> {
+    compare_with(dir, backend, wrapper, HELLO)
+}
+
+/// [`compare`] of `scenario` (TOML text).
+fn compare_with(dir: &Path, backend: &str, wrapper: &[&str], text: &str) -> Vec<SampleRow> {
     let scenario = dir.join("disk.toml");
-    std::fs::write(&scenario, HELLO).unwrap();
+    std::fs::write(&scenario, text).unwrap();
     let out_dir = dir.join(format!("out-{backend}"));
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
@@ -97,19 +102,24 @@ fn container_counts_the_standalone_runtime_binary_not_cvm() {
     assert!(runtime_bytes < du_bytes(&[cvm_bin]));
 }
 
+/// With a private network, `ip` (which sets up the veth pair) belongs to the runtime layer too.
 #[test]
-fn runc_counts_runc_and_its_libraries() {
-    if !usable(BackendKind::Runc) {
+fn runc_counts_runc_ip_and_their_libraries() {
+    if !usable(BackendKind::Runc) || !host_has(which("ip").is_some(), "ip (iproute2) missing") {
         return;
     }
     let runc = which("runc").expect("usable() found runc");
-    let files = with_ldd(&runc);
+    let mut files = with_ldd(&runc);
     assert!(
         files.len() > 1,
         "Debian's runc is dynamically linked (libseccomp): {files:?}"
     );
+    files.extend(with_ldd(&which("ip").unwrap()));
     let dir = tempfile::tempdir().unwrap();
-    let rows = compare(dir.path(), "runc", &[]);
+    // A workload that stays up: the network is set up after runc has started it.
+    let idle = "name = \"disk\"\nruns = 1\nwarmup = 0\ntimeout_s = 60\n[workload]\n\
+                applet = \"idle\"\n[resources]\nnetwork = \"private\"\n";
+    let rows = compare_with(dir.path(), "runc", &[], idle);
     let [app, libs] = image_layers();
     assert_layers(
         "runc",
