@@ -85,6 +85,7 @@ pub fn assert_layers(backend: &str, got: &BTreeMap<String, u64>, want: &[(&str, 
             "{backend}: expected {metric} is empty"
         );
     }
+    eprintln!("{backend}: the test's own count {expected:?}");
     assert_eq!(
         got, &expected,
         "{backend}: disk layers cvm reported (left) vs the test's own count (right)"
