@@ -1,6 +1,7 @@
 //! The OCI bundle of one container: a temporary directory holding the `config.json` (made with
-//! the `oci-spec` crate) and, for the io workload, the host directory it writes to. The root
-//! filesystem is not copied: `root.path` is the shared image directory, read-only.
+//! the `oci-spec` crate), which binds the io workload's host directory (made in the one io
+//! directory every backend uses, see `backend::io_dir`) where it writes. The root filesystem is
+//! not copied: `root.path` is the shared image directory, read-only.
 
 use std::collections::HashSet;
 use std::fs;

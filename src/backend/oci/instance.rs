@@ -81,7 +81,6 @@ pub struct OciPrepared {
     pub subnet: net::Subnet,
     pub disk: DiskLayers,
     pub launches: AtomicU32,
-    /// Where the io workload writes, given a host directory (in the bundle) of its own.
     /// The io workload's directory inside, and the store its host directories come from.
     pub io_dir: Option<(String, IoStore)>,
 }

@@ -20,8 +20,8 @@
 //! workload's markers (`init`, `workload`, `ready`) written by the guest to the same console.
 //!
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
-//! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
-//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
+//! grace period, then the per-instance temporary directory (QMP socket) and io directory (the
+//! data disk image, in the io directory every backend writes to) are removed. QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
 //! means no host network objects exist to clean up (see [`net`]).
 //!
 //! One job per file: [`prepare`] (the backend, its availability, the guest plan and what is
