@@ -121,6 +121,18 @@ impl IoStore {
     }
 }
 
+/// The io root, created if missing, with its filesystem's name and whether it is memory-backed
+/// (for `cvm doctor`).
+pub fn root_filesystem() -> Result<(PathBuf, &'static str, bool), IoDirError> {
+    let root = root();
+    std::fs::create_dir_all(&root).map_err(|source| IoDirError::Create {
+        path: root.clone(),
+        source,
+    })?;
+    let fs = fs_name(&root)?;
+    Ok((root, fs.name, fs.memory))
+}
+
 /// The io root: `io/` in cvm's cache directory.
 pub fn root() -> PathBuf {
     crate::image::cache_dir().join("io")
