@@ -18,6 +18,7 @@ want=(
 )
 if [[ "${1:-}" == "--test" ]]; then
   want+=(chromium fonts-dejavu-core)
+  want+=(strace)  # the disk-layer tests list the files QEMU opens, independently of cvm
 fi
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -111,6 +111,11 @@ pub fn snapshot() -> Snapshot {
     for name in names_in(&tmp, "cvm-") {
         add(ResourceKind::TempDir, tmp.join(name).display().to_string());
     }
+    // Instances' io directories live in the cache, not the temporary directory.
+    let io = crate::backend::io_dir::root();
+    for name in names_in(&io, crate::backend::io_dir::INSTANCE_PREFIX) {
+        add(ResourceKind::TempDir, io.join(name).display().to_string());
+    }
     let state = Path::new(crate::backend::oci::STATE_ROOT);
     for runtime in names_in(state, "") {
         for id in names_in(&state.join(&runtime), "") {

@@ -149,6 +149,7 @@ fn doctor_reports_every_check() {
         "cgroups",
         "QEMU",
         "guest kernel",
+        "io directory",
         "KVM",
         "runc",
         "crun",

@@ -380,9 +380,9 @@ fn without_runc_the_runc_backend_is_unavailable_and_the_others_run() {
     {
         return;
     }
-    // cvm finds runc through PATH and the sbin directories root's PATH may lack, so PATH alone
-    // cannot hide it: a private mount namespace for this cvm, with /dev/null bound over every
-    // runc it would find, makes it missing for that process only.
+    // cvm finds runc through PATH, where its other tools (ip, QEMU) live too, so PATH cannot
+    // hide runc alone: a private mount namespace for this cvm, with /dev/null bound over every
+    // runc in PATH or the usual sbin directories, makes it missing for that process only.
     let mut hidden: BTreeSet<PathBuf> = BTreeSet::new();
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in

@@ -33,6 +33,7 @@ fn environment() -> Environment {
         root: true,
         cvm_version: "0.1.0".into(),
         git_sha: "abc1234".into(),
+        build_profile: "release".into(),
         tools: BTreeMap::from([
             ("qemu".to_string(), "7.2.22".to_string()),
             ("runc".to_string(), "1.1.5".to_string()),

@@ -167,11 +167,13 @@ named_enum! {
     /// A layer of the "VM stack vs container stack" diagram that files on disk belong to. Each file
     /// is counted once, in the lowest layer that needs it; `ALL` runs bottom-up.
     pub enum Layer {
-        /// QEMU, its shared libraries and firmware.
+        /// QEMU, its shared libraries, the modules it loads and the firmware and option ROMs
+        /// it reads for the machine.
         Hypervisor => "hypervisor",
-        /// The container runtime (cvm's own, runc, crun, Docker) or nothing for native.
+        /// The container runtime's binaries and their shared libraries (`cvm-runtime`, runc,
+        /// crun, Docker's CLI, daemons, shim, runc and init); nothing for native.
         Runtime => "runtime",
-        /// A VM's kernel and initramfs.
+        /// A VM's kernel as booted and its initramfs as handed to QEMU.
         GuestOs => "guest_os",
         /// Shared libraries and tools of the image (busybox).
         Libs => "libs",

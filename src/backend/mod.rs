@@ -11,6 +11,7 @@ pub use cvm_runtime::cgroup;
 pub mod container;
 pub mod docker;
 pub mod events;
+pub mod io_dir;
 pub mod native;
 pub mod oci;
 pub mod process;
@@ -24,7 +25,7 @@ use std::time::Instant;
 
 pub use cvm_proto::metric::Layer;
 
-use crate::image::Image;
+use crate::image::{libs, Image};
 use crate::scenario::{BackendKind, Resources, Scenario};
 
 pub use crate::results::{Availability, Stack};
@@ -33,16 +34,30 @@ pub use events::{Event, ExitInfo};
 /// The workload's PATH on every backend (the image's directories; on native, the host's).
 pub const WORKLOAD_PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
 
-/// A program on the host: the first match in PATH, then the sbin and bin directories a root
-/// shell would search (runc, `ip` and QEMU live there on Debian even when PATH lacks them).
+/// A program on the host: the first match in `PATH`, the one lookup every backend uses to find
+/// what it runs and what its disk layer counts (no distribution's directories written in: a
+/// root shell's PATH has the sbin directories where Debian puts runc and dockerd).
 pub fn find_binary(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// Executables and the shared libraries each loads (one resolver, [`libs::shared_libraries`]),
+/// the files of a runtime or hypervisor disk layer; a file listed twice is kept once.
+pub fn with_libraries(executables: &[PathBuf]) -> Result<Vec<PathBuf>, libs::LibsError> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for exe in executables {
+        for f in std::iter::once(exe.clone()).chain(libs::shared_libraries(exe)?) {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// Everything a launch needs to know beyond the prepared artefacts.

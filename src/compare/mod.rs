@@ -18,6 +18,7 @@ use crate::backend::{self, Availability, Backend, HostOptions, LaunchContext};
 use crate::cli::CompareArgs;
 use crate::exit::{self, Failure};
 use crate::image::Image;
+use crate::measure::disk::DISK_SHARED_KEY;
 use crate::report;
 use crate::results::{self, BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter};
 use crate::scenario::{self, BackendKind, Scenario};
@@ -68,6 +69,13 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     if args.output.is_none() {
         point_latest_at(&out_dir);
     }
+
+    // Refused before anything is built: an io run measuring memory instead of a disk (or the
+    // reverse) would be mislabelled.
+    let io_config = backend::io_dir::IoStore::for_scenario(&scenario)
+        .map_err(|e| Failure::usage(anyhow::Error::new(e)))?
+        .map(|store| store.config())
+        .unwrap_or_default();
 
     eprintln!("cvm: scenario {} — {}", scenario.name, scenario.description);
     let environment = Environment::collect();
@@ -143,7 +151,13 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
                 continue;
             }
         };
+        let footprint = crate::measure::disk::footprint(&prepared.disk_layers());
         info.config = prepared.config();
+        if !footprint.per_layer.is_empty() {
+            info.config
+                .insert(DISK_SHARED_KEY.into(), footprint.shared_summary());
+        }
+        info.config.extend(io_config.clone());
         meta.backends = infos_snapshot(&meta.backends, info);
         meta.write(&meta_path)?;
         let mut runner = Runner {
@@ -164,7 +178,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             native_pss,
             idle_pss: Vec::new(),
         };
-        runner.record_disk()?;
+        runner.record_disk(&footprint)?;
         let plan = Plan {
             warmup,
             runs,

@@ -11,6 +11,7 @@ use cvm_proto::metric::{Metric, PHASE_PREFIX};
 use crate::backend::{self, Instance, LaunchContext, Prepared};
 use crate::exit::Failure;
 use crate::load::http::{self as http_load, HttpLoad};
+use crate::measure::disk::Footprint;
 use crate::measure::{memory, startup};
 use crate::results::{Phase, SampleRow, SampleWriter};
 use crate::scenario::{BackendKind, Readiness, Scenario};
@@ -95,18 +96,22 @@ impl Runner<'_> {
         self.record(iteration, phase, Metric::RunFailed.name(), 1.0, unit, msg)
     }
 
-    /// Bytes on disk per layer of this backend's stack, once per backend.
-    pub fn record_disk(&mut self) -> Result<(), Failure> {
-        let layers = self.prepared.disk_layers();
-        if layers.is_empty() {
+    /// Bytes on disk per layer of this backend's stack, once per backend (counted by the caller,
+    /// which also records the shared files in the backend's configuration).
+    pub fn record_disk(&mut self, footprint: &Footprint) -> Result<(), Failure> {
+        if footprint.per_layer.is_empty() {
             return Ok(());
         }
-        let (per_layer, total) = crate::measure::disk::footprint(&layers);
-        for (layer, bytes) in per_layer {
+        for (layer, bytes) in &footprint.per_layer {
             let unit = Metric::DiskFootprint.unit().symbol();
-            self.record(0, Phase::Measure, &layer.metric(), bytes as f64, unit, "")?;
+            self.record(0, Phase::Measure, &layer.metric(), *bytes as f64, unit, "")?;
         }
-        self.sample(0, Phase::Measure, Metric::DiskFootprint, total as f64)
+        self.sample(
+            0,
+            Phase::Measure,
+            Metric::DiskFootprint,
+            footprint.total as f64,
+        )
     }
 
     /// One launch, measured and torn down.

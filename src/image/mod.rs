@@ -227,14 +227,17 @@ pub fn find_guest() -> Result<PathBuf, ImageError> {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("cvm"));
-    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    // Test binaries live one level down, in deps/.
-    for candidate in [dir.join("cvm-guest"), dir.join("../cvm-guest")] {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    Err(ImageError::GuestMissing { exe })
+    beside_cvm("cvm-guest").ok_or(ImageError::GuestMissing { exe })
+}
+
+/// A binary built or installed with `cvm` (`cvm-guest`, `cvm-runtime`): in the same directory
+/// as the running executable, or one level up (test binaries live in cargo's `deps/`).
+pub fn beside_cvm(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(name), dir.join("..").join(name)]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// A statically linked busybox (Debian's busybox-static installs /usr/bin/busybox, older

@@ -12,6 +12,13 @@ use crate::results::Environment;
 pub const CVM_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const GIT_SHA: &str = env!("CVM_GIT_SHA");
 
+/// The profile this cvm was compiled with: cargo's release profile turns debug assertions off.
+pub const BUILD_PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
 impl Environment {
     /// Reads the host. Cheap enough to run once per `cvm compare` (a few `--version` calls).
     pub fn collect() -> Environment {
@@ -49,6 +56,7 @@ impl Environment {
             root: nix::unistd::geteuid().is_root(),
             cvm_version: CVM_VERSION.to_string(),
             git_sha: GIT_SHA.to_string(),
+            build_profile: BUILD_PROFILE.to_string(),
             tools,
         }
     }

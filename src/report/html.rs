@@ -154,7 +154,9 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         "<section id=\"stack\">\n<h2>Virtual machine vs container vs native, measured</h2>\n\
          <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">Each column is filled from \
          one backend (the first of its kind in this run). Disk: bytes per layer, hard links counted \
-         once. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
+         once, a file two layers need in the lower one (listed as <code>disk_shared</code> in the \
+         backend table); a VM's app and libraries are inside its initramfs, counted in the guest \
+         OS. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
          the rest to the app. Startup: the medians of the phases a layer performs \
          (<code>phase.spawn</code> → runtime or hypervisor; <code>phase.kernel</code>, and in a VM \
          <code>phase.init</code> → guest OS; <code>phase.workload</code> → binaries/libraries; \
@@ -251,6 +253,7 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
     }
     kv(o, "cvm version", &env.cvm_version);
     kv(o, "git sha", &env.git_sha);
+    kv(o, "cvm build profile", &env.build_profile);
     kv(o, "Started", &meta.started);
     kv(
         o,

@@ -21,6 +21,11 @@ pub struct Environment {
     pub root: bool,
     pub cvm_version: String,
     pub git_sha: String,
+    /// How cvm itself was built (`debug` or `release`): its own code is on the launch path of
+    /// some backends (the container runtime, the supervision threads), so it is a variable.
+    /// Empty in runs recorded before it existed.
+    #[serde(default)]
+    pub build_profile: String,
     /// Versions of the tools the backends use (qemu, runc, crun, docker), where found.
     pub tools: BTreeMap<String, String>,
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cvm_proto::applet::{Applet, IoArgs};
 
-use super::model::{BackendKind, LoadSpec, NetworkMode, Readiness, Scenario};
+use super::model::{BackendKind, IoStorage, LoadSpec, NetworkMode, Readiness, Scenario};
 
 /// The built-in scenarios, embedded from `scenarios/` so the binary works from any directory.
 const BUILTINS: &[(&str, &str)] = &[
@@ -149,6 +149,14 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
         if let Err(msg) = b.get_ref().parse::<BackendKind>() {
             return fail(b.span(), msg);
         }
+    }
+    let io = &s.resources.io_storage;
+    if *io.get_ref() != IoStorage::Disk && s.workload.applet() != Some(Applet::Io) {
+        return fail(
+            io.span(),
+            "`resources.io_storage` applies only to the `io` applet; remove it or use `applet = \"io\"`"
+                .into(),
+        );
     }
     match (&s.workload.applet, &s.workload.command) {
         (Some(_), Some(c)) => {
@@ -317,6 +325,25 @@ mod tests {
         assert!(e.contains("--size"), "{e}");
         let e = err("name = \"x\"\n[workload]\napplet = \"init\"\n");
         assert!(e.contains("unknown applet `init`"), "{e}");
+    }
+
+    #[test]
+    fn io_storage_is_validated_and_only_for_the_io_applet() {
+        let io = "name = \"x\"\n[workload]\napplet = \"io\"\n[resources]\n";
+        let s = parse(&format!("{io}io_storage = \"memory\"\n"), "t.toml").unwrap();
+        assert_eq!(*s.resources.io_storage.get_ref(), IoStorage::Memory);
+        let s = parse(io, "t.toml").unwrap();
+        assert_eq!(*s.resources.io_storage.get_ref(), IoStorage::Disk);
+        let e = err(&format!("{io}io_storage = \"ssd\"\n"));
+        assert!(e.starts_with("t.toml:5:14:"), "{e}");
+        assert!(e.contains("disk") && e.contains("memory"), "{e}");
+        let e = err(
+            "name = \"x\"\n[workload]\napplet = \"hello\"\n[resources]\nio_storage = \"memory\"\n",
+        );
+        assert_eq!(
+            e,
+            "t.toml:5:14: `resources.io_storage` applies only to the `io` applet; remove it or use `applet = \"io\"`"
+        );
     }
 
     #[test]

@@ -144,6 +144,9 @@ pub struct Resources {
     pub memory_mib: Spanned<u64>,
     #[serde(default)]
     pub network: NetworkMode,
+    /// What the io workload's directory may be backed by (see [`IoStorage`]).
+    #[serde(default = "default_io_storage")]
+    pub io_storage: Spanned<IoStorage>,
 }
 
 impl Default for Resources {
@@ -152,6 +155,34 @@ impl Default for Resources {
             vcpus: default_vcpus(),
             memory_mib: default_memory(),
             network: NetworkMode::default(),
+            io_storage: default_io_storage(),
+        }
+    }
+}
+
+fn default_io_storage() -> Spanned<IoStorage> {
+    Spanned::new(0..0, IoStorage::Disk)
+}
+
+/// What backs the io workload's directory: one host directory in cvm's cache directory on
+/// every backend (bound into containers, holding a VM's disk image). A run whose directory
+/// turns out to be on a memory filesystem when `disk` was asked for (or the reverse) is refused
+/// rather than measured as something else.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IoStorage {
+    /// A disk-backed filesystem (not tmpfs or ramfs).
+    #[default]
+    Disk,
+    /// A memory filesystem (tmpfs, ramfs): put `CVM_CACHE_DIR` on one.
+    Memory,
+}
+
+impl IoStorage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoStorage::Disk => "disk",
+            IoStorage::Memory => "memory",
         }
     }
 }

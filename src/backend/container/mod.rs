@@ -63,6 +63,7 @@ use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
 use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::io_dir::{self, InstanceIoDir, IoStore};
 use super::process::{self, Supervised, Terminate};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
@@ -74,6 +75,9 @@ use cvm_proto::applet::init_command;
 use cvm_proto::metric::Phase;
 use cvm_runtime::cgroup::{self, Cgroup, Limits};
 use cvm_runtime::sys::{spawn_namespaced, NamespacedExec, SpawnError};
+
+/// The standalone binary of cvm's runtime, counted as this backend's runtime disk layer.
+pub const RUNTIME_BINARY: &str = "cvm-runtime";
 
 /// Where init reads the host's go-ahead when the network is configured after the clone.
 const WAIT_FD: i32 = 4;
@@ -110,7 +114,11 @@ pub enum ContainerError {
     #[error("cannot remove the instance's cgroup")]
     RemoveCgroup(#[source] cgroup::CgroupError),
     #[error("cannot create the io workload's host directory")]
-    Volume(#[source] io::Error),
+    Volume(#[source] io_dir::IoDirError),
+    #[error("the `{RUNTIME_BINARY}` binary is not beside `cvm` (build the workspace: cargo build --workspace)")]
+    RuntimeMissing,
+    #[error("cannot list the runtime's shared libraries")]
+    Libraries(#[source] crate::image::libs::LibsError),
     #[error("cannot remove the instance's network link")]
     RemoveLink(#[source] net::NetError),
 }
@@ -162,12 +170,23 @@ impl Backend for ContainerBackend {
         let network = scenario.resources.network;
         let subnet = net::Subnet::from_env().map_err(|e| fail(ContainerError::Subnet(e)))?;
         let mut disk = image.layer_files();
-        // The container runtime is cvm itself (plus `ip` for a private network).
-        let mut runtime: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
+        // The runtime a user would install to run containers this way: the standalone
+        // `cvm-runtime` binary (what the linked library amounts to), not the whole `cvm` with its
+        // charts and load generator; plus `ip` for a private network.
+        let mut runtime = vec![crate::image::beside_cvm(RUNTIME_BINARY)
+            .ok_or_else(|| fail(ContainerError::RuntimeMissing))?];
         if network == NetworkMode::Private {
             runtime.extend(super::find_binary("ip"));
         }
+        let runtime =
+            super::with_libraries(&runtime).map_err(|e| fail(ContainerError::Libraries(e)))?;
         disk.insert(Layer::Runtime, runtime);
+        let io_dir = match scenario.workload.io_target() {
+            Some((inside, _)) => IoStore::for_scenario(scenario)
+                .map_err(|e| fail(ContainerError::Volume(e)))?
+                .map(|store| (inside, store)),
+            None => None,
+        };
         Ok(Box::new(ContainerPrepared {
             guest,
             rootfs,
@@ -176,29 +195,8 @@ impl Backend for ContainerBackend {
             network,
             subnet,
             disk,
-            io_dir: scenario.workload.io_target().map(|(dir, _)| dir),
+            io_dir,
         }))
-    }
-}
-
-/// A host directory the io workload writes to from inside the container (a tmpfs would measure
-/// memory, not a disk), in the host's temporary directory; removed when dropped.
-#[derive(Debug)]
-struct VolumeDir(PathBuf);
-
-impl VolumeDir {
-    fn create(run_id: &str, instance: u32) -> io::Result<VolumeDir> {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cvm-{run_id}-io-{instance}-{n}"));
-        std::fs::create_dir(&dir)?;
-        Ok(VolumeDir(dir))
-    }
-}
-
-impl Drop for VolumeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -211,12 +209,12 @@ struct ContainerPrepared {
     network: NetworkMode,
     subnet: net::Subnet,
     disk: DiskLayers,
-    /// Where the io workload writes, given a host directory of its own (see [`VolumeDir`]).
-    io_dir: Option<String>,
+    /// Where the io workload writes inside, and the store its host directories come from.
+    io_dir: Option<(String, IoStore)>,
 }
 
 impl ContainerPrepared {
-    fn init_argv(&self, hostname: &str, volume: Option<&VolumeDir>) -> Vec<String> {
+    fn init_argv(&self, hostname: &str, volume: Option<&InstanceIoDir>) -> Vec<String> {
         let mut options = vec![
             "--container".to_string(),
             "--rootfs".into(),
@@ -227,10 +225,10 @@ impl ContainerPrepared {
         if self.network == NetworkMode::Private {
             options.extend(["--wait-fd".to_string(), WAIT_FD.to_string()]);
         }
-        if let (Some(volume), Some(inside)) = (volume, &self.io_dir) {
+        if let (Some(volume), Some((inside, _))) = (volume, &self.io_dir) {
             options.extend([
                 "--volume".to_string(),
-                format!("{}:{inside}", volume.0.display()),
+                format!("{}:{inside}", volume.path().display()),
             ]);
         }
         // argv[0] is the name init is started under, not a path: the exec is of the guest's
@@ -290,8 +288,9 @@ impl Prepared for ContainerPrepared {
             Cgroup::create(&name, self.limits).map_err(|e| fail(ContainerError::Cgroup(e)))?;
         let hostname = format!("cvm-{}", ctx.instance);
         let volume = match &self.io_dir {
-            Some(_) => Some(
-                VolumeDir::create(&ctx.run_id, ctx.instance)
+            Some((_, store)) => Some(
+                store
+                    .instance_dir(&format!("{}-container-{}", ctx.run_id, ctx.instance))
                     .map_err(|e| fail(ContainerError::Volume(e)))?,
             ),
             None => None,
@@ -388,7 +387,7 @@ struct ContainerInstance {
     /// its namespace, ignores SIGTERM until it has set up its signal handling).
     go: Option<File>,
     /// The io workload's host directory, removed once the container is gone.
-    volume: Option<VolumeDir>,
+    volume: Option<InstanceIoDir>,
 }
 
 impl Instance for ContainerInstance {

@@ -1,6 +1,7 @@
 //! The OCI bundle of one container: a temporary directory holding the `config.json` (made with
-//! the `oci-spec` crate) and, for the io workload, the host directory it writes to. The root
-//! filesystem is not copied: `root.path` is the shared image directory, read-only.
+//! the `oci-spec` crate), which binds the io workload's host directory (made in the one io
+//! directory every backend uses, see `backend::io_dir`) where it writes. The root filesystem is
+//! not copied: `root.path` is the shared image directory, read-only.
 
 use std::collections::HashSet;
 use std::fs;
@@ -19,12 +20,6 @@ use crate::backend::cgroup::Limits;
 pub enum BundleError {
     #[error("cannot create the bundle directory {path}")]
     Create {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot create the workload's volume directory {path}")]
-    Volume {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -64,17 +59,6 @@ pub fn temp_dir(what: &str) -> Result<PathBuf, BundleError> {
         source,
     })?;
     Ok(dir)
-}
-
-/// Creates the io workload's host directory inside `bundle`, so removing the bundle removes
-/// whatever the workload wrote.
-pub fn volume_dir(bundle: &Path) -> Result<PathBuf, BundleError> {
-    let host = bundle.join("volume");
-    fs::create_dir(&host).map_err(|source| BundleError::Volume {
-        path: host.clone(),
-        source,
-    })?;
-    Ok(host)
 }
 
 /// Writes `bundle/config.json` for `input`.

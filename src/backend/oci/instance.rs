@@ -28,6 +28,7 @@ use super::runtime::{Runtime, RuntimeError};
 use crate::backend::cgroup::{self, Limits};
 use crate::backend::container::net;
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
+use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{self, StopPolicy, Supervised};
 use crate::backend::DiskLayers;
 use crate::backend::{BackendConfig, BackendError, Instance, LaunchContext, Prepared};
@@ -72,6 +73,8 @@ pub enum InstanceError {
     Delete(#[source] RuntimeError),
     #[error("cannot remove the instance's network link")]
     RemoveLink(#[source] net::NetError),
+    #[error("cannot create the io workload's host directory")]
+    IoDir(#[source] IoDirError),
     #[error("cannot remove {path}")]
     Cleanup {
         path: PathBuf,
@@ -92,8 +95,8 @@ pub struct OciPrepared {
     pub subnet: net::Subnet,
     pub disk: DiskLayers,
     pub launches: AtomicU32,
-    /// Where the io workload writes, given a host directory (in the bundle) of its own.
-    pub io_dir: Option<String>,
+    /// The io workload's directory inside, and the store its host directories come from.
+    pub io_dir: Option<(String, IoStore)>,
 }
 
 impl Prepared for OciPrepared {
@@ -138,13 +141,15 @@ impl OciPrepared {
             events: mpsc::channel().1,
             memory_dir: None,
             link: None,
+            io_dir: None,
         };
-        let volume = match &self.io_dir {
-            Some(inside) => Some((
-                bundle::volume_dir(&bundle).map_err(InstanceError::Bundle)?,
-                inside.clone(),
-            )),
-            None => None,
+        if let Some((_, store)) = &self.io_dir {
+            let label = format!("{}-{}-{}", ctx.run_id, self.runtime.name, ctx.instance);
+            instance.io_dir = Some(store.instance_dir(&label).map_err(InstanceError::IoDir)?);
+        }
+        let volume = match (&self.io_dir, &instance.io_dir) {
+            (Some((inside, _)), Some(host)) => Some((host.path().to_path_buf(), inside.clone())),
+            _ => None,
         };
         bundle::write_config(
             &bundle,
@@ -251,6 +256,8 @@ pub struct OciInstance {
     /// The container's memory cgroup, from its init's `/proc/<pid>/cgroup`.
     memory_dir: Option<PathBuf>,
     link: Option<net::Link>,
+    /// The io workload's host directory, removed once the container is gone.
+    io_dir: Option<InstanceIoDir>,
 }
 
 /// The polite request and the forced end both go through the runtime (`kill TERM`, `kill
@@ -306,6 +313,7 @@ impl Instance for OciInstance {
                 first_error.get_or_insert(InstanceError::RemoveLink(e));
             }
         }
+        self.io_dir = None;
         if let Some(bundle) = self.bundle.take() {
             if let Err(source) = fs::remove_dir_all(&bundle) {
                 if source.kind() != io::ErrorKind::NotFound {

@@ -38,9 +38,10 @@ use std::sync::OnceLock;
 use super::cgroup::Limits;
 use super::container::net;
 use super::{Availability, Backend, BackendError, Prepared, Stack};
+use crate::backend::io_dir::IoStore;
 use crate::backend::Layer;
 use crate::image::{Image, GUEST_PATH};
-use crate::scenario::{BackendKind, Scenario};
+use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use bundle::SpecInput;
 use cvm_proto::applet::init_command;
 use instance::OciPrepared;
@@ -55,6 +56,10 @@ pub enum PrepareError {
     NotInstalled { runtime: &'static str },
     #[error("invalid network configuration")]
     Subnet(#[source] net::NetError),
+    #[error("cannot list the runtime's shared libraries")]
+    Libraries(#[source] crate::image::libs::LibsError),
+    #[error("cannot use the io directory")]
+    IoDir(#[source] crate::backend::io_dir::IoDirError),
 }
 
 /// An OCI runtime binary and how cvm talks to it.
@@ -200,7 +205,21 @@ impl Backend for OciBackend {
         let subnet = net::Subnet::from_env().map_err(|e| fail(PrepareError::Subnet(e)))?;
         let args = init_command(&[], &image.workload_argv(&scenario.workload));
         let mut disk = image.layer_files();
-        disk.insert(Layer::Runtime, vec![runtime.path.clone()]);
+        // The runtime, plus `ip`, which sets up a private network's veth pair as it does for
+        // cvm's own runtime (the part a CNI plugin plays beside runc in production).
+        let mut executables = vec![runtime.path.clone()];
+        if scenario.resources.network == NetworkMode::Private {
+            executables.extend(super::find_binary("ip"));
+        }
+        let files = crate::backend::with_libraries(&executables)
+            .map_err(|e| fail(PrepareError::Libraries(e)))?;
+        disk.insert(Layer::Runtime, files);
+        let io_dir = match scenario.workload.io_target() {
+            Some((inside, _)) => IoStore::for_scenario(scenario)
+                .map_err(|e| fail(PrepareError::IoDir(e)))?
+                .map(|store| (inside, store)),
+            None => None,
+        };
         Ok(Box::new(OciPrepared {
             kind: self.kind,
             version: runtime.version(),
@@ -212,7 +231,7 @@ impl Backend for OciBackend {
             subnet,
             disk,
             launches: AtomicU32::new(0),
-            io_dir: scenario.workload.io_target().map(|(dir, _)| dir),
+            io_dir,
         }))
     }
 }

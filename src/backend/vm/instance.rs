@@ -2,7 +2,8 @@
 //! port forwards and data disk, supervised until teardown.
 //!
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
-//! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
+//! grace period, then the per-instance temporary directory (QMP socket) and io directory (data
+//! disk) are removed.
 //! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
 //! means no host network objects exist to clean up (see [`super::net`]).
 
@@ -19,6 +20,7 @@ use super::prepare::GuestPlan;
 use super::qemu::{PortForward, QemuSpec};
 use super::{net, qmp};
 use crate::backend::events::Event;
+use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{StopPolicy, Supervised};
 use crate::backend::{BackendError, Instance, LaunchContext};
 use crate::image::ext4;
@@ -35,6 +37,8 @@ pub enum InstanceError {
     },
     #[error("cannot create the instance's data disk")]
     Disk(#[source] ext4::Ext4Error),
+    #[error("cannot create the instance's io directory")]
+    IoDir(#[source] IoDirError),
     #[error("cannot find a free loopback port for the guest's network")]
     Port(#[source] io::Error),
     #[error("cannot start {program} (install qemu-system-x86)")]
@@ -59,6 +63,7 @@ pub(super) fn launch(
     kind: BackendKind,
     template: &QemuSpec,
     guest: &GuestPlan,
+    io: Option<&IoStore>,
     ctx: &LaunchContext,
 ) -> Result<Box<dyn Instance>, BackendError> {
     let fail = |e| BackendError::launch(kind, e);
@@ -87,11 +92,21 @@ pub(super) fn launch(
         }
         spec.net = Some(forwards);
     }
-    if let Some(d) = &guest.disk {
-        let img = tmp.join("data.img");
-        ext4::make_disk(&img, d.size_mib, None).map_err(|e| fail(InstanceError::Disk(e)))?;
-        spec.disk = Some(img);
-    }
+    // The data disk image lives in the io directory every backend writes to, so the guest's
+    // writes land on the same host filesystem as a container's.
+    let io_dir = match (&guest.disk, io) {
+        (Some(d), Some(store)) => {
+            let label = format!("{}-{kind}-{}", ctx.run_id, ctx.instance);
+            let dir = store
+                .instance_dir(&label)
+                .map_err(|e| fail(InstanceError::IoDir(e)))?;
+            let img = dir.path().join("data.img");
+            ext4::make_disk(&img, d.size_mib, None).map_err(|e| fail(InstanceError::Disk(e)))?;
+            spec.disk = Some(img);
+            Some(dir)
+        }
+        _ => None,
+    };
 
     let mut cmd = Command::new(&spec.binary);
     cmd.args(spec.args())
@@ -121,6 +136,7 @@ pub(super) fn launch(
         qmp: spec.qmp.clone(),
         forwards: spec.net.clone().unwrap_or_default(),
         tmp: cleanup.0.take(),
+        io_dir,
     };
     if let Some(out) = stdout {
         spawn_console_reader(out, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
@@ -154,6 +170,8 @@ struct VmInstance {
     qmp: Option<PathBuf>,
     forwards: Vec<PortForward>,
     tmp: Option<PathBuf>,
+    /// Holds the data disk image; removed once QEMU is gone.
+    io_dir: Option<InstanceIoDir>,
 }
 
 /// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
@@ -193,6 +211,7 @@ impl Instance for VmInstance {
     fn teardown(&mut self) -> Result<(), BackendError> {
         self.qemu.stop(&QmpQuit(self.qmp.as_deref()));
         self.qemu.reap();
+        self.io_dir = None;
         if let Some(dir) = self.tmp.take() {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}

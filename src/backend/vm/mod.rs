@@ -20,17 +20,19 @@
 //! workload's markers (`init`, `workload`, `ready`) written by the guest to the same console.
 //!
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
-//! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
-//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
+//! grace period, then the per-instance temporary directory (QMP socket) and io directory (the
+//! data disk image, in the io directory every backend writes to) are removed. QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
 //! means no host network objects exist to clean up (see [`net`]).
 //!
 //! One job per file: [`prepare`] (the backend, its availability, the guest plan and what is
 //! built once per scenario), [`modules`] (the kernel modules the initramfs carries), [`console`]
-//! (reading the guest's console into events), [`instance`] (launch, supervision, teardown),
+//! (reading the guest's console into events), [`footprint`] (the hypervisor's files, as QEMU
+//! reports loading them), [`instance`] (launch, supervision, teardown),
 //! [`kernel`], [`accel`], [`qemu`] (the command line), [`qmp`] and [`net`].
 
 pub mod accel;
 pub mod console;
+pub mod footprint;
 pub mod instance;
 pub mod kernel;
 pub mod modules;

@@ -11,14 +11,15 @@ use super::accel::{self, AccelChoice, AccelDecision, KvmProbe, ProbeGuest};
 use super::kernel::{self, Kernel, KernelError};
 use super::modules::{resolve_modules, ModulesError};
 use super::qemu::{self, Profile, QemuSpec};
-use super::{instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use super::{footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use crate::backend::io_dir::{IoDirError, IoStore};
 use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
     Prepared, Stack,
 };
 use crate::backend::{DiskLayers, Layer};
 use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
-use crate::image::{self, libs, Image, ImageError};
+use crate::image::{self, Image, ImageError};
 use crate::scenario::{BackendKind, NetworkMode, Readiness, Scenario, ScenarioError};
 
 /// Extra space on an io data disk beyond what the workload writes (ext4 metadata, journal).
@@ -42,6 +43,10 @@ pub enum PrepareError {
     Initramfs(#[source] InitramfsError),
     #[error("unknown {INITRAMFS_COMPRESSION_ENV} value {0:?} (none, gzip or zstd)")]
     BadCompression(String),
+    #[error("cannot list the hypervisor's files")]
+    Footprint(#[source] footprint::FootprintError),
+    #[error("cannot use the io directory")]
+    IoDir(#[source] IoDirError),
 }
 
 /// `vm` or `vm-classic`.
@@ -189,31 +194,49 @@ impl Backend for VmBackend {
             config.insert("qemu".into(), crate::measure::host::version_number(&v));
         }
 
-        let mut layers = image.layer_files();
-        let mut guest_os = vec![boot_kernel.clone()];
-        guest_os.extend(modules.iter().cloned());
-        layers.insert(Layer::GuestOs, guest_os);
-        layers.insert(Layer::Hypervisor, hypervisor_files(&qemu_bin, self.profile));
+        let io = IoStore::for_scenario(scenario).map_err(|e| fail(PrepareError::IoDir(e)))?;
+        if let Some(store) = &io {
+            config.extend(store.config());
+        }
+        let spec = QemuSpec {
+            binary: qemu_bin,
+            profile: self.profile,
+            accel: decision.accel,
+            vcpus: guest.vcpus,
+            memory_mib: guest.memory_mib,
+            kernel: boot_kernel,
+            initrd,
+            cmdline,
+            qmp: None,
+            net: None,
+            disk: None,
+            sandbox,
+        };
+        // What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
+        // (which carries the modules, busybox and the workload, so the image directory, which
+        // QEMU never opens, is not counted and the app and libs layers have no files of their
+        // own on a VM); the hypervisor as QEMU itself reports loading it.
+        let mut layers = DiskLayers::new();
+        layers.insert(
+            Layer::GuestOs,
+            vec![spec.kernel.clone(), spec.initrd.clone()],
+        );
+        let hypervisor = footprint::hypervisor_files(
+            &spec,
+            !guest.forward_ports.is_empty(),
+            guest.disk.is_some(),
+        )
+        .map_err(|e| fail(PrepareError::Footprint(e)))?;
+        layers.insert(Layer::Hypervisor, hypervisor);
+        config.insert("initramfs".into(), spec.initrd.display().to_string());
 
         Ok(Box::new(VmPrepared {
             kind,
-            spec: QemuSpec {
-                binary: qemu_bin,
-                profile: self.profile,
-                accel: decision.accel,
-                vcpus: guest.vcpus,
-                memory_mib: guest.memory_mib,
-                kernel: boot_kernel,
-                initrd,
-                cmdline,
-                qmp: None,
-                net: None,
-                disk: None,
-                sandbox,
-            },
+            spec,
             guest,
             config,
             layers,
+            io,
         }))
     }
 }
@@ -387,23 +410,6 @@ impl GuestPlan {
 }
 
 /// QEMU, its shared libraries and the firmware files the profile makes it load.
-fn hypervisor_files(qemu: &Path, profile: Profile) -> Vec<PathBuf> {
-    let mut files = vec![qemu.to_path_buf()];
-    // Best effort: without ldd the footprint counts QEMU's own binary and firmware only.
-    files.extend(libs::shared_libraries(qemu).unwrap_or_default());
-    let firmware: &[&str] = match profile {
-        Profile::Micro => &["bios-microvm.bin", "pvh.bin"],
-        Profile::Classic => &["bios-256k.bin", "linuxboot_dma.bin", "vgabios-stdvga.bin"],
-    };
-    for f in firmware {
-        let p = Path::new("/usr/share/qemu").join(f);
-        if p.exists() {
-            files.push(p);
-        }
-    }
-    files
-}
-
 struct VmPrepared {
     kind: BackendKind,
     /// The launch template: per-instance parts (QMP socket, forwards, disk) are filled in.
@@ -411,6 +417,8 @@ struct VmPrepared {
     guest: GuestPlan,
     config: BackendConfig,
     layers: DiskLayers,
+    /// For the io workload: where each instance's data disk image is made.
+    io: Option<IoStore>,
 }
 
 impl Prepared for VmPrepared {
@@ -423,7 +431,7 @@ impl Prepared for VmPrepared {
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
-        instance::launch(self.kind, &self.spec, &self.guest, ctx)
+        instance::launch(self.kind, &self.spec, &self.guest, self.io.as_ref(), ctx)
     }
 }
 
