@@ -22,7 +22,7 @@ use crate::{error_chain, Env, EVENT_TIMEOUT, PREFIX};
 /// Which instant of a launch a case stops at.
 #[derive(Clone, Copy)]
 enum Until {
-    Exec,
+    CgroupJoin,
     Init,
     Exit,
 }
@@ -63,7 +63,7 @@ fn wait_for(instance: &dyn Instance, until: Until) -> Instant {
             }
         };
         match (until, event) {
-            (Until::Exec, Event::Phase(cvm_proto::metric::Phase::Spawn, at)) => target = Some(at),
+            (Until::CgroupJoin, Event::Phase(cvm_proto::metric::Phase::CgroupJoin, at)) => target = Some(at),
             (Until::Init, Event::Marker(Marker::Init, at)) => target = Some(at),
             (_, Event::Exited(info, at)) => {
                 assert!(info.success(), "{info}; output: {output:?}");
@@ -121,7 +121,7 @@ pub fn benches(c: &mut Criterion, env: &mut Env) {
         .sample_size(15)
         .measurement_time(Duration::from_millis(1500));
     let cases = [
-        ("cvm", "spawn_to_exec", Until::Exec),
+        ("cvm", "spawn_to_cgroup_join", Until::CgroupJoin),
         ("cvm", "spawn_to_init", Until::Init),
         ("cvm", "spawn_to_exit", Until::Exit),
         ("runc", "spawn_to_init", Until::Init),

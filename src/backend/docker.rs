@@ -39,7 +39,7 @@ use crate::backend::{DiskLayers, Layer};
 use crate::image::Image;
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use cvm_proto::applet::init_command;
-use cvm_proto::metric::Phase;
+use cvm_proto::listen::watch_port_options;
 
 /// How long to wait for the container to be created and get its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -165,7 +165,10 @@ impl Backend for DockerBackend {
         {
             import(&client, image.rootfs(), &tag).map_err(fail)?;
         }
-        let argv = init_command(&[], &image.workload_argv(&scenario.workload));
+        let argv = init_command(
+            &watch_port_options(scenario.readiness.port()),
+            &image.workload_argv(&scenario.workload),
+        );
         let mut disk = image.layer_files();
         disk.insert(
             Layer::Runtime,
@@ -283,10 +286,10 @@ impl Prepared for DockerPrepared {
             .process_group(0);
         instance.started_at = Instant::now();
         let mut child = cmd.spawn().map_err(|e| fail(DockerError::Client(e)))?;
-        let spawned = Instant::now();
+        // No phase point of its own: the runtime's start, cgroup join included, is inside
+        // `runtime`, which ends at init's `CVM:configured`.
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let cli = instance.process.insert(Supervised::from_child(child));

@@ -77,6 +77,40 @@ pub fn spawn_output_reader<R: Read + Send + 'static>(
     })
 }
 
+/// How often [`spawn_listen_watcher`] reads the socket tables (as init does inside instances).
+const LISTEN_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The inside half of a server's readiness for an instance with no cvm init (native): a thread
+/// reads the socket tables of `pid`'s network namespace (`/proc/PID/net/tcp{,6}`, the same
+/// tables init reads inside a container or VM) until `port` is in LISTEN, and sends
+/// `CVM:listening` as if init had. It stops when the process is gone or nobody listens.
+pub fn spawn_listen_watcher(
+    pid: u32,
+    port: u16,
+    tx: Sender<Event>,
+) -> std::io::Result<JoinHandle<()>> {
+    let tables = cvm_proto::listen::TCP_TABLES
+        .map(|t| format!("/proc/{pid}/{}", t.trim_start_matches("/proc/")));
+    std::thread::Builder::new()
+        .name("cvm-listen".into())
+        .spawn(move || loop {
+            let mut gone = true;
+            for table in &tables {
+                if let Ok(text) = std::fs::read_to_string(table) {
+                    gone = false;
+                    if cvm_proto::listen::listening(&text, port) {
+                        let _ = tx.send(Event::Marker(Marker::Listening(port), Instant::now()));
+                        return;
+                    }
+                }
+            }
+            if gone {
+                return;
+            }
+            std::thread::sleep(LISTEN_POLL);
+        })
+}
+
 fn spawn_line_reader<R: Read + Send + 'static>(
     source: R,
     tx: Sender<Event>,

@@ -107,6 +107,11 @@ pub trait Instance: Send {
     fn host_pids(&self) -> Vec<u32>;
     /// Where a port the workload listens on is reachable from the host.
     fn endpoint(&self, port: u16) -> Option<SocketAddr>;
+    /// Whether the instance boots a kernel of its own (a VM): then init's start ends the
+    /// `kernel` phase and its setup is the guest OS's (`guest_init`), not a runtime's.
+    fn has_guest_kernel(&self) -> bool {
+        false
+    }
     /// The instance's cgroup directory (v2) or memory-controller directory (v1), if it has one.
     fn memory_cgroup(&self) -> Option<PathBuf> {
         None

@@ -169,6 +169,9 @@ impl Runner<'_> {
         };
         let ready = timeline.ready_latency().unwrap_or_default();
         self.sample(iteration, phase, Metric::ReadyLatency, ready.as_secs_f64())?;
+        if let Some(delay) = timeline.ready_probe_delay() {
+            self.sample(iteration, phase, Metric::ReadyProbeDelay, delay)?;
+        }
         for (name, d) in timeline.phase_durations() {
             let unit = Metric::ReadyLatency.unit().symbol();
             let name = format!("{PHASE_PREFIX}{name}");

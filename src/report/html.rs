@@ -156,9 +156,10 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
          one backend (the first of its kind in this run). Disk: bytes per layer, hard links counted \
          once. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
          the rest to the app. Startup: the medians of the phases a layer performs \
-         (<code>phase.spawn</code> → runtime or hypervisor; <code>phase.kernel</code>, and in a VM \
-         <code>phase.init</code> → guest OS; <code>phase.workload</code> → binaries/libraries; \
-         <code>phase.ready</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
+         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime; \
+         <code>phase.vmm_start</code> → hypervisor; <code>phase.firmware</code>, \
+         <code>phase.kernel</code>, <code>phase.guest_init</code> → guest OS; \
+         <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
          and <a href=\"{CHARTS_DIR}/{STACK_CHART}.svg\">SVG</a>.</p>\n</section>"
     );
     summary_table(&mut o, s);
@@ -433,8 +434,8 @@ mod tests {
 
     #[test]
     fn phases_sort_after_headline_metrics() {
-        let mut m = vec!["phase.spawn", "zeta", "memory_pss", "ready_latency"];
+        let mut m = vec!["phase.runtime", "zeta", "memory_pss", "ready_latency"];
         m.sort_by_key(|m| metric_rank(m));
-        assert_eq!(m, ["ready_latency", "memory_pss", "zeta", "phase.spawn"]);
+        assert_eq!(m, ["ready_latency", "memory_pss", "zeta", "phase.runtime"]);
     }
 }

@@ -130,6 +130,17 @@ pub enum Readiness {
     },
 }
 
+impl Readiness {
+    /// The port a server workload listens on: the host probes it from outside, and init watches
+    /// for it in LISTEN from inside. `None` for marker readiness.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Readiness::Marker => None,
+            Readiness::Tcp { port } | Readiness::Http { port, .. } => Some(*port),
+        }
+    }
+}
+
 fn default_http_path() -> String {
     "/".to_string()
 }

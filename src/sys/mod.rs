@@ -9,7 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 pub use cvm_runtime::sys::{
-    clone_vfork, enter_namespace_before_exec, spawn_namespaced, ChildStep, NamespacedExec, NsGuard,
+    clone_vfork, enter_namespace_before_exec, spawn_namespaced, spawn_namespaced_timed, ChildStep,
+    NamespacedExec, NsGuard, Spawned,
     SpawnError, MAX_PASSED_FDS,
 };
 

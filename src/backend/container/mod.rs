@@ -70,10 +70,11 @@ use super::{
 use crate::backend::{DiskLayers, Layer};
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
+use cvm_proto::listen::watch_port_options;
 use cvm_proto::applet::init_command;
 use cvm_proto::metric::Phase;
 use cvm_runtime::cgroup::{self, Cgroup, Limits};
-use cvm_runtime::sys::{spawn_namespaced, NamespacedExec, SpawnError};
+use cvm_runtime::sys::{spawn_namespaced_timed, NamespacedExec, SpawnError};
 
 /// Where init reads the host's go-ahead when the network is configured after the clone.
 const WAIT_FD: i32 = 4;
@@ -177,6 +178,7 @@ impl Backend for ContainerBackend {
             subnet,
             disk,
             io_dir: scenario.workload.io_target().map(|(dir, _)| dir),
+            watch_port: scenario.readiness.port(),
         }))
     }
 }
@@ -213,6 +215,8 @@ struct ContainerPrepared {
     disk: DiskLayers,
     /// Where the io workload writes, given a host directory of its own (see [`VolumeDir`]).
     io_dir: Option<String>,
+    /// The port init watches for LISTEN (the inside half of readiness).
+    watch_port: Option<u16>,
 }
 
 impl ContainerPrepared {
@@ -233,6 +237,7 @@ impl ContainerPrepared {
                 format!("{}:{inside}", volume.0.display()),
             ]);
         }
+        options.extend(watch_port_options(self.watch_port));
         // argv[0] is the name init is started under, not a path: the exec is of the guest's
         // host path (before `pivot_root`), and init recognises itself by its first argument.
         let mut argv = init_command(&options, &self.workload);
@@ -342,10 +347,12 @@ impl Prepared for ContainerPrepared {
         };
 
         let started_at = Instant::now();
-        let pid = spawn_namespaced(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
-        let spawned = Instant::now();
+        let spawned = spawn_namespaced_timed(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
+        let pid = spawned.pid;
         let (tx, events) = mpsc::channel();
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
+        if let Some(joined) = spawned.cgroup_joined {
+            let _ = tx.send(Event::Phase(Phase::CgroupJoin, joined));
+        }
         // From here on the instance owns everything: an error drops it, which tears down.
         let mut instance = ContainerInstance {
             init: Supervised::from_pid(pid),

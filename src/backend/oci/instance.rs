@@ -26,7 +26,6 @@ use crate::backend::DiskLayers;
 use crate::backend::{BackendConfig, BackendError, Instance, LaunchContext, Prepared};
 use crate::scenario::{BackendKind, NetworkMode};
 use crate::sys::CommandSetup;
-use cvm_proto::metric::Phase;
 
 /// How long to wait for the runtime to write the pid file.
 const PID_FILE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,10 +163,10 @@ impl OciPrepared {
             source,
         })?;
         drop(guard);
-        let spawned = Instant::now();
+        // No phase point of its own: the runtime's start, cgroup join included, is inside
+        // `runtime`, which ends at init's `CVM:configured`.
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stderr = child.stderr.take();
         let runtime_process = instance.process.insert(Supervised::from_child(child));
         spawn_marker_reader(fs::File::from(read_end), tx.clone()).map_err(InstanceError::Thread)?;

@@ -42,6 +42,7 @@ use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, Scenario};
 use bundle::SpecInput;
 use cvm_proto::applet::init_command;
+use cvm_proto::listen::watch_port_options;
 use instance::OciPrepared;
 use runtime::Runtime;
 
@@ -197,7 +198,10 @@ impl Backend for OciBackend {
             })
         })?;
         let subnet = net::Subnet::from_env().map_err(|e| fail(PrepareError::Subnet(e)))?;
-        let args = init_command(&[], &image.workload_argv(&scenario.workload));
+        let args = init_command(
+            &watch_port_options(scenario.readiness.port()),
+            &image.workload_argv(&scenario.workload),
+        );
         let mut disk = image.layer_files();
         disk.insert(Layer::Runtime, vec![runtime.path.clone()]);
         Ok(Box::new(OciPrepared {

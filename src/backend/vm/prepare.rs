@@ -305,6 +305,8 @@ pub(super) struct GuestPlan {
     /// Guest ports forwarded from host loopback ports (readiness and load need them).
     pub(super) forward_ports: Vec<u16>,
     pub(super) disk: Option<DataDisk>,
+    /// The port init watches for LISTEN (the inside half of readiness).
+    pub(super) watch_port: Option<u16>,
 }
 
 impl Default for GuestPlan {
@@ -314,6 +316,7 @@ impl Default for GuestPlan {
             memory_mib: 128,
             forward_ports: Vec::new(),
             disk: None,
+            watch_port: None,
         }
     }
 }
@@ -344,6 +347,7 @@ impl GuestPlan {
             memory_mib: *s.resources.memory_mib.get_ref(),
             forward_ports,
             disk,
+            watch_port: s.readiness.port(),
         }
     }
 
@@ -381,6 +385,7 @@ impl GuestPlan {
                 device: GUEST_DISK.into(),
                 mount: d.mount.clone(),
             }),
+            watch_port: self.watch_port,
             argv,
         }
     }
@@ -441,6 +446,7 @@ mod tests {
                 size_mib: 192,
                 mount: "/tmp".into(),
             }),
+            watch_port: Some(8080),
         };
         let argv: Vec<String> = ["/bin/cvm-guest", "http", "--port", "8080"]
             .map(String::from)
@@ -461,6 +467,7 @@ mod tests {
                     device: "/dev/vda".into(),
                     mount: "/tmp".into()
                 }),
+                watch_port: Some(8080),
                 argv,
             }
         );

@@ -104,7 +104,8 @@ pub struct QemuSpec {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub cmdline: String,
-    /// The QMP control socket, when the instance is to be controlled.
+    /// The QMP control socket, when the instance is to be controlled; QEMU then starts paused
+    /// (`-S`) and waits for QMP `cont`.
     pub qmp: Option<PathBuf>,
     /// A NIC on user-mode networking, with these forwards; `None`: no NIC at all.
     pub net: Option<Vec<PortForward>>,
@@ -170,6 +171,9 @@ impl QemuSpec {
             v.push(sock);
             v.push(",server=on,wait=off");
             a.push(v);
+            // Paused until the instance sends `cont`: QEMU's own start is timed apart from the
+            // guest's (the `vmm_start` phase).
+            a.push("-S".into());
         }
         let bus = self.profile.virtio_bus();
         if let Some(forwards) = &self.net {
