@@ -3,22 +3,22 @@
 //!
 //! The host's probe connects from outside, and on a VM QEMU's user network accepts that
 //! connection before the guest listens; only a look from inside the instance's network
-//! namespace shows when the workload really listens (see `cvm_proto::listen`). A forked child
-//! does the watching, so init's own loop (waiting for signals, reaping) is unchanged and the
-//! child is gone as soon as it has seen the socket.
+//! namespace shows when the workload really listens (`cvm_runtime::listen`: sock_diag, or the
+//! `/proc/net/tcp{,6}` tables). A forked child does the watching, so init's own loop (waiting
+//! for signals, reaping) is unchanged and the child is gone as soon as it has seen the socket.
 
 use std::time::Duration;
 
-use cvm_proto::listen::{listening, TCP_TABLES};
 use cvm_proto::Marker;
+use cvm_runtime::listen::ListenWatch;
 use nix::sys::signal::Signal;
 use nix::unistd::ForkResult;
 
 use crate::markers::Markers;
 use crate::Failure;
 
-/// How often the tables are read: a few microseconds of kernel work each time, against the
-/// few milliseconds of readiness bias it bounds.
+/// How often the kernel is asked: a few microseconds of its work each time (sock_diag), against
+/// the readiness bias it bounds.
 const POLL: Duration = Duration::from_millis(1);
 
 /// Forks the watcher; the caller (init) stays single-threaded and reaps it like any child.
@@ -45,13 +45,18 @@ pub fn spawn(markers: &Markers, port: u16) -> Result<(), Failure> {
 }
 
 fn watch(markers: &Markers, port: u16) {
+    let mut watch = ListenWatch::new("/proc");
     loop {
-        let seen = TCP_TABLES.iter().any(|table| {
-            std::fs::read_to_string(table).is_ok_and(|text| listening(&text, port))
-        });
-        if seen {
-            markers.emit(&Marker::Listening(port));
-            return;
+        match watch.listening(port) {
+            Some(true) => {
+                markers.emit(&Marker::Listening(port));
+                return;
+            }
+            Some(false) => {}
+            None => {
+                markers.error("init: cannot watch for the workload's listening socket (no sock_diag, no /proc/net/tcp)");
+                return;
+            }
         }
         std::thread::sleep(POLL);
     }

@@ -77,37 +77,33 @@ pub fn spawn_output_reader<R: Read + Send + 'static>(
     })
 }
 
-/// How often [`spawn_listen_watcher`] reads the socket tables (as init does inside instances).
+/// How often [`spawn_listen_watcher`] asks (as init does inside instances).
 const LISTEN_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// The inside half of a server's readiness for an instance with no cvm init (native): a thread
-/// reads the socket tables of `pid`'s network namespace (`/proc/PID/net/tcp{,6}`, the same
-/// tables init reads inside a container or VM) until `port` is in LISTEN, and sends
-/// `CVM:listening` as if init had. It stops when the process is gone or nobody listens.
+/// The inside half of a server's readiness for an instance with no cvm init (native, which
+/// shares the host's network namespace): a thread asks the kernel, as init does inside a
+/// container or VM (`cvm_runtime::listen`), until `port` is in LISTEN, and sends
+/// `CVM:listening` as init would. It stops when process `pid` is gone or nobody listens.
 pub fn spawn_listen_watcher(
     pid: u32,
     port: u16,
     tx: Sender<Event>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let tables = cvm_proto::listen::TCP_TABLES
-        .map(|t| format!("/proc/{pid}/{}", t.trim_start_matches("/proc/")));
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
     std::thread::Builder::new()
         .name("cvm-listen".into())
-        .spawn(move || loop {
-            let mut gone = true;
-            for table in &tables {
-                if let Ok(text) = std::fs::read_to_string(table) {
-                    gone = false;
-                    if cvm_proto::listen::listening(&text, port) {
+        .spawn(move || {
+            let mut watch = cvm_runtime::listen::ListenWatch::new(&proc_dir);
+            while proc_dir.exists() {
+                match watch.listening(port) {
+                    Some(true) => {
                         let _ = tx.send(Event::Marker(Marker::Listening(port), Instant::now()));
                         return;
                     }
+                    Some(false) => std::thread::sleep(LISTEN_POLL),
+                    None => return,
                 }
             }
-            if gone {
-                return;
-            }
-            std::thread::sleep(LISTEN_POLL);
         })
 }
 
