@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::charts::Rendered;
-use super::format::format_value;
+use super::format::{format_value, interval_caveat};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
 use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX};
 
@@ -357,12 +357,13 @@ fn summary_table(o: &mut String, s: &RunSummary) {
             let _ = writeln!(
                 target,
                 "<tr><td>{name}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{} – {}</td><td class=\"num\">{} – {}</td>\
+                 <td class=\"num\">{} – {}{}</td><td class=\"num\">{} – {}</td>\
                  <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(metric),
                 escape(&format_value(st.median, &m.unit)),
                 escape(&format_value(st.median_ci.lower, &m.unit)),
                 escape(&format_value(st.median_ci.upper, &m.unit)),
+                escape(&interval_caveat(&st.median_ci)),
                 escape(&format_value(st.min, &m.unit)),
                 escape(&format_value(st.max, &m.unit)),
                 escape(&ratio(m)),
@@ -373,8 +374,9 @@ fn summary_table(o: &mut String, s: &RunSummary) {
     let _ = writeln!(
         o,
         "<section id=\"summary\">\n<h2>Summary</h2>\n<p class=\"sub\">Medians of the measured \
-         runs with their 95% bootstrap confidence interval; \"vs native\" is the ratio of medians \
-         with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
+         runs with their 95% confidence interval (bootstrap from 10 runs; with fewer, the interval \
+         between order statistics, and where even min–max covers less than 95% the cell says how \
+         much); \"vs native\" is the ratio of medians with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
     );
     if headline.is_empty() {
         let _ = writeln!(o, "<p>No backend recorded a measurement.</p>");

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format::format_value;
+use super::format::{format_value, interval_caveat};
 use crate::results::{Availability, MetricSummary, RunSummary};
 use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
@@ -79,7 +79,7 @@ pub fn table(s: &RunSummary) -> String {
                     format_value(st.median, &m.unit),
                     format_value(ci.lower, &m.unit),
                     format_value(ci.upper, &m.unit)
-                ),
+                ) + &interval_caveat(ci),
                 format!(
                     "{} – {}",
                     format_value(st.min, &m.unit),
