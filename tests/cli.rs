@@ -333,6 +333,8 @@ fn empty_results(dir: &std::path::Path) {
         environment: Environment::default(),
         backends: Vec::new(),
         load: None,
+        order: None,
+        seed: None,
     };
     meta.write(&dir.join(cvm::results::META_FILE)).unwrap();
     drop(SampleWriter::create(&dir.join(cvm::results::SAMPLES_FILE)).unwrap());

@@ -220,6 +220,8 @@ fn write_results(dir: &Path, name: &str, description: &str) {
             "connections".to_string(),
             "4".to_string(),
         )])),
+        order: Some("interleaved".into()),
+        seed: Some(7),
     };
     meta.write(&dir.join(META_FILE)).unwrap();
 

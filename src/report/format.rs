@@ -71,7 +71,8 @@ pub fn interval_caveat(e: &crate::stats::Estimate) -> String {
     if e.level >= crate::stats::CONFIDENCE - 1e-9 {
         String::new()
     } else if e.level <= 0.0 {
-        " (no interval: one run)".to_string()
+        // One value: its "interval" is the point itself, which needs no caveat.
+        String::new()
     } else {
         format!(" (only {:.1}%: too few runs for 95%)", e.level * 100.0)
     }
