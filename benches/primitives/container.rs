@@ -63,7 +63,9 @@ fn wait_for(instance: &dyn Instance, until: Until) -> Instant {
             }
         };
         match (until, event) {
-            (Until::CgroupJoin, Event::Phase(cvm_proto::metric::Phase::CgroupJoin, at)) => target = Some(at),
+            (Until::CgroupJoin, Event::Phase(cvm_proto::metric::Phase::CgroupJoin, at)) => {
+                target = Some(at)
+            }
             (Until::Init, Event::Marker(Marker::Init, at)) => target = Some(at),
             (_, Event::Exited(info, at)) => {
                 assert!(info.success(), "{info}; output: {output:?}");

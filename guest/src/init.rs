@@ -7,7 +7,11 @@
 //!    `pivot_root`, hostname, capabilities: see `container_init`); a VM's init, configured by a
 //!    file in its initramfs instead of arguments, mounts proc/sys/dev, loads the image's kernel
 //!    modules and configures the network (see `vm_init`); a plain process has nothing to do;
-//! 3. run the workload, announced as `CVM:workload <name>` right before it starts.
+//!    then `CVM:configured`: the instance is finished (the end of the host's `runtime` phase in a
+//!    container, of `guest_init` in a VM);
+//! 3. run the workload, announced as `CVM:workload <name>` right before it starts; with
+//!    `--watch-port P` (a server), a forked watcher also writes `CVM:listening P` once a socket
+//!    is in LISTEN on P inside the instance (see `watch`).
 //!
 //! How the workload runs depends on the PID. Outside a PID namespace init simply `exec`s it, so
 //! the measured process tree has no extra process. As PID 1 it cannot: the kernel gives PID 1
@@ -336,7 +340,10 @@ mod tests {
         let config = Config::parse(&words(&["--", "--weird"])).unwrap();
         assert_eq!(config.command, "--weird");
         let config = Config::parse(&words(&["--watch-port", "80", "--", "http"])).unwrap();
-        assert_eq!((config.watch_port, config.command.to_str()), (Some(80), Some("http")));
+        assert_eq!(
+            (config.watch_port, config.command.to_str()),
+            (Some(80), Some("http"))
+        );
     }
 
     #[test]
@@ -350,8 +357,15 @@ mod tests {
             Config::parse(&words(&["--bogus", "hello"])),
             Err(Failure::Usage(_))
         ));
-        for bad in [&["--watch-port"][..], &["--watch-port", "0", "http"], &["--watch-port", "x", "http"]] {
-            assert!(matches!(Config::parse(&words(bad)), Err(Failure::Usage(_))), "{bad:?}");
+        for bad in [
+            &["--watch-port"][..],
+            &["--watch-port", "0", "http"],
+            &["--watch-port", "x", "http"],
+        ] {
+            assert!(
+                matches!(Config::parse(&words(bad)), Err(Failure::Usage(_))),
+                "{bad:?}"
+            );
         }
         assert!(matches!(
             Config::parse(&words(&["--help"])),

@@ -70,7 +70,12 @@ impl ListenQuery {
 
     fn dump(&self, family: libc::c_int, port: u16) -> io::Result<Reply> {
         let fd = self.sock.as_raw_fd();
-        socket::sendto(fd, &request(family), &NetlinkAddr::new(0, 0), MsgFlags::empty())?;
+        socket::sendto(
+            fd,
+            &request(family),
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )?;
         let mut buf = vec![0u8; 32 * 1024];
         let mut found = false;
         loop {

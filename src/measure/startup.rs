@@ -289,11 +289,10 @@ impl Prober {
                             .spawn(move || {
                                 let ok = match path.as_deref() {
                                     Some(path) => http_probe(addr, path),
-                                    None => TcpStream::connect_timeout(
-                                        &addr,
-                                        PROBE_CONNECT_TIMEOUT,
-                                    )
-                                    .is_ok(),
+                                    None => {
+                                        TcpStream::connect_timeout(&addr, PROBE_CONNECT_TIMEOUT)
+                                            .is_ok()
+                                    }
                                 };
                                 if ok {
                                     let _ = tx.send(Instant::now());
@@ -305,7 +304,8 @@ impl Prober {
                             counter.fetch_sub(1, Ordering::SeqCst);
                         }
                     }
-                    let spacing = (began.elapsed() / 50).clamp(PROBE_SPACING_MIN, PROBE_SPACING_MAX);
+                    let spacing =
+                        (began.elapsed() / 50).clamp(PROBE_SPACING_MIN, PROBE_SPACING_MAX);
                     std::thread::sleep(spacing);
                 }
             })?;
@@ -586,7 +586,8 @@ mod tests {
             tx.send(Event::Marker(Marker::Listening(1), Instant::now()))
                 .unwrap();
             // Queued right after: must not be lost whatever the moment of readiness.
-            tx.send(Event::Marker(Marker::Ready, Instant::now())).unwrap();
+            tx.send(Event::Marker(Marker::Ready, Instant::now()))
+                .unwrap();
             std::thread::sleep(Duration::from_secs(2));
         });
         let t = wait_ready(
@@ -607,12 +608,18 @@ mod tests {
         // The host can connect long before init sees the socket (a proxy that accepts early).
         let t = server_ready(ms(300), ms(0));
         let ready = t.ready_latency().unwrap();
-        assert!(ready >= ms(300), "ready at {ready:?} before the inside saw LISTEN");
+        assert!(
+            ready >= ms(300),
+            "ready at {ready:?} before the inside saw LISTEN"
+        );
         assert!(t.ready_probe_delay().unwrap() < 0.0, "{t:?}");
         // init sees LISTEN first; the host's side only accepts later.
         let t = server_ready(ms(0), ms(300));
         let ready = t.ready_latency().unwrap();
-        assert!(ready >= ms(300), "ready at {ready:?} before the host could connect");
+        assert!(
+            ready >= ms(300),
+            "ready at {ready:?} before the host could connect"
+        );
         assert!(t.ready_probe_delay().unwrap() > 0.0, "{t:?}");
         let phases = t.phase_durations();
         assert_eq!(

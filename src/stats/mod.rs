@@ -349,7 +349,10 @@ mod tests {
         // n = 9: [x(2), x(8)] covers 1 - 2 * 10/512 = 96.1 %; [x(3), x(7)] only 82 %.
         let e = Summary::of(&V).unwrap().median_ci;
         assert_eq!((e.lower, e.upper), (2.0, 8.0));
-        assert!(e.level >= CONFIDENCE && close(e.level, 1.0 - 20.0 / 512.0), "{e:?}");
+        assert!(
+            e.level >= CONFIDENCE && close(e.level, 1.0 - 20.0 / 512.0),
+            "{e:?}"
+        );
         // From MIN_N_BOOTSTRAP on, the bootstrap at the stated level.
         let many: Vec<f64> = (0..20).map(f64::from).collect();
         assert_eq!(Summary::of(&many).unwrap().median_ci.level, CONFIDENCE);

@@ -25,7 +25,8 @@ use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
 /// `cvm-guest http --help`.
-pub const USAGE: &str = "usage: cvm-guest http [--port P] [--body BYTES] [--bind ADDR] [--listen-delay-ms MS]\n\n\
+pub const USAGE: &str =
+    "usage: cvm-guest http [--port P] [--body BYTES] [--bind ADDR] [--listen-delay-ms MS]\n\n\
      Serves HTTP/1.1 with keep-alive on ADDR:P (default 0.0.0.0:8080). Every path answers 200\n\
      with a body of BYTES bytes (default 1024) except GET /cvm/count, which answers the number\n\
      of other requests served. --port 0 picks a free port and reports it first as\n\

@@ -70,8 +70,8 @@ use super::{
 use crate::backend::{DiskLayers, Layer};
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
-use cvm_proto::listen::watch_port_options;
 use cvm_proto::applet::init_command;
+use cvm_proto::listen::watch_port_options;
 use cvm_proto::metric::Phase;
 use cvm_runtime::cgroup::{self, Cgroup, Limits};
 use cvm_runtime::sys::{spawn_namespaced_timed, NamespacedExec, SpawnError};

@@ -160,10 +160,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            phases,
-            vec![(Phase::Firmware, t(20))]
-        );
+        assert_eq!(phases, vec![(Phase::Firmware, t(20))]);
         let markers: Vec<&Marker> = ev
             .iter()
             .filter_map(|e| match e {
@@ -185,9 +182,7 @@ mod tests {
         ev.extend(p.feed(b"version 6.1.0\r\n", t0 + Duration::from_millis(5)));
         assert!(matches!(ev[0], Event::Phase(Phase::Firmware, at) if at == t0));
         assert_eq!(
-            ev.iter()
-                .filter(|e| matches!(e, Event::Phase(..)))
-                .count(),
+            ev.iter().filter(|e| matches!(e, Event::Phase(..))).count(),
             1
         );
     }

@@ -10,7 +10,7 @@ use cvm_proto::vmconf::{self, DiskConfig, NetConfig, VmConfig, VmConfigError};
 use super::accel::{self, AccelChoice, AccelDecision, KvmProbe, ProbeGuest};
 use super::kernel::{self, Kernel, KernelError};
 use super::modules::{resolve_modules, ModulesError};
-use super::qemu::{self, Profile, QemuSpec};
+use super::qemu::{self, Accel, Profile, QemuSpec};
 use super::{instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
 use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
@@ -142,7 +142,9 @@ impl Backend for VmBackend {
             Profile::Micro => assets.vmlinux.clone(),
             Profile::Classic => assets.kernel.bzimage.clone(),
         };
-        let cmdline = qemu::cmdline(self.profile, decision.accel, accel::host_tsc_khz());
+        let tsc_khz = accel::host_tsc_khz();
+        let guest_hz = kernel::config_hz(&release);
+        let cmdline = qemu::cmdline(self.profile, decision.accel, tsc_khz, guest_hz);
         let qemu_bin = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
         let sandbox = qemu::sandbox_supported(&qemu_bin);
         let initrd_bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
@@ -158,6 +160,18 @@ impl Backend for VmBackend {
         config.insert("kernel".into(), release);
         config.insert("kernel_image".into(), boot_kernel.display().to_string());
         config.insert("cmdline".into(), cmdline.clone());
+        if decision.accel == Accel::Tcg {
+            config.insert(
+                "tsc_khz".into(),
+                tsc_khz.map_or("unknown".into(), |k| {
+                    format!("{k} (measured: TSC vs CLOCK_MONOTONIC)")
+                }),
+            );
+            config.insert(
+                "guest_hz".into(),
+                guest_hz.map_or("unknown (no lpj given)".into(), |hz| hz.to_string()),
+            );
+        }
         config.insert(
             "network".into(),
             if guest.forward_ports.is_empty() {

@@ -212,8 +212,16 @@ impl QemuSpec {
 /// no timer and TSC checks, no mitigations, a trusted CPU RNG, a single UART, no i8042 probing,
 /// a preset delay loop, and no crypto self-tests (the largest single item, about 1 s). `tsc_early_khz` (TCG only) is required, not just faster: the
 /// microvm's PIT cannot calibrate the TSC, and without a rate the 6.1 guest hung in early boot
-/// on this host. Under TCG the guest's TSC counts at the host's rate, so the host's is given.
-pub fn cmdline(profile: Profile, accel: Accel, host_tsc_khz: Option<u64>) -> String {
+/// on this host. Under TCG the guest's TSC counts at the host's rate, so the host's is given,
+/// as measured (`accel::host_tsc_khz`). `lpj` (loops per jiffy of the TSC delay loop: TSC Hz /
+/// the guest's `CONFIG_HZ`) spares the guest its calibration; it is given only when the guest
+/// kernel's HZ is known (from its config file), never assumed.
+pub fn cmdline(
+    profile: Profile,
+    accel: Accel,
+    host_tsc_khz: Option<u64>,
+    guest_hz: Option<u64>,
+) -> String {
     let mut parts: Vec<String> = ["console=ttyS0", "loglevel=6", "panic=-1"]
         .iter()
         .map(|s| s.to_string())
@@ -237,11 +245,11 @@ pub fn cmdline(profile: Profile, accel: Accel, host_tsc_khz: Option<u64>) -> Str
             .iter()
             .map(|s| s.to_string()),
         );
-        if accel == Accel::Tcg {
-            let khz = host_tsc_khz.unwrap_or(2_000_000);
+        if let (Accel::Tcg, Some(khz)) = (accel, host_tsc_khz) {
             parts.push(format!("tsc_early_khz={khz}"));
-            // Loops per jiffy for a TSC delay loop: cycles per second / HZ (250 on Debian).
-            parts.push(format!("lpj={}", khz * 1000 / 250));
+            if let Some(hz) = guest_hz.filter(|hz| *hz > 0) {
+                parts.push(format!("lpj={}", khz * 1000 / hz));
+            }
         }
     }
     parts.join(" ")
@@ -343,9 +351,15 @@ mod tests {
 
     #[test]
     fn tuned_cmdline_only_for_micro_and_tsc_rate_only_under_tcg() {
-        let micro = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000));
+        let micro = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000), Some(250));
         assert!(micro.contains("tsc_early_khz=2300000"));
         assert!(micro.contains("lpj=9200000"));
+        // HZ 1000: a jiffy is 1 ms, so a quarter of the loops.
+        let hz1000 = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000), Some(1000));
+        assert!(hz1000.contains("lpj=2300000"), "{hz1000}");
+        // Unknown HZ: no lpj at all rather than a guess.
+        let unknown = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000), None);
+        assert!(unknown.contains("tsc_early_khz=2300000") && !unknown.contains("lpj="));
         assert!(micro.contains("mitigations=off"));
         assert!(micro.contains("cryptomgr.notests"));
         assert!(
@@ -356,9 +370,9 @@ mod tests {
             !micro.contains("nokaslr"),
             "unknown parameters end up in init's argv"
         );
-        let kvm = cmdline(Profile::Micro, Accel::Kvm, Some(2_300_000));
+        let kvm = cmdline(Profile::Micro, Accel::Kvm, Some(2_300_000), Some(250));
         assert!(!kvm.contains("tsc_early_khz"));
-        let classic = cmdline(Profile::Classic, Accel::Tcg, Some(2_300_000));
+        let classic = cmdline(Profile::Classic, Accel::Tcg, Some(2_300_000), Some(250));
         assert_eq!(classic, "console=ttyS0 loglevel=6 panic=-1");
     }
 }

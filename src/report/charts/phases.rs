@@ -70,7 +70,10 @@ mod tests {
             backend(
                 "native",
                 Stack::Native,
-                &[("phase.probe", "s", 0.001), ("phase.cgroup_join", "s", 0.001)],
+                &[
+                    ("phase.probe", "s", 0.001),
+                    ("phase.cgroup_join", "s", 0.001),
+                ],
             ),
             backend(
                 "vm",
@@ -88,7 +91,14 @@ mod tests {
         };
         assert_eq!(
             d.segments,
-            ["cgroup_join", "vmm_start", "kernel", "guest_init", "probe", "zzz"]
+            [
+                "cgroup_join",
+                "vmm_start",
+                "kernel",
+                "guest_init",
+                "probe",
+                "zzz"
+            ]
         );
         assert_eq!(d.panels.len(), 2);
         assert_eq!(d.panels[0][0].backend, "native");
