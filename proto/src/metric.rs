@@ -16,6 +16,9 @@ named_enum! {
         /// readiness (LISTEN on the port): the probe's bias, negative when the host's probe
         /// succeeded first (a forwarding proxy that accepts before the guest listens).
         ReadyProbeDelay => "ready_probe_delay",
+        /// `ready_latency` of a backend's first launch of an image built in the same run (its
+        /// files never read before: cold in every cache).
+        FirstLaunch => "first_launch",
         /// A bare fork+exec of the same binary, timed the same way (native, `hello`).
         LaunchFloor => "launch_floor",
         /// Stop and remove everything the instance created.
@@ -69,6 +72,7 @@ impl Metric {
         match self {
             Metric::ReadyLatency
             | Metric::ReadyProbeDelay
+            | Metric::FirstLaunch
             | Metric::LaunchFloor
             | Metric::TeardownLatency
             | Metric::HttpLatencyP50

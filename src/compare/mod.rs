@@ -157,6 +157,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             prepared,
             idle_pss: Vec::new(),
             consecutive: 0,
+            first_launch: image.fresh(),
             end: BackendEnd::AllMeasured,
         });
     }
@@ -277,6 +278,8 @@ struct Lane {
     idle_pss: Vec<f64>,
     /// Failed runs in a row (the backend is given up at [`MAX_CONSECUTIVE_FAILURES`]).
     consecutive: u32,
+    /// Its next launch is its first of an image built in this run.
+    first_launch: bool,
     end: BackendEnd,
 }
 
@@ -299,6 +302,8 @@ impl Lane {
             floor_program: shared.floor_program.clone(),
             native_pss,
             idle_pss: std::mem::take(&mut self.idle_pss),
+            cold_caches_kept: false,
+            first_launch: self.first_launch,
         }
     }
 
@@ -346,6 +351,7 @@ fn run_interleaved(
             let outcome = runner.run_once(iteration, phase)?;
             let measured = std::mem::take(&mut runner.idle_pss);
             lane.idle_pss = measured;
+            lane.first_launch = false;
             if kind == BackendKind::Native && !lane.idle_pss.is_empty() {
                 native_pss = Some(crate::stats::median(&lane.idle_pss));
             }

@@ -13,7 +13,7 @@ use crate::exit::Failure;
 use crate::load::http::{self as http_load, HttpLoad};
 use crate::measure::{memory, startup};
 use crate::results::{Phase, SampleRow, SampleWriter};
-use crate::scenario::{BackendKind, Readiness, Scenario};
+use crate::scenario::{BackendKind, Readiness, Scenario, StartMode};
 
 /// How often memory is sampled during a load phase (for `memory_pss_peak`).
 const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -43,6 +43,10 @@ pub struct Runner<'a> {
     pub native_pss: Option<f64>,
     /// This backend's measured idle PSS values (native's become the next backends' base).
     pub idle_pss: Vec<f64>,
+    /// A cold start could not drop the page cache (not root): its samples say so.
+    pub cold_caches_kept: bool,
+    /// The next launch is this backend's first of a freshly built image (`first_launch`).
+    pub first_launch: bool,
 }
 
 impl Runner<'_> {
@@ -75,7 +79,11 @@ impl Runner<'_> {
         row.metric = metric.to_string();
         row.value = value;
         row.unit = unit.to_string();
-        row.note = note.to_string();
+        row.note = if self.cold_caches_kept && note.is_empty() {
+            "cold start without dropping the page cache (not root)".to_string()
+        } else {
+            note.to_string()
+        };
         self.writer
             .write(&row)
             .map_err(|e| Failure::run(anyhow::Error::new(e)))
@@ -127,12 +135,36 @@ impl Runner<'_> {
             && self.scenario.workload.applet() == Some(Applet::Hello)
     }
 
+    /// A cold start's preparation, before the launch (so outside every figure): the idle gap,
+    /// then the page cache dropped (as root; otherwise the gap alone, noted in the sample).
+    fn cold_start_gap(&self) -> bool {
+        if self.scenario.start.mode != StartMode::Cold {
+            return true;
+        }
+        let gap = Duration::from_secs_f64(*self.scenario.start.idle_gap_s.get_ref());
+        let until = Instant::now() + gap;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        crate::sys::drop_caches().is_ok()
+    }
+
     fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
+        if !self.cold_start_gap() {
+            self.cold_caches_kept = true;
+        }
+        // Only the very first attempt is a first launch, whether or not it gets ready.
+        let first = std::mem::take(&mut self.first_launch);
         let mut instance: Box<dyn Instance> = match self.prepared.launch(&self.ctx) {
             Ok(i) => i,
             Err(e) => return Ok(RunEnd::Failed(format!("{:#}", anyhow::Error::new(e)))),
         };
+        self.first_launch = first;
         let outcome = self.observe(instance.as_ref(), iteration, phase);
+        self.first_launch = false;
         let t0 = Instant::now();
         let teardown = instance.teardown();
         let teardown_latency = t0.elapsed();
@@ -169,6 +201,9 @@ impl Runner<'_> {
         };
         let ready = timeline.ready_latency().unwrap_or_default();
         self.sample(iteration, phase, Metric::ReadyLatency, ready.as_secs_f64())?;
+        if std::mem::take(&mut self.first_launch) {
+            self.sample(iteration, phase, Metric::FirstLaunch, ready.as_secs_f64())?;
+        }
         if let Some(delay) = timeline.ready_probe_delay() {
             self.sample(iteration, phase, Metric::ReadyProbeDelay, delay)?;
         }
