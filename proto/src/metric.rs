@@ -55,8 +55,14 @@ named_enum! {
         RunFailed => "run_failed",
         /// Iterations per second of the cpu workload (reported by the guest).
         CpuScore => "cpu_score",
-        /// CPU time the cpu workload took (reported by the guest).
+        /// CPU time the cpu workload took (reported by the guest, on the guest's clock).
         CpuTime => "cpu_time",
+        /// The same interval stamped by the host: the workload's `CVM:ready` (right before its
+        /// timed work) to its first `CVM:result` (right after), both on arrival.
+        CpuTimeHost => "cpu_time_host",
+        /// `cpu_time / cpu_time_host - 1`: how far the guest's clock is from the host's over
+        /// the workload's own interval (beyond ±2 % the report trusts the host's figure).
+        GuestClockError => "guest_clock_error",
         MemBandwidthCopy => "mem_bandwidth_copy",
         MemBandwidthTriad => "mem_bandwidth_triad",
         IoWriteBandwidth => "io_write_bandwidth",
@@ -81,6 +87,7 @@ impl Metric {
             | Metric::HttpLatencyMax
             | Metric::DensityLaunchAll
             | Metric::CpuTime
+            | Metric::CpuTimeHost
             | Metric::IoFsyncLatencyP50
             | Metric::IoFsyncLatencyP99 => Unit::Seconds,
             Metric::MemoryPss
@@ -98,7 +105,7 @@ impl Metric {
             | Metric::HttpErrors
             | Metric::HttpServerRequests
             | Metric::RunFailed => Unit::Count,
-            Metric::HttpPort => Unit::One,
+            Metric::HttpPort | Metric::GuestClockError => Unit::One,
         }
     }
 }
@@ -111,7 +118,7 @@ pub enum Unit {
     PerSecond,
     BytesPerSecond,
     Count,
-    /// A dimensionless number (a port).
+    /// A dimensionless number (a port, a ratio).
     One,
 }
 

@@ -15,6 +15,46 @@ use crate::measure::{memory, startup};
 use crate::results::{Phase, SampleRow, SampleWriter};
 use crate::scenario::{BackendKind, Readiness, Scenario, StartMode};
 
+/// How far a guest-timed duration may be from the host's stamps of the same interval before
+/// the guest's figures are flagged (and the report trusts the host's).
+pub const CLOCK_TOLERANCE: f64 = 0.02;
+
+/// A workload's own duration (`cpu_time`, on its clock) against the host's stamps of the same
+/// interval (`CVM:ready` to the first `CVM:result`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ClockCheck {
+    guest: f64,
+    host: f64,
+}
+
+impl ClockCheck {
+    fn error(self) -> f64 {
+        self.guest / self.host - 1.0
+    }
+    fn disagrees(self) -> bool {
+        self.error().abs() > CLOCK_TOLERANCE
+    }
+    fn note(self) -> String {
+        format!(
+            "guest clock off by {:+.1}% against the host's stamps of the same interval \
+             ({:.4} s guest, {:.4} s host): trust cpu_time_host",
+            self.error() * 100.0,
+            self.guest,
+            self.host
+        )
+    }
+}
+
+fn clock_check(timeline: &startup::Timeline) -> Option<ClockCheck> {
+    let guest = timeline
+        .results
+        .iter()
+        .find(|(m, _, _)| m == Metric::CpuTime.name())
+        .map(|(_, v, _)| *v)?;
+    let host = timeline.host_timed_interval()?.as_secs_f64();
+    (host > 0.0).then_some(ClockCheck { guest, host })
+}
+
 /// How often memory is sampled during a load phase (for `memory_pss_peak`).
 const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -235,10 +275,20 @@ impl Runner<'_> {
                 )));
             }
         }
+        let clock = clock_check(&timeline);
         for (metric, value, unit) in timeline.results.clone() {
-            if Metric::from_name(&metric) != Some(Metric::HttpPort) {
-                self.record(iteration, phase, &metric, value, &unit, "")?;
-            }
+            let note = match (Metric::from_name(&metric), &clock) {
+                (Some(Metric::HttpPort), _) => continue,
+                (Some(Metric::CpuTime | Metric::CpuScore), Some(c)) if c.disagrees() => {
+                    c.note()
+                }
+                _ => String::new(),
+            };
+            self.record(iteration, phase, &metric, value, &unit, &note)?;
+        }
+        if let Some(c) = clock {
+            self.sample(iteration, phase, Metric::CpuTimeHost, c.host)?;
+            self.sample(iteration, phase, Metric::GuestClockError, c.error())?;
         }
         Ok(RunEnd::Measured)
     }
@@ -376,4 +426,30 @@ fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then_some(())?;
     body.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_guest_clock_two_percent_off_is_flagged_and_one_percent_is_not() {
+        let timeline = |guest: f64| startup::Timeline {
+            ready_marker: Some(Duration::from_millis(100)),
+            result_stamps: vec![Duration::from_millis(1100)],
+            results: vec![
+                ("cpu_score".into(), 1.0, "1/s".into()),
+                ("cpu_time".into(), guest, "s".into()),
+            ],
+            ..Default::default()
+        };
+        let c = clock_check(&timeline(1.01)).unwrap();
+        assert!((c.host - 1.0).abs() < 1e-9);
+        assert!(!c.disagrees());
+        let c = clock_check(&timeline(1.05)).unwrap();
+        assert!(c.disagrees() && (c.error() - 0.05).abs() < 1e-9);
+        assert!(c.note().contains("+5.0%"), "{}", c.note());
+        assert!(clock_check(&startup::Timeline::default()).is_none());
+    }
 }

@@ -103,6 +103,14 @@ impl Timeline {
         self.ready
     }
 
+    /// The interval a workload timed itself, as the host stamped it: its `CVM:ready` (sent
+    /// right before the timed work) to its first `CVM:result` (sent right after).
+    pub fn host_timed_interval(&self) -> Option<Duration> {
+        let start = self.ready_marker?;
+        let end = *self.result_stamps.first()?;
+        end.checked_sub(start)
+    }
+
     /// The host probe's success minus the inside observation, in seconds (negative when the
     /// probe succeeded first); `None` unless both were seen.
     pub fn ready_probe_delay(&self) -> Option<f64> {

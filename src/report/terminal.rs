@@ -113,6 +113,9 @@ pub fn table(s: &RunSummary) -> String {
         if !phases.is_empty() {
             notes.push(format!("{name} phases (medians): {}", phases.join(", ")));
         }
+        if let Some(note) = clock_note(b) {
+            notes.push(format!("{name}: {note}"));
+        }
     }
     let mut widths = header.map(str::len);
     for r in &rows {
@@ -138,6 +141,22 @@ pub fn table(s: &RunSummary) -> String {
         let _ = writeln!(out, "  {n}");
     }
     out
+}
+
+/// Where the guest's clock disagrees with the host's stamps of the same interval by more than
+/// 2 % (median `guest_clock_error`), the host-stamped duration is the one to read, and why.
+pub fn clock_note(b: &crate::results::BackendSummary) -> Option<String> {
+    let error = b.metrics.get(Metric::GuestClockError.name())?.stats.median;
+    let host = b.metrics.get(Metric::CpuTimeHost.name())?.stats.median;
+    (error.abs() > 0.02).then(|| {
+        format!(
+            "its own clock is {:+.1}% off the host's over the timed work: read cpu_time_host \
+             ({}), not cpu_time or cpu_score (a guest clock runs at the rate it was given, \
+             and an emulated one drifts)",
+            error * 100.0,
+            format_value(host, "s")
+        )
+    })
 }
 
 fn outlier_n(m: &MetricSummary) -> String {
