@@ -144,7 +144,7 @@ fn a_guest_that_never_gets_ready_fails_at_the_timeout_and_leaves_nothing() {
     let err = stderr(&out);
     assert!(
         err.contains("did not become ready within 20.0 s")
-            && err.contains("last phase reached: workload"),
+            && err.contains("last phase reached: guest_init"),
         "unclear error: {err}"
     );
     assert!(
