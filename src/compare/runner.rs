@@ -283,9 +283,7 @@ impl Runner<'_> {
         for (metric, value, unit) in timeline.results.clone() {
             let note = match (Metric::from_name(&metric), &clock) {
                 (Some(Metric::HttpPort), _) => continue,
-                (Some(Metric::CpuTime | Metric::CpuScore), Some(c)) if c.disagrees() => {
-                    c.note()
-                }
+                (Some(Metric::CpuTime | Metric::CpuScore), Some(c)) if c.disagrees() => c.note(),
                 _ => String::new(),
             };
             self.record(iteration, phase, &metric, value, &unit, &note)?;

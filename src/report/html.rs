@@ -340,7 +340,10 @@ fn summary_table(o: &mut String, s: &RunSummary) {
             ));
         }
         if let Some(note) = super::terminal::clock_note(b) {
-            notes.push(format!("<li><strong>{name}</strong>: {}</li>", escape(&note)));
+            notes.push(format!(
+                "<li><strong>{name}</strong>: {}</li>",
+                escape(&note)
+            ));
         }
         let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();
         metrics.sort_by_key(|(m, _)| metric_rank(m));
