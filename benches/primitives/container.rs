@@ -1,6 +1,7 @@
 //! container — `cvm-guest hello` from the `startup` scenario's image, from the call to the
 //! backend's `launch` (which includes cvm's cgroup creation, or runc's bundle writing) to:
-//! - `cvm_spawn_to_exec`: cvm's clone has exec'd `cvm-guest init` (the `spawn` phase);
+//! - `cvm_spawn_to_cgroup_join`: cvm's clone has joined the container's cgroup (the
+//!   `cgroup_join` phase);
 //! - `cvm_spawn_to_init`, `runc_spawn_to_init`: init's first marker arrived (the exec as seen
 //!   from inside; comparable between the two runtimes);
 //! - `cvm_spawn_to_exit`, `runc_spawn_to_exit`: the container's init (cvm) or `runc run`

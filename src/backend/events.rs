@@ -1,9 +1,9 @@
 //! Events from an instance, stamped with the host's monotonic clock the moment they arrive.
 //!
 //! Every backend funnels what it can observe into one channel: the guest's marker lines (from a
-//! pipe, a serial console or a debug port), backend-specific phase points (`spawn` when the
-//! clone or exec returned, `kernel` at a VM's first console byte), output lines kept to explain
-//! a failure, and the workload's exit.
+//! pipe, a serial console or a debug port), backend-specific phase ends (`cgroup_join` stamped by
+//! the spawned child, `vmm_start` at QMP `cont`, `firmware` at a VM kernel's first console
+//! output), output lines kept to explain a failure, and the workload's exit.
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::Sender;
@@ -44,7 +44,7 @@ impl std::fmt::Display for ExitInfo {
 pub enum Event {
     /// A marker line from the guest.
     Marker(Marker, Instant),
-    /// A phase point only the backend can see (`spawn`, `kernel`).
+    /// The end of a phase only the backend can see (`cgroup_join`, `vmm_start`, `firmware`).
     Phase(Phase, Instant),
     /// The kernel's OOM killer fired in the instance's cgroup (seen when its process exited).
     OutOfMemory { kills: u64, limit_bytes: u64 },

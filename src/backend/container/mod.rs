@@ -37,8 +37,9 @@
 //! fewer on the hot path.
 //!
 //! # Phases
-//! `spawn` is stamped when the exec has happened (the child's exec-status pipe closed), `init`
-//! and `workload` by init's markers, `ready` by the workload's own readiness.
+//! `cgroup_join` is stamped by the child itself once it has written `cgroup.procs` (before it
+//! unshares and execs); `runtime` ends at init's `CVM:configured` (namespaces, rootfs,
+//! capabilities, the veth: all done), `workload_start` at the workload's readiness seen inside.
 //!
 //! # Teardown
 //! SIGTERM to init (which forwards it to the workload), a grace period, then SIGKILL; the cgroup

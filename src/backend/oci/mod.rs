@@ -7,9 +7,11 @@
 //! `<runtime> --root /run/cvm-oci/<runtime> run --bundle B --preserve-fds 1 --pid-file F <id>`
 //! in the foreground: the runtime process is cvm's child (so its exit is the container's, and
 //! its memory is counted with the instance's), and `--preserve-fds 1` hands the marker pipe on
-//! at descriptor 3. The container's process is `cvm-guest init -- <workload>`, as PID 1, so the
-//! `init` and `workload` phases are observable exactly as in the `container` backend; `spawn` is
-//! when the runtime's exec returned.
+//! at descriptor 3. The container's process is `cvm-guest init -- <workload>`, as PID 1, so its
+//! markers are observable exactly as in the `container` backend. The runtime's cgroup join is
+//! its own business, unseen: its `runtime` phase runs from the launch to init's
+//! `CVM:configured`. With a private network the veth is set up once the runtime has created the
+//! container, so a server may listen before it is reachable: the `probe` phase shows that.
 //!
 //! The cgroup is the runtime's: `linux.cgroupsPath` is relative (`cvm-<token>-<runtime>-<n>`),
 //! and where a relative path lands is the runtime's choice (runc on v2 puts it beside its own

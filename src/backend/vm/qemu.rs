@@ -203,7 +203,7 @@ impl QemuSpec {
 /// The kernel command line for a profile.
 ///
 /// Common to both: the console on the first serial port at `loglevel=6`, which prints the
-/// kernel's banner (the host's `kernel` phase point) and warnings but not the ~250 info lines a
+/// kernel's banner (kernel entry: the end of the `firmware` phase) and warnings but not the ~250 info lines a
 /// default boot writes, each byte of which is an emulated port write; `panic=-1` with QEMU's
 /// `-no-reboot` turns a guest panic into a QEMU exit.
 ///
