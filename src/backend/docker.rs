@@ -8,7 +8,7 @@
 //! hand a descriptor through to the container, so markers travel on the container's stdout
 //! (`CVM_MARKER_FD=1`), which the CLI streams back: the stamps include Docker's attach path, as
 //! a user of Docker would experience it. Its `runtime` phase runs from the CLI's start to init's
-`CVM:configured`: client, daemon, containerd and runc together.
+//! `CVM:configured`: client, daemon, containerd and runc together.
 //!
 //! Network: `none` is `--network none`; `private` is Docker's default bridge, reached at the
 //! container's bridge address (a daemon started with `--bridge=none` has none, and the launch
