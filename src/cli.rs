@@ -86,6 +86,32 @@ pub struct CompareArgs {
     /// Guest kernel (bzImage) for the VM backends [default: found under /boot]
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+
+    /// interleaved: every iteration runs each backend once, in a seeded random order (native
+    /// first), so host drift spreads over all backends; sequential: all runs of one backend,
+    /// then the next
+    #[arg(long, value_enum, default_value_t = RunOrder::Interleaved)]
+    pub order: RunOrder,
+
+    /// Seed of the interleaved order (recorded in run.json) [default: random]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// The order of the runs of several backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunOrder {
+    Interleaved,
+    Sequential,
+}
+
+impl RunOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOrder::Interleaved => "interleaved",
+            RunOrder::Sequential => "sequential",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -139,5 +165,11 @@ mod tests {
         assert_eq!(args.backends.unwrap(), ["native", "vm"]);
         assert!(Cli::try_parse_from(["cvm", "compare", "-s", "web", "--runs", "0"]).is_err());
         assert!(Cli::try_parse_from(["cvm", "compare", "-s", "web", "--timeout", "-3"]).is_err());
+        assert!(Cli::try_parse_from(["cvm", "compare", "-s", "web", "--order", "random"]).is_err());
+        let cli = Cli::try_parse_from(["cvm", "compare", "-s", "web", "--seed", "7"]).unwrap();
+        let Command::Compare(args) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!((args.order, args.seed), (RunOrder::Interleaved, Some(7)));
     }
 }

@@ -96,7 +96,15 @@ fn missing_scenario_exits_2_listing_the_builtins() {
     let out = cvm(&["compare", "--scenario", "nosuch"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    for name in ["startup", "web", "cpu", "memory", "io", "density"] {
+    for name in [
+        "startup",
+        "startup-cold",
+        "web",
+        "cpu",
+        "memory",
+        "io",
+        "density",
+    ] {
         assert!(err.contains(name), "{err}");
     }
 }
@@ -127,7 +135,7 @@ fn scenarios_lists_every_builtin_once() {
     let out = cvm(&["scenarios"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
     assert!(text.lines().any(|l| l.starts_with("web ")));
 }
 
@@ -335,6 +343,8 @@ fn empty_results(dir: &std::path::Path) {
         environment: Environment::default(),
         backends: Vec::new(),
         load: None,
+        order: None,
+        seed: None,
     };
     meta.write(&dir.join(cvm::results::META_FILE)).unwrap();
     drop(SampleWriter::create(&dir.join(cvm::results::SAMPLES_FILE)).unwrap());

@@ -240,7 +240,7 @@ fn a_container_that_never_gets_ready_fails_at_the_timeout_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("did not become ready within 2.0 s (last phase reached: workload)"),
+        err.contains("did not become ready within 2.0 s (last phase reached: runtime)"),
         "unclear error: {err}"
     );
     let rows = run.rows();

@@ -70,7 +70,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 const PROFILES: &[Profile] = &[
     Profile {
         name: "native",
-        phases: &[("spawn", 0.0011), ("ready", 0.0009)],
+        phases: &[("cgroup_join", 0.0011), ("workload_start", 0.0009)],
         pss: 2.1 * MIB,
         overhead: None,
         disk: &[("app", 1.2 * MIB), ("libs", 1.1 * MIB)],
@@ -80,10 +80,10 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "container",
         phases: &[
-            ("spawn", 0.0012),
-            ("init", 0.0018),
-            ("workload", 0.0004),
-            ("ready", 0.0009),
+            ("cgroup_join", 0.0012),
+            ("runtime", 0.0018),
+            ("workload_start", 0.0004),
+            ("probe", 0.0009),
         ],
         pss: 3.0 * MIB,
         overhead: Some(0.9 * MIB),
@@ -98,10 +98,9 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "runc",
         phases: &[
-            ("spawn", 0.002),
-            ("init", 0.019),
-            ("workload", 0.0005),
-            ("ready", 0.001),
+            ("runtime", 0.021),
+            ("workload_start", 0.0005),
+            ("probe", 0.001),
         ],
         pss: 9.0 * MIB,
         overhead: Some(6.9 * MIB),
@@ -116,10 +115,9 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "docker",
         phases: &[
-            ("spawn", 0.004),
-            ("init", 0.2),
-            ("workload", 0.0005),
-            ("ready", 0.001),
+            ("runtime", 0.204),
+            ("workload_start", 0.0005),
+            ("probe", 0.001),
         ],
         pss: 40.0 * MIB,
         overhead: Some(37.9 * MIB),
@@ -134,11 +132,12 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "vm",
         phases: &[
-            ("spawn", 0.03),
-            ("kernel", 0.45),
-            ("init", 0.95),
-            ("workload", 0.04),
-            ("ready", 0.05),
+            ("vmm_start", 0.03),
+            ("firmware", 0.01),
+            ("kernel", 0.44),
+            ("guest_init", 0.95),
+            ("workload_start", 0.04),
+            ("probe", 0.05),
         ],
         pss: 160.0 * MIB,
         overhead: Some(157.9 * MIB),
@@ -154,11 +153,12 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "vm-classic",
         phases: &[
-            ("spawn", 0.03),
-            ("kernel", 2.1),
-            ("init", 1.9),
-            ("workload", 0.05),
-            ("ready", 0.06),
+            ("vmm_start", 0.03),
+            ("firmware", 2.1),
+            ("kernel", 1.5),
+            ("guest_init", 0.4),
+            ("workload_start", 0.05),
+            ("probe", 0.06),
         ],
         pss: 190.0 * MIB,
         overhead: Some(187.9 * MIB),
@@ -222,6 +222,8 @@ fn write_results(dir: &Path, name: &str, description: &str) {
             "connections".to_string(),
             "4".to_string(),
         )])),
+        order: Some("interleaved".into()),
+        seed: Some(7),
     };
     meta.write(&dir.join(META_FILE)).unwrap();
 

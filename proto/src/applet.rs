@@ -45,7 +45,12 @@ impl Applet {
     /// The options a workload applet accepts (`init` parses its own command line, which ends
     /// in another applet's).
     pub const fn options(self) -> &'static [Opt] {
-        const HTTP: &[Opt] = &[Opt::value("port"), Opt::value("body"), Opt::value("bind")];
+        const HTTP: &[Opt] = &[
+            Opt::value("port"),
+            Opt::value("body"),
+            Opt::value("bind"),
+            Opt::value(HTTP_LISTEN_DELAY_OPTION),
+        ];
         const CPU: &[Opt] = &[Opt::value("iterations")];
         const MEM: &[Opt] = &[Opt::value("mib"), Opt::switch("bandwidth")];
         const IO: &[Opt] = &[
@@ -131,6 +136,10 @@ pub fn init_command(init_options: &[String], workload: &[String]) -> Vec<String>
     argv.extend(workload.iter().cloned());
     argv
 }
+
+/// The http applet's option that delays its `listen` by this many milliseconds: a server that
+/// is slow to start, to check that readiness waits for the socket and not for the process.
+pub const HTTP_LISTEN_DELAY_OPTION: &str = "listen-delay-ms";
 
 /// The http applet's own count of requests served: a GET of this path answers the number of
 /// other requests, so the load generator's count can be checked against the server's.

@@ -12,6 +12,13 @@ named_enum! {
     pub enum Metric {
         /// Launch began → workload ready.
         ReadyLatency => "ready_latency",
+        /// The host probe's first success minus init's inside observation of the same
+        /// readiness (LISTEN on the port): the probe's bias, negative when the host's probe
+        /// succeeded first (a forwarding proxy that accepts before the guest listens).
+        ReadyProbeDelay => "ready_probe_delay",
+        /// `ready_latency` of a backend's first launch of an image built in the same run (its
+        /// files never read before: cold in every cache).
+        FirstLaunch => "first_launch",
         /// The same binary started by native's own spawn, without cgroup or event threads,
         /// timed the same way (native, `hello`).
         LaunchFloor => "launch_floor",
@@ -58,8 +65,14 @@ named_enum! {
         RunFailed => "run_failed",
         /// Iterations per second of the cpu workload (reported by the guest).
         CpuScore => "cpu_score",
-        /// CPU time the cpu workload took (reported by the guest).
+        /// CPU time the cpu workload took (reported by the guest, on the guest's clock).
         CpuTime => "cpu_time",
+        /// The same interval stamped by the host: the workload's `CVM:ready` (right before its
+        /// timed work) to its first `CVM:result` (right after), both on arrival.
+        CpuTimeHost => "cpu_time_host",
+        /// `cpu_time / cpu_time_host - 1`: how far the guest's clock is from the host's over
+        /// the workload's own interval (beyond ±2 % the report trusts the host's figure).
+        GuestClockError => "guest_clock_error",
         MemBandwidthCopy => "mem_bandwidth_copy",
         MemBandwidthTriad => "mem_bandwidth_triad",
         IoWriteBandwidth => "io_write_bandwidth",
@@ -74,6 +87,8 @@ impl Metric {
     pub const fn unit(self) -> Unit {
         match self {
             Metric::ReadyLatency
+            | Metric::ReadyProbeDelay
+            | Metric::FirstLaunch
             | Metric::LaunchFloor
             | Metric::TeardownLatency
             | Metric::HttpLatencyP50
@@ -82,6 +97,7 @@ impl Metric {
             | Metric::HttpLatencyMax
             | Metric::DensityLaunchAll
             | Metric::CpuTime
+            | Metric::CpuTimeHost
             | Metric::IoFsyncLatencyP50
             | Metric::IoFsyncLatencyP99 => Unit::Seconds,
             Metric::MemoryPss
@@ -103,7 +119,7 @@ impl Metric {
             | Metric::HttpErrors
             | Metric::HttpServerRequests
             | Metric::RunFailed => Unit::Count,
-            Metric::HttpPort => Unit::One,
+            Metric::HttpPort | Metric::GuestClockError => Unit::One,
         }
     }
 }
@@ -116,7 +132,7 @@ pub enum Unit {
     PerSecond,
     BytesPerSecond,
     Count,
-    /// A dimensionless number (a port).
+    /// A dimensionless number (a port, a ratio).
     One,
 }
 
@@ -140,23 +156,32 @@ impl fmt::Display for Unit {
 }
 
 named_enum! {
-    /// A point of an instance's startup, observed by the host (`spawn`, `firmware`, `kernel`) or
-    /// announced by the guest (`init`, `workload`, `ready`). `phase.<point>` is the time from the
-    /// previous observed point to this one, so a run's phases add up to its `ready_latency`.
-    /// `ALL` is the order they happen in.
+    /// A phase of an instance's startup, named for what happens in it and charged to the same
+    /// layer on every backend. Each ends at one observed point (stamped on the host's clock on
+    /// arrival) and starts where the previous observed phase ended, so the phases a backend has
+    /// add up to its `ready_latency`. `ALL` is the order they happen in; a backend has a subset.
     pub enum Phase {
-        /// The runtime's or QEMU's process exists (the clone or exec returned).
-        Spawn => "spawn",
-        /// A VM's firmware printed its first byte (vm-classic's SeaBIOS).
+        /// Launch began → the instance's first process is in its cgroup (the `cgroup.procs`
+        /// write, stamped by the child itself): native and cvm's container.
+        CgroupJoin => "cgroup_join",
+        /// → init has finished the instance and reports `CVM:configured`: namespaces, rootfs,
+        /// capabilities, network, and whatever a runtime (runc, Docker) does before it execs init.
+        Runtime => "runtime",
+        /// Launch began → QEMU is up (started paused with `-S`) and QMP `cont` is sent.
+        VmmStart => "vmm_start",
+        /// `cont` → the guest kernel's first console output (SeaBIOS and the boot loader on
+        /// vm-classic; almost nothing with PVH direct boot).
         Firmware => "firmware",
-        /// A VM's kernel printed its banner.
+        /// Kernel entry → init runs (`CVM:init`).
         Kernel => "kernel",
-        /// `cvm-guest init` runs.
-        Init => "init",
-        /// init starts the workload.
-        Workload => "workload",
-        /// The workload is ready.
-        Ready => "ready",
+        /// init runs → it has mounted, loaded modules, configured the network
+        /// (`CVM:configured`), in a VM.
+        GuestInit => "guest_init",
+        /// The workload is started → it is ready as seen from inside the instance: its
+        /// `CVM:ready`, or init's `CVM:listening` for a server.
+        WorkloadStart => "workload_start",
+        /// Inside readiness → the host's probe has succeeded too (servers only).
+        Probe => "probe",
     }
 }
 

@@ -9,7 +9,8 @@
 //! see [`super::io_dir`]). `docker run` cannot
 //! hand a descriptor through to the container, so markers travel on the container's stdout
 //! (`CVM_MARKER_FD=1`), which the CLI streams back: the stamps include Docker's attach path, as
-//! a user of Docker would experience it. `spawn` is when the CLI's exec returned.
+//! a user of Docker would experience it. Its `runtime` phase runs from the CLI's start to init's
+//! `CVM:configured`: client, daemon, containerd and runc together.
 //!
 //! Network: `none` is `--network none`; `private` is Docker's default bridge, reached at the
 //! container's bridge address (a daemon started with `--bridge=none` has none, and the launch
@@ -42,7 +43,7 @@ use crate::backend::{DiskLayers, Layer};
 use crate::image::Image;
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use cvm_proto::applet::init_command;
-use cvm_proto::metric::Phase;
+use cvm_proto::listen::watch_port_options;
 
 /// The daemon's socket when `DOCKER_HOST` is unset.
 const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -190,7 +191,10 @@ impl Backend for DockerBackend {
         {
             import(&client, image.rootfs(), &tag).map_err(fail)?;
         }
-        let argv = init_command(&[], &image.workload_argv(&scenario.workload));
+        let argv = init_command(
+            &watch_port_options(scenario.readiness.port()),
+            &image.workload_argv(&scenario.workload),
+        );
         let stored = stored_image(&client, &tag).map_err(fail)?;
         let mut disk = image_layers(image, &stored.dirs);
         disk.insert(Layer::Runtime, runtime_files().map_err(fail)?);
@@ -334,10 +338,10 @@ impl Prepared for DockerPrepared {
             .process_group(0);
         instance.started_at = Instant::now();
         let mut child = cmd.spawn().map_err(|e| fail(DockerError::Client(e)))?;
-        let spawned = Instant::now();
+        // No phase point of its own: the runtime's start, cgroup join included, is inside
+        // `runtime`, which ends at init's `CVM:configured`.
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let cli = instance.process.insert(Supervised::from_child(child));

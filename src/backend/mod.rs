@@ -138,6 +138,11 @@ pub trait Instance: Send {
     fn reports_guest_memory(&self) -> bool {
         false
     }
+    /// Whether the instance boots a kernel of its own (a VM): then init's start ends the
+    /// `kernel` phase and its setup is the guest OS's (`guest_init`), not a runtime's.
+    fn has_guest_kernel(&self) -> bool {
+        false
+    }
     /// The instance's cgroup directory (v2) or memory-controller directory (v1), if it has one.
     fn memory_cgroup(&self) -> Option<PathBuf> {
         None

@@ -15,7 +15,7 @@ use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
 use super::cgroup::{self, Cgroup, Limits};
-use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::events::{spawn_listen_watcher, spawn_marker_reader, spawn_output_reader, Event};
 use super::io_dir::{self, InstanceIoDir, IoStore};
 use super::process::{Supervised, Terminate};
 use super::{
@@ -25,7 +25,7 @@ use super::{
 use crate::backend::DiskLayers;
 use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
-use crate::sys::{spawn_namespaced, NamespacedExec, SpawnError};
+use crate::sys::{spawn_namespaced, spawn_namespaced_timed, NamespacedExec, SpawnError};
 use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,7 @@ impl Backend for NativeBackend {
             limits: super::limits(&scenario.resources),
             use_cgroup,
             disk: image.layer_files(),
+            watch_port: scenario.readiness.port(),
         }))
     }
 }
@@ -93,6 +94,8 @@ struct NativePrepared {
     disk: DiskLayers,
     /// For the io workload: where each instance gets its directory (given as its `--dir`).
     io: Option<IoStore>,
+    /// The port watched for LISTEN: by the host, since native has no init of cvm's.
+    watch_port: Option<u16>,
 }
 
 impl Prepared for NativePrepared {
@@ -148,12 +151,14 @@ impl Prepared for NativePrepared {
         let started_at = Instant::now();
         // The same spawn as the container backend's (a vfork-style clone straight into exec),
         // so the comparison isolates the namespaces rather than two ways of starting a process.
-        let pid = spawn_namespaced(spec)
+        let spawned = spawn_namespaced_timed(spec)
             .map_err(|source| fail(NativeError::Spawn { program, source }))?;
-        let spawned = Instant::now();
+        let pid = spawned.pid;
         // From here on the instance owns the child: an error below drops it, which tears down.
         let (tx, events) = mpsc::channel();
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
+        if let Some(joined) = spawned.cgroup_joined {
+            let _ = tx.send(Event::Phase(Phase::CgroupJoin, joined));
+        }
         let instance = NativeInstance {
             process: Supervised::from_pid(pid),
             started_at,
@@ -165,6 +170,11 @@ impl Prepared for NativePrepared {
             .map_err(|e| fail(NativeError::Thread(e)))?;
         spawn_output_reader(std::fs::File::from(stderr_read), tx.clone())
             .map_err(|e| fail(NativeError::Thread(e)))?;
+        if let Some(port) = self.watch_port {
+            let pid = u32::try_from(pid).unwrap_or_default();
+            spawn_listen_watcher(pid, port, tx.clone())
+                .map_err(|e| fail(NativeError::Thread(e)))?;
+        }
         let memory_dir = instance
             .cgroup
             .as_ref()

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::backend::{self, Availability, Backend, HostOptions, LaunchContext};
-use crate::cli::CompareArgs;
+use crate::backend::{self, Availability, Backend, HostOptions, LaunchContext, Prepared};
+use crate::cli::{CompareArgs, RunOrder};
 use crate::exit::{self, Failure};
 use crate::image::Image;
 use crate::measure::disk::DISK_SHARED_KEY;
@@ -40,6 +40,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let warmup = args.warmup.unwrap_or(scenario.warmup);
     let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(*scenario.timeout_s.get_ref()));
 
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&interrupted))
@@ -120,6 +121,8 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         environment: environment.clone(),
         backends: infos.clone(),
         load: scenario.load.as_ref().map(crate::load::http::describe),
+        order: Some(args.order.as_str().to_string()),
+        seed: (args.order == RunOrder::Interleaved).then_some(seed),
     };
     let meta_path = out_dir.join(results::META_FILE);
     meta.write(&meta_path)?;
@@ -133,8 +136,10 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let ctx_base = short_token();
     let mut any_failed = false;
 
-    let mut native_pss = None;
-    for (b, info) in backends.iter().zip(infos.iter_mut()) {
+    // Every backend is prepared first (the slow, cacheable work), so that the measured runs of
+    // all backends can be interleaved.
+    let mut lanes: Vec<Lane> = Vec::new();
+    for (index, (b, info)) in backends.iter().zip(infos.iter_mut()).enumerate() {
         if info.availability != Availability::Available || interrupted.load(Ordering::SeqCst) {
             continue;
         }
@@ -160,49 +165,76 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         info.config.extend(io_config.clone());
         meta.backends = infos_snapshot(&meta.backends, info);
         meta.write(&meta_path)?;
-        let mut runner = Runner {
-            scenario: &scenario,
-            prepared: prepared.as_ref(),
+        lanes.push(Lane {
+            index,
             kind: b.kind(),
-            timeout,
-            interrupted: &interrupted,
-            writer: &mut writer,
             template: row_template(&run_id, &scenario, b.kind(), &environment, info),
-            ctx: LaunchContext {
-                instance: 0,
-                run_id: ctx_base.clone(),
-            },
-            floor_program: image
-                .rootfs()
-                .join(crate::image::GUEST_PATH.trim_start_matches('/')),
-            native_pss,
+            prepared,
             idle_pss: Vec::new(),
-        };
-        runner.record_disk(&footprint)?;
-        let plan = Plan {
-            warmup,
-            runs,
-            progress: &progress,
-        };
-        let end = if scenario.density.is_some() {
-            density::run(&mut runner, &plan)?
-        } else {
-            run_iterations(&mut runner, &plan)?
-        };
-        if b.kind() == BackendKind::Native && !runner.idle_pss.is_empty() {
-            native_pss = Some(crate::stats::median(&runner.idle_pss));
+            consecutive: 0,
+            first_launch: image.fresh(),
+            footprint,
+            end: BackendEnd::AllMeasured,
+        });
+    }
+    let shared = Shared {
+        scenario: &scenario,
+        timeout,
+        interrupted: &interrupted,
+        ctx: LaunchContext {
+            instance: 0,
+            run_id: ctx_base.clone(),
+        },
+        floor_program: image
+            .rootfs()
+            .join(crate::image::GUEST_PATH.trim_start_matches('/')),
+    };
+    for lane in &mut lanes {
+        let footprint = lane.footprint.clone();
+        lane.runner(&shared, &mut writer, None)
+            .record_disk(&footprint)?;
+    }
+    let plan = Plan {
+        warmup,
+        runs,
+        progress: &progress,
+    };
+    // Density keeps N instances of one backend running at once: backend by backend.
+    if args.order == RunOrder::Sequential || scenario.density.is_some() {
+        let mut native_pss = None;
+        for lane in &mut lanes {
+            if interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let mut runner = lane.runner(&shared, &mut writer, native_pss);
+            let end = if scenario.density.is_some() {
+                density::run(&mut runner, &plan)?
+            } else {
+                run_iterations(&mut runner, &plan)?
+            };
+            let measured = std::mem::take(&mut runner.idle_pss);
+            lane.end = end;
+            lane.idle_pss = measured;
+            if lane.kind == BackendKind::Native && !lane.idle_pss.is_empty() {
+                native_pss = Some(crate::stats::median(&lane.idle_pss));
+            }
         }
-        match end {
+    } else {
+        run_interleaved(&mut lanes, &shared, &mut writer, &plan, seed)?;
+    }
+    for lane in &lanes {
+        let info = &mut infos[lane.index];
+        match &lane.end {
             BackendEnd::AllMeasured => {}
             BackendEnd::SomeFailed => any_failed = true,
             BackendEnd::GaveUp(note) => {
                 any_failed = true;
-                info.error = Some(note);
+                info.error = Some(note.clone());
             }
         }
         meta.backends = infos_snapshot(&meta.backends, info);
-        meta.write(&meta_path)?;
     }
+    meta.write(&meta_path)?;
     progress.finish_and_clear();
 
     let was_interrupted = interrupted.load(Ordering::SeqCst);
@@ -242,6 +274,139 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     } else {
         exit::OK
     })
+}
+
+/// What every backend's runs share.
+struct Shared<'a> {
+    scenario: &'a Scenario,
+    timeout: Duration,
+    interrupted: &'a AtomicBool,
+    ctx: LaunchContext,
+    floor_program: PathBuf,
+}
+
+/// One prepared backend and its state across the run.
+struct Lane {
+    /// Its place in `infos`.
+    index: usize,
+    kind: BackendKind,
+    prepared: Box<dyn Prepared>,
+    template: SampleRow,
+    /// Its measured idle PSS values (native's are the base of the others' overhead).
+    idle_pss: Vec<f64>,
+    /// Failed runs in a row (the backend is given up at [`MAX_CONSECUTIVE_FAILURES`]).
+    consecutive: u32,
+    /// Its next launch is its first of an image built in this run.
+    first_launch: bool,
+    /// Its disk layers, counted once at prepare (recorded before the first launch).
+    footprint: crate::measure::disk::Footprint,
+    end: BackendEnd,
+}
+
+impl Lane {
+    fn runner<'r>(
+        &'r mut self,
+        shared: &'r Shared,
+        writer: &'r mut SampleWriter,
+        native_pss: Option<f64>,
+    ) -> Runner<'r> {
+        Runner {
+            scenario: shared.scenario,
+            prepared: self.prepared.as_ref(),
+            kind: self.kind,
+            timeout: shared.timeout,
+            interrupted: shared.interrupted,
+            writer,
+            template: self.template.clone(),
+            ctx: shared.ctx.clone(),
+            floor_program: shared.floor_program.clone(),
+            native_pss,
+            idle_pss: std::mem::take(&mut self.idle_pss),
+            cold_caches_kept: false,
+            first_launch: self.first_launch,
+        }
+    }
+
+    fn given_up(&self) -> bool {
+        matches!(self.end, BackendEnd::GaveUp(_))
+    }
+}
+
+/// Every iteration runs each backend once, native first (its idle PSS so far is the base of
+/// the others' `memory_overhead`), the others in an order drawn from `seed`: drift on the host
+/// (thermal, other tenants, page cache) then spreads over every backend instead of falling on
+/// whichever ran in a bad minute.
+fn run_interleaved(
+    lanes: &mut [Lane],
+    shared: &Shared,
+    writer: &mut SampleWriter,
+    plan: &Plan,
+    seed: u64,
+) -> Result<(), Failure> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let total = plan.warmup + plan.runs;
+    let mut native_pss = None;
+    for i in 0..total {
+        let (phase, iteration, of) = if i < plan.warmup {
+            (Phase::Warmup, i, plan.warmup)
+        } else {
+            (Phase::Measure, i - plan.warmup, plan.runs)
+        };
+        let kinds: Vec<BackendKind> = lanes.iter().map(|l| l.kind).collect();
+        for l in iteration_order(&kinds, &mut rng) {
+            if shared.interrupted.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let lane = &mut lanes[l];
+            if lane.given_up() {
+                continue;
+            }
+            let kind = lane.kind;
+            plan.progress.set_message(format!(
+                "{kind}: {} {}/{of}",
+                phase_word(phase),
+                iteration + 1
+            ));
+            let mut runner = lane.runner(shared, writer, native_pss);
+            let outcome = runner.run_once(iteration, phase)?;
+            let measured = std::mem::take(&mut runner.idle_pss);
+            lane.idle_pss = measured;
+            lane.first_launch = false;
+            if kind == BackendKind::Native && !lane.idle_pss.is_empty() {
+                native_pss = Some(crate::stats::median(&lane.idle_pss));
+            }
+            plan.progress.inc(1);
+            match outcome {
+                RunEnd::Measured => lane.consecutive = 0,
+                RunEnd::Failed(msg) => {
+                    lane.end = BackendEnd::SomeFailed;
+                    lane.consecutive += 1;
+                    plan.progress
+                        .suspend(|| eprintln!("cvm: {kind} run {} failed: {msg}", i + 1));
+                    if lane.consecutive >= MAX_CONSECUTIVE_FAILURES {
+                        let note = format!(
+                            "gave up after {} consecutive failed runs; last: {msg}",
+                            lane.consecutive
+                        );
+                        plan.progress
+                            .suspend(|| eprintln!("cvm: backend {kind}: {note}"));
+                        plan.progress.inc(u64::from(total - i - 1));
+                        lane.end = BackendEnd::GaveUp(note);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One iteration's order of the backends (indices into `kinds`): native first, the rest
+/// shuffled.
+fn iteration_order(kinds: &[BackendKind], rng: &mut fastrand::Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..kinds.len()).collect();
+    rng.shuffle(&mut order);
+    order.sort_by_key(|&l| kinds[l] != BackendKind::Native);
+    order
 }
 
 /// How many runs of each kind, and where progress goes.
@@ -454,5 +619,32 @@ fn row_template(
             .collect::<Vec<_>>()
             .join(";"),
         note: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iterations_put_native_first_and_vary_the_rest_reproducibly() {
+        let kinds = [
+            BackendKind::Native,
+            BackendKind::Container,
+            BackendKind::Runc,
+            BackendKind::Vm,
+        ];
+        let orders = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (0..20)
+                .map(|_| iteration_order(&kinds, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let a = orders(42);
+        assert_eq!(a, orders(42), "the same seed gives the same order");
+        assert_ne!(a, orders(43));
+        assert!(a.iter().all(|o| o[0] == 0 && o.len() == 4));
+        let distinct: std::collections::BTreeSet<&Vec<usize>> = a.iter().collect();
+        assert!(distinct.len() > 1, "{a:?}");
     }
 }

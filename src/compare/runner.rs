@@ -14,7 +14,51 @@ use crate::load::http::{self as http_load, HttpLoad};
 use crate::measure::disk::Footprint;
 use crate::measure::{memory, startup};
 use crate::results::{Phase, SampleRow, SampleWriter};
-use crate::scenario::{BackendKind, Readiness, Scenario};
+use crate::scenario::{BackendKind, Readiness, Scenario, StartMode};
+
+/// How far a guest-timed duration may be from the host's stamps of the same interval before
+/// the guest's figures are flagged (and the report trusts the host's).
+pub const CLOCK_TOLERANCE: f64 = 0.02;
+/// The shortest interval the clocks are compared over: the host's stamps carry each marker's
+/// transport delay (a pipe, or an emulated serial port), milliseconds on a loaded host, which
+/// must be small against 2 % of the interval.
+pub const CLOCK_CHECK_MIN: f64 = 0.5;
+
+/// A workload's own duration (`cpu_time`, on its clock) against the host's stamps of the same
+/// interval (`CVM:ready` to the first `CVM:result`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ClockCheck {
+    guest: f64,
+    host: f64,
+}
+
+impl ClockCheck {
+    fn error(self) -> f64 {
+        self.guest / self.host - 1.0
+    }
+    fn disagrees(self) -> bool {
+        self.host >= CLOCK_CHECK_MIN && self.error().abs() > CLOCK_TOLERANCE
+    }
+    fn note(self) -> String {
+        format!(
+            "guest clock off by {:+.1}% against the host's stamps of the same interval \
+             ({:.4} s guest, {:.4} s host): trust cpu_time_host",
+            self.error() * 100.0,
+            self.guest,
+            self.host
+        )
+    }
+}
+
+fn clock_check(timeline: &startup::Timeline) -> Option<ClockCheck> {
+    let guest = timeline
+        .results
+        .iter()
+        .find(|(m, _, _)| m == Metric::CpuTime.name())
+        .map(|(_, v, _)| *v)?;
+    let host = timeline.host_timed_interval()?.as_secs_f64();
+    (host > 0.0).then_some(ClockCheck { guest, host })
+}
 
 /// How often memory is sampled during a load phase (for `memory_pss_peak`).
 const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -47,6 +91,10 @@ pub struct Runner<'a> {
     pub native_pss: Option<f64>,
     /// This backend's measured idle PSS values (native's become the next backends' base).
     pub idle_pss: Vec<f64>,
+    /// A cold start could not drop the page cache (not root): its samples say so.
+    pub cold_caches_kept: bool,
+    /// The next launch is this backend's first of a freshly built image (`first_launch`).
+    pub first_launch: bool,
 }
 
 impl Runner<'_> {
@@ -79,7 +127,11 @@ impl Runner<'_> {
         row.metric = metric.to_string();
         row.value = value;
         row.unit = unit.to_string();
-        row.note = note.to_string();
+        row.note = if self.cold_caches_kept && note.is_empty() {
+            "cold start without dropping the page cache (not root)".to_string()
+        } else {
+            note.to_string()
+        };
         self.writer
             .write(&row)
             .map_err(|e| Failure::run(anyhow::Error::new(e)))
@@ -146,12 +198,36 @@ impl Runner<'_> {
             && self.scenario.workload.applet() == Some(Applet::Hello)
     }
 
+    /// A cold start's preparation, before the launch (so outside every figure): the idle gap,
+    /// then the page cache dropped (as root; otherwise the gap alone, noted in the sample).
+    fn cold_start_gap(&self) -> bool {
+        if self.scenario.start.mode != StartMode::Cold {
+            return true;
+        }
+        let gap = Duration::from_secs_f64(*self.scenario.start.idle_gap_s.get_ref());
+        let until = Instant::now() + gap;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        crate::sys::drop_caches().is_ok()
+    }
+
     fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
+        if !self.cold_start_gap() {
+            self.cold_caches_kept = true;
+        }
+        // Only the very first attempt is a first launch, whether or not it gets ready.
+        let first = std::mem::take(&mut self.first_launch);
         let mut instance: Box<dyn Instance> = match self.prepared.launch(&self.ctx) {
             Ok(i) => i,
             Err(e) => return Ok(RunEnd::Failed(format!("{:#}", anyhow::Error::new(e)))),
         };
+        self.first_launch = first;
         let outcome = self.observe(instance.as_ref(), iteration, phase);
+        self.first_launch = false;
         let t0 = Instant::now();
         let teardown = instance.teardown();
         let teardown_latency = t0.elapsed();
@@ -188,6 +264,12 @@ impl Runner<'_> {
         };
         let ready = timeline.ready_latency().unwrap_or_default();
         self.sample(iteration, phase, Metric::ReadyLatency, ready.as_secs_f64())?;
+        if std::mem::take(&mut self.first_launch) {
+            self.sample(iteration, phase, Metric::FirstLaunch, ready.as_secs_f64())?;
+        }
+        if let Some(delay) = timeline.ready_probe_delay() {
+            self.sample(iteration, phase, Metric::ReadyProbeDelay, delay)?;
+        }
         for (name, d) in timeline.phase_durations() {
             let unit = Metric::ReadyLatency.unit().symbol();
             let name = format!("{PHASE_PREFIX}{name}");
@@ -216,10 +298,18 @@ impl Runner<'_> {
                 )));
             }
         }
+        let clock = clock_check(&timeline);
         for (metric, value, unit) in timeline.results.clone() {
-            if Metric::from_name(&metric) != Some(Metric::HttpPort) {
-                self.record(iteration, phase, &metric, value, &unit, "")?;
-            }
+            let note = match (Metric::from_name(&metric), &clock) {
+                (Some(Metric::HttpPort), _) => continue,
+                (Some(Metric::CpuTime | Metric::CpuScore), Some(c)) if c.disagrees() => c.note(),
+                _ => String::new(),
+            };
+            self.record(iteration, phase, &metric, value, &unit, &note)?;
+        }
+        if let Some(c) = clock {
+            self.sample(iteration, phase, Metric::CpuTimeHost, c.host)?;
+            self.sample(iteration, phase, Metric::GuestClockError, c.error())?;
         }
         Ok(RunEnd::Measured)
     }
@@ -391,4 +481,36 @@ fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then_some(())?;
     body.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_guest_clock_two_percent_off_is_flagged_and_one_percent_is_not() {
+        let timeline = |guest: f64| startup::Timeline {
+            ready_marker: Some(Duration::from_millis(100)),
+            result_stamps: vec![Duration::from_millis(1100)],
+            results: vec![
+                ("cpu_score".into(), 1.0, "1/s".into()),
+                ("cpu_time".into(), guest, "s".into()),
+            ],
+            ..Default::default()
+        };
+        let c = clock_check(&timeline(1.01)).unwrap();
+        assert!((c.host - 1.0).abs() < 1e-9);
+        assert!(!c.disagrees());
+        let c = clock_check(&timeline(1.05)).unwrap();
+        assert!(c.disagrees() && (c.error() - 0.05).abs() < 1e-9);
+        // Over a short interval the markers' transport delay dominates: not judged.
+        let short = ClockCheck {
+            guest: 0.0105,
+            host: 0.01,
+        };
+        assert!(!short.disagrees());
+        assert!(c.note().contains("+5.0%"), "{}", c.note());
+        assert!(clock_check(&startup::Timeline::default()).is_none());
+    }
 }

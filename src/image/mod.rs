@@ -70,6 +70,8 @@ pub struct Image {
     hash: String,
     /// Host-side sources of the image's files, by disk layer (`app`, `libs`).
     layers: BTreeMap<Layer, Vec<PathBuf>>,
+    /// Built by this call rather than found in the cache: its files have never been run.
+    fresh: bool,
 }
 
 impl Image {
@@ -120,14 +122,16 @@ impl Image {
             libs.push(rootfs.clone());
         }
         let layers = BTreeMap::from([(Layer::App, app), (Layer::Libs, libs)]);
-        let image = Image {
+        let mut image = Image {
             rootfs: rootfs.clone(),
             hash,
             layers,
+            fresh: false,
         };
         if rootfs.is_dir() {
             return Ok(image);
         }
+        image.fresh = true;
         // Build beside the final place and rename: a crash mid-build never leaves a half image
         // that a later run would trust.
         // Unique per build, not only per process: threads of one process (tests, density) may
@@ -173,6 +177,12 @@ impl Image {
 
     pub fn rootfs(&self) -> &Path {
         &self.rootfs
+    }
+
+    /// Whether this call built the image (a cache miss): the first launches of a fresh image
+    /// are measured apart, as `first_launch`.
+    pub fn fresh(&self) -> bool {
+        self.fresh
     }
 
     /// A short content hash naming this image (cache key, docker tag).

@@ -84,6 +84,20 @@ pub fn format_value(value: f64, unit: &str) -> String {
 
 /// A bare number: at most three significant digits (all integer digits from 100 up), no
 /// trailing zeros.
+/// What an interval is when it is not the 95 % one the tables' headings promise: with few runs
+/// the median's interval is min–max or an order-statistic pair covering less (see `stats`).
+/// Empty for a full-level interval.
+pub fn interval_caveat(e: &crate::stats::Estimate) -> String {
+    if e.level >= crate::stats::CONFIDENCE - 1e-9 {
+        String::new()
+    } else if e.level <= 0.0 {
+        // One value: its "interval" is the point itself, which needs no caveat.
+        String::new()
+    } else {
+        format!(" (only {:.1}%: too few runs for 95%)", e.level * 100.0)
+    }
+}
+
 pub fn format_number(v: f64) -> String {
     if v == 0.0 {
         return "0".into();

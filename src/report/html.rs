@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::charts::Rendered;
-use super::format::format_value;
+use super::format::{format_value, interval_caveat};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
 use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX};
 
@@ -158,9 +158,10 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
          backend table); a VM's app and libraries are inside its initramfs, counted in the guest \
          OS. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
          the rest to the app. Startup: the medians of the phases a layer performs \
-         (<code>phase.spawn</code> → runtime or hypervisor; <code>phase.kernel</code>, and in a VM \
-         <code>phase.init</code> → guest OS; <code>phase.workload</code> → binaries/libraries; \
-         <code>phase.ready</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
+         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime; \
+         <code>phase.vmm_start</code> → hypervisor; <code>phase.firmware</code>, \
+         <code>phase.kernel</code>, <code>phase.guest_init</code> → guest OS; \
+         <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
          and <a href=\"{CHARTS_DIR}/{STACK_CHART}.svg\">SVG</a>.</p>\n</section>"
     );
     summary_table(&mut o, s);
@@ -351,6 +352,12 @@ fn summary_table(o: &mut String, s: &RunSummary) {
                 b.failed_runs, b.excluded_samples
             ));
         }
+        if let Some(note) = super::terminal::clock_note(b) {
+            notes.push(format!(
+                "<li><strong>{name}</strong>: {}</li>",
+                escape(&note)
+            ));
+        }
         let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();
         metrics.sort_by_key(|(m, _)| metric_rank(m));
         for (metric, m) in metrics {
@@ -369,12 +376,13 @@ fn summary_table(o: &mut String, s: &RunSummary) {
             let _ = writeln!(
                 target,
                 "<tr><td>{name}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{} – {}</td><td class=\"num\">{} – {}</td>\
+                 <td class=\"num\">{} – {}{}</td><td class=\"num\">{} – {}</td>\
                  <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(metric),
                 escape(&format_value(st.median, &m.unit)),
                 escape(&format_value(st.median_ci.lower, &m.unit)),
                 escape(&format_value(st.median_ci.upper, &m.unit)),
+                escape(&interval_caveat(&st.median_ci)),
                 escape(&format_value(st.min, &m.unit)),
                 escape(&format_value(st.max, &m.unit)),
                 escape(&ratio(m)),
@@ -385,8 +393,9 @@ fn summary_table(o: &mut String, s: &RunSummary) {
     let _ = writeln!(
         o,
         "<section id=\"summary\">\n<h2>Summary</h2>\n<p class=\"sub\">Medians of the measured \
-         runs with their 95% bootstrap confidence interval; \"vs native\" is the ratio of medians \
-         with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
+         runs with their 95% confidence interval (bootstrap from 10 runs; with fewer, the interval \
+         between order statistics, and where even min–max covers less than 95% the cell says how \
+         much); \"vs native\" is the ratio of medians with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
     );
     if headline.is_empty() {
         let _ = writeln!(o, "<p>No backend recorded a measurement.</p>");
@@ -446,8 +455,8 @@ mod tests {
 
     #[test]
     fn phases_sort_after_headline_metrics() {
-        let mut m = vec!["phase.spawn", "zeta", "memory_pss", "ready_latency"];
+        let mut m = vec!["phase.runtime", "zeta", "memory_pss", "ready_latency"];
         m.sort_by_key(|m| metric_rank(m));
-        assert_eq!(m, ["ready_latency", "memory_pss", "zeta", "phase.spawn"]);
+        assert_eq!(m, ["ready_latency", "memory_pss", "zeta", "phase.runtime"]);
     }
 }

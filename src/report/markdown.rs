@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::format::{format_value, metric_order, ratio_cell};
+use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
 use crate::results::{Availability, RunSummary};
 use cvm_proto::metric::PHASE_PREFIX;
 
@@ -57,12 +57,13 @@ pub fn summary(s: &RunSummary) -> String {
             let st = &m.stats;
             let _ = writeln!(
                 out,
-                "| {} | `{}` | {} | {} – {} | {} – {} | {} | {} |",
+                "| {} | `{}` | {} | {} – {}{} | {} – {} | {} | {} |",
                 b.info.backend,
                 metric,
                 format_value(st.median, &m.unit),
                 format_value(st.median_ci.lower, &m.unit),
                 format_value(st.median_ci.upper, &m.unit),
+                interval_caveat(&st.median_ci),
                 format_value(st.min, &m.unit),
                 format_value(st.max, &m.unit),
                 escape(&ratio_cell(m)),

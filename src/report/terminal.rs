@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format::{format_value, metric_order, ratio_cell};
+use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
 use crate::results::{Availability, MetricSummary, RunSummary};
 use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
@@ -82,7 +82,7 @@ pub fn table(s: &RunSummary) -> String {
                     format_value(st.median, &m.unit),
                     format_value(ci.lower, &m.unit),
                     format_value(ci.upper, &m.unit)
-                ),
+                ) + &interval_caveat(ci),
                 format!(
                     "{} – {}",
                     format_value(st.min, &m.unit),
@@ -117,6 +117,9 @@ pub fn table(s: &RunSummary) -> String {
         if !phases.is_empty() {
             notes.push(format!("{name} phases (medians): {}", phases.join(", ")));
         }
+        if let Some(note) = clock_note(b) {
+            notes.push(format!("{name}: {note}"));
+        }
     }
     let mut widths = header.map(str::len);
     for r in &rows {
@@ -142,6 +145,24 @@ pub fn table(s: &RunSummary) -> String {
         let _ = writeln!(out, "  {n}");
     }
     out
+}
+
+/// Where the guest's clock disagrees with the host's stamps of the same interval by more than
+/// 2 % (median `guest_clock_error`, over at least 0.5 s), the host-stamped duration is the one
+/// to read, and why.
+pub fn clock_note(b: &crate::results::BackendSummary) -> Option<String> {
+    let error = b.metrics.get(Metric::GuestClockError.name())?.stats.median;
+    let host = b.metrics.get(Metric::CpuTimeHost.name())?.stats.median;
+    // Over less than half a second the markers' own transport delay is not small against 2 %.
+    (error.abs() > 0.02 && host >= 0.5).then(|| {
+        format!(
+            "its own clock is {:+.1}% off the host's over the timed work: read cpu_time_host \
+             ({}), not cpu_time or cpu_score (a guest clock runs at the rate it was given, \
+             and an emulated one drifts)",
+            error * 100.0,
+            format_value(host, "s")
+        )
+    })
 }
 
 fn outlier_n(m: &MetricSummary) -> String {

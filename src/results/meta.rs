@@ -100,6 +100,12 @@ pub struct RunMeta {
     /// How the HTTP load was generated and limited, when there was a load phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<BTreeMap<String, String>>,
+    /// The order of the backends' runs: `interleaved` (per iteration, seeded) or `sequential`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// The seed of the interleaved order, so a run's order can be reproduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl RunMeta {

@@ -258,6 +258,8 @@ mod tests {
                 })
                 .collect(),
             load: None,
+            order: None,
+            seed: None,
         }
     }
 

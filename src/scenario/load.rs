@@ -11,6 +11,10 @@ use super::model::{BackendKind, IoStorage, LoadSpec, NetworkMode, Readiness, Sce
 /// The built-in scenarios, embedded from `scenarios/` so the binary works from any directory.
 const BUILTINS: &[(&str, &str)] = &[
     ("startup", include_str!("../../scenarios/startup.toml")),
+    (
+        "startup-cold",
+        include_str!("../../scenarios/startup-cold.toml"),
+    ),
     ("web", include_str!("../../scenarios/web.toml")),
     ("cpu", include_str!("../../scenarios/cpu.toml")),
     ("memory", include_str!("../../scenarios/memory.toml")),
@@ -137,6 +141,13 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
         return fail(
             s.timeout_s.span(),
             "`timeout_s` must be between 0 and 86400 seconds".into(),
+        );
+    }
+    let gap = *s.start.idle_gap_s.get_ref();
+    if !(gap.is_finite() && (0.0..=3600.0).contains(&gap)) {
+        return fail(
+            s.start.idle_gap_s.span(),
+            "`start.idle_gap_s` must be between 0 and 3600 seconds".into(),
         );
     }
     if s.backends.get_ref().is_empty() {
@@ -283,6 +294,20 @@ mod tests {
             let s = s.unwrap_or_else(|e| panic!("built-in {name}: {e}"));
             assert_eq!(s.name, name);
         }
+    }
+
+    #[test]
+    fn cold_starts_need_a_sane_idle_gap() {
+        let base = "name = \"x\"\n[workload]\napplet = \"hello\"\n[start]\nmode = \"cold\"\n";
+        let e = err(&format!("{base}idle_gap_s = -1.0\n"));
+        assert!(
+            e.starts_with("t.toml:6:") && e.contains("idle_gap_s"),
+            "{e}"
+        );
+        let e = err(&format!("{base}mode2 = 1\n"));
+        assert!(e.contains("mode2"), "{e}");
+        let e = err("name = \"x\"\n[workload]\napplet = \"hello\"\n[start]\nmode = \"lukewarm\"\n");
+        assert!(e.contains("lukewarm") || e.contains("variant"), "{e}");
     }
 
     #[test]

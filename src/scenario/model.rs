@@ -39,6 +39,9 @@ pub struct Scenario {
     pub load: Option<LoadSpec>,
     /// Start N instances per backend and keep them all running (the density scenario).
     pub density: Option<DensitySpec>,
+    /// Warm (back to back, the default) or cold starts.
+    #[serde(default)]
+    pub start: StartSpec,
 }
 
 fn default_runs() -> Spanned<u32> {
@@ -128,6 +131,17 @@ pub enum Readiness {
         #[serde(default = "default_http_path")]
         path: String,
     },
+}
+
+impl Readiness {
+    /// The port a server workload listens on: the host probes it from outside, and init watches
+    /// for it in LISTEN from inside. `None` for marker readiness.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Readiness::Marker => None,
+            Readiness::Tcp { port } | Readiness::Http { port, .. } => Some(*port),
+        }
+    }
 }
 
 fn default_http_path() -> String {
@@ -241,6 +255,50 @@ fn default_load_duration() -> Spanned<f64> {
 }
 fn default_connections() -> Spanned<u32> {
     Spanned::new(0..0, 4)
+}
+
+/// How each launch is preceded. Warm: right after the previous run (what repeated launches of
+/// one service see). Cold: after a fixed idle gap, with the page cache dropped, so the image,
+/// runtime and kernel are read from disk again and the kernel's deferred work (an RCU grace
+/// period before a cgroup join) has settled in between.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StartSpec {
+    #[serde(default)]
+    pub mode: StartMode,
+    /// Seconds of idle before each cold launch.
+    #[serde(default = "default_idle_gap")]
+    pub idle_gap_s: Spanned<f64>,
+}
+
+impl Default for StartSpec {
+    fn default() -> Self {
+        StartSpec {
+            mode: StartMode::Warm,
+            idle_gap_s: default_idle_gap(),
+        }
+    }
+}
+
+fn default_idle_gap() -> Spanned<f64> {
+    Spanned::new(0..0, 2.0)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StartMode {
+    #[default]
+    Warm,
+    Cold,
+}
+
+impl StartMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMode::Warm => "warm",
+            StartMode::Cold => "cold",
+        }
+    }
 }
 
 /// The density experiment: N instances kept running at once.

@@ -37,8 +37,9 @@
 //! fewer on the hot path.
 //!
 //! # Phases
-//! `spawn` is stamped when the exec has happened (the child's exec-status pipe closed), `init`
-//! and `workload` by init's markers, `ready` by the workload's own readiness.
+//! `cgroup_join` is stamped by the child itself once it has written `cgroup.procs` (before it
+//! unshares and execs); `runtime` ends at init's `CVM:configured` (namespaces, rootfs,
+//! capabilities, the veth: all done), `workload_start` at the workload's readiness seen inside.
 //!
 //! # Teardown
 //! SIGTERM to init (which forwards it to the workload), a grace period, then SIGKILL; the cgroup
@@ -72,9 +73,10 @@ use crate::backend::{DiskLayers, Layer};
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use cvm_proto::applet::init_command;
+use cvm_proto::listen::watch_port_options;
 use cvm_proto::metric::Phase;
 use cvm_runtime::cgroup::{self, Cgroup, Limits};
-use cvm_runtime::sys::{spawn_namespaced, NamespacedExec, SpawnError};
+use cvm_runtime::sys::{spawn_namespaced_timed, NamespacedExec, SpawnError};
 
 /// The standalone binary of cvm's runtime, counted as this backend's runtime disk layer.
 pub const RUNTIME_BINARY: &str = "cvm-runtime";
@@ -196,6 +198,7 @@ impl Backend for ContainerBackend {
             subnet,
             disk,
             io_dir,
+            watch_port: scenario.readiness.port(),
         }))
     }
 }
@@ -211,6 +214,8 @@ struct ContainerPrepared {
     disk: DiskLayers,
     /// Where the io workload writes inside, and the store its host directories come from.
     io_dir: Option<(String, IoStore)>,
+    /// The port init watches for LISTEN (the inside half of readiness).
+    watch_port: Option<u16>,
 }
 
 impl ContainerPrepared {
@@ -231,6 +236,7 @@ impl ContainerPrepared {
                 format!("{}:{inside}", volume.path().display()),
             ]);
         }
+        options.extend(watch_port_options(self.watch_port));
         // argv[0] is the name init is started under, not a path: the exec is of the guest's
         // host path (before `pivot_root`), and init recognises itself by its first argument.
         let mut argv = init_command(&options, &self.workload);
@@ -341,10 +347,12 @@ impl Prepared for ContainerPrepared {
         };
 
         let started_at = Instant::now();
-        let pid = spawn_namespaced(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
-        let spawned = Instant::now();
+        let spawned = spawn_namespaced_timed(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
+        let pid = spawned.pid;
         let (tx, events) = mpsc::channel();
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
+        if let Some(joined) = spawned.cgroup_joined {
+            let _ = tx.send(Event::Phase(Phase::CgroupJoin, joined));
+        }
         // From here on the instance owns everything: an error drops it, which tears down.
         let mut instance = ContainerInstance {
             init: Supervised::from_pid(pid),

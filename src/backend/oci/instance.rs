@@ -34,7 +34,6 @@ use crate::backend::DiskLayers;
 use crate::backend::{BackendConfig, BackendError, Instance, LaunchContext, Prepared};
 use crate::scenario::{BackendKind, NetworkMode};
 use crate::sys::CommandSetup;
-use cvm_proto::metric::Phase;
 
 /// How long the detached runtime gets to start the container and exit.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,10 +184,10 @@ impl OciPrepared {
             source,
         })?;
         drop(guard);
-        let spawned = Instant::now();
+        // No phase point of its own: the runtime's start, cgroup join included, is inside
+        // `runtime`, which ends at init's `CVM:configured`.
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stderr = child.stderr.take();
         let mut runtime_process = Supervised::from_child(child);
         spawn_marker_reader(fs::File::from(read_end), tx.clone()).map_err(InstanceError::Thread)?;

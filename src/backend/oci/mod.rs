@@ -9,8 +9,11 @@
 //! the instance's memory is the container's processes alone (one resident-process rule), and
 //! cvm, a child subreaper like containerd's shim, supervises the container's init itself.
 //! `--preserve-fds 1` hands the marker pipe on at descriptor 3. The container's process is
-//! `cvm-guest init -- <workload>`, as PID 1, so the `init` and `workload` phases are observable
-//! exactly as in the `container` backend; `spawn` is when the runtime's exec returned.
+//! `cvm-guest init -- <workload>`, as PID 1, so its markers are observable exactly as in the
+//! `container` backend. The runtime's cgroup join is its own business, unseen: its `runtime`
+//! phase runs from the launch to init's `CVM:configured`. With a private network the veth is set
+//! up once the runtime has created the container, so a server may listen before it is
+//! reachable: the `probe` phase shows that.
 //!
 //! The cgroup is the runtime's: `linux.cgroupsPath` is relative (`cvm-<token>-<runtime>-<n>`),
 //! and where a relative path lands is the runtime's choice (runc on v2 puts it beside its own
@@ -44,6 +47,7 @@ use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use bundle::SpecInput;
 use cvm_proto::applet::init_command;
+use cvm_proto::listen::watch_port_options;
 use instance::OciPrepared;
 use runtime::Runtime;
 
@@ -203,7 +207,10 @@ impl Backend for OciBackend {
             })
         })?;
         let subnet = net::Subnet::from_env().map_err(|e| fail(PrepareError::Subnet(e)))?;
-        let args = init_command(&[], &image.workload_argv(&scenario.workload));
+        let args = init_command(
+            &watch_port_options(scenario.readiness.port()),
+            &image.workload_argv(&scenario.workload),
+        );
         let mut disk = image.layer_files();
         // The runtime, plus `ip`, which sets up a private network's veth pair as it does for
         // cvm's own runtime (the part a CNI plugin plays beside runc in production).

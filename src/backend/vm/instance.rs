@@ -49,6 +49,8 @@ pub enum InstanceError {
     },
     #[error("cannot start the event threads")]
     Thread(#[source] io::Error),
+    #[error("cannot resume the paused QEMU over QMP")]
+    Resume(#[source] qmp::QmpError),
     #[error("cannot remove the instance's temporary directory {path}")]
     Cleanup {
         path: PathBuf,
@@ -122,9 +124,7 @@ pub(super) fn launch(
             source,
         })
     })?;
-    let spawned = Instant::now();
     let (tx, events) = mpsc::channel();
-    let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     // From here a failure drops `instance`, whose teardown kills QEMU and removes `tmp`.
@@ -146,10 +146,25 @@ pub(super) fn launch(
     }
     instance
         .qemu
-        .watch_exit(None, 0, tx)
+        .watch_exit(None, 0, tx.clone())
         .map_err(|e| fail(InstanceError::Thread(e)))?;
+    // QEMU starts paused (`-S`, with the QMP socket): its own start-up ends when it answers on
+    // QMP, and the guest's first instruction follows `cont`. So `vmm_start` is QEMU alone and
+    // `firmware` starts at the guest's first instruction on every VM profile.
+    if let Some(path) = instance.qmp.as_deref() {
+        let mut control =
+            qmp::Qmp::connect(path, RESUME_TIMEOUT).map_err(|e| fail(InstanceError::Resume(e)))?;
+        let resumed = Instant::now();
+        control
+            .execute("cont", None)
+            .map_err(|e| fail(InstanceError::Resume(e)))?;
+        let _ = tx.send(Event::Phase(Phase::VmmStart, resumed));
+    }
     Ok(Box::new(instance))
 }
+
+/// How long QEMU may take to open its QMP socket and answer (its own start, before the guest).
+const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Removes a directory on drop unless taken.
 struct TempDir(Option<PathBuf>);
@@ -200,6 +215,9 @@ impl Instance for VmInstance {
         Some(super::qemu::GUEST_RAM_MAPPING)
     }
     fn reports_guest_memory(&self) -> bool {
+        true
+    }
+    fn has_guest_kernel(&self) -> bool {
         true
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {

@@ -14,10 +14,11 @@
 //! `cvm-guest`, configured by [`cvm_proto::vmconf::VmConfig`]: the kernel modules to load, in
 //! `modules.dep` order, the network address, a data disk to mount, and the workload's argv.
 //!
-//! Phases, stamped by the host as console bytes arrive on QEMU's stdout (the guest's first
-//! serial port): `spawn` when QEMU's exec returned; `firmware` (vm-classic only) at the first
-//! byte, SeaBIOS's banner; `kernel` at the kernel's `Linux version` banner; then init's and the
-//! workload's markers (`init`, `workload`, `ready`) written by the guest to the same console.
+//! Phases: QEMU starts paused (`-S`); `vmm_start` ends when it answers on QMP and `cont` is
+//! sent. Then, stamped by the host as console bytes arrive on QEMU's stdout (the guest's first
+//! serial port): `firmware` ends at kernel entry (the `Linux version` banner, after SeaBIOS's
+//! output on vm-classic), `kernel` at init's `CVM:init`, `guest_init` at its `CVM:configured`,
+//! then the workload's readiness, written by the guest to the same console.
 //!
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
 //! grace period, then the per-instance temporary directory (QMP socket) and io directory (the

@@ -10,7 +10,7 @@ use cvm_proto::vmconf::{self, DiskConfig, NetConfig, VmConfig, VmConfigError};
 use super::accel::{self, AccelChoice, AccelDecision, KvmProbe, ProbeGuest};
 use super::kernel::{self, Kernel, KernelError};
 use super::modules::{resolve_modules, ModulesError};
-use super::qemu::{self, Profile, QemuSpec};
+use super::qemu::{self, Accel, Profile, QemuSpec};
 use super::{footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
 use crate::backend::io_dir::{IoDirError, IoStore};
 use crate::backend::{
@@ -147,7 +147,9 @@ impl Backend for VmBackend {
             Profile::Micro => assets.vmlinux.clone(),
             Profile::Classic => assets.kernel.bzimage.clone(),
         };
-        let cmdline = qemu::cmdline(self.profile, decision.accel, accel::host_tsc_khz());
+        let tsc_khz = accel::host_tsc_khz();
+        let guest_hz = kernel::config_hz(&release);
+        let cmdline = qemu::cmdline(self.profile, decision.accel, tsc_khz, guest_hz);
         let qemu_bin = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
         let sandbox = qemu::sandbox_supported(&qemu_bin);
         let initrd_bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
@@ -163,6 +165,18 @@ impl Backend for VmBackend {
         config.insert("kernel".into(), release);
         config.insert("kernel_image".into(), boot_kernel.display().to_string());
         config.insert("cmdline".into(), cmdline.clone());
+        if decision.accel == Accel::Tcg {
+            config.insert(
+                "tsc_khz".into(),
+                tsc_khz.map_or("unknown".into(), |k| {
+                    format!("{k} (measured: TSC vs CLOCK_MONOTONIC)")
+                }),
+            );
+            config.insert(
+                "guest_hz".into(),
+                guest_hz.map_or("unknown (no lpj given)".into(), |hz| hz.to_string()),
+            );
+        }
         config.insert(
             "network".into(),
             if guest.forward_ports.is_empty() {
@@ -328,6 +342,8 @@ pub(super) struct GuestPlan {
     /// Guest ports forwarded from host loopback ports (readiness and load need them).
     pub(super) forward_ports: Vec<u16>,
     pub(super) disk: Option<DataDisk>,
+    /// The port init watches for LISTEN (the inside half of readiness).
+    pub(super) watch_port: Option<u16>,
 }
 
 impl Default for GuestPlan {
@@ -337,6 +353,7 @@ impl Default for GuestPlan {
             memory_mib: 128,
             forward_ports: Vec::new(),
             disk: None,
+            watch_port: None,
         }
     }
 }
@@ -367,6 +384,7 @@ impl GuestPlan {
             memory_mib: *s.resources.memory_mib.get_ref(),
             forward_ports,
             disk,
+            watch_port: s.readiness.port(),
         }
     }
 
@@ -404,6 +422,7 @@ impl GuestPlan {
                 device: GUEST_DISK.into(),
                 mount: d.mount.clone(),
             }),
+            watch_port: self.watch_port,
             argv,
         }
     }
@@ -449,6 +468,7 @@ mod tests {
                 size_mib: 192,
                 mount: "/tmp".into(),
             }),
+            watch_port: Some(8080),
         };
         let argv: Vec<String> = ["/bin/cvm-guest", "http", "--port", "8080"]
             .map(String::from)
@@ -469,6 +489,7 @@ mod tests {
                     device: "/dev/vda".into(),
                     mount: "/tmp".into()
                 }),
+                watch_port: Some(8080),
                 argv,
             }
         );

@@ -66,14 +66,15 @@ impl Layer {
     pub fn of_phase(stack: Stack, phase: &str) -> Option<Layer> {
         use cvm_proto::metric::Phase;
         Some(match (stack, Phase::from_name(phase)?) {
-            (Stack::Vm, Phase::Spawn) => Layer::Hypervisor,
-            // `firmware` (vm-classic): BIOS output to the kernel banner, mostly the bzImage
-            // decompressing itself: guest OS work, as the module docs count it.
-            (Stack::Vm, Phase::Firmware | Phase::Kernel | Phase::Init) => Layer::GuestOs,
-            (Stack::Container, Phase::Spawn | Phase::Init) => Layer::Runtime,
-            (Stack::Native, Phase::Spawn | Phase::Init) => Layer::HostOs,
-            (_, Phase::Workload) => Layer::Libs,
-            (_, Phase::Ready) => Layer::App,
+            // The host kernel's own work, on whichever stack it happens.
+            (_, Phase::CgroupJoin) => Layer::HostOs,
+            (Stack::Vm, Phase::VmmStart) => Layer::Hypervisor,
+            // `firmware` (from `cont` to kernel entry; on vm-classic mostly the bzImage
+            // decompressing itself) is guest OS work, as the module docs count it.
+            (Stack::Vm, Phase::Firmware | Phase::Kernel | Phase::GuestInit) => Layer::GuestOs,
+            (Stack::Container, Phase::Runtime) => Layer::Runtime,
+            // The workload's start to its readiness, and the first answer the probe gets.
+            (_, Phase::WorkloadStart | Phase::Probe) => Layer::App,
             _ => return None,
         })
     }
@@ -399,11 +400,11 @@ pub(super) mod tests {
                 ("disk.libs", "B", 2e6),
                 ("disk.guest_os", "B", 6e7),
                 ("disk.hypervisor", "B", 3e7),
-                ("phase.spawn", "s", 0.1),
+                ("phase.vmm_start", "s", 0.1),
                 ("phase.kernel", "s", 0.5),
-                ("phase.init", "s", 1.0),
-                ("phase.workload", "s", 0.3),
-                ("phase.ready", "s", 0.1),
+                ("phase.guest_init", "s", 1.0),
+                ("phase.workload_start", "s", 0.3),
+                ("phase.probe", "s", 0.1),
                 ("memory_pss", "B", 150e6),
                 ("memory_overhead", "B", 140e6),
                 ("ready_latency", "s", 2.0),
@@ -422,7 +423,8 @@ pub(super) mod tests {
         assert_eq!(hv.startup, Some(0.1));
         let app = find(&c, Layer::App);
         assert_eq!(app.memory, Some(10e6));
-        assert_eq!(find(&c, Layer::Libs).startup, Some(0.3));
+        assert!((find(&c, Layer::App).startup.unwrap() - 0.4).abs() < 1e-12);
+        assert_eq!(find(&c, Layer::Libs).startup, None);
         assert_eq!(
             find(&c, Layer::HostOs).detail.as_deref(),
             Some("Linux 6.1.0")
@@ -462,7 +464,7 @@ pub(super) mod tests {
             Stack::Native,
             &[
                 ("memory_pss", "B", 5e6),
-                ("phase.spawn", "s", 0.001),
+                ("phase.cgroup_join", "s", 0.001),
                 ("phase.mystery", "s", 0.001),
             ],
         )]);

@@ -6,15 +6,16 @@
 //! and its share of startup time. Box heights grow with disk bytes, so the VM's guest OS and
 //! hypervisor visibly outweigh a container runtime at a glance.
 //!
-//! Attributing startup phases to layers. A `phase.<name>` sample is the time from the previous
-//! phase point to `<name>`'s, i.e. the work done *to reach* that point:
-//! - `spawn` (the runtime or QEMU process exists): the container runtime or hypervisor; on
-//!   native, the host OS's fork and exec.
-//! - `kernel` (a VM's first console output): the guest OS (firmware, decompression, early boot).
-//! - `init` (cvm-guest init runs): in a VM the guest kernel booting, so the guest OS; in a
-//!   container the runtime building namespaces and the rootfs; on native the host OS.
-//! - `workload` (init execs the workload): init's own work, the binaries/libraries layer.
-//! - `ready_marker`, `ready`: the application starting up.
+//! Attributing startup phases to layers. Phases are named for the work done in them
+//! (`cvm_proto::metric::Phase`), and each goes to the same layer on every stack:
+//! - `cgroup_join` (the `cgroup.procs` write): the host OS.
+//! - `runtime` (namespaces, rootfs, capabilities, network, up to init's `CVM:configured`): the
+//!   container runtime.
+//! - `vmm_start` (QEMU's own start, up to `cont`): the hypervisor.
+//! - `firmware`, `kernel`, `guest_init` (BIOS or PVH entry, the guest kernel's boot, init's
+//!   mounts, modules and network): the guest OS.
+//! - `workload_start`, `probe` (the workload starting up, and its first answer to the host's
+//!   probe): the application.
 //!
 //! Attributing memory. `memory_pss` is the PSS of every host process of an instance and
 //! `memory_overhead` the part above native's; the overhead goes to the isolation layer (the
