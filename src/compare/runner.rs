@@ -254,10 +254,14 @@ impl Runner<'_> {
             )));
         };
         let load = HttpLoad {
-            addr,
-            path: spec.path.clone(),
-            connections: *spec.connections.get_ref(),
-            duration: Duration::from_secs_f64(*spec.duration_s.get_ref()),
+            threads: *spec.client_threads.get_ref(),
+            rate: spec.rate.as_ref().map(|r| *r.get_ref()),
+            ..HttpLoad::closed(
+                addr,
+                &spec.path,
+                *spec.connections.get_ref(),
+                Duration::from_secs_f64(*spec.duration_s.get_ref()),
+            )
         };
         let is_cvm_http = self
             .scenario
@@ -311,16 +315,30 @@ impl Runner<'_> {
             self.sample(iteration, phase, Metric::MemoryPssPeak, peak as f64)?;
         }
         if let (Some(before), Some(after)) = (served_before, server_count(addr)) {
-            // The server also counts requests still in flight when the client's clock ran out.
-            self.sample(
-                iteration,
-                phase,
-                Metric::HttpServerRequests,
-                after.saturating_sub(before) as f64,
-            )?;
+            let served = after.saturating_sub(before);
+            self.sample(iteration, phase, Metric::HttpServerRequests, served as f64)?;
+            if let Some(reason) = count_mismatch(served, r.requests, load.connections) {
+                return Ok(RunEnd::Failed(reason));
+            }
         }
         Ok(RunEnd::Measured)
     }
+}
+
+/// Why the server's and the client's counts of one load phase disagree, if they do beyond what
+/// the cut-off explains: each connection may have one request in flight when the client's clock
+/// runs out, which the server answers (and counts) but the client does not. Anything more means
+/// requests were lost, invented or counted twice, and the figures cannot be trusted.
+fn count_mismatch(served: u64, counted: u64, connections: u32) -> Option<String> {
+    let allowed = u64::from(connections);
+    let gap = served.abs_diff(counted);
+    (gap > allowed).then(|| {
+        format!(
+            "the server served {served} requests during the load phase and the client counted \
+             {counted}: they differ by {gap}, more than the {allowed} that connections still in \
+             flight at the deadline explain"
+        )
+    })
 }
 
 /// The `cvm-guest http` server's own count of requests served.
@@ -338,4 +356,22 @@ fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then_some(())?;
     body.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_mismatch;
+
+    #[test]
+    fn counts_may_differ_by_the_requests_in_flight_and_no_more() {
+        assert_eq!(count_mismatch(1004, 1000, 4), None);
+        assert_eq!(count_mismatch(1000, 1000, 4), None);
+        let too_many = count_mismatch(1005, 1000, 4).unwrap();
+        assert!(
+            too_many.contains("1005") && too_many.contains("differ by 5"),
+            "{too_many}"
+        );
+        // A client that counts more than the server served is as wrong as one that counts less.
+        assert!(count_mismatch(990, 1000, 4).is_some());
+    }
 }

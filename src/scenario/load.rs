@@ -221,6 +221,8 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
     if let Some(LoadSpec {
         duration_s,
         connections,
+        client_threads,
+        rate,
         ..
     }) = &s.load
     {
@@ -239,6 +241,23 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
                 connections.span(),
                 "`load.connections` must be between 1 and 1024".into(),
             );
+        }
+        if !(1..=*connections.get_ref().min(&64)).contains(client_threads.get_ref()) {
+            return fail(
+                client_threads.span(),
+                "`load.client_threads` must be between 1 and `load.connections` (at most 64): \
+                 a thread without a connection would measure nothing"
+                    .into(),
+            );
+        }
+        if let Some(rate) = rate {
+            let r = *rate.get_ref();
+            if !(r.is_finite() && r >= 1.0 && r <= 10_000_000.0) {
+                return fail(
+                    rate.span(),
+                    "`load.rate` must be between 1 and 10000000 requests per second".into(),
+                );
+            }
         }
     }
     if let Some(d) = &s.density {

@@ -197,6 +197,13 @@ pub struct LoadSpec {
     pub connections: Spanned<u32>,
     #[serde(default = "default_http_path")]
     pub path: String,
+    /// Client threads, each on its own CPU where the client has CPUs enough.
+    #[serde(default = "default_client_threads")]
+    pub client_threads: Spanned<u32>,
+    /// Requests per second in all: an open loop (latency from each intended send time). Absent:
+    /// a closed loop.
+    #[serde(default)]
+    pub rate: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -210,6 +217,9 @@ fn default_load_duration() -> Spanned<f64> {
 }
 fn default_connections() -> Spanned<u32> {
     Spanned::new(0..0, 4)
+}
+fn default_client_threads() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 
 /// The density experiment: N instances kept running at once.
