@@ -40,6 +40,9 @@ named_enum! {
         HttpErrors => "http_errors",
         /// The server's own count over the same phase.
         HttpServerRequests => "http_server_requests",
+        /// The load client's CPU time over the load phase, as a share of the CPUs it was given
+        /// (1 = every client CPU busy throughout).
+        LoadClientCpu => "load_client_cpu",
         /// PSS of all running instances divided by their number (density).
         DensityPssPerInstance => "density_pss_per_instance",
         /// Time to start all N instances (density).
@@ -89,10 +92,14 @@ impl Metric {
             | Metric::HttpErrors
             | Metric::HttpServerRequests
             | Metric::RunFailed => Unit::Count,
-            Metric::HttpPort => Unit::One,
+            Metric::HttpPort | Metric::LoadClientCpu => Unit::One,
         }
     }
 }
+
+/// Above this `load_client_cpu` a load phase is client-bound: its figures may be the client's
+/// limit rather than the server's, and the summary and report say so.
+pub const CLIENT_BOUND_SHARE: f64 = 0.9;
 
 /// The unit of a figure, as written in `samples.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,7 +109,7 @@ pub enum Unit {
     PerSecond,
     BytesPerSecond,
     Count,
-    /// A dimensionless number (a port).
+    /// A dimensionless number (a port, a share).
     One,
 }
 

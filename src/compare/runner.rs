@@ -311,6 +311,12 @@ impl Runner<'_> {
         ] {
             self.sample(iteration, phase, metric, d.as_secs_f64())?;
         }
+        self.sample(
+            iteration,
+            phase,
+            Metric::LoadClientCpu,
+            r.client_cpu_share(),
+        )?;
         if peak > 0 {
             self.sample(iteration, phase, Metric::MemoryPssPeak, peak as f64)?;
         }

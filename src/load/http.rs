@@ -39,8 +39,7 @@ const MAX_HEADERS: usize = 64;
 const STOP_POLL: Duration = Duration::from_millis(20);
 /// Pause after a failed connect, so a refusing server is not hammered in a tight loop.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
-/// Above this share of its CPUs the client, not the server, may be what limits the rate.
-pub const CLIENT_BOUND_SHARE: f64 = 0.9;
+use cvm_proto::metric::CLIENT_BOUND_SHARE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

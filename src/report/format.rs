@@ -148,6 +148,7 @@ mod tests {
                     config: Default::default(),
                 },
                 failed_runs: 0,
+                client_bound_runs: 0,
                 metrics: cases
                     .iter()
                     .map(|(m, u, v, _)| {

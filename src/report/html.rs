@@ -338,6 +338,12 @@ fn summary_table(o: &mut String, s: &RunSummary) {
                 b.failed_runs
             ));
         }
+        if let Some(note) = super::client_bound_note(b) {
+            notes.push(format!(
+                "<li class=\"client-bound\"><strong>{name}</strong>: {}</li>",
+                escape(&note)
+            ));
+        }
         let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();
         metrics.sort_by_key(|(m, _)| metric_rank(m));
         for (metric, m) in metrics {

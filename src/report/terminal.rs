@@ -54,6 +54,9 @@ pub fn table(s: &RunSummary) -> String {
                 b.failed_runs
             ));
         }
+        if let Some(note) = super::client_bound_note(b) {
+            notes.push(format!("{name}: {note}"));
+        }
         let mut metrics: Vec<(&String, &MetricSummary)> = b
             .metrics
             .iter()

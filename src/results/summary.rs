@@ -27,6 +27,10 @@ pub struct BackendSummary {
     pub info: BackendInfo,
     /// Runs that failed (a `run_failed` sample each), measured phase only.
     pub failed_runs: usize,
+    /// Measured runs whose load client used more than `CLIENT_BOUND_SHARE` of its CPUs: their
+    /// HTTP figures may be the client's limit, not the server's.
+    #[serde(default)]
+    pub client_bound_runs: usize,
     pub metrics: BTreeMap<String, MetricSummary>,
 }
 
@@ -55,6 +59,9 @@ impl RunSummary {
 /// The metric recorded once per failed run.
 pub const RUN_FAILED: &str = cvm_proto::metric::Metric::RunFailed.name();
 
+const LOAD_CLIENT_CPU: &str = cvm_proto::metric::Metric::LoadClientCpu.name();
+use cvm_proto::metric::CLIENT_BOUND_SHARE;
+
 /// Summarises the measured samples of a run, backend by backend in the run's order.
 pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
     // (backend, metric) -> (unit, values) in file order.
@@ -73,6 +80,7 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
             let name = info.backend.as_str();
             let mut metrics = BTreeMap::new();
             let mut failed_runs = 0;
+            let mut client_bound_runs = 0;
             for ((_, metric), (unit, values)) in series
                 .range((name, "")..)
                 .take_while(|((b, _), _)| *b == name)
@@ -80,6 +88,9 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
                 if *metric == RUN_FAILED {
                     failed_runs = values.len();
                     continue;
+                }
+                if *metric == LOAD_CLIENT_CPU {
+                    client_bound_runs = values.iter().filter(|&&v| v > CLIENT_BOUND_SHARE).count();
                 }
                 let Some(stats) = Summary::of(values) else {
                     continue;
@@ -103,6 +114,7 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
             BackendSummary {
                 info: info.clone(),
                 failed_runs,
+                client_bound_runs,
                 metrics,
             }
         })
@@ -116,5 +128,53 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
         warmup: meta.warmup,
         environment: meta.environment.clone(),
         backends,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::results::{Availability, Stack};
+
+    pub(crate) fn meta() -> RunMeta {
+        RunMeta {
+            run_id: "r1".into(),
+            started: String::new(),
+            finished: None,
+            status: "done".into(),
+            scenario: super::super::meta::ScenarioRecord {
+                name: "web".into(),
+                description: String::new(),
+                definition: serde_json::Value::Null,
+            },
+            runs: 3,
+            warmup: 0,
+            timeout_s: 1.0,
+            environment: Environment::default(),
+            backends: vec![BackendInfo {
+                backend: "runc".into(),
+                stack: Stack::Container,
+                availability: Availability::Available,
+                error: None,
+                config: BTreeMap::new(),
+            }],
+            load: None,
+        }
+    }
+
+    pub(crate) fn row(iteration: u32, value: f64) -> SampleRow {
+        let mut r = crate::results::samples::tests::row("runc", iteration, LOAD_CLIENT_CPU, value);
+        r.unit = "1".into();
+        r
+    }
+
+    #[test]
+    fn runs_whose_client_was_nearly_saturated_are_counted_client_bound() {
+        let rows = [row(0, 0.95), row(1, 0.5), row(2, 0.91)];
+        let s = summarize(&meta(), &rows);
+        let b = s.backend("runc").unwrap();
+        assert_eq!(b.client_bound_runs, 2);
+        let calm = summarize(&meta(), &[row(0, 0.5), row(1, 0.9)]);
+        assert_eq!(calm.backend("runc").unwrap().client_bound_runs, 0);
     }
 }

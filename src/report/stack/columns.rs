@@ -297,6 +297,7 @@ pub(super) mod tests {
                     .collect(),
             },
             failed_runs: 0,
+            client_bound_runs: 0,
             metrics: metrics
                 .iter()
                 .map(|(m, u, v)| {
