@@ -326,6 +326,46 @@ fn a_vm_listens_only_on_loopback_runs_sandboxed_and_a_sigkilled_qemu_is_a_failed
         "the leak audit does not see this run's QEMU"
     );
 
+    // Placement: QEMU, every thread of it, runs only on the instance's CPUs, in a cgroup of its
+    // own, and the run's record says where the client ran.
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(p) = backend::placement::Placement::split(ncpu, 1)
+        .filter(|_| backend::cgroup::cpuset_supported())
+    {
+        let expected = format!(
+            "Cpus_allowed_list:\t{}",
+            backend::placement::cpu_list(&p.instance)
+        );
+        for task in std::fs::read_dir(format!("/proc/{qemu}/task"))
+            .unwrap()
+            .flatten()
+        {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            assert!(
+                status.is_empty() || status.lines().any(|l| l == expected),
+                "a QEMU thread may run outside the instance's CPUs:\n{status}"
+            );
+        }
+        let cgroups = std::fs::read_to_string(format!("/proc/{qemu}/cgroup")).unwrap();
+        assert!(
+            cgroups
+                .lines()
+                .any(|l| l.contains("cpu") && l.contains(&run_token(pid))),
+            "QEMU is not in the instance's cgroup:\n{cgroups}"
+        );
+        let placement = run.meta()["load"]["placement"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            placement.contains(&format!(
+                "load client on CPU(s) {}",
+                backend::placement::cpu_list(&p.client)
+            )),
+            "{placement}"
+        );
+    }
+
     let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap())
         .replace('\0', " ");
     let qemu_bin = std::fs::read_link(format!("/proc/{qemu}/exe")).unwrap();

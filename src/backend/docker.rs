@@ -180,7 +180,7 @@ impl Backend for DockerBackend {
             version,
             tag,
             argv,
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             network: scenario.resources.network,
             disk,
             launches: AtomicU32::new(0),
@@ -273,6 +273,12 @@ impl Prepared for DockerPrepared {
             .args(["--hostname", &format!("cvm-{}", ctx.instance)])
             .args(["--memory", &self.limits.memory_bytes.to_string()])
             .args(["--cpus", &self.limits.cpus.to_string()])
+            .args(
+                self.limits
+                    .cpuset
+                    .as_deref()
+                    .map(|c| format!("--cpuset-cpus={c}")),
+            )
             .args(["--security-opt", "no-new-privileges", "--read-only"])
             .args(["--tmpfs", "/tmp"])
             .args(["-e", &format!("{}=1", cvm_proto::MARKER_FD_ENV)])

@@ -71,6 +71,19 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
 
     eprintln!("cvm: scenario {} — {}", scenario.name, scenario.description);
     let environment = Environment::collect();
+    // Where the instance and the load client run (disjoint CPUs), recorded with the load.
+    let (client_cpus, placement_note) = match backend::placement::for_scenario(&scenario) {
+        Ok(p) => {
+            let note = format!(
+                "instance on CPU(s) {} (its cgroup's cpuset: every process, QEMU's threads \
+                 included), load client on CPU(s) {}",
+                backend::placement::cpu_list(&p.instance),
+                backend::placement::cpu_list(&p.client)
+            );
+            (p.client, note)
+        }
+        Err(why) => (crate::load::http::default_client_cpus(), why.to_string()),
+    };
     let image = Image::build(&scenario).context("cannot build the image")?;
 
     let opts = HostOptions {
@@ -110,7 +123,10 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         timeout_s: timeout.as_secs_f64(),
         environment: environment.clone(),
         backends: infos.clone(),
-        load: scenario.load.as_ref().map(crate::load::http::describe),
+        load: scenario
+            .load
+            .as_ref()
+            .map(|l| crate::load::http::describe(l, &client_cpus, &placement_note)),
     };
     let meta_path = out_dir.join(results::META_FILE);
     meta.write(&meta_path)?;
@@ -162,6 +178,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
                 .join(crate::image::GUEST_PATH.trim_start_matches('/')),
             native_pss,
             idle_pss: Vec::new(),
+            client_cpus: client_cpus.clone(),
         };
         runner.record_disk()?;
         let plan = Plan {

@@ -43,6 +43,8 @@ pub struct Runner<'a> {
     pub native_pss: Option<f64>,
     /// This backend's measured idle PSS values (native's become the next backends' base).
     pub idle_pss: Vec<f64>,
+    /// The CPUs the load client's threads are pinned to (disjoint from the instance's).
+    pub client_cpus: Vec<usize>,
 }
 
 impl Runner<'_> {
@@ -256,6 +258,7 @@ impl Runner<'_> {
         let load = HttpLoad {
             threads: *spec.client_threads.get_ref(),
             rate: spec.rate.as_ref().map(|r| *r.get_ref()),
+            cpus: self.client_cpus.clone(),
             ..HttpLoad::closed(
                 addr,
                 &spec.path,

@@ -143,16 +143,19 @@ impl HttpLoadResult {
     }
 }
 
-/// How the load is generated, for the run's record (`run.json`).
-pub fn describe(spec: &crate::scenario::LoadSpec) -> std::collections::BTreeMap<String, String> {
-    let cpus = default_client_cpus();
+/// How the load is generated and where it runs, for the run's record (`run.json`).
+/// `client_cpus` are the CPUs the client threads are pinned to (empty: unpinned); `placement`
+/// says where the instance runs, as the caller decided it.
+pub fn describe(
+    spec: &crate::scenario::LoadSpec,
+    client_cpus: &[usize],
+    placement: &str,
+) -> std::collections::BTreeMap<String, String> {
     let threads = *spec.client_threads.get_ref();
-    let client = if cpus.is_empty() {
-        format!("{threads} thread(s), each a tokio current-thread runtime, unpinned: the host has one CPU")
+    let client = if client_cpus.is_empty() {
+        format!("{threads} thread(s), each a tokio current-thread runtime, unpinned")
     } else {
-        format!(
-            "{threads} thread(s), each a tokio current-thread runtime, pinned to CPU(s) {cpus:?}"
-        )
+        format!("{threads} thread(s), each a tokio current-thread runtime, pinned to CPU(s) {client_cpus:?} in turn")
     };
     let kind = match spec.rate.as_ref().map(|r| *r.get_ref()) {
         None => "http/1.1 keep-alive, closed loop (each connection sends when its previous response is complete; latency from the send)".to_string(),
@@ -165,6 +168,7 @@ pub fn describe(spec: &crate::scenario::LoadSpec) -> std::collections::BTreeMap<
         ("duration_s", spec.duration_s.get_ref().to_string()),
         ("path", spec.path.clone()),
         ("client", client),
+        ("placement", placement.to_string()),
         (
             "client_bound_rule",
             format!(

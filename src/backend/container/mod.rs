@@ -172,7 +172,7 @@ impl Backend for ContainerBackend {
             guest,
             rootfs,
             workload: image.workload_argv(&scenario.workload),
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             network,
             subnet,
             disk,
@@ -286,8 +286,8 @@ impl Prepared for ContainerPrepared {
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
         let fail = |e| BackendError::launch(BackendKind::Container, e);
         let name = format!("cvm-{}-container-{}", ctx.run_id, ctx.instance);
-        let cgroup =
-            Cgroup::create(&name, self.limits).map_err(|e| fail(ContainerError::Cgroup(e)))?;
+        let cgroup = Cgroup::create(&name, self.limits.clone())
+            .map_err(|e| fail(ContainerError::Cgroup(e)))?;
         let hostname = format!("cvm-{}", ctx.instance);
         let volume = match &self.io_dir {
             Some(_) => Some(

@@ -139,7 +139,7 @@ impl OciPrepared {
                 args: self.args.clone(),
                 hostname: &format!("cvm-{}", ctx.instance),
                 cgroup: &id,
-                limits: self.limits,
+                limits: self.limits.clone(),
                 volume,
             },
         )

@@ -4,7 +4,9 @@
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
 //! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
 //! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
-//! means no host network objects exist to clean up (see [`super::net`]).
+//! means no host network objects exist to clean up (see [`super::net`]). Where cvm can create
+//! cgroups, QEMU starts inside one of its own (joined before exec, so every thread it creates is
+//! in it), which teardown removes after QEMU is gone.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,11 +20,13 @@ use super::console::{spawn_console_reader, spawn_stderr_reader};
 use super::prepare::GuestPlan;
 use super::qemu::{PortForward, QemuSpec};
 use super::{net, qmp};
+use crate::backend::cgroup::{self, Cgroup};
 use crate::backend::events::Event;
 use crate::backend::process::{StopPolicy, Supervised};
 use crate::backend::{BackendError, Instance, LaunchContext};
 use crate::image::ext4;
 use crate::scenario::BackendKind;
+use crate::sys::CommandSetup;
 use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,10 @@ pub enum InstanceError {
     },
     #[error("cannot start the event threads")]
     Thread(#[source] io::Error),
+    #[error("cannot create QEMU's cgroup")]
+    Cgroup(#[source] cgroup::CgroupError),
+    #[error("cannot remove QEMU's cgroup")]
+    CgroupRemove(#[source] cgroup::CgroupError),
     #[error("cannot remove the instance's temporary directory {path}")]
     Cleanup {
         path: PathBuf,
@@ -59,6 +67,7 @@ pub(super) fn launch(
     kind: BackendKind,
     template: &QemuSpec,
     guest: &GuestPlan,
+    resources: Option<&cgroup::Resources>,
     ctx: &LaunchContext,
 ) -> Result<Box<dyn Instance>, BackendError> {
     let fail = |e| BackendError::launch(kind, e);
@@ -93,6 +102,25 @@ pub(super) fn launch(
         spec.disk = Some(img);
     }
 
+    let cgroup = match resources {
+        Some(r) => Some(
+            Cgroup::create_with(
+                &format!("cvm-{}-{kind}-{}", ctx.run_id, ctx.instance),
+                r.clone(),
+            )
+            .map_err(|e| fail(InstanceError::Cgroup(e)))?,
+        ),
+        None => None,
+    };
+    let setup = CommandSetup {
+        marker: None,
+        cgroup_procs: match &cgroup {
+            Some(cg) => cg
+                .open_procs()
+                .map_err(|e| fail(InstanceError::Cgroup(e)))?,
+            None => Vec::new(),
+        },
+    };
     let mut cmd = Command::new(&spec.binary);
     cmd.args(spec.args())
         .stdin(Stdio::null())
@@ -100,6 +128,7 @@ pub(super) fn launch(
         .stderr(Stdio::piped())
         // Its own process group: a Ctrl-C at the terminal reaches cvm, which tears down.
         .process_group(0);
+    let guard = setup.install(&mut cmd);
     let started_at = Instant::now();
     let mut child = cmd.spawn().map_err(|source| {
         fail(InstanceError::Spawn {
@@ -108,6 +137,7 @@ pub(super) fn launch(
         })
     })?;
     let spawned = Instant::now();
+    drop(guard);
     let (tx, events) = mpsc::channel();
     let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
     let stdout = child.stdout.take();
@@ -121,6 +151,7 @@ pub(super) fn launch(
         qmp: spec.qmp.clone(),
         forwards: spec.net.clone().unwrap_or_default(),
         tmp: cleanup.0.take(),
+        cgroup,
     };
     if let Some(out) = stdout {
         spawn_console_reader(out, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
@@ -154,6 +185,7 @@ struct VmInstance {
     qmp: Option<PathBuf>,
     forwards: Vec<PortForward>,
     tmp: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
 }
 
 /// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
@@ -184,9 +216,17 @@ impl Instance for VmInstance {
             .find(|f| f.guest == port)
             .map(|f| net::host_endpoint(f.host))
     }
+    fn memory_cgroup(&self) -> Option<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .and_then(|c| c.memory_dir().map(Path::to_path_buf))
+    }
     fn teardown(&mut self) -> Result<(), BackendError> {
         self.qemu.stop(&QmpQuit(self.qmp.as_deref()));
         self.qemu.reap();
+        // Removed after QEMU is reaped (an empty cgroup), but its failure is reported only after
+        // the temporary directory is gone too.
+        let cgroup = self.cgroup.as_mut().map_or(Ok(()), Cgroup::remove);
         if let Some(dir) = self.tmp.take() {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
@@ -199,7 +239,7 @@ impl Instance for VmInstance {
                 }
             }
         }
-        Ok(())
+        cgroup.map_err(|e| BackendError::teardown(self.kind, InstanceError::CgroupRemove(e)))
     }
 }
 

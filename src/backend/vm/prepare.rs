@@ -12,6 +12,7 @@ use super::kernel::{self, Kernel, KernelError};
 use super::modules::{resolve_modules, ModulesError};
 use super::qemu::{self, Profile, QemuSpec};
 use super::{instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use crate::backend::cgroup;
 use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
     Prepared, Stack,
@@ -176,6 +177,20 @@ impl Backend for VmBackend {
         );
         config.insert("initramfs_compression".into(), compression.as_str().into());
         config.insert("initramfs_bytes".into(), initrd_bytes.to_string());
+        let cgroup = qemu_cgroup(scenario);
+        config.insert(
+            "cgroup".into(),
+            match &cgroup {
+                Some(r) => format!(
+                    "QEMU in its own cgroup (CPU quota {} CPUs{}, no memory limit)",
+                    guest.vcpus,
+                    r.cpuset
+                        .as_deref()
+                        .map_or_else(String::new, |c| format!(", cpuset {c}"))
+                ),
+                None => "none (not root, or no cgroups)".into(),
+            },
+        );
         config.insert("vcpus".into(), guest.vcpus.to_string());
         config.insert("memory_mib".into(), guest.memory_mib.to_string());
         config.insert(
@@ -212,10 +227,26 @@ impl Backend for VmBackend {
                 sandbox,
             },
             guest,
+            cgroup,
             config,
             layers,
         }))
     }
+}
+
+/// QEMU's cgroup, like every other backend's instance: all of its threads (vCPUs, main loop,
+/// user networking, I/O) get the scenario's CPU quota and, with a load phase, its CPUs. No
+/// memory limit: guest RAM is only part of what QEMU maps, and a limit at the guest's size would
+/// kill QEMU rather than the workload. `None` where cvm cannot create cgroups (not root).
+fn qemu_cgroup(scenario: &Scenario) -> Option<cgroup::Resources> {
+    if !nix::unistd::geteuid().is_root() || cgroup::detect().is_none() {
+        return None;
+    }
+    let limits = crate::backend::limits(scenario);
+    Some(cgroup::Resources {
+        memory_bytes: None,
+        ..cgroup::Resources::from(limits)
+    })
 }
 
 /// The kernel, its extracted vmlinux and what the accelerator probe needs.
@@ -409,6 +440,8 @@ struct VmPrepared {
     /// The launch template: per-instance parts (QMP socket, forwards, disk) are filled in.
     spec: QemuSpec,
     guest: GuestPlan,
+    /// The cgroup each instance's QEMU is started in, if any.
+    cgroup: Option<cgroup::Resources>,
     config: BackendConfig,
     layers: DiskLayers,
 }
@@ -423,7 +456,13 @@ impl Prepared for VmPrepared {
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
-        instance::launch(self.kind, &self.spec, &self.guest, ctx)
+        instance::launch(
+            self.kind,
+            &self.spec,
+            &self.guest,
+            self.cgroup.as_ref(),
+            ctx,
+        )
     }
 }
 
