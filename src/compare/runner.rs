@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cvm_proto::applet::{Applet, HTTP_COUNT_PATH};
-use cvm_proto::metric::{Metric, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, SweepFigure, PHASE_PREFIX};
 
 use crate::backend::{self, Instance, LaunchContext, Prepared};
 use crate::exit::Failure;
@@ -328,6 +328,71 @@ impl Runner<'_> {
             self.sample(iteration, phase, Metric::HttpServerRequests, served as f64)?;
             if let Some(reason) = count_mismatch(served, r.requests, load.connections) {
                 return Ok(RunEnd::Failed(reason));
+            }
+        }
+        match spec.rates.as_ref() {
+            Some(rates) => {
+                let rates = rates.get_ref().clone();
+                self.run_sweep(
+                    instance,
+                    timeline,
+                    &load,
+                    &rates,
+                    is_cvm_http,
+                    iteration,
+                    phase,
+                )
+            }
+            None => Ok(RunEnd::Measured),
+        }
+    }
+
+    /// The rate sweep: one open-loop phase per offered rate, each checked like the main phase
+    /// (a dead server or a count mismatch fails the run), recorded as `rate.<N>.<figure>`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_sweep(
+        &mut self,
+        instance: &dyn Instance,
+        timeline: &mut startup::Timeline,
+        base: &HttpLoad,
+        rates: &[f64],
+        is_cvm_http: bool,
+        iteration: u32,
+        phase: Phase,
+    ) -> Result<RunEnd, Failure> {
+        for &rate in rates {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let load = HttpLoad {
+                rate: Some(rate),
+                ..base.clone()
+            };
+            let before = is_cvm_http.then(|| server_count(load.addr)).flatten();
+            let result = http_load::run(&load, self.interrupted);
+            startup::drain(instance, timeline);
+            if let Some((exit, _)) = timeline.exit {
+                return Ok(RunEnd::Failed(format!(
+                    "the workload ended with {exit} during the rate sweep at {rate}/s"
+                )));
+            }
+            let r = match result {
+                Ok(r) => r,
+                Err(e) => return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {e}"))),
+            };
+            for (figure, value) in [
+                (SweepFigure::Rps, r.rps()),
+                (SweepFigure::LatencyP50, r.latency_p50.as_secs_f64()),
+                (SweepFigure::LatencyP99, r.latency_p99.as_secs_f64()),
+            ] {
+                let unit = figure.unit().symbol();
+                self.record(iteration, phase, &figure.metric(rate), value, unit, "")?;
+            }
+            if let (Some(before), Some(after)) = (before, server_count(load.addr)) {
+                let served = after.saturating_sub(before);
+                if let Some(reason) = count_mismatch(served, r.requests, load.connections) {
+                    return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {reason}")));
+                }
             }
         }
         Ok(RunEnd::Measured)

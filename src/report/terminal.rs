@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::format::format_value;
 use crate::results::{Availability, MetricSummary, RunSummary};
-use cvm_proto::metric::{Metric, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, PHASE_PREFIX, RATE_PREFIX};
 
 /// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
 /// one line per backend instead of a row each.
@@ -60,7 +60,7 @@ pub fn table(s: &RunSummary) -> String {
         let mut metrics: Vec<(&String, &MetricSummary)> = b
             .metrics
             .iter()
-            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX))
+            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX) && !m.starts_with(RATE_PREFIX))
             .collect();
         metrics.sort_by_key(|(m, _)| {
             (
@@ -115,6 +115,26 @@ pub fn table(s: &RunSummary) -> String {
         }
         if !phases.is_empty() {
             notes.push(format!("{name} phases (medians): {}", phases.join(", ")));
+        }
+        let sweep = super::charts::sweep_steps(&b.metrics);
+        if !sweep.is_empty() {
+            let steps: Vec<String> = sweep
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} → {} (p99 {})",
+                        format_value(s.offered, "1/s"),
+                        format_value(s.achieved, "1/s"),
+                        format_value(s.p99, "s")
+                    )
+                })
+                .collect();
+            let knee = super::charts::knee(&sweep)
+                .map_or_else(|| "none".to_string(), |k| format_value(k, "1/s"));
+            notes.push(format!(
+                "{name} rate sweep (offered → achieved, medians): {}; knee {knee}",
+                steps.join(", ")
+            ));
         }
     }
     let mut widths = header.map(str::len);

@@ -204,6 +204,10 @@ pub struct LoadSpec {
     /// a closed loop.
     #[serde(default)]
     pub rate: Option<Spanned<f64>>,
+    /// A rate sweep after the main load phase: one open-loop phase of `duration_s` per rate,
+    /// drawn as a throughput–latency curve per backend.
+    #[serde(default)]
+    pub rates: Option<Spanned<Vec<f64>>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
