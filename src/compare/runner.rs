@@ -333,7 +333,12 @@ impl Runner<'_> {
         if let (Some(before), Some(after)) = (served_before, server_count(addr)) {
             let served = after.saturating_sub(before);
             self.sample(iteration, phase, Metric::HttpServerRequests, served as f64)?;
-            if let Some(reason) = count_mismatch(served, r.requests, load.connections, self.exact_server_count()) {
+            if let Some(reason) = count_mismatch(
+                served,
+                r.requests,
+                load.connections,
+                self.exact_server_count(),
+            ) {
                 return Ok(RunEnd::Failed(reason));
             }
         }
@@ -397,7 +402,12 @@ impl Runner<'_> {
             }
             if let (Some(before), Some(after)) = (before, server_count(load.addr)) {
                 let served = after.saturating_sub(before);
-                if let Some(reason) = count_mismatch(served, r.requests, load.connections, self.exact_server_count()) {
+                if let Some(reason) = count_mismatch(
+                    served,
+                    r.requests,
+                    load.connections,
+                    self.exact_server_count(),
+                ) {
                     return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {reason}")));
                 }
             }

@@ -256,9 +256,7 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
             let list = rates.get_ref();
             if list.is_empty()
                 || list.len() > 32
-                || list
-                    .iter()
-                    .any(|r| !(r.is_finite() && *r >= 1.0 && *r <= 10_000_000.0))
+                || list.iter().any(|r| !(1.0..=10_000_000.0).contains(r))
             {
                 return fail(
                     rates.span(),
@@ -270,7 +268,7 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
         }
         if let Some(rate) = rate {
             let r = *rate.get_ref();
-            if !(r.is_finite() && r >= 1.0 && r <= 10_000_000.0) {
+            if !(1.0..=10_000_000.0).contains(&r) {
                 return fail(
                     rate.span(),
                     "`load.rate` must be between 1 and 10000000 requests per second".into(),
