@@ -14,7 +14,7 @@ use common::host_has;
 const CONNECTIONS: u32 = 4;
 const DURATION: Duration = Duration::from_secs(3);
 /// Rounds of each client, interleaved so drift on a shared host affects both alike.
-const ROUNDS: usize = 2;
+const ROUNDS: usize = 3;
 
 /// The native `cvm-guest http` server, killed on drop.
 struct Server(Child);

@@ -96,12 +96,12 @@ pub fn client_bound_note(b: &results::BackendSummary) -> Option<String> {
     }
     let m = b.metrics.get(Metric::LoadClientCpu.name())?;
     Some(format!(
-        "client-bound in {} of {} measured runs (load client CPU median {:.0} %, above {:.0} %): \
-         its HTTP figures may be the load client's limit, not the server's",
+        "client-bound in {} of {} measured runs (the load client used more than {:.0} % of its \
+         CPUs; median {:.0} %): its HTTP figures may be the load client's limit, not the server's",
         b.client_bound_runs,
         m.stats.n,
-        100.0 * m.stats.median,
-        100.0 * CLIENT_BOUND_SHARE
+        100.0 * CLIENT_BOUND_SHARE,
+        100.0 * m.stats.median
     ))
 }
 
