@@ -235,7 +235,7 @@ impl Prepared for DockerPrepared {
             "network".into(),
             match self.network {
                 NetworkMode::None => "none (--network none)",
-                NetworkMode::Private => "private (docker default bridge)",
+                NetworkMode::Private | NetworkMode::User => "private (docker default bridge)",
             }
             .into(),
         );
@@ -266,7 +266,7 @@ impl Prepared for DockerPrepared {
         };
         let network = match self.network {
             NetworkMode::None => "none",
-            NetworkMode::Private => "bridge",
+            NetworkMode::Private | NetworkMode::User => "bridge",
         };
         let mut cmd = self.client.command();
         cmd.args(["run", "--rm", "--name", &name, "--network", network])
@@ -304,7 +304,7 @@ impl Prepared for DockerPrepared {
         }
         cli.watch_exit(None, self.limits.memory_bytes, tx)
             .map_err(|e| fail(DockerError::Thread(e)))?;
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             instance.address = Some(wait_address(&self.client, &name).map_err(fail)?);
         }
         Ok(Box::new(instance))

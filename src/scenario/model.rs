@@ -170,8 +170,19 @@ pub enum NetworkMode {
     /// Loopback only (containers), no NIC (VMs).
     #[default]
     None,
-    /// A private link to the host: veth for containers, a NIC for VMs.
+    /// A private link to the host: veth for containers, a tap device for VMs (both a /30 the
+    /// host reaches directly).
     Private,
+    /// For VMs, QEMU's user-mode network (slirp) with the port forwarded from host loopback;
+    /// containers, which have no such thing, get their private link.
+    User,
+}
+
+impl NetworkMode {
+    /// Whether the instance has a network link the host reaches (any mode but `none`).
+    pub fn has_link(self) -> bool {
+        self != NetworkMode::None
+    }
 }
 
 /// What goes into the one rootfs besides `cvm-guest` and busybox.

@@ -164,7 +164,7 @@ impl Backend for ContainerBackend {
         let mut disk = image.layer_files();
         // The container runtime is cvm itself (plus `ip` for a private network).
         let mut runtime: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
-        if network == NetworkMode::Private {
+        if network.has_link() {
             runtime.extend(super::find_binary("ip"));
         }
         disk.insert(Layer::Runtime, runtime);
@@ -224,7 +224,7 @@ impl ContainerPrepared {
             "--hostname".into(),
             hostname.to_string(),
         ];
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             options.extend(["--wait-fd".to_string(), WAIT_FD.to_string()]);
         }
         if let (Some(volume), Some(inside)) = (volume, &self.io_dir) {
@@ -260,7 +260,7 @@ pub(crate) fn isolation_config(network: NetworkMode, subnet: &net::Subnet) -> Ba
     );
     let network = match network {
         NetworkMode::None => "none (loopback only)".to_string(),
-        NetworkMode::Private => format!("private (veth, /30 from {subnet})"),
+        NetworkMode::Private | NetworkMode::User => format!("private (veth, /30 from {subnet})"),
     };
     c.insert("network".into(), network);
     c.insert("rootfs".into(), "image directory, read-only".into());
@@ -302,7 +302,7 @@ impl Prepared for ContainerPrepared {
         let (stderr_read, stderr_write) = pipe()?;
         let mut fds = process::workload_fds(stderr_write, marker_write)
             .map_err(|e| fail(ContainerError::DevNull(e)))?;
-        let mut go = if self.network == NetworkMode::Private {
+        let mut go = if self.network.has_link() {
             let (wait_read, wait_write) = pipe()?;
             fds.push((wait_read, WAIT_FD));
             Some(File::from(wait_write))

@@ -191,7 +191,7 @@ impl OciPrepared {
             });
         }
         instance.memory_dir = init.and_then(cgroup::memory_of_process);
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             let init = init.ok_or(InstanceError::NoInit {
                 runtime: self.runtime.name,
             })?;

@@ -3,8 +3,9 @@
 //!
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
 //! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
-//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
-//! means no host network objects exist to clean up (see [`super::net`]). Where cvm can create
+//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. The network needs no
+//! per-instance cleanup: the user network lives inside QEMU, and a tap belongs to the prepared
+//! backend (see [`super::net`]). Where cvm can create
 //! cgroups, QEMU starts inside one of its own (joined before exec, so every thread it creates is
 //! in it), which teardown removes after QEMU is gone.
 
@@ -88,7 +89,7 @@ pub(super) fn launch(
     let mut cleanup = TempDir(Some(tmp.clone()));
     let mut spec = template.clone();
     spec.qmp = Some(tmp.join("qmp.sock"));
-    if !guest.forward_ports.is_empty() {
+    if !guest.forward_ports.is_empty() && spec.tap.is_none() {
         let mut forwards = Vec::new();
         for &guest in &guest.forward_ports {
             let host = net::free_loopback_port().map_err(|e| fail(InstanceError::Port(e)))?;
@@ -152,6 +153,7 @@ pub(super) fn launch(
         forwards: spec.net.clone().unwrap_or_default(),
         tmp: cleanup.0.take(),
         cgroup,
+        tap_addr: guest.tap_addr,
     };
     if let Some(out) = stdout {
         spawn_console_reader(out, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
@@ -186,6 +188,8 @@ struct VmInstance {
     forwards: Vec<PortForward>,
     tmp: Option<PathBuf>,
     cgroup: Option<Cgroup>,
+    /// The guest's address on its tap link; ports are reached there directly.
+    tap_addr: Option<std::net::Ipv4Addr>,
 }
 
 /// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
@@ -211,6 +215,9 @@ impl Instance for VmInstance {
         self.qemu.running_pid().into_iter().collect()
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
+        if let Some(addr) = self.tap_addr {
+            return Some(SocketAddr::from((addr, port)));
+        }
         self.forwards
             .iter()
             .find(|f| f.guest == port)

@@ -39,6 +39,10 @@ pub enum PrepareError {
     Modules(#[source] ModulesError),
     #[error("cannot write the guest's configuration")]
     Config(#[source] VmConfigError),
+    #[error(
+        "cannot create the VM's tap device (network = \"private\"; network = \"user\" needs none)"
+    )]
+    Tap(#[source] cvm_runtime::net::NetError),
     #[error("cannot build the initramfs")]
     Initramfs(#[source] InitramfsError),
     #[error("unknown {INITRAMFS_COMPRESSION_ENV} value {0:?} (none, gzip or zstd)")]
@@ -116,7 +120,24 @@ impl Backend for VmBackend {
                 .ok_or_else(|| fail(PrepareError::BadCompression(v.clone())))?,
             Err(_) => Compression::default(),
         };
-        let guest = GuestPlan::for_scenario(scenario);
+        let mut guest = GuestPlan::for_scenario(scenario);
+        // `private`: a tap device on a /30 of its own, the container veth's addressing (the host
+        // reaches the guest directly). It lives as long as this prepared backend, so every launch
+        // attaches to the same device and the guest's address can be written into its initramfs.
+        let tap = if scenario.resources.network == NetworkMode::Private
+            && !guest.forward_ports.is_empty()
+            && nix::unistd::geteuid().is_root()
+        {
+            let subnet =
+                cvm_runtime::net::Subnet::from_env().map_err(|e| fail(PrepareError::Tap(e)))?;
+            let token = format!("{:04x}vm", std::process::id() & 0xffff);
+            let link = cvm_runtime::net::setup_tap(subnet, &token)
+                .map_err(|e| fail(PrepareError::Tap(e)))?;
+            guest.tap_addr = Some(link.container_addr);
+            Some((link, subnet))
+        } else {
+            None
+        };
         let release = assets.kernel.info.release().to_string();
         let modules = resolve_modules(
             Path::new("/lib/modules").join(&release).as_path(),
@@ -161,10 +182,13 @@ impl Backend for VmBackend {
         config.insert("cmdline".into(), cmdline.clone());
         config.insert(
             "network".into(),
-            if guest.forward_ports.is_empty() {
-                "none (no NIC)".into()
-            } else {
-                net::MODE.into()
+            match &tap {
+                _ if guest.forward_ports.is_empty() => "none (no NIC)".into(),
+                Some((link, subnet)) => format!(
+                    "private (tap {}, /30 from {subnet}; guest {})",
+                    link.host_name, link.container_addr
+                ),
+                None => net::MODE.into(),
             },
         );
         config.insert(
@@ -225,9 +249,11 @@ impl Backend for VmBackend {
                 net: None,
                 disk: None,
                 sandbox,
+                tap: tap.as_ref().map(|(link, _)| link.host_name.clone()),
             },
             guest,
             cgroup,
+            tap: tap.map(|(link, _)| link),
             config,
             layers,
         }))
@@ -333,8 +359,11 @@ pub fn kvm_verdict(opts: &HostOptions) -> Result<KvmProbe, PrepareError> {
 pub(super) struct GuestPlan {
     pub(super) vcpus: u32,
     pub(super) memory_mib: u64,
-    /// Guest ports forwarded from host loopback ports (readiness and load need them).
+    /// Guest ports the host must reach (readiness and load need them): forwarded from host
+    /// loopback ports on the user network, or reached directly over the tap.
     pub(super) forward_ports: Vec<u16>,
+    /// The guest's address on its tap link, when it has one instead of the user network.
+    pub(super) tap_addr: Option<std::net::Ipv4Addr>,
     pub(super) disk: Option<DataDisk>,
 }
 
@@ -344,6 +373,7 @@ impl Default for GuestPlan {
             vcpus: 1,
             memory_mib: 128,
             forward_ports: Vec::new(),
+            tap_addr: None,
             disk: None,
         }
     }
@@ -374,6 +404,7 @@ impl GuestPlan {
             vcpus: *s.resources.vcpus.get_ref(),
             memory_mib: *s.resources.memory_mib.get_ref(),
             forward_ports,
+            tap_addr: None,
             disk,
         }
     }
@@ -406,7 +437,9 @@ impl GuestPlan {
                 .collect(),
             net: (!self.forward_ports.is_empty()).then(|| NetConfig {
                 device: net::GUEST_NET_DEVICE.into(),
-                cidr: net::GUEST_CIDR.into(),
+                cidr: self
+                    .tap_addr
+                    .map_or_else(|| net::GUEST_CIDR.into(), |a| format!("{a}/30")),
             }),
             disk: self.disk.as_ref().map(|d| DiskConfig {
                 device: GUEST_DISK.into(),
@@ -442,6 +475,9 @@ struct VmPrepared {
     guest: GuestPlan,
     /// The cgroup each instance's QEMU is started in, if any.
     cgroup: Option<cgroup::Resources>,
+    /// The tap device every launch attaches to (`network = "private"`); removed on drop.
+    #[allow(dead_code)]
+    tap: Option<cvm_runtime::net::Link>,
     config: BackendConfig,
     layers: DiskLayers,
 }
@@ -476,6 +512,7 @@ mod tests {
             vcpus: 1,
             memory_mib: 256,
             forward_ports: vec![8080],
+            tap_addr: None,
             disk: Some(DataDisk {
                 size_mib: 192,
                 mount: "/tmp".into(),
@@ -503,6 +540,13 @@ mod tests {
                 argv,
             }
         );
+        // On a tap link the guest takes its end of the /30.
+        let tapped = GuestPlan {
+            tap_addr: Some(std::net::Ipv4Addr::new(10, 213, 0, 6)),
+            ..plan
+        };
+        let net = tapped.vm_config(vec!["x".into()], &[]).net.unwrap();
+        assert_eq!(net.cidr, "10.213.0.6/30");
         let bare = GuestPlan::default().vm_config(vec!["a\nb".into()], &[]);
         assert_eq!((&bare.net, &bare.disk), (&None, &None));
         assert!(bare.to_text().is_err());
