@@ -86,7 +86,10 @@ fn unknown_backend_exits_2_listing_the_valid_ones() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("lxd") && err.contains("container") && err.contains("vm-classic"),
+        err.contains("lxd")
+            && err.contains("container")
+            && err.contains("vm-classic")
+            && err.contains("vm-user"),
         "{err}"
     );
 }

@@ -188,5 +188,6 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
         BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
         BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),
+        BackendKind::VmUser => Box::new(vm::VmBackend::user_net(opts)),
     }
 }

@@ -360,10 +360,12 @@ fn check_kernel(args: &CompareArgs, kinds: &[BackendKind]) -> Result<(), anyhow:
     let Some(path) = &args.kernel else {
         return Ok(());
     };
-    if !kinds
-        .iter()
-        .any(|k| matches!(k, BackendKind::Vm | BackendKind::VmClassic))
-    {
+    if !kinds.iter().any(|k| {
+        matches!(
+            k,
+            BackendKind::Vm | BackendKind::VmClassic | BackendKind::VmUser
+        )
+    }) {
         return Ok(());
     }
     backend::vm::kernel::Kernel::load(path)

@@ -255,10 +255,12 @@ pub enum BackendKind {
     Docker,
     Vm,
     VmClassic,
+    /// `vm` on QEMU's user network whatever the scenario's `network`.
+    VmUser,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 7] = [
+    pub const ALL: [BackendKind; 8] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,
@@ -266,6 +268,7 @@ impl BackendKind {
         BackendKind::Docker,
         BackendKind::Vm,
         BackendKind::VmClassic,
+        BackendKind::VmUser,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -277,6 +280,7 @@ impl BackendKind {
             BackendKind::Docker => "docker",
             BackendKind::Vm => "vm",
             BackendKind::VmClassic => "vm-classic",
+            BackendKind::VmUser => "vm-user",
         }
     }
 

@@ -53,6 +53,9 @@ pub enum PrepareError {
 pub struct VmBackend {
     profile: Profile,
     opts: HostOptions,
+    /// Always QEMU's user network, whatever the scenario's `network` (`vm-user`), so a run can
+    /// show a VM over its tap and over the user network side by side.
+    user_net: bool,
 }
 
 impl VmBackend {
@@ -60,11 +63,21 @@ impl VmBackend {
         VmBackend {
             profile,
             opts: opts.clone(),
+            user_net: false,
+        }
+    }
+
+    /// The microvm on QEMU's user network (`vm-user`).
+    pub fn user_net(opts: &HostOptions) -> Self {
+        VmBackend {
+            user_net: true,
+            ..VmBackend::new(Profile::Micro, opts)
         }
     }
 
     fn backend_kind(&self) -> BackendKind {
         match self.profile {
+            Profile::Micro if self.user_net => BackendKind::VmUser,
             Profile::Micro => BackendKind::Vm,
             Profile::Classic => BackendKind::VmClassic,
         }
@@ -125,6 +138,7 @@ impl Backend for VmBackend {
         // reaches the guest directly). It lives as long as this prepared backend, so every launch
         // attaches to the same device and the guest's address can be written into its initramfs.
         let tap = if scenario.resources.network == NetworkMode::Private
+            && !self.user_net
             && !guest.forward_ports.is_empty()
             && nix::unistd::geteuid().is_root()
         {
