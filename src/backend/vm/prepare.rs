@@ -137,8 +137,10 @@ impl Backend for VmBackend {
         // `private`: a tap device on a /30 of its own, the container veth's addressing (the host
         // reaches the guest directly). It lives as long as this prepared backend, so every launch
         // attaches to the same device and the guest's address can be written into its initramfs.
+        // Concurrent instances (density) cannot share one tap: they stay on the user network.
         let tap = if scenario.resources.network == NetworkMode::Private
             && !self.user_net
+            && scenario.density.is_none()
             && !guest.forward_ports.is_empty()
             && nix::unistd::geteuid().is_root()
         {
