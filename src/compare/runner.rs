@@ -310,6 +310,20 @@ impl Runner<'_> {
             Ok(r) => r,
             Err(e) => return Ok(RunEnd::Failed(format!("load phase: {e}"))),
         };
+        // Counts that disagree make the figures untrustworthy: fail before recording them.
+        let served = served_before
+            .zip(server_count(addr))
+            .map(|(before, after)| after.saturating_sub(before));
+        if let Some(served) = served {
+            if let Some(reason) = count_mismatch(
+                served,
+                r.requests,
+                load.connections,
+                self.exact_server_count(),
+            ) {
+                return Ok(RunEnd::Failed(reason));
+            }
+        }
         self.sample(iteration, phase, Metric::HttpRps, r.rps())?;
         self.sample(iteration, phase, Metric::HttpRequests, r.requests as f64)?;
         self.sample(iteration, phase, Metric::HttpErrors, r.errors as f64)?;
@@ -330,17 +344,8 @@ impl Runner<'_> {
         if peak > 0 {
             self.sample(iteration, phase, Metric::MemoryPssPeak, peak as f64)?;
         }
-        if let (Some(before), Some(after)) = (served_before, server_count(addr)) {
-            let served = after.saturating_sub(before);
+        if let Some(served) = served {
             self.sample(iteration, phase, Metric::HttpServerRequests, served as f64)?;
-            if let Some(reason) = count_mismatch(
-                served,
-                r.requests,
-                load.connections,
-                self.exact_server_count(),
-            ) {
-                return Ok(RunEnd::Failed(reason));
-            }
         }
         match spec.rates.as_ref() {
             Some(rates) => {
@@ -392,14 +397,6 @@ impl Runner<'_> {
                 Ok(r) => r,
                 Err(e) => return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {e}"))),
             };
-            for (figure, value) in [
-                (SweepFigure::Rps, r.rps()),
-                (SweepFigure::LatencyP50, r.latency_p50.as_secs_f64()),
-                (SweepFigure::LatencyP99, r.latency_p99.as_secs_f64()),
-            ] {
-                let unit = figure.unit().symbol();
-                self.record(iteration, phase, &figure.metric(rate), value, unit, "")?;
-            }
             if let (Some(before), Some(after)) = (before, server_count(load.addr)) {
                 let served = after.saturating_sub(before);
                 if let Some(reason) = count_mismatch(
@@ -410,6 +407,14 @@ impl Runner<'_> {
                 ) {
                     return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {reason}")));
                 }
+            }
+            for (figure, value) in [
+                (SweepFigure::Rps, r.rps()),
+                (SweepFigure::LatencyP50, r.latency_p50.as_secs_f64()),
+                (SweepFigure::LatencyP99, r.latency_p99.as_secs_f64()),
+            ] {
+                let unit = figure.unit().symbol();
+                self.record(iteration, phase, &figure.metric(rate), value, unit, "")?;
             }
         }
         Ok(RunEnd::Measured)
