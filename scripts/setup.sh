@@ -3,7 +3,8 @@
 # is already installed is left alone, and apt is only consulted when something is missing.
 #
 #   scripts/setup.sh            what `cvm compare` needs (QEMU, a guest kernel, busybox, runc, crun)
-#   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test)
+#   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test,
+#                               wrk for the load client's cross-check)
 set -euo pipefail
 
 want=(
@@ -17,7 +18,7 @@ want=(
   ca-certificates curl build-essential pkg-config
 )
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(chromium fonts-dejavu-core)
+  want+=(chromium fonts-dejavu-core wrk)  # wrk: the independent check of cvm's load client
   want+=(strace)  # the disk-layer tests list the files QEMU opens, independently of cvm
 fi
 

@@ -86,7 +86,10 @@ fn unknown_backend_exits_2_listing_the_valid_ones() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("lxd") && err.contains("container") && err.contains("vm-classic"),
+        err.contains("lxd")
+            && err.contains("container")
+            && err.contains("vm-classic")
+            && err.contains("vm-user"),
         "{err}"
     );
 }
@@ -137,6 +140,7 @@ fn scenarios_lists_every_builtin_once() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 7, "{text}");
     assert!(text.lines().any(|l| l.starts_with("web ")));
+    assert!(text.lines().any(|l| l.starts_with("sweep ")));
 }
 
 #[test]
@@ -288,10 +292,17 @@ fn native_web_is_ready_on_its_first_http_response() {
     assert_eq!(meta["scenario"]["definition"]["readiness"]["kind"], "http");
     // How the load was generated and limited is part of the record.
     assert_eq!(meta["load"]["connections"], "4");
+    assert_eq!(meta["load"]["client_threads"], "1");
     assert!(meta["load"]["client"]
         .as_str()
         .unwrap()
-        .contains("one thread"));
+        .contains("1 thread(s)"));
+    // Where the instance and the client ran, or why they were not placed.
+    let placement = meta["load"]["placement"].as_str().unwrap();
+    assert!(
+        placement.starts_with("instance on CPU(s) ") || placement.starts_with("none ("),
+        "{placement}"
+    );
 }
 
 #[test]

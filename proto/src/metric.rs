@@ -57,6 +57,9 @@ named_enum! {
         HttpErrors => "http_errors",
         /// The server's own count over the same phase.
         HttpServerRequests => "http_server_requests",
+        /// The load client's CPU time over the load phase, as a share of the CPUs it was given
+        /// (1 = every client CPU busy throughout).
+        LoadClientCpu => "load_client_cpu",
         /// PSS of all running instances divided by their number (density).
         DensityPssPerInstance => "density_pss_per_instance",
         /// Time to start all N instances (density).
@@ -119,10 +122,14 @@ impl Metric {
             | Metric::HttpErrors
             | Metric::HttpServerRequests
             | Metric::RunFailed => Unit::Count,
-            Metric::HttpPort | Metric::GuestClockError => Unit::One,
+            Metric::HttpPort | Metric::GuestClockError | Metric::LoadClientCpu => Unit::One,
         }
     }
 }
+
+/// Above this `load_client_cpu` a load phase is client-bound: its figures may be the client's
+/// limit rather than the server's, and the summary and report say so.
+pub const CLIENT_BOUND_SHARE: f64 = 0.9;
 
 /// The unit of a figure, as written in `samples.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,7 +139,7 @@ pub enum Unit {
     PerSecond,
     BytesPerSecond,
     Count,
-    /// A dimensionless number (a port, a ratio).
+    /// A dimensionless number (a port, a ratio, a share).
     One,
 }
 
@@ -226,9 +233,58 @@ pub const PER_INSTANCES_SEPARATOR: &str = "@n=";
 /// Prefix of the per-layer disk metrics (`disk.guest_os`).
 pub const DISK_PREFIX: &str = "disk.";
 
+named_enum! {
+    /// A figure of one step of a rate sweep (`[load] rates`), recorded as
+    /// `rate.<offered requests/s>.<figure>`.
+    pub enum SweepFigure {
+        /// Responses per second achieved at the offered rate.
+        Rps => "rps",
+        /// Latency from each request's intended send time.
+        LatencyP50 => "latency_p50",
+        LatencyP99 => "latency_p99",
+    }
+}
+
+/// Prefix of the rate sweep's metrics (`rate.20000.latency_p99`).
+pub const RATE_PREFIX: &str = "rate.";
+
+impl SweepFigure {
+    /// The metric this figure is recorded as at offered rate `rate`.
+    pub fn metric(self, rate: f64) -> String {
+        format!("{RATE_PREFIX}{rate}.{}", self.name())
+    }
+
+    /// The offered rate and figure of a sweep metric's name.
+    pub fn parse(metric: &str) -> Option<(f64, SweepFigure)> {
+        let (rate, figure) = metric.strip_prefix(RATE_PREFIX)?.rsplit_once('.')?;
+        Some((rate.parse().ok()?, SweepFigure::from_name(figure)?))
+    }
+
+    pub const fn unit(self) -> Unit {
+        match self {
+            SweepFigure::Rps => Unit::PerSecond,
+            SweepFigure::LatencyP50 | SweepFigure::LatencyP99 => Unit::Seconds,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_metrics_round_trip_with_their_rate() {
+        assert_eq!(
+            SweepFigure::LatencyP99.metric(20000.0),
+            "rate.20000.latency_p99"
+        );
+        assert_eq!(
+            SweepFigure::parse("rate.2500.5.rps"),
+            Some((2500.5, SweepFigure::Rps))
+        );
+        assert_eq!(SweepFigure::parse("rate.x.rps"), None);
+        assert_eq!(SweepFigure::parse("phase.kernel"), None);
+    }
 
     #[test]
     fn names_are_unique_and_round_trip() {

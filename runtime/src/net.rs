@@ -243,6 +243,28 @@ pub fn setup(subnet: Subnet, run_id: &str, pid: i32) -> Result<Link, NetError> {
     Ok(link)
 }
 
+/// Creates a tap device for a VM on a /30 of its own, the same addressing as a container's veth:
+/// the host end (the tap) gets `.4k+1`, the guest's NIC is to take `.4k+2`. No bridge, route
+/// beyond the /30, forwarding or firewall rule is involved. QEMU attaches to it by name.
+pub fn setup_tap(subnet: Subnet, run_id: &str) -> Result<Link, NetError> {
+    let block = reserve(subnet)?;
+    let (host_addr, container_addr) = subnet.block(block);
+    // Any error drops `link`, which deletes whatever was created.
+    let link = Link {
+        host_name: link_name(run_id, LINK_COUNTER.fetch_add(1, Ordering::Relaxed)),
+        host_addr,
+        container_addr,
+        block,
+        removed: false,
+    };
+    let script = format!(
+        "tuntap add dev {name} mode tap\naddr add {host_addr}/30 dev {name}\nlink set {name} up\n",
+        name = link.host_name
+    );
+    run_batch(ip_batch(), (), &script, "host", &link.host_name)?;
+    Ok(link)
+}
+
 fn ip_batch() -> Command {
     let mut cmd = Command::new("ip");
     cmd.args(["-batch", "-"])

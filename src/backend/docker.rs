@@ -211,7 +211,7 @@ impl Backend for DockerBackend {
             version,
             tag,
             argv,
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             network: scenario.resources.network,
             disk,
             launches: AtomicU32::new(0),
@@ -270,7 +270,7 @@ impl Prepared for DockerPrepared {
             "network".into(),
             match self.network {
                 NetworkMode::None => "none (--network none)",
-                NetworkMode::Private => "private (docker default bridge)",
+                NetworkMode::Private | NetworkMode::User => "private (docker default bridge)",
             }
             .into(),
         );
@@ -304,13 +304,19 @@ impl Prepared for DockerPrepared {
         };
         let network = match self.network {
             NetworkMode::None => "none",
-            NetworkMode::Private => "bridge",
+            NetworkMode::Private | NetworkMode::User => "bridge",
         };
         let mut cmd = self.client.command();
         cmd.args(["run", "--rm", "--name", &name, "--network", network])
             .args(["--hostname", &format!("cvm-{}", ctx.instance)])
             .args(["--memory", &self.limits.memory_bytes.to_string()])
             .args(["--cpus", &self.limits.cpus.to_string()])
+            .args(
+                self.limits
+                    .cpuset
+                    .as_deref()
+                    .map(|c| format!("--cpuset-cpus={c}")),
+            )
             .args(["--security-opt", "no-new-privileges", "--read-only"]);
         if let Some((inside, store)) = &self.io {
             let label = format!("{}-docker-{}-{n}", ctx.run_id, ctx.instance);
@@ -353,7 +359,7 @@ impl Prepared for DockerPrepared {
         }
         cli.watch_exit(None, self.limits.memory_bytes, tx)
             .map_err(|e| fail(DockerError::Thread(e)))?;
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             instance.address = Some(wait_address(&self.client, &name).map_err(fail)?);
         }
         Ok(Box::new(instance))

@@ -14,6 +14,7 @@ pub mod events;
 pub mod io_dir;
 pub mod native;
 pub mod oci;
+pub mod placement;
 pub mod process;
 pub mod vm;
 
@@ -26,7 +27,7 @@ use std::time::Instant;
 pub use cvm_proto::metric::Layer;
 
 use crate::image::{libs, Image};
-use crate::scenario::{BackendKind, Resources, Scenario};
+use crate::scenario::{BackendKind, Scenario};
 
 pub use crate::results::{Availability, Stack};
 pub use events::{Event, ExitInfo};
@@ -78,11 +79,16 @@ pub type DiskLayers = BTreeMap<Layer, Vec<PathBuf>>;
 pub type BackendConfig = BTreeMap<String, String>;
 
 /// The scenario's resource limits as every backend applies them (cgroup, OCI bundle, Docker
-/// flags): one conversion, so no backend rounds differently.
-pub fn limits(resources: &Resources) -> cgroup::Limits {
+/// flags): one conversion, so no backend rounds differently. With a load phase, the instance is
+/// also confined to its CPUs ([`placement`]).
+pub fn limits(scenario: &Scenario) -> cgroup::Limits {
+    let resources = &scenario.resources;
     cgroup::Limits {
         memory_bytes: resources.memory_mib.get_ref() * 1024 * 1024,
         cpus: *resources.vcpus.get_ref(),
+        cpuset: placement::for_scenario(scenario)
+            .ok()
+            .map(|p| placement::cpu_list(&p.instance)),
     }
 }
 
@@ -218,5 +224,6 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
         BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
         BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),
+        BackendKind::VmUser => Box::new(vm::VmBackend::user_net(opts)),
     }
 }

@@ -77,7 +77,7 @@ impl Backend for NativeBackend {
             io,
             argv: image.workload_argv(&scenario.workload),
             rootfs: image.rootfs().to_path_buf(),
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             use_cgroup,
             disk: image.layer_files(),
             watch_port: scenario.readiness.port(),
@@ -120,7 +120,10 @@ impl Prepared for NativePrepared {
         let fail = |e| BackendError::launch(BackendKind::Native, e);
         let cgroup = if self.use_cgroup {
             let name = format!("cvm-{}-native-{}", ctx.run_id, ctx.instance);
-            Some(Cgroup::create(&name, self.limits).map_err(|e| fail(NativeError::Cgroup(e)))?)
+            Some(
+                Cgroup::create(&name, self.limits.clone())
+                    .map_err(|e| fail(NativeError::Cgroup(e)))?,
+            )
         } else {
             None
         };

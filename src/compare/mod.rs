@@ -80,6 +80,19 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
 
     eprintln!("cvm: scenario {} — {}", scenario.name, scenario.description);
     let environment = Environment::collect();
+    // Where the instance and the load client run (disjoint CPUs), recorded with the load.
+    let (client_cpus, placement_note) = match backend::placement::for_scenario(&scenario) {
+        Ok(p) => {
+            let note = format!(
+                "instance on CPU(s) {} (its cgroup's cpuset: every process, QEMU's threads \
+                 included), load client on CPU(s) {}",
+                backend::placement::cpu_list(&p.instance),
+                backend::placement::cpu_list(&p.client)
+            );
+            (p.client, note)
+        }
+        Err(why) => (crate::load::http::default_client_cpus(), why.to_string()),
+    };
     let image = Image::build(&scenario).context("cannot build the image")?;
 
     let opts = HostOptions {
@@ -120,7 +133,10 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         timeout_s: timeout.as_secs_f64(),
         environment: environment.clone(),
         backends: infos.clone(),
-        load: scenario.load.as_ref().map(crate::load::http::describe),
+        load: scenario
+            .load
+            .as_ref()
+            .map(|l| crate::load::http::describe(l, &client_cpus, &placement_note)),
         order: Some(args.order.as_str().to_string()),
         seed: (args.order == RunOrder::Interleaved).then_some(seed),
     };
@@ -188,6 +204,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         floor_program: image
             .rootfs()
             .join(crate::image::GUEST_PATH.trim_start_matches('/')),
+        client_cpus: client_cpus.clone(),
     };
     for lane in &mut lanes {
         let footprint = lane.footprint.clone();
@@ -283,6 +300,8 @@ struct Shared<'a> {
     interrupted: &'a AtomicBool,
     ctx: LaunchContext,
     floor_program: PathBuf,
+    /// The CPUs the load client's threads are pinned to (disjoint from the instances').
+    client_cpus: Vec<usize>,
 }
 
 /// One prepared backend and its state across the run.
@@ -324,6 +343,7 @@ impl Lane {
             idle_pss: std::mem::take(&mut self.idle_pss),
             cold_caches_kept: false,
             first_launch: self.first_launch,
+            client_cpus: shared.client_cpus.clone(),
         }
     }
 
@@ -523,10 +543,12 @@ fn check_kernel(args: &CompareArgs, kinds: &[BackendKind]) -> Result<(), anyhow:
     let Some(path) = &args.kernel else {
         return Ok(());
     };
-    if !kinds
-        .iter()
-        .any(|k| matches!(k, BackendKind::Vm | BackendKind::VmClassic))
-    {
+    if !kinds.iter().any(|k| {
+        matches!(
+            k,
+            BackendKind::Vm | BackendKind::VmClassic | BackendKind::VmUser
+        )
+    }) {
         return Ok(());
     }
     backend::vm::kernel::Kernel::load(path)

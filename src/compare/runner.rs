@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cvm_proto::applet::{Applet, HTTP_COUNT_PATH};
-use cvm_proto::metric::{Metric, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, SweepFigure, PHASE_PREFIX};
 
 use crate::backend::{self, Instance, LaunchContext, Prepared};
 use crate::exit::Failure;
@@ -95,9 +95,18 @@ pub struct Runner<'a> {
     pub cold_caches_kept: bool,
     /// The next launch is this backend's first of a freshly built image (`first_launch`).
     pub first_launch: bool,
+    /// The CPUs the load client's threads are pinned to (disjoint from the instance's).
+    pub client_cpus: Vec<usize>,
 }
 
 impl Runner<'_> {
+    /// Whether the server's count must match the client's exactly (within the connections in
+    /// flight): everywhere but behind QEMU's user-mode network (see [`count_mismatch`]).
+    fn exact_server_count(&self) -> bool {
+        self.prepared.config().get("network").map(String::as_str)
+            != Some(crate::backend::vm::net::MODE)
+    }
+
     /// Records one figure of a metric with a fixed name and unit.
     pub fn sample(
         &mut self,
@@ -397,10 +406,15 @@ impl Runner<'_> {
             )));
         };
         let load = HttpLoad {
-            addr,
-            path: spec.path.clone(),
-            connections: *spec.connections.get_ref(),
-            duration: Duration::from_secs_f64(*spec.duration_s.get_ref()),
+            threads: *spec.client_threads.get_ref(),
+            rate: spec.rate.as_ref().map(|r| *r.get_ref()),
+            cpus: self.client_cpus.clone(),
+            ..HttpLoad::closed(
+                addr,
+                &spec.path,
+                *spec.connections.get_ref(),
+                Duration::from_secs_f64(*spec.duration_s.get_ref()),
+            )
         };
         let is_cvm_http = self
             .scenario
@@ -439,6 +453,20 @@ impl Runner<'_> {
             Ok(r) => r,
             Err(e) => return Ok(RunEnd::Failed(format!("load phase: {e}"))),
         };
+        // Counts that disagree make the figures untrustworthy: fail before recording them.
+        let served = served_before
+            .zip(server_count(addr))
+            .map(|(before, after)| after.saturating_sub(before));
+        if let Some(served) = served {
+            if let Some(reason) = count_mismatch(
+                served,
+                r.requests,
+                load.connections,
+                self.exact_server_count(),
+            ) {
+                return Ok(RunEnd::Failed(reason));
+            }
+        }
         self.sample(iteration, phase, Metric::HttpRps, r.rps())?;
         self.sample(iteration, phase, Metric::HttpRequests, r.requests as f64)?;
         self.sample(iteration, phase, Metric::HttpErrors, r.errors as f64)?;
@@ -450,20 +478,115 @@ impl Runner<'_> {
         ] {
             self.sample(iteration, phase, metric, d.as_secs_f64())?;
         }
+        self.sample(
+            iteration,
+            phase,
+            Metric::LoadClientCpu,
+            r.client_cpu_share(),
+        )?;
         if peak > 0 {
             self.sample(iteration, phase, Metric::MemoryPssPeak, peak as f64)?;
         }
-        if let (Some(before), Some(after)) = (served_before, server_count(addr)) {
-            // The server also counts requests still in flight when the client's clock ran out.
-            self.sample(
-                iteration,
-                phase,
-                Metric::HttpServerRequests,
-                after.saturating_sub(before) as f64,
-            )?;
+        if let Some(served) = served {
+            self.sample(iteration, phase, Metric::HttpServerRequests, served as f64)?;
+        }
+        match spec.rates.as_ref() {
+            Some(rates) => {
+                let rates = rates.get_ref().clone();
+                self.run_sweep(
+                    instance,
+                    timeline,
+                    &load,
+                    &rates,
+                    is_cvm_http,
+                    iteration,
+                    phase,
+                )
+            }
+            None => Ok(RunEnd::Measured),
+        }
+    }
+
+    /// The rate sweep: one open-loop phase per offered rate, each checked like the main phase
+    /// (a dead server or a count mismatch fails the run), recorded as `rate.<N>.<figure>`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_sweep(
+        &mut self,
+        instance: &dyn Instance,
+        timeline: &mut startup::Timeline,
+        base: &HttpLoad,
+        rates: &[f64],
+        is_cvm_http: bool,
+        iteration: u32,
+        phase: Phase,
+    ) -> Result<RunEnd, Failure> {
+        for &rate in rates {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let load = HttpLoad {
+                rate: Some(rate),
+                ..base.clone()
+            };
+            let before = is_cvm_http.then(|| server_count(load.addr)).flatten();
+            let result = http_load::run(&load, self.interrupted);
+            startup::drain(instance, timeline);
+            if let Some((exit, _)) = timeline.exit {
+                return Ok(RunEnd::Failed(format!(
+                    "the workload ended with {exit} during the rate sweep at {rate}/s"
+                )));
+            }
+            let r = match result {
+                Ok(r) => r,
+                Err(e) => return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {e}"))),
+            };
+            if let (Some(before), Some(after)) = (before, server_count(load.addr)) {
+                let served = after.saturating_sub(before);
+                if let Some(reason) = count_mismatch(
+                    served,
+                    r.requests,
+                    load.connections,
+                    self.exact_server_count(),
+                ) {
+                    return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {reason}")));
+                }
+            }
+            for (figure, value) in [
+                (SweepFigure::Rps, r.rps()),
+                (SweepFigure::LatencyP50, r.latency_p50.as_secs_f64()),
+                (SweepFigure::LatencyP99, r.latency_p99.as_secs_f64()),
+            ] {
+                let unit = figure.unit().symbol();
+                self.record(iteration, phase, &figure.metric(rate), value, unit, "")?;
+            }
         }
         Ok(RunEnd::Measured)
     }
+}
+
+/// Why the server's and the client's counts of one load phase disagree, if they do beyond what
+/// the cut-off explains: each connection may have one request in flight when the client's clock
+/// runs out, which the server answers (and counts) but the client does not. A client that counts
+/// more than the server served is always wrong. A server that served more is wrong too where
+/// nothing but the client can reach it during the phase (`exact`); behind QEMU's user network
+/// it is not: a readiness probe that gave up while the guest's network was still coming up
+/// leaves its request inside QEMU, which delivers it (counted) seconds later, during the load.
+fn count_mismatch(served: u64, counted: u64, connections: u32, exact: bool) -> Option<String> {
+    let allowed = u64::from(connections);
+    if served < counted {
+        return Some(format!(
+            "the client counted {counted} responses during the load phase but the server served \
+             only {served}: the client counted responses that were never sent"
+        ));
+    }
+    let gap = served - counted;
+    (exact && gap > allowed).then(|| {
+        format!(
+            "the server served {served} requests during the load phase and the client counted \
+             {counted}: they differ by {gap}, more than the {allowed} that connections still in \
+             flight at the deadline explain"
+        )
+    })
 }
 
 /// The `cvm-guest http` server's own count of requests served.
@@ -512,5 +635,22 @@ mod tests {
         assert!(!short.disagrees());
         assert!(c.note().contains("+5.0%"), "{}", c.note());
         assert!(clock_check(&startup::Timeline::default()).is_none());
+    }
+
+    #[test]
+    fn counts_may_differ_by_the_requests_in_flight_and_no_more() {
+        assert_eq!(count_mismatch(1004, 1000, 4, true), None);
+        assert_eq!(count_mismatch(1000, 1000, 4, true), None);
+        let too_many = count_mismatch(1005, 1000, 4, true).unwrap();
+        assert!(
+            too_many.contains("1005") && too_many.contains("differ by 5"),
+            "{too_many}"
+        );
+        // A client that counts more than the server served is as wrong as one that counts less.
+        assert!(count_mismatch(990, 1000, 4, true).is_some());
+        // Behind a user-mode network, late probe requests may add to the server's count, but
+        // a client that counted more than was served is still caught.
+        assert_eq!(count_mismatch(1010, 1000, 4, false), None);
+        assert!(count_mismatch(990, 1000, 4, false).is_some());
     }
 }

@@ -6,7 +6,7 @@
 //! `B`: GiB, MiB, KiB, B, binary; `B/s` likewise per second; `1/s`: M/s from 10⁶, k/s from 10³,
 //! /s), then written with three significant digits and no trailing zeros ("1.2 ms", "12.3 k/s",
 //! "3.26 GiB", "1 s"). The unit is chosen after rounding, so 0.9996 s reads "1 s", not
-//! "1000 ms". Values of `count` or no unit are bare numbers; any other unit is kept as written.
+//! "1000 ms". Values of `count`, `1` or no unit are bare numbers; any other unit is kept as written.
 
 /// The unit a value or an axis is shown in, and what a base-unit value is divided by for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ pub fn display_unit(unit: &str, magnitude: f64) -> DisplayUnit {
         "1/s" if m >= 1e6 => u(1e6, "M/s"),
         "1/s" if m >= 1e3 => u(1e3, "k/s"),
         "1/s" => u(1.0, "/s"),
-        "" | "count" => u(1.0, ""),
+        "" | "count" | "1" => u(1.0, ""),
         other => u(1.0, other),
     }
 }
@@ -190,6 +190,7 @@ mod tests {
                 },
                 failed_runs: 0,
                 excluded_samples: 0,
+                client_bound_runs: 0,
                 metrics: cases
                     .iter()
                     .map(|(m, u, v, _)| {

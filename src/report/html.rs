@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::charts::Rendered;
 use super::format::{format_value, interval_caveat};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
-use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX, RATE_PREFIX};
 
 pub const INDEX_FILE: &str = "index.html";
 /// Where chart files go, relative to the results directory.
@@ -312,10 +312,10 @@ fn ratio(m: &MetricSummary) -> String {
     }
 }
 
-/// Detail metrics (phases, disk layers, density steps) go in a collapsed second table, so the
+/// Detail metrics (phases, disk layers, rate sweep steps, density steps) go in a collapsed second table, so the
 /// headline table stays short enough to read.
 fn is_detail(metric: &str) -> bool {
-    [PHASE_PREFIX, DISK_PREFIX, "density_"]
+    [PHASE_PREFIX, DISK_PREFIX, RATE_PREFIX, "density_"]
         .iter()
         .any(|p| metric.starts_with(p))
         || metric.contains(cvm_proto::metric::PER_INSTANCES_SEPARATOR)
@@ -355,6 +355,12 @@ fn summary_table(o: &mut String, s: &RunSummary) {
         if let Some(note) = super::terminal::clock_note(b) {
             notes.push(format!(
                 "<li><strong>{name}</strong>: {}</li>",
+                escape(&note)
+            ));
+        }
+        if let Some(note) = super::client_bound_note(b) {
+            notes.push(format!(
+                "<li class=\"client-bound\"><strong>{name}</strong>: {}</li>",
                 escape(&note)
             ));
         }

@@ -71,6 +71,14 @@ pub fn summary(s: &RunSummary) -> String {
             );
         }
     }
+    let client_bound: Vec<String> = s
+        .backends
+        .iter()
+        .filter_map(|b| {
+            super::client_bound_note(b).map(|n| format!("- **{}**: {}", b.info.backend, escape(&n)))
+        })
+        .collect();
+    unavailable.extend(client_bound);
     if !unavailable.is_empty() {
         let _ = writeln!(out, "\n{}", unavailable.join("\n"));
     }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
 use crate::results::{Availability, MetricSummary, RunSummary};
-use cvm_proto::metric::{Metric, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, PHASE_PREFIX, RATE_PREFIX};
 
 /// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
 /// one line per backend instead of a row each.
@@ -59,10 +59,13 @@ pub fn table(s: &RunSummary) -> String {
                 b.failed_runs, b.excluded_samples
             ));
         }
+        if let Some(note) = super::client_bound_note(b) {
+            notes.push(format!("{name}: {note}"));
+        }
         let mut metrics: Vec<(&String, &MetricSummary)> = b
             .metrics
             .iter()
-            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX))
+            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX) && !m.starts_with(RATE_PREFIX))
             .collect();
         metrics.sort_by_key(|(m, _)| {
             (
@@ -119,6 +122,26 @@ pub fn table(s: &RunSummary) -> String {
         }
         if let Some(note) = clock_note(b) {
             notes.push(format!("{name}: {note}"));
+        }
+        let sweep = super::charts::sweep_steps(&b.metrics);
+        if !sweep.is_empty() {
+            let steps: Vec<String> = sweep
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} → {} (p99 {})",
+                        format_value(s.offered, "1/s"),
+                        format_value(s.achieved, "1/s"),
+                        format_value(s.p99, "s")
+                    )
+                })
+                .collect();
+            let knee = super::charts::knee(&sweep)
+                .map_or_else(|| "none".to_string(), |k| format_value(k, "1/s"));
+            notes.push(format!(
+                "{name} rate sweep (offered → achieved, medians): {}; knee {knee}",
+                steps.join(", ")
+            ));
         }
     }
     let mut widths = header.map(str::len);

@@ -6,7 +6,7 @@ mod backend;
 mod meta;
 mod phases;
 mod samples;
-mod summary;
+pub(crate) mod summary;
 
 pub use backend::{Availability, Stack, ACCEL_KEY};
 pub use meta::{

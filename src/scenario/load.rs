@@ -20,6 +20,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("memory", include_str!("../../scenarios/memory.toml")),
     ("io", include_str!("../../scenarios/io.toml")),
     ("density", include_str!("../../scenarios/density.toml")),
+    ("sweep", include_str!("../../scenarios/sweep.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +241,9 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
     if let Some(LoadSpec {
         duration_s,
         connections,
+        client_threads,
+        rate,
+        rates,
         ..
     }) = &s.load
     {
@@ -258,6 +262,37 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
                 connections.span(),
                 "`load.connections` must be between 1 and 1024".into(),
             );
+        }
+        if !(1..=*connections.get_ref().min(&64)).contains(client_threads.get_ref()) {
+            return fail(
+                client_threads.span(),
+                "`load.client_threads` must be between 1 and `load.connections` (at most 64): \
+                 a thread without a connection would measure nothing"
+                    .into(),
+            );
+        }
+        if let Some(rates) = rates {
+            let list = rates.get_ref();
+            if list.is_empty()
+                || list.len() > 32
+                || list.iter().any(|r| !(1.0..=10_000_000.0).contains(r))
+            {
+                return fail(
+                    rates.span(),
+                    "`load.rates` must list 1 to 32 rates, each between 1 and 10000000 requests \
+                     per second"
+                        .into(),
+                );
+            }
+        }
+        if let Some(rate) = rate {
+            let r = *rate.get_ref();
+            if !(1.0..=10_000_000.0).contains(&r) {
+                return fail(
+                    rate.span(),
+                    "`load.rate` must be between 1 and 10000000 requests per second".into(),
+                );
+            }
         }
     }
     if let Some(d) = &s.density {
@@ -338,6 +373,27 @@ mod tests {
         assert!(e.starts_with("t.toml:2:23: unknown backend `lxc`"), "{e}");
         let e = err("name = \"x\"\n[workload]\napplet = \"nope\"\n");
         assert!(e.starts_with("t.toml:3:10: unknown applet"), "{e}");
+    }
+
+    #[test]
+    fn load_threads_and_rates_are_checked_where_they_are_written() {
+        let web = |load: &str| {
+            format!(
+                "name = \"x\"\n[workload]\napplet = \"http\"\n[readiness]\nkind = \"http\"\n\
+                 port = 8080\n[resources]\nnetwork = \"private\"\n[load]\nkind = \"http\"\n\
+                 connections = 2\n{load}\n"
+            )
+        };
+        let e = err(&web("client_threads = 3"));
+        assert!(e.starts_with("t.toml:12:18: `load.client_threads`"), "{e}");
+        let e = err(&web("rate = 0"));
+        assert!(e.starts_with("t.toml:12:8: `load.rate`"), "{e}");
+        let e = err(&web("rates = [100, -1]"));
+        assert!(e.starts_with("t.toml:12:9: `load.rates`"), "{e}");
+        let ok = parse(&web("client_threads = 2\nrates = [100, 200]"), "t.toml").unwrap();
+        let load = ok.load.unwrap();
+        assert_eq!(*load.client_threads.get_ref(), 2);
+        assert_eq!(load.rates.unwrap().get_ref(), &vec![100.0, 200.0]);
     }
 
     #[test]

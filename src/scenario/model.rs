@@ -215,8 +215,19 @@ pub enum NetworkMode {
     /// Loopback only (containers), no NIC (VMs).
     #[default]
     None,
-    /// A private link to the host: veth for containers, a NIC for VMs.
+    /// A private link to the host: veth for containers, a tap device for VMs (both a /30 the
+    /// host reaches directly).
     Private,
+    /// For VMs, QEMU's user-mode network (slirp) with the port forwarded from host loopback;
+    /// containers, which have no such thing, get their private link.
+    User,
+}
+
+impl NetworkMode {
+    /// Whether the instance has a network link the host reaches (any mode but `none`).
+    pub fn has_link(self) -> bool {
+        self != NetworkMode::None
+    }
 }
 
 /// What goes into the one rootfs besides `cvm-guest` and busybox.
@@ -242,6 +253,17 @@ pub struct LoadSpec {
     pub connections: Spanned<u32>,
     #[serde(default = "default_http_path")]
     pub path: String,
+    /// Client threads, each on its own CPU where the client has CPUs enough.
+    #[serde(default = "default_client_threads")]
+    pub client_threads: Spanned<u32>,
+    /// Requests per second in all: an open loop (latency from each intended send time). Absent:
+    /// a closed loop.
+    #[serde(default)]
+    pub rate: Option<Spanned<f64>>,
+    /// A rate sweep after the main load phase: one open-loop phase of `duration_s` per rate,
+    /// drawn as a throughput–latency curve per backend.
+    #[serde(default)]
+    pub rates: Option<Spanned<Vec<f64>>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -255,6 +277,9 @@ fn default_load_duration() -> Spanned<f64> {
 }
 fn default_connections() -> Spanned<u32> {
     Spanned::new(0..0, 4)
+}
+fn default_client_threads() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
 }
 
 /// How each launch is preceded. Warm: right after the previous run (what repeated launches of
@@ -319,10 +344,12 @@ pub enum BackendKind {
     Docker,
     Vm,
     VmClassic,
+    /// `vm` on QEMU's user network whatever the scenario's `network`.
+    VmUser,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 7] = [
+    pub const ALL: [BackendKind; 8] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,
@@ -330,6 +357,7 @@ impl BackendKind {
         BackendKind::Docker,
         BackendKind::Vm,
         BackendKind::VmClassic,
+        BackendKind::VmUser,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -341,6 +369,7 @@ impl BackendKind {
             BackendKind::Docker => "docker",
             BackendKind::Vm => "vm",
             BackendKind::VmClassic => "vm-classic",
+            BackendKind::VmUser => "vm-user",
         }
     }
 

@@ -177,7 +177,7 @@ impl Backend for ContainerBackend {
         // charts and load generator; plus `ip` for a private network.
         let mut runtime = vec![crate::image::beside_cvm(RUNTIME_BINARY)
             .ok_or_else(|| fail(ContainerError::RuntimeMissing))?];
-        if network == NetworkMode::Private {
+        if network.has_link() {
             runtime.extend(super::find_binary("ip"));
         }
         let runtime =
@@ -193,7 +193,7 @@ impl Backend for ContainerBackend {
             guest,
             rootfs,
             workload: image.workload_argv(&scenario.workload),
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             network,
             subnet,
             disk,
@@ -227,7 +227,7 @@ impl ContainerPrepared {
             "--hostname".into(),
             hostname.to_string(),
         ];
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             options.extend(["--wait-fd".to_string(), WAIT_FD.to_string()]);
         }
         if let (Some(volume), Some((inside, _))) = (volume, &self.io_dir) {
@@ -264,7 +264,7 @@ pub(crate) fn isolation_config(network: NetworkMode, subnet: &net::Subnet) -> Ba
     );
     let network = match network {
         NetworkMode::None => "none (loopback only)".to_string(),
-        NetworkMode::Private => format!("private (veth, /30 from {subnet})"),
+        NetworkMode::Private | NetworkMode::User => format!("private (veth, /30 from {subnet})"),
     };
     c.insert("network".into(), network);
     c.insert("rootfs".into(), "image directory, read-only".into());
@@ -290,8 +290,8 @@ impl Prepared for ContainerPrepared {
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
         let fail = |e| BackendError::launch(BackendKind::Container, e);
         let name = format!("cvm-{}-container-{}", ctx.run_id, ctx.instance);
-        let cgroup =
-            Cgroup::create(&name, self.limits).map_err(|e| fail(ContainerError::Cgroup(e)))?;
+        let cgroup = Cgroup::create(&name, self.limits.clone())
+            .map_err(|e| fail(ContainerError::Cgroup(e)))?;
         let hostname = format!("cvm-{}", ctx.instance);
         let volume = match &self.io_dir {
             Some((_, store)) => Some(
@@ -307,7 +307,7 @@ impl Prepared for ContainerPrepared {
         let (stderr_read, stderr_write) = pipe()?;
         let mut fds = process::workload_fds(stderr_write, marker_write)
             .map_err(|e| fail(ContainerError::DevNull(e)))?;
-        let mut go = if self.network == NetworkMode::Private {
+        let mut go = if self.network.has_link() {
             let (wait_read, wait_write) = pipe()?;
             fds.push((wait_read, WAIT_FD));
             Some(File::from(wait_write))

@@ -145,7 +145,8 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     resources.set_memory(Some(memory));
     let mut cpu = LinuxCpu::default();
     cpu.set_period(Some(100_000))
-        .set_quota(Some(100_000 * i64::from(input.limits.cpus)));
+        .set_quota(Some(100_000 * i64::from(input.limits.cpus)))
+        .set_cpus(input.limits.cpuset.clone());
     resources.set_cpu(Some(cpu));
     linux.set_resources(Some(resources));
     if let Some(namespaces) = linux.namespaces() {
@@ -176,6 +177,7 @@ mod tests {
             limits: Limits {
                 memory_bytes: 256 << 20,
                 cpus: 2,
+                cpuset: Some("0".into()),
             },
             volume: Some((PathBuf::from("/var/tmp/cvm-v"), "/data".into())),
         })
@@ -208,6 +210,7 @@ mod tests {
             256 * 1024 * 1024
         );
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 200_000);
+        assert_eq!(json["linux"]["resources"]["cpu"]["cpus"], "0");
         let namespaces: Vec<&str> = json["linux"]["namespaces"]
             .as_array()
             .unwrap()

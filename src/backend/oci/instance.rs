@@ -157,7 +157,7 @@ impl OciPrepared {
                 args: self.args.clone(),
                 hostname: &format!("cvm-{}", ctx.instance),
                 cgroup: &id,
-                limits: self.limits,
+                limits: self.limits.clone(),
                 volume,
             },
         )
@@ -230,7 +230,7 @@ impl OciPrepared {
                 )
                 .map_err(InstanceError::Thread)?;
         }
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             let init = init.ok_or(InstanceError::NoInit {
                 runtime: self.runtime.name,
             })?;

@@ -157,6 +157,7 @@ fn probe_run(runtime: &Runtime, guest: &Path) -> Result<(), String> {
                 limits: Limits {
                     memory_bytes: 64 << 20,
                     cpus: 1,
+                    cpuset: None,
                 },
                 volume: None,
             },
@@ -233,7 +234,7 @@ impl Backend for OciBackend {
             runtime,
             rootfs: image.rootfs().to_path_buf(),
             args,
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             network: scenario.resources.network,
             subnet,
             disk,

@@ -254,6 +254,7 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
         disk: None,
         // As the measured runs will run it.
         sandbox: super::qemu::sandbox_supported(guest.qemu),
+        tap: None,
     };
     let start = Instant::now();
     let mut child = match Command::new(&spec.binary)

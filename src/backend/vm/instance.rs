@@ -4,8 +4,11 @@
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
 //! grace period, then the per-instance temporary directory (QMP socket) and io directory (data
 //! disk) are removed.
-//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
-//! means no host network objects exist to clean up (see [`super::net`]).
+//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. The network needs no
+//! per-instance cleanup: the user network lives inside QEMU, and a tap belongs to the prepared
+//! backend (see [`super::net`]). Where cvm can create cgroups, QEMU starts inside one of its own
+//! (joined before exec, so every thread it creates is in it), which teardown removes after QEMU
+//! is gone.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,12 +22,14 @@ use super::console::{spawn_console_reader, spawn_stderr_reader};
 use super::prepare::GuestPlan;
 use super::qemu::{PortForward, QemuSpec};
 use super::{net, qmp};
+use crate::backend::cgroup::{self, Cgroup};
 use crate::backend::events::Event;
 use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{StopPolicy, Supervised};
 use crate::backend::{BackendError, Instance, LaunchContext};
 use crate::image::ext4;
 use crate::scenario::BackendKind;
+use crate::sys::CommandSetup;
 use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,10 @@ pub enum InstanceError {
     Thread(#[source] io::Error),
     #[error("cannot resume the paused QEMU over QMP")]
     Resume(#[source] qmp::QmpError),
+    #[error("cannot create QEMU's cgroup")]
+    Cgroup(#[source] cgroup::CgroupError),
+    #[error("cannot remove QEMU's cgroup")]
+    CgroupRemove(#[source] cgroup::CgroupError),
     #[error("cannot remove the instance's temporary directory {path}")]
     Cleanup {
         path: PathBuf,
@@ -66,6 +75,7 @@ pub(super) fn launch(
     template: &QemuSpec,
     guest: &GuestPlan,
     io: Option<&IoStore>,
+    resources: Option<&cgroup::Resources>,
     ctx: &LaunchContext,
 ) -> Result<Box<dyn Instance>, BackendError> {
     let fail = |e| BackendError::launch(kind, e);
@@ -86,7 +96,7 @@ pub(super) fn launch(
     let mut cleanup = TempDir(Some(tmp.clone()));
     let mut spec = template.clone();
     spec.qmp = Some(tmp.join("qmp.sock"));
-    if !guest.forward_ports.is_empty() {
+    if !guest.forward_ports.is_empty() && spec.tap.is_none() {
         let mut forwards = Vec::new();
         for &guest in &guest.forward_ports {
             let host = net::free_loopback_port().map_err(|e| fail(InstanceError::Port(e)))?;
@@ -110,6 +120,25 @@ pub(super) fn launch(
         _ => None,
     };
 
+    let cgroup = match resources {
+        Some(r) => Some(
+            Cgroup::create_with(
+                &format!("cvm-{}-{kind}-{}", ctx.run_id, ctx.instance),
+                r.clone(),
+            )
+            .map_err(|e| fail(InstanceError::Cgroup(e)))?,
+        ),
+        None => None,
+    };
+    let setup = CommandSetup {
+        marker: None,
+        cgroup_procs: match &cgroup {
+            Some(cg) => cg
+                .open_procs()
+                .map_err(|e| fail(InstanceError::Cgroup(e)))?,
+            None => Vec::new(),
+        },
+    };
     let mut cmd = Command::new(&spec.binary);
     cmd.args(spec.args())
         .stdin(Stdio::null())
@@ -117,6 +146,7 @@ pub(super) fn launch(
         .stderr(Stdio::piped())
         // Its own process group: a Ctrl-C at the terminal reaches cvm, which tears down.
         .process_group(0);
+    let guard = setup.install(&mut cmd);
     let started_at = Instant::now();
     let mut child = cmd.spawn().map_err(|source| {
         fail(InstanceError::Spawn {
@@ -124,6 +154,7 @@ pub(super) fn launch(
             source,
         })
     })?;
+    drop(guard);
     let (tx, events) = mpsc::channel();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -137,6 +168,8 @@ pub(super) fn launch(
         forwards: spec.net.clone().unwrap_or_default(),
         tmp: cleanup.0.take(),
         io_dir,
+        cgroup,
+        tap_addr: guest.tap_addr,
     };
     if let Some(out) = stdout {
         spawn_console_reader(out, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
@@ -187,6 +220,9 @@ struct VmInstance {
     tmp: Option<PathBuf>,
     /// Holds the data disk image; removed once QEMU is gone.
     io_dir: Option<InstanceIoDir>,
+    cgroup: Option<Cgroup>,
+    /// The guest's address on its tap link; ports are reached there directly.
+    tap_addr: Option<std::net::Ipv4Addr>,
 }
 
 /// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
@@ -221,15 +257,26 @@ impl Instance for VmInstance {
         true
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
+        if let Some(addr) = self.tap_addr {
+            return Some(SocketAddr::from((addr, port)));
+        }
         self.forwards
             .iter()
             .find(|f| f.guest == port)
             .map(|f| net::host_endpoint(f.host))
     }
+    fn memory_cgroup(&self) -> Option<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .and_then(|c| c.memory_dir().map(Path::to_path_buf))
+    }
     fn teardown(&mut self) -> Result<(), BackendError> {
         self.qemu.stop(&QmpQuit(self.qmp.as_deref()));
         self.qemu.reap();
         self.io_dir = None;
+        // Removed after QEMU is reaped (an empty cgroup), but its failure is reported only after
+        // the temporary directory is gone too.
+        let cgroup = self.cgroup.as_mut().map_or(Ok(()), Cgroup::remove);
         if let Some(dir) = self.tmp.take() {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
@@ -242,7 +289,7 @@ impl Instance for VmInstance {
                 }
             }
         }
-        Ok(())
+        cgroup.map_err(|e| BackendError::teardown(self.kind, InstanceError::CgroupRemove(e)))
     }
 }
 

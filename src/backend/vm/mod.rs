@@ -8,6 +8,8 @@
 //!   bzImage decompressor runs as emulated code.
 //! - `vm-classic`: a conventional VM. The i440FX PC with its default devices, SeaBIOS, the
 //!   bzImage through the Linux boot protocol, PCI virtio devices (4.7 s on the same host).
+//! - `vm-user`: `vm` on QEMU's user network whatever the scenario's `network` (see [`net`]), so
+//!   one run shows a VM over its tap device and over the user network side by side.
 //!
 //! Both get the scenario's vCPUs and memory, and both run the image's rootfs as an initramfs
 //! (`image::initramfs`, uncompressed: see [`INITRAMFS_COMPRESSION_ENV`]) whose `/init` is

@@ -12,6 +12,7 @@ use super::kernel::{self, Kernel, KernelError};
 use super::modules::{resolve_modules, ModulesError};
 use super::qemu::{self, Accel, Profile, QemuSpec};
 use super::{footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use crate::backend::cgroup;
 use crate::backend::io_dir::{IoDirError, IoStore};
 use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
@@ -39,6 +40,10 @@ pub enum PrepareError {
     Modules(#[source] ModulesError),
     #[error("cannot write the guest's configuration")]
     Config(#[source] VmConfigError),
+    #[error(
+        "cannot create the VM's tap device (network = \"private\"; network = \"user\" needs none)"
+    )]
+    Tap(#[source] cvm_runtime::net::NetError),
     #[error("cannot build the initramfs")]
     Initramfs(#[source] InitramfsError),
     #[error("unknown {INITRAMFS_COMPRESSION_ENV} value {0:?} (none, gzip or zstd)")]
@@ -53,6 +58,9 @@ pub enum PrepareError {
 pub struct VmBackend {
     profile: Profile,
     opts: HostOptions,
+    /// Always QEMU's user network, whatever the scenario's `network` (`vm-user`), so a run can
+    /// show a VM over its tap and over the user network side by side.
+    user_net: bool,
 }
 
 impl VmBackend {
@@ -60,11 +68,21 @@ impl VmBackend {
         VmBackend {
             profile,
             opts: opts.clone(),
+            user_net: false,
+        }
+    }
+
+    /// The microvm on QEMU's user network (`vm-user`).
+    pub fn user_net(opts: &HostOptions) -> Self {
+        VmBackend {
+            user_net: true,
+            ..VmBackend::new(Profile::Micro, opts)
         }
     }
 
     fn backend_kind(&self) -> BackendKind {
         match self.profile {
+            Profile::Micro if self.user_net => BackendKind::VmUser,
             Profile::Micro => BackendKind::Vm,
             Profile::Classic => BackendKind::VmClassic,
         }
@@ -120,7 +138,27 @@ impl Backend for VmBackend {
                 .ok_or_else(|| fail(PrepareError::BadCompression(v.clone())))?,
             Err(_) => Compression::default(),
         };
-        let guest = GuestPlan::for_scenario(scenario);
+        let mut guest = GuestPlan::for_scenario(scenario);
+        // `private`: a tap device on a /30 of its own, the container veth's addressing (the host
+        // reaches the guest directly). It lives as long as this prepared backend, so every launch
+        // attaches to the same device and the guest's address can be written into its initramfs.
+        // Concurrent instances (density) cannot share one tap: they stay on the user network.
+        let tap = if scenario.resources.network == NetworkMode::Private
+            && !self.user_net
+            && scenario.density.is_none()
+            && !guest.forward_ports.is_empty()
+            && nix::unistd::geteuid().is_root()
+        {
+            let subnet =
+                cvm_runtime::net::Subnet::from_env().map_err(|e| fail(PrepareError::Tap(e)))?;
+            let token = format!("{:04x}vm", std::process::id() & 0xffff);
+            let link = cvm_runtime::net::setup_tap(subnet, &token)
+                .map_err(|e| fail(PrepareError::Tap(e)))?;
+            guest.tap_addr = Some(link.container_addr);
+            Some((link, subnet))
+        } else {
+            None
+        };
         let release = assets.kernel.info.release().to_string();
         let modules = resolve_modules(
             Path::new("/lib/modules").join(&release).as_path(),
@@ -179,10 +217,13 @@ impl Backend for VmBackend {
         }
         config.insert(
             "network".into(),
-            if guest.forward_ports.is_empty() {
-                "none (no NIC)".into()
-            } else {
-                net::MODE.into()
+            match &tap {
+                _ if guest.forward_ports.is_empty() => "none (no NIC)".into(),
+                Some((link, subnet)) => format!(
+                    "private (tap {}, /30 from {subnet}; guest {})",
+                    link.host_name, link.container_addr
+                ),
+                None => net::MODE.into(),
             },
         );
         config.insert(
@@ -195,6 +236,20 @@ impl Backend for VmBackend {
         );
         config.insert("initramfs_compression".into(), compression.as_str().into());
         config.insert("initramfs_bytes".into(), initrd_bytes.to_string());
+        let cgroup = qemu_cgroup(scenario);
+        config.insert(
+            "cgroup".into(),
+            match &cgroup {
+                Some(r) => format!(
+                    "QEMU in its own cgroup (CPU quota {} CPUs{}, no memory limit)",
+                    guest.vcpus,
+                    r.cpuset
+                        .as_deref()
+                        .map_or_else(String::new, |c| format!(", cpuset {c}"))
+                ),
+                None => "none (not root, or no cgroups)".into(),
+            },
+        );
         config.insert("vcpus".into(), guest.vcpus.to_string());
         config.insert("memory_mib".into(), guest.memory_mib.to_string());
         config.insert(
@@ -225,6 +280,7 @@ impl Backend for VmBackend {
             net: None,
             disk: None,
             sandbox,
+            tap: tap.as_ref().map(|(link, _)| link.host_name.clone()),
         };
         // What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
         // (which carries the modules, busybox and the workload, so the image directory, which
@@ -248,11 +304,28 @@ impl Backend for VmBackend {
             kind,
             spec,
             guest,
+            cgroup,
+            tap: tap.map(|(link, _)| link),
             config,
             layers,
             io,
         }))
     }
+}
+
+/// QEMU's cgroup, like every other backend's instance: all of its threads (vCPUs, main loop,
+/// user networking, I/O) get the scenario's CPU quota and, with a load phase, its CPUs. No
+/// memory limit: guest RAM is only part of what QEMU maps, and a limit at the guest's size would
+/// kill QEMU rather than the workload. `None` where cvm cannot create cgroups (not root).
+fn qemu_cgroup(scenario: &Scenario) -> Option<cgroup::Resources> {
+    if !nix::unistd::geteuid().is_root() || cgroup::detect().is_none() {
+        return None;
+    }
+    let limits = crate::backend::limits(scenario);
+    Some(cgroup::Resources {
+        memory_bytes: None,
+        ..cgroup::Resources::from(limits)
+    })
 }
 
 /// The kernel, its extracted vmlinux and what the accelerator probe needs.
@@ -339,8 +412,11 @@ pub fn kvm_verdict(opts: &HostOptions) -> Result<KvmProbe, PrepareError> {
 pub(super) struct GuestPlan {
     pub(super) vcpus: u32,
     pub(super) memory_mib: u64,
-    /// Guest ports forwarded from host loopback ports (readiness and load need them).
+    /// Guest ports the host must reach (readiness and load need them): forwarded from host
+    /// loopback ports on the user network, or reached directly over the tap.
     pub(super) forward_ports: Vec<u16>,
+    /// The guest's address on its tap link, when it has one instead of the user network.
+    pub(super) tap_addr: Option<std::net::Ipv4Addr>,
     pub(super) disk: Option<DataDisk>,
     /// The port init watches for LISTEN (the inside half of readiness).
     pub(super) watch_port: Option<u16>,
@@ -352,6 +428,7 @@ impl Default for GuestPlan {
             vcpus: 1,
             memory_mib: 128,
             forward_ports: Vec::new(),
+            tap_addr: None,
             disk: None,
             watch_port: None,
         }
@@ -383,6 +460,7 @@ impl GuestPlan {
             vcpus: *s.resources.vcpus.get_ref(),
             memory_mib: *s.resources.memory_mib.get_ref(),
             forward_ports,
+            tap_addr: None,
             disk,
             watch_port: s.readiness.port(),
         }
@@ -416,7 +494,9 @@ impl GuestPlan {
                 .collect(),
             net: (!self.forward_ports.is_empty()).then(|| NetConfig {
                 device: net::GUEST_NET_DEVICE.into(),
-                cidr: net::GUEST_CIDR.into(),
+                cidr: self
+                    .tap_addr
+                    .map_or_else(|| net::GUEST_CIDR.into(), |a| format!("{a}/30")),
             }),
             disk: self.disk.as_ref().map(|d| DiskConfig {
                 device: GUEST_DISK.into(),
@@ -434,6 +514,11 @@ struct VmPrepared {
     /// The launch template: per-instance parts (QMP socket, forwards, disk) are filled in.
     spec: QemuSpec,
     guest: GuestPlan,
+    /// The cgroup each instance's QEMU is started in, if any.
+    cgroup: Option<cgroup::Resources>,
+    /// The tap device every launch attaches to (`network = "private"`); removed on drop.
+    #[allow(dead_code)]
+    tap: Option<cvm_runtime::net::Link>,
     config: BackendConfig,
     layers: DiskLayers,
     /// For the io workload: where each instance's data disk image is made.
@@ -450,7 +535,14 @@ impl Prepared for VmPrepared {
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
-        instance::launch(self.kind, &self.spec, &self.guest, self.io.as_ref(), ctx)
+        instance::launch(
+            self.kind,
+            &self.spec,
+            &self.guest,
+            self.io.as_ref(),
+            self.cgroup.as_ref(),
+            ctx,
+        )
     }
 }
 
@@ -464,6 +556,7 @@ mod tests {
             vcpus: 1,
             memory_mib: 256,
             forward_ports: vec![8080],
+            tap_addr: None,
             disk: Some(DataDisk {
                 size_mib: 192,
                 mount: "/tmp".into(),
@@ -493,6 +586,13 @@ mod tests {
                 argv,
             }
         );
+        // On a tap link the guest takes its end of the /30.
+        let tapped = GuestPlan {
+            tap_addr: Some(std::net::Ipv4Addr::new(10, 213, 0, 6)),
+            ..plan
+        };
+        let net = tapped.vm_config(vec!["x".into()], &[]).net.unwrap();
+        assert_eq!(net.cidr, "10.213.0.6/30");
         let bare = GuestPlan::default().vm_config(vec!["a\nb".into()], &[]);
         assert_eq!((&bare.net, &bare.disk), (&None, &None));
         assert!(bare.to_text().is_err());

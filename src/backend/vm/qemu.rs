@@ -123,6 +123,8 @@ pub struct QemuSpec {
     pub disk: Option<PathBuf>,
     /// `-sandbox` [`SANDBOX`] (only where [`sandbox_supported`]).
     pub sandbox: bool,
+    /// A NIC on this tap device instead of the user network (`net` then carries no forwards).
+    pub tap: Option<String>,
 }
 
 impl QemuSpec {
@@ -143,7 +145,7 @@ impl QemuSpec {
                 push("pc");
                 // The default devices stay (VGA, IDE, floppy): they are what a conventional VM
                 // boots with. Only the default NIC goes, replaced below if the scenario wants one.
-                if self.net.is_none() {
+                if self.net.is_none() && self.tap.is_none() {
                     push("-nic");
                     push("none");
                 }
@@ -193,7 +195,12 @@ impl QemuSpec {
             a.push("-S".into());
         }
         let bus = self.profile.virtio_bus();
-        if let Some(forwards) = &self.net {
+        if let Some(tap) = &self.tap {
+            a.push("-netdev".into());
+            a.push(format!("tap,id=net0,ifname={tap},script=no,downscript=no").into());
+            a.push("-device".into());
+            a.push(format!("virtio-net-{bus},netdev=net0").into());
+        } else if let Some(forwards) = &self.net {
             let mut netdev = String::from("user,id=net0");
             for f in forwards {
                 // Loopback only: nothing outside this host can reach the guest.
@@ -290,6 +297,7 @@ mod tests {
             net: None,
             disk: None,
             sandbox: true,
+            tap: None,
         }
     }
 
@@ -345,6 +353,25 @@ mod tests {
         let line = joined(&spec(Profile::Classic));
         assert!(line.starts_with("-M pc -nic none -accel tcg"), "{line}");
         assert!(!line.contains("-nodefaults"));
+    }
+
+    #[test]
+    fn a_tap_nic_replaces_the_user_network() {
+        let mut s = spec(Profile::Micro);
+        s.tap = Some("cvm1234vm0".into());
+        let line = s
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains(
+                "-netdev tap,id=net0,ifname=cvm1234vm0,script=no,downscript=no -device virtio-net-device,netdev=net0"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("hostfwd"), "{line}");
     }
 
     #[test]

@@ -131,6 +131,7 @@ pub fn backend_color(name: &str) -> RGBColor {
         "docker" => RGBColor(148, 103, 189),
         "vm" => RGBColor(214, 39, 40),
         "vm-classic" => RGBColor(255, 127, 14),
+        "vm-user" => RGBColor(227, 119, 194),
         other => hashed(other),
     }
 }

@@ -314,6 +314,7 @@ pub(super) mod tests {
             },
             failed_runs: 0,
             excluded_samples: 0,
+            client_bound_runs: 0,
             metrics: metrics
                 .iter()
                 .map(|(m, u, v)| {
