@@ -159,8 +159,8 @@ fn crun_counts_crun_and_its_libraries_even_where_it_cannot_run() {
     );
 }
 
-/// The files QEMU opened in a measured launch (not the footprint probe, which is started
-/// paused with `-S`), from strace's log: the kernel and initramfs it was handed, and every
+/// The files QEMU opened in a measured launch, from strace's log (the last QEMU started: the
+/// footprint probe runs at prepare, before any launch, and both start paused with `-S`): the kernel and initramfs it was handed, and every
 /// other regular file it opened outside /proc, /sys, /dev and /etc.
 struct QemuTrace {
     kernel: PathBuf,
@@ -177,8 +177,7 @@ fn qemu_trace(log: &str) -> QemuTrace {
         let Some(call) = rest.trim_start().strip_prefix("execve(\"") else {
             continue;
         };
-        if !call.contains("qemu-system") || !call.contains("\"-kernel\"") || call.contains("\"-S\"")
-        {
+        if !call.contains("qemu-system") || !call.contains("\"-kernel\"") {
             continue;
         }
         let args: Vec<String> = call
