@@ -138,9 +138,10 @@ fn scenarios_lists_every_builtin_once() {
     let out = cvm(&["scenarios"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 7, "{text}");
-    assert!(text.lines().any(|l| l.starts_with("web ")));
-    assert!(text.lines().any(|l| l.starts_with("sweep ")));
+    assert_eq!(text.lines().count(), 8, "{text}");
+    for name in ["web ", "sweep ", "startup-cold "] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+    }
 }
 
 #[test]

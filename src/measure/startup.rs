@@ -265,10 +265,14 @@ impl Timeline {
 
 /// The host half of a server's readiness: a scheduler thread starts short attempts, each on a
 /// thread of its own, a few milliseconds apart and overlapping, so an attempt a proxy holds open
-/// never delays the next one. The first success is sent with its stamp; dropping stops it.
+/// never delays the next one. The first success is sent with its stamp; dropping stops it and
+/// waits for the attempts still in flight, so that none of their requests reaches the server
+/// after readiness (it would be counted in the load phase's server count).
 struct Prober {
     found: mpsc::Receiver<Instant>,
     stop: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+    scheduler: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Attempts in flight at most (each ends within its own timeouts).
@@ -286,9 +290,10 @@ impl Prober {
         let (tx, found) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let attempts = Arc::clone(&in_flight);
         let path: Arc<Option<String>> = Arc::new(http_path);
         let flag = Arc::clone(&stop);
-        std::thread::Builder::new()
+        let scheduler = std::thread::Builder::new()
             .name("cvm-probe".into())
             .spawn(move || {
                 let began = Instant::now();
@@ -327,13 +332,29 @@ impl Prober {
                     std::thread::sleep(spacing);
                 }
             })?;
-        Ok(Prober { found, stop })
+        Ok(Prober {
+            found,
+            stop,
+            in_flight: attempts,
+            scheduler: Some(scheduler),
+        })
     }
 }
+
+/// The longest an attempt can last (its own timeouts), and some slack for a loaded host.
+const PROBE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 impl Drop for Prober {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Joined first, so no attempt starts after the count below reaches zero.
+        if let Some(scheduler) = self.scheduler.take() {
+            let _ = scheduler.join();
+        }
+        let deadline = Instant::now() + PROBE_DRAIN_LIMIT;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
