@@ -38,6 +38,7 @@ fn environment() -> Environment {
             ("qemu".to_string(), "7.2.22".to_string()),
             ("runc".to_string(), "1.1.5".to_string()),
         ]),
+        fingerprint: Default::default(),
     }
 }
 

@@ -28,6 +28,10 @@ pub struct Environment {
     pub build_profile: String,
     /// Versions of the tools the backends use (qemu, runc, crun, docker), where found.
     pub tools: BTreeMap<String, String>,
+    /// The host settings that move figures (SMT, governor, THP, mitigations...); all empty in
+    /// runs recorded before it existed.
+    #[serde(default)]
+    pub fingerprint: super::HostFingerprint,
 }
 
 /// One backend as it took part in a run.

@@ -66,7 +66,7 @@ impl RunSummary {
 }
 
 /// (backend, metric) -> (unit, values) in file order.
-type Series<'a> = BTreeMap<(&'a str, Cow<'a, str>), (&'a str, Vec<f64>)>;
+pub type Series<'a> = BTreeMap<(&'a str, Cow<'a, str>), (&'a str, Vec<f64>)>;
 
 /// The metric recorded once per failed run.
 pub const RUN_FAILED: &str = Metric::RunFailed.name();
@@ -131,12 +131,10 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
     failed
 }
 
-/// Summarises the measured samples of a run, backend by backend in the run's order.
-///
-/// A failed run's samples are left out (they stay in `samples.csv`; the run is counted in
-/// `failed_runs`). Density samples, whose `iteration` is the number of instances running, are
-/// summarised at each N (`<metric>@n=<N>`), never pooled over N.
-pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
+/// The measured values per (backend, metric) that statistics are taken over, in file order: a
+/// failed run's samples left out (counted per backend in the second map), density figures
+/// named per N. `summarize` and `cvm diff` read the same series.
+pub fn measured_series(rows: &[SampleRow]) -> (Series<'_>, BTreeMap<&str, usize>) {
     let failed = failed_run_rows(rows);
     let density: BTreeSet<&str> = rows
         .iter()
@@ -166,6 +164,16 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
             .1
             .push(r.value);
     }
+    (series, excluded)
+}
+
+/// Summarises the measured samples of a run, backend by backend in the run's order.
+///
+/// A failed run's samples are left out (they stay in `samples.csv`; the run is counted in
+/// `failed_runs`). Density samples, whose `iteration` is the number of instances running, are
+/// summarised at each N (`<metric>@n=<N>`), never pooled over N.
+pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
+    let (series, excluded) = measured_series(rows);
     let backends = meta
         .backends
         .iter()
