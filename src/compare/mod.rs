@@ -222,6 +222,12 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     meta.finished =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     record_accelerators(&mut meta);
+    if let (Some(load), Some(now)) = (
+        meta.environment.load.as_mut(),
+        crate::measure::fingerprint::load_average(),
+    ) {
+        load.end = now;
+    }
     meta.write(&meta_path)?;
     drop(writer);
 

@@ -205,6 +205,19 @@ fn host_warnings(base: &RunMeta, new: &RunMeta) -> Vec<String> {
             fields.join(", ")
         ));
     }
+    if let (Some(bl), Some(nl)) = (be.load, ne.load) {
+        let cpus = f64::from(be.ncpu.max(ne.ncpu).max(1));
+        let busy = bl.peak().max(nl.peak()) > cpus;
+        let apart = (bl.peak() - nl.peak()).abs() > cpus / 2.0;
+        if busy || apart {
+            w.push(format!(
+                "the host was busy: 1-minute load average {:.1}–{:.1} in the base, {:.1}–{:.1} \
+                 in the new run, on {cpus} CPUs; other processes share the CPUs with the \
+                 backends, so a change may be the load's",
+                bl.start, bl.end, nl.start, nl.end
+            ));
+        }
+    }
     if be.kernel != ne.kernel {
         w.push(format!(
             "different kernels ({} vs {})",

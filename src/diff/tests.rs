@@ -215,3 +215,32 @@ fn the_page_escapes_names_and_draws_a_bar_per_tested_row() {
     assert!(page.contains("class=\"regression\""));
     assert!(render::terminal(&d).contains("REGRESSION"));
 }
+
+#[test]
+fn a_busy_host_is_a_warning() {
+    let mut a = meta("startup", "h", &["native"]);
+    let mut b = a.clone();
+    a.environment.ncpu = 2;
+    b.environment.ncpu = 2;
+    a.environment.load = Some(crate::results::HostLoad {
+        start: 0.2,
+        end: 0.4,
+    });
+    b.environment.load = Some(crate::results::HostLoad {
+        start: 0.3,
+        end: 0.5,
+    });
+    let base = rows("native", "ready_latency", "s", &BASE);
+    let quiet = diff_runs(&a, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(quiet.warnings.is_empty(), "{:?}", quiet.warnings);
+    b.environment.load = Some(crate::results::HostLoad {
+        start: 3.0,
+        end: 8.5,
+    });
+    let busy = diff_runs(&a, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(
+        busy.warnings[0].contains("load average 0.2–0.4 in the base, 3.0–8.5 in the new run"),
+        "{:?}",
+        busy.warnings
+    );
+}

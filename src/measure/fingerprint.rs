@@ -21,6 +21,15 @@ fn read(root: &Path, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The 1-minute load average (`/proc/loadavg`'s first field).
+pub fn load_average() -> Option<f64> {
+    read(Path::new("/"), "/proc/loadavg")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The word in brackets of a sysfs selection (`always [madvise] never` → `madvise`).
 fn selected(choices: &str) -> String {
     choices

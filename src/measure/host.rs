@@ -48,6 +48,8 @@ impl Environment {
         let cgroup = cgroup::detect().map_or("none", |v| v.as_str()).to_string();
         Environment {
             fingerprint: super::fingerprint::collect(&cpu_model, &cgroup),
+            load: super::fingerprint::load_average()
+                .map(|l| crate::results::HostLoad { start: l, end: l }),
             host: System::host_name().unwrap_or_default(),
             kernel: System::kernel_version().unwrap_or_default(),
             os: System::long_os_version().unwrap_or_default(),

@@ -71,6 +71,21 @@ impl HostFingerprint {
     }
 }
 
+/// How busy the host was: the 1-minute load average when the run started and when it ended.
+/// Not part of the fingerprint (it changes from minute to minute), but a run on a host whose
+/// load exceeds its CPUs measured the other processes as much as the backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostLoad {
+    pub start: f64,
+    pub end: f64,
+}
+
+impl HostLoad {
+    pub fn peak(&self) -> f64 {
+        self.start.max(self.end)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

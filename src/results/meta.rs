@@ -32,6 +32,9 @@ pub struct Environment {
     /// runs recorded before it existed.
     #[serde(default)]
     pub fingerprint: super::HostFingerprint,
+    /// The host's load average over the run; absent in runs recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::HostLoad>,
 }
 
 /// One backend as it took part in a run.

@@ -11,7 +11,7 @@ mod samples;
 mod summary;
 
 pub use backend::{Availability, Stack, ACCEL_KEY};
-pub use fingerprint::HostFingerprint;
+pub use fingerprint::{HostFingerprint, HostLoad};
 pub use meta::{
     schema_limitations, BackendInfo, Environment, RunMeta, ScenarioRecord, SCHEMA_VERSION,
 };
