@@ -166,6 +166,8 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<RunSummary, MergeError
         w.write(r).map_err(MergeError::Write)?;
     }
     drop(w);
+    results::write_ndjson(&out.join(results::NDJSON_FILE), &meta, &rows)
+        .map_err(MergeError::Write)?;
     let hosts: Vec<(&str, &Environment)> = runs
         .iter()
         .map(|r| (r.label.as_str(), &r.meta.environment))
@@ -445,6 +447,7 @@ mod tests {
         let rows = read_samples(&out.join(results::SAMPLES_FILE)).unwrap();
         assert_eq!(rows.len(), 18);
         assert!(out.join(HOSTS_FILE).is_file());
+        assert!(out.join(results::NDJSON_FILE).is_file());
     }
 
     #[test]
