@@ -81,18 +81,6 @@ pub struct CompareArgs {
     #[arg(long, value_name = "FILE")]
     pub export_markdown: Option<PathBuf>,
 
-    /// Hide the progress bar even on a terminal
-    #[arg(long)]
-    pub no_progress: bool,
-
-    /// Which QEMU accelerator VM backends use (auto probes KVM by booting a guest)
-    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
-    pub accel: AccelChoice,
-
-    /// Guest kernel (bzImage) for the VM backends [default: found under /boot]
-    #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
-
     /// After the run, diff it against this earlier results directory (writes diff.html and
     /// diff.md into the new results directory)
     #[arg(long, value_name = "DIR")]
@@ -104,6 +92,45 @@ pub struct CompareArgs {
 
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+
+    /// Hide the progress bar even on a terminal
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Which QEMU accelerator VM backends use (auto probes KVM by booting a guest)
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+
+    /// Guest kernel (bzImage) for the VM backends [default: found under /boot]
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Guest kernel (bzImage) to check the VM backends with [default: found under /boot]
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results directory written by `cvm compare` (holds samples.csv); with --merge, several
+    #[arg(value_name = "DIR", required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Merge the results directories of several hosts into one report, the host a dimension of
+    /// every chart and table
+    #[arg(long)]
+    pub merge: bool,
+
+    /// With --merge: where the merged report goes [default: `merged` beside the first DIR]
+    #[arg(short, long, value_name = "DIR", requires = "merge")]
+    pub output: Option<PathBuf>,
+
+    /// Also write a Markdown summary table to this file
+    #[arg(long, value_name = "FILE")]
+    pub export_markdown: Option<PathBuf>,
 }
 
 /// What a diff against a baseline fails on.
@@ -186,33 +213,6 @@ pub struct CheckArgs {
     /// The bounds file (TOML: [[bound]] entries of backend, metric and a limit or a ratio)
     #[arg(long, value_name = "FILE")]
     pub bounds: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
-    /// Guest kernel (bzImage) to check the VM backends with [default: found under /boot]
-    #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct ReportArgs {
-    /// A results directory written by `cvm compare` (holds samples.csv); with --merge, several
-    #[arg(value_name = "DIR", required = true, num_args = 1..)]
-    pub dirs: Vec<PathBuf>,
-
-    /// Merge the results directories of several hosts into one report, the host a dimension of
-    /// every chart and table
-    #[arg(long)]
-    pub merge: bool,
-
-    /// With --merge: where the merged report goes [default: `merged` beside the first DIR]
-    #[arg(short, long, value_name = "DIR", requires = "merge")]
-    pub output: Option<PathBuf>,
-
-    /// Also write a Markdown summary table to this file
-    #[arg(long, value_name = "FILE")]
-    pub export_markdown: Option<PathBuf>,
 }
 
 fn parse_alpha(s: &str) -> Result<f64, String> {

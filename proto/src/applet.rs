@@ -134,13 +134,13 @@ pub fn init_command(init_options: &[String], workload: &[String]) -> Vec<String>
     argv
 }
 
-/// The hello applet's option that waits this many milliseconds before it writes ready: a
-/// known, real startup cost, so that a regression check can be shown to find one.
-pub const HELLO_DELAY_OPTION: &str = "delay-ms";
-
 /// The http applet's own count of requests served: a GET of this path answers the number of
 /// other requests, so the load generator's count can be checked against the server's.
 pub const HTTP_COUNT_PATH: &str = "/cvm/count";
+
+/// The hello applet's option that waits this many milliseconds before it writes ready: a
+/// known, real startup cost, so that a regression check can be shown to find one.
+pub const HELLO_DELAY_OPTION: &str = "delay-ms";
 
 #[cfg(test)]
 mod tests {

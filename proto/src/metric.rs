@@ -108,48 +108,6 @@ impl Metric {
     }
 }
 
-/// Which way a figure gets better, so a change can be called a regression or an improvement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Better {
-    /// Latency, memory, disk, errors: less is better.
-    Lower,
-    /// Throughput, scores, bandwidth: more is better.
-    Higher,
-    /// Neither (a port number, a signed bias): a change is only a change.
-    Neither,
-}
-
-impl Metric {
-    /// Which way this figure gets better. Derived from the unit (time and bytes are costs,
-    /// rates are throughput) except where a count is work done rather than a fault.
-    pub const fn better(self) -> Better {
-        match self {
-            Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
-            Metric::HttpPort => Better::Neither,
-            _ => match self.unit() {
-                Unit::Seconds | Unit::Bytes | Unit::Count => Better::Lower,
-                Unit::PerSecond | Unit::BytesPerSecond => Better::Higher,
-                Unit::One => Better::Neither,
-            },
-        }
-    }
-}
-
-/// Which way a recorded metric name gets better: the families (`phase.*`, `disk.*`, density at
-/// N) follow their unit's rule, names this cvm does not know are [`Better::Neither`].
-pub fn better_by_name(name: &str) -> Better {
-    let base = name
-        .split_once(PER_INSTANCES_SEPARATOR)
-        .map_or(name, |(m, _)| m);
-    if let Some(m) = Metric::from_name(base) {
-        return m.better();
-    }
-    if base.starts_with(PHASE_PREFIX) || base.starts_with(DISK_PREFIX) {
-        return Better::Lower;
-    }
-    Better::Neither
-}
-
 /// The unit of a figure, as written in `samples.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Unit {
@@ -229,6 +187,48 @@ impl Layer {
     pub fn metric(self) -> String {
         format!("{DISK_PREFIX}{}", self.name())
     }
+}
+
+/// Which way a figure gets better, so a change can be called a regression or an improvement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Better {
+    /// Latency, memory, disk, errors: less is better.
+    Lower,
+    /// Throughput, scores, bandwidth: more is better.
+    Higher,
+    /// Neither (a port number, a signed bias): a change is only a change.
+    Neither,
+}
+
+impl Metric {
+    /// Which way this figure gets better. Derived from the unit (time and bytes are costs,
+    /// rates are throughput) except where a count is work done rather than a fault.
+    pub const fn better(self) -> Better {
+        match self {
+            Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
+            Metric::HttpPort => Better::Neither,
+            _ => match self.unit() {
+                Unit::Seconds | Unit::Bytes | Unit::Count => Better::Lower,
+                Unit::PerSecond | Unit::BytesPerSecond => Better::Higher,
+                Unit::One => Better::Neither,
+            },
+        }
+    }
+}
+
+/// Which way a recorded metric name gets better: the families (`phase.*`, `disk.*`, density at
+/// N) follow their unit's rule, names this cvm does not know are [`Better::Neither`].
+pub fn better_by_name(name: &str) -> Better {
+    let base = name
+        .split_once(PER_INSTANCES_SEPARATOR)
+        .map_or(name, |(m, _)| m);
+    if let Some(m) = Metric::from_name(base) {
+        return m.better();
+    }
+    if base.starts_with(PHASE_PREFIX) || base.starts_with(DISK_PREFIX) {
+        return Better::Lower;
+    }
+    Better::Neither
 }
 
 /// How a summary names a density figure at N instances running (`density_pss_per_instance@n=3`):

@@ -259,47 +259,6 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     })
 }
 
-/// The baseline is a results directory of the same scenario.
-fn check_baseline(base: &Path, scenario: &str) -> anyhow::Result<()> {
-    let meta = RunMeta::read(&base.join(results::META_FILE)).with_context(|| {
-        format!(
-            "--baseline {} is not a cvm results directory (give one `cvm compare` wrote)",
-            base.display()
-        )
-    })?;
-    if meta.scenario.name != scenario {
-        anyhow::bail!(
-            "--baseline {} ran scenario {:?}, this run is {scenario:?}: a baseline must be a run              of the same scenario",
-            base.display(),
-            meta.scenario.name
-        );
-    }
-    Ok(())
-}
-
-/// Diffs the run just written against `base`: the table on stdout, `diff.html` and `diff.md`
-/// in the results directory; the exit code `--fail-on` asks for.
-fn diff_with_baseline(args: &CompareArgs, base: &Path, out_dir: &Path) -> Result<u8, Failure> {
-    let d = crate::diff::diff_dirs(base, out_dir, &args.thresholds.options())
-        .map_err(Failure::usage)?;
-    print!("{}", crate::diff::render::terminal(&d));
-    crate::diff::write_pages(&d, &out_dir.join("diff.html"), &out_dir.join("diff.md"))?;
-    Ok(crate::diff::exit_code(&d, args.fail_on))
-}
-
-/// Adds the accelerator each VM backend ran under to the host fingerprint.
-fn record_accelerators(meta: &mut RunMeta) {
-    let used: Vec<String> = meta
-        .backends
-        .iter()
-        .filter_map(|b| b.accelerator().map(|a| format!("{}: {a}", b.backend)))
-        .collect();
-    if !used.is_empty() {
-        let f = &mut meta.environment.fingerprint;
-        f.accelerator = format!("{}; {}", f.accelerator, used.join(", "));
-    }
-}
-
 /// How many runs of each kind, and where progress goes.
 pub(crate) struct Plan<'a> {
     pub warmup: u32,
@@ -375,6 +334,47 @@ fn infos_snapshot(old: &[BackendInfo], updated: &BackendInfo) -> Vec<BackendInfo
             }
         })
         .collect()
+}
+
+/// The baseline is a results directory of the same scenario.
+fn check_baseline(base: &Path, scenario: &str) -> anyhow::Result<()> {
+    let meta = RunMeta::read(&base.join(results::META_FILE)).with_context(|| {
+        format!(
+            "--baseline {} is not a cvm results directory (give one `cvm compare` wrote)",
+            base.display()
+        )
+    })?;
+    if meta.scenario.name != scenario {
+        anyhow::bail!(
+            "--baseline {} ran scenario {:?}, this run is {scenario:?}: a baseline must be a run              of the same scenario",
+            base.display(),
+            meta.scenario.name
+        );
+    }
+    Ok(())
+}
+
+/// Diffs the run just written against `base`: the table on stdout, `diff.html` and `diff.md`
+/// in the results directory; the exit code `--fail-on` asks for.
+fn diff_with_baseline(args: &CompareArgs, base: &Path, out_dir: &Path) -> Result<u8, Failure> {
+    let d = crate::diff::diff_dirs(base, out_dir, &args.thresholds.options())
+        .map_err(Failure::usage)?;
+    print!("{}", crate::diff::render::terminal(&d));
+    crate::diff::write_pages(&d, &out_dir.join("diff.html"), &out_dir.join("diff.md"))?;
+    Ok(crate::diff::exit_code(&d, args.fail_on))
+}
+
+/// Adds the accelerator each VM backend ran under to the host fingerprint.
+fn record_accelerators(meta: &mut RunMeta) {
+    let used: Vec<String> = meta
+        .backends
+        .iter()
+        .filter_map(|b| b.accelerator().map(|a| format!("{}: {a}", b.backend)))
+        .collect();
+    if !used.is_empty() {
+        let f = &mut meta.environment.fingerprint;
+        f.accelerator = format!("{}; {}", f.accelerator, used.join(", "));
+    }
 }
 
 fn resolve_backends(

@@ -78,6 +78,42 @@ const PER_N_METRICS: [&str; 3] = [
     Metric::MemoryDaemon.name(),
 ];
 
+/// The measured values per (backend, metric) that statistics are taken over, in file order: a
+/// failed run's samples left out (counted per backend in the second map), density figures
+/// named per N. `summarize` and `cvm diff` read the same series.
+pub fn measured_series(rows: &[SampleRow]) -> (Series<'_>, BTreeMap<&str, usize>) {
+    let failed = failed_run_rows(rows);
+    let density: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
+        .map(|r| r.backend.as_str())
+        .collect();
+    let mut series: Series = BTreeMap::new();
+    let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.phase != Phase::Measure {
+            continue;
+        }
+        if failed.contains(&i) {
+            *excluded.entry(r.backend.as_str()).or_default() += 1;
+            continue;
+        }
+        let per_n =
+            density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
+        let metric = if per_n {
+            Cow::Owned(per_instances(&r.metric, r.iteration))
+        } else {
+            Cow::Borrowed(r.metric.as_str())
+        };
+        series
+            .entry((&r.backend, metric))
+            .or_insert((&r.unit, Vec::new()))
+            .1
+            .push(r.value);
+    }
+    (series, excluded)
+}
+
 /// The rows (indices into `rows`) of measured runs that failed, other than the `run_failed`
 /// rows themselves and the per-backend disk figures (measured once, outside any run).
 ///
@@ -129,42 +165,6 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
         }
     }
     failed
-}
-
-/// The measured values per (backend, metric) that statistics are taken over, in file order: a
-/// failed run's samples left out (counted per backend in the second map), density figures
-/// named per N. `summarize` and `cvm diff` read the same series.
-pub fn measured_series(rows: &[SampleRow]) -> (Series<'_>, BTreeMap<&str, usize>) {
-    let failed = failed_run_rows(rows);
-    let density: BTreeSet<&str> = rows
-        .iter()
-        .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
-        .map(|r| r.backend.as_str())
-        .collect();
-    let mut series: Series = BTreeMap::new();
-    let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        if r.phase != Phase::Measure {
-            continue;
-        }
-        if failed.contains(&i) {
-            *excluded.entry(r.backend.as_str()).or_default() += 1;
-            continue;
-        }
-        let per_n =
-            density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
-        let metric = if per_n {
-            Cow::Owned(per_instances(&r.metric, r.iteration))
-        } else {
-            Cow::Borrowed(r.metric.as_str())
-        };
-        series
-            .entry((&r.backend, metric))
-            .or_insert((&r.unit, Vec::new()))
-            .1
-            .push(r.value);
-    }
-    (series, excluded)
 }
 
 /// Summarises the measured samples of a run, backend by backend in the run's order.
