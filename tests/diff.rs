@@ -9,48 +9,43 @@ use std::path::Path;
 
 use common::{cvm, cvm_cmd, is_root, stderr, stdout};
 use cvm::results::{
-    Availability, BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter,
-    ScenarioRecord, Stack, META_FILE, SAMPLES_FILE,
+    Availability, BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter, Stack,
+    META_FILE, SAMPLES_FILE,
 };
 
 /// A results directory with `ready_latency` samples per backend.
 fn results(dir: &Path, scenario: &str, host: &str, series: &[(&str, &[f64])]) {
     std::fs::create_dir_all(dir).unwrap();
-    let meta = RunMeta {
-        schema_version: cvm::results::SCHEMA_VERSION,
-        run_id: format!("{host}-{scenario}"),
-        started: String::new(),
-        finished: None,
-        status: "done".into(),
-        scenario: ScenarioRecord {
-            name: scenario.into(),
-            description: String::new(),
-            definition: serde_json::Value::Null,
-        },
-        runs: 5,
-        warmup: 0,
-        timeout_s: 10.0,
-        environment: Environment {
-            host: host.into(),
-            ncpu: 2,
-            ..Environment::default()
-        },
-        backends: series
-            .iter()
-            .map(|(b, _)| BackendInfo {
-                backend: b.to_string(),
-                stack: if *b == "native" {
-                    Stack::Native
-                } else {
-                    Stack::Container
-                },
-                availability: Availability::Available,
-                error: None,
-                config: Default::default(),
-            })
-            .collect(),
-        load: None,
-    };
+    // From JSON, so fields added later with serde defaults need no change here.
+    let mut meta: RunMeta = serde_json::from_value(serde_json::json!({
+        "schema_version": cvm::results::SCHEMA_VERSION,
+        "run_id": format!("{host}-{scenario}"),
+        "started": "",
+        "status": "done",
+        "scenario": { "name": scenario, "description": "", "definition": null },
+        "runs": 5,
+        "warmup": 0,
+        "timeout_s": 10.0,
+        "environment": serde_json::to_value(Environment::default()).unwrap(),
+        "backends": [],
+    }))
+    .unwrap();
+    meta.environment.host = host.into();
+    meta.environment.ncpu = 2;
+    meta.backends = series
+        .iter()
+        .map(|(b, _)| BackendInfo {
+            backend: b.to_string(),
+            stack: if *b == "native" {
+                Stack::Native
+            } else {
+                Stack::Container
+            },
+            availability: Availability::Available,
+            error: None,
+            config: Default::default(),
+        })
+        .collect();
     meta.write(&dir.join(META_FILE)).unwrap();
     let mut w = SampleWriter::create(&dir.join(SAMPLES_FILE)).unwrap();
     for (backend, values) in series {

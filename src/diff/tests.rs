@@ -1,39 +1,34 @@
 use super::*;
-use crate::results::{
-    Availability, BackendInfo, Environment, Phase, SampleRow, ScenarioRecord, Stack,
-};
+use crate::results::{Availability, BackendInfo, Environment, Phase, SampleRow, Stack};
 
+/// A run's metadata, from JSON so fields other branches add with serde defaults need no change
+/// here.
 pub(crate) fn meta(scenario: &str, host: &str, backends: &[&str]) -> RunMeta {
-    RunMeta {
-        schema_version: results::SCHEMA_VERSION,
-        run_id: format!("{host}-run"),
-        started: String::new(),
-        finished: None,
-        status: "done".into(),
-        scenario: ScenarioRecord {
-            name: scenario.into(),
-            description: String::new(),
-            definition: serde_json::Value::Null,
-        },
-        runs: 5,
-        warmup: 0,
-        timeout_s: 1.0,
-        environment: Environment {
-            host: host.into(),
-            ..Environment::default()
-        },
-        backends: backends
-            .iter()
-            .map(|b| BackendInfo {
-                backend: b.to_string(),
-                stack: Stack::Container,
-                availability: Availability::Available,
-                error: None,
-                config: Default::default(),
-            })
-            .collect(),
-        load: None,
-    }
+    let mut m: RunMeta = serde_json::from_value(serde_json::json!({
+        "schema_version": results::SCHEMA_VERSION,
+        "run_id": format!("{host}-run"),
+        "started": "",
+        "status": "done",
+        "scenario": { "name": scenario, "description": "", "definition": null },
+        "runs": 5,
+        "warmup": 0,
+        "timeout_s": 1.0,
+        "environment": serde_json::to_value(Environment::default()).unwrap(),
+        "backends": [],
+    }))
+    .unwrap();
+    m.environment.host = host.into();
+    m.backends = backends
+        .iter()
+        .map(|b| BackendInfo {
+            backend: b.to_string(),
+            stack: Stack::Container,
+            availability: Availability::Available,
+            error: None,
+            config: Default::default(),
+        })
+        .collect();
+    m
 }
 
 pub(crate) fn rows(backend: &str, metric: &str, unit: &str, values: &[f64]) -> Vec<SampleRow> {
