@@ -198,7 +198,13 @@ fn host_warnings(base: &RunMeta, new: &RunMeta) -> Vec<String> {
             be.host, ne.host
         ));
     }
-    let fields = be.fingerprint.differences(&ne.fingerprint);
+    // A run recorded before the fingerprint existed has an empty one: nothing to compare.
+    let recorded = |f: &crate::results::HostFingerprint| *f != Default::default();
+    let fields = if recorded(&be.fingerprint) && recorded(&ne.fingerprint) {
+        be.fingerprint.differences(&ne.fingerprint)
+    } else {
+        Vec::new()
+    };
     if !fields.is_empty() {
         w.push(format!(
             "the host fingerprints differ in: {} (see run.json's environment.fingerprint)",

@@ -174,7 +174,8 @@ fn different_scenarios_or_backend_sets_are_bad_input_naming_what_differs() {
 
 #[test]
 fn different_hosts_are_a_warning_shown_everywhere() {
-    let a = meta("startup", "alpha", &["native"]);
+    let mut a = meta("startup", "alpha", &["native"]);
+    a.environment.fingerprint.thp = "madvise".into();
     let mut b = meta("startup", "beta", &["native"]);
     b.environment.fingerprint.thp = "always".into();
     let base = rows("native", "ready_latency", "s", &BASE);
@@ -189,6 +190,14 @@ fn different_hosts_are_a_warning_shown_everywhere() {
     assert!(render::terminal(&d).contains("warning: different hosts"));
     assert!(render::html(&d).contains("id=\"host-warning\""));
     assert!(render::markdown(&d).contains("**Warning:** different hosts"));
+    // A run from before the fingerprint existed (all empty) is no fingerprint difference.
+    let old = meta("startup", "alpha", &["native"]);
+    let d = diff_runs(&old, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(
+        !d.warnings.iter().any(|w| w.contains("fingerprints")),
+        "{:?}",
+        d.warnings
+    );
 }
 
 #[test]
