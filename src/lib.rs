@@ -8,8 +8,10 @@
 
 pub mod audit;
 pub mod backend;
+pub mod bounds;
 pub mod cli;
 pub mod compare;
+pub mod diff;
 pub mod doctor;
 pub mod exit;
 pub mod image;
@@ -67,8 +69,47 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 exit::RUN_FAILED
             })
         }
+        Command::Diff(args) => diff::command(&args),
+        Command::Check(args) => {
+            let bounds = bounds::load(&args.bounds).map_err(Failure::usage)?;
+            let summary = bounds::summary_of(&args.results).map_err(Failure::usage)?;
+            let checked = bounds::check(&bounds, &summary);
+            print!("{}", bounds::render(&checked));
+            Ok(
+                if checked.iter().any(|c| c.outcome == bounds::Outcome::Fails) {
+                    exit::RUN_FAILED
+                } else {
+                    exit::OK
+                },
+            )
+        }
+        Command::Report(args) if args.merge => {
+            let out = report::merge::output_dir(&args.dirs, args.output.as_deref());
+            let summary = report::merge::merge_dirs(&args.dirs, &out).map_err(|e| {
+                if e.is_bad_input() {
+                    Failure::usage(e)
+                } else {
+                    Failure::run(e)
+                }
+            })?;
+            println!("{}", report::terminal::table(&summary));
+            if let Some(f) = &args.export_markdown {
+                std::fs::write(f, report::markdown::summary(&summary)).map_err(|e| {
+                    Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display()))
+                })?;
+            }
+            eprintln!("cvm: merged report in {}", out.display());
+            Ok(exit::OK)
+        }
         Command::Report(args) => {
-            let summary = report::render_dir(&args.dir).map_err(|e| {
+            let [dir] = args.dirs.as_slice() else {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "{} results directories given: `cvm report` re-renders one; give --merge to \
+                     merge several hosts' directories into one report",
+                    args.dirs.len()
+                )));
+            };
+            let summary = report::render_dir(dir).map_err(|e| {
                 if e.is_bad_input() {
                     Failure::usage(e)
                 } else {

@@ -38,6 +38,8 @@ fn environment() -> Environment {
             ("qemu".to_string(), "7.2.22".to_string()),
             ("runc".to_string(), "1.1.5".to_string()),
         ]),
+        fingerprint: Default::default(),
+        load: None,
     }
 }
 
@@ -510,23 +512,27 @@ fn the_report_renders_in_a_real_browser() {
         return;
     }
     let (dir, _) = render("browser", HOSTILE_NAME, HOSTILE_DESCRIPTION);
-    let url = format!("file://{}", dir.path().join("index.html").display());
+    let dom = check_in_browser(dir.path(), "browser");
+    assert!(dom.contains("id=\"tcg-warning\""));
+    // The hostile name is text in the DOM, not an element.
+    assert!(!dom.contains("<script>alert(1)</script>"));
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}
 
+/// Loads `dir/index.html` in headless Chromium: every section, an inline SVG per chart, and a
+/// screenshot that is not blank. Returns the DOM.
+fn check_in_browser(dir: &Path, keep_as: &str) -> String {
+    let url = format!("file://{}", dir.join("index.html").display());
     let profile = tempfile::tempdir().unwrap();
     let dom = chromium(&["--dump-dom", &url], profile.path());
     for id in SECTIONS {
         assert!(dom.contains(&format!("id=\"{id}\"")), "DOM lacks #{id}");
     }
-    assert!(dom.contains("id=\"tcg-warning\""));
     assert!(
         dom.matches("<svg").count() >= CHARTS.len(),
         "inline SVG missing"
     );
-    // The hostile name is text in the DOM, not an element.
-    assert!(!dom.contains("<script>alert(1)</script>"));
-    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-
-    let shot = dir.path().join("screenshot.png");
+    let shot = dir.join("screenshot.png");
     let profile = tempfile::tempdir().unwrap();
     chromium(
         &[
@@ -542,7 +548,53 @@ fn the_report_renders_in_a_real_browser() {
         "the screenshot looks blank: only {colours} distinct colours"
     );
     if let Ok(keep) = std::env::var("CVM_KEEP_REPORT") {
-        let _ = std::fs::copy(&shot, Path::new(&keep).join("browser/screenshot.png"));
+        let keep = Path::new(&keep).join(keep_as);
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(&shot, keep.join("screenshot.png"));
+    }
+    dom
+}
+
+/// `cvm report --merge` of three hosts' results: the host is in every backend's name, the
+/// fingerprints stand side by side, and the page passes the same browser check.
+#[test]
+fn a_merged_report_of_three_hosts_renders_in_a_real_browser() {
+    if !common::host_has(
+        common::which("chromium") && Path::new("/usr/bin/chromium").exists(),
+        "headless Chromium (/usr/bin/chromium; scripts/setup.sh --test installs it)",
+    ) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = ["alpha", "beta", "gamma"]
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let d = root.path().join(host);
+            std::fs::create_dir_all(&d).unwrap();
+            write_results(&d, "web", "three hosts");
+            let path = d.join(META_FILE);
+            let mut meta = RunMeta::read(&path).unwrap();
+            meta.environment.host = host.to_string();
+            meta.environment.fingerprint.smt = ["on", "off", "on"][i].into();
+            meta.write(&path).unwrap();
+            d
+        })
+        .collect();
+    let out = root.path().join("merged");
+    let summary = cvm::report::merge::merge_dirs(&dirs, &out).expect("merge failed");
+    assert!(summary.backend("vm@gamma").is_some());
+    let dom = check_in_browser(&out, "merged");
+    assert!(dom.contains("id=\"hosts\""));
+    assert!(
+        dom.contains("SMT ≠"),
+        "the differing fingerprint row is marked"
+    );
+    for host in ["alpha", "beta", "gamma"] {
+        assert!(dom.contains(&format!("container@{host}")), "{host} missing");
+    }
+    if let Ok(keep) = std::env::var("CVM_KEEP_REPORT") {
+        copy_dir(&out, &PathBuf::from(keep).join("merged"));
     }
 }
 

@@ -221,6 +221,48 @@ impl Layer {
     }
 }
 
+/// Which way a figure gets better, so a change can be called a regression or an improvement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Better {
+    /// Latency, memory, disk, errors: less is better.
+    Lower,
+    /// Throughput, scores, bandwidth: more is better.
+    Higher,
+    /// Neither (a port number, a signed bias): a change is only a change.
+    Neither,
+}
+
+impl Metric {
+    /// Which way this figure gets better. Derived from the unit (time and bytes are costs,
+    /// rates are throughput) except where a count is work done rather than a fault.
+    pub const fn better(self) -> Better {
+        match self {
+            Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
+            Metric::HttpPort => Better::Neither,
+            _ => match self.unit() {
+                Unit::Seconds | Unit::Bytes | Unit::Count => Better::Lower,
+                Unit::PerSecond | Unit::BytesPerSecond => Better::Higher,
+                Unit::One => Better::Neither,
+            },
+        }
+    }
+}
+
+/// Which way a recorded metric name gets better: the families (`phase.*`, `disk.*`, density at
+/// N) follow their unit's rule, names this cvm does not know are [`Better::Neither`].
+pub fn better_by_name(name: &str) -> Better {
+    let base = name
+        .split_once(PER_INSTANCES_SEPARATOR)
+        .map_or(name, |(m, _)| m);
+    if let Some(m) = Metric::from_name(base) {
+        return m.better();
+    }
+    if base.starts_with(PHASE_PREFIX) || base.starts_with(DISK_PREFIX) {
+        return Better::Lower;
+    }
+    Better::Neither
+}
+
 /// How a summary names a density figure at N instances running (`density_pss_per_instance@n=3`):
 /// density samples carry N in their `iteration`, and are summarised at each N.
 pub fn per_instances(metric: &str, n: u32) -> String {
@@ -301,6 +343,24 @@ mod tests {
         for &l in Layer::ALL {
             assert_eq!(Layer::from_name(l.name()), Some(l));
         }
+    }
+
+    #[test]
+    fn direction_follows_the_unit_and_the_families() {
+        assert_eq!(Metric::ReadyLatency.better(), Better::Lower);
+        assert_eq!(Metric::MemoryPss.better(), Better::Lower);
+        assert_eq!(Metric::HttpRps.better(), Better::Higher);
+        assert_eq!(Metric::IoWriteBandwidth.better(), Better::Higher);
+        assert_eq!(Metric::HttpErrors.better(), Better::Lower);
+        assert_eq!(Metric::HttpRequests.better(), Better::Higher);
+        assert_eq!(Metric::HttpPort.better(), Better::Neither);
+        assert_eq!(better_by_name("phase.kernel"), Better::Lower);
+        assert_eq!(better_by_name("disk.guest_os"), Better::Lower);
+        assert_eq!(
+            better_by_name(&per_instances("density_pss_per_instance", 4)),
+            Better::Lower
+        );
+        assert_eq!(better_by_name("something_new"), Better::Neither);
     }
 
     #[test]

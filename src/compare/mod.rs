@@ -36,6 +36,10 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let scenario = scenario::load(&args.scenario).map_err(Failure::usage)?;
     let kinds = resolve_backends(&args, &scenario).map_err(Failure::usage)?;
     check_kernel(&args, &kinds).map_err(Failure::usage)?;
+    // A baseline that cannot be compared is found before anything is measured.
+    if let Some(base) = &args.baseline {
+        check_baseline(base, &scenario.name).map_err(Failure::usage)?;
+    }
     let runs = args.runs.unwrap_or(*scenario.runs.get_ref());
     let warmup = args.warmup.unwrap_or(scenario.warmup);
     let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(*scenario.timeout_s.get_ref()));
@@ -266,6 +270,13 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     .into();
     meta.finished =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    record_accelerators(&mut meta);
+    if let (Some(load), Some(now)) = (
+        meta.environment.load.as_mut(),
+        crate::measure::fingerprint::load_average(),
+    ) {
+        load.end = now;
+    }
     meta.write(&meta_path)?;
     drop(writer);
 
@@ -283,13 +294,17 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
     eprintln!("cvm: results in {}", out_dir.display());
+    let diff_code = match &args.baseline {
+        Some(base) if !was_interrupted => diff_with_baseline(&args, base, &out_dir)?,
+        _ => exit::OK,
+    };
     Ok(if was_interrupted {
         eprintln!("cvm: interrupted; the samples measured so far are kept");
         exit::INTERRUPTED
     } else if any_failed {
         exit::RUN_FAILED
     } else {
-        exit::OK
+        diff_code
     })
 }
 
@@ -504,6 +519,47 @@ fn infos_snapshot(old: &[BackendInfo], updated: &BackendInfo) -> Vec<BackendInfo
             }
         })
         .collect()
+}
+
+/// The baseline is a results directory of the same scenario.
+fn check_baseline(base: &Path, scenario: &str) -> anyhow::Result<()> {
+    let meta = RunMeta::read(&base.join(results::META_FILE)).with_context(|| {
+        format!(
+            "--baseline {} is not a cvm results directory (give one `cvm compare` wrote)",
+            base.display()
+        )
+    })?;
+    if meta.scenario.name != scenario {
+        anyhow::bail!(
+            "--baseline {} ran scenario {:?}, this run is {scenario:?}: a baseline must be a run              of the same scenario",
+            base.display(),
+            meta.scenario.name
+        );
+    }
+    Ok(())
+}
+
+/// Diffs the run just written against `base`: the table on stdout, `diff.html` and `diff.md`
+/// in the results directory; the exit code `--fail-on` asks for.
+fn diff_with_baseline(args: &CompareArgs, base: &Path, out_dir: &Path) -> Result<u8, Failure> {
+    let d = crate::diff::diff_dirs(base, out_dir, &args.thresholds.options())
+        .map_err(Failure::usage)?;
+    print!("{}", crate::diff::render::terminal(&d));
+    crate::diff::write_pages(&d, &out_dir.join("diff.html"), &out_dir.join("diff.md"))?;
+    Ok(crate::diff::exit_code(&d, args.fail_on))
+}
+
+/// Adds the accelerator each VM backend ran under to the host fingerprint.
+fn record_accelerators(meta: &mut RunMeta) {
+    let used: Vec<String> = meta
+        .backends
+        .iter()
+        .filter_map(|b| b.accelerator().map(|a| format!("{}: {a}", b.backend)))
+        .collect();
+    if !used.is_empty() {
+        let f = &mut meta.environment.fingerprint;
+        f.accelerator = format!("{}; {}", f.accelerator, used.join(", "));
+    }
 }
 
 fn resolve_backends(

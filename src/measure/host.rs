@@ -45,14 +45,18 @@ impl Environment {
                 tools.insert(name.to_string(), v);
             }
         }
+        let cgroup = cgroup::detect().map_or("none", |v| v.as_str()).to_string();
         Environment {
+            fingerprint: super::fingerprint::collect(&cpu_model, &cgroup),
+            load: super::fingerprint::load_average()
+                .map(|l| crate::results::HostLoad { start: l, end: l }),
             host: System::host_name().unwrap_or_default(),
             kernel: System::kernel_version().unwrap_or_default(),
             os: System::long_os_version().unwrap_or_default(),
             cpu_model,
             ncpu: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             mem_total: sys.total_memory(),
-            cgroup: cgroup::detect().map_or("none", |v| v.as_str()).to_string(),
+            cgroup,
             root: nix::unistd::geteuid().is_root(),
             cvm_version: CVM_VERSION.to_string(),
             git_sha: GIT_SHA.to_string(),

@@ -1,5 +1,5 @@
 //! Reports, rendered from a results directory alone (`run.json` + `samples.csv`): the summary
-//! (`summary.json`), the terminal table, the Markdown export, and `index.html` with its charts
+//! (`summary.json`), the samples as NDJSON (`samples.ndjson`), the terminal table, the Markdown export, and `index.html` with its charts
 //! and the measured stack diagram (PNG and SVG under `charts/`). Nothing here touches a backend,
 //! so `cvm report DIR` re-renders any past run.
 
@@ -7,6 +7,7 @@ pub mod charts;
 pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod merge;
 pub mod stack;
 pub mod terminal;
 
@@ -26,6 +27,8 @@ pub enum ReportError {
     ReadSamples(#[source] results::ResultsError),
     #[error("cannot write the summary")]
     WriteSummary(#[source] results::ResultsError),
+    #[error("cannot write the NDJSON samples")]
+    WriteNdjson(#[source] results::ResultsError),
     #[error("cannot write {path}")]
     WriteMarkdown {
         path: PathBuf,
@@ -67,6 +70,8 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
     summary
         .write(&dir.join(results::SUMMARY_FILE))
         .map_err(ReportError::WriteSummary)?;
+    results::write_ndjson(&dir.join(results::NDJSON_FILE), &meta, &rows)
+        .map_err(ReportError::WriteNdjson)?;
     let md_path = dir.join("summary.md");
     std::fs::write(&md_path, markdown::summary(&summary)).map_err(|source| {
         ReportError::WriteMarkdown {

@@ -28,6 +28,13 @@ pub struct Environment {
     pub build_profile: String,
     /// Versions of the tools the backends use (qemu, runc, crun, docker), where found.
     pub tools: BTreeMap<String, String>,
+    /// The host settings that move figures (SMT, governor, THP, mitigations...); all empty in
+    /// runs recorded before it existed.
+    #[serde(default)]
+    pub fingerprint: super::HostFingerprint,
+    /// The host's load average over the run; absent in runs recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::HostLoad>,
 }
 
 /// One backend as it took part in a run.

@@ -70,7 +70,7 @@ impl RunSummary {
 }
 
 /// (backend, metric) -> (unit, values) in file order.
-type Series<'a> = BTreeMap<(&'a str, Cow<'a, str>), (&'a str, Vec<f64>)>;
+pub type Series<'a> = BTreeMap<(&'a str, Cow<'a, str>), (&'a str, Vec<f64>)>;
 
 /// The metric recorded once per failed run.
 pub const RUN_FAILED: &str = Metric::RunFailed.name();
@@ -81,6 +81,42 @@ const PER_N_METRICS: [&str; 3] = [
     Metric::DensityPssPerInstance.name(),
     Metric::MemoryDaemon.name(),
 ];
+
+/// The measured values per (backend, metric) that statistics are taken over, in file order: a
+/// failed run's samples left out (counted per backend in the second map), density figures
+/// named per N. `summarize` and `cvm diff` read the same series.
+pub fn measured_series(rows: &[SampleRow]) -> (Series<'_>, BTreeMap<&str, usize>) {
+    let failed = failed_run_rows(rows);
+    let density: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
+        .map(|r| r.backend.as_str())
+        .collect();
+    let mut series: Series = BTreeMap::new();
+    let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.phase != Phase::Measure {
+            continue;
+        }
+        if failed.contains(&i) {
+            *excluded.entry(r.backend.as_str()).or_default() += 1;
+            continue;
+        }
+        let per_n =
+            density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
+        let metric = if per_n {
+            Cow::Owned(per_instances(&r.metric, r.iteration))
+        } else {
+            Cow::Borrowed(r.metric.as_str())
+        };
+        series
+            .entry((&r.backend, metric))
+            .or_insert((&r.unit, Vec::new()))
+            .1
+            .push(r.value);
+    }
+    (series, excluded)
+}
 
 /// The rows (indices into `rows`) of measured runs that failed, other than the `run_failed`
 /// rows themselves and the per-backend disk figures (measured once, outside any run).
@@ -144,35 +180,7 @@ use cvm_proto::metric::CLIENT_BOUND_SHARE;
 /// `failed_runs`). Density samples, whose `iteration` is the number of instances running, are
 /// summarised at each N (`<metric>@n=<N>`), never pooled over N.
 pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
-    let failed = failed_run_rows(rows);
-    let density: BTreeSet<&str> = rows
-        .iter()
-        .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
-        .map(|r| r.backend.as_str())
-        .collect();
-    let mut series: Series = BTreeMap::new();
-    let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        if r.phase != Phase::Measure {
-            continue;
-        }
-        if failed.contains(&i) {
-            *excluded.entry(r.backend.as_str()).or_default() += 1;
-            continue;
-        }
-        let per_n =
-            density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
-        let metric = if per_n {
-            Cow::Owned(per_instances(&r.metric, r.iteration))
-        } else {
-            Cow::Borrowed(r.metric.as_str())
-        };
-        series
-            .entry((&r.backend, metric))
-            .or_insert((&r.unit, Vec::new()))
-            .1
-            .push(r.value);
-    }
+    let (series, excluded) = measured_series(rows);
     let backends = meta
         .backends
         .iter()

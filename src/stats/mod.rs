@@ -12,6 +12,8 @@
 //! everything here is a pure function of a slice, so `cvm report` recomputes the same summary
 //! from `samples.csv` as `cvm compare` did. The bootstrap uses a fixed seed for that reason.
 
+pub mod ab;
+
 use serde::{Deserialize, Serialize};
 
 /// Bootstrap resamples. 2000 gives a stable 95% percentile interval for n ≥ 5.
