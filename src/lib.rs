@@ -4,7 +4,8 @@
 //! [`scenario`] (what to run) → [`image`] (the one rootfs) → [`backend`] (native, containers,
 //! VMs) → [`measure`] (startup timeline, memory, environment) → [`results`] (samples and
 //! metadata on disk) → [`stats`] (medians, intervals, outliers) → [`report`] (what people read).
-//! [`compare`] drives the pipeline; [`sys`] is the only place with `unsafe`.
+//! [`compare`] drives the pipeline; [`fleet`] runs it on many hosts through Ansible; [`sys`] is
+//! the only place with `unsafe`.
 
 pub mod audit;
 pub mod backend;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod compare;
 pub mod doctor;
 pub mod exit;
+pub mod fleet;
 pub mod image;
 pub mod load;
 pub mod measure;
@@ -67,6 +69,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 exit::RUN_FAILED
             })
         }
+        Command::Fleet(args) => fleet::fleet(args),
         Command::Report(args) => {
             let summary = report::render_dir(&args.dir).map_err(|e| {
                 if e.is_bad_input() {
