@@ -214,7 +214,24 @@ impl TestFleet {
         out
     }
 
+    /// Ansible's SSH masters outlive the playbook by ControlPersist (and would carry the next
+    /// playbook to a host whose sshd is stopped): ask each to exit, which also ends its session
+    /// on the host's sshd.
+    fn close_ssh_masters(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.path.join("cp")) {
+            for socket in entries.filter_map(Result::ok) {
+                let _ = Command::new("ssh")
+                    .arg("-o")
+                    .arg(format!("ControlPath={}", socket.path().display()))
+                    .args(["-O", "exit", "fleet-host"])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+
     fn stop_sshd(&mut self, index: usize) {
+        self.close_ssh_masters();
         if let Some(mut child) = self.hosts[index].sshd.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
@@ -226,18 +243,7 @@ impl TestFleet {
     /// Removes everything the fleet created and returns what could not be removed.
     fn teardown(&mut self) -> Vec<String> {
         let mut left = Vec::new();
-        // Ansible's SSH masters outlive the playbook by ControlPersist: ask each to exit, which
-        // also ends its session on the host's sshd.
-        if let Ok(entries) = std::fs::read_dir(self.path.join("cp")) {
-            for socket in entries.filter_map(Result::ok) {
-                let _ = Command::new("ssh")
-                    .arg("-o")
-                    .arg(format!("ControlPath={}", socket.path().display()))
-                    .args(["-O", "exit", "fleet-host"])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        self.close_ssh_masters();
         let pids: Vec<u32> = self
             .hosts
             .iter()
