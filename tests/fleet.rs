@@ -503,3 +503,22 @@ fn bad_fleet_input_is_refused_before_ansible_runs() {
         assert!(stderr(&out).contains(expect), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn the_playbook_passes_ansibles_syntax_check() {
+    if !host_has(
+        which("ansible-playbook"),
+        "ansible-playbook (scripts/setup.sh --test)",
+    ) {
+        return;
+    }
+    let out = Command::new("ansible-playbook")
+        .args(["--syntax-check", "-i", "localhost,"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/ansible/fleet.yml"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
