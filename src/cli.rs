@@ -41,6 +41,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Check a results directory against a bounds file; exits 1 when a bound fails
     Check(CheckArgs),
+    /// Run a scenario on every host of an Ansible inventory, fetch each host's results and merge
+    /// them into one report; exits 1 when any host failed (the others are still merged)
+    Fleet(FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +268,41 @@ fn parse_metric_threshold(s: &str) -> Result<(String, f64), String> {
         return Err(format!("`{s}`: no metric name before `=`"));
     }
     Ok((metric.trim().to_string(), parse_percent(pct)?))
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cvm fleet --inventory hosts.ini --scenario startup -- --backends native,container --runs 10\n  cvm fleet -i hosts.ini -s web --parallel 1 --output reports/fleet-web"
+)]
+pub struct FleetArgs {
+    /// Ansible inventory naming the hosts (each host's results land under its inventory name)
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
+
+    /// A built-in scenario name, or a scenario TOML file (copied to every host)
+    #[arg(short, long, value_name = "NAME|PATH")]
+    pub scenario: String,
+
+    /// How many hosts run at once [default: all]; 1 for hosts that share hardware
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallel: Option<u32>,
+
+    /// Output directory: results/<host>/, report/ (merged) and fleet.json
+    /// [default: reports/fleet-<run-id>]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Seconds `cvm compare` may run on one host; then it is stopped and the host counts as failed
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub time_limit: u32,
+
+    /// Fetch every host's results but do not merge them
+    #[arg(long)]
+    pub no_merge: bool,
+
+    /// Options for every host's `cvm compare`, after `--` (e.g. -- --backends native,container --runs 10)
+    #[arg(last = true, value_name = "COMPARE OPTIONS")]
+    pub compare: Vec<String>,
 }
 
 fn parse_positive_secs(s: &str) -> Result<f64, String> {

@@ -4,7 +4,8 @@
 //! [`scenario`] (what to run) → [`image`] (the one rootfs) → [`backend`] (native, containers,
 //! VMs) → [`measure`] (startup timeline, memory, environment) → [`results`] (samples and
 //! metadata on disk) → [`stats`] (medians, intervals, outliers) → [`report`] (what people read).
-//! [`compare`] drives the pipeline; [`sys`] is the only place with `unsafe`.
+//! [`compare`] drives the pipeline; [`fleet`] runs it on many hosts through Ansible; [`sys`] is
+//! the only place with `unsafe`.
 
 pub mod audit;
 pub mod backend;
@@ -14,6 +15,7 @@ pub mod compare;
 pub mod diff;
 pub mod doctor;
 pub mod exit;
+pub mod fleet;
 pub mod image;
 pub mod load;
 pub mod measure;
@@ -101,6 +103,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             eprintln!("cvm: merged report in {}", out.display());
             Ok(exit::OK)
         }
+        Command::Fleet(args) => fleet::fleet(args),
         Command::Report(args) => {
             let [dir] = args.dirs.as_slice() else {
                 return Err(Failure::usage(anyhow::anyhow!(
