@@ -8,7 +8,7 @@ mod phases;
 mod samples;
 mod summary;
 
-pub use backend::{Availability, Stack, ACCEL_KEY};
+pub use backend::{Availability, Stack, ACCEL_KEY, PLATFORM_KEY};
 pub use meta::{
     schema_limitations, BackendInfo, Environment, RunMeta, ScenarioRecord, SCHEMA_VERSION,
 };

@@ -316,17 +316,19 @@ pub enum BackendKind {
     Container,
     Runc,
     Crun,
+    Gvisor,
     Docker,
     Vm,
     VmClassic,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 7] = [
+    pub const ALL: [BackendKind; 8] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,
         BackendKind::Crun,
+        BackendKind::Gvisor,
         BackendKind::Docker,
         BackendKind::Vm,
         BackendKind::VmClassic,
@@ -338,6 +340,7 @@ impl BackendKind {
             BackendKind::Container => "container",
             BackendKind::Runc => "runc",
             BackendKind::Crun => "crun",
+            BackendKind::Gvisor => "gvisor",
             BackendKind::Docker => "docker",
             BackendKind::Vm => "vm",
             BackendKind::VmClassic => "vm-classic",
