@@ -11,6 +11,7 @@ want=(
   busybox-static       # a shell and coreutils for the image, statically linked
   linux-image-amd64    # a guest kernel (the host's own kernel may be unreadable or absent)
   runc crun            # the OCI runtime backends
+  runsc                # the gvisor backend (gVisor's runtime and user-space kernel)
   docker.io            # the docker backend; cvm never starts dockerd, tests start a private one
   iproute2             # veth pairs and network namespaces for the container backend
   e2fsprogs cpio xz-utils zstd file

@@ -255,6 +255,14 @@ fn runc_runs_the_same_image_and_leaves_nothing_behind() {
     runs_hello_and_leaves_nothing_behind(BackendKind::Runc, "r");
 }
 
+#[test]
+fn gvisor_runs_the_same_image_and_leaves_nothing_behind() {
+    if !usable(BackendKind::Gvisor) {
+        return;
+    }
+    runs_hello_and_leaves_nothing_behind(BackendKind::Gvisor, "gv");
+}
+
 /// Launches the `hello` applet under `kind`, checks its startup timeline has every phase, tears
 /// it down and audits for leaks.
 fn runs_hello_and_leaves_nothing_behind(kind: BackendKind, tag: &str) {

@@ -129,6 +129,11 @@ impl Prepared for OciPrepared {
                 c.insert("platform_refused".into(), g.refused.clone());
             }
             c.insert("network_stack".into(), g.network_stack.into());
+            c.insert(
+                "capabilities".into(),
+                "docker default less NET_RAW (runsc drops it without --net-raw), no_new_privs"
+                    .into(),
+            );
         }
         c
     }
