@@ -127,7 +127,7 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
         ),
     });
     out.push(kvm_check(opts));
-    for (tool, pkg) in [("runc", "runc"), ("crun", "crun")] {
+    for (tool, pkg) in [("runc", "runc"), ("crun", "crun"), ("runsc", "runsc")] {
         out.push(match tool_version(tool, &["--version"]) {
             Some(v) => check(Ok, tool, v, None),
             None => check(

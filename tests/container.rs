@@ -202,13 +202,27 @@ fn a_private_network_reaches_the_workload_through_its_veth() {
     if !usable(BackendKind::Container) {
         return;
     }
+    private_network_reaches_the_workload(BackendKind::Container, "n");
+}
+
+/// gVisor's private network: runsc's host network inside the namespace cvm made, on the same
+/// veth scheme; nothing of it (link, sandbox, gofer, state file) outlives the teardown.
+#[test]
+fn a_private_network_reaches_the_gvisor_workload_through_its_veth() {
+    if !usable(BackendKind::Gvisor) {
+        return;
+    }
+    private_network_reaches_the_workload(BackendKind::Gvisor, "gn");
+}
+
+fn private_network_reaches_the_workload(kind: BackendKind, tag: &str) {
     let text = "name = \"test\"\ndescription = \"web\"\n\
                 [workload]\napplet = \"http\"\nargs = [\"--port\", \"8080\"]\n\
                 [readiness]\nkind = \"http\"\nport = 8080\n\
                 [resources]\nnetwork = \"private\"\n";
     let s = parse(text);
-    let prepared = prepare(BackendKind::Container, &s);
-    let token = token("n");
+    let prepared = prepare(kind, &s);
+    let token = token(tag);
     let before = audit::snapshot();
     let mut instance = prepared
         .launch(&LaunchContext {
@@ -253,6 +267,14 @@ fn runc_runs_the_same_image_and_leaves_nothing_behind() {
         return;
     }
     runs_hello_and_leaves_nothing_behind(BackendKind::Runc, "r");
+}
+
+#[test]
+fn gvisor_runs_the_same_image_and_leaves_nothing_behind() {
+    if !usable(BackendKind::Gvisor) {
+        return;
+    }
+    runs_hello_and_leaves_nothing_behind(BackendKind::Gvisor, "gv");
 }
 
 /// Launches the `hello` applet under `kind`, checks its startup timeline has every phase, tears

@@ -159,6 +159,14 @@ fn usable(kind: BackendKind) -> bool {
     if kind == BackendKind::Runc && !host_has(which("runc"), "runc is not installed") {
         return false;
     }
+    if kind == BackendKind::Gvisor
+        && !host_has(
+            which("runsc"),
+            "runsc is not installed (apt-get install runsc)",
+        )
+    {
+        return false;
+    }
     match backend::create(kind, &HostOptions::default()).availability() {
         Availability::Available => true,
         Availability::Unavailable { reason, .. } => {
@@ -192,16 +200,28 @@ fn a_workload_crashing_at_start_is_a_failed_run_on_container_and_runc() {
     if !usable(BackendKind::Container) || !usable(BackendKind::Runc) {
         return;
     }
+    crashing_at_start_is_a_failed_run(&["container", "runc"]);
+}
+
+#[test]
+fn a_workload_crashing_at_start_is_a_failed_run_on_gvisor() {
+    if !usable(BackendKind::Gvisor) {
+        return;
+    }
+    crashing_at_start_is_a_failed_run(&["gvisor"]);
+}
+
+fn crashing_at_start_is_a_failed_run(backends: &[&str]) {
     let run = Run::new(
         "name = \"crash\"\nruns = 1\nwarmup = 0\ntimeout_s = 20\n[workload]\napplet = \"crash\"\n",
     );
     let before = audit::snapshot();
-    let child = run.spawn("container,runc", &[]);
+    let child = run.spawn(&backends.join(","), &[]);
     let pid = child.id();
     let out = finish(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let rows = run.rows();
-    for backend in ["container", "runc"] {
+    for &backend in backends {
         let failed: Vec<_> = rows
             .iter()
             .filter(|r| r.0 == backend && r.1 == "run_failed")

@@ -232,6 +232,7 @@ fn supervise_with(markers: &Markers, mut workload: Workload, tick: Option<&Tick>
     let pid = match workload.applet.take() {
         Some((applet, args)) if single_threaded() => fork_applet(markers, applet, &args)?,
         _ => {
+            crate::sys::unblock_signals_on_exec(&mut workload.command);
             let child = match workload.command.spawn() {
                 Ok(child) => child,
                 Err(error) => return Ok(launch_failed(markers, &workload.name, &error)),
@@ -242,6 +243,9 @@ fn supervise_with(markers: &Markers, mut workload: Workload, tick: Option<&Tick>
         }
     };
 
+    // After the forks above, so no forked child inherits the handler (see the function).
+    crate::sys::catch_termination()
+        .map_err(|e| Failure::Runtime(format!("cannot catch SIGTERM: {e}")))?;
     let code = loop {
         let signal = match tick {
             None => signals::wait(&watched).map_err(Failure::Runtime)?,

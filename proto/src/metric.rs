@@ -205,6 +205,9 @@ named_enum! {
         /// The container runtime's binaries and their shared libraries (`cvm-runtime`, runc,
         /// crun, Docker's CLI, daemons, shim, runc and init); nothing for native.
         Runtime => "runtime",
+        /// A sandbox's user-space kernel: gVisor's Sentry, which is the `runsc` binary itself
+        /// (with its gofer), counted as the standalone binary a user installs.
+        UserSpaceKernel => "user_space_kernel",
         /// A VM's kernel as booted and its initramfs as handed to QEMU.
         GuestOs => "guest_os",
         /// Shared libraries and tools of the image (busybox).

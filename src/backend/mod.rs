@@ -220,7 +220,9 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend),
         BackendKind::Container => Box::new(container::ContainerBackend),
-        BackendKind::Runc | BackendKind::Crun => Box::new(oci::OciBackend::new(kind)),
+        BackendKind::Runc | BackendKind::Crun | BackendKind::Gvisor => {
+            Box::new(oci::OciBackend::new(kind))
+        }
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
         BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
         BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),

@@ -35,6 +35,7 @@ impl Environment {
             ("qemu", "qemu-system-x86_64", &["--version"][..]),
             ("runc", "runc", &["--version"][..]),
             ("crun", "crun", &["--version"][..]),
+            ("runsc", "runsc", &["--version"][..]),
             (
                 "docker",
                 "docker",

@@ -10,7 +10,7 @@ mod phases;
 mod samples;
 pub(crate) mod summary;
 
-pub use backend::{Availability, Stack, ACCEL_KEY};
+pub use backend::{Availability, Stack, ACCEL_KEY, PLATFORM_KEY};
 pub use fingerprint::{HostFingerprint, HostLoad};
 pub use meta::{
     schema_limitations, BackendInfo, Environment, RunMeta, ScenarioRecord, SCHEMA_VERSION,

@@ -44,6 +44,11 @@ pub struct SpecInput<'a> {
     pub limits: Limits,
     /// A host directory bound writable at a path inside: the io workload's own disk.
     pub volume: Option<(PathBuf, String)>,
+    /// The descriptor the markers go to inside (`CVM_MARKER_FD`).
+    pub marker_fd: i32,
+    /// An existing network namespace for the container to join (`linux.namespaces` path),
+    /// instead of a new one the runtime makes.
+    pub netns: Option<PathBuf>,
 }
 
 /// A unique temporary directory `cvm-oci-<what>-<pid>-<n>`.
@@ -99,11 +104,7 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             crate::backend::WORKLOAD_PATH.into(),
             "HOME=/root".into(),
             format!("HOSTNAME={}", input.hostname),
-            format!(
-                "{}={}",
-                cvm_proto::MARKER_FD_ENV,
-                cvm_proto::DEFAULT_MARKER_FD
-            ),
+            format!("{}={}", cvm_proto::MARKER_FD_ENV, input.marker_fd),
         ]))
         .set_cwd("/".into())
         .set_terminal(Some(false))
@@ -154,6 +155,21 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             .iter()
             .any(|n| n.typ() == LinuxNamespaceType::Network));
     }
+    if let Some(path) = &input.netns {
+        let namespaces = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut n| {
+                if n.typ() == LinuxNamespaceType::Network {
+                    n.set_path(Some(path.clone()));
+                }
+                n
+            })
+            .collect();
+        linux.set_namespaces(Some(namespaces));
+    }
     spec.set_linux(Some(linux));
     Ok(spec)
 }
@@ -161,6 +177,36 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_given_network_namespace_is_joined_and_markers_go_where_asked() {
+        let spec = bundle_spec(&SpecInput {
+            rootfs: Path::new("/img"),
+            args: vec!["/bin/cvm-guest".into()],
+            hostname: "cvm-0",
+            cgroup: "cvm-x-runsc-0-0",
+            limits: Limits {
+                memory_bytes: 64 << 20,
+                cpus: 1,
+            },
+            volume: None,
+            marker_fd: 1,
+            netns: Some(PathBuf::from("/proc/42/fd/7")),
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let namespaces = json["linux"]["namespaces"].as_array().unwrap();
+        let net = namespaces.iter().find(|n| n["type"] == "network").unwrap();
+        assert_eq!(net["path"], "/proc/42/fd/7");
+        assert!(namespaces
+            .iter()
+            .filter(|n| n["type"] != "network")
+            .all(|n| n.get("path").is_none()));
+        assert!(json["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&"CVM_MARKER_FD=1".into()));
+    }
 
     #[test]
     fn the_bundle_has_the_image_read_only_and_the_scenarios_limits() {
@@ -180,6 +226,8 @@ mod tests {
                 cpuset: Some("0".into()),
             },
             volume: Some((PathBuf::from("/var/tmp/cvm-v"), "/data".into())),
+            marker_fd: cvm_proto::DEFAULT_MARKER_FD,
+            netns: None,
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -220,6 +268,11 @@ mod tests {
         for ns in ["pid", "network", "ipc", "uts", "mount"] {
             assert!(namespaces.contains(&ns), "{namespaces:?}");
         }
+        assert!(json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n.get("path").is_none()));
         assert!(json["mounts"]
             .as_array()
             .unwrap()
