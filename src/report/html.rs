@@ -151,14 +151,17 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
     environment(&mut o, meta, s);
     let _ = writeln!(
         o,
-        "<section id=\"stack\">\n<h2>Virtual machine vs container vs native, measured</h2>\n\
-         <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">Each column is filled from \
-         one backend (the first of its kind in this run). Disk: bytes per layer, hard links counted \
+        "<section id=\"stack\">\n<h2>Every backend's stack, measured</h2>\n\
+         <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">One column per backend \
+         that ran, grouped native | containers | sandbox | virtual machines, each with its own \
+         layers (Docker's Engine, cvm's own runtime, runc or crun; gVisor's Sentry; a VM's guest \
+         OS and hypervisor). Disk: bytes per layer, hard links counted \
          once, a file two layers need in the lower one (listed as <code>disk_shared</code> in the \
          backend table); a VM's app and libraries are inside its initramfs, counted in the guest \
-         OS. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
-         the rest to the app. Startup: the medians of the phases a layer performs \
-         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime; \
+         OS. Memory: per instance (PSS); the isolation overhead over native is charged to the \
+         runtime, Sentry or hypervisor, the rest to the app; daemons shared by every instance on \
+         the host (dockerd, containerd) are shown apart. Startup: the medians of the phases a layer performs \
+         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime or Sentry; \
          <code>phase.vmm_start</code> → hypervisor; <code>phase.firmware</code>, \
          <code>phase.kernel</code>, <code>phase.guest_init</code> → guest OS; \
          <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
