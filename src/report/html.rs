@@ -4,7 +4,7 @@
 //!
 //! Every string that comes from a scenario, the environment, a backend's configuration or the
 //! samples goes through [`escape`]; the SVG comes from plotters, which escapes its text itself.
-//! Section ids (`environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
+//! Section ids (`findings`, `environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
 //! readers link to them.
 
 use std::fmt::Write;
@@ -119,6 +119,7 @@ code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.92em; }
 figure { margin: 14px 0 30px; }
 figure svg, .stack svg { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 6px; }
+p.findings { font-size: 1.05em; max-width: 70em; }
 footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; }
 "#;
 
@@ -139,7 +140,7 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         o,
         "<header id=\"top\">\n<h1>{}</h1>\n<p class=\"sub\">{}</p>\n\
          <p class=\"sub\">Run <code>{}</code> · status {} · {} measured runs after {} warm-up per backend</p>\n\
-         <nav><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
+         <nav><a href=\"#findings\">Findings</a><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
          <a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#files\">Files</a></nav>\n</header>",
         escape(&title),
         escape(&s.description),
@@ -148,6 +149,7 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         s.runs,
         s.warmup
     );
+    findings(&mut o, s);
     environment(&mut o, meta, s);
     let _ = writeln!(
         o,
@@ -197,6 +199,29 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         escape(&s.environment.git_sha)
     );
     o
+}
+
+/// The answer first: the findings, before the environment they were measured in.
+fn findings(o: &mut String, s: &RunSummary) {
+    let _ = writeln!(o, "<section id=\"findings\">\n<h2>Findings</h2>");
+    let found = super::findings::findings(s);
+    if found.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p>No two backends recorded figures that can be compared.</p>"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "<p class=\"findings\">{}</p>",
+            found
+                .iter()
+                .map(|f| escape(f))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let _ = writeln!(o, "</section>");
 }
 
 fn kv(o: &mut String, k: &str, v: &str) {

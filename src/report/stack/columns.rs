@@ -208,7 +208,11 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
     Column {
         group,
         backend: b.info.backend.clone(),
-        note: platform_note(group, b),
+        note: match (platform_note(group, b), b.failed_runs) {
+            (note, 0) => note,
+            (None, n) => Some(format!("{n} measured run(s) failed")),
+            (Some(p), n) => Some(format!("{p} · {n} measured run(s) failed")),
+        },
         ready: median(b, Metric::ReadyLatency.name()),
         memory_total: pss,
         disk_total: median(b, Metric::DiskFootprint.name()),
@@ -218,7 +222,7 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::results::{BackendInfo, Environment, MetricSummary, Stack};
     use crate::stats::Summary;

@@ -222,13 +222,13 @@ impl StackDiagram {
         &self,
         root: &DrawingArea<DB, Shift>,
         c: &Column,
-        x0: i32,
-        bottom: i32,
+        row: &[usize],
+        (x0, bottom): (i32, i32),
     ) -> DrawResult<DB> {
         let x1 = x0 + COL_W;
         let top = bottom - self.column_height(c);
-        // Heading just above the column, so a short stack's heading sits on it.
-        let mut hy = top - HEAD_H + 2;
+        // Headings line up at the top of the row; the stacks stand on a common floor.
+        let mut hy = bottom - self.row_height(row) + GROUP_H + 2;
         text(
             root,
             &c.backend,
@@ -371,7 +371,7 @@ impl Drawing for StackDiagram {
             }
             for (k, &i) in row.iter().enumerate() {
                 let x0 = MARGIN + k as i32 * (COL_W + GAP);
-                self.draw_column(root, &self.columns[i], x0, bottom)?;
+                self.draw_column(root, &self.columns[i], &row, (x0, bottom))?;
             }
             y = bottom + ROW_GAP;
         }

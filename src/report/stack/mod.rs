@@ -38,3 +38,6 @@ mod layers;
 pub use columns::{column, columns, not_drawn, Column, LayerBox};
 pub use diagram::StackDiagram;
 pub use layers::{Group, Layer};
+
+#[cfg(test)]
+pub(crate) use columns::tests as tests_support;
