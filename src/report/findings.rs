@@ -130,6 +130,22 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
         }
     }
 
+    // A backend that ran but was never ready has no startup figure: say so, not nothing.
+    let never_ready: Vec<String> = s
+        .backends
+        .iter()
+        .filter(|b| ran(b) && b.failed_runs > 0 && metric(b, Metric::ReadyLatency).is_none())
+        .map(|b| format!("{} ({} failed)", b.info.backend, b.failed_runs))
+        .collect();
+    if !never_ready.is_empty() {
+        out.push(format!(
+            "No startup figure for {}: every measured run failed, so no startup comparison is \
+             made with {}.",
+            never_ready.join(", "),
+            if never_ready.len() == 1 { "it" } else { "them" }
+        ));
+    }
+
     // What each backend's isolation layers cost, from the stack diagram's own figures.
     for col in columns(s).iter().filter(|c| c.group != Group::Native) {
         let Some(b) = s.backend(&col.backend) else {
@@ -324,6 +340,20 @@ mod tests {
             f[5],
             "Intervals in brackets cover only 50% with 1 measured runs per backend (95% needs \
              at least 6)."
+        );
+    }
+
+    #[test]
+    fn a_backend_whose_runs_all_failed_is_named() {
+        let mut vm = backend("vm", Stack::Vm, &[("disk.guest_os", "B", 1e6)]);
+        vm.failed_runs = 2;
+        let f = findings(&summary(vec![
+            backend("runc", Stack::Container, &[("ready_latency", "s", 0.02)]),
+            vm,
+        ]));
+        assert!(
+            f[0].starts_with("No startup figure for vm (2 failed): every measured run failed"),
+            "{f:?}"
         );
     }
 

@@ -65,7 +65,7 @@ impl StackDiagram {
     /// bytes.
     pub fn box_height(&self, b: &LayerBox) -> i32 {
         let max = self.max_disk();
-        let lines = box_lines(b)
+        let lines = wrapped_lines(b)
             .len()
             .max(if b.layer.disk_layer().is_some() { 3 } else { 1 }) as i32;
         let labels = wrap(&b.label, LABEL_SIZE, COL_W - 24).len() as i32;
@@ -217,6 +217,14 @@ fn box_lines(b: &LayerBox) -> Vec<String> {
     lines
 }
 
+/// A box's figures, each broken into lines that fit the column.
+fn wrapped_lines(b: &LayerBox) -> Vec<String> {
+    box_lines(b)
+        .iter()
+        .flat_map(|l| wrap(l, FIGURE_SIZE, COL_W - 24))
+        .collect()
+}
+
 impl StackDiagram {
     fn draw_column<DB: DrawingBackend>(
         &self,
@@ -283,10 +291,10 @@ impl StackDiagram {
                 ly += LABEL_H;
             }
             ly += 2;
-            for line in box_lines(b) {
+            for line in wrapped_lines(b) {
                 text(
                     root,
-                    &fit(&line, FIGURE_SIZE, COL_W - 24),
+                    &line,
                     (x0 + 8, ly),
                     FIGURE_SIZE,
                     &INK,
