@@ -25,7 +25,7 @@ const THROUGHPUT: [Metric; 4] = [
     Metric::IoWriteBandwidth,
 ];
 
-fn metric<'a>(b: &'a BackendSummary, m: Metric) -> Option<&'a MetricSummary> {
+fn metric(b: &BackendSummary, m: Metric) -> Option<&MetricSummary> {
     b.metrics.get(m.name())
 }
 
@@ -239,9 +239,15 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
     let tcg = super::html::tcg_backends(s);
     if !tcg.is_empty() {
         out.push(format!(
-            "Emulated: {} ran under TCG (QEMU translating every guest instruction), so their \
-             startup and throughput are far slower than under KVM; compare them with each other.",
-            tcg.join(", ")
+            "Emulated: {} ran under TCG (QEMU translating every guest instruction), so {} \
+             startup and throughput are far slower than under KVM{}.",
+            tcg.join(", "),
+            if tcg.len() == 1 { "its" } else { "their" },
+            if tcg.len() == 1 {
+                ""
+            } else {
+                "; compare them with each other"
+            }
         ));
     }
     if lowest_level < CONFIDENCE - 1e-9 {
