@@ -13,7 +13,7 @@ pub struct LayerBox {
     /// What the layer is on this backend ("Docker Engine: dockerd, containerd, shim, runc").
     pub label: String,
     pub disk: Option<f64>,
-    /// Disk layers this report does not know by name whose bytes are in `disk`.
+    /// Disk layers no other box of the column shows whose bytes are in `disk`.
     pub disk_extra: Vec<String>,
     pub memory: Option<f64>,
     /// What the memory figure means when it is not simply this layer's ("over native").
@@ -109,15 +109,20 @@ fn platform_note(group: Group, b: &BackendSummary) -> Option<String> {
     }
 }
 
-/// The disk metrics a backend recorded in layers this report does not know by name.
-fn unknown_disk_layers(b: &BackendSummary) -> Vec<(&str, f64)> {
+/// The disk metrics a backend recorded in layers no box of its column shows (a layer a newer
+/// backend records, such as a sandbox's own kernel layer): they go in the isolation layer's box,
+/// named, so their bytes are shown rather than dropped.
+fn unshown_disk_layers<'a>(b: &'a BackendSummary, layers: &[Layer]) -> Vec<(&'a str, f64)> {
+    let shown: Vec<&str> = layers
+        .iter()
+        .filter_map(|l| l.disk_layer())
+        .map(DiskLayer::name)
+        .collect();
     b.metrics
         .iter()
         .filter_map(|(m, v)| {
             let layer = m.strip_prefix(DISK_PREFIX)?;
-            DiskLayer::from_name(layer)
-                .is_none()
-                .then_some((layer, v.stats.median))
+            (!shown.contains(&layer)).then_some((layer, v.stats.median))
         })
         .collect()
 }
@@ -151,7 +156,7 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
     let vmm = median(b, Metric::MemoryVmm.name()).filter(|_| is_vm);
     let guest_used = median(b, Metric::MemoryGuestUsed.name()).filter(|_| is_vm);
     let app_as_on_native = pss.zip(overhead).map(|(p, o)| p - o);
-    let unknown = unknown_disk_layers(b);
+    let unknown = unshown_disk_layers(b, layers);
     let boxes = layers
         .iter()
         .zip(startup)
@@ -412,7 +417,7 @@ pub(crate) mod tests {
                 &[
                     ("memory_overhead", "B", 30e6),
                     ("disk.runtime", "B", 40e6),
-                    ("disk.sentry", "B", 5e6),
+                    ("disk.user_space_kernel", "B", 5e6),
                     ("phase.runtime", "s", 0.3),
                     ("phase.workload_start", "s", 0.1),
                 ],
@@ -445,9 +450,9 @@ pub(crate) mod tests {
         assert_eq!(engine.shared_memory, Some(80e6));
         assert_eq!(find(&cols[1], Layer::App).shared_memory, None);
         let sentry = find(&cols[3], Layer::Sentry);
-        // A disk layer the report does not know is counted in the isolation layer, named.
+        // A disk layer no box shows is counted in the isolation layer, named.
         assert_eq!(sentry.disk, Some(45e6));
-        assert_eq!(sentry.disk_extra, ["sentry"]);
+        assert_eq!(sentry.disk_extra, ["user_space_kernel"]);
         assert_eq!(sentry.memory, Some(30e6));
         assert_eq!(sentry.startup, Some(0.3));
         assert!((sentry.share.unwrap() - 0.75).abs() < 1e-12);

@@ -109,9 +109,9 @@ impl Layer {
     }
 
     /// The disk layer this box's files are counted in (`disk.<layer>`), where it has one: the
-    /// host OS and the infrastructure are not part of any backend's footprint. The Sentry is
-    /// counted as the runtime until the results name a layer of its own (see
-    /// [`Layer::takes_unknown_disk`]).
+    /// host OS and the infrastructure are not part of any backend's footprint. The Sentry box
+    /// shows the runtime layer and, through [`Layer::takes_unknown_disk`], a layer of its own
+    /// where the results have one.
     pub fn disk_layer(self) -> Option<DiskLayer> {
         Some(match self {
             Layer::App => DiskLayer::App,
@@ -133,8 +133,8 @@ impl Layer {
         }
     }
 
-    /// Whether a stack's bytes in a disk layer the report does not know by name go in this box:
-    /// the isolation layer's, so that a new layer's files are shown, not dropped.
+    /// Whether a stack's bytes in a disk layer no box of its column shows go in this box: the
+    /// isolation layer's, so that a new layer's files are shown, not dropped.
     pub fn takes_unknown_disk(self, group: Group) -> bool {
         group.isolation() == Some(self)
     }
