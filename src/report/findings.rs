@@ -342,6 +342,13 @@ mod tests {
             "Of native's http_rps 20 k/s, each kept: container 90% [85, 95]."
         );
         assert!(f[4].starts_with("Emulated: vm ran under TCG"), "{}", f[4]);
+        // Every output opens with them, before its tables.
+        let table = crate::report::terminal::table(&s);
+        let md = crate::report::markdown::summary(&s);
+        for out in [&table, &md] {
+            let at = out.find(&f[0]).expect("findings missing");
+            assert!(at < out.find("| backend").or(out.find("backend ")).unwrap());
+        }
         assert_eq!(
             f[5],
             "Intervals in brackets cover only 50% with 1 measured runs per backend (95% needs \
