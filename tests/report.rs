@@ -131,6 +131,24 @@ const PROFILES: &[Profile] = &[
         rps: 15000.0,
         p50: 0.00015,
     },
+    // A sandbox: recorded as a container stack, drawn in its own group with a Sentry layer.
+    Profile {
+        name: "gvisor",
+        phases: &[
+            ("runtime", 0.31),
+            ("workload_start", 0.002),
+            ("probe", 0.002),
+        ],
+        pss: 60.0 * MIB,
+        overhead: Some(57.9 * MIB),
+        disk: &[
+            ("app", 1.2 * MIB),
+            ("libs", 1.1 * MIB),
+            ("runtime", 38.0 * MIB),
+        ],
+        rps: 6000.0,
+        p50: 0.0006,
+    },
     Profile {
         name: "vm",
         phases: &[
@@ -338,7 +356,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-const SECTIONS: &[&str] = &["environment", "summary", "stack", "charts", "files"];
+const SECTIONS: &[&str] = &[
+    "findings",
+    "environment",
+    "summary",
+    "stack",
+    "charts",
+    "files",
+];
 const CHARTS: &[&str] = &[
     "startup",
     "phases",
@@ -388,6 +413,23 @@ fn a_report_has_every_section_and_chart_file() {
         assert!(html.contains(&format!("href=\"{file}\"")), "{file}");
     }
     assert!(dir.path().join("summary.md").is_file());
+    // The answer comes first, with figures computed from these samples.
+    let at = |id: &str| html.find(&format!("<section id=\"{id}\">")).unwrap();
+    assert!(at("findings") < at("environment"));
+    let findings = &html[at("findings")..at("environment")];
+    assert!(
+        findings.contains("gvisor was ready in") && findings.contains("faster than vm-classic"),
+        "{findings}"
+    );
+    // One column per backend that ran, in its group; gVisor's with its Sentry.
+    for text in [
+        "Sandbox",
+        "Sentry (user-space kernel): runsc",
+        "Docker Engine: dockerd, containerd,",
+        "Not drawn: crun: unavailable",
+    ] {
+        assert!(html.contains(text), "{text}");
+    }
     // The stack diagram names every layer of the three stacks.
     for layer in [
         "Guest OS",

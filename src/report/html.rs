@@ -4,7 +4,7 @@
 //!
 //! Every string that comes from a scenario, the environment, a backend's configuration or the
 //! samples goes through [`escape`]; the SVG comes from plotters, which escapes its text itself.
-//! Section ids (`environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
+//! Section ids (`findings`, `environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
 //! readers link to them.
 
 use std::fmt::Write;
@@ -119,6 +119,7 @@ code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.92em; }
 figure { margin: 14px 0 30px; }
 figure svg, .stack svg { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 6px; }
+p.findings { font-size: 1.05em; max-width: 70em; }
 footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; }
 "#;
 
@@ -139,7 +140,7 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         o,
         "<header id=\"top\">\n<h1>{}</h1>\n<p class=\"sub\">{}</p>\n\
          <p class=\"sub\">Run <code>{}</code> · status {} · {} measured runs after {} warm-up per backend</p>\n\
-         <nav><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
+         <nav><a href=\"#findings\">Findings</a><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
          <a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#files\">Files</a></nav>\n</header>",
         escape(&title),
         escape(&s.description),
@@ -148,17 +149,21 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         s.runs,
         s.warmup
     );
+    findings(&mut o, s);
     environment(&mut o, meta, s);
     let _ = writeln!(
         o,
-        "<section id=\"stack\">\n<h2>Virtual machine vs container vs native, measured</h2>\n\
-         <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">Each column is filled from \
-         one backend (the first of its kind in this run). Disk: bytes per layer, hard links counted \
+        "<section id=\"stack\">\n<h2>Every backend's stack, measured</h2>\n\
+         <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">One column per backend \
+         that ran, grouped native | containers | sandbox | virtual machines, each with its own \
+         layers (Docker's Engine, cvm's own runtime, runc or crun; gVisor's Sentry; a VM's guest \
+         OS and hypervisor). Disk: bytes per layer, hard links counted \
          once, a file two layers need in the lower one (listed as <code>disk_shared</code> in the \
          backend table); a VM's app and libraries are inside its initramfs, counted in the guest \
-         OS. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
-         the rest to the app. Startup: the medians of the phases a layer performs \
-         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime; \
+         OS. Memory: per instance (PSS); the isolation overhead over native is charged to the \
+         runtime, Sentry or hypervisor, the rest to the app; daemons shared by every instance on \
+         the host (dockerd, containerd) are shown apart. Startup: the medians of the phases a layer performs \
+         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime or Sentry; \
          <code>phase.vmm_start</code> → hypervisor; <code>phase.firmware</code>, \
          <code>phase.kernel</code>, <code>phase.guest_init</code> → guest OS; \
          <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
@@ -194,6 +199,29 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         escape(&s.environment.git_sha)
     );
     o
+}
+
+/// The answer first: the findings, before the environment they were measured in.
+fn findings(o: &mut String, s: &RunSummary) {
+    let _ = writeln!(o, "<section id=\"findings\">\n<h2>Findings</h2>");
+    let found = super::findings::findings(s);
+    if found.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p>No two backends recorded figures that can be compared.</p>"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "<p class=\"findings\">{}</p>",
+            found
+                .iter()
+                .map(|f| escape(f))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let _ = writeln!(o, "</section>");
 }
 
 fn kv(o: &mut String, k: &str, v: &str) {

@@ -1,4 +1,5 @@
-//! `--export-markdown`: a summary table for READMEs and pull requests.
+//! `--export-markdown` and `summary.md`: the findings, then a summary table for READMEs and
+//! pull requests.
 
 use std::fmt::Write;
 
@@ -15,6 +16,18 @@ pub fn summary(s: &RunSummary) -> String {
         escape(&s.scenario),
         escape(&s.description)
     );
+    let found = super::findings::findings(s);
+    if !found.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}\n",
+            found
+                .iter()
+                .map(|f| escape(f))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let _ = writeln!(
         out,
         "Host `{}`: {} × {}, {:.1} GiB, kernel {}, cgroup {}; cvm {} ({}). {} measured runs after {} warm-up.\n",

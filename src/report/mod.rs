@@ -4,6 +4,7 @@
 //! so `cvm report DIR` re-renders any past run.
 
 pub mod charts;
+pub mod findings;
 pub mod format;
 pub mod html;
 pub mod markdown;

@@ -1,4 +1,4 @@
-//! The summary table printed at the end of `cvm compare`: median with its confidence interval,
+//! The summary printed at the end of `cvm compare`: the findings first, then median with its confidence interval,
 //! min–max, and the ratio to native, per backend and metric; unavailable backends with the reason.
 
 use std::fmt::Write;
@@ -29,6 +29,9 @@ pub fn table(s: &RunSummary) -> String {
         s.environment.ncpu,
         s.environment.cpu_model
     );
+    for f in super::findings::findings(s) {
+        let _ = writeln!(out, "  {f}");
+    }
     let header = [
         "backend",
         "metric",

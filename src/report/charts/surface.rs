@@ -147,6 +147,7 @@ pub fn segment_color(name: &str) -> RGBColor {
         "firmware" => RGBColor(240, 120, 80),
         "hypervisor" | "vmm_start" => RGBColor(230, 100, 70),
         "runtime" => RGBColor(116, 173, 209),
+        "sentry" => RGBColor(178, 157, 215),
         "host_os" | "cgroup_join" => RGBColor(200, 200, 200),
         "infrastructure" => RGBColor(160, 160, 160),
         "total" => RGBColor(150, 150, 190),

@@ -1,7 +1,12 @@
 //! The report's centrepiece: the classic "virtual machine vs container" stack diagram, redrawn
-//! with measured figures in every layer, beside the native stack.
+//! with measured figures in every layer: one column per backend that ran, grouped native |
+//! containers | sandbox | virtual machines, each with its own layers (Docker's Engine, cvm's own
+//! runtime, runc or crun; gVisor's Sentry; a VM's guest OS and hypervisor).
 //!
-//! [`columns`] decides what goes in each box (pure, unit-tested); [`StackDiagram`] draws it.
+//! [`layers`] says which group and layers a backend has and where each phase goes, [`columns`]
+//! what goes in each box (both pure, unit-tested); [`StackDiagram`] draws it, in rows of at most
+//! four columns so that eight or more backends stay legible.
+//!
 //! Each layer box carries its disk bytes (`disk.<layer>`), memory where it can be attributed,
 //! and its share of startup time. Box heights grow with disk bytes, so the VM's guest OS and
 //! hypervisor visibly outweigh a container runtime at a glance.
@@ -10,7 +15,7 @@
 //! (`cvm_proto::metric::Phase`), and each goes to the same layer on every stack:
 //! - `cgroup_join` (the `cgroup.procs` write): the host OS.
 //! - `runtime` (namespaces, rootfs, capabilities, network, up to init's `CVM:configured`): the
-//!   container runtime.
+//!   container runtime (Docker's Engine on docker), or the Sentry on a sandbox.
 //! - `vmm_start` (QEMU's own start, up to `cont`): the hypervisor.
 //! - `firmware`, `kernel`, `guest_init` (BIOS or PVH entry, the guest kernel's boot, init's
 //!   mounts, modules and network): the guest OS.
@@ -19,13 +24,20 @@
 //!
 //! Attributing memory. `memory_pss` is the PSS of every host process of an instance and
 //! `memory_overhead` the part above native's; the overhead goes to the isolation layer (the
-//! container runtime), the rest (the workload as on native) to the application. A VM's memory
+//! container runtime or Sentry), the rest (the workload as on native) to the application. The
+//! host-wide daemons a backend needs (`memory_daemon`: dockerd, containerd) are shown apart in
+//! its runtime box, as a per-host cost, never inside the per-instance figure. A VM's memory
 //! goes in its measured parts where the run has them: `memory_vmm` (QEMU without guest RAM) on
 //! the hypervisor, the guest's own use (`memory_guest_used` less the workload) on the guest OS;
 //! without them (older runs) the whole overhead sits on the hypervisor, guest OS included.
 
 mod columns;
 mod diagram;
+mod layers;
 
-pub use columns::{column, columns, Column, Layer, LayerBox};
+pub use columns::{column, columns, not_drawn, Column, LayerBox};
 pub use diagram::StackDiagram;
+pub use layers::{Group, Layer};
+
+#[cfg(test)]
+pub(crate) use columns::tests as tests_support;
