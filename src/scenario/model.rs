@@ -350,7 +350,7 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 8] = [
+    pub const ALL: [BackendKind; 9] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,

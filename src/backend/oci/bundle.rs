@@ -188,6 +188,7 @@ mod tests {
             limits: Limits {
                 memory_bytes: 64 << 20,
                 cpus: 1,
+                cpuset: None,
             },
             volume: None,
             marker_fd: 1,
