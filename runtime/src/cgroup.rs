@@ -372,6 +372,33 @@ pub fn oom_kills(memory_dir: &Path) -> u64 {
 }
 
 /// A process that just died may still be charged for a moment; rmdir reports EBUSY until then.
+/// Removes the directories named `name` directly under every hierarchy's mount point, which is
+/// where a runtime given the relative `cgroupsPath` `name` creates them. gVisor's runsc, on v1,
+/// leaves several controllers' directories behind after `delete`; runc and crun remove theirs.
+/// Only for a cgroup the caller created for a container that has gone: a directory that still
+/// holds processes cannot be removed and is reported.
+pub fn remove_named(name: &str) -> Result<(), CgroupError> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(CgroupError::BadPath(PathBuf::from(name)));
+    }
+    let Ok(entries) = fs::read_dir(ROOT) else {
+        return Ok(());
+    };
+    let mut candidates = vec![Path::new(ROOT).join(name)];
+    candidates.extend(entries.flatten().map(|e| e.path().join(name)));
+    let mut first_error = None;
+    // Checked one at a time: `cpu` and `cpu,cpuacct` are the same hierarchy, gone once removed.
+    for dir in candidates {
+        if !dir.is_dir() {
+            continue;
+        }
+        if let Err(source) = remove_dir_retrying(&dir) {
+            first_error.get_or_insert(CgroupError::Remove { path: dir, source });
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 fn remove_dir_retrying(dir: &Path) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {

@@ -386,6 +386,7 @@ impl Instance for OciInstance {
         let mut first_error = self
             .runtime
             .delete(&self.id)
+            .and_then(|()| self.runtime.remove_leftover_cgroup(&self.id))
             .err()
             .map(InstanceError::Delete);
         if let Some(link) = self.link.as_mut() {

@@ -250,13 +250,15 @@ fn probe_run(runtime: &Runtime, guest: &Path, timeout: Option<Duration>) -> Resu
         fs::hard_link(guest, &target)
             .or_else(|_| fs::copy(guest, &target).map(|_| ()))
             .map_err(|e| e.to_string())?;
+        // Suffixed with the runtime: cgroups are host-wide, container ids only per runtime root.
+        let cgroup = format!("{id}-{}", runtime.name);
         bundle::write_config(
             &dir,
             &SpecInput {
                 rootfs: &rootfs,
                 args: vec![GUEST_PATH.into(), "--version".into()],
                 hostname: "cvm-probe",
-                cgroup: &format!("{id}-{}", runtime.name),
+                cgroup: &cgroup,
                 limits: Limits {
                     memory_bytes: 64 << 20,
                     cpus: 1,
@@ -282,6 +284,7 @@ fn probe_run(runtime: &Runtime, guest: &Path, timeout: Option<Duration>) -> Resu
         // A probe that hangs is killed (dropping it kills and reaps it) and its sandbox deleted.
         drop(child);
         let _ = runtime.delete(&id);
+        let _ = runtime.remove_leftover_cgroup(&cgroup);
         let Some(exit) = exit else {
             return Err(format!(
                 "no result within {:?}",

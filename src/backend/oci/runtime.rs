@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error("cannot remove the container's leftover cgroup")]
+    LeftoverCgroup(#[source] cvm_runtime::cgroup::CgroupError),
     #[error("cannot run `{runtime} delete`")]
     DeleteSpawn {
         runtime: &'static str,
@@ -131,6 +133,16 @@ impl Runtime {
     }
 
     /// Deletes container `id` (and with it its cgroup) if the runtime still knows it.
+    /// Removes what is left of the cgroup named `cgroup` (its `cgroupsPath`) after the
+    /// container has been deleted: runsc leaves directories behind in several v1 controllers.
+    /// Nothing to do for runc and crun, whose teardown is not charged for the look.
+    pub fn remove_leftover_cgroup(&self, cgroup: &str) -> Result<(), RuntimeError> {
+        if !self.runsc {
+            return Ok(());
+        }
+        cvm_runtime::cgroup::remove_named(cgroup).map_err(RuntimeError::LeftoverCgroup)
+    }
+
     pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         if !self.knows(id) {
             return Ok(());
