@@ -19,6 +19,8 @@ use cvm_proto::metric::Phase;
 
 /// How long the server waits before `listen`.
 const LISTEN_DELAY: Duration = Duration::from_secs(2);
+/// How late a marker's host stamp may be relative to another's on a loaded host.
+const MARKER_TRANSPORT_SLACK: Duration = Duration::from_millis(50);
 
 fn slow_listener_is_ready_only_once_it_listens(kind: BackendKind, tag: &str) {
     if !usable(kind) {
@@ -67,10 +69,12 @@ fn slow_listener_is_ready_only_once_it_listens(kind: BackendKind, tag: &str) {
         ready >= LISTEN_DELAY,
         "{kind}: ready after {ready:?}, before the server listened ({timeline:?})"
     );
-    // The inside observation itself came after the delay from the workload's start.
+    // The inside observation itself came after the delay from the workload's start. Both are
+    // host stamps of markers, and the workload's may reach the host late on a busy machine (its
+    // transport, not the workload, is then what is measured): a little slack for that.
     let listening = timeline.listening.expect("no inside observation");
     assert!(
-        listening >= workload + LISTEN_DELAY,
+        listening + MARKER_TRANSPORT_SLACK >= workload + LISTEN_DELAY,
         "{kind}: LISTEN seen at {listening:?}, workload started at {workload:?}"
     );
     let phases = timeline.phase_durations();

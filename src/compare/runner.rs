@@ -461,7 +461,7 @@ impl Runner<'_> {
             if let Some(reason) = count_mismatch(
                 served,
                 r.requests,
-                load.connections,
+                u64::from(load.connections) + timeline.probe_unanswered,
                 self.exact_server_count(),
             ) {
                 return Ok(RunEnd::Failed(reason));
@@ -545,7 +545,7 @@ impl Runner<'_> {
                 if let Some(reason) = count_mismatch(
                     served,
                     r.requests,
-                    load.connections,
+                    u64::from(load.connections) + timeline.probe_unanswered,
                     self.exact_server_count(),
                 ) {
                     return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {reason}")));
@@ -571,8 +571,10 @@ impl Runner<'_> {
 /// nothing but the client can reach it during the phase (`exact`); behind QEMU's user network
 /// it is not: a readiness probe that gave up while the guest's network was still coming up
 /// leaves its request inside QEMU, which delivers it (counted) seconds later, during the load.
-fn count_mismatch(served: u64, counted: u64, connections: u32, exact: bool) -> Option<String> {
-    let allowed = u64::from(connections);
+///
+/// `allowed` is the connections (each may have one request in flight at the deadline) plus the
+/// readiness probe requests that went out unanswered (a slow server serves them later).
+fn count_mismatch(served: u64, counted: u64, allowed: u64, exact: bool) -> Option<String> {
     if served < counted {
         return Some(format!(
             "the client counted {counted} responses during the load phase but the server served \
@@ -584,7 +586,7 @@ fn count_mismatch(served: u64, counted: u64, connections: u32, exact: bool) -> O
         format!(
             "the server served {served} requests during the load phase and the client counted \
              {counted}: they differ by {gap}, more than the {allowed} that connections still in \
-             flight at the deadline explain"
+             flight at the deadline and unanswered readiness probes explain"
         )
     })
 }

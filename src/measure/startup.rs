@@ -69,6 +69,8 @@ fn output_tail(lines: &[String]) -> String {
 /// What was observed up to readiness (and, with [`wait_exit`], up to exit).
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
+    /// Readiness probe requests that went out unanswered: the server may count them later.
+    pub probe_unanswered: u64,
     /// (phase, time since launch began when it ended), in arrival order.
     pub points: Vec<(Phase, Duration)>,
     /// Ready: the first moment the inside observation and (for servers) the host probe held.
@@ -272,6 +274,8 @@ struct Prober {
     found: mpsc::Receiver<Instant>,
     stop: Arc<AtomicBool>,
     in_flight: Arc<AtomicUsize>,
+    /// Attempts whose request went out unanswered (see [`ProbeOutcome::Unanswered`]).
+    unanswered: Arc<AtomicUsize>,
     scheduler: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -291,6 +295,8 @@ impl Prober {
         let stop = Arc::new(AtomicBool::new(false));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let attempts = Arc::clone(&in_flight);
+        let unanswered = Arc::new(AtomicUsize::new(0));
+        let unanswered_total = Arc::clone(&unanswered);
         let path: Arc<Option<String>> = Arc::new(http_path);
         let flag = Arc::clone(&stop);
         let scheduler = std::thread::Builder::new()
@@ -301,17 +307,25 @@ impl Prober {
                     if in_flight.load(Ordering::SeqCst) < PROBE_MAX_IN_FLIGHT {
                         in_flight.fetch_add(1, Ordering::SeqCst);
                         let counter = Arc::clone(&in_flight);
-                        let (tx, flag, in_flight, path) = (
+                        let (tx, flag, in_flight, path, unanswered) = (
                             tx.clone(),
                             Arc::clone(&flag),
                             Arc::clone(&in_flight),
                             Arc::clone(&path),
+                            Arc::clone(&unanswered),
                         );
                         let attempt = std::thread::Builder::new()
                             .name("cvm-probe-try".into())
                             .spawn(move || {
                                 let ok = match path.as_deref() {
-                                    Some(path) => http_probe(addr, path),
+                                    Some(path) => match http_probe(addr, path) {
+                                        ProbeOutcome::Answered => true,
+                                        ProbeOutcome::NotSent => false,
+                                        ProbeOutcome::Unanswered => {
+                                            unanswered.fetch_add(1, Ordering::SeqCst);
+                                            false
+                                        }
+                                    },
                                     None => {
                                         TcpStream::connect_timeout(&addr, PROBE_CONNECT_TIMEOUT)
                                             .is_ok()
@@ -336,6 +350,7 @@ impl Prober {
             found,
             stop,
             in_flight: attempts,
+            unanswered: unanswered_total,
             scheduler: Some(scheduler),
         })
     }
@@ -371,7 +386,7 @@ pub fn wait_ready(
         guest_kernel: instance.has_guest_kernel(),
         ..Timeline::default()
     };
-    let prober = match readiness {
+    let mut prober = match readiness {
         Readiness::Marker => None,
         Readiness::Tcp { port } | Readiness::Http { port, .. } => {
             let addr = instance
@@ -421,6 +436,12 @@ pub fn wait_ready(
                 .get_or_insert(at.saturating_duration_since(zero));
         }
         if timeline.try_ready(readiness) {
+            if let Some(prober) = prober.take() {
+                let unanswered = Arc::clone(&prober.unanswered);
+                // Dropped first: it waits for the attempts still in flight.
+                drop(prober);
+                timeline.probe_unanswered = unanswered.load(Ordering::SeqCst) as u64;
+            }
             return Ok(timeline);
         }
         if let Some((exit, _)) = timeline.exit {
@@ -450,25 +471,40 @@ pub fn wait_ready(
 
 /// One HTTP/1.1 GET; true on any complete status line. A forwarding proxy (QEMU's user-mode
 /// network) may accept the connection before the guest listens, so a connect alone is not ready.
-fn http_probe(addr: SocketAddr, path: &str) -> bool {
+/// How one probe attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeOutcome {
+    Answered,
+    /// No request was sent (the connection was refused or timed out).
+    NotSent,
+    /// A request was sent but no answer came in time: the server may still serve (and count) it
+    /// later, even during the load phase.
+    Unanswered,
+}
+
+fn http_probe(addr: SocketAddr, path: &str) -> ProbeOutcome {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, PROBE_CONNECT_TIMEOUT) else {
-        return false;
+        return ProbeOutcome::NotSent;
     };
     let _ = s.set_read_timeout(Some(PROBE_READ_TIMEOUT));
     let _ = s.set_nodelay(true);
     let req = format!("GET {path} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
-        return false;
+        return ProbeOutcome::NotSent;
     }
     let mut buf = [0u8; 16];
     let mut got = 0;
     while got < 12 {
         match s.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return ProbeOutcome::Unanswered,
             Ok(n) => got += n,
         }
     }
-    buf.starts_with(b"HTTP/1.")
+    if buf.starts_with(b"HTTP/1.") {
+        ProbeOutcome::Answered
+    } else {
+        ProbeOutcome::Unanswered
+    }
 }
 
 /// After readiness: collects results until the workload exits, or `timeout` passes (then
