@@ -94,12 +94,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                     Failure::run(e)
                 }
             })?;
-            println!("{}", report::terminal::table(&summary));
-            if let Some(f) = &args.export_markdown {
-                std::fs::write(f, report::markdown::summary(&summary)).map_err(|e| {
-                    Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display()))
-                })?;
-            }
+            show_summary(&summary, args.export_markdown.as_deref())?;
             eprintln!("cvm: merged report in {}", out.display());
             Ok(exit::OK)
         }
@@ -119,13 +114,21 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                     Failure::run(e)
                 }
             })?;
-            println!("{}", report::terminal::table(&summary));
-            if let Some(f) = &args.export_markdown {
-                std::fs::write(f, report::markdown::summary(&summary)).map_err(|e| {
-                    Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display()))
-                })?;
-            }
+            show_summary(&summary, args.export_markdown.as_deref())?;
             Ok(exit::OK)
         }
     }
+}
+
+/// Prints a rendered run's table and writes its Markdown where `--export-markdown` says.
+fn show_summary(
+    summary: &results::RunSummary,
+    markdown: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    println!("{}", report::terminal::table(summary));
+    if let Some(f) = markdown {
+        std::fs::write(f, report::markdown::summary(summary))
+            .map_err(|e| Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display())))?;
+    }
+    Ok(())
 }
