@@ -84,12 +84,20 @@ pub const RUNTIME_BINARY: &str = "cvm-runtime";
 /// Where init reads the host's go-ahead when the network is configured after the clone.
 const WAIT_FD: i32 = 4;
 
-/// Namespaces the clone creates (the cgroup namespace is unshared after joining the cgroup).
-const CLONE_NAMESPACES: libc::c_int = libc::CLONE_NEWPID
-    | libc::CLONE_NEWNS
+/// The namespace the clone itself must create: a process cannot move itself into a new PID
+/// namespace, only its children, so init's PID namespace comes with the clone.
+const CLONE_NAMESPACES: libc::c_int = libc::CLONE_NEWPID;
+
+/// The namespaces the child unshares once it is in its cgroups, so that creating them (a new
+/// network namespace waits on the kernel's teardown of earlier ones, a new mount namespace copies
+/// the host's mount table) is charged to the `runtime` phase, where the OCI runtimes' namespace
+/// work also falls, and `cgroup_join` is only the clone and the join. The cgroup namespace must
+/// come after the join, so that the container sees its own cgroup as its root.
+const UNSHARE_AFTER_JOIN: libc::c_int = libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWNET;
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -339,7 +347,7 @@ impl Prepared for ContainerPrepared {
             argv,
             envp,
             clone_flags: CLONE_NAMESPACES,
-            unshare_after_join: libc::CLONE_NEWCGROUP,
+            unshare_after_join: UNSHARE_AFTER_JOIN,
             cgroup_procs: cgroup
                 .open_procs()
                 .map_err(|e| fail(ContainerError::Cgroup(e)))?,
