@@ -6,6 +6,16 @@
 //! relative change exceeds the metric's noise threshold — Firecracker's A/B rule — and it is a
 //! regression or an improvement by the metric's direction ([`cvm_proto::metric::Better`]).
 //!
+//! A run measures the host as well as the backends: `launch_floor`, a plain fork and exec of a
+//! trivial program with no isolation, interleaved with the native runs. It is the diff's
+//! control. When it changed too (p < α, beyond its threshold), the host itself got slower or
+//! faster between the runs (another load, a frequency or a kernel state), and a time or rate
+//! change in the same direction and of a comparable size (at most [`HOST_FACTOR`] times the
+//! floor's relative change) cannot be told apart from it: such rows are `host changed`, not
+//! regressions or improvements, and the diff says why. A larger change is still the backend's. Two runs of the same commit taken minutes
+//! apart on a shared 2-CPU host showed exactly this (every container time +90–570 % together
+//! with the floor's +129 %, p = 0.008 each).
+//!
 //! Bad input is two runs that cannot be compared: different scenarios or backend sets (the
 //! error names what differs). Runs from different hosts, or hosts with different fingerprints,
 //! compare with a warning that the page and the table show.
@@ -23,7 +33,7 @@ use crate::exit::{self, Failure};
 
 use crate::results::{self, measured_series, read_samples, RunMeta, RUN_FAILED};
 use crate::stats::{self, ab, Estimate};
-use cvm_proto::metric::{better_by_name, Better};
+use cvm_proto::metric::{better_by_name, Better, Metric, Unit};
 
 /// Significance level a change must reach.
 pub const DEFAULT_ALPHA: f64 = 0.01;
@@ -93,6 +103,9 @@ pub enum Verdict {
     Unchanged,
     /// Fewer than two samples on a side: no test (disk figures are measured once).
     Untested,
+    /// A significant time or rate change in the same direction as the host's own (its
+    /// `launch_floor` changed too): not attributed to the backend.
+    HostChanged,
 }
 
 impl Verdict {
@@ -103,14 +116,16 @@ impl Verdict {
             Verdict::Changed => "changed",
             Verdict::Unchanged => "no change",
             Verdict::Untested => "not tested",
+            Verdict::HostChanged => "host changed",
         }
     }
 
-    /// Whether the change counts (for `--fail-on change`).
+    /// Whether the change counts (for `--fail-on change`): a change the host made is still a
+    /// change.
     pub fn counts(self) -> bool {
         matches!(
             self,
-            Verdict::Regression | Verdict::Improvement | Verdict::Changed
+            Verdict::Regression | Verdict::Improvement | Verdict::Changed | Verdict::HostChanged
         )
     }
 }
@@ -319,6 +334,9 @@ pub fn diff_runs(
             rows.push(compare_metric(name, m, unit, base, new, opts));
         }
     }
+    if let Some(w) = attribute_host_change(&mut rows) {
+        warnings.push(w);
+    }
     Ok(Diff {
         base: String::new(),
         new: String::new(),
@@ -329,6 +347,61 @@ pub fn diff_runs(
         warnings,
         rows,
     })
+}
+
+/// The metric that measures the host rather than a backend (see the module documentation).
+const HOST_CONTROL: &str = Metric::LaunchFloor.name();
+
+/// How many times the control's relative change a time or rate change may be and still be
+/// put down to the host. A slower host slows the several process starts, page faults and
+/// scheduler waits of a launch alike, but not all by the floor's share: in the A/A pair above
+/// the container's phases moved by 0.7–4.4 times the floor's change. An added 20 ms in a 2 ms
+/// start moves it by 1000 %, beyond any host change the floor has shown here.
+pub const HOST_FACTOR: f64 = 5.0;
+
+/// Whether a metric in `unit` moves with the host's speed: times and rates do, sizes and counts
+/// do not.
+fn host_speed_bound(unit: &str) -> bool {
+    [Unit::Seconds, Unit::PerSecond, Unit::BytesPerSecond]
+        .iter()
+        .any(|u| u.symbol() == unit)
+}
+
+/// When the control changed, marks every time or rate change in its direction `host changed`
+/// (the control's own row too) and returns the warning that says so.
+fn attribute_host_change(rows: &mut [MetricDiff]) -> Option<String> {
+    let control = rows
+        .iter()
+        .find(|r| r.metric == HOST_CONTROL && r.verdict.counts())?
+        .clone();
+    // Slower host: times up, rates down; both read as Regression by the metric's direction.
+    let host_verdict = control.verdict;
+    let mut attributed: usize = 0;
+    for r in rows.iter_mut() {
+        if r.verdict == host_verdict
+            && host_speed_bound(&r.unit)
+            && r.change.abs() <= HOST_FACTOR * control.change.abs()
+        {
+            r.verdict = Verdict::HostChanged;
+            attributed += 1;
+        }
+    }
+    Some(format!(
+        "the host itself changed between the runs: {HOST_CONTROL} (a plain fork and exec, no \
+         isolation) went {} → {} ({:+.1} %, p = {:.3}); {} time or rate change(s) in the same \
+         direction and within {HOST_FACTOR}× of it are marked `host changed`, not {}: rerun \
+         both on a quiet host to tell them apart",
+        crate::report::format::format_value(control.base_median, &control.unit),
+        crate::report::format::format_value(control.new_median, &control.unit),
+        control.change * 100.0,
+        control.p_value,
+        attributed.saturating_sub(1),
+        if host_verdict == Verdict::Regression {
+            "regressions"
+        } else {
+            "improvements"
+        }
+    ))
 }
 
 /// The exit code a diff earns under `fail_on`: [`exit::RUN_FAILED`] when something it fails on

@@ -48,11 +48,13 @@ fn signed(v: f64, unit: &str) -> String {
 /// One line per count, for the end of the table and the page's heading.
 pub fn verdict_line(d: &Diff) -> String {
     format!(
-        "{} regression(s), {} improvement(s), {} other change(s), {} unchanged, {} not tested \
-         (a change counts when p < {} and it exceeds the metric's noise threshold)",
+        "{} regression(s), {} improvement(s), {} other change(s), {} host change(s), {} \
+         unchanged, {} not tested (a change counts when p < {} and it exceeds the metric's noise \
+         threshold)",
         d.count(Verdict::Regression),
         d.count(Verdict::Improvement),
         d.count(Verdict::Changed),
+        d.count(Verdict::HostChanged),
         d.count(Verdict::Unchanged),
         d.count(Verdict::Untested),
         d.alpha
@@ -161,6 +163,7 @@ fn colour(v: Verdict) -> &'static str {
         Verdict::Regression => "#c0392b",
         Verdict::Improvement => "#1e8449",
         Verdict::Changed => "#2e6fb0",
+        Verdict::HostChanged => "#b9770e",
         Verdict::Unchanged | Verdict::Untested => "#9a9a9a",
     }
 }

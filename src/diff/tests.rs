@@ -248,3 +248,48 @@ fn a_busy_host_is_a_warning() {
         busy.warnings
     );
 }
+
+#[test]
+fn a_slower_host_is_not_a_slower_backend() {
+    let m = meta("startup", "h", &["native", "container"]);
+    let slower = |v: &[f64], by: f64| -> Vec<f64> { v.iter().map(|x| x * by).collect() };
+    let run = |floor: &[f64], ready: &[f64], pss: &[f64]| -> Vec<SampleRow> {
+        let mut r = rows("native", "launch_floor", "s", floor);
+        r.extend(rows("container", "ready_latency", "s", ready));
+        r.extend(rows("container", "memory_pss", "B", pss));
+        r
+    };
+    let pss = [1.0e6, 1.01e6, 0.99e6, 1.0e6, 1.02e6, 0.98e6];
+    let base = run(&BASE, &BASE, &pss);
+    // The host and the container both slower by 2x, memory 3x larger.
+    let new = run(&slower(&BASE, 2.0), &slower(&BASE, 2.0), &slower(&pss, 3.0));
+    let d = diff_runs(&m, &base, &m, &new, &DiffOptions::default()).unwrap();
+    let verdict = |metric: &str| d.rows.iter().find(|r| r.metric == metric).unwrap().verdict;
+    assert_eq!(verdict("launch_floor"), Verdict::HostChanged);
+    assert_eq!(verdict("ready_latency"), Verdict::HostChanged);
+    // Memory does not move with the host's speed: still a regression.
+    assert_eq!(verdict("memory_pss"), Verdict::Regression);
+    assert_eq!(d.count(Verdict::Regression), 1);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.contains("host itself changed") && w.contains("1 time or rate change(s)")),
+        "{:?}",
+        d.warnings
+    );
+    assert!(render::terminal(&d).contains("host changed"));
+    assert_eq!(exit_code(&d, FailOn::Change), exit::RUN_FAILED);
+
+    // A change far beyond the host's is the backend's even on a changed host.
+    let new = run(&slower(&BASE, 2.0), &slower(&BASE, 10.0), &pss);
+    let d = diff_runs(&m, &base, &m, &new, &DiffOptions::default()).unwrap();
+    let r = d.rows.iter().find(|r| r.metric == "ready_latency").unwrap();
+    assert_eq!(r.verdict, Verdict::Regression, "{r:?}");
+
+    // The same container slowdown on a steady host is the container's.
+    let steady = run(&BASE, &slower(&BASE, 2.0), &pss);
+    let d = diff_runs(&m, &base, &m, &steady, &DiffOptions::default()).unwrap();
+    let r = d.rows.iter().find(|r| r.metric == "ready_latency").unwrap();
+    assert_eq!(r.verdict, Verdict::Regression, "{r:?}");
+    assert!(d.warnings.iter().all(|w| !w.contains("host itself")));
+}
