@@ -18,5 +18,6 @@
 pub mod cgroup;
 pub mod listen;
 pub mod net;
+pub mod netlink;
 pub mod rootfs;
 pub mod sys;

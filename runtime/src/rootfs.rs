@@ -39,9 +39,6 @@ use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::socket::{
-    self, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 /// The capabilities the workload keeps by default: the shared default set, parsed from the
@@ -382,62 +379,12 @@ pub fn set_hostname(name: &str) -> Result<(), RootfsError> {
     nix::unistd::sethostname(name).map_err(RootfsError::Hostname)
 }
 
-/// Step 5: sets `IFF_UP` on interface 1 (`lo` is always the first interface of a new network
-/// namespace) with one rtnetlink request, which needs no `unsafe` ioctl and no `ip` binary.
+/// Step 5: brings up `lo` (always interface 1 of a new network namespace) with one rtnetlink
+/// request, which needs no `ip` binary.
 pub fn loopback_up() -> Result<(), RootfsError> {
-    netlink_lo_up().map_err(RootfsError::Loopback)
-}
-
-fn netlink_lo_up() -> Result<(), String> {
-    const RTM_NEWLINK: u16 = 16;
-    const NLM_F_REQUEST: u16 = 1;
-    const NLM_F_ACK: u16 = 4;
-    const NLMSG_ERROR: u16 = 2;
-    const IFF_UP: u32 = 1;
-    let sock = socket::socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )
-    .map_err(|e| e.to_string())?;
-    // struct nlmsghdr (16 bytes) + struct ifinfomsg (16 bytes), native endian.
-    let mut msg = Vec::with_capacity(32);
-    msg.extend_from_slice(&32u32.to_ne_bytes()); // nlmsg_len
-    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
-    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills it in
-    msg.push(0); // ifi_family: AF_UNSPEC
-    msg.push(0); // padding
-    msg.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
-    msg.extend_from_slice(&1i32.to_ne_bytes()); // ifi_index: lo
-    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
-    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change: only IFF_UP
-    let kernel = NetlinkAddr::new(0, 0);
-    socket::sendto(
-        std::os::fd::AsRawFd::as_raw_fd(&sock),
-        &msg,
-        &kernel,
-        MsgFlags::empty(),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut reply = [0u8; 64];
-    let n = socket::recv(
-        std::os::fd::AsRawFd::as_raw_fd(&sock),
-        &mut reply,
-        MsgFlags::empty(),
-    )
-    .map_err(|e| e.to_string())?;
-    // The ack is an NLMSG_ERROR whose error field (after the 16-byte header) is 0 on success.
-    if n < 20 || u16::from_ne_bytes([reply[4], reply[5]]) != NLMSG_ERROR {
-        return Err("unexpected rtnetlink reply".into());
-    }
-    let errno = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
-    if errno != 0 {
-        return Err(nix::errno::Errno::from_raw(-errno).to_string());
-    }
-    Ok(())
+    crate::netlink::Netlink::open()
+        .and_then(|mut nl| nl.set_up(crate::netlink::LOOPBACK_INDEX))
+        .map_err(|e| RootfsError::Loopback(e.to_string()))
 }
 
 /// Step 6: drops the capabilities to `keep` (bounding, permitted, effective; inheritable and

@@ -24,8 +24,6 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A program started in new namespaces by a raw `clone`, straight into `execve`: the container
@@ -254,30 +252,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         libc::execve(args.program, args.argv, args.envp);
         fail(args, ChildStep::Exec)
     }
-}
-
-/// Makes `cmd`'s child enter the namespace `ns` (a `/proc/PID/ns/*` descriptor of type
-/// `nstype`) before it execs: how cvm runs `ip` inside a container's network namespace.
-/// The returned guard keeps the descriptor open; drop it after spawning.
-pub fn enter_namespace_before_exec(cmd: &mut Command, ns: OwnedFd, nstype: libc::c_int) -> NsGuard {
-    let fd = ns.as_raw_fd();
-    // SAFETY: setns is a single async-signal-safe syscall on a descriptor the guard keeps open
-    // until after the spawn; the hook allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, nstype) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    NsGuard { _fd: ns }
-}
-
-/// Keeps a namespace descriptor open until the child that enters it has been spawned.
-#[derive(Debug)]
-pub struct NsGuard {
-    _fd: OwnedFd,
 }
 
 /// `clone(entry, flags | CLONE_VM | CLONE_VFORK | SIGCHLD)`, what `posix_spawn` does: the child

@@ -9,8 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 pub use cvm_runtime::sys::{
-    clone_vfork, enter_namespace_before_exec, spawn_namespaced, spawn_namespaced_timed, ChildStep,
-    NamespacedExec, NsGuard, SpawnError, Spawned, MAX_PASSED_FDS,
+    clone_vfork, spawn_namespaced, spawn_namespaced_timed, ChildStep, NamespacedExec, SpawnError,
+    Spawned, MAX_PASSED_FDS,
 };
 
 /// Benchmark children for `cargo bench`: nothing else in cvm uses them.

@@ -181,13 +181,10 @@ impl Backend for ContainerBackend {
         let subnet = net::Subnet::from_env().map_err(|e| fail(ContainerError::Subnet(e)))?;
         let mut disk = image.layer_files();
         // The runtime a user would install to run containers this way: the standalone
-        // `cvm-runtime` binary (what the linked library amounts to), not the whole `cvm` with its
-        // charts and load generator; plus `ip` for a private network.
-        let mut runtime = vec![crate::image::beside_cvm(RUNTIME_BINARY)
+        // `cvm-runtime` binary (what the linked library amounts to, its veth setup included),
+        // not the whole `cvm` with its charts and load generator.
+        let runtime = vec![crate::image::beside_cvm(RUNTIME_BINARY)
             .ok_or_else(|| fail(ContainerError::RuntimeMissing))?];
-        if network.has_link() {
-            runtime.extend(super::find_binary("ip"));
-        }
         let runtime =
             super::with_libraries(&runtime).map_err(|e| fail(ContainerError::Libraries(e)))?;
         disk.insert(Layer::Runtime, runtime);

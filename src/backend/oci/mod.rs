@@ -350,23 +350,23 @@ impl Backend for OciBackend {
             &image.workload_argv(&scenario.workload),
         );
         let mut disk = image.layer_files();
-        // The runtime, plus `ip`, which sets up a private network's veth pair as it does for
-        // cvm's own runtime (the part a CNI plugin plays beside runc in production).
+        // The runtime alone: a private network's veth pair (the part a CNI plugin plays beside
+        // runc in production) is set up by cvm itself, with a few rtnetlink requests and no file
+        // of its own on disk.
         let mut executables = vec![runtime.path.clone()];
-        if scenario.resources.network == NetworkMode::Private {
-            executables.extend(super::find_binary("ip"));
-        }
         if sandbox.is_some() {
             // runsc is the Sentry (and the gofer and the CLI): one binary, the user-space
-            // kernel's layer; what sets up the network stays the runtime's.
+            // kernel's layer; no runtime layer is left.
             let sentry = crate::backend::with_libraries(&executables[..1])
                 .map_err(|e| fail(PrepareError::Libraries(e)))?;
             disk.insert(Layer::UserSpaceKernel, sentry);
             executables.remove(0);
         }
-        let files = crate::backend::with_libraries(&executables)
-            .map_err(|e| fail(PrepareError::Libraries(e)))?;
-        disk.insert(Layer::Runtime, files);
+        if !executables.is_empty() {
+            let files = crate::backend::with_libraries(&executables)
+                .map_err(|e| fail(PrepareError::Libraries(e)))?;
+            disk.insert(Layer::Runtime, files);
+        }
         let io_dir = match scenario.workload.io_target() {
             Some((inside, _)) => IoStore::for_scenario(scenario)
                 .map_err(|e| fail(PrepareError::IoDir(e)))?
