@@ -195,6 +195,11 @@ impl ManagedDaemon {
         format!("unix://{}", self.socket.display())
     }
 
+    /// The token in the names of everything it made (`cvm-<token>`: bridge, cgroups, temp dir).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// From spawning dockerd to its first answer on the socket.
     pub fn start_time(&self) -> Duration {
         self.start

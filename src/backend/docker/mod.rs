@@ -241,7 +241,7 @@ fn plan(options: &DockerOptions) -> DaemonPlan {
         Err(e) if options.host.is_some() || options.daemon == DaemonChoice::Existing => {
             DaemonPlan::Unavailable {
                 reason: format!("no Docker daemon answers at {at}: {e}"),
-                hint: "start that daemon, or leave out --docker-host, DOCKER_HOST and                        --docker-daemon existing to let cvm start a private one"
+                hint: "start that daemon, or leave out --docker-host, DOCKER_HOST and --docker-daemon existing to let cvm start a private one"
                     .into(),
             }
         }
