@@ -27,6 +27,7 @@ mod bridge;
 mod client;
 pub mod daemon;
 mod instance;
+mod leftovers;
 mod storage;
 
 use std::io;
