@@ -373,6 +373,7 @@ pub fn run(config: &Config, interrupted: &AtomicBool) -> Result<Report, String> 
     let opts = HostOptions {
         accel: Some(config.accel),
         kernel: None,
+        ..Default::default()
     };
     let usage_start = SelfUsage::now();
 

@@ -7,11 +7,17 @@
 //! - processes running `cvm-guest` (by executable or first argument) and OCI runtime processes
 //!   (`runc`, `crun`, `runsc` with its sandbox and gofer) and their children — recorded with their memory cgroup, so a leak can be
 //!   traced to the run whose cgroup name it carries — and QEMU processes whose command line
-//!   names a `cvm-` path (a VM instance's QMP socket lives in its `cvm-<run>-...` temp dir);
+//!   names a `cvm-` path (a VM instance's QMP socket lives in its `cvm-<run>-...` temp dir), and
+//!   the processes of a private Docker daemon (`dockerd`, `containerd`, `containerd-shim-*`)
+//!   whose command line names a `cvm-` path (its exec root and sockets are in its
+//!   `cvm-<run>-dockerd` temp dir);
 //! - mounts whose source or mount point mentions `cvm`;
 //! - cgroup directories named `cvm-*` in any hierarchy (searched a few levels deep, because cvm
 //!   nests instances under its own cgroup);
-//! - named network namespaces (`/run/netns/cvm*`) and network links named `cvm*`;
+//! - named network namespaces (`/run/netns/cvm*`) and network links named `cvm*` (veth ends,
+//!   and a private Docker daemon's bridge `cvm-<run>`); a private daemon's cgroups are
+//!   `cvm-<run>-dockerd` in every hierarchy, and its exec root is in its temp dir, so both are
+//!   found by the rules for cgroups and temp dirs;
 //! - temporary directories named `cvm-*`, and containers left in cvm's OCI state directories.
 //!
 //! On a shared machine other cvm runs come and go while a test runs; every resource name cvm
@@ -223,13 +229,27 @@ fn processes() -> Vec<String> {
             .starts_with("qemu-system")
             && p.cmdline.contains("/cvm-")
     };
+    // A private Docker daemon: its exec root, sockets and configuration are under cvm's temp
+    // directory, so each of its processes names a `cvm-` path.
+    let is_private_docker = |p: &Proc| {
+        let first = p.cmdline.split(' ').next().unwrap_or("");
+        let name = first.rsplit('/').next().unwrap_or("");
+        (name == "dockerd" || name == "containerd" || name.starts_with("containerd-shim"))
+            && p.cmdline.contains("/cvm-")
+    };
     let runtimes: BTreeSet<u32> = all
         .iter()
         .filter(|p| is_runtime(p))
         .map(|p| p.pid)
         .collect();
     all.iter()
-        .filter(|p| is_guest(p) || is_runtime(p) || is_vmm(p) || runtimes.contains(&p.ppid))
+        .filter(|p| {
+            is_guest(p)
+                || is_runtime(p)
+                || is_vmm(p)
+                || is_private_docker(p)
+                || runtimes.contains(&p.ppid)
+        })
         .map(|p| {
             let cgroup = fs::read_to_string(format!("/proc/{}/cgroup", p.pid))
                 .ok()

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::backend::docker::DaemonChoice;
 pub use crate::backend::vm::accel::AccelChoice;
 
 #[derive(Debug, Parser)]
@@ -108,6 +109,9 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub docker: DockerArgs,
+
     /// interleaved: every iteration runs each backend once, in a seeded random order (native
     /// first), so host drift spreads over all backends; sequential: all runs of one backend,
     /// then the next
@@ -140,6 +144,42 @@ pub struct DoctorArgs {
     /// Guest kernel (bzImage) to check the VM backends with [default: found under /boot]
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub docker: DockerArgs,
+}
+
+/// Which Docker daemon the docker backend uses.
+#[derive(Debug, Clone, Args)]
+pub struct DockerArgs {
+    /// The docker backend's daemon. auto: an existing one if one answers (--docker-host,
+    /// DOCKER_HOST, else the default socket), otherwise a private dockerd that cvm starts for
+    /// the run (own data root in cvm's cache, own bridge from CVM_CONTAINER_SUBNET, no firewall
+    /// change) and stops at its end; managed: always such a private one; existing: never start
+    /// one
+    #[arg(long, value_enum, value_name = "WHICH", default_value_t = DaemonChoice::Auto)]
+    pub docker_daemon: DaemonChoice,
+
+    /// The address of an existing Docker daemon for the docker backend (unix:///PATH, tcp://...)
+    /// [default: DOCKER_HOST, else the client's default socket]
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+}
+
+impl DockerArgs {
+    /// The backend's options; a daemon address with `--docker-daemon managed` is bad input.
+    pub fn options(&self) -> anyhow::Result<crate::backend::docker::DockerOptions> {
+        if self.docker_daemon == DaemonChoice::Managed && self.docker_host.is_some() {
+            anyhow::bail!(
+                "--docker-host names an existing daemon, --docker-daemon managed asks for a \
+                 private one: give one or the other"
+            );
+        }
+        Ok(crate::backend::docker::DockerOptions {
+            daemon: self.docker_daemon,
+            host: self.docker_host.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

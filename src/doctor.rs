@@ -138,6 +138,7 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             ),
         });
     }
+    out.push(docker_daemon_check(opts));
     for (kind, availability) in backends {
         out.push(match availability {
             Availability::Available => check(Ok, &format!("backend {kind}"), "available", None),
@@ -190,6 +191,21 @@ fn kvm_check(opts: &HostOptions) -> Check {
             format!("/dev/kvm present but the probe could not run: {:#}", anyhow::Error::new(e)),
             None,
         ),
+    }
+}
+
+/// Which Docker daemon the docker backend would use: an existing one (where), a private one cvm
+/// starts (why), or none (why, and the fix).
+fn docker_daemon_check(opts: &HostOptions) -> Check {
+    use crate::backend::docker::{DaemonPlan, DockerBackend};
+    let plan = DockerBackend::new(&opts.docker).plan();
+    match &plan {
+        DaemonPlan::Existing { .. } | DaemonPlan::Managed { .. } => {
+            check(Level::Ok, "docker daemon", plan.describe(), None)
+        }
+        DaemonPlan::Unavailable { hint, .. } => {
+            check(Level::Warn, "docker daemon", plan.describe(), Some(hint))
+        }
     }
 }
 

@@ -61,9 +61,11 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Command::Doctor(args) => {
+            let docker = args.docker.options().map_err(Failure::usage)?;
             let verdict = doctor::doctor(&backend::HostOptions {
                 accel: None,
                 kernel: args.kernel,
+                docker,
             });
             Ok(if verdict.ready() {
                 exit::OK

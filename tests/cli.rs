@@ -395,3 +395,60 @@ fn report_exits_2_for_bad_input_and_1_when_it_cannot_write() {
     let unwritable = cvm_cmd().arg("report").arg(dir.path()).output().unwrap();
     assert_eq!(unwritable.status.code(), Some(1), "{}", stderr(&unwritable));
 }
+
+#[test]
+fn a_daemon_address_with_a_managed_daemon_is_bad_input() {
+    let out = cvm(&[
+        "compare",
+        "--scenario",
+        "startup",
+        "--backends",
+        "docker",
+        "--docker-daemon",
+        "managed",
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--docker-host") && stderr(&out).contains("--docker-daemon managed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cvm(&["doctor", "--docker-daemon", "sometimes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("auto"), "{}", stderr(&out));
+}
+
+/// With `--docker-daemon existing` and an address nothing answers on, docker is unavailable
+/// for that reason (no private daemon is started instead), and `cvm doctor` says so.
+#[test]
+fn doctor_names_the_docker_daemon_a_run_would_use() {
+    if !common::host_has(
+        common::which("docker"),
+        "the docker client is not installed (Debian package docker.io)",
+    ) {
+        return;
+    }
+    let out = cvm(&[
+        "doctor",
+        "--docker-daemon",
+        "existing",
+        "--docker-host",
+        "unix:///nonexistent/docker.sock",
+    ]);
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("docker daemon"))
+        .unwrap_or_else(|| panic!("no docker daemon line:\n{text}"));
+    assert!(
+        line.contains("none: ") && line.contains("unix:///nonexistent/docker.sock"),
+        "{line}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("backend docker") && l.contains("unavailable")),
+        "{text}"
+    );
+}

@@ -16,9 +16,9 @@ use cvm::image::Image;
 use cvm::measure::startup;
 use cvm::scenario::{BackendKind, Readiness};
 
-use common::daemon::TestDaemon;
 use common::instances::*;
 use common::{host_has, is_root};
+use cvm::backend::docker::daemon::ManagedDaemon;
 
 #[test]
 fn a_hundred_launches_and_teardowns_leave_nothing_behind() {
@@ -400,13 +400,15 @@ fn docker_runs_the_same_image_through_a_private_daemon_and_leaves_nothing_behind
     }
     let token = token("d");
     let before = audit::snapshot();
+    setup_env();
+    let daemon_token;
     {
-        let daemon = TestDaemon::start(&token);
-        let docker = backend::docker::DockerBackend::with_host(Some(daemon.host.clone()));
+        let daemon = ManagedDaemon::start().expect("cannot start a private dockerd");
+        daemon_token = daemon.token().to_string();
+        let docker = backend::docker::DockerBackend::with_host(Some(daemon.host()));
         use cvm::backend::Backend;
         assert_eq!(docker.availability(), Availability::Available);
         let s = scenario("applet = \"hello\"", "memory_mib = 64");
-        setup_env();
         let image = Image::build(&s).expect("cannot build the image");
         let prepared = docker.prepare(&s, &image).expect("prepare failed");
         let mut instance = prepared
@@ -426,7 +428,7 @@ fn docker_runs_the_same_image_through_a_private_daemon_and_leaves_nothing_behind
         assert_eq!(phases, ["runtime", "workload_start"]);
         instance.teardown().expect("teardown failed");
         let left = std::process::Command::new("docker")
-            .env("DOCKER_HOST", &daemon.host)
+            .env("DOCKER_HOST", daemon.host())
             .args([
                 "ps",
                 "--all",
@@ -441,8 +443,10 @@ fn docker_runs_the_same_image_through_a_private_daemon_and_leaves_nothing_behind
             "containers left in the daemon"
         );
     }
-    // The daemon is stopped: neither its mounts nor its directory may remain.
+    // The daemon is stopped: neither its mounts, processes, bridge, cgroups nor its directory
+    // may remain.
     assert_no_leaks(&before, &token);
+    assert_no_leaks(&before, &format!("cvm-{daemon_token}"));
 }
 
 /// Docker's disk layers as `cvm compare` records them, against the test's own count: Docker's
@@ -460,7 +464,8 @@ fn docker_disk_layers_are_its_binaries_and_the_image_as_docker_stores_it() {
     {
         return;
     }
-    let daemon = TestDaemon::start(&token("k"));
+    setup_env();
+    let daemon = ManagedDaemon::start().expect("cannot start a private dockerd");
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("disk.toml");
     std::fs::write(
@@ -470,12 +475,13 @@ fn docker_disk_layers_are_its_binaries_and_the_image_as_docker_stores_it() {
     .unwrap();
     let out_dir = dir.path().join("out");
     let out = common::cvm_cmd()
-        .env("DOCKER_HOST", &daemon.host)
         .args([
             "compare",
             "--no-progress",
             "--backends",
             "docker",
+            "--docker-host",
+            &daemon.host(),
             "--scenario",
         ])
         .arg(&scenario)
@@ -488,7 +494,7 @@ fn docker_disk_layers_are_its_binaries_and_the_image_as_docker_stores_it() {
 
     let docker = |args: &[&str]| -> String {
         let out = std::process::Command::new("docker")
-            .env("DOCKER_HOST", &daemon.host)
+            .env("DOCKER_HOST", daemon.host())
             .args(args)
             .output()
             .unwrap();
@@ -499,12 +505,11 @@ fn docker_disk_layers_are_its_binaries_and_the_image_as_docker_stores_it() {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    // The only image in this private daemon is the one cvm imported.
-    let images = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    let tag = images
-        .lines()
-        .find(|l| l.starts_with("cvm:"))
-        .expect(&images);
+    // The image cvm imported (the daemon's data root, in cvm's cache, may keep others).
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    let rootfs = meta["backends"][0]["config"]["rootfs"].as_str().unwrap();
+    let tag = rootfs.strip_prefix("docker import ").expect(rootfs);
     let data: serde_json::Value = serde_json::from_str(&docker(&[
         "image",
         "inspect",

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use cvm::results::{Phase, SampleRow};
 
-use common::daemon::TestDaemon;
 use common::{cvm_cmd, free_port, host_has, is_root, stderr};
+use cvm::backend::docker::daemon::ManagedDaemon;
 
 fn run(dir: &Path, scenario_text: &str, backends: &str) -> Vec<SampleRow> {
     run_with(dir, scenario_text, backends, None)
@@ -105,11 +105,15 @@ fn a_96_mib_hold_raises_memory_pss_by_96_mib_on_every_host_backend() {
         common::which("dockerd") && common::which("docker"),
         "Docker is not installed (Debian package docker.io)",
     )
-    .then(|| TestDaemon::start(&format!("mem{}", fastrand::u32(..))));
+    .then(|| {
+        common::instances::setup_env();
+        ManagedDaemon::start().expect("cannot start a private dockerd")
+    });
     if daemon.is_some() {
         backends.push("docker");
     }
-    let host = daemon.as_ref().map(|d| d.host.as_str());
+    let host = daemon.as_ref().map(ManagedDaemon::host);
+    let host = host.as_deref();
     let list = backends.join(",");
     let dir = tempfile::tempdir().unwrap();
     let base_rows = run_with(

@@ -41,6 +41,7 @@ fn slow_listener_is_ready_only_once_it_listens(kind: BackendKind, tag: &str) {
     let options = HostOptions {
         accel: Some(cvm::backend::vm::accel::AccelChoice::Tcg),
         kernel: None,
+        ..Default::default()
     };
     let prepared = backend::create(kind, &options)
         .prepare(&s, &image)

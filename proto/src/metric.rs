@@ -43,6 +43,9 @@ named_enum! {
         /// PSS of the host-wide daemons a backend needs (dockerd, containerd), once per run:
         /// shared by every instance of the host, so never inside an instance's figure.
         MemoryDaemon => "memory_daemon",
+        /// A private Docker daemon's start, from spawning dockerd to its first answer on its
+        /// socket, once per run: a host-wide cost, never inside an instance's startup.
+        DockerDaemonStart => "docker_daemon_start",
         /// Bytes on disk of the backend's whole stack.
         DiskFootprint => "disk_footprint",
         /// Responses per second during the load phase.
@@ -102,7 +105,8 @@ impl Metric {
             | Metric::CpuTime
             | Metric::CpuTimeHost
             | Metric::IoFsyncLatencyP50
-            | Metric::IoFsyncLatencyP99 => Unit::Seconds,
+            | Metric::IoFsyncLatencyP99
+            | Metric::DockerDaemonStart => Unit::Seconds,
             Metric::MemoryPss
             | Metric::MemoryOverhead
             | Metric::MemoryPssPeak

@@ -3,10 +3,16 @@
 //!
 //! Addressing: instances get consecutive /30 blocks of a subnet, `10.213.0.0/16` unless
 //! `CVM_CONTAINER_SUBNET` names another IPv4 prefix (at most /30). In block *k* the host end
-//! has `.4k+1` and the container's `eth0` `.4k+2`; a /16 holds 16384 instances. A block is
+//! has `.4k+1` and the container's `eth0` `.4k+2`; a /16 holds 15360 instances. A block is
 //! skipped when any host interface already has an address in it (another cvm, or a network the
 //! user's subnet choice collides with), and blocks in use by this process are tracked so
 //! concurrent instances never share one.
+//!
+//! The subnet's last sixteenth (`10.213.240.0/20` of the default) is never handed out as /30s:
+//! it is kept for the bridges of the Docker daemons cvm starts itself
+//! ([`Subnet::bridge_networks`], /24s of it), so a container's veth and a Docker bridge never
+//! share addresses, whichever cvm process made them. A subnet smaller than a /25 keeps nothing
+//! (its sixteenth would not hold a bridge and a container), and has no Docker bridge.
 //!
 //! Names: the host end is `cvm<token><n>`, where `<token>` is the first six alphanumeric
 //! characters of the launch's run id and `<n>` a per-process counter in base 36, so a name is at
@@ -122,6 +128,55 @@ impl Subnet {
         1u32 << (30 - u32::from(self.prefix))
     }
 
+    /// How many of its /30 blocks veth pairs may use: all but the bridge pool (the last
+    /// sixteenth), which comes after them.
+    pub fn veth_blocks(&self) -> u32 {
+        if self.prefix <= MAX_BRIDGE_POOL_PREFIX - 4 {
+            self.blocks() - self.blocks() / 16
+        } else {
+            self.blocks()
+        }
+    }
+
+    /// The networks a Docker bridge may take, in order: /24s of the subnet's last sixteenth
+    /// (the whole sixteenth when it is smaller than a /24); none when the subnet is smaller
+    /// than a /25.
+    pub fn bridge_networks(&self) -> Vec<Subnet> {
+        let pool_prefix = self.prefix + 4;
+        if pool_prefix > MAX_BRIDGE_POOL_PREFIX {
+            return Vec::new();
+        }
+        let pool_base = self.base + 4 * self.veth_blocks();
+        let prefix = pool_prefix.max(24);
+        let count = 1u32 << (prefix - pool_prefix);
+        let size = 1u32 << (32 - prefix);
+        (0..count)
+            .map(|i| Subnet {
+                base: pool_base + i * size,
+                prefix,
+            })
+            .collect()
+    }
+
+    /// The first host address: a bridge's own.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `addr` lies in this network.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        };
+        u32::from(addr) & mask == self.base
+    }
+
     /// (host end, container end) of block `k`.
     pub fn block(&self, k: u32) -> (Ipv4Addr, Ipv4Addr) {
         let net = self.base + 4 * k;
@@ -139,6 +194,9 @@ impl std::fmt::Display for Subnet {
         write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
     }
 }
+
+/// The smallest bridge pool: a /29 holds a bridge's address, five containers and broadcast.
+const MAX_BRIDGE_POOL_PREFIX: u8 = 29;
 
 /// Blocks held by this process's live instances.
 static IN_USE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
@@ -185,7 +243,7 @@ pub struct Link {
 fn reserve(subnet: Subnet) -> Result<u32, NetError> {
     let taken: Vec<Ipv4Addr> = host_ipv4_addresses();
     let mut in_use = IN_USE.lock().unwrap_or_else(|p| p.into_inner());
-    let n = subnet.blocks();
+    let n = subnet.veth_blocks();
     // A random start keeps two cvm processes that start together from racing for block 0.
     let start = fastrand::u32(..n);
     for i in 0..n {
@@ -208,7 +266,8 @@ fn release(block: u32) {
         .remove(&block);
 }
 
-fn host_ipv4_addresses() -> Vec<Ipv4Addr> {
+/// Every IPv4 address on the host's interfaces (whose networks cvm must not reuse).
+pub fn host_ipv4_addresses() -> Vec<Ipv4Addr> {
     nix::ifaddrs::getifaddrs()
         .map(|addrs| {
             addrs
@@ -429,6 +488,34 @@ mod tests {
         assert!(Subnet::parse("10.0.0.0/31").is_none());
         assert!(Subnet::parse("10.0.0.0").is_none());
         assert!(Subnet::parse("nonsense/8").is_none());
+    }
+
+    #[test]
+    fn docker_bridges_take_the_last_sixteenth_and_veths_never_do() {
+        let s = Subnet::parse("10.213.0.0/16").unwrap();
+        assert_eq!(s.veth_blocks(), 15360);
+        let (_, last_container) = s.block(s.veth_blocks() - 1);
+        assert_eq!(last_container, Ipv4Addr::new(10, 213, 239, 254));
+        let bridges = s.bridge_networks();
+        assert_eq!(bridges.len(), 16);
+        assert_eq!(bridges[0].to_string(), "10.213.240.0/24");
+        assert_eq!(bridges[0].gateway(), Ipv4Addr::new(10, 213, 240, 1));
+        assert_eq!(bridges[15].to_string(), "10.213.255.0/24");
+        for k in 0..s.veth_blocks() {
+            let (host, container) = s.block(k);
+            assert!(bridges
+                .iter()
+                .all(|b| !b.contains(host) && !b.contains(container)));
+        }
+        // A /24 keeps its last /28 for one bridge; a /26 is too small to keep anything.
+        let small = Subnet::parse("192.168.5.0/24").unwrap();
+        assert_eq!(small.veth_blocks(), 60);
+        let b = small.bridge_networks();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].to_string(), "192.168.5.240/28");
+        let tiny = Subnet::parse("192.168.5.0/26").unwrap();
+        assert_eq!(tiny.veth_blocks(), tiny.blocks());
+        assert!(tiny.bridge_networks().is_empty());
     }
 
     #[test]

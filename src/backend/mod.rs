@@ -116,6 +116,11 @@ pub trait Prepared: Send {
     fn disk_layers(&self) -> DiskLayers {
         BTreeMap::new()
     }
+    /// Host-wide figures of what the backend set up once for the whole run (a private Docker
+    /// daemon's start), recorded once, never inside an instance's phases.
+    fn host_figures(&self) -> Vec<(cvm_proto::metric::Metric, f64)> {
+        Vec::new()
+    }
 }
 
 /// One running instance of the workload.
@@ -213,6 +218,7 @@ impl BackendError {
 pub struct HostOptions {
     pub accel: Option<vm::accel::AccelChoice>,
     pub kernel: Option<PathBuf>,
+    pub docker: docker::DockerOptions,
 }
 
 /// The backend implementation for a name.
@@ -223,7 +229,7 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
         BackendKind::Runc | BackendKind::Crun | BackendKind::Gvisor => {
             Box::new(oci::OciBackend::new(kind))
         }
-        BackendKind::Docker => Box::new(docker::DockerBackend::new()),
+        BackendKind::Docker => Box::new(docker::DockerBackend::new(&opts.docker)),
         BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
         BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),
         BackendKind::VmUser => Box::new(vm::VmBackend::user_net(opts)),

@@ -34,6 +34,7 @@ const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
 pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let scenario = scenario::load(&args.scenario).map_err(Failure::usage)?;
+    let docker = args.docker.options().map_err(Failure::usage)?;
     let kinds = resolve_backends(&args, &scenario).map_err(Failure::usage)?;
     check_kernel(&args, &kinds).map_err(Failure::usage)?;
     // A baseline that cannot be compared is found before anything is measured.
@@ -102,6 +103,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let opts = HostOptions {
         accel: Some(args.accel),
         kernel: args.kernel.clone(),
+        docker,
     };
     let backends: Vec<Box<dyn Backend>> =
         kinds.iter().map(|&k| backend::create(k, &opts)).collect();
@@ -212,8 +214,10 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     };
     for lane in &mut lanes {
         let footprint = lane.footprint.clone();
-        lane.runner(&shared, &mut writer, None)
-            .record_disk(&footprint)?;
+        let host_figures = lane.prepared.host_figures();
+        let mut runner = lane.runner(&shared, &mut writer, None);
+        runner.record_disk(&footprint)?;
+        runner.record_host_figures(&host_figures)?;
     }
     let plan = Plan {
         warmup,

@@ -175,6 +175,14 @@ impl Runner<'_> {
         )
     }
 
+    /// The backend's host-wide figures (a private daemon's start), once per run.
+    pub fn record_host_figures(&mut self, figures: &[(Metric, f64)]) -> Result<(), Failure> {
+        for &(metric, value) in figures {
+            self.sample(0, Phase::Measure, metric, value)?;
+        }
+        Ok(())
+    }
+
     /// One launch, measured and torn down.
     pub fn run_once(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
         // Interleaved with the native runs, so drift on the host affects both alike, and before

@@ -4,7 +4,7 @@
 //! `fork` and `exec`, where only async-signal-safe calls are allowed (no allocation, no locks).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -89,4 +89,56 @@ pub fn tsc() -> Option<u64> {
 #[cfg(not(target_arch = "x86_64"))]
 pub fn tsc() -> Option<u64> {
     None
+}
+
+/// Sends `signal` to the process `pidfd` refers to. Unlike `kill`, it cannot reach a stranger
+/// that reused the PID: how cvm ends a process it started that is not its own child (the
+/// containerd its private dockerd started).
+pub fn pidfd_send_signal(
+    pidfd: BorrowedFd<'_>,
+    signal: nix::sys::signal::Signal,
+) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor the borrow keeps open, a signal number, a
+    // null siginfo (allowed: the kernel fills one in as kill does) and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Has the spawned child get `signal` if cvm dies before it (`PR_SET_PDEATHSIG`): a daemon cvm
+/// started must not outlive a cvm killed by SIGKILL. The kernel sends it when the *thread* that
+/// spawned the child ends, so spawn from a thread that lives as long as the child should.
+pub fn signal_on_parent_death(cmd: &mut Command, signal: nix::sys::signal::Signal) {
+    let parent = nix::unistd::getpid().as_raw();
+    let sig = signal as libc::c_int;
+    // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
+    // system calls (prctl, getppid, kill) on integers captured before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::c_ulong::try_from(sig).unwrap_or(15),
+            ) == -1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between the fork and the prctl: then nothing would
+            // ever send the signal, so the child sends it to itself.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), sig);
+            }
+            Ok(())
+        });
+    }
 }

@@ -3,7 +3,6 @@
 //! `CVM_REQUIRE_HOST=1` (CI sets it), in which case a missing prerequisite fails the test.
 #![allow(dead_code)]
 
-pub mod daemon;
 pub mod disk;
 pub mod instances;
 
