@@ -5,7 +5,8 @@
 //! - [`sys`]: the clone into new namespaces (the crate's `unsafe`);
 //! - [`rootfs`]: what the container's first process does inside before the workload runs
 //!   (mounts, `pivot_root`, hostname, `lo`, capabilities, `no_new_privs`);
-//! - [`net`]: a veth pair for a container that has a network beyond `lo`;
+//! - [`net`]: a veth pair for a container that has a network beyond `lo`, made with the few
+//!   rtnetlink requests of [`netlink`];
 //! - [`listen`]: whether a socket listens on a port (the inside half of a server's readiness);
 //!
 //! The binary (`main.rs`) adds the reader of an OCI bundle's `config.json` (the subset cvm
