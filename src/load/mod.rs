@@ -1,4 +1,5 @@
 //! Load generators run from the host against a ready instance, with identical settings on every
 //! backend.
 
+mod conn;
 pub mod http;

@@ -5,4 +5,5 @@ pub mod disk;
 pub mod fingerprint;
 pub mod host;
 pub mod memory;
+mod probe;
 pub mod startup;
