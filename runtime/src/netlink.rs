@@ -19,10 +19,12 @@ use nix::sys::socket::{
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
+const RTM_NEWNEIGH: u16 = 28;
 const RTM_NEWADDR: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const IFLA_IFNAME: u16 = 3;
@@ -34,6 +36,9 @@ const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+const NUD_PERMANENT: u16 = 0x80;
 const IFF_UP: u32 = 1;
 const AF_INET: u8 = libc::AF_INET as u8;
 /// RFC 2863's "up" in `IFLA_OPERSTATE`.
@@ -106,6 +111,19 @@ impl Netlink {
         attr(&mut body, IFA_LOCAL, &addr.octets());
         attr(&mut body, IFA_ADDRESS, &addr.octets());
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &body)
+    }
+
+    /// A permanent neighbour entry on interface `index`: `addr` is at `mac`, never asked by ARP.
+    pub fn add_neighbour(&mut self, index: i32, addr: Ipv4Addr, mac: [u8; 6]) -> io::Result<()> {
+        // struct ndmsg: family, 3 bytes of padding, ifindex, state, flags, type.
+        let mut body = Vec::with_capacity(32);
+        body.extend_from_slice(&[AF_INET, 0, 0, 0]);
+        body.extend_from_slice(&index.to_ne_bytes());
+        body.extend_from_slice(&NUD_PERMANENT.to_ne_bytes());
+        body.extend_from_slice(&[0, 0]);
+        attr(&mut body, NDA_DST, &addr.octets());
+        attr(&mut body, NDA_LLADDR, &mac);
+        self.request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, &body)
     }
 
     /// Brings interface `index` up.

@@ -280,7 +280,12 @@ impl Backend for VmBackend {
             net: None,
             disk: None,
             sandbox,
-            tap: tap.as_ref().map(|(link, _)| link.host_name.clone()),
+            tap: tap.as_ref().map(|(link, _)| {
+                (
+                    link.host_name.clone(),
+                    cvm_runtime::net::guest_mac(link.container_addr),
+                )
+            }),
         };
         // What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
         // (which carries the modules, busybox and the workload, so the image directory, which

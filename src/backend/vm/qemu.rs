@@ -123,8 +123,9 @@ pub struct QemuSpec {
     pub disk: Option<PathBuf>,
     /// `-sandbox` [`SANDBOX`] (only where [`sandbox_supported`]).
     pub sandbox: bool,
-    /// A NIC on this tap device instead of the user network (`net` then carries no forwards).
-    pub tap: Option<String>,
+    /// A NIC on this tap device, with this MAC address, instead of the user network (`net`
+    /// then carries no forwards).
+    pub tap: Option<(String, [u8; 6])>,
 }
 
 impl QemuSpec {
@@ -195,11 +196,12 @@ impl QemuSpec {
             a.push("-S".into());
         }
         let bus = self.profile.virtio_bus();
-        if let Some(tap) = &self.tap {
+        if let Some((tap, mac)) = &self.tap {
             a.push("-netdev".into());
             a.push(format!("tap,id=net0,ifname={tap},script=no,downscript=no").into());
             a.push("-device".into());
-            a.push(format!("virtio-net-{bus},netdev=net0").into());
+            let mac = mac.map(|b| format!("{b:02x}")).join(":");
+            a.push(format!("virtio-net-{bus},netdev=net0,mac={mac}").into());
         } else if let Some(forwards) = &self.net {
             let mut netdev = String::from("user,id=net0");
             for f in forwards {
@@ -358,7 +360,7 @@ mod tests {
     #[test]
     fn a_tap_nic_replaces_the_user_network() {
         let mut s = spec(Profile::Micro);
-        s.tap = Some("cvm1234vm0".into());
+        s.tap = Some(("cvm1234vm0".into(), [0x52, 0x54, 0, 1, 2, 3]));
         let line = s
             .args()
             .iter()
@@ -367,7 +369,7 @@ mod tests {
             .join(" ");
         assert!(
             line.contains(
-                "-netdev tap,id=net0,ifname=cvm1234vm0,script=no,downscript=no -device virtio-net-device,netdev=net0"
+                "-netdev tap,id=net0,ifname=cvm1234vm0,script=no,downscript=no -device virtio-net-device,netdev=net0,mac=52:54:00:01:02:03"
             ),
             "{line}"
         );
