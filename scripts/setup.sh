@@ -3,7 +3,10 @@
 # is already installed is left alone, and apt is only consulted when something is missing.
 #
 #   scripts/setup.sh            what `cvm compare` needs (QEMU, a guest kernel, busybox, runc, crun)
-#   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test)
+#   scripts/setup.sh --kernel   also what `cvm kernel build` needs (Debian's kernel source and
+#                               the kernel's build tools), for cvm's minimal guest kernel
+#   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test,
+#                               and the kernel build: CI boots the VM tests with both kernels)
 set -euo pipefail
 
 want=(
@@ -16,9 +19,14 @@ want=(
   e2fsprogs cpio xz-utils zstd file
   ca-certificates curl build-essential pkg-config
 )
-if [[ "${1:-}" == "--test" ]]; then
-  want+=(chromium fonts-dejavu-core)
-fi
+kernel_build=(linux-source make gcc binutils bc bison flex perl libelf-dev)
+for arg in "$@"; do
+  case "$arg" in
+    --test) want+=(chromium fonts-dejavu-core "${kernel_build[@]}") ;;
+    --kernel) want+=("${kernel_build[@]}") ;;
+    *) echo "scripts/setup.sh: unknown option $arg (--kernel, --test)" >&2; exit 2 ;;
+  esac
+done
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "scripts/setup.sh: run as root (it installs Debian packages with apt-get)" >&2

@@ -59,7 +59,10 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Doctor(args) => {
             let verdict = doctor::doctor(&backend::HostOptions {
                 accel: None,
-                kernel: args.kernel,
+                kernel: args
+                    .kernel
+                    .map(backend::vm::KernelChoice::Path)
+                    .unwrap_or_default(),
             });
             Ok(if verdict.ready() {
                 exit::OK
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 exit::RUN_FAILED
             })
         }
+        Command::Kernel(cli::KernelCommand::Build(args)) => kernel_build(&args),
         Command::Report(args) => {
             let summary = report::render_dir(&args.dir).map_err(|e| {
                 if e.is_bad_input() {
@@ -84,4 +88,39 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `cvm kernel build`: progress on stderr, the summary on stdout.
+fn kernel_build(args: &cli::KernelBuildArgs) -> Result<u8, Failure> {
+    use backend::vm::minimal::{self, MinimalKernelError};
+    let jobs = args.jobs.map(|j| j as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let opts = minimal::BuildOptions {
+        jobs,
+        force: args.force,
+    };
+    let built = minimal::build(&image::cache_dir(), &opts, &mut std::io::stderr()).map_err(
+        |e| match e {
+            MinimalKernelError::MissingPackages(_) | MinimalKernelError::NoSource(_) => {
+                Failure::usage(e)
+            }
+            e => Failure::run(anyhow::Error::new(e).context("cannot build the minimal kernel")),
+        },
+    )?;
+    println!(
+        "minimal guest kernel {} (linux-source {}, config {}): vmlinux {:.1} MiB at {}, \
+         built in {}",
+        built.release,
+        built.source_version,
+        built.config_hash,
+        built.vmlinux_bytes as f64 / (1024.0 * 1024.0),
+        built.vmlinux.display(),
+        humantime::format_duration(std::time::Duration::from_secs(
+            built.build_seconds.round() as u64
+        )),
+    );
+    Ok(exit::OK)
 }

@@ -186,7 +186,9 @@ impl BackendError {
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
     pub accel: Option<vm::accel::AccelChoice>,
-    pub kernel: Option<PathBuf>,
+    /// The `vm` backend's guest kernel; `vm-minimal` always boots the minimal one and
+    /// `vm-classic` never does.
+    pub kernel: vm::KernelChoice,
 }
 
 /// The backend implementation for a name.
@@ -196,7 +198,8 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
         BackendKind::Container => Box::new(container::ContainerBackend),
         BackendKind::Runc | BackendKind::Crun => Box::new(oci::OciBackend::new(kind)),
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
-        BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
-        BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),
+        BackendKind::Vm | BackendKind::VmMinimal | BackendKind::VmClassic => {
+            Box::new(vm::VmBackend::new(kind, opts))
+        }
     }
 }

@@ -8,5 +8,5 @@ mod model;
 pub use load::{builtin_names, builtins, load, parse, ScenarioError};
 pub use model::{
     BackendKind, DensitySpec, ImageSpec, LoadKind, LoadSpec, NetworkMode, Readiness, Resources,
-    Scenario, Workload,
+    Scenario, VmSettings, Workload,
 };

@@ -39,6 +39,19 @@ pub struct Scenario {
     pub load: Option<LoadSpec>,
     /// Start N instances per backend and keep them all running (the density scenario).
     pub density: Option<DensitySpec>,
+    /// Settings of the VM backends.
+    #[serde(default)]
+    pub vm: VmSettings,
+}
+
+/// `[vm]`: settings of the VM backends.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSettings {
+    /// The `vm` backend's guest kernel: `distro` (found under /boot, the default), `minimal`
+    /// (cvm's own, `cvm kernel build`; `vm` then runs as `vm-minimal`) or a bzImage path.
+    /// `--kernel` overrides it; `vm-classic` never boots the minimal kernel.
+    pub kernel: Option<String>,
 }
 
 fn default_runs() -> Spanned<u32> {
@@ -229,17 +242,21 @@ pub enum BackendKind {
     Crun,
     Docker,
     Vm,
+    /// `vm` booting cvm's minimal guest kernel: its own label, so a report can set both
+    /// kernels side by side.
+    VmMinimal,
     VmClassic,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 7] = [
+    pub const ALL: [BackendKind; 8] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,
         BackendKind::Crun,
         BackendKind::Docker,
         BackendKind::Vm,
+        BackendKind::VmMinimal,
         BackendKind::VmClassic,
     ];
 
@@ -251,6 +268,7 @@ impl BackendKind {
             BackendKind::Crun => "crun",
             BackendKind::Docker => "docker",
             BackendKind::Vm => "vm",
+            BackendKind::VmMinimal => "vm-minimal",
             BackendKind::VmClassic => "vm-classic",
         }
     }

@@ -33,6 +33,7 @@ pub mod accel;
 pub mod console;
 pub mod instance;
 pub mod kernel;
+pub mod minimal;
 pub mod modules;
 pub mod net;
 pub mod prepare;
@@ -40,6 +41,8 @@ pub mod qemu;
 pub mod qmp;
 
 pub use instance::InstanceError;
+pub use kernel::KernelChoice;
+pub use minimal::MinimalKernelError;
 pub use modules::ModulesError;
 pub use prepare::{find_qemu, kvm_verdict, PrepareError, VmBackend};
 
