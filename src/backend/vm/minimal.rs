@@ -47,7 +47,7 @@ pub enum MinimalKernelError {
     NoSource(PathBuf),
     #[error(
         "the minimal guest kernel is not built for this configuration (key {key}); \
-         run `cvm kernel build` (about 25 minutes on 2 CPUs)"
+         run `cvm kernel build` (about 50 minutes on 2 busy CPUs)"
     )]
     NotBuilt { key: String },
     #[error("cannot read the build record {path}")]
