@@ -7,15 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 cargo build --workspace --all-targets
-# cvm's minimal guest kernel, built once per configuration hash and source version: a build
-# already in the cache (/var/cache/cvm, or $CVM_CACHE_DIR) is reused, so only a changed
-# assets/kernel/minimal.config (or a new linux-source) pays the build (see the README).
-cargo run -q --bin cvm -- kernel build
 cargo test --workspace --no-fail-fast
-# The VM tests again with the minimal kernel: $CVM_KERNEL is --kernel's default, so their `vm`
-# runs as `vm-minimal`.
-CVM_KERNEL=minimal cargo test --no-fail-fast --test vm
-CVM_KERNEL=minimal cargo test --no-fail-fast --test faults_backends -- vm
+# Opt-in until the minimal kernel reaches ready (see the README): cvm's minimal guest kernel,
+# built once per configuration hash and source version (a build already in the cache is
+# reused, so only a changed assets/kernel/minimal.config or a new linux-source pays the build),
+# then the VM tests again with it ($CVM_KERNEL is --kernel's default, so their `vm` runs as
+# `vm-minimal`).
+if [[ "${CVM_TEST_MINIMAL_KERNEL:-}" == 1 ]]; then
+  cargo run -q --bin cvm -- kernel build
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test vm
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test faults_backends -- vm
+fi
 # Fuzz smoke: each cargo-fuzz target for 20 s from the committed corpus (stable Rust through
 # RUSTC_BOOTSTRAP=1; needs g++ from build-essential). The corpus replay itself already ran above,
 # in `cargo test` (tests/fuzz_corpus.rs). The long run is scripts/fuzz.sh.
