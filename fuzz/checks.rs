@@ -123,5 +123,7 @@ fn meta_for(rows: &[SampleRow]) -> RunMeta {
         environment: Environment::default(),
         backends,
         load: None,
+        order: None,
+        seed: None,
     }
 }

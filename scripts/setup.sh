@@ -3,29 +3,30 @@
 # is already installed is left alone, and apt is only consulted when something is missing.
 #
 #   scripts/setup.sh            what `cvm compare` needs (QEMU, a guest kernel, busybox, runc, crun)
+#                               and what building cvm needs
 #   scripts/setup.sh --kernel   also what `cvm kernel build` needs (Debian's kernel source and
 #                               the kernel's build tools), for cvm's minimal guest kernel
 #   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test,
-#                               and the kernel build: CI boots the VM tests with both kernels)
+#                               Ansible and sshd for the fleet test, and the kernel build: CI
+#                               boots the VM tests with both kernels)
 set -euo pipefail
 
-want=(
-  qemu-system-x86      # the vm and vm-classic backends
-  busybox-static       # a shell and coreutils for the image, statically linked
-  linux-image-amd64    # a guest kernel (the host's own kernel may be unreadable or absent)
-  runc crun            # the OCI runtime backends
-  docker.io            # the docker backend; cvm never starts dockerd, tests start a private one
-  iproute2             # veth pairs and network namespaces for the container backend
-  e2fsprogs cpio xz-utils zstd file
-  ca-certificates curl build-essential pkg-config
-)
-kernel_build=(linux-source make gcc binutils bc bison flex perl libelf-dev)
+# The package lists live in scripts/packages/, one package a line: the Ansible role that prepares
+# the hosts of a fleet (deploy/ansible) reads compare.txt too, so the two never drift apart.
+lists=(compare build)
 for arg in "$@"; do
   case "$arg" in
-    --test) want+=(chromium fonts-dejavu-core "${kernel_build[@]}") ;;
-    --kernel) want+=("${kernel_build[@]}") ;;
+    --test) lists+=(test kernel) ;;
+    --kernel) lists+=(kernel) ;;
     *) echo "scripts/setup.sh: unknown option $arg (--kernel, --test)" >&2; exit 2 ;;
   esac
+done
+want=()
+for list in "${lists[@]}"; do
+  # Strip comments and blank lines; the first word of what is left is the package.
+  while read -r p _; do
+    want+=("$p")
+  done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$(dirname "$0")/packages/$list.txt")
 done
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -44,7 +45,9 @@ if ((${#missing[@]})); then
   # --no-install-recommends keeps out daemons (e.g. a default dockerd) that would rewrite the
   # host's network.
   # docker.io's maintainer scripts would start a default dockerd, which rewrites the host's
-  # firewall and adds a bridge: forbid service starts during the install (policy-rc.d, exit 101).
+  # firewall and adds a bridge, and openssh-server's a host-wide sshd (the fleet test starts its
+  # own, one per network namespace): forbid service starts during the install (policy-rc.d, exit
+  # 101).
   # The guard is removed by a trap, so a failed apt-get (set -e) cannot leave it behind to block
   # every later service start on the host.
   # CVM_POLICY_RC_D moves the guard (tests point it into a temporary directory).

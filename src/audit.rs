@@ -5,7 +5,7 @@
 //!
 //! What counts:
 //! - processes running `cvm-guest` (by executable or first argument) and OCI runtime processes
-//!   (`runc`, `crun`) and their children — recorded with their memory cgroup, so a leak can be
+//!   (`runc`, `crun`, `runsc` with its sandbox and gofer) and their children — recorded with their memory cgroup, so a leak can be
 //!   traced to the run whose cgroup name it carries — and QEMU processes whose command line
 //!   names a `cvm-` path (a VM instance's QMP socket lives in its `cvm-<run>-...` temp dir);
 //! - mounts whose source or mount point mentions `cvm`;
@@ -111,6 +111,11 @@ pub fn snapshot() -> Snapshot {
     for name in names_in(&tmp, "cvm-") {
         add(ResourceKind::TempDir, tmp.join(name).display().to_string());
     }
+    // Instances' io directories live in the cache, not the temporary directory.
+    let io = crate::backend::io_dir::root();
+    for name in names_in(&io, crate::backend::io_dir::INSTANCE_PREFIX) {
+        add(ResourceKind::TempDir, io.join(name).display().to_string());
+    }
     let state = Path::new(crate::backend::oci::STATE_ROOT);
     for runtime in names_in(state, "") {
         for id in names_in(&state.join(&runtime), "") {
@@ -196,7 +201,8 @@ fn processes() -> Vec<String> {
     }
     let is_runtime = |p: &Proc| {
         let first = p.cmdline.split(' ').next().unwrap_or("");
-        ["runc", "crun"]
+        // runsc re-executes itself as its sandbox (the Sentry) and its gofer, named so.
+        ["runc", "crun", "runsc", "runsc-sandbox", "runsc-gofer"]
             .iter()
             .any(|r| first.ends_with(&format!("/{r}")) || first == *r)
     };

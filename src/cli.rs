@@ -33,8 +33,17 @@ pub enum Command {
     /// Check this host: root, cgroups, QEMU, guest kernel, KVM, runc, crun (with fix-it hints);
     /// exits 1 when a backend the built-in scenarios run by default cannot run here
     Doctor(DoctorArgs),
-    /// Re-render summary and report from a results directory's samples.csv
+    /// Re-render summary and report from a results directory's samples.csv, or merge several
+    /// hosts' results directories into one report (--merge)
     Report(ReportArgs),
+    /// Compare two results directories: medians, change, interval, permutation p-value; exits 1
+    /// when something regressed, 2 when the runs cannot be compared
+    Diff(DiffArgs),
+    /// Check a results directory against a bounds file; exits 1 when a bound fails
+    Check(CheckArgs),
+    /// Run a scenario on every host of an Ansible inventory, fetch each host's results and merge
+    /// them into one report; exits 1 when any host failed (the others are still merged)
+    Fleet(FleetArgs),
     /// cvm's minimal guest kernel (the `vm-minimal` backend, `--kernel minimal`)
     #[command(subcommand)]
     Kernel(KernelCommand),
@@ -96,6 +105,18 @@ pub struct CompareArgs {
     #[arg(long, value_name = "FILE")]
     pub export_markdown: Option<PathBuf>,
 
+    /// After the run, diff it against this earlier results directory (writes diff.html and
+    /// diff.md into the new results directory)
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: what makes the exit code 1
+    #[arg(long, value_enum, default_value_t = FailOn::Regression, requires = "baseline")]
+    pub fail_on: FailOn,
+
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+
     /// Hide the progress bar even on a terminal
     #[arg(long)]
     pub no_progress: bool,
@@ -109,6 +130,32 @@ pub struct CompareArgs {
     /// `vm-classic` boots too [default: the scenario's `[vm] kernel`, else distro]
     #[arg(long, value_name = "minimal|distro|PATH", env = "CVM_KERNEL")]
     pub kernel: Option<String>,
+
+    /// interleaved: every iteration runs each backend once, in a seeded random order (native
+    /// first), so host drift spreads over all backends; sequential: all runs of one backend,
+    /// then the next
+    #[arg(long, value_enum, default_value_t = RunOrder::Interleaved)]
+    pub order: RunOrder,
+
+    /// Seed of the interleaved order (recorded in run.json) [default: random]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// The order of the runs of several backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunOrder {
+    Interleaved,
+    Sequential,
+}
+
+impl RunOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOrder::Interleaved => "interleaved",
+            RunOrder::Sequential => "sequential",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -120,13 +167,165 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A results directory written by `cvm compare` (holds samples.csv)
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
+    /// A results directory written by `cvm compare` (holds samples.csv); with --merge, several
+    #[arg(value_name = "DIR", required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Merge the results directories of several hosts into one report, the host a dimension of
+    /// every chart and table
+    #[arg(long)]
+    pub merge: bool,
+
+    /// With --merge: where the merged report goes [default: `merged` beside the first DIR]
+    #[arg(short, long, value_name = "DIR", requires = "merge")]
+    pub output: Option<PathBuf>,
 
     /// Also write a Markdown summary table to this file
     #[arg(long, value_name = "FILE")]
     pub export_markdown: Option<PathBuf>,
+}
+
+/// What a diff against a baseline fails on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// A change that counts, in the worse direction
+    Regression,
+    /// Any change that counts, better or worse
+    Change,
+    /// Nothing: report only
+    None,
+}
+
+/// When a change counts (`cvm diff`, `cvm compare --baseline`).
+#[derive(Debug, Clone, Args)]
+pub struct ThresholdArgs {
+    /// Significance level: a change counts only when the permutation test's p is below it
+    #[arg(long, value_name = "P", default_value_t = crate::diff::DEFAULT_ALPHA, value_parser = parse_alpha)]
+    pub alpha: f64,
+
+    /// Noise threshold in percent: a change counts only when the median moved by more
+    #[arg(long, value_name = "PCT", default_value_t = crate::diff::DEFAULT_THRESHOLD * 100.0, value_parser = parse_percent)]
+    pub threshold: f64,
+
+    /// A metric's own noise threshold in percent (repeatable): `--metric-threshold memory_pss=2`
+    #[arg(long, value_name = "METRIC=PCT", value_parser = parse_metric_threshold)]
+    pub metric_threshold: Vec<(String, f64)>,
+}
+
+impl ThresholdArgs {
+    pub fn options(&self) -> crate::diff::DiffOptions {
+        crate::diff::DiffOptions {
+            alpha: self.alpha,
+            threshold: self.threshold / 100.0,
+            metric_thresholds: self
+                .metric_threshold
+                .iter()
+                .map(|(m, pct)| (m.clone(), pct / 100.0))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline results directory
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+
+    /// The results directory to compare with it
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+
+    /// What makes the exit code 1
+    #[arg(long, value_enum, default_value_t = FailOn::Regression)]
+    pub fail_on: FailOn,
+
+    /// Also write the comparison as Markdown to this file
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Also write the comparison as an HTML page with a chart to this file
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Also write the comparison as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub export_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A results directory written by `cvm compare`
+    #[arg(value_name = "RESULTS")]
+    pub results: PathBuf,
+
+    /// The bounds file (TOML: [[bound]] entries of backend, metric and a limit or a ratio)
+    #[arg(long, value_name = "FILE")]
+    pub bounds: PathBuf,
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}`: the significance level must be between 0 and 1"
+        )),
+    }
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a percentage (0 or more)")),
+    }
+}
+
+fn parse_metric_threshold(s: &str) -> Result<(String, f64), String> {
+    let (metric, pct) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected METRIC=PCT, e.g. memory_pss=2"))?;
+    if metric.trim().is_empty() {
+        return Err(format!("`{s}`: no metric name before `=`"));
+    }
+    Ok((metric.trim().to_string(), parse_percent(pct)?))
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cvm fleet --inventory hosts.ini --scenario startup -- --backends native,container --runs 10\n  cvm fleet -i hosts.ini -s web --parallel 1 --output reports/fleet-web"
+)]
+pub struct FleetArgs {
+    /// Ansible inventory naming the hosts (each host's results land under its inventory name)
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
+
+    /// A built-in scenario name, or a scenario TOML file (copied to every host)
+    #[arg(short, long, value_name = "NAME|PATH")]
+    pub scenario: String,
+
+    /// How many hosts run at once [default: all]; 1 for hosts that share hardware
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallel: Option<u32>,
+
+    /// Output directory: results/<host>/, report/ (merged) and fleet.json
+    /// [default: reports/fleet-<run-id>]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Seconds `cvm compare` may run on one host; then it is stopped and the host counts as failed
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub time_limit: u32,
+
+    /// Fetch every host's results but do not merge them
+    #[arg(long)]
+    pub no_merge: bool,
+
+    /// Options for every host's `cvm compare`, after `--` (e.g. -- --backends native,container --runs 10)
+    #[arg(last = true, value_name = "COMPARE OPTIONS")]
+    pub compare: Vec<String>,
 }
 
 fn parse_positive_secs(s: &str) -> Result<f64, String> {
@@ -162,5 +361,48 @@ mod tests {
         assert_eq!(args.backends.unwrap(), ["native", "vm"]);
         assert!(Cli::try_parse_from(["cvm", "compare", "-s", "web", "--runs", "0"]).is_err());
         assert!(Cli::try_parse_from(["cvm", "compare", "-s", "web", "--timeout", "-3"]).is_err());
+        assert!(Cli::try_parse_from(["cvm", "compare", "-s", "web", "--order", "random"]).is_err());
+        let cli = Cli::try_parse_from(["cvm", "compare", "-s", "web", "--seed", "7"]).unwrap();
+        let Command::Compare(args) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!((args.order, args.seed), (RunOrder::Interleaved, Some(7)));
+    }
+
+    #[test]
+    fn diff_thresholds_parse_and_bad_ones_are_rejected() {
+        let cli = Cli::try_parse_from([
+            "cvm",
+            "diff",
+            "a",
+            "b",
+            "--metric-threshold",
+            "memory_pss=2",
+            "--threshold",
+            "10%",
+        ])
+        .unwrap();
+        let Command::Diff(args) = cli.command else {
+            panic!("not diff")
+        };
+        let o = args.thresholds.options();
+        assert_eq!(o.threshold_for("memory_pss"), 0.02);
+        assert_eq!(o.threshold_for("ready_latency"), 0.1);
+        assert_eq!(o.alpha, crate::diff::DEFAULT_ALPHA);
+        for bad in [
+            &["--alpha", "1.5"][..],
+            &["--threshold", "-1"],
+            &["--metric-threshold", "memory_pss"],
+        ] {
+            let mut argv = vec!["cvm", "diff", "a", "b"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        // --fail-on without --baseline makes no sense on compare.
+        assert!(
+            Cli::try_parse_from(["cvm", "compare", "-s", "web", "--fail-on", "change"]).is_err()
+        );
+        // --output is for --merge only.
+        assert!(Cli::try_parse_from(["cvm", "report", "a", "-o", "x"]).is_err());
     }
 }

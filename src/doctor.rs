@@ -103,8 +103,31 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             ),
         },
     });
+    out.push(match backend::io_dir::root_filesystem() {
+        Result::Ok((dir, fs, false)) => check(
+            Ok,
+            "io directory",
+            format!("{} on {fs}", dir.display()),
+            None,
+        ),
+        Result::Ok((dir, fs, true)) => check(
+            Warn,
+            "io directory",
+            format!(
+                "{} on {fs}: io scenarios are refused unless they set io_storage = \"memory\"",
+                dir.display()
+            ),
+            Some("point CVM_CACHE_DIR at a disk-backed filesystem"),
+        ),
+        Err(e) => check(
+            Missing,
+            "io directory",
+            format!("{:#}", anyhow::Error::new(e)),
+            Some("make cvm's cache directory writable, or set CVM_CACHE_DIR"),
+        ),
+    });
     out.push(kvm_check(opts));
-    for (tool, pkg) in [("runc", "runc"), ("crun", "crun")] {
+    for (tool, pkg) in [("runc", "runc"), ("crun", "crun"), ("runsc", "runsc")] {
         out.push(match tool_version(tool, &["--version"]) {
             Some(v) => check(Ok, tool, v, None),
             None => check(

@@ -4,14 +4,18 @@
 //! [`scenario`] (what to run) → [`image`] (the one rootfs) → [`backend`] (native, containers,
 //! VMs) → [`measure`] (startup timeline, memory, environment) → [`results`] (samples and
 //! metadata on disk) → [`stats`] (medians, intervals, outliers) → [`report`] (what people read).
-//! [`compare`] drives the pipeline; [`sys`] is the only place with `unsafe`.
+//! [`compare`] drives the pipeline; [`fleet`] runs it on many hosts through Ansible; [`sys`] is
+//! the only place with `unsafe`.
 
 pub mod audit;
 pub mod backend;
+pub mod bounds;
 pub mod cli;
 pub mod compare;
+pub mod diff;
 pub mod doctor;
 pub mod exit;
+pub mod fleet;
 pub mod image;
 pub mod load;
 pub mod measure;
@@ -71,20 +75,50 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
         Command::Kernel(cli::KernelCommand::Build(args)) => kernel_build(&args),
-        Command::Report(args) => {
-            let summary = report::render_dir(&args.dir).map_err(|e| {
+        Command::Diff(args) => diff::command(&args),
+        Command::Check(args) => {
+            let bounds = bounds::load(&args.bounds).map_err(Failure::usage)?;
+            let summary = bounds::summary_of(&args.results).map_err(Failure::usage)?;
+            let checked = bounds::check(&bounds, &summary);
+            print!("{}", bounds::render(&checked));
+            Ok(
+                if checked.iter().any(|c| c.outcome == bounds::Outcome::Fails) {
+                    exit::RUN_FAILED
+                } else {
+                    exit::OK
+                },
+            )
+        }
+        Command::Report(args) if args.merge => {
+            let out = report::merge::output_dir(&args.dirs, args.output.as_deref());
+            let summary = report::merge::merge_dirs(&args.dirs, &out).map_err(|e| {
                 if e.is_bad_input() {
                     Failure::usage(e)
                 } else {
                     Failure::run(e)
                 }
             })?;
-            println!("{}", report::terminal::table(&summary));
-            if let Some(f) = &args.export_markdown {
-                std::fs::write(f, report::markdown::summary(&summary)).map_err(|e| {
-                    Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display()))
-                })?;
-            }
+            show_summary(&summary, args.export_markdown.as_deref())?;
+            eprintln!("cvm: merged report in {}", out.display());
+            Ok(exit::OK)
+        }
+        Command::Fleet(args) => fleet::fleet(args),
+        Command::Report(args) => {
+            let [dir] = args.dirs.as_slice() else {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "{} results directories given: `cvm report` re-renders one; give --merge to \
+                     merge several hosts' directories into one report",
+                    args.dirs.len()
+                )));
+            };
+            let summary = report::render_dir(dir).map_err(|e| {
+                if e.is_bad_input() {
+                    Failure::usage(e)
+                } else {
+                    Failure::run(e)
+                }
+            })?;
+            show_summary(&summary, args.export_markdown.as_deref())?;
             Ok(exit::OK)
         }
     }
@@ -123,4 +157,17 @@ fn kernel_build(args: &cli::KernelBuildArgs) -> Result<u8, Failure> {
         )),
     );
     Ok(exit::OK)
+}
+
+/// Prints a rendered run's table and writes its Markdown where `--export-markdown` says.
+fn show_summary(
+    summary: &results::RunSummary,
+    markdown: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    println!("{}", report::terminal::table(summary));
+    if let Some(f) = markdown {
+        std::fs::write(f, report::markdown::summary(summary))
+            .map_err(|e| Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display())))?;
+    }
+    Ok(())
 }

@@ -86,7 +86,10 @@ fn unknown_backend_exits_2_listing_the_valid_ones() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("lxd") && err.contains("container") && err.contains("vm-classic"),
+        err.contains("lxd")
+            && err.contains("container")
+            && err.contains("vm-classic")
+            && err.contains("vm-user"),
         "{err}"
     );
 }
@@ -96,7 +99,15 @@ fn missing_scenario_exits_2_listing_the_builtins() {
     let out = cvm(&["compare", "--scenario", "nosuch"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    for name in ["startup", "web", "cpu", "memory", "io", "density"] {
+    for name in [
+        "startup",
+        "startup-cold",
+        "web",
+        "cpu",
+        "memory",
+        "io",
+        "density",
+    ] {
         assert!(err.contains(name), "{err}");
     }
 }
@@ -127,8 +138,10 @@ fn scenarios_lists_every_builtin_once() {
     let out = cvm(&["scenarios"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 6, "{text}");
-    assert!(text.lines().any(|l| l.starts_with("web ")));
+    assert_eq!(text.lines().count(), 8, "{text}");
+    for name in ["web ", "sweep ", "startup-cold "] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+    }
 }
 
 #[test]
@@ -149,6 +162,7 @@ fn doctor_reports_every_check() {
         "cgroups",
         "QEMU",
         "guest kernel",
+        "io directory",
         "KVM",
         "runc",
         "crun",
@@ -279,10 +293,17 @@ fn native_web_is_ready_on_its_first_http_response() {
     assert_eq!(meta["scenario"]["definition"]["readiness"]["kind"], "http");
     // How the load was generated and limited is part of the record.
     assert_eq!(meta["load"]["connections"], "4");
+    assert_eq!(meta["load"]["client_threads"], "1");
     assert!(meta["load"]["client"]
         .as_str()
         .unwrap()
-        .contains("one thread"));
+        .contains("1 thread(s)"));
+    // Where the instance and the client ran, or why they were not placed.
+    let placement = meta["load"]["placement"].as_str().unwrap();
+    assert!(
+        placement.starts_with("instance on CPU(s) ") || placement.starts_with("none ("),
+        "{placement}"
+    );
 }
 
 #[test]
@@ -334,6 +355,8 @@ fn empty_results(dir: &std::path::Path) {
         environment: Environment::default(),
         backends: Vec::new(),
         load: None,
+        order: None,
+        seed: None,
     };
     meta.write(&dir.join(cvm::results::META_FILE)).unwrap();
     drop(SampleWriter::create(&dir.join(cvm::results::SAMPLES_FILE)).unwrap());

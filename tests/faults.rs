@@ -105,10 +105,28 @@ fn sigint_during_load_keeps_samples_and_leaves_nothing() {
     let port = free_port();
     let s = scenario(dir.path(), &web(port, 30));
     let out = dir.path().join("out");
+    let before = cvm::audit::snapshot();
     let child = start(&s, &out);
     // Ready (the first run's ready_latency is on disk) and measuring: interrupted mid-run.
     wait_for("the first sample", || has_sample(&out, "ready_latency"));
+    let placed = cvm::backend::placement::Placement::split(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        1,
+    )
+    .filter(|_| common::is_root() && cvm::backend::cgroup::cpuset_supported());
+    if let Some(p) = &placed {
+        // During the load, the server runs only on the instance's CPUs (its cgroup's cpuset).
+        let server = pids_with(&format!("--port {port}"));
+        assert_eq!(server.len(), 1, "{server:?}");
+        let allowed = std::fs::read_to_string(format!("/proc/{}/status", server[0])).unwrap();
+        let expected = format!(
+            "Cpus_allowed_list:\t{}",
+            cvm::backend::placement::cpu_list(&p.instance)
+        );
+        assert!(allowed.lines().any(|l| l == expected), "{allowed}");
+    }
     signal(&child, 2);
+    let child_pid = child.id();
     let result = child.wait_with_output().unwrap();
     assert_eq!(result.status.code(), Some(130), "{}", stderr(&result));
     assert!(samples(&out).iter().any(|r| r.metric == "ready_latency"));
@@ -117,6 +135,12 @@ fn sigint_during_load_keeps_samples_and_leaves_nothing() {
         pids_with(&format!("--port {port}")).is_empty(),
         "the workload outlived cvm"
     );
+    // Nothing of the run stays: no cgroup in any hierarchy (cpuset included), no process.
+    let token = format!("cvm-{:04x}", child_pid & 0xffff);
+    let leaked = cvm::audit::snapshot()
+        .matching(&token)
+        .leaked_since(&before);
+    assert!(leaked.is_empty(), "left behind: {leaked:?}");
 }
 
 #[test]

@@ -159,6 +159,14 @@ fn usable(kind: BackendKind) -> bool {
     if kind == BackendKind::Runc && !host_has(which("runc"), "runc is not installed") {
         return false;
     }
+    if kind == BackendKind::Gvisor
+        && !host_has(
+            which("runsc"),
+            "runsc is not installed (apt-get install runsc)",
+        )
+    {
+        return false;
+    }
     match backend::create(kind, &HostOptions::default()).availability() {
         Availability::Available => true,
         Availability::Unavailable { reason, .. } => {
@@ -192,16 +200,28 @@ fn a_workload_crashing_at_start_is_a_failed_run_on_container_and_runc() {
     if !usable(BackendKind::Container) || !usable(BackendKind::Runc) {
         return;
     }
+    crashing_at_start_is_a_failed_run(&["container", "runc"]);
+}
+
+#[test]
+fn a_workload_crashing_at_start_is_a_failed_run_on_gvisor() {
+    if !usable(BackendKind::Gvisor) {
+        return;
+    }
+    crashing_at_start_is_a_failed_run(&["gvisor"]);
+}
+
+fn crashing_at_start_is_a_failed_run(backends: &[&str]) {
     let run = Run::new(
         "name = \"crash\"\nruns = 1\nwarmup = 0\ntimeout_s = 20\n[workload]\napplet = \"crash\"\n",
     );
     let before = audit::snapshot();
-    let child = run.spawn("container,runc", &[]);
+    let child = run.spawn(&backends.join(","), &[]);
     let pid = child.id();
     let out = finish(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let rows = run.rows();
-    for backend in ["container", "runc"] {
+    for &backend in backends {
         let failed: Vec<_> = rows
             .iter()
             .filter(|r| r.0 == backend && r.1 == "run_failed")
@@ -240,7 +260,7 @@ fn a_container_that_never_gets_ready_fails_at_the_timeout_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("did not become ready within 2.0 s (last phase reached: workload)"),
+        err.contains("did not become ready within 2.0 s (last phase reached: runtime)"),
         "unclear error: {err}"
     );
     let rows = run.rows();
@@ -296,7 +316,7 @@ fn a_vm_listens_only_on_loopback_runs_sandboxed_and_a_sigkilled_qemu_is_a_failed
          [workload]\napplet = \"http\"\nargs = [\"--port\", \"8080\"]\n\
          [readiness]\nkind = \"http\"\nport = 8080\n\
          [load]\nkind = \"http\"\nduration_s = 8\nconnections = 1\n\
-         [resources]\nvcpus = 1\nmemory_mib = 128\nnetwork = \"private\"\n",
+         [resources]\nvcpus = 1\nmemory_mib = 128\nnetwork = \"user\"\n",
     );
     let before = audit::snapshot();
     let child = run.spawn("vm", &["--accel", "tcg"]);
@@ -325,6 +345,46 @@ fn a_vm_listens_only_on_loopback_runs_sandboxed_and_a_sigkilled_qemu_is_a_failed
             .any(|r| r.kind == audit::ResourceKind::Process && r.name.contains("qemu-system")),
         "the leak audit does not see this run's QEMU"
     );
+
+    // Placement: QEMU, every thread of it, runs only on the instance's CPUs, in a cgroup of its
+    // own, and the run's record says where the client ran.
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(p) = backend::placement::Placement::split(ncpu, 1)
+        .filter(|_| backend::cgroup::cpuset_supported())
+    {
+        let expected = format!(
+            "Cpus_allowed_list:\t{}",
+            backend::placement::cpu_list(&p.instance)
+        );
+        for task in std::fs::read_dir(format!("/proc/{qemu}/task"))
+            .unwrap()
+            .flatten()
+        {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            assert!(
+                status.is_empty() || status.lines().any(|l| l == expected),
+                "a QEMU thread may run outside the instance's CPUs:\n{status}"
+            );
+        }
+        let cgroups = std::fs::read_to_string(format!("/proc/{qemu}/cgroup")).unwrap();
+        assert!(
+            cgroups
+                .lines()
+                .any(|l| l.contains("cpu") && l.contains(&run_token(pid))),
+            "QEMU is not in the instance's cgroup:\n{cgroups}"
+        );
+        let placement = run.meta()["load"]["placement"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            placement.contains(&format!(
+                "load client on CPU(s) {}",
+                backend::placement::cpu_list(&p.client)
+            )),
+            "{placement}"
+        );
+    }
 
     let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap())
         .replace('\0', " ");
@@ -380,9 +440,9 @@ fn without_runc_the_runc_backend_is_unavailable_and_the_others_run() {
     {
         return;
     }
-    // cvm finds runc through PATH and the sbin directories root's PATH may lack, so PATH alone
-    // cannot hide it: a private mount namespace for this cvm, with /dev/null bound over every
-    // runc it would find, makes it missing for that process only.
+    // cvm finds runc through PATH, where its other tools (ip, QEMU) live too, so PATH cannot
+    // hide runc alone: a private mount namespace for this cvm, with /dev/null bound over every
+    // runc in PATH or the usual sbin directories, makes it missing for that process only.
     let mut hidden: BTreeSet<PathBuf> = BTreeSet::new();
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in
@@ -553,4 +613,57 @@ fn sigint_during_teardown_finishes_it_and_exits_130() {
 #[test]
 fn sigterm_during_teardown_finishes_it_and_exits_130() {
     signal_during_teardown(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn a_vm_on_a_private_network_is_reached_over_its_tap_and_the_tap_goes_with_it() {
+    if !vm_host() || !host_has(is_root(), "a tap device needs root") {
+        return;
+    }
+    let run = Run::new(
+        "name = \"vmtap\"\nruns = 1\nwarmup = 0\ntimeout_s = 120\n\
+         [workload]\napplet = \"http\"\nargs = [\"--port\", \"8080\"]\n\
+         [readiness]\nkind = \"http\"\nport = 8080\n\
+         [load]\nkind = \"http\"\nduration_s = 2\nconnections = 2\n\
+         [resources]\nvcpus = 1\nmemory_mib = 128\nnetwork = \"private\"\n",
+    );
+    let before = audit::snapshot();
+    let child = run.spawn("vm", &["--accel", "tcg"]);
+    let pid = child.id();
+    let tap_prefix = format!("cvm{:04x}vm", pid & 0xffff);
+    let taps = || -> Vec<String> {
+        std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&tap_prefix))
+            .collect()
+    };
+    wait_for("the guest to be ready", Duration::from_secs(90), || {
+        run.has_sample("ready_latency")
+    });
+    // The guest is reached over the tap: QEMU forwards nothing, so it listens on no port.
+    assert_eq!(taps().len(), 1, "expected one tap named {tap_prefix}*");
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let network = run.meta()["backends"][0]["config"]["network"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(network.starts_with("private (tap "), "{network}");
+    let rows = run.rows();
+    let value = |m: &str| rows.iter().find(|r| r.1 == m).map(|r| r.2);
+    assert!(value("http_rps").is_some_and(|v| v > 0.0), "{rows:#?}");
+    // Over a tap nothing but the client reaches the server: the counts agree within the two
+    // requests in flight at the deadline.
+    let (served, counted) = (
+        value("http_server_requests").unwrap(),
+        value("http_requests").unwrap(),
+    );
+    assert!(
+        served >= counted && served <= counted + 2.0,
+        "served {served}, counted {counted}"
+    );
+    assert!(taps().is_empty(), "tap left behind: {:?}", taps());
+    run.assert_nothing_left(&before, pid);
 }

@@ -33,10 +33,13 @@ fn environment() -> Environment {
         root: true,
         cvm_version: "0.1.0".into(),
         git_sha: "abc1234".into(),
+        build_profile: "release".into(),
         tools: BTreeMap::from([
             ("qemu".to_string(), "7.2.22".to_string()),
             ("runc".to_string(), "1.1.5".to_string()),
         ]),
+        fingerprint: Default::default(),
+        load: None,
     }
 }
 
@@ -69,7 +72,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 const PROFILES: &[Profile] = &[
     Profile {
         name: "native",
-        phases: &[("spawn", 0.0011), ("ready", 0.0009)],
+        phases: &[("cgroup_join", 0.0011), ("workload_start", 0.0009)],
         pss: 2.1 * MIB,
         overhead: None,
         disk: &[("app", 1.2 * MIB), ("libs", 1.1 * MIB)],
@@ -79,10 +82,10 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "container",
         phases: &[
-            ("spawn", 0.0012),
-            ("init", 0.0018),
-            ("workload", 0.0004),
-            ("ready", 0.0009),
+            ("cgroup_join", 0.0012),
+            ("runtime", 0.0018),
+            ("workload_start", 0.0004),
+            ("probe", 0.0009),
         ],
         pss: 3.0 * MIB,
         overhead: Some(0.9 * MIB),
@@ -97,10 +100,9 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "runc",
         phases: &[
-            ("spawn", 0.002),
-            ("init", 0.019),
-            ("workload", 0.0005),
-            ("ready", 0.001),
+            ("runtime", 0.021),
+            ("workload_start", 0.0005),
+            ("probe", 0.001),
         ],
         pss: 9.0 * MIB,
         overhead: Some(6.9 * MIB),
@@ -115,10 +117,9 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "docker",
         phases: &[
-            ("spawn", 0.004),
-            ("init", 0.2),
-            ("workload", 0.0005),
-            ("ready", 0.001),
+            ("runtime", 0.204),
+            ("workload_start", 0.0005),
+            ("probe", 0.001),
         ],
         pss: 40.0 * MIB,
         overhead: Some(37.9 * MIB),
@@ -130,14 +131,33 @@ const PROFILES: &[Profile] = &[
         rps: 15000.0,
         p50: 0.00015,
     },
+    // A sandbox: recorded as a container stack, drawn in its own group with a Sentry layer.
+    Profile {
+        name: "gvisor",
+        phases: &[
+            ("runtime", 0.31),
+            ("workload_start", 0.002),
+            ("probe", 0.002),
+        ],
+        pss: 60.0 * MIB,
+        overhead: Some(57.9 * MIB),
+        disk: &[
+            ("app", 1.2 * MIB),
+            ("libs", 1.1 * MIB),
+            ("runtime", 38.0 * MIB),
+        ],
+        rps: 6000.0,
+        p50: 0.0006,
+    },
     Profile {
         name: "vm",
         phases: &[
-            ("spawn", 0.03),
-            ("kernel", 0.45),
-            ("init", 0.95),
-            ("workload", 0.04),
-            ("ready", 0.05),
+            ("vmm_start", 0.03),
+            ("firmware", 0.01),
+            ("kernel", 0.44),
+            ("guest_init", 0.95),
+            ("workload_start", 0.04),
+            ("probe", 0.05),
         ],
         pss: 160.0 * MIB,
         overhead: Some(157.9 * MIB),
@@ -153,11 +173,12 @@ const PROFILES: &[Profile] = &[
     Profile {
         name: "vm-classic",
         phases: &[
-            ("spawn", 0.03),
-            ("kernel", 2.1),
-            ("init", 1.9),
-            ("workload", 0.05),
-            ("ready", 0.06),
+            ("vmm_start", 0.03),
+            ("firmware", 2.1),
+            ("kernel", 1.5),
+            ("guest_init", 0.4),
+            ("workload_start", 0.05),
+            ("probe", 0.06),
         ],
         pss: 190.0 * MIB,
         overhead: Some(187.9 * MIB),
@@ -221,6 +242,8 @@ fn write_results(dir: &Path, name: &str, description: &str) {
             "connections".to_string(),
             "4".to_string(),
         )])),
+        order: Some("interleaved".into()),
+        seed: Some(7),
     };
     meta.write(&dir.join(META_FILE)).unwrap();
 
@@ -333,7 +356,14 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-const SECTIONS: &[&str] = &["environment", "summary", "stack", "charts", "files"];
+const SECTIONS: &[&str] = &[
+    "findings",
+    "environment",
+    "summary",
+    "stack",
+    "charts",
+    "files",
+];
 const CHARTS: &[&str] = &[
     "startup",
     "phases",
@@ -383,6 +413,23 @@ fn a_report_has_every_section_and_chart_file() {
         assert!(html.contains(&format!("href=\"{file}\"")), "{file}");
     }
     assert!(dir.path().join("summary.md").is_file());
+    // The answer comes first, with figures computed from these samples.
+    let at = |id: &str| html.find(&format!("<section id=\"{id}\">")).unwrap();
+    assert!(at("findings") < at("environment"));
+    let findings = &html[at("findings")..at("environment")];
+    assert!(
+        findings.contains("gvisor was ready in") && findings.contains("faster than vm-classic"),
+        "{findings}"
+    );
+    // One column per backend that ran, in its group; gVisor's with its Sentry.
+    for text in [
+        "Sandbox",
+        "Sentry (user-space kernel): runsc",
+        "Docker Engine: dockerd, containerd,",
+        "Not drawn: crun: unavailable",
+    ] {
+        assert!(html.contains(text), "{text}");
+    }
     // The stack diagram names every layer of the three stacks.
     for layer in [
         "Guest OS",
@@ -507,23 +554,27 @@ fn the_report_renders_in_a_real_browser() {
         return;
     }
     let (dir, _) = render("browser", HOSTILE_NAME, HOSTILE_DESCRIPTION);
-    let url = format!("file://{}", dir.path().join("index.html").display());
+    let dom = check_in_browser(dir.path(), "browser");
+    assert!(dom.contains("id=\"tcg-warning\""));
+    // The hostile name is text in the DOM, not an element.
+    assert!(!dom.contains("<script>alert(1)</script>"));
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}
 
+/// Loads `dir/index.html` in headless Chromium: every section, an inline SVG per chart, and a
+/// screenshot that is not blank. Returns the DOM.
+fn check_in_browser(dir: &Path, keep_as: &str) -> String {
+    let url = format!("file://{}", dir.join("index.html").display());
     let profile = tempfile::tempdir().unwrap();
     let dom = chromium(&["--dump-dom", &url], profile.path());
     for id in SECTIONS {
         assert!(dom.contains(&format!("id=\"{id}\"")), "DOM lacks #{id}");
     }
-    assert!(dom.contains("id=\"tcg-warning\""));
     assert!(
         dom.matches("<svg").count() >= CHARTS.len(),
         "inline SVG missing"
     );
-    // The hostile name is text in the DOM, not an element.
-    assert!(!dom.contains("<script>alert(1)</script>"));
-    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-
-    let shot = dir.path().join("screenshot.png");
+    let shot = dir.join("screenshot.png");
     let profile = tempfile::tempdir().unwrap();
     chromium(
         &[
@@ -539,7 +590,53 @@ fn the_report_renders_in_a_real_browser() {
         "the screenshot looks blank: only {colours} distinct colours"
     );
     if let Ok(keep) = std::env::var("CVM_KEEP_REPORT") {
-        let _ = std::fs::copy(&shot, Path::new(&keep).join("browser/screenshot.png"));
+        let keep = Path::new(&keep).join(keep_as);
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(&shot, keep.join("screenshot.png"));
+    }
+    dom
+}
+
+/// `cvm report --merge` of three hosts' results: the host is in every backend's name, the
+/// fingerprints stand side by side, and the page passes the same browser check.
+#[test]
+fn a_merged_report_of_three_hosts_renders_in_a_real_browser() {
+    if !common::host_has(
+        common::which("chromium") && Path::new("/usr/bin/chromium").exists(),
+        "headless Chromium (/usr/bin/chromium; scripts/setup.sh --test installs it)",
+    ) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = ["alpha", "beta", "gamma"]
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let d = root.path().join(host);
+            std::fs::create_dir_all(&d).unwrap();
+            write_results(&d, "web", "three hosts");
+            let path = d.join(META_FILE);
+            let mut meta = RunMeta::read(&path).unwrap();
+            meta.environment.host = host.to_string();
+            meta.environment.fingerprint.smt = ["on", "off", "on"][i].into();
+            meta.write(&path).unwrap();
+            d
+        })
+        .collect();
+    let out = root.path().join("merged");
+    let summary = cvm::report::merge::merge_dirs(&dirs, &out).expect("merge failed");
+    assert!(summary.backend("vm@gamma").is_some());
+    let dom = check_in_browser(&out, "merged");
+    assert!(dom.contains("id=\"hosts\""));
+    assert!(
+        dom.contains("SMT ≠"),
+        "the differing fingerprint row is marked"
+    );
+    for host in ["alpha", "beta", "gamma"] {
+        assert!(dom.contains(&format!("container@{host}")), "{host} missing");
+    }
+    if let Ok(keep) = std::env::var("CVM_KEEP_REPORT") {
+        copy_dir(&out, &PathBuf::from(keep).join("merged"));
     }
 }
 

@@ -110,11 +110,11 @@ fn vm_boots_to_ready_with_every_phase_labelled_with_its_accelerator() {
     let csv = std::fs::read_to_string(s.dir.path().join("out/samples.csv")).unwrap();
     for metric in [
         "ready_latency",
-        "phase.spawn",
+        "phase.vmm_start",
+        "phase.firmware",
         "phase.kernel",
-        "phase.init",
-        "phase.workload",
-        "phase.ready",
+        "phase.guest_init",
+        "phase.workload_start",
     ] {
         assert!(
             csv.lines()
@@ -157,7 +157,7 @@ fn a_guest_that_never_gets_ready_fails_at_the_timeout_and_leaves_nothing() {
     let err = stderr(&out);
     assert!(
         err.contains("did not become ready within 20.0 s")
-            && err.contains("last phase reached: workload"),
+            && err.contains("last phase reached: guest_init"),
         "unclear error: {err}"
     );
     assert!(

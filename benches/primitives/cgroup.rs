@@ -44,6 +44,7 @@ impl Drop for Helper {
 const LIMITS: Limits = Limits {
     memory_bytes: 256 << 20,
     cpus: 1,
+    cpuset: None,
 };
 
 /// Writes `pid` into `cgroup.procs` of each directory.

@@ -1,6 +1,7 @@
 //! container — `cvm-guest hello` from the `startup` scenario's image, from the call to the
 //! backend's `launch` (which includes cvm's cgroup creation, or runc's bundle writing) to:
-//! - `cvm_spawn_to_exec`: cvm's clone has exec'd `cvm-guest init` (the `spawn` phase);
+//! - `cvm_spawn_to_cgroup_join`: cvm's clone has joined the container's cgroup (the
+//!   `cgroup_join` phase);
 //! - `cvm_spawn_to_init`, `runc_spawn_to_init`: init's first marker arrived (the exec as seen
 //!   from inside; comparable between the two runtimes);
 //! - `cvm_spawn_to_exit`, `runc_spawn_to_exit`: the container's init (cvm) or `runc run`
@@ -22,7 +23,7 @@ use crate::{error_chain, Env, EVENT_TIMEOUT, PREFIX};
 /// Which instant of a launch a case stops at.
 #[derive(Clone, Copy)]
 enum Until {
-    Exec,
+    CgroupJoin,
     Init,
     Exit,
 }
@@ -63,7 +64,9 @@ fn wait_for(instance: &dyn Instance, until: Until) -> Instant {
             }
         };
         match (until, event) {
-            (Until::Exec, Event::Phase(cvm_proto::metric::Phase::Spawn, at)) => target = Some(at),
+            (Until::CgroupJoin, Event::Phase(cvm_proto::metric::Phase::CgroupJoin, at)) => {
+                target = Some(at)
+            }
             (Until::Init, Event::Marker(Marker::Init, at)) => target = Some(at),
             (_, Event::Exited(info, at)) => {
                 assert!(info.success(), "{info}; output: {output:?}");
@@ -121,7 +124,7 @@ pub fn benches(c: &mut Criterion, env: &mut Env) {
         .sample_size(15)
         .measurement_time(Duration::from_millis(1500));
     let cases = [
-        ("cvm", "spawn_to_exec", Until::Exec),
+        ("cvm", "spawn_to_cgroup_join", Until::CgroupJoin),
         ("cvm", "spawn_to_init", Until::Init),
         ("cvm", "spawn_to_exit", Until::Exit),
         ("runc", "spawn_to_init", Until::Init),

@@ -7,7 +7,11 @@
 //!    `pivot_root`, hostname, capabilities: see `container_init`); a VM's init, configured by a
 //!    file in its initramfs instead of arguments, mounts proc/sys/dev, loads the image's kernel
 //!    modules and configures the network (see `vm_init`); a plain process has nothing to do;
-//! 3. run the workload, announced as `CVM:workload <name>` right before it starts.
+//!    then `CVM:configured`: the instance is finished (the end of the host's `runtime` phase in a
+//!    container, of `guest_init` in a VM);
+//! 3. run the workload, announced as `CVM:workload <name>` right before it starts; with
+//!    `--watch-port P` (a server), a forked watcher also writes `CVM:listening P` once a socket
+//!    is in LISTEN on P inside the instance (see `watch`).
 //!
 //! How the workload runs depends on the PID. Outside a PID namespace init simply `exec`s it, so
 //! the measured process tree has no extra process. As PID 1 it cannot: the kernel gives PID 1
@@ -25,6 +29,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
+use cvm_proto::listen::WATCH_PORT_OPTION;
 use cvm_proto::Marker;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -35,9 +40,9 @@ use crate::markers::Markers;
 use crate::{find_applet, signals, Applet, AppletResult, Failure};
 
 /// `cvm-guest init --help`.
-pub const USAGE: &str = "usage: cvm-guest init [--] <applet|command> [args...]\n\n\
+pub const USAGE: &str = "usage: cvm-guest init [--watch-port P] [--] <applet|command> [args...]\n\n\
      Writes CVM:init, then runs the workload: an applet of this binary (hello, http, ...) or any\n\
-     command. As PID 1 it supervises the workload (forwards SIGTERM/SIGINT, reaps children,\n\
+     command. With --watch-port, writes CVM:listening P once a socket listens on TCP port P. As PID 1 it supervises the workload (forwards SIGTERM/SIGINT, reaps children,\n\
      writes CVM:exit <code>); otherwise it execs it directly.\n";
 
 /// The exit code when the workload cannot be found, as in a shell.
@@ -52,6 +57,9 @@ pub struct Config {
     pub command: OsString,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// A TCP port to watch for a socket in LISTEN (`--watch-port`), reported as
+    /// `CVM:listening`: the inside half of a server's readiness.
+    pub watch_port: Option<u16>,
 }
 
 impl Config {
@@ -60,14 +68,28 @@ impl Config {
     pub fn parse(argv: &[OsString]) -> Result<Config, Failure> {
         // Init's own options go before the command; `--` ends them.
         let mut rest = argv;
-        if let Some((first, tail)) = rest.split_first() {
+        let mut watch_port = None;
+        while let Some((first, tail)) = rest.split_first() {
             match first.to_str() {
-                Some("--") => rest = tail,
+                Some("--") => {
+                    rest = tail;
+                    break;
+                }
                 Some("--help" | "-h") => return Err(Failure::Help),
+                Some(WATCH_PORT_OPTION) => {
+                    let value = tail.first().and_then(|v| v.to_str()).ok_or_else(|| {
+                        Failure::Usage(format!("{WATCH_PORT_OPTION} needs a port"))
+                    })?;
+                    let port = value.parse::<u16>().ok().filter(|p| *p != 0);
+                    watch_port = Some(port.ok_or_else(|| {
+                        Failure::Usage(format!("invalid port '{value}' for {WATCH_PORT_OPTION}"))
+                    })?);
+                    rest = &tail[1..];
+                }
                 Some(option) if option.starts_with('-') => {
                     return Err(Failure::Usage(format!("unknown option '{option}'")));
                 }
-                _ => {}
+                _ => break,
             }
         }
         let Some((command, args)) = rest.split_first() else {
@@ -76,6 +98,7 @@ impl Config {
         Ok(Config {
             command: command.clone(),
             args: args.to_vec(),
+            watch_port,
         })
     }
 }
@@ -92,6 +115,7 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
     if let Some(container) = container {
         crate::container_init::setup(container)?;
     }
+    markers.emit(&Marker::Configured);
     let workload = Workload::resolve(&config);
     markers.keep_across_exec();
     if nix::unistd::getpid() == Pid::from_raw(1) {
@@ -108,6 +132,8 @@ struct Workload {
     command: Command,
     /// A built-in applet and its arguments: run in a forked child rather than a fresh exec.
     applet: Option<(&'static Applet, Vec<OsString>)>,
+    /// The port to watch for LISTEN, if any.
+    watch_port: Option<u16>,
 }
 
 impl Workload {
@@ -146,6 +172,7 @@ impl Workload {
             name,
             command,
             applet,
+            watch_port: config.watch_port,
         }
     }
 }
@@ -178,6 +205,9 @@ pub(crate) fn supervise_config(markers: &Markers, config: &Config, tick: &Tick) 
 /// Replaces init with the workload (not PID 1).
 fn exec(markers: &Markers, mut workload: Workload) -> AppletResult {
     markers.emit(&Marker::Workload(workload.name.clone()));
+    if let Some(port) = workload.watch_port {
+        crate::watch::spawn(markers, port)?;
+    }
     let error = workload.command.exec();
     Ok(launch_failed(markers, &workload.name, &error))
 }
@@ -194,10 +224,15 @@ fn supervise_with(markers: &Markers, mut workload: Workload, tick: Option<&Tick>
     signals::block(&watched).map_err(Failure::Runtime)?;
 
     markers.emit(&Marker::Workload(workload.name.clone()));
+    // Forked first, while init is still single-threaded; reaped below like any orphan.
+    if let Some(port) = workload.watch_port {
+        crate::watch::spawn(markers, port)?;
+    }
     // The child is reaped below with waitpid(-1), together with any orphans, not by `Child`.
     let pid = match workload.applet.take() {
         Some((applet, args)) if single_threaded() => fork_applet(markers, applet, &args)?,
         _ => {
+            crate::sys::unblock_signals_on_exec(&mut workload.command);
             let child = match workload.command.spawn() {
                 Ok(child) => child,
                 Err(error) => return Ok(launch_failed(markers, &workload.name, &error)),
@@ -208,6 +243,9 @@ fn supervise_with(markers: &Markers, mut workload: Workload, tick: Option<&Tick>
         }
     };
 
+    // After the forks above, so no forked child inherits the handler (see the function).
+    crate::sys::catch_termination()
+        .map_err(|e| Failure::Runtime(format!("cannot catch SIGTERM: {e}")))?;
     let code = loop {
         let signal = match tick {
             None => signals::wait(&watched).map_err(Failure::Runtime)?,
@@ -328,6 +366,11 @@ mod tests {
         assert_eq!(config.args, words(&["-c", "true"]));
         let config = Config::parse(&words(&["--", "--weird"])).unwrap();
         assert_eq!(config.command, "--weird");
+        let config = Config::parse(&words(&["--watch-port", "80", "--", "http"])).unwrap();
+        assert_eq!(
+            (config.watch_port, config.command.to_str()),
+            (Some(80), Some("http"))
+        );
     }
 
     #[test]
@@ -341,6 +384,16 @@ mod tests {
             Config::parse(&words(&["--bogus", "hello"])),
             Err(Failure::Usage(_))
         ));
+        for bad in [
+            &["--watch-port"][..],
+            &["--watch-port", "0", "http"],
+            &["--watch-port", "x", "http"],
+        ] {
+            assert!(
+                matches!(Config::parse(&words(bad)), Err(Failure::Usage(_))),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             Config::parse(&words(&["--help"])),
             Err(Failure::Help)

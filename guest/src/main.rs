@@ -16,6 +16,7 @@ mod markers;
 mod signals;
 mod sys;
 mod vm_init;
+mod watch;
 mod workloads;
 
 use std::ffi::{OsStr, OsString};

@@ -3,7 +3,8 @@
 //! The signals are blocked in the main thread before any thread is spawned, so every thread
 //! inherits the mask and the kernel leaves them pending for `sigwait`. Blocking also matters for
 //! PID 1: the kernel drops signals that a namespace's init has left at their default action,
-//! but never drops a blocked one. Children start with a clean mask because std resets it
+//! but never drops a blocked one (gVisor's Sentry does, so init also catches them with a no-op
+//! handler, `sys::catch_termination`). Children start with a clean mask because std resets it
 //! between fork and exec.
 
 use std::os::fd::AsFd;

@@ -1,9 +1,10 @@
 //! The guest's syscall layer: the only `unsafe` of `cvm-guest`, each use with its reason.
 //!
-//! The guest needs three things std and nix cannot give it safely: using descriptors the host
-//! passed by number (the marker channel, the container's go-ahead pipe) and forking the
-//! single-threaded init to run an applet. Each is sound only under a condition about *when* it
-//! is called, stated on the function; the callers keep it.
+//! The guest needs what std and nix cannot give it safely: using descriptors the host passed
+//! by number (the marker channel, the container's go-ahead pipe), forking the single-threaded
+//! init to run an applet, and a no-op signal handler for init (see `catch_termination`). Each
+//! is sound only under a condition about *when* it is called, stated on the function; the
+//! callers keep it.
 
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -46,4 +47,43 @@ pub fn fork_single_threaded() -> nix::Result<ForkResult> {
     // SAFETY: the guest is single-threaded, so the child is a complete copy with no lock held by
     // a vanished thread, and may allocate and run any code.
     unsafe { nix::unistd::fork() }
+}
+
+/// Catches SIGTERM and SIGINT with a handler that does nothing, for init, which keeps them
+/// blocked and takes them with `sigwait`. Linux never drops a signal a namespace's init has
+/// blocked, but gVisor's Sentry drops one whose action is the default, as for an init that
+/// left it unhandled: a caught signal reaches init on both. Call it after forking any child
+/// that runs on without exec (an exec resets the handler; a fork would inherit it).
+pub fn catch_termination() -> nix::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    extern "C" fn ignore(_: nix::libc::c_int) {}
+    let action = SigAction::new(
+        SigHandler::Handler(ignore),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler does nothing, so it is async-signal-safe and cannot observe
+        // or break any state of the interrupted code.
+        unsafe { sigaction(signal, &action) }?;
+    }
+    Ok(())
+}
+
+/// Makes `cmd`'s child start with no blocked signals, set between its fork and exec. std
+/// clears the mask itself, but through `posix_spawn`'s signal-mask attribute when it can, and
+/// under gVisor's Sentry (runsc 2022-12) that attribute leaves init's blocked SIGTERM blocked
+/// in the workload, which then never ends on a stop. A `pre_exec` hook makes std fork and exec.
+pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook makes one async-signal-safe system call (sigprocmask) on a set built on
+    // the stack; it allocates nothing and takes no lock, as a forked child of a possibly
+    // multi-threaded process requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)
+        });
+    }
 }

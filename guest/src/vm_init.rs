@@ -11,8 +11,8 @@
 //!
 //! Steps, in order, each needed by the next: the marker channel (a copy of the console at
 //! descriptor 3, so the workload's own markers reach the host like in a container) and
-//! `CVM:init` first, before any setup, so setup is timed as init's own work (the host's `workload`
-//! phase ends at `CVM:workload`); mounts (proc, sys, devtmpfs
+//! `CVM:init` first, before any setup, so setup is timed as init's own work (`CVM:configured`
+//! ends it: the host's `guest_init` phase); mounts (proc, sys, devtmpfs
 //! for /dev/vda and friends, tmpfs on /tmp); modules (the NIC and disk drivers are modules in
 //! distribution kernels); network; disk; then the workload, supervised by the shared init code
 //! (`CVM:workload`, signal forwarding, reaping, `CVM:exit N`). Last, the machine is powered off:
@@ -79,12 +79,14 @@ pub fn run() -> AppletResult {
     let markers = marker_channel();
     markers.emit(&Marker::Init);
     let code = match setup().and_then(|config| {
+        markers.emit(&Marker::Configured);
         let (command, args) = config.argv.split_first().expect("parse checks argv");
         crate::init::supervise_config(
             &markers,
             &Config {
                 command: OsString::from(command),
                 args: args.iter().map(OsString::from).collect(),
+                watch_port: config.watch_port,
             },
             &Tick {
                 period: MEMORY_REPORT_PERIOD,

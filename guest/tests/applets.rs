@@ -199,7 +199,15 @@ fn dispatches_on_the_name_it_was_called_by() {
     init.arg0("/sbin/init");
     let (status, markers, _) = start(init).finish();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(markers, ["CVM:init", "CVM:workload hello", "CVM:ready"]);
+    assert_eq!(
+        markers,
+        [
+            "CVM:init",
+            "CVM:configured",
+            "CVM:workload hello",
+            "CVM:ready"
+        ]
+    );
 }
 
 #[test]
@@ -395,11 +403,22 @@ fn io_measures_and_cleans_up() {
 fn init_execs_its_workload_when_not_pid_one() {
     let (status, markers, _) = run(&["init", "hello"]);
     assert_eq!(status.code(), Some(0));
-    assert_eq!(markers, ["CVM:init", "CVM:workload hello", "CVM:ready"]);
+    assert_eq!(
+        markers,
+        [
+            "CVM:init",
+            "CVM:configured",
+            "CVM:workload hello",
+            "CVM:ready"
+        ]
+    );
 
     let (status, markers, _) = run(&["init", "--", "/bin/sh", "-c", "exit 7"]);
     assert_eq!(status.code(), Some(7));
-    assert_eq!(markers, ["CVM:init", "CVM:workload /bin/sh"]);
+    assert_eq!(
+        markers,
+        ["CVM:init", "CVM:configured", "CVM:workload /bin/sh"]
+    );
 
     let (status, markers, _) = run(&["init", "/nonexistent/workload"]);
     assert_eq!(status.code(), Some(127));
@@ -407,6 +426,83 @@ fn init_execs_its_workload_when_not_pid_one() {
         markers.last().is_some_and(|m| m.starts_with("CVM:error ")),
         "{markers:?}"
     );
+}
+
+/// `init --watch-port` reports the workload's socket in LISTEN, and not before it listens: the
+/// http applet waits `--listen-delay-ms` before it binds, and its own `CVM:ready` comes after.
+fn watches_for_listen(command: Command, pid_one: bool) {
+    let started = Instant::now();
+    let guest = start(command);
+    let mut seen = Vec::new();
+    let listening_at = loop {
+        let line = guest
+            .next_marker()
+            .expect("channel closed before CVM:listening");
+        let done = line.starts_with("CVM:listening ");
+        seen.push(line);
+        if done {
+            break started.elapsed();
+        }
+    };
+    assert!(
+        listening_at >= Duration::from_millis(300),
+        "LISTEN reported after {listening_at:?}, before the server listened: {seen:?}"
+    );
+    assert!(seen.contains(&"CVM:workload http".to_string()), "{seen:?}");
+    if pid_one {
+        // unshare's only child is init, PID 1 of the new namespace: its end ends the namespace.
+        let children = format!("/proc/{0}/task/{0}/children", guest.child.id());
+        let init: i32 = std::fs::read_to_string(children)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        kill(Pid::from_raw(init), Signal::SIGTERM).unwrap();
+    } else {
+        guest.terminate();
+    }
+    let (status, _, stderr) = guest.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn init_reports_listening_once_the_workload_listens() {
+    let port = free_port().to_string();
+    let args = [
+        "init",
+        "--watch-port",
+        &port,
+        "--",
+        "http",
+        "--port",
+        &port,
+        "--listen-delay-ms",
+        "300",
+    ];
+    watches_for_listen(guest(&args), false);
+    if can_be_pid_one() {
+        let port = free_port().to_string();
+        let args = [
+            "init",
+            "--watch-port",
+            &port,
+            "--",
+            "http",
+            "--port",
+            &port,
+            "--listen-delay-ms",
+            "300",
+        ];
+        watches_for_listen(as_pid_one(&args), true);
+    }
 }
 
 /// Whether PID-1 behaviour can be tried here: `unshare --pid` needs root (CI has it).
@@ -451,6 +547,7 @@ fn init_as_pid_one_supervises_and_reports_the_exit_code() {
         markers,
         [
             "CVM:init",
+            "CVM:configured",
             "CVM:workload /bin/sh",
             "CVM:ready",
             "CVM:exit 3"
@@ -471,7 +568,12 @@ fn init_as_pid_one_forwards_sigterm() {
     let guest = start(as_pid_one(&["init", "idle"]));
     assert_eq!(
         guest.until_ready(),
-        ["CVM:init", "CVM:workload idle", "CVM:ready"]
+        [
+            "CVM:init",
+            "CVM:configured",
+            "CVM:workload idle",
+            "CVM:ready"
+        ]
     );
     // unshare's only child is init, PID 1 of the new namespace.
     let children = format!("/proc/{0}/task/{0}/children", guest.child.id());

@@ -45,7 +45,12 @@ impl Applet {
     /// The options a workload applet accepts (`init` parses its own command line, which ends
     /// in another applet's).
     pub const fn options(self) -> &'static [Opt] {
-        const HTTP: &[Opt] = &[Opt::value("port"), Opt::value("body"), Opt::value("bind")];
+        const HTTP: &[Opt] = &[
+            Opt::value("port"),
+            Opt::value("body"),
+            Opt::value("bind"),
+            Opt::value(HTTP_LISTEN_DELAY_OPTION),
+        ];
         const CPU: &[Opt] = &[Opt::value("iterations")];
         const MEM: &[Opt] = &[Opt::value("mib"), Opt::switch("bandwidth")];
         const IO: &[Opt] = &[
@@ -55,8 +60,10 @@ impl Applet {
             Opt::value("block"),
         ];
         const CRASH: &[Opt] = &[Opt::value("after-ms"), Opt::switch("ready")];
+        const HELLO: &[Opt] = &[Opt::value(HELLO_DELAY_OPTION)];
         match self {
-            Applet::Init | Applet::Hello | Applet::Idle | Applet::NeverReady => &[],
+            Applet::Hello => HELLO,
+            Applet::Init | Applet::Idle | Applet::NeverReady => &[],
             Applet::Http => HTTP,
             Applet::Cpu => CPU,
             Applet::Mem => MEM,
@@ -132,9 +139,17 @@ pub fn init_command(init_options: &[String], workload: &[String]) -> Vec<String>
     argv
 }
 
+/// The http applet's option that delays its `listen` by this many milliseconds: a server that
+/// is slow to start, to check that readiness waits for the socket and not for the process.
+pub const HTTP_LISTEN_DELAY_OPTION: &str = "listen-delay-ms";
+
 /// The http applet's own count of requests served: a GET of this path answers the number of
 /// other requests, so the load generator's count can be checked against the server's.
 pub const HTTP_COUNT_PATH: &str = "/cvm/count";
+
+/// The hello applet's option that waits this many milliseconds before it writes ready: a
+/// known, real startup cost, so that a regression check can be shown to find one.
+pub const HELLO_DELAY_OPTION: &str = "delay-ms";
 
 #[cfg(test)]
 mod tests {

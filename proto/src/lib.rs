@@ -5,6 +5,7 @@
 //! - [`applet`]: the guest's applets, their options and the arguments the host reads, parsed
 //!   by one flag parser ([`args`]);
 //! - [`caps`]: the capability set a container workload keeps, on every container backend;
+//! - [`listen`]: how init (and, for native, the host) sees a workload's socket in LISTEN;
 //! - [`metric`]: what is measured (metric names and units), startup phase points and disk layers;
 //! - [`vmconf`]: the VM configuration the host writes into the initramfs and init reads.
 //!
@@ -54,6 +55,7 @@ macro_rules! named_enum {
 pub mod applet;
 pub mod args;
 pub mod caps;
+pub mod listen;
 pub mod marker;
 pub mod metric;
 pub mod vmconf;

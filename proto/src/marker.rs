@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! CVM:init
+//! CVM:configured
 //! CVM:workload http
+//! CVM:listening 8080
 //! CVM:ready
 //! CVM:result cpu_score 123456.7 1/s
 //! CVM:memory 41943040
@@ -30,10 +32,16 @@ pub const PREFIX: &str = "CVM:";
 pub enum Marker {
     /// `cvm-guest init` is running (PID 1 of a container or VM).
     Init,
+    /// init has finished the instance (a container's rootfs, capabilities and network; a VM's
+    /// mounts, modules and network) and is about to start the workload.
+    Configured,
     /// init is about to exec the named workload.
     Workload(String),
     /// The workload is ready to do its job (listening, allocated, ...).
     Ready,
+    /// init saw a socket in LISTEN on this TCP port inside the instance (`/proc/net/tcp{,6}`):
+    /// the inside half of a server's readiness, whatever the workload itself reports.
+    Listening(u16),
     /// A figure the workload measured itself (cpu score, io bandwidth), in SI base units.
     Result {
         metric: String,
@@ -53,6 +61,8 @@ impl fmt::Display for Marker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Marker::Init => write!(f, "{PREFIX}init"),
+            Marker::Configured => write!(f, "{PREFIX}configured"),
+            Marker::Listening(port) => write!(f, "{PREFIX}listening {port}"),
             Marker::Workload(name) => write!(f, "{PREFIX}workload {name}"),
             Marker::Ready => write!(f, "{PREFIX}ready"),
             Marker::Result {
@@ -81,6 +91,8 @@ impl Marker {
         };
         match event {
             "init" => Some(Marker::Init),
+            "configured" => Some(Marker::Configured),
+            "listening" => arg.parse().ok().map(Marker::Listening),
             "workload" => Some(Marker::Workload(arg.to_string())),
             "ready" => Some(Marker::Ready),
             "exit" => arg.parse().ok().map(Marker::Exit),
@@ -110,6 +122,8 @@ mod tests {
     fn round_trips_every_marker() {
         let all = [
             Marker::Init,
+            Marker::Configured,
+            Marker::Listening(8080),
             Marker::Workload("http".into()),
             Marker::Ready,
             Marker::Result {
@@ -133,5 +147,6 @@ mod tests {
         assert_eq!(Marker::parse("CVM:result cpu_score notanumber 1/s"), None);
         assert_eq!(Marker::parse("CVM:bogus"), None);
         assert_eq!(Marker::parse("CVM:memory -5"), None);
+        assert_eq!(Marker::parse("CVM:listening 99999"), None);
     }
 }

@@ -12,6 +12,13 @@ named_enum! {
     pub enum Metric {
         /// Launch began → workload ready.
         ReadyLatency => "ready_latency",
+        /// The host probe's first success minus init's inside observation of the same
+        /// readiness (LISTEN on the port): the probe's bias, negative when the host's probe
+        /// succeeded first (a forwarding proxy that accepts before the guest listens).
+        ReadyProbeDelay => "ready_probe_delay",
+        /// `ready_latency` of a backend's first launch of an image built in the same run (its
+        /// files never read before: cold in every cache).
+        FirstLaunch => "first_launch",
         /// The same binary started by native's own spawn, without cgroup or event threads,
         /// timed the same way (native, `hello`).
         LaunchFloor => "launch_floor",
@@ -50,6 +57,9 @@ named_enum! {
         HttpErrors => "http_errors",
         /// The server's own count over the same phase.
         HttpServerRequests => "http_server_requests",
+        /// The load client's CPU time over the load phase, as a share of the CPUs it was given
+        /// (1 = every client CPU busy throughout).
+        LoadClientCpu => "load_client_cpu",
         /// PSS of all running instances divided by their number (density).
         DensityPssPerInstance => "density_pss_per_instance",
         /// Time to start all N instances (density).
@@ -58,8 +68,14 @@ named_enum! {
         RunFailed => "run_failed",
         /// Iterations per second of the cpu workload (reported by the guest).
         CpuScore => "cpu_score",
-        /// CPU time the cpu workload took (reported by the guest).
+        /// CPU time the cpu workload took (reported by the guest, on the guest's clock).
         CpuTime => "cpu_time",
+        /// The same interval stamped by the host: the workload's `CVM:ready` (right before its
+        /// timed work) to its first `CVM:result` (right after), both on arrival.
+        CpuTimeHost => "cpu_time_host",
+        /// `cpu_time / cpu_time_host - 1`: how far the guest's clock is from the host's over
+        /// the workload's own interval (beyond ±2 % the report trusts the host's figure).
+        GuestClockError => "guest_clock_error",
         MemBandwidthCopy => "mem_bandwidth_copy",
         MemBandwidthTriad => "mem_bandwidth_triad",
         IoWriteBandwidth => "io_write_bandwidth",
@@ -74,6 +90,8 @@ impl Metric {
     pub const fn unit(self) -> Unit {
         match self {
             Metric::ReadyLatency
+            | Metric::ReadyProbeDelay
+            | Metric::FirstLaunch
             | Metric::LaunchFloor
             | Metric::TeardownLatency
             | Metric::HttpLatencyP50
@@ -82,6 +100,7 @@ impl Metric {
             | Metric::HttpLatencyMax
             | Metric::DensityLaunchAll
             | Metric::CpuTime
+            | Metric::CpuTimeHost
             | Metric::IoFsyncLatencyP50
             | Metric::IoFsyncLatencyP99 => Unit::Seconds,
             Metric::MemoryPss
@@ -103,10 +122,14 @@ impl Metric {
             | Metric::HttpErrors
             | Metric::HttpServerRequests
             | Metric::RunFailed => Unit::Count,
-            Metric::HttpPort => Unit::One,
+            Metric::HttpPort | Metric::GuestClockError | Metric::LoadClientCpu => Unit::One,
         }
     }
 }
+
+/// Above this `load_client_cpu` a load phase is client-bound: its figures may be the client's
+/// limit rather than the server's, and the summary and report say so.
+pub const CLIENT_BOUND_SHARE: f64 = 0.9;
 
 /// The unit of a figure, as written in `samples.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,7 +139,7 @@ pub enum Unit {
     PerSecond,
     BytesPerSecond,
     Count,
-    /// A dimensionless number (a port).
+    /// A dimensionless number (a port, a ratio, a share).
     One,
 }
 
@@ -140,23 +163,32 @@ impl fmt::Display for Unit {
 }
 
 named_enum! {
-    /// A point of an instance's startup, observed by the host (`spawn`, `firmware`, `kernel`) or
-    /// announced by the guest (`init`, `workload`, `ready`). `phase.<point>` is the time from the
-    /// previous observed point to this one, so a run's phases add up to its `ready_latency`.
-    /// `ALL` is the order they happen in.
+    /// A phase of an instance's startup, named for what happens in it and charged to the same
+    /// layer on every backend. Each ends at one observed point (stamped on the host's clock on
+    /// arrival) and starts where the previous observed phase ended, so the phases a backend has
+    /// add up to its `ready_latency`. `ALL` is the order they happen in; a backend has a subset.
     pub enum Phase {
-        /// The runtime's or QEMU's process exists (the clone or exec returned).
-        Spawn => "spawn",
-        /// A VM's firmware printed its first byte (vm-classic's SeaBIOS).
+        /// Launch began → the instance's first process is in its cgroup (the `cgroup.procs`
+        /// write, stamped by the child itself): native and cvm's container.
+        CgroupJoin => "cgroup_join",
+        /// → init has finished the instance and reports `CVM:configured`: namespaces, rootfs,
+        /// capabilities, network, and whatever a runtime (runc, Docker) does before it execs init.
+        Runtime => "runtime",
+        /// Launch began → QEMU is up (started paused with `-S`) and QMP `cont` is sent.
+        VmmStart => "vmm_start",
+        /// `cont` → the guest kernel's first console output (SeaBIOS and the boot loader on
+        /// vm-classic; almost nothing with PVH direct boot).
         Firmware => "firmware",
-        /// A VM's kernel printed its banner.
+        /// Kernel entry → init runs (`CVM:init`).
         Kernel => "kernel",
-        /// `cvm-guest init` runs.
-        Init => "init",
-        /// init starts the workload.
-        Workload => "workload",
-        /// The workload is ready.
-        Ready => "ready",
+        /// init runs → it has mounted, loaded modules, configured the network
+        /// (`CVM:configured`), in a VM.
+        GuestInit => "guest_init",
+        /// The workload is started → it is ready as seen from inside the instance: its
+        /// `CVM:ready`, or init's `CVM:listening` for a server.
+        WorkloadStart => "workload_start",
+        /// Inside readiness → the host's probe has succeeded too (servers only).
+        Probe => "probe",
     }
 }
 
@@ -167,11 +199,16 @@ named_enum! {
     /// A layer of the "VM stack vs container stack" diagram that files on disk belong to. Each file
     /// is counted once, in the lowest layer that needs it; `ALL` runs bottom-up.
     pub enum Layer {
-        /// QEMU, its shared libraries and firmware.
+        /// QEMU, its shared libraries, the modules it loads and the firmware and option ROMs
+        /// it reads for the machine.
         Hypervisor => "hypervisor",
-        /// The container runtime (cvm's own, runc, crun, Docker) or nothing for native.
+        /// The container runtime's binaries and their shared libraries (`cvm-runtime`, runc,
+        /// crun, Docker's CLI, daemons, shim, runc and init); nothing for native.
         Runtime => "runtime",
-        /// A VM's kernel and initramfs.
+        /// A sandbox's user-space kernel: gVisor's Sentry, which is the `runsc` binary itself
+        /// (with its gofer), counted as the standalone binary a user installs.
+        UserSpaceKernel => "user_space_kernel",
+        /// A VM's kernel as booted and its initramfs as handed to QEMU.
         GuestOs => "guest_os",
         /// Shared libraries and tools of the image (busybox).
         Libs => "libs",
@@ -187,6 +224,48 @@ impl Layer {
     }
 }
 
+/// Which way a figure gets better, so a change can be called a regression or an improvement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Better {
+    /// Latency, memory, disk, errors: less is better.
+    Lower,
+    /// Throughput, scores, bandwidth: more is better.
+    Higher,
+    /// Neither (a port number, a signed bias): a change is only a change.
+    Neither,
+}
+
+impl Metric {
+    /// Which way this figure gets better. Derived from the unit (time and bytes are costs,
+    /// rates are throughput) except where a count is work done rather than a fault.
+    pub const fn better(self) -> Better {
+        match self {
+            Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
+            Metric::HttpPort => Better::Neither,
+            _ => match self.unit() {
+                Unit::Seconds | Unit::Bytes | Unit::Count => Better::Lower,
+                Unit::PerSecond | Unit::BytesPerSecond => Better::Higher,
+                Unit::One => Better::Neither,
+            },
+        }
+    }
+}
+
+/// Which way a recorded metric name gets better: the families (`phase.*`, `disk.*`, density at
+/// N) follow their unit's rule, names this cvm does not know are [`Better::Neither`].
+pub fn better_by_name(name: &str) -> Better {
+    let base = name
+        .split_once(PER_INSTANCES_SEPARATOR)
+        .map_or(name, |(m, _)| m);
+    if let Some(m) = Metric::from_name(base) {
+        return m.better();
+    }
+    if base.starts_with(PHASE_PREFIX) || base.starts_with(DISK_PREFIX) {
+        return Better::Lower;
+    }
+    Better::Neither
+}
+
 /// How a summary names a density figure at N instances running (`density_pss_per_instance@n=3`):
 /// density samples carry N in their `iteration`, and are summarised at each N.
 pub fn per_instances(metric: &str, n: u32) -> String {
@@ -199,9 +278,58 @@ pub const PER_INSTANCES_SEPARATOR: &str = "@n=";
 /// Prefix of the per-layer disk metrics (`disk.guest_os`).
 pub const DISK_PREFIX: &str = "disk.";
 
+named_enum! {
+    /// A figure of one step of a rate sweep (`[load] rates`), recorded as
+    /// `rate.<offered requests/s>.<figure>`.
+    pub enum SweepFigure {
+        /// Responses per second achieved at the offered rate.
+        Rps => "rps",
+        /// Latency from each request's intended send time.
+        LatencyP50 => "latency_p50",
+        LatencyP99 => "latency_p99",
+    }
+}
+
+/// Prefix of the rate sweep's metrics (`rate.20000.latency_p99`).
+pub const RATE_PREFIX: &str = "rate.";
+
+impl SweepFigure {
+    /// The metric this figure is recorded as at offered rate `rate`.
+    pub fn metric(self, rate: f64) -> String {
+        format!("{RATE_PREFIX}{rate}.{}", self.name())
+    }
+
+    /// The offered rate and figure of a sweep metric's name.
+    pub fn parse(metric: &str) -> Option<(f64, SweepFigure)> {
+        let (rate, figure) = metric.strip_prefix(RATE_PREFIX)?.rsplit_once('.')?;
+        Some((rate.parse().ok()?, SweepFigure::from_name(figure)?))
+    }
+
+    pub const fn unit(self) -> Unit {
+        match self {
+            SweepFigure::Rps => Unit::PerSecond,
+            SweepFigure::LatencyP50 | SweepFigure::LatencyP99 => Unit::Seconds,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_metrics_round_trip_with_their_rate() {
+        assert_eq!(
+            SweepFigure::LatencyP99.metric(20000.0),
+            "rate.20000.latency_p99"
+        );
+        assert_eq!(
+            SweepFigure::parse("rate.2500.5.rps"),
+            Some((2500.5, SweepFigure::Rps))
+        );
+        assert_eq!(SweepFigure::parse("rate.x.rps"), None);
+        assert_eq!(SweepFigure::parse("phase.kernel"), None);
+    }
 
     #[test]
     fn names_are_unique_and_round_trip() {
@@ -218,6 +346,24 @@ mod tests {
         for &l in Layer::ALL {
             assert_eq!(Layer::from_name(l.name()), Some(l));
         }
+    }
+
+    #[test]
+    fn direction_follows_the_unit_and_the_families() {
+        assert_eq!(Metric::ReadyLatency.better(), Better::Lower);
+        assert_eq!(Metric::MemoryPss.better(), Better::Lower);
+        assert_eq!(Metric::HttpRps.better(), Better::Higher);
+        assert_eq!(Metric::IoWriteBandwidth.better(), Better::Higher);
+        assert_eq!(Metric::HttpErrors.better(), Better::Lower);
+        assert_eq!(Metric::HttpRequests.better(), Better::Higher);
+        assert_eq!(Metric::HttpPort.better(), Better::Neither);
+        assert_eq!(better_by_name("phase.kernel"), Better::Lower);
+        assert_eq!(better_by_name("disk.guest_os"), Better::Lower);
+        assert_eq!(
+            better_by_name(&per_instances("density_pss_per_instance", 4)),
+            Better::Lower
+        );
+        assert_eq!(better_by_name("something_new"), Better::Neither);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! module /lib/modules/virtio_ring.ko    kernel modules, in load (dependency) order
 //! net eth0 10.0.2.15/24                 bring up lo and this interface with this address
 //! disk /dev/vda /tmp                    mount this ext4 device here
+//! watch 8080                            report a socket in LISTEN on this port (CVM:listening)
 //! arg /bin/cvm-guest                    the workload's argv, one word per line, in order
 //! arg hello
 //! ```
@@ -45,6 +46,8 @@ pub struct VmConfig {
     pub modules: Vec<String>,
     pub net: Option<NetConfig>,
     pub disk: Option<DiskConfig>,
+    /// A TCP port init watches for a socket in LISTEN (the inside half of a server's readiness).
+    pub watch_port: Option<u16>,
     /// The workload's argv; never empty in a parsed config.
     pub argv: Vec<String>,
 }
@@ -115,6 +118,9 @@ impl VmConfig {
                 word("disk", &d.mount)?
             ));
         }
+        if let Some(port) = self.watch_port {
+            out.push_str(&format!("watch {port}\n"));
+        }
         for a in &self.argv {
             if a.contains(['\n', '\r']) {
                 return Err(VmConfigError::Unrepresentable {
@@ -151,6 +157,9 @@ impl VmConfig {
                         mount: (*mount).into(),
                     })
                 }
+                ("watch", [port]) if port.parse::<u16>().is_ok() => {
+                    c.watch_port = port.parse().ok();
+                }
                 ("arg", _) => c.argv.push(value.to_string()),
                 _ => {
                     return Err(VmConfigError::BadLine {
@@ -185,6 +194,7 @@ mod tests {
                 device: "/dev/vda".into(),
                 mount: "/tmp".into(),
             }),
+            watch_port: Some(8080),
             argv: vec!["/bin/cvm-guest".into(), "http".into(), "a b".into()],
         }
     }
@@ -199,6 +209,7 @@ mod tests {
                 "module /lib/modules/virtio.ko",
                 "net eth0 10.0.2.15/24",
                 "disk /dev/vda /tmp",
+                "watch 8080",
                 "arg /bin/cvm-guest",
                 "arg http",
                 "arg a b",
@@ -245,6 +256,7 @@ mod tests {
                 text: "net eth0".into()
             }
         );
+        assert!(VmConfig::parse("watch http\narg x\n").is_err());
         let e = VmConfig::parse("module a b\narg x\n").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
     }

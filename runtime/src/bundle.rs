@@ -416,9 +416,9 @@ impl Bundle {
                 ("cpu.burst", cpu.burst().is_set()),
                 ("cpu.realtimeRuntime", cpu.realtime_runtime().is_set()),
                 ("cpu.realtimePeriod", cpu.realtime_period().is_set()),
-                ("cpu.cpus", cpu.cpus().is_set()),
                 ("cpu.mems", cpu.mems().is_set()),
             ])?;
+            self.resources.cpuset = cpu.cpus().clone();
             self.resources.cpu = match (cpu.quota(), cpu.period()) {
                 (None, None) => None,
                 (Some(quota), Some(period)) => Some(CpuQuota {

@@ -101,11 +101,13 @@ pub enum CgroupError {
 }
 
 /// Limits applied to an instance's cgroup.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub memory_bytes: u64,
     /// CPU time as a number of CPUs (quota / period).
     pub cpus: u32,
+    /// The CPUs the instance may run on (a cpuset list such as "0" or "0-1"); `None`: any.
+    pub cpuset: Option<String>,
 }
 
 /// CPU time per period, in microseconds (`quota_us / period_us` CPUs).
@@ -116,10 +118,12 @@ pub struct CpuQuota {
 }
 
 /// Limits in the OCI runtime spec's terms: each one optional, CPU as any quota and period.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
     pub memory_bytes: Option<u64>,
     pub cpu: Option<CpuQuota>,
+    /// `linux.resources.cpu.cpus`: a cpuset list.
+    pub cpuset: Option<String>,
 }
 
 impl From<Limits> for Resources {
@@ -131,6 +135,7 @@ impl From<Limits> for Resources {
                 quota_us: PERIOD_US * u64::from(limits.cpus),
                 period_us: PERIOD_US,
             }),
+            cpuset: limits.cpuset,
         }
     }
 }
@@ -145,6 +150,25 @@ pub struct Cgroup {
 }
 
 const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+/// The v1 hierarchy that places processes on CPUs; joined only when a cpuset is asked for, since
+/// a new v1 cpuset starts with no CPUs and a process cannot join it until it has some.
+const V1_CPUSET: &str = "cpuset";
+
+/// Whether this host can confine an instance to some CPUs with a cgroup: a v1 `cpuset`
+/// hierarchy, or on v2 the `cpuset` controller enabled where cvm creates its cgroups.
+pub fn cpuset_supported() -> bool {
+    match detect() {
+        Some(CgroupVersion::V2) => v2_base()
+            .ok()
+            .and_then(|b| fs::read_to_string(b.join("cgroup.subtree_control")).ok())
+            .is_some_and(|c| c.split_whitespace().any(|w| w == "cpuset")),
+        Some(_) => Path::new(ROOT)
+            .join(V1_CPUSET)
+            .join("cpuset.cpus")
+            .is_file(),
+        None => false,
+    }
+}
 
 impl Cgroup {
     /// Creates `name` with `limits`. `name` should be unique on the host (it includes the run id).
@@ -181,7 +205,8 @@ impl Cgroup {
                 cg.dirs.push(dir);
             }
             CgroupVersion::V1 | CgroupVersion::Hybrid => {
-                for controller in V1_CONTROLLERS {
+                let cpuset = resources.cpuset.is_some().then_some(V1_CPUSET);
+                for controller in V1_CONTROLLERS.into_iter().chain(cpuset) {
                     let mount = Path::new(ROOT).join(controller);
                     if !mount.is_dir() {
                         continue;
@@ -192,6 +217,9 @@ impl Cgroup {
                     };
                     let dir = base.join(absolute.unwrap_or(rel));
                     make_dirs(&base, &dir)?;
+                    if controller == V1_CPUSET {
+                        inherit_cpuset_mems(&base, &dir)?;
+                    }
                     cg.dirs.push(dir);
                 }
             }
@@ -214,12 +242,19 @@ impl Cgroup {
                         format!("{} {}", cpu.quota_us, cpu.period_us),
                     )?;
                 }
+                if let Some(cpus) = &resources.cpuset {
+                    write_limit(dir, "cpuset.cpus", cpus.clone())?;
+                }
             }
             CgroupVersion::V1 | CgroupVersion::Hybrid => {
                 for dir in &self.dirs {
                     if dir.starts_with(Path::new(ROOT).join("memory")) {
                         if let Some(bytes) = resources.memory_bytes {
                             write_limit(dir, "memory.limit_in_bytes", bytes.to_string())?;
+                        }
+                    } else if dir.starts_with(Path::new(ROOT).join(V1_CPUSET)) {
+                        if let Some(cpus) = &resources.cpuset {
+                            write_limit(dir, "cpuset.cpus", cpus.clone())?;
                         }
                     } else if dir.starts_with(Path::new(ROOT).join("cpu")) {
                         if let Some(cpu) = resources.cpu {
@@ -337,6 +372,33 @@ pub fn oom_kills(memory_dir: &Path) -> u64 {
 }
 
 /// A process that just died may still be charged for a moment; rmdir reports EBUSY until then.
+/// Removes the directories named `name` directly under every hierarchy's mount point, which is
+/// where a runtime given the relative `cgroupsPath` `name` creates them. gVisor's runsc, on v1,
+/// leaves several controllers' directories behind after `delete`; runc and crun remove theirs.
+/// Only for a cgroup the caller created for a container that has gone: a directory that still
+/// holds processes cannot be removed and is reported.
+pub fn remove_named(name: &str) -> Result<(), CgroupError> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(CgroupError::BadPath(PathBuf::from(name)));
+    }
+    let Ok(entries) = fs::read_dir(ROOT) else {
+        return Ok(());
+    };
+    let mut candidates = vec![Path::new(ROOT).join(name)];
+    candidates.extend(entries.flatten().map(|e| e.path().join(name)));
+    let mut first_error = None;
+    // Checked one at a time: `cpu` and `cpu,cpuacct` are the same hierarchy, gone once removed.
+    for dir in candidates {
+        if !dir.is_dir() {
+            continue;
+        }
+        if let Err(source) = remove_dir_retrying(&dir) {
+            first_error.get_or_insert(CgroupError::Remove { path: dir, source });
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 fn remove_dir_retrying(dir: &Path) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
@@ -464,6 +526,28 @@ fn v2_base() -> Result<PathBuf, CgroupError> {
 /// Where a relative cgroup goes on v1: below this process's cgroup in `controller`'s hierarchy.
 fn v1_base(mount: &Path, controller: &str) -> Result<PathBuf, CgroupError> {
     Ok(cgroup_of(None, Hierarchy::Controller(controller))?.unwrap_or_else(|| mount.to_path_buf()))
+}
+
+/// A new v1 cpuset has no memory nodes and no CPUs, and no process can join it until both are
+/// set: every directory from `base` down to `dir` that has none takes its parent's memory nodes
+/// and CPUs (the instance's own CPUs are written afterwards).
+fn inherit_cpuset_mems(base: &Path, dir: &Path) -> Result<(), CgroupError> {
+    let Ok(below) = dir.strip_prefix(base) else {
+        return Ok(());
+    };
+    let mut parent = base.to_path_buf();
+    for part in below.components() {
+        let child = parent.join(part);
+        for file in ["cpuset.mems", "cpuset.cpus"] {
+            let own = fs::read_to_string(child.join(file)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let from = fs::read_to_string(parent.join(file)).unwrap_or_default();
+                write_limit(&child, file, from.trim().to_string())?;
+            }
+        }
+        parent = child;
+    }
+    Ok(())
 }
 
 /// Creates `dir` (which must not exist: it is this instance's alone) and any missing parents

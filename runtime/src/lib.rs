@@ -6,6 +6,7 @@
 //! - [`rootfs`]: what the container's first process does inside before the workload runs
 //!   (mounts, `pivot_root`, hostname, `lo`, capabilities, `no_new_privs`);
 //! - [`net`]: a veth pair for a container that has a network beyond `lo`;
+//! - [`listen`]: whether a socket listens on a port (the inside half of a server's readiness);
 //!
 //! The binary (`main.rs`) adds the reader of an OCI bundle's `config.json` (the subset cvm
 //! writes); it lives in the binary alone, so nothing that links the library carries serde.
@@ -15,6 +16,7 @@
 //! the same steps itself and execs the bundle's process directly, as runc does.
 
 pub mod cgroup;
+pub mod listen;
 pub mod net;
 pub mod rootfs;
 pub mod sys;

@@ -122,7 +122,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 fn run(options: &RunOptions) -> Result<i32, String> {
     let bundle = Bundle::load(&options.bundle).map_err(|e| chain(&e))?;
     let cgroup_path = bundle.cgroups_path.clone().unwrap_or(options.id.clone());
-    let mut cgroup = Cgroup::create_with(&cgroup_path, bundle.resources).map_err(|e| chain(&e))?;
+    let mut cgroup =
+        Cgroup::create_with(&cgroup_path, bundle.resources.clone()).map_err(|e| chain(&e))?;
     let procs = cgroup.open_procs().map_err(|e| chain(&e))?;
     let first_free = 3 + options.preserve_fds;
     let (err_read, err_write) =

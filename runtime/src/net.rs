@@ -62,6 +62,8 @@ pub enum NetError {
     },
     #[error("cannot delete link {link}: {stderr}")]
     Delete { link: String, stderr: String },
+    #[error("cannot create a network namespace")]
+    NewNamespace(#[source] io::Error),
 }
 
 /// An IPv4 prefix carved into /30 blocks.
@@ -205,6 +207,38 @@ fn host_ipv4_addresses() -> Vec<Ipv4Addr> {
 /// Creates the veth pair for the container whose init has host PID `pid`, configures both
 /// ends, and returns it. On failure nothing is left behind.
 pub fn setup(subnet: Subnet, run_id: &str, pid: i32) -> Result<Link, NetError> {
+    let ns_path = format!("/proc/{pid}/ns/net");
+    let ns: OwnedFd = std::fs::File::open(&ns_path)
+        .map_err(|source| NetError::OpenNamespace {
+            path: ns_path.clone(),
+            source,
+        })?
+        .into();
+    setup_in(subnet, run_id, ns)
+}
+
+/// A new, empty network namespace with `lo` up, held only by the returned descriptor (no
+/// process and no bind mount under `/run/netns`, so closing it is the whole cleanup). For a
+/// runtime that joins a namespace named in its bundle rather than making its own (gVisor's
+/// host network), so the veth can be configured before the runtime starts. A short-lived
+/// thread unshares its own network namespace, so cvm's other threads never change theirs.
+pub fn new_namespace() -> Result<OwnedFd, NetError> {
+    let ns = std::thread::spawn(|| -> io::Result<OwnedFd> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
+    })
+    .join()
+    .map_err(|_| NetError::NewNamespace(io::Error::other("the unsharing thread panicked")))?
+    .map_err(NetError::NewNamespace)?;
+    let guard_ns = ns.try_clone().map_err(NetError::NewNamespace)?;
+    let mut cmd = ip_batch();
+    let guard = crate::sys::enter_namespace_before_exec(&mut cmd, guard_ns, libc::CLONE_NEWNET);
+    run_batch(cmd, guard, "link set lo up\n", "container", "lo")?;
+    Ok(ns)
+}
+
+/// [`setup`] for the network namespace `ns`.
+pub fn setup_in(subnet: Subnet, run_id: &str, ns: OwnedFd) -> Result<Link, NetError> {
     let block = reserve(subnet)?;
     let (host_addr, container_addr) = subnet.block(block);
     let mut link = Link {
@@ -215,13 +249,6 @@ pub fn setup(subnet: Subnet, run_id: &str, pid: i32) -> Result<Link, NetError> {
         removed: false,
     };
     // Any error drops `link`, which deletes whatever was created.
-    let ns_path = format!("/proc/{pid}/ns/net");
-    let ns: OwnedFd = std::fs::File::open(&ns_path)
-        .map_err(|source| NetError::OpenNamespace {
-            path: ns_path.clone(),
-            source,
-        })?
-        .into();
     // Inside the container: create the pair with its peer placed straight into cvm's own
     // namespace (by cvm's PID), so one `ip` run does the container side completely.
     let inside = format!(
@@ -240,6 +267,28 @@ pub fn setup(subnet: Subnet, run_id: &str, pid: i32) -> Result<Link, NetError> {
     );
     run_batch(ip_batch(), (), &outside, "host", &link.host_name)?;
     link.removed = false;
+    Ok(link)
+}
+
+/// Creates a tap device for a VM on a /30 of its own, the same addressing as a container's veth:
+/// the host end (the tap) gets `.4k+1`, the guest's NIC is to take `.4k+2`. No bridge, route
+/// beyond the /30, forwarding or firewall rule is involved. QEMU attaches to it by name.
+pub fn setup_tap(subnet: Subnet, run_id: &str) -> Result<Link, NetError> {
+    let block = reserve(subnet)?;
+    let (host_addr, container_addr) = subnet.block(block);
+    // Any error drops `link`, which deletes whatever was created.
+    let link = Link {
+        host_name: link_name(run_id, LINK_COUNTER.fetch_add(1, Ordering::Relaxed)),
+        host_addr,
+        container_addr,
+        block,
+        removed: false,
+    };
+    let script = format!(
+        "tuntap add dev {name} mode tap\naddr add {host_addr}/30 dev {name}\nlink set {name} up\n",
+        name = link.host_name
+    );
+    run_batch(ip_batch(), (), &script, "host", &link.host_name)?;
     Ok(link)
 }
 

@@ -26,6 +26,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// A program started in new namespaces by a raw `clone`, straight into `execve`: the container
 /// backend's spawn. Everything the child touches is prepared here, before the clone, because
@@ -90,6 +91,18 @@ struct ChildArgs {
     envp: *const *const libc::c_char,
     /// Set by the child when a step fails: (step, errno).
     failure: Option<(ChildStep, i32)>,
+    /// `CLOCK_MONOTONIC` when the child had joined every cgroup (set only if it joined any).
+    joined: Option<libc::timespec>,
+}
+
+/// A child [`spawn_namespaced_timed`] started.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawned {
+    /// Its host PID.
+    pub pid: libc::pid_t,
+    /// When it was in its cgroups (after the `cgroup.procs` writes, before unshare and exec),
+    /// on the clock of [`Instant`]; `None` when it joined none.
+    pub cgroup_joined: Option<Instant>,
 }
 
 /// Clones a child into `spec.clone_flags` namespaces, which joins its cgroups, unshares
@@ -102,6 +115,13 @@ struct ChildArgs {
 /// tables of cvm's whole address space first, which on the reference host cost milliseconds
 /// per launch with a debug build — more than the namespaces themselves.
 pub fn spawn_namespaced(spec: NamespacedExec) -> Result<libc::pid_t, SpawnError> {
+    spawn_namespaced_timed(spec).map(|s| s.pid)
+}
+
+/// [`spawn_namespaced`], also returning when the child had joined its cgroups: on cgroup v1
+/// (and v2 without `CLONE_INTO_CGROUP`) the join is a write to `cgroup.procs` that can wait for
+/// an RCU grace period, a cost of its own that callers report as its own phase.
+pub fn spawn_namespaced_timed(spec: NamespacedExec) -> Result<Spawned, SpawnError> {
     if spec.fds.len() > MAX_PASSED_FDS {
         return Err(SpawnError::TooManyFds(spec.fds.len()));
     }
@@ -121,6 +141,7 @@ pub fn spawn_namespaced(spec: NamespacedExec) -> Result<libc::pid_t, SpawnError>
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
         failure: None,
+        joined: None,
     };
     for (slot, (fd, target)) in args.moves.iter_mut().zip(&spec.fds) {
         *slot = (fd.as_raw_fd(), *target);
@@ -135,7 +156,10 @@ pub fn spawn_namespaced(spec: NamespacedExec) -> Result<libc::pid_t, SpawnError>
     drop(spec);
     let pid = cloned.map_err(SpawnError::Clone)?;
     match args.failure {
-        None => Ok(pid),
+        None => Ok(Spawned {
+            pid,
+            cgroup_joined: args.joined.and_then(monotonic_instant),
+        }),
         Some((step, errno)) => {
             // The child has exited; reap it so it leaves no zombie.
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -145,6 +169,23 @@ pub fn spawn_namespaced(spec: NamespacedExec) -> Result<libc::pid_t, SpawnError>
             })
         }
     }
+}
+
+/// A `CLOCK_MONOTONIC` reading as an [`Instant`] (which std takes from the same clock on Linux,
+/// but offers no constructor for): now minus the reading's age. `None` for a future reading.
+fn monotonic_instant(at: libc::timespec) -> Option<Instant> {
+    let mut now: libc::timespec = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let instant_now = Instant::now();
+    // SAFETY: clock_gettime writes one timespec into a local we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return None;
+    }
+    let nanos = |t: &libc::timespec| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+    let age = u64::try_from(nanos(&now) - nanos(&at)).ok()?;
+    instant_now.checked_sub(Duration::from_nanos(age))
 }
 
 /// The child side of [`spawn_namespaced`]: resets signals, joins cgroups, unshares, starts a
@@ -178,6 +219,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         for i in 0..args.nprocs {
             if libc::write(*args.procs.add(i), b"0".as_ptr().cast(), 1) != 1 {
                 return fail(args, ChildStep::JoinCgroup);
+            }
+        }
+        if args.nprocs > 0 {
+            let mut now: libc::timespec = std::mem::zeroed();
+            if libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) == 0 {
+                args.joined = Some(now);
             }
         }
         if args.unshare_flags != 0 && libc::unshare(args.unshare_flags) != 0 {

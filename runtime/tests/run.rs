@@ -36,6 +36,8 @@ fn ready_to_run() -> bool {
 }
 
 const MEMORY: i64 = 128 << 20;
+/// The CPUs the bundle's container is confined to (`linux.resources.cpu.cpus`).
+const CPUSET: &str = "0";
 
 /// A bundle in a temporary directory whose process is `cvm-guest ARGS`, markers on stdout.
 fn bundle(args: &[&str], cgroup_path: &str) -> tempfile::TempDir {
@@ -80,7 +82,9 @@ fn bundle(args: &[&str], cgroup_path: &str) -> tempfile::TempDir {
     memory.set_limit(Some(MEMORY));
     resources.set_memory(Some(memory));
     let mut cpu = LinuxCpu::default();
-    cpu.set_quota(Some(50_000)).set_period(Some(100_000));
+    cpu.set_quota(Some(50_000))
+        .set_period(Some(100_000))
+        .set_cpus(Some(CPUSET.into()));
     resources.set_cpu(Some(cpu));
     linux.set_resources(Some(resources));
     spec.set_linux(Some(linux));
@@ -182,6 +186,14 @@ fn the_container_has_its_namespaces_cgroup_and_limits_and_gets_sigterm() {
         cgroup::cgroup_of(Some(pid), hierarchy).unwrap(),
         Some(memory_dir.clone())
     );
+    // Confined to the bundle's CPUs, where the host has a cpuset controller.
+    if cgroup::cpuset_supported() {
+        let allowed = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap();
+        assert_eq!(allowed, format!("Cpus_allowed_list:\t{CPUSET}"));
+    }
     let limit = ["memory.max", "memory.limit_in_bytes"]
         .iter()
         .find_map(|f| std::fs::read_to_string(memory_dir.join(f)).ok())

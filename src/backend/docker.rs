@@ -4,10 +4,13 @@
 //! The image directory is imported once per content hash (`docker import`, tagged
 //! `cvm:<hash>`), and each launch is a foreground `docker run --rm` of `cvm-guest init --
 //! <workload>` with the scenario's limits, Docker's default capabilities, `no-new-privileges`, a
-//! read-only root and a tmpfs `/tmp`, like the other container backends. `docker run` cannot
+//! read-only root and a tmpfs `/tmp`, like the other container backends (for the io workload,
+//! its directory is a bind mount of the host directory every backend writes to, never a tmpfs,
+//! see [`super::io_dir`]). `docker run` cannot
 //! hand a descriptor through to the container, so markers travel on the container's stdout
 //! (`CVM_MARKER_FD=1`), which the CLI streams back: the stamps include Docker's attach path, as
-//! a user of Docker would experience it. `spawn` is when the CLI's exec returned.
+//! a user of Docker would experience it. Its `runtime` phase runs from the CLI's start to init's
+//! `CVM:configured`: client, daemon, containerd and runc together.
 //!
 //! Network: `none` is `--network none`; `private` is Docker's default bridge, reached at the
 //! container's bridge address (a daemon started with `--bridge=none` has none, and the launch
@@ -31,6 +34,7 @@ use nix::unistd::Pid;
 
 use super::cgroup::{self, Limits};
 use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::io_dir::{self, InstanceIoDir, IoStore};
 use super::process::{self, StopPolicy, Supervised};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
@@ -39,10 +43,23 @@ use crate::backend::{DiskLayers, Layer};
 use crate::image::Image;
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use cvm_proto::applet::init_command;
-use cvm_proto::metric::Phase;
+use cvm_proto::listen::watch_port_options;
 
 /// The daemon's socket when `DOCKER_HOST` is unset.
 const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// The container's scratch directory, a tmpfs as with the other container backends.
+const TMP: &str = "/tmp";
+
+/// The programs a Docker installation runs a container with: the CLI, the daemons, the shim,
+/// the OCI runtime and the init Docker offers (`--init`).
+pub const DOCKER_BINARIES: [&str; 6] = [
+    "docker",
+    "dockerd",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "runc",
+    "docker-init",
+];
 
 /// How long to wait for the container to be created and get its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -59,6 +76,12 @@ pub enum DockerError {
     NoAddress,
     #[error("cannot start the event threads")]
     Thread(#[source] io::Error),
+    #[error("`docker image inspect` described the image's storage in a way cvm cannot read: {0}")]
+    Storage(String),
+    #[error("cannot list the shared libraries of Docker's binaries")]
+    Libraries(#[source] crate::image::libs::LibsError),
+    #[error("cannot use the io directory")]
+    IoDir(#[source] io_dir::IoDirError),
 }
 
 pub struct DockerBackend {
@@ -168,22 +191,27 @@ impl Backend for DockerBackend {
         {
             import(&client, image.rootfs(), &tag).map_err(fail)?;
         }
-        let argv = init_command(&[], &image.workload_argv(&scenario.workload));
-        let mut disk = image.layer_files();
-        disk.insert(
-            Layer::Runtime,
-            ["/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/sbin/runc"]
-                .iter()
-                .map(PathBuf::from)
-                .filter(|p| p.is_file())
-                .collect(),
+        let argv = init_command(
+            &watch_port_options(scenario.readiness.port()),
+            &image.workload_argv(&scenario.workload),
         );
+        let stored = stored_image(&client, &tag).map_err(fail)?;
+        let mut disk = image_layers(image, &stored.dirs);
+        disk.insert(Layer::Runtime, runtime_files().map_err(fail)?);
+        let io = match scenario.workload.io_target() {
+            Some((inside, _)) => IoStore::for_scenario(scenario)
+                .map_err(|e| fail(DockerError::IoDir(e)))?
+                .map(|store| (inside, store)),
+            None => None,
+        };
         Ok(Box::new(DockerPrepared {
+            stored,
+            io,
             client,
             version,
             tag,
             argv,
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             network: scenario.resources.network,
             disk,
             launches: AtomicU32::new(0),
@@ -228,6 +256,10 @@ struct DockerPrepared {
     network: NetworkMode,
     disk: DiskLayers,
     launches: AtomicU32,
+    /// Where Docker keeps the imported image, as `docker image inspect` reports it.
+    stored: StoredImage,
+    /// The io workload's directory inside, and the store its host directories come from.
+    io: Option<(String, IoStore)>,
 }
 
 impl Prepared for DockerPrepared {
@@ -238,11 +270,12 @@ impl Prepared for DockerPrepared {
             "network".into(),
             match self.network {
                 NetworkMode::None => "none (--network none)",
-                NetworkMode::Private => "private (docker default bridge)",
+                NetworkMode::Private | NetworkMode::User => "private (docker default bridge)",
             }
             .into(),
         );
         c.insert("rootfs".into(), format!("docker import {}", self.tag));
+        c.insert("image_storage".into(), self.stored.describe());
         c.insert(
             "capabilities".into(),
             "docker default, no-new-privileges".into(),
@@ -267,19 +300,43 @@ impl Prepared for DockerPrepared {
             started_at: Instant::now(),
             events: mpsc::channel().1,
             address: None,
+            io_dir: None,
         };
         let network = match self.network {
             NetworkMode::None => "none",
-            NetworkMode::Private => "bridge",
+            NetworkMode::Private | NetworkMode::User => "bridge",
         };
         let mut cmd = self.client.command();
         cmd.args(["run", "--rm", "--name", &name, "--network", network])
             .args(["--hostname", &format!("cvm-{}", ctx.instance)])
             .args(["--memory", &self.limits.memory_bytes.to_string()])
             .args(["--cpus", &self.limits.cpus.to_string()])
-            .args(["--security-opt", "no-new-privileges", "--read-only"])
-            .args(["--tmpfs", "/tmp"])
-            .args(["-e", &format!("{}=1", cvm_proto::MARKER_FD_ENV)])
+            .args(
+                self.limits
+                    .cpuset
+                    .as_deref()
+                    .map(|c| format!("--cpuset-cpus={c}")),
+            )
+            .args(["--security-opt", "no-new-privileges", "--read-only"]);
+        if let Some((inside, store)) = &self.io {
+            let label = format!("{}-docker-{}-{n}", ctx.run_id, ctx.instance);
+            let dir = store
+                .instance_dir(&label)
+                .map_err(|e| fail(DockerError::IoDir(e)))?;
+            // A bind mount of the same host directory the other backends write to, never a
+            // tmpfs: a tmpfs would measure memory.
+            cmd.arg("--mount").arg(format!(
+                "type=bind,source={},target={inside}",
+                dir.path().display()
+            ));
+            if inside != TMP {
+                cmd.args(["--tmpfs", TMP]);
+            }
+            instance.io_dir = Some(dir);
+        } else {
+            cmd.args(["--tmpfs", TMP]);
+        }
+        cmd.args(["-e", &format!("{}=1", cvm_proto::MARKER_FD_ENV)])
             .arg(&self.tag)
             .args(&self.argv)
             .stdout(Stdio::piped())
@@ -287,10 +344,10 @@ impl Prepared for DockerPrepared {
             .process_group(0);
         instance.started_at = Instant::now();
         let mut child = cmd.spawn().map_err(|e| fail(DockerError::Client(e)))?;
-        let spawned = Instant::now();
+        // No phase point of its own: the runtime's start, cgroup join included, is inside
+        // `runtime`, which ends at init's `CVM:configured`.
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let cli = instance.process.insert(Supervised::from_child(child));
@@ -302,7 +359,7 @@ impl Prepared for DockerPrepared {
         }
         cli.watch_exit(None, self.limits.memory_bytes, tx)
             .map_err(|e| fail(DockerError::Thread(e)))?;
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             instance.address = Some(wait_address(&self.client, &name).map_err(fail)?);
         }
         Ok(Box::new(instance))
@@ -343,6 +400,8 @@ struct DockerInstance {
     started_at: Instant,
     events: Receiver<Event>,
     address: Option<IpAddr>,
+    /// The io workload's host directory, removed once the container is gone.
+    io_dir: Option<InstanceIoDir>,
 }
 
 impl DockerInstance {
@@ -528,6 +587,7 @@ impl Instance for DockerInstance {
                 }
             }
         }
+        self.io_dir = None;
         result
     }
 }
@@ -536,6 +596,102 @@ impl Drop for DockerInstance {
     fn drop(&mut self) {
         let _ = self.teardown();
     }
+}
+
+/// The imported image as Docker stores it: its storage driver and the directories that hold
+/// its unpacked files (for overlay2, the layer directories `UpperDir` and `LowerDir` from
+/// `docker image inspect`'s `GraphDriver.Data`), and the size Docker itself reports.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    driver: String,
+    pub dirs: Vec<PathBuf>,
+    size: u64,
+}
+
+impl StoredImage {
+    fn describe(&self) -> String {
+        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        format!(
+            "{} layer directories (docker image inspect GraphDriver.Data: UpperDir, LowerDir) \
+             counted file by file: {}; Docker reports {} B",
+            self.driver,
+            dirs.join(", "),
+            self.size
+        )
+    }
+}
+
+fn stored_image(client: &Client, tag: &str) -> Result<StoredImage, DockerError> {
+    let text = client.run(
+        "image inspect",
+        &["image", "inspect", "--format", "{{json .}}", tag],
+    )?;
+    parse_stored_image(&text)
+}
+
+/// The pure part of [`stored_image`]: the directories that exist on this host.
+fn parse_stored_image(json: &str) -> Result<StoredImage, DockerError> {
+    let bad = |what: &str| DockerError::Storage(what.to_string());
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+    let graph = &v["GraphDriver"];
+    let driver = graph["Name"]
+        .as_str()
+        .ok_or_else(|| bad("no GraphDriver.Name"))?;
+    let mut dirs = Vec::new();
+    for key in ["UpperDir", "LowerDir", "Dir"] {
+        if let Some(list) = graph["Data"][key].as_str() {
+            dirs.extend(list.split(':').filter(|d| !d.is_empty()).map(PathBuf::from));
+        }
+    }
+    if dirs.is_empty() {
+        return Err(bad(&format!(
+            "the {driver} driver names no UpperDir, LowerDir or Dir"
+        )));
+    }
+    if let Some(missing) = dirs.iter().find(|d| !d.is_dir()) {
+        return Err(bad(&format!(
+            "{} is not a directory on this host (is the daemon remote?)",
+            missing.display()
+        )));
+    }
+    Ok(StoredImage {
+        driver: driver.to_string(),
+        dirs,
+        size: v["Size"].as_u64().unwrap_or(0),
+    })
+}
+
+/// The image's `app` and `libs` layers as Docker stores them: each file the image names, at the
+/// same place in Docker's layer directories, and the directories themselves for the rest.
+fn image_layers(image: &Image, stored: &[PathBuf]) -> DiskLayers {
+    let mut layers = DiskLayers::new();
+    for (layer, files) in image.layer_files() {
+        let mut mapped = Vec::new();
+        for f in files {
+            let Ok(rel) = f.strip_prefix(image.rootfs()) else {
+                continue;
+            };
+            if rel.as_os_str().is_empty() {
+                continue;
+            }
+            mapped.extend(stored.iter().map(|d| d.join(rel)).filter(|p| p.exists()));
+        }
+        layers.insert(layer, mapped);
+    }
+    layers
+        .entry(Layer::Libs)
+        .or_default()
+        .extend(stored.iter().cloned());
+    layers
+}
+
+/// Docker's binaries, found on the host's PATH, with their shared libraries.
+fn runtime_files() -> Result<Vec<PathBuf>, DockerError> {
+    let found: Vec<PathBuf> = DOCKER_BINARIES
+        .iter()
+        .filter_map(|b| super::find_binary(b))
+        .collect();
+    super::with_libraries(&found).map_err(DockerError::Libraries)
 }
 
 #[cfg(test)]
@@ -558,5 +714,28 @@ mod tests {
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         assert_eq!(socket_listeners(&path), vec![std::process::id()]);
         assert!(socket_listeners(&dir.path().join("none.sock")).is_empty());
+    }
+
+    #[test]
+    fn the_stored_image_is_read_from_graph_driver_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upper, lower) = (dir.path().join("u"), dir.path().join("l"));
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::create_dir(&lower).unwrap();
+        let json = serde_json::json!({
+            "Size": 1234,
+            "GraphDriver": {"Name": "overlay2", "Data": {
+                "UpperDir": upper, "LowerDir": lower, "WorkDir": dir.path().join("w"),
+                "MergedDir": dir.path().join("m")}}
+        });
+        let stored = parse_stored_image(&json.to_string()).unwrap();
+        assert_eq!(stored.dirs, vec![upper, lower]);
+        assert!(stored.describe().contains("Docker reports 1234 B"));
+        let missing = serde_json::json!({"GraphDriver": {"Name": "overlay2",
+            "Data": {"UpperDir": dir.path().join("gone")}}});
+        let e = parse_stored_image(&missing.to_string()).unwrap_err();
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+        let none = serde_json::json!({"GraphDriver": {"Name": "vfs", "Data": null}});
+        assert!(parse_stored_image(&none.to_string()).is_err());
     }
 }

@@ -1,9 +1,9 @@
 //! Events from an instance, stamped with the host's monotonic clock the moment they arrive.
 //!
 //! Every backend funnels what it can observe into one channel: the guest's marker lines (from a
-//! pipe, a serial console or a debug port), backend-specific phase points (`spawn` when the
-//! clone or exec returned, `kernel` at a VM's first console byte), output lines kept to explain
-//! a failure, and the workload's exit.
+//! pipe, a serial console or a debug port), backend-specific phase ends (`cgroup_join` stamped by
+//! the spawned child, `vmm_start` at QMP `cont`, `firmware` at a VM kernel's first console
+//! output), output lines kept to explain a failure, and the workload's exit.
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::Sender;
@@ -44,7 +44,7 @@ impl std::fmt::Display for ExitInfo {
 pub enum Event {
     /// A marker line from the guest.
     Marker(Marker, Instant),
-    /// A phase point only the backend can see (`spawn`, `kernel`).
+    /// The end of a phase only the backend can see (`cgroup_join`, `vmm_start`, `firmware`).
     Phase(Phase, Instant),
     /// The kernel's OOM killer fired in the instance's cgroup (seen when its process exited).
     OutOfMemory { kills: u64, limit_bytes: u64 },
@@ -75,6 +75,36 @@ pub fn spawn_output_reader<R: Read + Send + 'static>(
     spawn_line_reader(source, tx, |text, _| {
         Some(Event::Output(text.trim_end().to_string()))
     })
+}
+
+/// How often [`spawn_listen_watcher`] asks (as init does inside instances).
+const LISTEN_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The inside half of a server's readiness for an instance with no cvm init (native, which
+/// shares the host's network namespace): a thread asks the kernel, as init does inside a
+/// container or VM (`cvm_runtime::listen`), until `port` is in LISTEN, and sends
+/// `CVM:listening` as init would. It stops when process `pid` is gone or nobody listens.
+pub fn spawn_listen_watcher(
+    pid: u32,
+    port: u16,
+    tx: Sender<Event>,
+) -> std::io::Result<JoinHandle<()>> {
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    std::thread::Builder::new()
+        .name("cvm-listen".into())
+        .spawn(move || {
+            let mut watch = cvm_runtime::listen::ListenWatch::new(&proc_dir);
+            while proc_dir.exists() {
+                match watch.listening(port) {
+                    Some(true) => {
+                        let _ = tx.send(Event::Marker(Marker::Listening(port), Instant::now()));
+                        return;
+                    }
+                    Some(false) => std::thread::sleep(LISTEN_POLL),
+                    None => return,
+                }
+            }
+        })
 }
 
 fn spawn_line_reader<R: Read + Send + 'static>(

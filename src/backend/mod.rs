@@ -11,8 +11,10 @@ pub use cvm_runtime::cgroup;
 pub mod container;
 pub mod docker;
 pub mod events;
+pub mod io_dir;
 pub mod native;
 pub mod oci;
+pub mod placement;
 pub mod process;
 pub mod vm;
 
@@ -24,8 +26,8 @@ use std::time::Instant;
 
 pub use cvm_proto::metric::Layer;
 
-use crate::image::Image;
-use crate::scenario::{BackendKind, Resources, Scenario};
+use crate::image::{libs, Image};
+use crate::scenario::{BackendKind, Scenario};
 
 pub use crate::results::{Availability, Stack};
 pub use events::{Event, ExitInfo};
@@ -33,16 +35,30 @@ pub use events::{Event, ExitInfo};
 /// The workload's PATH on every backend (the image's directories; on native, the host's).
 pub const WORKLOAD_PATH: &str = "PATH=/bin:/sbin:/usr/bin:/usr/sbin";
 
-/// A program on the host: the first match in PATH, then the sbin and bin directories a root
-/// shell would search (runc, `ip` and QEMU live there on Debian even when PATH lacks them).
+/// A program on the host: the first match in `PATH`, the one lookup every backend uses to find
+/// what it runs and what its disk layer counts (no distribution's directories written in: a
+/// root shell's PATH has the sbin directories where Debian puts runc and dockerd).
 pub fn find_binary(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// Executables and the shared libraries each loads (one resolver, [`libs::shared_libraries`]),
+/// the files of a runtime or hypervisor disk layer; a file listed twice is kept once.
+pub fn with_libraries(executables: &[PathBuf]) -> Result<Vec<PathBuf>, libs::LibsError> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for exe in executables {
+        for f in std::iter::once(exe.clone()).chain(libs::shared_libraries(exe)?) {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// Everything a launch needs to know beyond the prepared artefacts.
@@ -63,11 +79,16 @@ pub type DiskLayers = BTreeMap<Layer, Vec<PathBuf>>;
 pub type BackendConfig = BTreeMap<String, String>;
 
 /// The scenario's resource limits as every backend applies them (cgroup, OCI bundle, Docker
-/// flags): one conversion, so no backend rounds differently.
-pub fn limits(resources: &Resources) -> cgroup::Limits {
+/// flags): one conversion, so no backend rounds differently. With a load phase, the instance is
+/// also confined to its CPUs ([`placement`]).
+pub fn limits(scenario: &Scenario) -> cgroup::Limits {
+    let resources = &scenario.resources;
     cgroup::Limits {
         memory_bytes: resources.memory_mib.get_ref() * 1024 * 1024,
         cpus: *resources.vcpus.get_ref(),
+        cpuset: placement::for_scenario(scenario)
+            .ok()
+            .map(|p| placement::cpu_list(&p.instance)),
     }
 }
 
@@ -121,6 +142,11 @@ pub trait Instance: Send {
     }
     /// Whether the guest reports its own memory in use (`CVM:memory`) while it runs.
     fn reports_guest_memory(&self) -> bool {
+        false
+    }
+    /// Whether the instance boots a kernel of its own (a VM): then init's start ends the
+    /// `kernel` phase and its setup is the guest OS's (`guest_init`), not a runtime's.
+    fn has_guest_kernel(&self) -> bool {
         false
     }
     /// The instance's cgroup directory (v2) or memory-controller directory (v1), if it has one.
@@ -196,10 +222,13 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend),
         BackendKind::Container => Box::new(container::ContainerBackend),
-        BackendKind::Runc | BackendKind::Crun => Box::new(oci::OciBackend::new(kind)),
+        BackendKind::Runc | BackendKind::Crun | BackendKind::Gvisor => {
+            Box::new(oci::OciBackend::new(kind))
+        }
         BackendKind::Docker => Box::new(docker::DockerBackend::new()),
         BackendKind::Vm | BackendKind::VmMinimal | BackendKind::VmClassic => {
             Box::new(vm::VmBackend::new(kind, opts))
         }
+        BackendKind::VmUser => Box::new(vm::VmBackend::user_net(opts)),
     }
 }

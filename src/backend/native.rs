@@ -15,7 +15,8 @@ use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
 use super::cgroup::{self, Cgroup, Limits};
-use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::events::{spawn_listen_watcher, spawn_marker_reader, spawn_output_reader, Event};
+use super::io_dir::{self, InstanceIoDir, IoStore};
 use super::process::{Supervised, Terminate};
 use super::{
     process, Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared,
@@ -24,7 +25,7 @@ use super::{
 use crate::backend::DiskLayers;
 use crate::image::Image;
 use crate::scenario::{BackendKind, Scenario};
-use crate::sys::{spawn_namespaced, NamespacedExec, SpawnError};
+use crate::sys::{spawn_namespaced, spawn_namespaced_timed, NamespacedExec, SpawnError};
 use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub enum NativeError {
     Thread(#[source] io::Error),
     #[error("cannot remove the instance's cgroup")]
     RemoveCgroup(#[source] cgroup::CgroupError),
+    #[error("cannot prepare the io workload's directory")]
+    IoDir(#[source] io_dir::IoDirError),
 }
 
 #[derive(Debug, Default)]
@@ -68,12 +71,16 @@ impl Backend for NativeBackend {
         image: &Image,
     ) -> Result<Box<dyn Prepared>, BackendError> {
         let use_cgroup = nix::unistd::geteuid().is_root() && cgroup::detect().is_some();
+        let io = IoStore::for_scenario(scenario)
+            .map_err(|e| BackendError::prepare(BackendKind::Native, NativeError::IoDir(e)))?;
         Ok(Box::new(NativePrepared {
+            io,
             argv: image.workload_argv(&scenario.workload),
             rootfs: image.rootfs().to_path_buf(),
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             use_cgroup,
             disk: image.layer_files(),
+            watch_port: scenario.readiness.port(),
         }))
     }
 }
@@ -85,6 +92,10 @@ struct NativePrepared {
     limits: Limits,
     use_cgroup: bool,
     disk: DiskLayers,
+    /// For the io workload: where each instance gets its directory (given as its `--dir`).
+    io: Option<IoStore>,
+    /// The port watched for LISTEN: by the host, since native has no init of cvm's.
+    watch_port: Option<u16>,
 }
 
 impl Prepared for NativePrepared {
@@ -109,7 +120,10 @@ impl Prepared for NativePrepared {
         let fail = |e| BackendError::launch(BackendKind::Native, e);
         let cgroup = if self.use_cgroup {
             let name = format!("cvm-{}-native-{}", ctx.run_id, ctx.instance);
-            Some(Cgroup::create(&name, self.limits).map_err(|e| fail(NativeError::Cgroup(e)))?)
+            Some(
+                Cgroup::create(&name, self.limits.clone())
+                    .map_err(|e| fail(NativeError::Cgroup(e)))?,
+            )
         } else {
             None
         };
@@ -121,28 +135,49 @@ impl Prepared for NativePrepared {
             Some(cg) => cg.open_procs().map_err(|e| fail(NativeError::Cgroup(e)))?,
             None => Vec::new(),
         };
+        let mut args = self.argv[1..].to_vec();
+        let io_dir = match &self.io {
+            Some(store) => {
+                let label = format!("{}-native-{}", ctx.run_id, ctx.instance);
+                let dir = store
+                    .instance_dir(&label)
+                    .map_err(|e| fail(NativeError::IoDir(e)))?;
+                // The last `--dir` wins: the workload writes where every backend's io goes.
+                args.push(format!("--dir={}", dir.path().display()));
+                Some(dir)
+            }
+            None => None,
+        };
         let fds = process::workload_fds(stderr_write, marker_write)
             .map_err(|e| fail(NativeError::DevNull(e)))?;
-        let spec = exec_spec(&program, &self.argv[1..], cgroup_procs, fds).map_err(fail)?;
+        let spec = exec_spec(&program, &args, cgroup_procs, fds).map_err(fail)?;
         let started_at = Instant::now();
         // The same spawn as the container backend's (a vfork-style clone straight into exec),
         // so the comparison isolates the namespaces rather than two ways of starting a process.
-        let pid = spawn_namespaced(spec)
+        let spawned = spawn_namespaced_timed(spec)
             .map_err(|source| fail(NativeError::Spawn { program, source }))?;
-        let spawned = Instant::now();
+        let pid = spawned.pid;
         // From here on the instance owns the child: an error below drops it, which tears down.
         let (tx, events) = mpsc::channel();
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
+        if let Some(joined) = spawned.cgroup_joined {
+            let _ = tx.send(Event::Phase(Phase::CgroupJoin, joined));
+        }
         let instance = NativeInstance {
             process: Supervised::from_pid(pid),
             started_at,
             events,
             cgroup,
+            io_dir,
         };
         spawn_marker_reader(std::fs::File::from(marker_read), tx.clone())
             .map_err(|e| fail(NativeError::Thread(e)))?;
         spawn_output_reader(std::fs::File::from(stderr_read), tx.clone())
             .map_err(|e| fail(NativeError::Thread(e)))?;
+        if let Some(port) = self.watch_port {
+            let pid = u32::try_from(pid).unwrap_or_default();
+            spawn_listen_watcher(pid, port, tx.clone())
+                .map_err(|e| fail(NativeError::Thread(e)))?;
+        }
         let memory_dir = instance
             .cgroup
             .as_ref()
@@ -162,6 +197,8 @@ struct NativeInstance {
     started_at: Instant,
     events: Receiver<Event>,
     cgroup: Option<Cgroup>,
+    /// Removed after teardown (fields drop after `Drop::drop`), once nothing writes to it.
+    io_dir: Option<InstanceIoDir>,
 }
 
 impl Instance for NativeInstance {
@@ -192,6 +229,8 @@ impl Instance for NativeInstance {
         // the workload is reaped, so no PID in there can have been reused.
         let removed = self.cgroup.as_mut().map(Cgroup::remove);
         self.process.reap();
+        // Nothing writes to the io directory any more.
+        self.io_dir = None;
         if let Some(Err(e)) = removed {
             return Err(BackendError::teardown(
                 BackendKind::Native,

@@ -15,10 +15,11 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::backend::vm::KernelChoice;
-use crate::backend::{self, Availability, Backend, HostOptions, LaunchContext};
-use crate::cli::CompareArgs;
+use crate::backend::{self, Availability, Backend, HostOptions, LaunchContext, Prepared};
+use crate::cli::{CompareArgs, RunOrder};
 use crate::exit::{self, Failure};
 use crate::image::Image;
+use crate::measure::disk::DISK_SHARED_KEY;
 use crate::report;
 use crate::results::{self, BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter};
 use crate::scenario::{self, BackendKind, Scenario};
@@ -37,10 +38,15 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let kernel = kernel_choice(&args, &scenario);
     let kinds = resolve_backends(&args, &scenario, &kernel).map_err(Failure::usage)?;
     check_kernel(&kernel, &kinds).map_err(Failure::usage)?;
+    // A baseline that cannot be compared is found before anything is measured.
+    if let Some(base) = &args.baseline {
+        check_baseline(base, &scenario.name).map_err(Failure::usage)?;
+    }
     let runs = args.runs.unwrap_or(*scenario.runs.get_ref());
     let warmup = args.warmup.unwrap_or(scenario.warmup);
     let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(*scenario.timeout_s.get_ref()));
 
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&interrupted))
@@ -71,8 +77,28 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         point_latest_at(&out_dir);
     }
 
+    // Refused before anything is built: an io run measuring memory instead of a disk (or the
+    // reverse) would be mislabelled.
+    let io_config = backend::io_dir::IoStore::for_scenario(&scenario)
+        .map_err(|e| Failure::usage(anyhow::Error::new(e)))?
+        .map(|store| store.config())
+        .unwrap_or_default();
+
     eprintln!("cvm: scenario {} — {}", scenario.name, scenario.description);
     let environment = Environment::collect();
+    // Where the instance and the load client run (disjoint CPUs), recorded with the load.
+    let (client_cpus, placement_note) = match backend::placement::for_scenario(&scenario) {
+        Ok(p) => {
+            let note = format!(
+                "instance on CPU(s) {} (its cgroup's cpuset: every process, QEMU's threads \
+                 included), load client on CPU(s) {}",
+                backend::placement::cpu_list(&p.instance),
+                backend::placement::cpu_list(&p.client)
+            );
+            (p.client, note)
+        }
+        Err(why) => (crate::load::http::default_client_cpus(), why.to_string()),
+    };
     let image = Image::build(&scenario).context("cannot build the image")?;
 
     let opts = HostOptions {
@@ -113,7 +139,12 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         timeout_s: timeout.as_secs_f64(),
         environment: environment.clone(),
         backends: infos.clone(),
-        load: scenario.load.as_ref().map(crate::load::http::describe),
+        load: scenario
+            .load
+            .as_ref()
+            .map(|l| crate::load::http::describe(l, &client_cpus, &placement_note)),
+        order: Some(args.order.as_str().to_string()),
+        seed: (args.order == RunOrder::Interleaved).then_some(seed),
     };
     let meta_path = out_dir.join(results::META_FILE);
     meta.write(&meta_path)?;
@@ -127,8 +158,10 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let ctx_base = short_token();
     let mut any_failed = false;
 
-    let mut native_pss = None;
-    for (b, info) in backends.iter().zip(infos.iter_mut()) {
+    // Every backend is prepared first (the slow, cacheable work), so that the measured runs of
+    // all backends can be interleaved.
+    let mut lanes: Vec<Lane> = Vec::new();
+    for (index, (b, info)) in backends.iter().zip(infos.iter_mut()).enumerate() {
         if info.availability != Availability::Available || interrupted.load(Ordering::SeqCst) {
             continue;
         }
@@ -145,52 +178,86 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
                 continue;
             }
         };
+        let footprint = crate::measure::disk::footprint(&prepared.disk_layers());
         info.config = prepared.config();
+        if !footprint.per_layer.is_empty() {
+            info.config
+                .insert(DISK_SHARED_KEY.into(), footprint.shared_summary());
+        }
+        info.config.extend(io_config.clone());
         meta.backends = infos_snapshot(&meta.backends, info);
         meta.write(&meta_path)?;
-        let mut runner = Runner {
-            scenario: &scenario,
-            prepared: prepared.as_ref(),
+        lanes.push(Lane {
+            index,
             kind: b.kind(),
-            timeout,
-            interrupted: &interrupted,
-            writer: &mut writer,
             template: row_template(&run_id, &scenario, b.kind(), &environment, info),
-            ctx: LaunchContext {
-                instance: 0,
-                run_id: ctx_base.clone(),
-            },
-            floor_program: image
-                .rootfs()
-                .join(crate::image::GUEST_PATH.trim_start_matches('/')),
-            native_pss,
+            prepared,
             idle_pss: Vec::new(),
-        };
-        runner.record_disk()?;
-        let plan = Plan {
-            warmup,
-            runs,
-            progress: &progress,
-        };
-        let end = if scenario.density.is_some() {
-            density::run(&mut runner, &plan)?
-        } else {
-            run_iterations(&mut runner, &plan)?
-        };
-        if b.kind() == BackendKind::Native && !runner.idle_pss.is_empty() {
-            native_pss = Some(crate::stats::median(&runner.idle_pss));
+            consecutive: 0,
+            first_launch: image.fresh(),
+            footprint,
+            end: BackendEnd::AllMeasured,
+        });
+    }
+    let shared = Shared {
+        scenario: &scenario,
+        timeout,
+        interrupted: &interrupted,
+        ctx: LaunchContext {
+            instance: 0,
+            run_id: ctx_base.clone(),
+        },
+        floor_program: image
+            .rootfs()
+            .join(crate::image::GUEST_PATH.trim_start_matches('/')),
+        client_cpus: client_cpus.clone(),
+    };
+    for lane in &mut lanes {
+        let footprint = lane.footprint.clone();
+        lane.runner(&shared, &mut writer, None)
+            .record_disk(&footprint)?;
+    }
+    let plan = Plan {
+        warmup,
+        runs,
+        progress: &progress,
+    };
+    // Density keeps N instances of one backend running at once: backend by backend.
+    if args.order == RunOrder::Sequential || scenario.density.is_some() {
+        let mut native_pss = None;
+        for lane in &mut lanes {
+            if interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let mut runner = lane.runner(&shared, &mut writer, native_pss);
+            let end = if scenario.density.is_some() {
+                density::run(&mut runner, &plan)?
+            } else {
+                run_iterations(&mut runner, &plan)?
+            };
+            let measured = std::mem::take(&mut runner.idle_pss);
+            lane.end = end;
+            lane.idle_pss = measured;
+            if lane.kind == BackendKind::Native && !lane.idle_pss.is_empty() {
+                native_pss = Some(crate::stats::median(&lane.idle_pss));
+            }
         }
-        match end {
+    } else {
+        run_interleaved(&mut lanes, &shared, &mut writer, &plan, seed)?;
+    }
+    for lane in &lanes {
+        let info = &mut infos[lane.index];
+        match &lane.end {
             BackendEnd::AllMeasured => {}
             BackendEnd::SomeFailed => any_failed = true,
             BackendEnd::GaveUp(note) => {
                 any_failed = true;
-                info.error = Some(note);
+                info.error = Some(note.clone());
             }
         }
         meta.backends = infos_snapshot(&meta.backends, info);
-        meta.write(&meta_path)?;
     }
+    meta.write(&meta_path)?;
     progress.finish_and_clear();
 
     let was_interrupted = interrupted.load(Ordering::SeqCst);
@@ -205,6 +272,13 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     .into();
     meta.finished =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    record_accelerators(&mut meta);
+    if let (Some(load), Some(now)) = (
+        meta.environment.load.as_mut(),
+        crate::measure::fingerprint::load_average(),
+    ) {
+        load.end = now;
+    }
     meta.write(&meta_path)?;
     drop(writer);
 
@@ -222,14 +296,154 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
     eprintln!("cvm: results in {}", out_dir.display());
+    let diff_code = match &args.baseline {
+        Some(base) if !was_interrupted => diff_with_baseline(&args, base, &out_dir)?,
+        _ => exit::OK,
+    };
     Ok(if was_interrupted {
         eprintln!("cvm: interrupted; the samples measured so far are kept");
         exit::INTERRUPTED
     } else if any_failed {
         exit::RUN_FAILED
     } else {
-        exit::OK
+        diff_code
     })
+}
+
+/// What every backend's runs share.
+struct Shared<'a> {
+    scenario: &'a Scenario,
+    timeout: Duration,
+    interrupted: &'a AtomicBool,
+    ctx: LaunchContext,
+    floor_program: PathBuf,
+    /// The CPUs the load client's threads are pinned to (disjoint from the instances').
+    client_cpus: Vec<usize>,
+}
+
+/// One prepared backend and its state across the run.
+struct Lane {
+    /// Its place in `infos`.
+    index: usize,
+    kind: BackendKind,
+    prepared: Box<dyn Prepared>,
+    template: SampleRow,
+    /// Its measured idle PSS values (native's are the base of the others' overhead).
+    idle_pss: Vec<f64>,
+    /// Failed runs in a row (the backend is given up at [`MAX_CONSECUTIVE_FAILURES`]).
+    consecutive: u32,
+    /// Its next launch is its first of an image built in this run.
+    first_launch: bool,
+    /// Its disk layers, counted once at prepare (recorded before the first launch).
+    footprint: crate::measure::disk::Footprint,
+    end: BackendEnd,
+}
+
+impl Lane {
+    fn runner<'r>(
+        &'r mut self,
+        shared: &'r Shared,
+        writer: &'r mut SampleWriter,
+        native_pss: Option<f64>,
+    ) -> Runner<'r> {
+        Runner {
+            scenario: shared.scenario,
+            prepared: self.prepared.as_ref(),
+            kind: self.kind,
+            timeout: shared.timeout,
+            interrupted: shared.interrupted,
+            writer,
+            template: self.template.clone(),
+            ctx: shared.ctx.clone(),
+            floor_program: shared.floor_program.clone(),
+            native_pss,
+            idle_pss: std::mem::take(&mut self.idle_pss),
+            cold_caches_kept: false,
+            first_launch: self.first_launch,
+            client_cpus: shared.client_cpus.clone(),
+        }
+    }
+
+    fn given_up(&self) -> bool {
+        matches!(self.end, BackendEnd::GaveUp(_))
+    }
+}
+
+/// Every iteration runs each backend once, native first (its idle PSS so far is the base of
+/// the others' `memory_overhead`), the others in an order drawn from `seed`: drift on the host
+/// (thermal, other tenants, page cache) then spreads over every backend instead of falling on
+/// whichever ran in a bad minute.
+fn run_interleaved(
+    lanes: &mut [Lane],
+    shared: &Shared,
+    writer: &mut SampleWriter,
+    plan: &Plan,
+    seed: u64,
+) -> Result<(), Failure> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let total = plan.warmup + plan.runs;
+    let mut native_pss = None;
+    for i in 0..total {
+        let (phase, iteration, of) = if i < plan.warmup {
+            (Phase::Warmup, i, plan.warmup)
+        } else {
+            (Phase::Measure, i - plan.warmup, plan.runs)
+        };
+        let kinds: Vec<BackendKind> = lanes.iter().map(|l| l.kind).collect();
+        for l in iteration_order(&kinds, &mut rng) {
+            if shared.interrupted.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let lane = &mut lanes[l];
+            if lane.given_up() {
+                continue;
+            }
+            let kind = lane.kind;
+            plan.progress.set_message(format!(
+                "{kind}: {} {}/{of}",
+                phase_word(phase),
+                iteration + 1
+            ));
+            let mut runner = lane.runner(shared, writer, native_pss);
+            let outcome = runner.run_once(iteration, phase)?;
+            let measured = std::mem::take(&mut runner.idle_pss);
+            lane.idle_pss = measured;
+            lane.first_launch = false;
+            if kind == BackendKind::Native && !lane.idle_pss.is_empty() {
+                native_pss = Some(crate::stats::median(&lane.idle_pss));
+            }
+            plan.progress.inc(1);
+            match outcome {
+                RunEnd::Measured => lane.consecutive = 0,
+                RunEnd::Failed(msg) => {
+                    lane.end = BackendEnd::SomeFailed;
+                    lane.consecutive += 1;
+                    plan.progress
+                        .suspend(|| eprintln!("cvm: {kind} run {} failed: {msg}", i + 1));
+                    if lane.consecutive >= MAX_CONSECUTIVE_FAILURES {
+                        let note = format!(
+                            "gave up after {} consecutive failed runs; last: {msg}",
+                            lane.consecutive
+                        );
+                        plan.progress
+                            .suspend(|| eprintln!("cvm: backend {kind}: {note}"));
+                        plan.progress.inc(u64::from(total - i - 1));
+                        lane.end = BackendEnd::GaveUp(note);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One iteration's order of the backends (indices into `kinds`): native first, the rest
+/// shuffled.
+fn iteration_order(kinds: &[BackendKind], rng: &mut fastrand::Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..kinds.len()).collect();
+    rng.shuffle(&mut order);
+    order.sort_by_key(|&l| kinds[l] != BackendKind::Native);
+    order
 }
 
 /// How many runs of each kind, and where progress goes.
@@ -309,6 +523,47 @@ fn infos_snapshot(old: &[BackendInfo], updated: &BackendInfo) -> Vec<BackendInfo
         .collect()
 }
 
+/// The baseline is a results directory of the same scenario.
+fn check_baseline(base: &Path, scenario: &str) -> anyhow::Result<()> {
+    let meta = RunMeta::read(&base.join(results::META_FILE)).with_context(|| {
+        format!(
+            "--baseline {} is not a cvm results directory (give one `cvm compare` wrote)",
+            base.display()
+        )
+    })?;
+    if meta.scenario.name != scenario {
+        anyhow::bail!(
+            "--baseline {} ran scenario {:?}, this run is {scenario:?}: a baseline must be a run              of the same scenario",
+            base.display(),
+            meta.scenario.name
+        );
+    }
+    Ok(())
+}
+
+/// Diffs the run just written against `base`: the table on stdout, `diff.html` and `diff.md`
+/// in the results directory; the exit code `--fail-on` asks for.
+fn diff_with_baseline(args: &CompareArgs, base: &Path, out_dir: &Path) -> Result<u8, Failure> {
+    let d = crate::diff::diff_dirs(base, out_dir, &args.thresholds.options())
+        .map_err(Failure::usage)?;
+    print!("{}", crate::diff::render::terminal(&d));
+    crate::diff::write_pages(&d, &out_dir.join("diff.html"), &out_dir.join("diff.md"))?;
+    Ok(crate::diff::exit_code(&d, args.fail_on))
+}
+
+/// Adds the accelerator each VM backend ran under to the host fingerprint.
+fn record_accelerators(meta: &mut RunMeta) {
+    let used: Vec<String> = meta
+        .backends
+        .iter()
+        .filter_map(|b| b.accelerator().map(|a| format!("{}: {a}", b.backend)))
+        .collect();
+    if !used.is_empty() {
+        let f = &mut meta.environment.fingerprint;
+        f.accelerator = format!("{}; {}", f.accelerator, used.join(", "));
+    }
+}
+
 /// `--kernel` (or `$CVM_KERNEL`), else the scenario's `[vm] kernel`, else the distro kernel.
 fn kernel_choice(args: &CompareArgs, scenario: &Scenario) -> KernelChoice {
     args.kernel
@@ -361,10 +616,12 @@ fn check_kernel(kernel: &KernelChoice, kinds: &[BackendKind]) -> Result<(), anyh
     let Some(path) = kernel.path() else {
         return Ok(());
     };
-    if !kinds
-        .iter()
-        .any(|k| matches!(k, BackendKind::Vm | BackendKind::VmClassic))
-    {
+    if !kinds.iter().any(|k| {
+        matches!(
+            k,
+            BackendKind::Vm | BackendKind::VmClassic | BackendKind::VmUser
+        )
+    }) {
         return Ok(());
     }
     backend::vm::kernel::Kernel::load(path)
@@ -457,5 +714,32 @@ fn row_template(
             .collect::<Vec<_>>()
             .join(";"),
         note: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iterations_put_native_first_and_vary_the_rest_reproducibly() {
+        let kinds = [
+            BackendKind::Native,
+            BackendKind::Container,
+            BackendKind::Runc,
+            BackendKind::Vm,
+        ];
+        let orders = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (0..20)
+                .map(|_| iteration_order(&kinds, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let a = orders(42);
+        assert_eq!(a, orders(42), "the same seed gives the same order");
+        assert_ne!(a, orders(43));
+        assert!(a.iter().all(|o| o[0] == 0 && o.len() == 4));
+        let distinct: std::collections::BTreeSet<&Vec<usize>> = a.iter().collect();
+        assert!(distinct.len() > 1, "{a:?}");
     }
 }

@@ -6,14 +6,59 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cvm_proto::applet::{Applet, HTTP_COUNT_PATH};
-use cvm_proto::metric::{Metric, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, SweepFigure, PHASE_PREFIX};
 
 use crate::backend::{self, Instance, LaunchContext, Prepared};
 use crate::exit::Failure;
 use crate::load::http::{self as http_load, HttpLoad};
+use crate::measure::disk::Footprint;
 use crate::measure::{memory, startup};
 use crate::results::{Phase, SampleRow, SampleWriter};
-use crate::scenario::{BackendKind, Readiness, Scenario};
+use crate::scenario::{BackendKind, Readiness, Scenario, StartMode};
+
+/// How far a guest-timed duration may be from the host's stamps of the same interval before
+/// the guest's figures are flagged (and the report trusts the host's).
+pub const CLOCK_TOLERANCE: f64 = 0.02;
+/// The shortest interval the clocks are compared over: the host's stamps carry each marker's
+/// transport delay (a pipe, or an emulated serial port), milliseconds on a loaded host, which
+/// must be small against 2 % of the interval.
+pub const CLOCK_CHECK_MIN: f64 = 0.5;
+
+/// A workload's own duration (`cpu_time`, on its clock) against the host's stamps of the same
+/// interval (`CVM:ready` to the first `CVM:result`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ClockCheck {
+    guest: f64,
+    host: f64,
+}
+
+impl ClockCheck {
+    fn error(self) -> f64 {
+        self.guest / self.host - 1.0
+    }
+    fn disagrees(self) -> bool {
+        self.host >= CLOCK_CHECK_MIN && self.error().abs() > CLOCK_TOLERANCE
+    }
+    fn note(self) -> String {
+        format!(
+            "guest clock off by {:+.1}% against the host's stamps of the same interval \
+             ({:.4} s guest, {:.4} s host): trust cpu_time_host",
+            self.error() * 100.0,
+            self.guest,
+            self.host
+        )
+    }
+}
+
+fn clock_check(timeline: &startup::Timeline) -> Option<ClockCheck> {
+    let guest = timeline
+        .results
+        .iter()
+        .find(|(m, _, _)| m == Metric::CpuTime.name())
+        .map(|(_, v, _)| *v)?;
+    let host = timeline.host_timed_interval()?.as_secs_f64();
+    (host > 0.0).then_some(ClockCheck { guest, host })
+}
 
 /// How often memory is sampled during a load phase (for `memory_pss_peak`).
 const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -46,9 +91,22 @@ pub struct Runner<'a> {
     pub native_pss: Option<f64>,
     /// This backend's measured idle PSS values (native's become the next backends' base).
     pub idle_pss: Vec<f64>,
+    /// A cold start could not drop the page cache (not root): its samples say so.
+    pub cold_caches_kept: bool,
+    /// The next launch is this backend's first of a freshly built image (`first_launch`).
+    pub first_launch: bool,
+    /// The CPUs the load client's threads are pinned to (disjoint from the instance's).
+    pub client_cpus: Vec<usize>,
 }
 
 impl Runner<'_> {
+    /// Whether the server's count must match the client's exactly (within the connections in
+    /// flight): everywhere but behind QEMU's user-mode network (see [`count_mismatch`]).
+    fn exact_server_count(&self) -> bool {
+        self.prepared.config().get("network").map(String::as_str)
+            != Some(crate::backend::vm::net::MODE)
+    }
+
     /// Records one figure of a metric with a fixed name and unit.
     pub fn sample(
         &mut self,
@@ -78,7 +136,11 @@ impl Runner<'_> {
         row.metric = metric.to_string();
         row.value = value;
         row.unit = unit.to_string();
-        row.note = note.to_string();
+        row.note = if self.cold_caches_kept && note.is_empty() {
+            "cold start without dropping the page cache (not root)".to_string()
+        } else {
+            note.to_string()
+        };
         self.writer
             .write(&row)
             .map_err(|e| Failure::run(anyhow::Error::new(e)))
@@ -95,18 +157,22 @@ impl Runner<'_> {
         self.record(iteration, phase, Metric::RunFailed.name(), 1.0, unit, msg)
     }
 
-    /// Bytes on disk per layer of this backend's stack, once per backend.
-    pub fn record_disk(&mut self) -> Result<(), Failure> {
-        let layers = self.prepared.disk_layers();
-        if layers.is_empty() {
+    /// Bytes on disk per layer of this backend's stack, once per backend (counted by the caller,
+    /// which also records the shared files in the backend's configuration).
+    pub fn record_disk(&mut self, footprint: &Footprint) -> Result<(), Failure> {
+        if footprint.per_layer.is_empty() {
             return Ok(());
         }
-        let (per_layer, total) = crate::measure::disk::footprint(&layers);
-        for (layer, bytes) in per_layer {
+        for (layer, bytes) in &footprint.per_layer {
             let unit = Metric::DiskFootprint.unit().symbol();
-            self.record(0, Phase::Measure, &layer.metric(), bytes as f64, unit, "")?;
+            self.record(0, Phase::Measure, &layer.metric(), *bytes as f64, unit, "")?;
         }
-        self.sample(0, Phase::Measure, Metric::DiskFootprint, total as f64)
+        self.sample(
+            0,
+            Phase::Measure,
+            Metric::DiskFootprint,
+            footprint.total as f64,
+        )
     }
 
     /// One launch, measured and torn down.
@@ -141,12 +207,36 @@ impl Runner<'_> {
             && self.scenario.workload.applet() == Some(Applet::Hello)
     }
 
+    /// A cold start's preparation, before the launch (so outside every figure): the idle gap,
+    /// then the page cache dropped (as root; otherwise the gap alone, noted in the sample).
+    fn cold_start_gap(&self) -> bool {
+        if self.scenario.start.mode != StartMode::Cold {
+            return true;
+        }
+        let gap = Duration::from_secs_f64(*self.scenario.start.idle_gap_s.get_ref());
+        let until = Instant::now() + gap;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        crate::sys::drop_caches().is_ok()
+    }
+
     fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, Failure> {
+        if !self.cold_start_gap() {
+            self.cold_caches_kept = true;
+        }
+        // Only the very first attempt is a first launch, whether or not it gets ready.
+        let first = std::mem::take(&mut self.first_launch);
         let mut instance: Box<dyn Instance> = match self.prepared.launch(&self.ctx) {
             Ok(i) => i,
             Err(e) => return Ok(RunEnd::Failed(format!("{:#}", anyhow::Error::new(e)))),
         };
+        self.first_launch = first;
         let outcome = self.observe(instance.as_ref(), iteration, phase);
+        self.first_launch = false;
         let t0 = Instant::now();
         let teardown = instance.teardown();
         let teardown_latency = t0.elapsed();
@@ -183,6 +273,12 @@ impl Runner<'_> {
         };
         let ready = timeline.ready_latency().unwrap_or_default();
         self.sample(iteration, phase, Metric::ReadyLatency, ready.as_secs_f64())?;
+        if std::mem::take(&mut self.first_launch) {
+            self.sample(iteration, phase, Metric::FirstLaunch, ready.as_secs_f64())?;
+        }
+        if let Some(delay) = timeline.ready_probe_delay() {
+            self.sample(iteration, phase, Metric::ReadyProbeDelay, delay)?;
+        }
         for (name, d) in timeline.phase_durations() {
             let unit = Metric::ReadyLatency.unit().symbol();
             let name = format!("{PHASE_PREFIX}{name}");
@@ -211,10 +307,18 @@ impl Runner<'_> {
                 )));
             }
         }
+        let clock = clock_check(&timeline);
         for (metric, value, unit) in timeline.results.clone() {
-            if Metric::from_name(&metric) != Some(Metric::HttpPort) {
-                self.record(iteration, phase, &metric, value, &unit, "")?;
-            }
+            let note = match (Metric::from_name(&metric), &clock) {
+                (Some(Metric::HttpPort), _) => continue,
+                (Some(Metric::CpuTime | Metric::CpuScore), Some(c)) if c.disagrees() => c.note(),
+                _ => String::new(),
+            };
+            self.record(iteration, phase, &metric, value, &unit, &note)?;
+        }
+        if let Some(c) = clock {
+            self.sample(iteration, phase, Metric::CpuTimeHost, c.host)?;
+            self.sample(iteration, phase, Metric::GuestClockError, c.error())?;
         }
         Ok(RunEnd::Measured)
     }
@@ -302,10 +406,15 @@ impl Runner<'_> {
             )));
         };
         let load = HttpLoad {
-            addr,
-            path: spec.path.clone(),
-            connections: *spec.connections.get_ref(),
-            duration: Duration::from_secs_f64(*spec.duration_s.get_ref()),
+            threads: *spec.client_threads.get_ref(),
+            rate: spec.rate.as_ref().map(|r| *r.get_ref()),
+            cpus: self.client_cpus.clone(),
+            ..HttpLoad::closed(
+                addr,
+                &spec.path,
+                *spec.connections.get_ref(),
+                Duration::from_secs_f64(*spec.duration_s.get_ref()),
+            )
         };
         let is_cvm_http = self
             .scenario
@@ -344,6 +453,20 @@ impl Runner<'_> {
             Ok(r) => r,
             Err(e) => return Ok(RunEnd::Failed(format!("load phase: {e}"))),
         };
+        // Counts that disagree make the figures untrustworthy: fail before recording them.
+        let served = served_before
+            .zip(server_count(addr))
+            .map(|(before, after)| after.saturating_sub(before));
+        if let Some(served) = served {
+            if let Some(reason) = count_mismatch(
+                served,
+                r.requests,
+                u64::from(load.connections) + timeline.probe_unanswered,
+                self.exact_server_count(),
+            ) {
+                return Ok(RunEnd::Failed(reason));
+            }
+        }
         self.sample(iteration, phase, Metric::HttpRps, r.rps())?;
         self.sample(iteration, phase, Metric::HttpRequests, r.requests as f64)?;
         self.sample(iteration, phase, Metric::HttpErrors, r.errors as f64)?;
@@ -355,20 +478,117 @@ impl Runner<'_> {
         ] {
             self.sample(iteration, phase, metric, d.as_secs_f64())?;
         }
+        self.sample(
+            iteration,
+            phase,
+            Metric::LoadClientCpu,
+            r.client_cpu_share(),
+        )?;
         if peak > 0 {
             self.sample(iteration, phase, Metric::MemoryPssPeak, peak as f64)?;
         }
-        if let (Some(before), Some(after)) = (served_before, server_count(addr)) {
-            // The server also counts requests still in flight when the client's clock ran out.
-            self.sample(
-                iteration,
-                phase,
-                Metric::HttpServerRequests,
-                after.saturating_sub(before) as f64,
-            )?;
+        if let Some(served) = served {
+            self.sample(iteration, phase, Metric::HttpServerRequests, served as f64)?;
+        }
+        match spec.rates.as_ref() {
+            Some(rates) => {
+                let rates = rates.get_ref().clone();
+                self.run_sweep(
+                    instance,
+                    timeline,
+                    &load,
+                    &rates,
+                    is_cvm_http,
+                    iteration,
+                    phase,
+                )
+            }
+            None => Ok(RunEnd::Measured),
+        }
+    }
+
+    /// The rate sweep: one open-loop phase per offered rate, each checked like the main phase
+    /// (a dead server or a count mismatch fails the run), recorded as `rate.<N>.<figure>`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_sweep(
+        &mut self,
+        instance: &dyn Instance,
+        timeline: &mut startup::Timeline,
+        base: &HttpLoad,
+        rates: &[f64],
+        is_cvm_http: bool,
+        iteration: u32,
+        phase: Phase,
+    ) -> Result<RunEnd, Failure> {
+        for &rate in rates {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let load = HttpLoad {
+                rate: Some(rate),
+                ..base.clone()
+            };
+            let before = is_cvm_http.then(|| server_count(load.addr)).flatten();
+            let result = http_load::run(&load, self.interrupted);
+            startup::drain(instance, timeline);
+            if let Some((exit, _)) = timeline.exit {
+                return Ok(RunEnd::Failed(format!(
+                    "the workload ended with {exit} during the rate sweep at {rate}/s"
+                )));
+            }
+            let r = match result {
+                Ok(r) => r,
+                Err(e) => return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {e}"))),
+            };
+            if let (Some(before), Some(after)) = (before, server_count(load.addr)) {
+                let served = after.saturating_sub(before);
+                if let Some(reason) = count_mismatch(
+                    served,
+                    r.requests,
+                    u64::from(load.connections) + timeline.probe_unanswered,
+                    self.exact_server_count(),
+                ) {
+                    return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {reason}")));
+                }
+            }
+            for (figure, value) in [
+                (SweepFigure::Rps, r.rps()),
+                (SweepFigure::LatencyP50, r.latency_p50.as_secs_f64()),
+                (SweepFigure::LatencyP99, r.latency_p99.as_secs_f64()),
+            ] {
+                let unit = figure.unit().symbol();
+                self.record(iteration, phase, &figure.metric(rate), value, unit, "")?;
+            }
         }
         Ok(RunEnd::Measured)
     }
+}
+
+/// Why the server's and the client's counts of one load phase disagree, if they do beyond what
+/// the cut-off explains: each connection may have one request in flight when the client's clock
+/// runs out, which the server answers (and counts) but the client does not. A client that counts
+/// more than the server served is always wrong. A server that served more is wrong too where
+/// nothing but the client can reach it during the phase (`exact`); behind QEMU's user network
+/// it is not: a readiness probe that gave up while the guest's network was still coming up
+/// leaves its request inside QEMU, which delivers it (counted) seconds later, during the load.
+///
+/// `allowed` is the connections (each may have one request in flight at the deadline) plus the
+/// readiness probe requests that went out unanswered (a slow server serves them later).
+fn count_mismatch(served: u64, counted: u64, allowed: u64, exact: bool) -> Option<String> {
+    if served < counted {
+        return Some(format!(
+            "the client counted {counted} responses during the load phase but the server served \
+             only {served}: the client counted responses that were never sent"
+        ));
+    }
+    let gap = served - counted;
+    (exact && gap > allowed).then(|| {
+        format!(
+            "the server served {served} requests during the load phase and the client counted \
+             {counted}: they differ by {gap}, more than the {allowed} that connections still in \
+             flight at the deadline and unanswered readiness probes explain"
+        )
+    })
 }
 
 /// The `cvm-guest http` server's own count of requests served.
@@ -386,4 +606,53 @@ fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then_some(())?;
     body.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_guest_clock_two_percent_off_is_flagged_and_one_percent_is_not() {
+        let timeline = |guest: f64| startup::Timeline {
+            ready_marker: Some(Duration::from_millis(100)),
+            result_stamps: vec![Duration::from_millis(1100)],
+            results: vec![
+                ("cpu_score".into(), 1.0, "1/s".into()),
+                ("cpu_time".into(), guest, "s".into()),
+            ],
+            ..Default::default()
+        };
+        let c = clock_check(&timeline(1.01)).unwrap();
+        assert!((c.host - 1.0).abs() < 1e-9);
+        assert!(!c.disagrees());
+        let c = clock_check(&timeline(1.05)).unwrap();
+        assert!(c.disagrees() && (c.error() - 0.05).abs() < 1e-9);
+        // Over a short interval the markers' transport delay dominates: not judged.
+        let short = ClockCheck {
+            guest: 0.0105,
+            host: 0.01,
+        };
+        assert!(!short.disagrees());
+        assert!(c.note().contains("+5.0%"), "{}", c.note());
+        assert!(clock_check(&startup::Timeline::default()).is_none());
+    }
+
+    #[test]
+    fn counts_may_differ_by_the_requests_in_flight_and_no_more() {
+        assert_eq!(count_mismatch(1004, 1000, 4, true), None);
+        assert_eq!(count_mismatch(1000, 1000, 4, true), None);
+        let too_many = count_mismatch(1005, 1000, 4, true).unwrap();
+        assert!(
+            too_many.contains("1005") && too_many.contains("differ by 5"),
+            "{too_many}"
+        );
+        // A client that counts more than the server served is as wrong as one that counts less.
+        assert!(count_mismatch(990, 1000, 4, true).is_some());
+        // Behind a user-mode network, late probe requests may add to the server's count, but
+        // a client that counted more than was served is still caught.
+        assert_eq!(count_mismatch(1010, 1000, 4, false), None);
+        assert!(count_mismatch(990, 1000, 4, false).is_some());
+    }
 }

@@ -70,6 +70,8 @@ pub struct Image {
     hash: String,
     /// Host-side sources of the image's files, by disk layer (`app`, `libs`).
     layers: BTreeMap<Layer, Vec<PathBuf>>,
+    /// Built by this call rather than found in the cache: its files have never been run.
+    fresh: bool,
 }
 
 impl Image {
@@ -120,14 +122,16 @@ impl Image {
             libs.push(rootfs.clone());
         }
         let layers = BTreeMap::from([(Layer::App, app), (Layer::Libs, libs)]);
-        let image = Image {
+        let mut image = Image {
             rootfs: rootfs.clone(),
             hash,
             layers,
+            fresh: false,
         };
         if rootfs.is_dir() {
             return Ok(image);
         }
+        image.fresh = true;
         // Build beside the final place and rename: a crash mid-build never leaves a half image
         // that a later run would trust.
         // Unique per build, not only per process: threads of one process (tests, density) may
@@ -173,6 +177,12 @@ impl Image {
 
     pub fn rootfs(&self) -> &Path {
         &self.rootfs
+    }
+
+    /// Whether this call built the image (a cache miss): the first launches of a fresh image
+    /// are measured apart, as `first_launch`.
+    pub fn fresh(&self) -> bool {
+        self.fresh
     }
 
     /// A short content hash naming this image (cache key, docker tag).
@@ -227,14 +237,17 @@ pub fn find_guest() -> Result<PathBuf, ImageError> {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("cvm"));
-    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    // Test binaries live one level down, in deps/.
-    for candidate in [dir.join("cvm-guest"), dir.join("../cvm-guest")] {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    Err(ImageError::GuestMissing { exe })
+    beside_cvm("cvm-guest").ok_or(ImageError::GuestMissing { exe })
+}
+
+/// A binary built or installed with `cvm` (`cvm-guest`, `cvm-runtime`): in the same directory
+/// as the running executable, or one level up (test binaries live in cargo's `deps/`).
+pub fn beside_cvm(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(name), dir.join("..").join(name)]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// A statically linked busybox (Debian's busybox-static installs /usr/bin/busybox, older

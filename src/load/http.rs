@@ -1,22 +1,45 @@
-//! Closed-loop HTTP/1.1 load: a fixed number of keep-alive connections, each one tokio task that
-//! sends a GET as soon as the previous response is complete, for a fixed duration. Latencies go
-//! into an HDR histogram (microsecond resolution, 3 significant digits).
+//! HTTP/1.1 keep-alive load: a fixed number of connections for a fixed duration, spread over one
+//! or more client threads, each thread a single-threaded tokio runtime pinned to one of the
+//! client's CPUs. Latencies go into an HDR histogram (microsecond resolution, 3 significant
+//! digits).
 //!
-//! On a 2-core host the client competes with the instance for CPU. The generator therefore runs
-//! on a single-threaded runtime pinned to the host's last CPU (the instance is limited to its
-//! scenario's vCPUs by its cgroup or VM), and the settings are recorded with the results so a
-//! reader knows the client was one core. Numbers from such a host compare backends with each
-//! other; they are not the backends' absolute capacity.
+//! Two loops:
+//! - **closed** (no `rate`): each connection sends its next request as soon as the previous
+//!   response is complete; latency is measured from the send.
+//! - **open** (`rate` requests/s in all): each connection sends on a fixed schedule, and latency
+//!   is measured from the request's *intended* send time, as wrk2 does. A server that stalls
+//!   then shows the stall in every request that should have been sent during it, instead of
+//!   hiding it by sending less (coordinated omission).
+//!
+//! The client is a measuring instrument, so it does as little per request as it can: the request
+//! is prebuilt bytes written with one call, the response head is parsed in place with `httparse`,
+//! and the body is counted, not copied into a message. A general HTTP client (hyper) spent most
+//! of a client core on its own machinery — a separate connection task woken for every request,
+//! a timer per request, a request and body object — and reached about 0.76x of `wrk` against the
+//! same server. The deadline is one timer per connection.
+//!
+//! The client's CPU time is measured per thread (`getrusage(RUSAGE_THREAD)`), so a run whose
+//! client was the bottleneck can be labelled as such rather than presented as the server's
+//! figure.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Longest response head accepted; a benchmark server's heads are a few hundred bytes.
+const MAX_HEAD: usize = 64 * 1024;
+/// Response headers parsed at most.
+const MAX_HEADERS: usize = 64;
+/// How often the caller's stop flag (set by SIGINT) is looked at during the load.
+const STOP_POLL: Duration = Duration::from_millis(20);
+/// Pause after a failed connect, so a refusing server is not hammered in a tight loop.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
+use cvm_proto::metric::CLIENT_BOUND_SHARE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -30,15 +53,49 @@ pub enum LoadError {
     },
     #[error("no request completed during the load phase ({errors} errors; first: {first})")]
     NothingCompleted { errors: u64, first: String },
+    #[error("a load client thread panicked")]
+    Panicked,
 }
 
-/// What to send and for how long.
+/// What to send, how, and for how long.
 #[derive(Debug, Clone)]
 pub struct HttpLoad {
     pub addr: SocketAddr,
     pub path: String,
     pub connections: u32,
     pub duration: Duration,
+    /// Client threads (at least one); connections are dealt out to them in turn.
+    pub threads: u32,
+    /// Requests per second in all (open loop); `None` is a closed loop.
+    pub rate: Option<f64>,
+    /// CPUs the client threads are pinned to, thread `i` to `cpus[i % len]`; empty: unpinned.
+    pub cpus: Vec<usize>,
+}
+
+impl HttpLoad {
+    /// A closed loop of one client thread pinned to [`default_client_cpus`].
+    pub fn closed(addr: SocketAddr, path: &str, connections: u32, duration: Duration) -> Self {
+        HttpLoad {
+            addr,
+            path: path.to_string(),
+            connections,
+            duration,
+            threads: 1,
+            rate: None,
+            cpus: default_client_cpus(),
+        }
+    }
+}
+
+/// The host's last CPU when it has two or more (the instance is placed on the others), else
+/// none: a one-CPU host cannot separate client and server.
+pub fn default_client_cpus() -> Vec<usize> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n < 2 {
+        Vec::new()
+    } else {
+        vec![n - 1]
+    }
 }
 
 /// What came back.
@@ -52,34 +109,72 @@ pub struct HttpLoadResult {
     pub latency_p90: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
-    /// The CPU the client was pinned to, if pinning worked.
-    pub client_cpu: Option<usize>,
+    /// The CPUs the client threads were pinned to (empty if pinning did not happen).
+    pub client_cpus: Vec<usize>,
+    /// CPU time the client threads used (user + system), over the whole load phase.
+    pub client_cpu_time: Duration,
+    /// How many client threads ran.
+    pub threads: u32,
 }
 
 impl HttpLoadResult {
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// The client's CPU use as a share of the CPUs it could use (1.0: every client CPU busy for
+    /// the whole phase). Threads on one CPU share it, so the capacity is the smaller count.
+    pub fn client_cpu_share(&self) -> f64 {
+        let cpus = if self.client_cpus.is_empty() {
+            self.threads as usize
+        } else {
+            let mut distinct = self.client_cpus.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct.len().min(self.threads as usize)
+        };
+        let capacity = self.elapsed.as_secs_f64() * cpus.max(1) as f64;
+        self.client_cpu_time.as_secs_f64() / capacity
+    }
+
+    /// True when the client used nearly all of its CPUs: the figure may be the client's limit.
+    pub fn client_bound(&self) -> bool {
+        self.client_cpu_share() > CLIENT_BOUND_SHARE
+    }
 }
 
-/// How the load is generated and limited, for the run's record (`run.json`), so a reader knows
-/// the client shared the host with the instance.
-pub fn describe(spec: &crate::scenario::LoadSpec) -> std::collections::BTreeMap<String, String> {
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let client = if ncpu >= 2 {
-        format!(
-            "one thread (tokio current-thread runtime) pinned to CPU {} of {ncpu}",
-            ncpu - 1
-        )
+/// How the load is generated and where it runs, for the run's record (`run.json`).
+/// `client_cpus` are the CPUs the client threads are pinned to (empty: unpinned); `placement`
+/// says where the instance runs, as the caller decided it.
+pub fn describe(
+    spec: &crate::scenario::LoadSpec,
+    client_cpus: &[usize],
+    placement: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let threads = *spec.client_threads.get_ref();
+    let client = if client_cpus.is_empty() {
+        format!("{threads} thread(s), each a tokio current-thread runtime, unpinned")
     } else {
-        "one thread (tokio current-thread runtime), unpinned: the host has one CPU".to_string()
+        format!("{threads} thread(s), each a tokio current-thread runtime, pinned to CPU(s) {client_cpus:?} in turn")
+    };
+    let kind = match spec.rate.as_ref().map(|r| *r.get_ref()) {
+        None => "http/1.1 keep-alive, closed loop (each connection sends when its previous response is complete; latency from the send)".to_string(),
+        Some(r) => format!("http/1.1 keep-alive, open loop at {r} requests/s in all (latency from each request's intended send time, as wrk2)"),
     };
     [
-        ("kind", "http/1.1 keep-alive, closed loop (each connection sends when its previous response is complete)".to_string()),
+        ("kind", kind),
         ("connections", spec.connections.get_ref().to_string()),
+        ("client_threads", threads.to_string()),
         ("duration_s", spec.duration_s.get_ref().to_string()),
         ("path", spec.path.clone()),
         ("client", client),
+        ("placement", placement.to_string()),
+        (
+            "client_bound_rule",
+            format!(
+                "a run is labelled client-bound when load_client_cpu exceeds {CLIENT_BOUND_SHARE} of the client's CPUs"
+            ),
+        ),
         ("latency_histogram", "HDR, 1 µs to 60 s, 3 significant digits".to_string()),
         ("instance_cpu_limit", "the scenario's vcpus (cgroup quota or VM vCPUs)".to_string()),
     ]
@@ -88,91 +183,64 @@ pub fn describe(spec: &crate::scenario::LoadSpec) -> std::collections::BTreeMap<
     .collect()
 }
 
-/// Runs the load on its own pinned thread and returns when it is done (or `stop` is set).
+/// Runs the load on its own pinned threads and returns when it is done (or `stop` is set).
 pub fn run(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, LoadError> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let cpu = pin_to_last_cpu();
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(LoadError::Runtime)?;
-                let mut result = rt.block_on(drive(load, stop))?;
-                result.client_cpu = cpu;
-                Ok(result)
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(LoadError::Runtime(std::io::Error::other(
-                    "load thread panicked",
-                )))
-            })
-    })
-}
-
-fn pin_to_last_cpu() -> Option<usize> {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if n < 2 {
-        return None;
-    }
-    let mut set = nix::sched::CpuSet::new();
-    set.set(n - 1).ok()?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).ok()?;
-    Some(n - 1)
-}
-
-#[derive(Default)]
-struct ConnStats {
-    hist: Option<Histogram<u64>>,
-    requests: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-async fn drive(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, LoadError> {
     // Fail fast, with the cause, if the target is not there at all.
-    tokio::net::TcpStream::connect(load.addr)
-        .await
-        .map_err(|source| LoadError::Connect {
+    std::net::TcpStream::connect_timeout(&load.addr, Duration::from_secs(5)).map_err(|source| {
+        LoadError::Connect {
             addr: load.addr,
             source,
-        })?;
-    // The tasks need an owned flag; the caller's (set by SIGINT) is relayed into it below.
-    let local_stop = Arc::new(AtomicBool::new(stop.load(Ordering::SeqCst)));
+        }
+    })?;
+    let threads = load.threads.clamp(1, load.connections.max(1));
+    let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
     let deadline = start + load.duration;
-    let mut tasks = Vec::new();
-    for _ in 0..load.connections {
-        tasks.push(tokio::spawn(connection(
-            load.addr,
-            load.path.clone(),
-            deadline,
-            Arc::clone(&local_stop),
-        )));
-    }
-    while Instant::now() < deadline && !tasks.iter().all(|t| t.is_finished()) {
-        if stop.load(Ordering::SeqCst) {
-            local_stop.store(true, Ordering::SeqCst);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut hist = new_histogram();
-    let (mut requests, mut errors, mut first) = (0, 0, None);
-    for t in tasks {
-        if let Ok(s) = t.await {
-            requests += s.requests;
-            errors += s.errors;
-            if let Some(h) = s.hist {
-                let _ = hist.add(h);
+    let outcomes = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let plan = ThreadPlan {
+                    load,
+                    index: t,
+                    threads,
+                    start,
+                    deadline,
+                    cpu: (!load.cpus.is_empty()).then(|| load.cpus[t as usize % load.cpus.len()]),
+                    stop: stop_rx.clone(),
+                };
+                scope.spawn(move || client_thread(plan))
+            })
+            .collect();
+        // Relays the caller's flag (set by a signal handler) to the connections.
+        while Instant::now() < deadline && !handles.iter().all(|h| h.is_finished()) {
+            if stop.load(Ordering::SeqCst) {
+                let _ = stop_tx.send(true);
+                break;
             }
-            first = first.or(s.first_error);
+            std::thread::sleep(STOP_POLL.min(deadline.saturating_duration_since(Instant::now())));
         }
-    }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(LoadError::Panicked)))
+            .collect::<Vec<_>>()
+    });
     let elapsed = start
         .elapsed()
         .min(load.duration.max(Duration::from_millis(1)));
+    let mut hist = new_histogram();
+    let (mut requests, mut errors, mut first) = (0, 0, None);
+    let (mut cpu_time, mut cpus) = (Duration::ZERO, Vec::new());
+    for outcome in outcomes {
+        let t = outcome?;
+        cpu_time += t.cpu_time;
+        cpus.extend(t.cpu);
+        for s in t.connections {
+            requests += s.requests;
+            errors += s.errors;
+            let _ = hist.add(&s.hist);
+            first = first.or(s.first_error);
+        }
+    }
     if requests == 0 {
         return Err(LoadError::NothingCompleted {
             errors,
@@ -188,8 +256,120 @@ async fn drive(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, Loa
         latency_p90: q(0.90),
         latency_p99: q(0.99),
         latency_max: Duration::from_micros(hist.max()),
-        client_cpu: None,
+        client_cpus: cpus,
+        client_cpu_time: cpu_time,
+        threads,
     })
+}
+
+/// One client thread's share of the load.
+struct ThreadPlan<'a> {
+    load: &'a HttpLoad,
+    index: u32,
+    threads: u32,
+    start: Instant,
+    deadline: Instant,
+    cpu: Option<usize>,
+    stop: watch::Receiver<bool>,
+}
+
+struct ThreadOutcome {
+    connections: Vec<ConnStats>,
+    cpu_time: Duration,
+    cpu: Option<usize>,
+}
+
+fn client_thread(plan: ThreadPlan) -> Result<ThreadOutcome, LoadError> {
+    let cpu = plan.cpu.filter(|&c| pin_to(c));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LoadError::Runtime)?;
+    let load = plan.load;
+    let request: std::sync::Arc<[u8]> = request_bytes(&load.path, load.addr).into();
+    // Connection `c` belongs to thread `c % threads`; each sends `rate / connections`.
+    let mine: Vec<u32> = (0..load.connections)
+        .filter(|c| c % plan.threads == plan.index)
+        .collect();
+    let interval = load
+        .rate
+        .map(|r| Duration::from_secs_f64(f64::from(load.connections) / r));
+    let connections = rt.block_on(async {
+        let tasks: Vec<_> = mine
+            .iter()
+            .map(|&c| {
+                // Staggered, so the connections' sends are spread evenly over each interval.
+                let first_send = interval
+                    .map(|i| plan.start + i.mul_f64(f64::from(c) / f64::from(load.connections)));
+                tokio::spawn(connection(
+                    load.addr,
+                    std::sync::Arc::clone(&request),
+                    Schedule {
+                        first_send,
+                        interval,
+                        deadline: plan.deadline,
+                    },
+                    plan.stop.clone(),
+                ))
+            })
+            .collect();
+        let mut stats = Vec::new();
+        for t in tasks {
+            if let Ok(s) = t.await {
+                stats.push(s);
+            }
+        }
+        stats
+    });
+    Ok(ThreadOutcome {
+        connections,
+        cpu_time: thread_cpu_time(),
+        cpu,
+    })
+}
+
+fn pin_to(cpu: usize) -> bool {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).is_ok()
+        && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
+}
+
+/// User plus system CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or(Duration::ZERO, |u| {
+        let d = |t: nix::sys::time::TimeVal| {
+            Duration::from_micros(t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64)
+        };
+        d(u.user_time()) + d(u.system_time())
+    })
+}
+
+/// The one request every connection sends, as bytes.
+fn request_bytes(path: &str, addr: SocketAddr) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
+}
+
+/// When a connection sends: closed loop (`interval` none) or on a fixed schedule.
+#[derive(Clone, Copy)]
+struct Schedule {
+    first_send: Option<Instant>,
+    interval: Option<Duration>,
+    deadline: Instant,
+}
+
+struct ConnStats {
+    hist: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl ConnStats {
+    fn fail(&mut self, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(e);
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -198,83 +378,163 @@ fn new_histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| Histogram::new(3).expect("valid sigfig"))
 }
 
+/// One connection for the whole phase, reconnecting after errors. The phase ends at the
+/// deadline (responses still in flight then are not counted: the rate is over exactly the
+/// duration) or when `stop` changes.
 async fn connection(
     addr: SocketAddr,
-    path: String,
-    deadline: Instant,
-    stop: Arc<AtomicBool>,
+    request: std::sync::Arc<[u8]>,
+    schedule: Schedule,
+    mut stop: watch::Receiver<bool>,
 ) -> ConnStats {
     let mut stats = ConnStats {
-        hist: Some(new_histogram()),
-        ..Default::default()
+        hist: new_histogram(),
+        requests: 0,
+        errors: 0,
+        first_error: None,
     };
-    let fail = |stats: &mut ConnStats, e: String| {
-        stats.errors += 1;
-        stats.first_error.get_or_insert(e);
-    };
-    'reconnect: while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        let stream = match tokio::net::TcpStream::connect(addr).await {
+    if *stop.borrow() {
+        return stats;
+    }
+    tokio::select! {
+        () = tokio::time::sleep_until(schedule.deadline.into()) => {}
+        _ = stop.changed() => {}
+        () = exchange_loop(addr, &request, schedule, &mut stats) => {}
+    }
+    stats
+}
+
+async fn exchange_loop(
+    addr: SocketAddr,
+    request: &[u8],
+    schedule: Schedule,
+    stats: &mut ConnStats,
+) {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut next_send = schedule.first_send;
+    loop {
+        let mut stream = match TcpStream::connect(addr).await {
             Ok(s) => s,
             Err(e) => {
-                fail(&mut stats, e.to_string());
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                stats.fail(format!("connect: {e}"));
+                tokio::time::sleep(RECONNECT_PAUSE).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) =
-            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-                Ok(x) => x,
-                Err(e) => {
-                    fail(&mut stats, e.to_string());
-                    continue;
-                }
-            };
-        let driver = tokio::spawn(conn);
         loop {
-            let now = Instant::now();
-            if now >= deadline || stop.load(Ordering::Relaxed) {
-                break 'reconnect;
-            }
-            let req = hyper::Request::get(path.as_str())
-                .header(hyper::header::HOST, "cvm")
-                .body(Empty::<Bytes>::new())
-                .expect("static request parts are valid");
-            let sent = Instant::now();
-            let outcome = tokio::time::timeout_at(deadline.into(), async {
-                let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-                let ok = resp.status().is_success();
-                resp.into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if ok {
-                    Ok(())
-                } else {
-                    Err("non-2xx status".to_string())
+            let from = match (next_send, schedule.interval) {
+                (Some(at), Some(interval)) => {
+                    tokio::time::sleep_until(at.into()).await;
+                    next_send = Some(at + interval);
+                    at
                 }
-            })
-            .await;
-            match outcome {
-                // Responses that complete after the deadline are not counted: the rate is over
-                // exactly `duration`.
-                Err(_elapsed) => break 'reconnect,
-                Ok(Ok(())) => {
+                _ => Instant::now(),
+            };
+            match exchange(&mut stream, request, &mut buf).await {
+                Ok(keep_alive) => {
+                    let done = Instant::now();
+                    if done >= schedule.deadline {
+                        return;
+                    }
                     stats.requests += 1;
-                    let us = sent.elapsed().as_micros().max(1) as u64;
-                    if let Some(h) = stats.hist.as_mut() {
-                        let _ = h.record(us.min(60_000_000));
+                    let us = done.duration_since(from).as_micros().max(1);
+                    let _ = stats
+                        .hist
+                        .record(u64::try_from(us).unwrap_or(u64::MAX).min(60_000_000));
+                    if !keep_alive {
+                        break;
                     }
                 }
-                Ok(Err(e)) => {
-                    fail(&mut stats, e);
-                    driver.abort();
-                    continue 'reconnect;
+                Err(e) => {
+                    stats.fail(e);
+                    break;
                 }
             }
         }
     }
-    stats
+}
+
+/// Sends the request and reads one whole response. `Ok(keep_alive)` for a 2xx response; the
+/// flag is false when the server said it will close the connection.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<bool, String> {
+    stream
+        .write_all(request)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    buf.clear();
+    let (head, body, status, keep_alive) = loop {
+        read_more(stream, buf).await?;
+        if let Some(parsed) = parse_head(buf)? {
+            break parsed;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(format!("response head longer than {MAX_HEAD} bytes"));
+        }
+    };
+    let total = head + body;
+    while buf.len() < total {
+        read_more(stream, buf).await?;
+    }
+    if buf.len() > total {
+        return Err("bytes after the response that no request asked for".into());
+    }
+    if !(200..300).contains(&status) {
+        return Err(format!("status {status}"));
+    }
+    Ok(keep_alive)
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk).await {
+        Ok(0) => Err("the server closed the connection".into()),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) => Err(format!("receive: {e}")),
+    }
+}
+
+/// A complete response head: (head length, body length, status, keep-alive). `None` while the
+/// head is incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, usize, u16, bool)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("malformed response: {e}")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let mut length = None;
+    let mut keep_alive = resp.version == Some(1);
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
+            length = Some(v.ok_or("malformed Content-Length")?);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(
+                "chunked responses are not supported: the server must send Content-Length".into(),
+            );
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            keep_alive = !h.value.eq_ignore_ascii_case(b"close");
+        }
+    }
+    // 204 and 304 have no body by definition.
+    let body = if matches!(status, 204 | 304) {
+        0
+    } else {
+        length.ok_or("response without Content-Length")?
+    };
+    Ok(Some((head, body, status, keep_alive)))
 }
 
 #[cfg(test)]
@@ -282,12 +542,14 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
 
     /// A tiny keep-alive server that counts what it answers, on an ephemeral loopback port.
-    fn counting_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    fn counting_server() -> (SocketAddr, Arc<AtomicU64>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = Arc::new(AtomicU64::new(0));
         let c = Arc::clone(&count);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -318,16 +580,14 @@ mod tests {
         (addr, count)
     }
 
+    fn load(addr: SocketAddr, connections: u32, ms: u64) -> HttpLoad {
+        HttpLoad::closed(addr, "/", connections, Duration::from_millis(ms))
+    }
+
     #[test]
     fn counts_agree_with_the_server_and_percentiles_are_ordered() {
         let (addr, served) = counting_server();
-        let load = HttpLoad {
-            addr,
-            path: "/".into(),
-            connections: 2,
-            duration: Duration::from_millis(300),
-        };
-        let r = run(&load, &AtomicBool::new(false)).unwrap();
+        let r = run(&load(addr, 2, 300), &AtomicBool::new(false)).unwrap();
         assert!(r.requests > 10, "{r:?}");
         assert_eq!(r.errors, 0);
         let served = served.load(Ordering::SeqCst);
@@ -342,6 +602,90 @@ mod tests {
                 && r.latency_p90 <= r.latency_p99
                 && r.latency_p99 <= r.latency_max
         );
+        assert!(r.client_cpu_time > Duration::ZERO, "{r:?}");
+    }
+
+    #[test]
+    fn connections_are_dealt_to_every_client_thread() {
+        let (addr, served) = counting_server();
+        let mut l = load(addr, 3, 300);
+        l.threads = 2;
+        l.cpus = Vec::new();
+        let r = run(&l, &AtomicBool::new(false)).unwrap();
+        assert_eq!(r.threads, 2);
+        assert_eq!(r.errors, 0);
+        let served = served.load(Ordering::SeqCst);
+        assert!(
+            served >= r.requests && served <= r.requests + 3,
+            "served {served}, counted {}",
+            r.requests
+        );
+    }
+
+    #[test]
+    fn the_open_loop_sends_at_its_rate() {
+        let (addr, _) = counting_server();
+        let mut l = load(addr, 2, 1000);
+        l.rate = Some(200.0);
+        let r = run(&l, &AtomicBool::new(false)).unwrap();
+        // 200/s for one second: the schedule allows 200 sends, a closed loop would do thousands.
+        assert!((150..=202).contains(&r.requests), "{r:?}");
+    }
+
+    #[test]
+    fn open_loop_latency_counts_from_the_intended_send_time() {
+        // A server that answers one request per 50 ms, offered 100/s on one connection: the
+        // queue grows, so late requests wait far longer than one service time.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = stream;
+                    let mut buf = [0u8; 4096];
+                    let mut pending = Vec::new();
+                    loop {
+                        let n = match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            std::thread::sleep(Duration::from_millis(50));
+                            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let mut l = load(addr, 1, 1000);
+        l.rate = Some(100.0);
+        let r = run(&l, &AtomicBool::new(false)).unwrap();
+        // Served at 20/s against 100/s intended: by the end, requests are ~0.8 s late. A closed
+        // loop (latency from the send) would report ~50 ms for every one.
+        assert!(r.latency_max > Duration::from_millis(400), "{r:?}");
+        assert!(r.latency_p50 > Duration::from_millis(150), "{r:?}");
+    }
+
+    #[test]
+    fn response_heads_are_parsed_with_their_length_and_connection() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(parse_head(ok).unwrap(), Some((38, 5, 200, true)));
+        assert_eq!(parse_head(&ok[..20]).unwrap(), None);
+        let close = b"HTTP/1.1 503 No\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse_head(close).unwrap(),
+            Some((close.len(), 0, 503, false))
+        );
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(parse_head(chunked).unwrap_err().contains("Content-Length"));
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse_head(b"garbage\r\n\r\n").is_err());
     }
 
     #[test]
@@ -349,13 +693,32 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let load = HttpLoad {
-            addr,
-            path: "/".into(),
-            connections: 1,
-            duration: Duration::from_millis(100),
-        };
-        let e = run(&load, &AtomicBool::new(false)).unwrap_err();
+        let e = run(&load(addr, 1, 100), &AtomicBool::new(false)).unwrap_err();
         assert!(matches!(e, LoadError::Connect { .. }), "{e}");
+    }
+
+    #[test]
+    fn client_cpu_share_is_time_over_capacity() {
+        let r = HttpLoadResult {
+            requests: 1,
+            errors: 0,
+            elapsed: Duration::from_secs(2),
+            latency_p50: Duration::ZERO,
+            latency_p90: Duration::ZERO,
+            latency_p99: Duration::ZERO,
+            latency_max: Duration::ZERO,
+            client_cpus: vec![1, 1],
+            client_cpu_time: Duration::from_millis(1900),
+            threads: 2,
+        };
+        // Two threads on one CPU have one CPU: 1.9 s of 2 s is 95 %, client-bound.
+        assert!((r.client_cpu_share() - 0.95).abs() < 1e-9);
+        assert!(r.client_bound());
+        let spread = HttpLoadResult {
+            client_cpus: vec![0, 1],
+            ..r
+        };
+        assert!((spread.client_cpu_share() - 0.475).abs() < 1e-9);
+        assert!(!spread.client_bound());
     }
 }

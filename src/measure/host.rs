@@ -12,6 +12,13 @@ use crate::results::Environment;
 pub const CVM_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const GIT_SHA: &str = env!("CVM_GIT_SHA");
 
+/// The profile this cvm was compiled with: cargo's release profile turns debug assertions off.
+pub const BUILD_PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
 impl Environment {
     /// Reads the host. Cheap enough to run once per `cvm compare` (a few `--version` calls).
     pub fn collect() -> Environment {
@@ -28,6 +35,7 @@ impl Environment {
             ("qemu", "qemu-system-x86_64", &["--version"][..]),
             ("runc", "runc", &["--version"][..]),
             ("crun", "crun", &["--version"][..]),
+            ("runsc", "runsc", &["--version"][..]),
             (
                 "docker",
                 "docker",
@@ -38,17 +46,22 @@ impl Environment {
                 tools.insert(name.to_string(), v);
             }
         }
+        let cgroup = cgroup::detect().map_or("none", |v| v.as_str()).to_string();
         Environment {
+            fingerprint: super::fingerprint::collect(&cpu_model, &cgroup),
+            load: super::fingerprint::load_average()
+                .map(|l| crate::results::HostLoad { start: l, end: l }),
             host: System::host_name().unwrap_or_default(),
             kernel: System::kernel_version().unwrap_or_default(),
             os: System::long_os_version().unwrap_or_default(),
             cpu_model,
             ncpu: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             mem_total: sys.total_memory(),
-            cgroup: cgroup::detect().map_or("none", |v| v.as_str()).to_string(),
+            cgroup,
             root: nix::unistd::geteuid().is_root(),
             cvm_version: CVM_VERSION.to_string(),
             git_sha: GIT_SHA.to_string(),
+            build_profile: BUILD_PROFILE.to_string(),
             tools,
         }
     }

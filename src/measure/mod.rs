@@ -2,6 +2,7 @@
 //! charge), and the environment every number is recorded with.
 
 pub mod disk;
+pub mod fingerprint;
 pub mod host;
 pub mod memory;
 pub mod startup;

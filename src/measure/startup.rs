@@ -1,19 +1,28 @@
 //! The startup timeline: from the instant a launch began to the workload's readiness, with every
 //! phase point the backend and the guest report, all stamped on the host's monotonic clock.
 //!
-//! Phase points, in order where present: `spawn` (the runtime or QEMU process exists), `kernel`
-//! (a VM's first console output), `init` (cvm-guest init runs), `workload` (init execs the
-//! workload), `ready`. The metric `phase.<name>` is the time from the previous observed point to
-//! that one, so the phases of a run add up to its `ready_latency` and stack in a chart.
+//! Each [`Phase`] ends at one observed point: `cgroup_join` (the child's `cgroup.procs` write),
+//! `vmm_start` (QMP `cont` sent to a paused QEMU), `firmware` (the guest kernel's first console
+//! output), `kernel` (`CVM:init`, in a VM), `runtime` or `guest_init` (`CVM:configured`: init has
+//! finished the instance; `runtime` in a container, `guest_init` in a VM), `workload_start`
+//! (ready as seen from inside the instance) and `probe` (ready as seen from the host too). The
+//! metric `phase.<name>` is the time from the previous observed point to that one, so the phases
+//! of a run add up to its `ready_latency` and stack in a chart.
 //!
-//! Readiness is the workload's own, as seen from the host: its marker, or for servers the first
-//! successful TCP connect or HTTP response (gVisor's "first request served").
+//! Readiness is seen from both sides. Inside: the workload's `CVM:ready`, or for servers init's
+//! `CVM:listening` (a socket in LISTEN on the port, read from the instance's own socket tables).
+//! Outside: for servers, the host's probe (a TCP connect, or the first HTTP response), run
+//! concurrently as short, overlapping attempts so that one slow attempt never delays the next.
+//! A server is ready at the first moment both hold; `ready_probe_delay` is the probe's success
+//! minus the inside observation, the probe's own bias (negative when a forwarding proxy such as
+//! QEMU's user network accepted the host's connection before the guest listened).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cvm_proto::metric::Phase;
@@ -22,13 +31,12 @@ use cvm_proto::Marker;
 use crate::backend::{Event, ExitInfo, Instance};
 use crate::scenario::Readiness;
 
-/// Where the workload's own ready marker arrived, while the host's probe decides readiness: it
-/// becomes `ready` when the marker is the readiness rule.
-const READY_MARKER: &str = "ready_marker";
 /// How many non-marker output lines to keep for an error message.
 const KEEP_OUTPUT_LINES: usize = 12;
 /// How long to wait for markers still in flight once the workload has exited.
 const EXIT_GRACE: Duration = Duration::from_millis(200);
+/// How often the wait for a server looks at the probe's result.
+const SERVER_POLL: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -44,6 +52,8 @@ pub enum StartupError {
     Reported { message: String },
     #[error("the instance has no host endpoint for port {port}")]
     NoEndpoint { port: u16 },
+    #[error("cannot start the readiness probe's thread")]
+    ProbeThread(#[source] std::io::Error),
     #[error("interrupted")]
     Interrupted,
 }
@@ -56,13 +66,30 @@ fn output_tail(lines: &[String]) -> String {
     }
 }
 
-/// What was observed up to readiness (and, with [`finish`], up to exit).
+/// What was observed up to readiness (and, with [`wait_exit`], up to exit).
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
-    /// (phase point, time since launch began), in arrival order, `ready` last.
-    pub points: Vec<(String, Duration)>,
-    /// Figures the workload reported with `CVM:result`.
+    /// Readiness probe requests that went out unanswered: the server may count them later.
+    pub probe_unanswered: u64,
+    /// (phase, time since launch began when it ended), in arrival order.
+    pub points: Vec<(Phase, Duration)>,
+    /// Ready: the first moment the inside observation and (for servers) the host probe held.
+    pub ready: Option<Duration>,
+    /// The workload's own `CVM:ready`.
+    pub ready_marker: Option<Duration>,
+    /// init's `CVM:listening`: a socket in LISTEN on the port inside the instance.
+    pub listening: Option<Duration>,
+    /// The host probe's first success.
+    pub probe_ok: Option<Duration>,
+    /// The instance has a guest kernel (a VM): `CVM:init` ends its `kernel` phase, and
+    /// `CVM:configured` ends `guest_init` rather than `runtime`.
+    pub guest_kernel: bool,
+    /// Figures the workload reported with `CVM:result`, with the arrival of each.
     pub results: Vec<(String, f64, String)>,
+    /// When each result arrived (same order as `results`).
+    pub result_stamps: Vec<Duration>,
+    /// When init announced the workload (`CVM:workload`).
+    pub workload_started: Option<Duration>,
     pub exit: Option<(ExitInfo, Duration)>,
     /// init's `CVM:exit` arrived: it comes after the workload's results on the same channel,
     /// so nothing more from the workload can follow it.
@@ -77,46 +104,89 @@ pub struct Timeline {
 
 impl Timeline {
     pub fn ready_latency(&self) -> Option<Duration> {
-        self.points
-            .iter()
-            .find(|(p, _)| p == Phase::Ready.name())
-            .map(|(_, d)| *d)
+        self.ready
     }
 
-    /// `phase.<name>` durations: each point minus the previous one (the first minus zero).
-    pub fn phase_durations(&self) -> Vec<(String, Duration)> {
-        let mut prev = Duration::ZERO;
-        self.points
+    /// The interval a workload timed itself, as the host stamped it: its `CVM:ready` (sent
+    /// right before the timed work) to its first `CVM:result` (sent right after).
+    pub fn host_timed_interval(&self) -> Option<Duration> {
+        let start = self.ready_marker?;
+        let end = *self.result_stamps.first()?;
+        end.checked_sub(start)
+    }
+
+    /// The host probe's success minus the inside observation, in seconds (negative when the
+    /// probe succeeded first); `None` unless both were seen.
+    pub fn ready_probe_delay(&self) -> Option<f64> {
+        Some(self.probe_ok?.as_secs_f64() - self.listening?.as_secs_f64())
+    }
+
+    /// `phase.<name>` durations up to readiness: each point minus the previous one (the first
+    /// minus zero), in time order, so they add up to `ready_latency`.
+    pub fn phase_durations(&self) -> Vec<(Phase, Duration)> {
+        let end = self.ready.unwrap_or(Duration::MAX);
+        let mut points: Vec<(Phase, Duration)> = self
+            .points
             .iter()
-            .map(|(name, at)| {
+            .copied()
+            .filter(|(_, at)| *at <= end)
+            .collect();
+        points.sort_by_key(|(p, at)| (*at, *p));
+        let mut prev = Duration::ZERO;
+        points
+            .into_iter()
+            .map(|(phase, at)| {
                 let d = at.saturating_sub(prev);
-                prev = *at;
-                (name.clone(), d)
+                prev = at;
+                (phase, d)
             })
             .collect()
     }
 
-    fn point(&mut self, name: &str, at: Duration) {
-        if !self.points.iter().any(|(p, _)| p == name) {
-            self.points.push((name.to_string(), at));
+    fn point(&mut self, phase: Phase, at: Duration) {
+        if !self.points.iter().any(|(p, _)| *p == phase) {
+            self.points.push((phase, at));
         }
     }
 
     fn record(&mut self, event: Event, zero: Instant) {
         let since = |at: Instant| at.saturating_duration_since(zero);
         match event {
-            Event::Phase(point, at) => self.point(point.name(), since(at)),
-            Event::Marker(Marker::Init, at) => self.point(Phase::Init.name(), since(at)),
-            Event::Marker(Marker::Workload(_), at) => self.point(Phase::Workload.name(), since(at)),
-            Event::Marker(Marker::Ready, at) => self.point(READY_MARKER, since(at)),
+            Event::Phase(phase, at) => self.point(phase, since(at)),
+            Event::Marker(Marker::Init, at) => {
+                // In a container, init's start is inside the runtime's phase: not a boundary.
+                if self.guest_kernel {
+                    self.point(Phase::Kernel, since(at));
+                }
+            }
+            Event::Marker(Marker::Configured, at) => {
+                let phase = if self.guest_kernel {
+                    Phase::GuestInit
+                } else {
+                    Phase::Runtime
+                };
+                self.point(phase, since(at));
+            }
+            Event::Marker(Marker::Workload(_), at) => {
+                self.workload_started.get_or_insert(since(at));
+            }
+            Event::Marker(Marker::Ready, at) => {
+                self.ready_marker.get_or_insert(since(at));
+            }
+            Event::Marker(Marker::Listening(_), at) => {
+                self.listening.get_or_insert(since(at));
+            }
             Event::Marker(
                 Marker::Result {
                     metric,
                     value,
                     unit,
                 },
-                _,
-            ) => self.results.push((metric, value, unit)),
+                at,
+            ) => {
+                self.results.push((metric, value, unit));
+                self.result_stamps.push(since(at));
+            }
             Event::Marker(Marker::Exit(code), at) => {
                 self.exit_marker_seen = true;
                 // init's report is the workload's own code: it replaces an exit whose status
@@ -159,13 +229,147 @@ impl Timeline {
     }
 
     fn last_phase(&self) -> String {
-        self.points
+        let mut points = self.points.clone();
+        points.sort_by_key(|(p, at)| (*at, *p));
+        let mut last = points
             .last()
-            .map_or_else(|| "none".to_string(), |(p, _)| p.clone())
+            .map_or_else(|| "none".to_string(), |(p, _)| p.name().to_string());
+        if self.listening.is_some() {
+            last.push_str(" (listening seen inside; the host's probe has not succeeded)");
+        } else if self.probe_ok.is_some() {
+            last.push_str(" (the host's probe succeeded; no socket in LISTEN seen inside)");
+        }
+        last
     }
 
     fn reported_error(&self) -> Option<String> {
         self.errors.last().cloned()
+    }
+
+    /// Ready when the inside observation and (for servers) the host probe both hold.
+    fn try_ready(&mut self, readiness: &Readiness) -> bool {
+        let (inside, outside) = match readiness {
+            Readiness::Marker => (self.ready_marker, self.ready_marker),
+            Readiness::Tcp { .. } | Readiness::Http { .. } => (self.listening, self.probe_ok),
+        };
+        let (Some(inside), Some(outside)) = (inside, outside) else {
+            return false;
+        };
+        let ready = inside.max(outside);
+        self.point(Phase::WorkloadStart, inside);
+        if readiness != &Readiness::Marker {
+            self.point(Phase::Probe, ready);
+        }
+        self.ready = Some(ready);
+        true
+    }
+}
+
+/// The host half of a server's readiness: a scheduler thread starts short attempts, each on a
+/// thread of its own, a few milliseconds apart and overlapping, so an attempt a proxy holds open
+/// never delays the next one. The first success is sent with its stamp; dropping stops it and
+/// waits for the attempts still in flight, so that none of their requests reaches the server
+/// after readiness (it would be counted in the load phase's server count).
+struct Prober {
+    found: mpsc::Receiver<Instant>,
+    stop: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+    /// Attempts whose request went out unanswered (see [`ProbeOutcome::Unanswered`]).
+    unanswered: Arc<AtomicUsize>,
+    scheduler: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Attempts in flight at most (each ends within its own timeouts).
+const PROBE_MAX_IN_FLIGHT: usize = 32;
+/// The spacing of attempts: 1 ms at first (containers are ready in milliseconds), growing with
+/// the time already waited up to 5 ms (a VM under emulation takes seconds, and every attempt
+/// costs the guest a little CPU time).
+const PROBE_SPACING_MIN: Duration = Duration::from_millis(1);
+const PROBE_SPACING_MAX: Duration = Duration::from_millis(5);
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+const PROBE_READ_TIMEOUT: Duration = Duration::from_millis(250);
+
+impl Prober {
+    fn start(addr: SocketAddr, http_path: Option<String>) -> std::io::Result<Prober> {
+        let (tx, found) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let attempts = Arc::clone(&in_flight);
+        let unanswered = Arc::new(AtomicUsize::new(0));
+        let unanswered_total = Arc::clone(&unanswered);
+        let path: Arc<Option<String>> = Arc::new(http_path);
+        let flag = Arc::clone(&stop);
+        let scheduler = std::thread::Builder::new()
+            .name("cvm-probe".into())
+            .spawn(move || {
+                let began = Instant::now();
+                while !flag.load(Ordering::SeqCst) {
+                    if in_flight.load(Ordering::SeqCst) < PROBE_MAX_IN_FLIGHT {
+                        in_flight.fetch_add(1, Ordering::SeqCst);
+                        let counter = Arc::clone(&in_flight);
+                        let (tx, flag, in_flight, path, unanswered) = (
+                            tx.clone(),
+                            Arc::clone(&flag),
+                            Arc::clone(&in_flight),
+                            Arc::clone(&path),
+                            Arc::clone(&unanswered),
+                        );
+                        let attempt = std::thread::Builder::new()
+                            .name("cvm-probe-try".into())
+                            .spawn(move || {
+                                let ok = match path.as_deref() {
+                                    Some(path) => match http_probe(addr, path) {
+                                        ProbeOutcome::Answered => true,
+                                        ProbeOutcome::NotSent => false,
+                                        ProbeOutcome::Unanswered => {
+                                            unanswered.fetch_add(1, Ordering::SeqCst);
+                                            false
+                                        }
+                                    },
+                                    None => {
+                                        TcpStream::connect_timeout(&addr, PROBE_CONNECT_TIMEOUT)
+                                            .is_ok()
+                                    }
+                                };
+                                if ok {
+                                    let _ = tx.send(Instant::now());
+                                    flag.store(true, Ordering::SeqCst);
+                                }
+                                in_flight.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        if attempt.is_err() {
+                            counter.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
+                    let spacing =
+                        (began.elapsed() / 50).clamp(PROBE_SPACING_MIN, PROBE_SPACING_MAX);
+                    std::thread::sleep(spacing);
+                }
+            })?;
+        Ok(Prober {
+            found,
+            stop,
+            in_flight: attempts,
+            unanswered: unanswered_total,
+            scheduler: Some(scheduler),
+        })
+    }
+}
+
+/// The longest an attempt can last (its own timeouts), and some slack for a loaded host.
+const PROBE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Joined first, so no attempt starts after the count below reaches zero.
+        if let Some(scheduler) = self.scheduler.take() {
+            let _ = scheduler.join();
+        }
+        let deadline = Instant::now() + PROBE_DRAIN_LIMIT;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -178,18 +382,23 @@ pub fn wait_ready(
 ) -> Result<Timeline, StartupError> {
     let zero = instance.started_at();
     let deadline = zero + timeout;
-    let mut timeline = Timeline::default();
-    let probe_addr = match readiness {
-        Readiness::Marker => None,
-        Readiness::Tcp { port } | Readiness::Http { port, .. } => Some(
-            instance
-                .endpoint(*port)
-                .ok_or(StartupError::NoEndpoint { port: *port })?,
-        ),
+    let mut timeline = Timeline {
+        guest_kernel: instance.has_guest_kernel(),
+        ..Timeline::default()
     };
-    // Probe quickly at first (containers are ready in milliseconds), then back off (VMs take
-    // seconds under emulation and every probe costs the guest CPU time).
-    let mut probe_interval = Duration::from_micros(200);
+    let mut prober = match readiness {
+        Readiness::Marker => None,
+        Readiness::Tcp { port } | Readiness::Http { port, .. } => {
+            let addr = instance
+                .endpoint(*port)
+                .ok_or(StartupError::NoEndpoint { port: *port })?;
+            let path = match readiness {
+                Readiness::Http { path, .. } => Some(path.clone()),
+                _ => None,
+            };
+            Some(Prober::start(addr, path).map_err(StartupError::ProbeThread)?)
+        }
+    };
     let mut exit_grace_done = false;
     loop {
         if interrupted.load(Ordering::SeqCst) {
@@ -203,40 +412,37 @@ pub fn wait_ready(
                 output: timeline.output.into(),
             });
         }
-        let wait = if probe_addr.is_some() {
-            probe_interval
+        let wait = if prober.is_some() {
+            SERVER_POLL
         } else {
             Duration::from_millis(50)
         };
         match instance.events().recv_timeout(wait.min(deadline - now)) {
-            Ok(event) => {
-                timeline.record(event, zero);
-                while let Ok(more) = instance.events().try_recv() {
-                    timeline.record(more, zero);
-                }
-            }
+            Ok(event) => timeline.record(event, zero),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait.min(deadline - now)),
+        }
+        // Everything queued now is part of the picture at this moment: nothing is left behind
+        // when readiness is decided.
+        while let Ok(more) = instance.events().try_recv() {
+            timeline.record(more, zero);
         }
         if let Some(message) = timeline.reported_error() {
             return Err(StartupError::Reported { message });
         }
-        match (readiness, probe_addr) {
-            (Readiness::Marker, _) => {
-                if let Some(pos) = timeline.points.iter().position(|(p, _)| p == READY_MARKER) {
-                    timeline.points[pos].0 = Phase::Ready.name().to_string();
-                    return Ok(timeline);
-                }
+        if let Some(at) = prober.as_ref().and_then(|p| p.found.try_recv().ok()) {
+            timeline
+                .probe_ok
+                .get_or_insert(at.saturating_duration_since(zero));
+        }
+        if timeline.try_ready(readiness) {
+            if let Some(prober) = prober.take() {
+                let unanswered = Arc::clone(&prober.unanswered);
+                // Dropped first: it waits for the attempts still in flight.
+                drop(prober);
+                timeline.probe_unanswered = unanswered.load(Ordering::SeqCst) as u64;
             }
-            (Readiness::Tcp { .. }, Some(addr))
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() =>
-            {
-                return Ok(mark_ready(timeline, zero));
-            }
-            (Readiness::Http { path, .. }, Some(addr)) if http_probe(addr, path) => {
-                return Ok(mark_ready(timeline, zero));
-            }
-            _ => {}
+            return Ok(timeline);
         }
         if let Some((exit, _)) = timeline.exit {
             // The exit and the marker pipe are watched by different threads: a ready marker
@@ -249,7 +455,7 @@ pub fn wait_ready(
                         Ok(event) => timeline.record(event, zero),
                         Err(_) => break,
                     }
-                    if timeline.points.iter().any(|(p, _)| p == READY_MARKER) {
+                    if timeline.ready_marker.is_some() {
                         break;
                     }
                 }
@@ -260,37 +466,45 @@ pub fn wait_ready(
                 output: timeline.output.into(),
             });
         }
-        probe_interval = (probe_interval * 2).min(Duration::from_millis(5));
     }
-}
-
-fn mark_ready(mut timeline: Timeline, zero: Instant) -> Timeline {
-    timeline.points.retain(|(p, _)| p != READY_MARKER);
-    timeline.point(Phase::Ready.name(), zero.elapsed());
-    timeline
 }
 
 /// One HTTP/1.1 GET; true on any complete status line. A forwarding proxy (QEMU's user-mode
 /// network) may accept the connection before the guest listens, so a connect alone is not ready.
-fn http_probe(addr: SocketAddr, path: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
+/// How one probe attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeOutcome {
+    Answered,
+    /// No request was sent (the connection was refused or timed out).
+    NotSent,
+    /// A request was sent but no answer came in time: the server may still serve (and count) it
+    /// later, even during the load phase.
+    Unanswered,
+}
+
+fn http_probe(addr: SocketAddr, path: &str) -> ProbeOutcome {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, PROBE_CONNECT_TIMEOUT) else {
+        return ProbeOutcome::NotSent;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_read_timeout(Some(PROBE_READ_TIMEOUT));
     let _ = s.set_nodelay(true);
     let req = format!("GET {path} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
-        return false;
+        return ProbeOutcome::NotSent;
     }
     let mut buf = [0u8; 16];
     let mut got = 0;
     while got < 12 {
         match s.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return ProbeOutcome::Unanswered,
             Ok(n) => got += n,
         }
     }
-    buf.starts_with(b"HTTP/1.")
+    if buf.starts_with(b"HTTP/1.") {
+        ProbeOutcome::Answered
+    } else {
+        ProbeOutcome::Unanswered
+    }
 }
 
 /// After readiness: collects results until the workload exits, or `timeout` passes (then
@@ -394,20 +608,24 @@ mod tests {
     fn phases_are_segments_that_add_up_to_ready() {
         let ms = Duration::from_millis;
         let t = Timeline {
+            // Arrival order is not time order: a host stamp can be queued after a marker.
             points: vec![
-                ("spawn".into(), ms(2)),
-                ("init".into(), ms(5)),
-                ("ready".into(), ms(9)),
+                (Phase::Runtime, ms(5)),
+                (Phase::CgroupJoin, ms(2)),
+                (Phase::WorkloadStart, ms(9)),
+                // After readiness: not a startup phase.
+                (Phase::Probe, ms(30)),
             ],
+            ready: Some(ms(9)),
             ..Default::default()
         };
         let phases = t.phase_durations();
         assert_eq!(
             phases,
             vec![
-                ("spawn".into(), ms(2)),
-                ("init".into(), ms(3)),
-                ("ready".into(), ms(4))
+                (Phase::CgroupJoin, ms(2)),
+                (Phase::Runtime, ms(3)),
+                (Phase::WorkloadStart, ms(4))
             ]
         );
         assert_eq!(
@@ -416,10 +634,104 @@ mod tests {
         );
     }
 
+    #[test]
+    fn markers_are_charged_by_whether_the_instance_has_a_guest_kernel() {
+        let zero = Instant::now();
+        let at = |ms| zero + Duration::from_millis(ms);
+        for (guest_kernel, expected) in [
+            (false, vec![Phase::Runtime]),
+            (true, vec![Phase::Kernel, Phase::GuestInit]),
+        ] {
+            let mut t = Timeline {
+                guest_kernel,
+                ..Default::default()
+            };
+            t.record(Event::Marker(Marker::Init, at(1)), zero);
+            t.record(Event::Marker(Marker::Configured, at(2)), zero);
+            let phases: Vec<Phase> = t.points.iter().map(|(p, _)| *p).collect();
+            assert_eq!(phases, expected);
+        }
+    }
+
     /// An instance whose events a test scripts.
     struct Scripted {
         zero: Instant,
         events: std::sync::mpsc::Receiver<Event>,
+        endpoint: Option<SocketAddr>,
+    }
+
+    /// A server readiness run against a real listener: `listening_after` is when the scripted
+    /// init reports `CVM:listening`, `listen_after` when the host side starts to accept.
+    fn server_ready(listening_after: Duration, listen_after: Duration) -> Timeline {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Bound now (so the port is known), accepting only once the listen delay has passed:
+        // before that, connects queue in the backlog and a TCP probe would succeed, so the
+        // host side is a port that refuses until then.
+        let probe_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], probe_port).into();
+        let zero = Instant::now();
+        let instance = Scripted {
+            zero,
+            events: rx,
+            endpoint: Some(addr),
+        };
+        let server = std::thread::spawn(move || {
+            std::thread::sleep(listen_after);
+            let l = std::net::TcpListener::bind(addr).unwrap();
+            // Keep accepting until the test is done with the port.
+            let _ = l.accept();
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let markers = std::thread::spawn(move || {
+            tx.send(Event::Phase(Phase::CgroupJoin, zero)).unwrap();
+            std::thread::sleep(listening_after);
+            tx.send(Event::Marker(Marker::Listening(1), Instant::now()))
+                .unwrap();
+            // Queued right after: must not be lost whatever the moment of readiness.
+            tx.send(Event::Marker(Marker::Ready, Instant::now()))
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        let t = wait_ready(
+            &instance,
+            &Readiness::Tcp { port: 1 },
+            Duration::from_secs(5),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        server.join().unwrap();
+        drop(markers);
+        t
+    }
+
+    #[test]
+    fn a_server_is_ready_only_when_both_sides_hold() {
+        let ms = Duration::from_millis;
+        // The host can connect long before init sees the socket (a proxy that accepts early).
+        let t = server_ready(ms(300), ms(0));
+        let ready = t.ready_latency().unwrap();
+        assert!(
+            ready >= ms(300),
+            "ready at {ready:?} before the inside saw LISTEN"
+        );
+        assert!(t.ready_probe_delay().unwrap() < 0.0, "{t:?}");
+        // init sees LISTEN first; the host's side only accepts later.
+        let t = server_ready(ms(0), ms(300));
+        let ready = t.ready_latency().unwrap();
+        assert!(
+            ready >= ms(300),
+            "ready at {ready:?} before the host could connect"
+        );
+        assert!(t.ready_probe_delay().unwrap() > 0.0, "{t:?}");
+        let phases = t.phase_durations();
+        assert_eq!(
+            phases.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            [Phase::CgroupJoin, Phase::WorkloadStart, Phase::Probe]
+        );
+        assert_eq!(phases.iter().map(|(_, d)| *d).sum::<Duration>(), ready);
     }
 
     impl Instance for Scripted {
@@ -433,7 +745,7 @@ mod tests {
             Vec::new()
         }
         fn endpoint(&self, _: u16) -> Option<SocketAddr> {
-            None
+            self.endpoint
         }
         fn teardown(&mut self) -> Result<(), crate::backend::BackendError> {
             Ok(())
@@ -446,6 +758,7 @@ mod tests {
         let instance = Scripted {
             zero: Instant::now(),
             events: rx,
+            endpoint: None,
         };
         let marker_thread = tx.clone();
         // The exit watcher wins the race; the marker reader delivers the result a moment later.
@@ -488,7 +801,11 @@ mod tests {
     fn the_guest_memory_report_is_the_first_after_the_host_sample() {
         let (tx, rx) = std::sync::mpsc::channel();
         let zero = Instant::now();
-        let instance = Scripted { zero, events: rx };
+        let instance = Scripted {
+            zero,
+            events: rx,
+            endpoint: None,
+        };
         tx.send(Event::Marker(Marker::Memory(1), Instant::now()))
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));

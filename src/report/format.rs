@@ -6,7 +6,7 @@
 //! `B`: GiB, MiB, KiB, B, binary; `B/s` likewise per second; `1/s`: M/s from 10⁶, k/s from 10³,
 //! /s), then written with three significant digits and no trailing zeros ("1.2 ms", "12.3 k/s",
 //! "3.26 GiB", "1 s"). The unit is chosen after rounding, so 0.9996 s reads "1 s", not
-//! "1000 ms". Values of `count` or no unit are bare numbers; any other unit is kept as written.
+//! "1000 ms". Values of `count`, `1` or no unit are bare numbers; any other unit is kept as written.
 
 /// The unit a value or an axis is shown in, and what a base-unit value is divided by for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ pub fn display_unit(unit: &str, magnitude: f64) -> DisplayUnit {
         "1/s" if m >= 1e6 => u(1e6, "M/s"),
         "1/s" if m >= 1e3 => u(1e3, "k/s"),
         "1/s" => u(1.0, "/s"),
-        "" | "count" => u(1.0, ""),
+        "" | "count" | "1" => u(1.0, ""),
         other => u(1.0, other),
     }
 }
@@ -84,6 +84,20 @@ pub fn format_value(value: f64, unit: &str) -> String {
 
 /// A bare number: at most three significant digits (all integer digits from 100 up), no
 /// trailing zeros.
+/// What an interval is when it is not the 95 % one the tables' headings promise: with few runs
+/// the median's interval is min–max or an order-statistic pair covering less (see `stats`).
+/// Empty for a full-level interval.
+pub fn interval_caveat(e: &crate::stats::Estimate) -> String {
+    if e.level >= crate::stats::CONFIDENCE - 1e-9 {
+        String::new()
+    } else if e.level <= 0.0 {
+        // One value: its "interval" is the point itself, which needs no caveat.
+        String::new()
+    } else {
+        format!(" (only {:.1}%: too few runs for 95%)", e.level * 100.0)
+    }
+}
+
 pub fn format_number(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
@@ -176,6 +190,7 @@ mod tests {
                 },
                 failed_runs: 0,
                 excluded_samples: 0,
+                client_bound_runs: 0,
                 metrics: cases
                     .iter()
                     .map(|(m, u, v, _)| {

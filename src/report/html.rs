@@ -4,16 +4,16 @@
 //!
 //! Every string that comes from a scenario, the environment, a backend's configuration or the
 //! samples goes through [`escape`]; the SVG comes from plotters, which escapes its text itself.
-//! Section ids (`environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
+//! Section ids (`findings`, `environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
 //! readers link to them.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::charts::Rendered;
-use super::format::format_value;
+use super::format::{format_value, interval_caveat};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
-use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX, RATE_PREFIX};
 
 pub const INDEX_FILE: &str = "index.html";
 /// Where chart files go, relative to the results directory.
@@ -119,6 +119,7 @@ code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.92em; }
 figure { margin: 14px 0 30px; }
 figure svg, .stack svg { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 6px; }
+p.findings { font-size: 1.05em; max-width: 70em; }
 footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; }
 "#;
 
@@ -139,7 +140,7 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         o,
         "<header id=\"top\">\n<h1>{}</h1>\n<p class=\"sub\">{}</p>\n\
          <p class=\"sub\">Run <code>{}</code> · status {} · {} measured runs after {} warm-up per backend</p>\n\
-         <nav><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
+         <nav><a href=\"#findings\">Findings</a><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
          <a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#files\">Files</a></nav>\n</header>",
         escape(&title),
         escape(&s.description),
@@ -148,17 +149,24 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         s.runs,
         s.warmup
     );
+    findings(&mut o, s);
     environment(&mut o, meta, s);
     let _ = writeln!(
         o,
-        "<section id=\"stack\">\n<h2>Virtual machine vs container vs native, measured</h2>\n\
-         <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">Each column is filled from \
-         one backend (the first of its kind in this run). Disk: bytes per layer, hard links counted \
-         once. Memory: the isolation overhead over native is charged to the runtime or hypervisor, \
-         the rest to the app. Startup: the medians of the phases a layer performs \
-         (<code>phase.spawn</code> → runtime or hypervisor; <code>phase.kernel</code>, and in a VM \
-         <code>phase.init</code> → guest OS; <code>phase.workload</code> → binaries/libraries; \
-         <code>phase.ready</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
+        "<section id=\"stack\">\n<h2>Every backend's stack, measured</h2>\n\
+         <div class=\"stack\">\n{stack_svg}\n</div>\n<p class=\"sub\">One column per backend \
+         that ran, grouped native | containers | sandbox | virtual machines, each with its own \
+         layers (Docker's Engine, cvm's own runtime, runc or crun; gVisor's Sentry; a VM's guest \
+         OS and hypervisor). Disk: bytes per layer, hard links counted \
+         once, a file two layers need in the lower one (listed as <code>disk_shared</code> in the \
+         backend table); a VM's app and libraries are inside its initramfs, counted in the guest \
+         OS. Memory: per instance (PSS); the isolation overhead over native is charged to the \
+         runtime, Sentry or hypervisor, the rest to the app; daemons shared by every instance on \
+         the host (dockerd, containerd) are shown apart. Startup: the medians of the phases a layer performs \
+         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime or Sentry; \
+         <code>phase.vmm_start</code> → hypervisor; <code>phase.firmware</code>, \
+         <code>phase.kernel</code>, <code>phase.guest_init</code> → guest OS; \
+         <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
          and <a href=\"{CHARTS_DIR}/{STACK_CHART}.svg\">SVG</a>.</p>\n</section>"
     );
     summary_table(&mut o, s);
@@ -191,6 +199,29 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         escape(&s.environment.git_sha)
     );
     o
+}
+
+/// The answer first: the findings, before the environment they were measured in.
+fn findings(o: &mut String, s: &RunSummary) {
+    let _ = writeln!(o, "<section id=\"findings\">\n<h2>Findings</h2>");
+    let found = super::findings::findings(s);
+    if found.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p>No two backends recorded figures that can be compared.</p>"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "<p class=\"findings\">{}</p>",
+            found
+                .iter()
+                .map(|f| escape(f))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let _ = writeln!(o, "</section>");
 }
 
 fn kv(o: &mut String, k: &str, v: &str) {
@@ -251,6 +282,7 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
     }
     kv(o, "cvm version", &env.cvm_version);
     kv(o, "git sha", &env.git_sha);
+    kv(o, "cvm build profile", &env.build_profile);
     kv(o, "Started", &meta.started);
     kv(
         o,
@@ -308,10 +340,10 @@ fn ratio(m: &MetricSummary) -> String {
     }
 }
 
-/// Detail metrics (phases, disk layers, density steps) go in a collapsed second table, so the
+/// Detail metrics (phases, disk layers, rate sweep steps, density steps) go in a collapsed second table, so the
 /// headline table stays short enough to read.
 fn is_detail(metric: &str) -> bool {
-    [PHASE_PREFIX, DISK_PREFIX, "density_"]
+    [PHASE_PREFIX, DISK_PREFIX, RATE_PREFIX, "density_"]
         .iter()
         .any(|p| metric.starts_with(p))
         || metric.contains(cvm_proto::metric::PER_INSTANCES_SEPARATOR)
@@ -348,6 +380,18 @@ fn summary_table(o: &mut String, s: &RunSummary) {
                 b.failed_runs, b.excluded_samples
             ));
         }
+        if let Some(note) = super::terminal::clock_note(b) {
+            notes.push(format!(
+                "<li><strong>{name}</strong>: {}</li>",
+                escape(&note)
+            ));
+        }
+        if let Some(note) = super::client_bound_note(b) {
+            notes.push(format!(
+                "<li class=\"client-bound\"><strong>{name}</strong>: {}</li>",
+                escape(&note)
+            ));
+        }
         let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();
         metrics.sort_by_key(|(m, _)| metric_rank(m));
         for (metric, m) in metrics {
@@ -366,12 +410,13 @@ fn summary_table(o: &mut String, s: &RunSummary) {
             let _ = writeln!(
                 target,
                 "<tr><td>{name}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{} – {}</td><td class=\"num\">{} – {}</td>\
+                 <td class=\"num\">{} – {}{}</td><td class=\"num\">{} – {}</td>\
                  <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(metric),
                 escape(&format_value(st.median, &m.unit)),
                 escape(&format_value(st.median_ci.lower, &m.unit)),
                 escape(&format_value(st.median_ci.upper, &m.unit)),
+                escape(&interval_caveat(&st.median_ci)),
                 escape(&format_value(st.min, &m.unit)),
                 escape(&format_value(st.max, &m.unit)),
                 escape(&ratio(m)),
@@ -382,8 +427,9 @@ fn summary_table(o: &mut String, s: &RunSummary) {
     let _ = writeln!(
         o,
         "<section id=\"summary\">\n<h2>Summary</h2>\n<p class=\"sub\">Medians of the measured \
-         runs with their 95% bootstrap confidence interval; \"vs native\" is the ratio of medians \
-         with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
+         runs with their 95% confidence interval (bootstrap from 10 runs; with fewer, the interval \
+         between order statistics, and where even min–max covers less than 95% the cell says how \
+         much); \"vs native\" is the ratio of medians with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
     );
     if headline.is_empty() {
         let _ = writeln!(o, "<p>No backend recorded a measurement.</p>");
@@ -443,8 +489,8 @@ mod tests {
 
     #[test]
     fn phases_sort_after_headline_metrics() {
-        let mut m = vec!["phase.spawn", "zeta", "memory_pss", "ready_latency"];
+        let mut m = vec!["phase.runtime", "zeta", "memory_pss", "ready_latency"];
         m.sort_by_key(|m| metric_rank(m));
-        assert_eq!(m, ["ready_latency", "memory_pss", "zeta", "phase.spawn"]);
+        assert_eq!(m, ["ready_latency", "memory_pss", "zeta", "phase.runtime"]);
     }
 }

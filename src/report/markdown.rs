@@ -1,8 +1,9 @@
-//! `--export-markdown`: a summary table for READMEs and pull requests.
+//! `--export-markdown` and `summary.md`: the findings, then a summary table for READMEs and
+//! pull requests.
 
 use std::fmt::Write;
 
-use super::format::{format_value, metric_order, ratio_cell};
+use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
 use crate::results::{Availability, RunSummary};
 use cvm_proto::metric::PHASE_PREFIX;
 
@@ -15,6 +16,18 @@ pub fn summary(s: &RunSummary) -> String {
         escape(&s.scenario),
         escape(&s.description)
     );
+    let found = super::findings::findings(s);
+    if !found.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}\n",
+            found
+                .iter()
+                .map(|f| escape(f))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let _ = writeln!(
         out,
         "Host `{}`: {} × {}, {:.1} GiB, kernel {}, cgroup {}; cvm {} ({}). {} measured runs after {} warm-up.\n",
@@ -57,12 +70,13 @@ pub fn summary(s: &RunSummary) -> String {
             let st = &m.stats;
             let _ = writeln!(
                 out,
-                "| {} | `{}` | {} | {} – {} | {} – {} | {} | {} |",
+                "| {} | `{}` | {} | {} – {}{} | {} – {} | {} | {} |",
                 b.info.backend,
                 metric,
                 format_value(st.median, &m.unit),
                 format_value(st.median_ci.lower, &m.unit),
                 format_value(st.median_ci.upper, &m.unit),
+                interval_caveat(&st.median_ci),
                 format_value(st.min, &m.unit),
                 format_value(st.max, &m.unit),
                 escape(&ratio_cell(m)),
@@ -70,6 +84,14 @@ pub fn summary(s: &RunSummary) -> String {
             );
         }
     }
+    let client_bound: Vec<String> = s
+        .backends
+        .iter()
+        .filter_map(|b| {
+            super::client_bound_note(b).map(|n| format!("- **{}**: {}", b.info.backend, escape(&n)))
+        })
+        .collect();
+    unavailable.extend(client_bound);
     if !unavailable.is_empty() {
         let _ = writeln!(out, "\n{}", unavailable.join("\n"));
     }

@@ -1,12 +1,14 @@
 //! Reports, rendered from a results directory alone (`run.json` + `samples.csv`): the summary
-//! (`summary.json`), the terminal table, the Markdown export, and `index.html` with its charts
+//! (`summary.json`), the samples as NDJSON (`samples.ndjson`), the terminal table, the Markdown export, and `index.html` with its charts
 //! and the measured stack diagram (PNG and SVG under `charts/`). Nothing here touches a backend,
 //! so `cvm report DIR` re-renders any past run.
 
 pub mod charts;
+pub mod findings;
 pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod merge;
 pub mod stack;
 pub mod terminal;
 
@@ -26,6 +28,8 @@ pub enum ReportError {
     ReadSamples(#[source] results::ResultsError),
     #[error("cannot write the summary")]
     WriteSummary(#[source] results::ResultsError),
+    #[error("cannot write the NDJSON samples")]
+    WriteNdjson(#[source] results::ResultsError),
     #[error("cannot write {path}")]
     WriteMarkdown {
         path: PathBuf,
@@ -67,6 +71,8 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
     summary
         .write(&dir.join(results::SUMMARY_FILE))
         .map_err(ReportError::WriteSummary)?;
+    results::write_ndjson(&dir.join(results::NDJSON_FILE), &meta, &rows)
+        .map_err(ReportError::WriteNdjson)?;
     let md_path = dir.join("summary.md");
     std::fs::write(&md_path, markdown::summary(&summary)).map_err(|source| {
         ReportError::WriteMarkdown {
@@ -85,4 +91,39 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
     .map_err(ReportError::StackDiagram)?;
     html::write(dir, &html::page(&meta, &summary, &stack_svg, &rendered))?;
     Ok(summary)
+}
+
+/// The label of a backend whose load client was the bottleneck in some measured runs, so its
+/// HTTP figures are not presented as the server's capacity. `None` when no run was client-bound.
+pub fn client_bound_note(b: &results::BackendSummary) -> Option<String> {
+    use cvm_proto::metric::{Metric, CLIENT_BOUND_SHARE};
+    if b.client_bound_runs == 0 {
+        return None;
+    }
+    let m = b.metrics.get(Metric::LoadClientCpu.name())?;
+    Some(format!(
+        "client-bound in {} of {} measured runs (the load client used more than {:.0} % of its \
+         CPUs; median {:.0} %): its HTTP figures may be the load client's limit, not the server's",
+        b.client_bound_runs,
+        m.stats.n,
+        100.0 * CLIENT_BOUND_SHARE,
+        100.0 * m.stats.median
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::results::summarize;
+    use crate::results::summary::tests::{client_meta as meta, client_row as row};
+
+    #[test]
+    fn a_client_bound_backend_is_labelled_with_its_count_and_the_others_are_not() {
+        let s = summarize(&meta(), &[row(0, 0.95), row(1, 0.5), row(2, 0.97)]);
+        let note = super::client_bound_note(s.backend("runc").unwrap()).unwrap();
+        assert!(note.contains("2 of 3") && note.contains("95 %"), "{note}");
+        assert!(super::terminal::table(&s).contains("client-bound in 2 of 3"));
+        assert!(super::markdown::summary(&s).contains("client-bound in 2 of 3"));
+        let calm = summarize(&meta(), &[row(0, 0.5)]);
+        assert!(super::client_bound_note(calm.backend("runc").unwrap()).is_none());
+    }
 }

@@ -1,11 +1,11 @@
-//! The summary table printed at the end of `cvm compare`: median with its confidence interval,
+//! The summary printed at the end of `cvm compare`: the findings first, then median with its confidence interval,
 //! min–max, and the ratio to native, per backend and metric; unavailable backends with the reason.
 
 use std::fmt::Write;
 
-use super::format::{format_value, metric_order, ratio_cell};
+use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
 use crate::results::{Availability, MetricSummary, RunSummary};
-use cvm_proto::metric::{Metric, PHASE_PREFIX};
+use cvm_proto::metric::{Metric, PHASE_PREFIX, RATE_PREFIX};
 
 /// Metrics shown first, in this order; the rest follow alphabetically. Phases are summarised on
 /// one line per backend instead of a row each.
@@ -29,6 +29,9 @@ pub fn table(s: &RunSummary) -> String {
         s.environment.ncpu,
         s.environment.cpu_model
     );
+    for f in super::findings::findings(s) {
+        let _ = writeln!(out, "  {f}");
+    }
     let header = [
         "backend",
         "metric",
@@ -59,10 +62,13 @@ pub fn table(s: &RunSummary) -> String {
                 b.failed_runs, b.excluded_samples
             ));
         }
+        if let Some(note) = super::client_bound_note(b) {
+            notes.push(format!("{name}: {note}"));
+        }
         let mut metrics: Vec<(&String, &MetricSummary)> = b
             .metrics
             .iter()
-            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX))
+            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX) && !m.starts_with(RATE_PREFIX))
             .collect();
         metrics.sort_by_key(|(m, _)| {
             (
@@ -82,7 +88,7 @@ pub fn table(s: &RunSummary) -> String {
                     format_value(st.median, &m.unit),
                     format_value(ci.lower, &m.unit),
                     format_value(ci.upper, &m.unit)
-                ),
+                ) + &interval_caveat(ci),
                 format!(
                     "{} – {}",
                     format_value(st.min, &m.unit),
@@ -117,6 +123,29 @@ pub fn table(s: &RunSummary) -> String {
         if !phases.is_empty() {
             notes.push(format!("{name} phases (medians): {}", phases.join(", ")));
         }
+        if let Some(note) = clock_note(b) {
+            notes.push(format!("{name}: {note}"));
+        }
+        let sweep = super::charts::sweep_steps(&b.metrics);
+        if !sweep.is_empty() {
+            let steps: Vec<String> = sweep
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} → {} (p99 {})",
+                        format_value(s.offered, "1/s"),
+                        format_value(s.achieved, "1/s"),
+                        format_value(s.p99, "s")
+                    )
+                })
+                .collect();
+            let knee = super::charts::knee(&sweep)
+                .map_or_else(|| "none".to_string(), |k| format_value(k, "1/s"));
+            notes.push(format!(
+                "{name} rate sweep (offered → achieved, medians): {}; knee {knee}",
+                steps.join(", ")
+            ));
+        }
     }
     let mut widths = header.map(str::len);
     for r in &rows {
@@ -142,6 +171,24 @@ pub fn table(s: &RunSummary) -> String {
         let _ = writeln!(out, "  {n}");
     }
     out
+}
+
+/// Where the guest's clock disagrees with the host's stamps of the same interval by more than
+/// 2 % (median `guest_clock_error`, over at least 0.5 s), the host-stamped duration is the one
+/// to read, and why.
+pub fn clock_note(b: &crate::results::BackendSummary) -> Option<String> {
+    let error = b.metrics.get(Metric::GuestClockError.name())?.stats.median;
+    let host = b.metrics.get(Metric::CpuTimeHost.name())?.stats.median;
+    // Over less than half a second the markers' own transport delay is not small against 2 %.
+    (error.abs() > 0.02 && host >= 0.5).then(|| {
+        format!(
+            "its own clock is {:+.1}% off the host's over the timed work: read cpu_time_host \
+             ({}), not cpu_time or cpu_score (a guest clock runs at the rate it was given, \
+             and an emulated one drifts)",
+            error * 100.0,
+            format_value(host, "s")
+        )
+    })
 }
 
 fn outlier_n(m: &MetricSummary) -> String {

@@ -7,6 +7,9 @@ use super::BackendInfo;
 
 /// The configuration key under which a VM backend records its accelerator (`kvm`, `tcg`).
 pub const ACCEL_KEY: &str = "accel";
+/// The backend configuration key naming gVisor's platform (systrap, kvm, ptrace): how its
+/// user-space kernel runs the workload, recorded with every sample as the accelerator is.
+pub const PLATFORM_KEY: &str = "platform";
 
 /// Which of the report's stacks a backend belongs to (it decides the disk layers and the diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

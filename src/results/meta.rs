@@ -21,8 +21,20 @@ pub struct Environment {
     pub root: bool,
     pub cvm_version: String,
     pub git_sha: String,
+    /// How cvm itself was built (`debug` or `release`): its own code is on the launch path of
+    /// some backends (the container runtime, the supervision threads), so it is a variable.
+    /// Empty in runs recorded before it existed.
+    #[serde(default)]
+    pub build_profile: String,
     /// Versions of the tools the backends use (qemu, runc, crun, docker), where found.
     pub tools: BTreeMap<String, String>,
+    /// The host settings that move figures (SMT, governor, THP, mitigations...); all empty in
+    /// runs recorded before it existed.
+    #[serde(default)]
+    pub fingerprint: super::HostFingerprint,
+    /// The host's load average over the run; absent in runs recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::HostLoad>,
 }
 
 /// One backend as it took part in a run.
@@ -95,6 +107,12 @@ pub struct RunMeta {
     /// How the HTTP load was generated and limited, when there was a load phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<BTreeMap<String, String>>,
+    /// The order of the backends' runs: `interleaved` (per iteration, seeded) or `sequential`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// The seed of the interleaved order, so a run's order can be reproduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl RunMeta {

@@ -3,18 +3,24 @@
 //! unavailable) and the derived summary (`summary.json`). Stats and reports read only these.
 
 mod backend;
+mod fingerprint;
 mod meta;
+mod ndjson;
 mod phases;
 mod samples;
-mod summary;
+pub(crate) mod summary;
 
-pub use backend::{Availability, Stack, ACCEL_KEY};
+pub use backend::{Availability, Stack, ACCEL_KEY, PLATFORM_KEY};
+pub use fingerprint::{HostFingerprint, HostLoad};
 pub use meta::{
     schema_limitations, BackendInfo, Environment, RunMeta, ScenarioRecord, SCHEMA_VERSION,
 };
+pub use ndjson::{write_ndjson, NDJSON_FILE};
 pub use phases::phase_rank;
 pub use samples::{parse_samples, read_samples, Phase, SampleRow, SampleWriter};
-pub use summary::{summarize, BackendSummary, MetricSummary, RunSummary, RUN_FAILED};
+pub use summary::{
+    measured_series, summarize, BackendSummary, MetricSummary, RunSummary, Series, RUN_FAILED,
+};
 
 use std::path::PathBuf;
 

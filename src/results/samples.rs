@@ -111,7 +111,7 @@ pub fn parse_samples<R: std::io::Read>(source: R) -> Result<Vec<SampleRow>, csv:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn row(backend: &str, iteration: u32, metric: &str, value: f64) -> SampleRow {

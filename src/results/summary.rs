@@ -37,6 +37,10 @@ pub struct BackendSummary {
     /// Measured samples left out of the statistics because their run failed.
     #[serde(default)]
     pub excluded_samples: usize,
+    /// Measured runs whose load client used more than `CLIENT_BOUND_SHARE` of its CPUs: their
+    /// HTTP figures may be the client's limit, not the server's.
+    #[serde(default)]
+    pub client_bound_runs: usize,
     pub metrics: BTreeMap<String, MetricSummary>,
 }
 
@@ -66,7 +70,7 @@ impl RunSummary {
 }
 
 /// (backend, metric) -> (unit, values) in file order.
-type Series<'a> = BTreeMap<(&'a str, Cow<'a, str>), (&'a str, Vec<f64>)>;
+pub type Series<'a> = BTreeMap<(&'a str, Cow<'a, str>), (&'a str, Vec<f64>)>;
 
 /// The metric recorded once per failed run.
 pub const RUN_FAILED: &str = Metric::RunFailed.name();
@@ -77,6 +81,42 @@ const PER_N_METRICS: [&str; 3] = [
     Metric::DensityPssPerInstance.name(),
     Metric::MemoryDaemon.name(),
 ];
+
+/// The measured values per (backend, metric) that statistics are taken over, in file order: a
+/// failed run's samples left out (counted per backend in the second map), density figures
+/// named per N. `summarize` and `cvm diff` read the same series.
+pub fn measured_series(rows: &[SampleRow]) -> (Series<'_>, BTreeMap<&str, usize>) {
+    let failed = failed_run_rows(rows);
+    let density: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
+        .map(|r| r.backend.as_str())
+        .collect();
+    let mut series: Series = BTreeMap::new();
+    let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.phase != Phase::Measure {
+            continue;
+        }
+        if failed.contains(&i) {
+            *excluded.entry(r.backend.as_str()).or_default() += 1;
+            continue;
+        }
+        let per_n =
+            density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
+        let metric = if per_n {
+            Cow::Owned(per_instances(&r.metric, r.iteration))
+        } else {
+            Cow::Borrowed(r.metric.as_str())
+        };
+        series
+            .entry((&r.backend, metric))
+            .or_insert((&r.unit, Vec::new()))
+            .1
+            .push(r.value);
+    }
+    (series, excluded)
+}
 
 /// The rows (indices into `rows`) of measured runs that failed, other than the `run_failed`
 /// rows themselves and the per-backend disk figures (measured once, outside any run).
@@ -131,41 +171,16 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
     failed
 }
 
+const LOAD_CLIENT_CPU: &str = cvm_proto::metric::Metric::LoadClientCpu.name();
+use cvm_proto::metric::CLIENT_BOUND_SHARE;
+
 /// Summarises the measured samples of a run, backend by backend in the run's order.
 ///
 /// A failed run's samples are left out (they stay in `samples.csv`; the run is counted in
 /// `failed_runs`). Density samples, whose `iteration` is the number of instances running, are
 /// summarised at each N (`<metric>@n=<N>`), never pooled over N.
 pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
-    let failed = failed_run_rows(rows);
-    let density: BTreeSet<&str> = rows
-        .iter()
-        .filter(|r| r.metric == Metric::DensityPssPerInstance.name())
-        .map(|r| r.backend.as_str())
-        .collect();
-    let mut series: Series = BTreeMap::new();
-    let mut excluded: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        if r.phase != Phase::Measure {
-            continue;
-        }
-        if failed.contains(&i) {
-            *excluded.entry(r.backend.as_str()).or_default() += 1;
-            continue;
-        }
-        let per_n =
-            density.contains(r.backend.as_str()) && PER_N_METRICS.contains(&r.metric.as_str());
-        let metric = if per_n {
-            Cow::Owned(per_instances(&r.metric, r.iteration))
-        } else {
-            Cow::Borrowed(r.metric.as_str())
-        };
-        series
-            .entry((&r.backend, metric))
-            .or_insert((&r.unit, Vec::new()))
-            .1
-            .push(r.value);
-    }
+    let (series, excluded) = measured_series(rows);
     let backends = meta
         .backends
         .iter()
@@ -173,6 +188,7 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
             let name = info.backend.as_str();
             let mut metrics = BTreeMap::new();
             let mut failed_runs = 0;
+            let mut client_bound_runs = 0;
             for ((_, metric), (unit, values)) in series
                 .range((name, Cow::Borrowed(""))..)
                 .take_while(|((b, _), _)| *b == name)
@@ -180,6 +196,9 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
                 if metric == RUN_FAILED {
                     failed_runs = values.len();
                     continue;
+                }
+                if *metric == LOAD_CLIENT_CPU {
+                    client_bound_runs = values.iter().filter(|&&v| v > CLIENT_BOUND_SHARE).count();
                 }
                 let Some(stats) = Summary::of(values) else {
                     continue;
@@ -209,6 +228,7 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
                 info: info.clone(),
                 failed_runs,
                 excluded_samples: excluded.get(name).copied().unwrap_or(0),
+                client_bound_runs,
                 metrics,
             }
         })
@@ -227,7 +247,7 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::results::{Availability, ScenarioRecord, Stack};
 
@@ -258,6 +278,8 @@ mod tests {
                 })
                 .collect(),
             load: None,
+            order: None,
+            seed: None,
         }
     }
 
@@ -345,5 +367,50 @@ mod tests {
             vm.ratio_unavailable.as_deref(),
             Some("baseline median is negative")
         );
+    }
+
+    pub(crate) fn client_meta() -> RunMeta {
+        RunMeta {
+            run_id: "r1".into(),
+            started: String::new(),
+            finished: None,
+            status: "done".into(),
+            scenario: super::super::meta::ScenarioRecord {
+                name: "web".into(),
+                description: String::new(),
+                definition: serde_json::Value::Null,
+            },
+            runs: 3,
+            warmup: 0,
+            timeout_s: 1.0,
+            environment: Environment::default(),
+            backends: vec![BackendInfo {
+                backend: "runc".into(),
+                stack: Stack::Container,
+                availability: Availability::Available,
+                error: None,
+                config: BTreeMap::new(),
+            }],
+            load: None,
+            order: None,
+            seed: None,
+            schema_version: super::super::meta::SCHEMA_VERSION,
+        }
+    }
+
+    pub(crate) fn client_row(iteration: u32, value: f64) -> SampleRow {
+        let mut r = crate::results::samples::tests::row("runc", iteration, LOAD_CLIENT_CPU, value);
+        r.unit = "1".into();
+        r
+    }
+
+    #[test]
+    fn runs_whose_client_was_nearly_saturated_are_counted_client_bound() {
+        let rows = [client_row(0, 0.95), client_row(1, 0.5), client_row(2, 0.91)];
+        let s = summarize(&client_meta(), &rows);
+        let b = s.backend("runc").unwrap();
+        assert_eq!(b.client_bound_runs, 2);
+        let calm = summarize(&client_meta(), &[client_row(0, 0.5), client_row(1, 0.9)]);
+        assert_eq!(calm.backend("runc").unwrap().client_bound_runs, 0);
     }
 }

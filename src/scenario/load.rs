@@ -6,16 +6,21 @@ use std::path::{Path, PathBuf};
 
 use cvm_proto::applet::{Applet, IoArgs};
 
-use super::model::{BackendKind, LoadSpec, NetworkMode, Readiness, Scenario};
+use super::model::{BackendKind, IoStorage, LoadSpec, NetworkMode, Readiness, Scenario};
 
 /// The built-in scenarios, embedded from `scenarios/` so the binary works from any directory.
 const BUILTINS: &[(&str, &str)] = &[
     ("startup", include_str!("../../scenarios/startup.toml")),
+    (
+        "startup-cold",
+        include_str!("../../scenarios/startup-cold.toml"),
+    ),
     ("web", include_str!("../../scenarios/web.toml")),
     ("cpu", include_str!("../../scenarios/cpu.toml")),
     ("memory", include_str!("../../scenarios/memory.toml")),
     ("io", include_str!("../../scenarios/io.toml")),
     ("density", include_str!("../../scenarios/density.toml")),
+    ("sweep", include_str!("../../scenarios/sweep.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +144,13 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
             "`timeout_s` must be between 0 and 86400 seconds".into(),
         );
     }
+    let gap = *s.start.idle_gap_s.get_ref();
+    if !(gap.is_finite() && (0.0..=3600.0).contains(&gap)) {
+        return fail(
+            s.start.idle_gap_s.span(),
+            "`start.idle_gap_s` must be between 0 and 3600 seconds".into(),
+        );
+    }
     if s.backends.get_ref().is_empty() {
         return fail(
             s.backends.span(),
@@ -149,6 +161,14 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
         if let Err(msg) = b.get_ref().parse::<BackendKind>() {
             return fail(b.span(), msg);
         }
+    }
+    let io = &s.resources.io_storage;
+    if *io.get_ref() != IoStorage::Disk && s.workload.applet() != Some(Applet::Io) {
+        return fail(
+            io.span(),
+            "`resources.io_storage` applies only to the `io` applet; remove it or use `applet = \"io\"`"
+                .into(),
+        );
     }
     match (&s.workload.applet, &s.workload.command) {
         (Some(_), Some(c)) => {
@@ -221,6 +241,9 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
     if let Some(LoadSpec {
         duration_s,
         connections,
+        client_threads,
+        rate,
+        rates,
         ..
     }) = &s.load
     {
@@ -239,6 +262,37 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
                 connections.span(),
                 "`load.connections` must be between 1 and 1024".into(),
             );
+        }
+        if !(1..=*connections.get_ref().min(&64)).contains(client_threads.get_ref()) {
+            return fail(
+                client_threads.span(),
+                "`load.client_threads` must be between 1 and `load.connections` (at most 64): \
+                 a thread without a connection would measure nothing"
+                    .into(),
+            );
+        }
+        if let Some(rates) = rates {
+            let list = rates.get_ref();
+            if list.is_empty()
+                || list.len() > 32
+                || list.iter().any(|r| !(1.0..=10_000_000.0).contains(r))
+            {
+                return fail(
+                    rates.span(),
+                    "`load.rates` must list 1 to 32 rates, each between 1 and 10000000 requests \
+                     per second"
+                        .into(),
+                );
+            }
+        }
+        if let Some(rate) = rate {
+            let r = *rate.get_ref();
+            if !(1.0..=10_000_000.0).contains(&r) {
+                return fail(
+                    rate.span(),
+                    "`load.rate` must be between 1 and 10000000 requests per second".into(),
+                );
+            }
         }
     }
     if let Some(d) = &s.density {
@@ -278,6 +332,20 @@ mod tests {
     }
 
     #[test]
+    fn cold_starts_need_a_sane_idle_gap() {
+        let base = "name = \"x\"\n[workload]\napplet = \"hello\"\n[start]\nmode = \"cold\"\n";
+        let e = err(&format!("{base}idle_gap_s = -1.0\n"));
+        assert!(
+            e.starts_with("t.toml:6:") && e.contains("idle_gap_s"),
+            "{e}"
+        );
+        let e = err(&format!("{base}mode2 = 1\n"));
+        assert!(e.contains("mode2"), "{e}");
+        let e = err("name = \"x\"\n[workload]\napplet = \"hello\"\n[start]\nmode = \"lukewarm\"\n");
+        assert!(e.contains("lukewarm") || e.contains("variant"), "{e}");
+    }
+
+    #[test]
     fn syntax_error_points_at_line_and_column() {
         let e = err("name = \"x\"\n[workload\napplet = \"hello\"\n");
         assert!(e.starts_with("t.toml:2:"), "{e}");
@@ -308,6 +376,27 @@ mod tests {
     }
 
     #[test]
+    fn load_threads_and_rates_are_checked_where_they_are_written() {
+        let web = |load: &str| {
+            format!(
+                "name = \"x\"\n[workload]\napplet = \"http\"\n[readiness]\nkind = \"http\"\n\
+                 port = 8080\n[resources]\nnetwork = \"private\"\n[load]\nkind = \"http\"\n\
+                 connections = 2\n{load}\n"
+            )
+        };
+        let e = err(&web("client_threads = 3"));
+        assert!(e.starts_with("t.toml:12:18: `load.client_threads`"), "{e}");
+        let e = err(&web("rate = 0"));
+        assert!(e.starts_with("t.toml:12:8: `load.rate`"), "{e}");
+        let e = err(&web("rates = [100, -1]"));
+        assert!(e.starts_with("t.toml:12:9: `load.rates`"), "{e}");
+        let ok = parse(&web("client_threads = 2\nrates = [100, 200]"), "t.toml").unwrap();
+        let load = ok.load.unwrap();
+        assert_eq!(*load.client_threads.get_ref(), 2);
+        assert_eq!(load.rates.unwrap().get_ref(), &vec![100.0, 200.0]);
+    }
+
+    #[test]
     fn applet_arguments_are_checked_with_the_guests_own_tables() {
         let e = err("name = \"x\"\n[workload]\napplet = \"io\"\nargs = [\"--size\", \"1\"]\n");
         assert!(
@@ -317,6 +406,25 @@ mod tests {
         assert!(e.contains("--size"), "{e}");
         let e = err("name = \"x\"\n[workload]\napplet = \"init\"\n");
         assert!(e.contains("unknown applet `init`"), "{e}");
+    }
+
+    #[test]
+    fn io_storage_is_validated_and_only_for_the_io_applet() {
+        let io = "name = \"x\"\n[workload]\napplet = \"io\"\n[resources]\n";
+        let s = parse(&format!("{io}io_storage = \"memory\"\n"), "t.toml").unwrap();
+        assert_eq!(*s.resources.io_storage.get_ref(), IoStorage::Memory);
+        let s = parse(io, "t.toml").unwrap();
+        assert_eq!(*s.resources.io_storage.get_ref(), IoStorage::Disk);
+        let e = err(&format!("{io}io_storage = \"ssd\"\n"));
+        assert!(e.starts_with("t.toml:5:14:"), "{e}");
+        assert!(e.contains("disk") && e.contains("memory"), "{e}");
+        let e = err(
+            "name = \"x\"\n[workload]\napplet = \"hello\"\n[resources]\nio_storage = \"memory\"\n",
+        );
+        assert_eq!(
+            e,
+            "t.toml:5:14: `resources.io_storage` applies only to the `io` applet; remove it or use `applet = \"io\"`"
+        );
     }
 
     #[test]

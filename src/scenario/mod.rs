@@ -7,6 +7,6 @@ mod model;
 
 pub use load::{builtin_names, builtins, load, parse, ScenarioError};
 pub use model::{
-    BackendKind, DensitySpec, ImageSpec, LoadKind, LoadSpec, NetworkMode, Readiness, Resources,
-    Scenario, VmSettings, Workload,
+    BackendKind, DensitySpec, ImageSpec, IoStorage, LoadKind, LoadSpec, NetworkMode, Readiness,
+    Resources, Scenario, StartMode, StartSpec, VmSettings, Workload,
 };

@@ -42,6 +42,9 @@ pub struct Scenario {
     /// Settings of the VM backends.
     #[serde(default)]
     pub vm: VmSettings,
+    /// Warm (back to back, the default) or cold starts.
+    #[serde(default)]
+    pub start: StartSpec,
 }
 
 /// `[vm]`: settings of the VM backends.
@@ -143,6 +146,17 @@ pub enum Readiness {
     },
 }
 
+impl Readiness {
+    /// The port a server workload listens on: the host probes it from outside, and init watches
+    /// for it in LISTEN from inside. `None` for marker readiness.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Readiness::Marker => None,
+            Readiness::Tcp { port } | Readiness::Http { port, .. } => Some(*port),
+        }
+    }
+}
+
 fn default_http_path() -> String {
     "/".to_string()
 }
@@ -157,6 +171,9 @@ pub struct Resources {
     pub memory_mib: Spanned<u64>,
     #[serde(default)]
     pub network: NetworkMode,
+    /// What the io workload's directory may be backed by (see [`IoStorage`]).
+    #[serde(default = "default_io_storage")]
+    pub io_storage: Spanned<IoStorage>,
 }
 
 impl Default for Resources {
@@ -165,6 +182,34 @@ impl Default for Resources {
             vcpus: default_vcpus(),
             memory_mib: default_memory(),
             network: NetworkMode::default(),
+            io_storage: default_io_storage(),
+        }
+    }
+}
+
+fn default_io_storage() -> Spanned<IoStorage> {
+    Spanned::new(0..0, IoStorage::Disk)
+}
+
+/// What backs the io workload's directory: one host directory in cvm's cache directory on
+/// every backend (bound into containers, holding a VM's disk image). A run whose directory
+/// turns out to be on a memory filesystem when `disk` was asked for (or the reverse) is refused
+/// rather than measured as something else.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IoStorage {
+    /// A disk-backed filesystem (not tmpfs or ramfs).
+    #[default]
+    Disk,
+    /// A memory filesystem (tmpfs, ramfs): put `CVM_CACHE_DIR` on one.
+    Memory,
+}
+
+impl IoStorage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoStorage::Disk => "disk",
+            IoStorage::Memory => "memory",
         }
     }
 }
@@ -183,8 +228,19 @@ pub enum NetworkMode {
     /// Loopback only (containers), no NIC (VMs).
     #[default]
     None,
-    /// A private link to the host: veth for containers, a NIC for VMs.
+    /// A private link to the host: veth for containers, a tap device for VMs (both a /30 the
+    /// host reaches directly).
     Private,
+    /// For VMs, QEMU's user-mode network (slirp) with the port forwarded from host loopback;
+    /// containers, which have no such thing, get their private link.
+    User,
+}
+
+impl NetworkMode {
+    /// Whether the instance has a network link the host reaches (any mode but `none`).
+    pub fn has_link(self) -> bool {
+        self != NetworkMode::None
+    }
 }
 
 /// What goes into the one rootfs besides `cvm-guest` and busybox.
@@ -210,6 +266,17 @@ pub struct LoadSpec {
     pub connections: Spanned<u32>,
     #[serde(default = "default_http_path")]
     pub path: String,
+    /// Client threads, each on its own CPU where the client has CPUs enough.
+    #[serde(default = "default_client_threads")]
+    pub client_threads: Spanned<u32>,
+    /// Requests per second in all: an open loop (latency from each intended send time). Absent:
+    /// a closed loop.
+    #[serde(default)]
+    pub rate: Option<Spanned<f64>>,
+    /// A rate sweep after the main load phase: one open-loop phase of `duration_s` per rate,
+    /// drawn as a throughput–latency curve per backend.
+    #[serde(default)]
+    pub rates: Option<Spanned<Vec<f64>>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -223,6 +290,53 @@ fn default_load_duration() -> Spanned<f64> {
 }
 fn default_connections() -> Spanned<u32> {
     Spanned::new(0..0, 4)
+}
+fn default_client_threads() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// How each launch is preceded. Warm: right after the previous run (what repeated launches of
+/// one service see). Cold: after a fixed idle gap, with the page cache dropped, so the image,
+/// runtime and kernel are read from disk again and the kernel's deferred work (an RCU grace
+/// period before a cgroup join) has settled in between.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StartSpec {
+    #[serde(default)]
+    pub mode: StartMode,
+    /// Seconds of idle before each cold launch.
+    #[serde(default = "default_idle_gap")]
+    pub idle_gap_s: Spanned<f64>,
+}
+
+impl Default for StartSpec {
+    fn default() -> Self {
+        StartSpec {
+            mode: StartMode::Warm,
+            idle_gap_s: default_idle_gap(),
+        }
+    }
+}
+
+fn default_idle_gap() -> Spanned<f64> {
+    Spanned::new(0..0, 2.0)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StartMode {
+    #[default]
+    Warm,
+    Cold,
+}
+
+impl StartMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMode::Warm => "warm",
+            StartMode::Cold => "cold",
+        }
+    }
 }
 
 /// The density experiment: N instances kept running at once.
@@ -240,24 +354,29 @@ pub enum BackendKind {
     Container,
     Runc,
     Crun,
+    Gvisor,
     Docker,
     Vm,
     /// `vm` booting cvm's minimal guest kernel: its own label, so a report can set both
     /// kernels side by side.
     VmMinimal,
     VmClassic,
+    /// `vm` on QEMU's user network whatever the scenario's `network`.
+    VmUser,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 8] = [
+    pub const ALL: [BackendKind; 10] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,
         BackendKind::Crun,
+        BackendKind::Gvisor,
         BackendKind::Docker,
         BackendKind::Vm,
         BackendKind::VmMinimal,
         BackendKind::VmClassic,
+        BackendKind::VmUser,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -266,10 +385,12 @@ impl BackendKind {
             BackendKind::Container => "container",
             BackendKind::Runc => "runc",
             BackendKind::Crun => "crun",
+            BackendKind::Gvisor => "gvisor",
             BackendKind::Docker => "docker",
             BackendKind::Vm => "vm",
             BackendKind::VmMinimal => "vm-minimal",
             BackendKind::VmClassic => "vm-classic",
+            BackendKind::VmUser => "vm-user",
         }
     }
 

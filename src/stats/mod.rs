@@ -1,9 +1,18 @@
 //! Statistics over raw samples: robust location (median) with a bootstrap confidence interval,
 //! spread, percentiles, and outliers labelled by the MAD rule — never dropped.
 //!
+//! Intervals say what they are. With few runs no bootstrap percentile interval means 95 %: the
+//! median's interval is then the distribution-free one between order statistics, and with
+//! n ≤ 5 even min–max covers less than 95 % (93.75 % at n = 5), so its `level` is that
+//! coverage and the report prints it. Outliers need a spread: when more than half the samples
+//! are equal (MAD = 0) the mean absolute deviation stands in, so one different value is not
+//! everything-but-the-median labelled an outlier.
+//!
 //! Kept apart from the samples themselves (criterion's split between raw data and estimates):
 //! everything here is a pure function of a slice, so `cvm report` recomputes the same summary
 //! from `samples.csv` as `cvm compare` did. The bootstrap uses a fixed seed for that reason.
+
+pub mod ab;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +24,9 @@ pub const CONFIDENCE: f64 = 0.95;
 pub const BOOTSTRAP_SEED: u64 = 0x5eed_c0de;
 /// Modified z-score above which a sample is labelled an outlier (Iglewicz and Hoaglin).
 pub const OUTLIER_Z: f64 = 3.5;
+/// Below this many samples the median's interval comes from order statistics (exact, with its
+/// true coverage) instead of the bootstrap, whose percentile interval undercovers there.
+pub const MIN_N_BOOTSTRAP: usize = 10;
 
 /// A point estimate with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -68,7 +80,7 @@ impl Summary {
             p5: percentile_sorted(&v, 5.0),
             p95: percentile_sorted(&v, 95.0),
             mad,
-            median_ci: bootstrap_median_ci(&v, BOOTSTRAP_RESAMPLES, CONFIDENCE, BOOTSTRAP_SEED),
+            median_ci: median_interval(&v),
             outliers: outliers(&v, median, mad),
         })
     }
@@ -141,10 +153,65 @@ pub fn modified_z(x: f64, median: f64, mad: f64) -> f64 {
     0.6745 * d / mad
 }
 
+/// The median's interval: bootstrap from [`MIN_N_BOOTSTRAP`] samples, else the widest-needed
+/// pair of order statistics `[x(k), x(n+1-k)]` whose coverage, `1 - 2 P(Binomial(n, 1/2) < k)`,
+/// reaches [`CONFIDENCE`], or min–max with the coverage it has when none does (n ≤ 5).
+pub fn median_interval(sorted: &[f64]) -> Estimate {
+    let n = sorted.len();
+    if n >= MIN_N_BOOTSTRAP {
+        return bootstrap_median_ci(sorted, BOOTSTRAP_RESAMPLES, CONFIDENCE, BOOTSTRAP_SEED);
+    }
+    let point = percentile_sorted(sorted, 50.0);
+    if n < 2 {
+        return Estimate {
+            point,
+            lower: point,
+            upper: point,
+            level: 0.0,
+        };
+    }
+    let coverage = |k: usize| 1.0 - 2.0 * binomial_half_cdf(n, k - 1);
+    // The largest k (narrowest interval) that still covers CONFIDENCE; 1 is min–max.
+    let k = (1..=n / 2)
+        .rev()
+        .find(|&k| coverage(k) >= CONFIDENCE)
+        .unwrap_or(1);
+    Estimate {
+        point,
+        lower: sorted[k - 1],
+        upper: sorted[n - k],
+        level: coverage(k),
+    }
+}
+
+/// P(Binomial(n, 1/2) ≤ j).
+fn binomial_half_cdf(n: usize, j: usize) -> f64 {
+    let mut c = 1.0_f64; // C(n, 0)
+    let mut sum = 0.0;
+    for i in 0..=j.min(n) {
+        if i > 0 {
+            c = c * (n + 1 - i) as f64 / i as f64;
+        }
+        sum += c;
+    }
+    sum / 2f64.powi(i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// Mean absolute deviation from the median, scaled to stand in for the MAD in the modified
+/// z-score when the MAD is 0 (Iglewicz and Hoaglin: 1.253314 × MeanAD ≈ σ, as 1.4826 × MAD).
+fn mean_ad_scale(s: &[f64], median: f64) -> f64 {
+    1.253_314 * mean(&s.iter().map(|x| (x - median).abs()).collect::<Vec<_>>()) / 1.4826
+}
+
 fn outliers(s: &[f64], median: f64, mad: f64) -> Outliers {
     let mut o = Outliers::default();
+    let scale = if mad == 0.0 {
+        mean_ad_scale(s, median)
+    } else {
+        mad
+    };
     for &x in s {
-        let z = modified_z(x, median, mad);
+        let z = modified_z(x, median, scale);
         if z > OUTLIER_Z {
             o.high += 1;
         } else if z < -OUTLIER_Z {
@@ -279,6 +346,36 @@ mod tests {
         assert_eq!(s.n, 9);
         let flat = Summary::of(&[2.0, 2.0, 2.0, 2.0]).unwrap();
         assert_eq!(flat.outliers, Outliers::default());
+    }
+
+    #[test]
+    fn a_zero_mad_does_not_make_every_other_value_an_outlier() {
+        // More than half equal: MAD = 0. Two values one step away are ordinary spread.
+        let s = Summary::of(&[1.0, 1.0, 1.0, 2.0, 2.0]).unwrap();
+        assert_eq!(s.mad, 0.0);
+        assert_eq!(s.outliers, Outliers::default());
+        // One value far from seven equal ones still stands out.
+        let s = Summary::of(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 50.0]).unwrap();
+        assert_eq!(s.outliers, Outliers { low: 0, high: 1 });
+    }
+
+    #[test]
+    fn small_samples_get_an_exact_interval_with_its_true_level() {
+        // n = 5: min–max is the best there is, and it covers 1 - 2/32 = 93.75 %, not 95 %.
+        let e = Summary::of(&[5.0, 1.0, 4.0, 2.0, 3.0]).unwrap().median_ci;
+        assert_eq!((e.lower, e.point, e.upper), (1.0, 3.0, 5.0));
+        assert!(close(e.level, 0.9375), "{e:?}");
+        // n = 9: [x(2), x(8)] covers 1 - 2 * 10/512 = 96.1 %; [x(3), x(7)] only 82 %.
+        let e = Summary::of(&V).unwrap().median_ci;
+        assert_eq!((e.lower, e.upper), (2.0, 8.0));
+        assert!(
+            e.level >= CONFIDENCE && close(e.level, 1.0 - 20.0 / 512.0),
+            "{e:?}"
+        );
+        // From MIN_N_BOOTSTRAP on, the bootstrap at the stated level.
+        let many: Vec<f64> = (0..20).map(f64::from).collect();
+        assert_eq!(Summary::of(&many).unwrap().median_ci.level, CONFIDENCE);
+        assert_eq!(Summary::of(&[7.0]).unwrap().median_ci.level, 0.0);
     }
 
     #[test]

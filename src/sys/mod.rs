@@ -9,8 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 pub use cvm_runtime::sys::{
-    clone_vfork, enter_namespace_before_exec, spawn_namespaced, ChildStep, NamespacedExec, NsGuard,
-    SpawnError, MAX_PASSED_FDS,
+    clone_vfork, enter_namespace_before_exec, spawn_namespaced, spawn_namespaced_timed, ChildStep,
+    NamespacedExec, NsGuard, SpawnError, Spawned, MAX_PASSED_FDS,
 };
 
 /// Benchmark children for `cargo bench`: nothing else in cvm uses them.
@@ -75,4 +75,18 @@ pub struct SpawnGuard {
 pub fn drop_caches() -> std::io::Result<()> {
     nix::unistd::sync();
     std::fs::write("/proc/sys/vm/drop_caches", "3")
+}
+
+/// The CPU's time-stamp counter, for measuring its rate against `CLOCK_MONOTONIC` (a TCG
+/// guest's TSC counts at the host's rate, and the guest kernel must be told that rate).
+#[cfg(target_arch = "x86_64")]
+pub fn tsc() -> Option<u64> {
+    // SAFETY: RDTSC exists on every x86_64 CPU, reads a counter and touches no memory.
+    Some(unsafe { core::arch::x86_64::_rdtsc() })
+}
+
+/// No time-stamp counter to read on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn tsc() -> Option<u64> {
+    None
 }

@@ -18,6 +18,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Docker's default capability set as a `CapEff` mask.
 pub const DOCKER_DEFAULT_CAPS: &str = "00000000a80425fb";
+/// Docker's set less CAP_NET_RAW, which runsc drops unless run with `--net-raw`.
+pub const GVISOR_DEFAULT_CAPS: &str = "00000000a80405fb";
 
 /// Points image builds at the test cache (once, before any test thread builds an image).
 pub fn setup_env() {
@@ -42,6 +44,14 @@ pub fn usable(kind: BackendKind) -> bool {
         return false;
     }
     if kind == BackendKind::Runc && !host_has(which("runc"), "runc is not installed") {
+        return false;
+    }
+    if kind == BackendKind::Gvisor
+        && !host_has(
+            which("runsc"),
+            "runsc is not installed (apt-get install runsc)",
+        )
+    {
         return false;
     }
     match backend::create(kind, &HostOptions::default()).availability() {

@@ -18,17 +18,20 @@ use std::time::Duration;
 
 use cvm_proto::applet::Applet as AppletName;
 
+use cvm_proto::applet::HTTP_LISTEN_DELAY_OPTION;
 use cvm_proto::metric::Metric;
 
 use crate::markers::Markers;
 use crate::{signals, AppletResult, Failure};
 
 /// `cvm-guest http --help`.
-pub const USAGE: &str = "usage: cvm-guest http [--port P] [--body BYTES] [--bind ADDR]\n\n\
+pub const USAGE: &str =
+    "usage: cvm-guest http [--port P] [--body BYTES] [--bind ADDR] [--listen-delay-ms MS]\n\n\
      Serves HTTP/1.1 with keep-alive on ADDR:P (default 0.0.0.0:8080). Every path answers 200\n\
      with a body of BYTES bytes (default 1024) except GET /cvm/count, which answers the number\n\
      of other requests served. --port 0 picks a free port and reports it first as\n\
-     CVM:result http_port <port> 1. Exits 0 on SIGTERM or SIGINT.\n";
+     CVM:result http_port <port> 1. --listen-delay-ms waits MS milliseconds before it binds and\n\
+     listens (a server slow to start). Exits 0 on SIGTERM or SIGINT.\n";
 
 /// The path that reports the request count instead of the fixed body; it is not counted itself.
 use cvm_proto::applet::HTTP_COUNT_PATH as STATS_PATH;
@@ -59,8 +62,11 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
             .map_err(|_| Failure::Usage(format!("invalid address '{raw}' for '--bind'")))?,
     };
 
+    let listen_delay: u64 = parsed.number(HTTP_LISTEN_DELAY_OPTION, 0)?;
+
     // Before the first thread is spawned, so every thread inherits the mask.
     let stop = signals::block_termination().map_err(Failure::Runtime)?;
+    std::thread::sleep(std::time::Duration::from_millis(listen_delay));
     let listener = TcpListener::bind((bind, port))
         .map_err(|e| Failure::Runtime(format!("binding {bind} port {port}: {e}")))?;
     let local = listener

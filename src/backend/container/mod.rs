@@ -37,8 +37,9 @@
 //! fewer on the hot path.
 //!
 //! # Phases
-//! `spawn` is stamped when the exec has happened (the child's exec-status pipe closed), `init`
-//! and `workload` by init's markers, `ready` by the workload's own readiness.
+//! `cgroup_join` is stamped by the child itself once it has written `cgroup.procs` (before it
+//! unshares and execs); `runtime` ends at init's `CVM:configured` (namespaces, rootfs,
+//! capabilities, the veth: all done), `workload_start` at the workload's readiness seen inside.
 //!
 //! # Teardown
 //! SIGTERM to init (which forwards it to the workload), a grace period, then SIGKILL; the cgroup
@@ -63,6 +64,7 @@ use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
 use super::events::{spawn_marker_reader, spawn_output_reader, Event};
+use super::io_dir::{self, InstanceIoDir, IoStore};
 use super::process::{self, Supervised, Terminate};
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
@@ -71,9 +73,13 @@ use crate::backend::{DiskLayers, Layer};
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use cvm_proto::applet::init_command;
+use cvm_proto::listen::watch_port_options;
 use cvm_proto::metric::Phase;
 use cvm_runtime::cgroup::{self, Cgroup, Limits};
-use cvm_runtime::sys::{spawn_namespaced, NamespacedExec, SpawnError};
+use cvm_runtime::sys::{spawn_namespaced_timed, NamespacedExec, SpawnError};
+
+/// The standalone binary of cvm's runtime, counted as this backend's runtime disk layer.
+pub const RUNTIME_BINARY: &str = "cvm-runtime";
 
 /// Where init reads the host's go-ahead when the network is configured after the clone.
 const WAIT_FD: i32 = 4;
@@ -110,7 +116,11 @@ pub enum ContainerError {
     #[error("cannot remove the instance's cgroup")]
     RemoveCgroup(#[source] cgroup::CgroupError),
     #[error("cannot create the io workload's host directory")]
-    Volume(#[source] io::Error),
+    Volume(#[source] io_dir::IoDirError),
+    #[error("the `{RUNTIME_BINARY}` binary is not beside `cvm` (build the workspace: cargo build --workspace)")]
+    RuntimeMissing,
+    #[error("cannot list the runtime's shared libraries")]
+    Libraries(#[source] crate::image::libs::LibsError),
     #[error("cannot remove the instance's network link")]
     RemoveLink(#[source] net::NetError),
 }
@@ -162,43 +172,34 @@ impl Backend for ContainerBackend {
         let network = scenario.resources.network;
         let subnet = net::Subnet::from_env().map_err(|e| fail(ContainerError::Subnet(e)))?;
         let mut disk = image.layer_files();
-        // The container runtime is cvm itself (plus `ip` for a private network).
-        let mut runtime: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
-        if network == NetworkMode::Private {
+        // The runtime a user would install to run containers this way: the standalone
+        // `cvm-runtime` binary (what the linked library amounts to), not the whole `cvm` with its
+        // charts and load generator; plus `ip` for a private network.
+        let mut runtime = vec![crate::image::beside_cvm(RUNTIME_BINARY)
+            .ok_or_else(|| fail(ContainerError::RuntimeMissing))?];
+        if network.has_link() {
             runtime.extend(super::find_binary("ip"));
         }
+        let runtime =
+            super::with_libraries(&runtime).map_err(|e| fail(ContainerError::Libraries(e)))?;
         disk.insert(Layer::Runtime, runtime);
+        let io_dir = match scenario.workload.io_target() {
+            Some((inside, _)) => IoStore::for_scenario(scenario)
+                .map_err(|e| fail(ContainerError::Volume(e)))?
+                .map(|store| (inside, store)),
+            None => None,
+        };
         Ok(Box::new(ContainerPrepared {
             guest,
             rootfs,
             workload: image.workload_argv(&scenario.workload),
-            limits: super::limits(&scenario.resources),
+            limits: super::limits(scenario),
             network,
             subnet,
             disk,
-            io_dir: scenario.workload.io_target().map(|(dir, _)| dir),
+            io_dir,
+            watch_port: scenario.readiness.port(),
         }))
-    }
-}
-
-/// A host directory the io workload writes to from inside the container (a tmpfs would measure
-/// memory, not a disk), in the host's temporary directory; removed when dropped.
-#[derive(Debug)]
-struct VolumeDir(PathBuf);
-
-impl VolumeDir {
-    fn create(run_id: &str, instance: u32) -> io::Result<VolumeDir> {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cvm-{run_id}-io-{instance}-{n}"));
-        std::fs::create_dir(&dir)?;
-        Ok(VolumeDir(dir))
-    }
-}
-
-impl Drop for VolumeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -211,12 +212,14 @@ struct ContainerPrepared {
     network: NetworkMode,
     subnet: net::Subnet,
     disk: DiskLayers,
-    /// Where the io workload writes, given a host directory of its own (see [`VolumeDir`]).
-    io_dir: Option<String>,
+    /// Where the io workload writes inside, and the store its host directories come from.
+    io_dir: Option<(String, IoStore)>,
+    /// The port init watches for LISTEN (the inside half of readiness).
+    watch_port: Option<u16>,
 }
 
 impl ContainerPrepared {
-    fn init_argv(&self, hostname: &str, volume: Option<&VolumeDir>) -> Vec<String> {
+    fn init_argv(&self, hostname: &str, volume: Option<&InstanceIoDir>) -> Vec<String> {
         let mut options = vec![
             "--container".to_string(),
             "--rootfs".into(),
@@ -224,15 +227,16 @@ impl ContainerPrepared {
             "--hostname".into(),
             hostname.to_string(),
         ];
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() {
             options.extend(["--wait-fd".to_string(), WAIT_FD.to_string()]);
         }
-        if let (Some(volume), Some(inside)) = (volume, &self.io_dir) {
+        if let (Some(volume), Some((inside, _))) = (volume, &self.io_dir) {
             options.extend([
                 "--volume".to_string(),
-                format!("{}:{inside}", volume.0.display()),
+                format!("{}:{inside}", volume.path().display()),
             ]);
         }
+        options.extend(watch_port_options(self.watch_port));
         // argv[0] is the name init is started under, not a path: the exec is of the guest's
         // host path (before `pivot_root`), and init recognises itself by its first argument.
         let mut argv = init_command(&options, &self.workload);
@@ -260,7 +264,7 @@ pub(crate) fn isolation_config(network: NetworkMode, subnet: &net::Subnet) -> Ba
     );
     let network = match network {
         NetworkMode::None => "none (loopback only)".to_string(),
-        NetworkMode::Private => format!("private (veth, /30 from {subnet})"),
+        NetworkMode::Private | NetworkMode::User => format!("private (veth, /30 from {subnet})"),
     };
     c.insert("network".into(), network);
     c.insert("rootfs".into(), "image directory, read-only".into());
@@ -286,12 +290,13 @@ impl Prepared for ContainerPrepared {
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
         let fail = |e| BackendError::launch(BackendKind::Container, e);
         let name = format!("cvm-{}-container-{}", ctx.run_id, ctx.instance);
-        let cgroup =
-            Cgroup::create(&name, self.limits).map_err(|e| fail(ContainerError::Cgroup(e)))?;
+        let cgroup = Cgroup::create(&name, self.limits.clone())
+            .map_err(|e| fail(ContainerError::Cgroup(e)))?;
         let hostname = format!("cvm-{}", ctx.instance);
         let volume = match &self.io_dir {
-            Some(_) => Some(
-                VolumeDir::create(&ctx.run_id, ctx.instance)
+            Some((_, store)) => Some(
+                store
+                    .instance_dir(&format!("{}-container-{}", ctx.run_id, ctx.instance))
                     .map_err(|e| fail(ContainerError::Volume(e)))?,
             ),
             None => None,
@@ -302,7 +307,7 @@ impl Prepared for ContainerPrepared {
         let (stderr_read, stderr_write) = pipe()?;
         let mut fds = process::workload_fds(stderr_write, marker_write)
             .map_err(|e| fail(ContainerError::DevNull(e)))?;
-        let mut go = if self.network == NetworkMode::Private {
+        let mut go = if self.network.has_link() {
             let (wait_read, wait_write) = pipe()?;
             fds.push((wait_read, WAIT_FD));
             Some(File::from(wait_write))
@@ -342,10 +347,12 @@ impl Prepared for ContainerPrepared {
         };
 
         let started_at = Instant::now();
-        let pid = spawn_namespaced(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
-        let spawned = Instant::now();
+        let spawned = spawn_namespaced_timed(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
+        let pid = spawned.pid;
         let (tx, events) = mpsc::channel();
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
+        if let Some(joined) = spawned.cgroup_joined {
+            let _ = tx.send(Event::Phase(Phase::CgroupJoin, joined));
+        }
         // From here on the instance owns everything: an error drops it, which tears down.
         let mut instance = ContainerInstance {
             init: Supervised::from_pid(pid),
@@ -388,7 +395,7 @@ struct ContainerInstance {
     /// its namespace, ignores SIGTERM until it has set up its signal handling).
     go: Option<File>,
     /// The io workload's host directory, removed once the container is gone.
-    volume: Option<VolumeDir>,
+    volume: Option<InstanceIoDir>,
 }
 
 impl Instance for ContainerInstance {

@@ -1,6 +1,7 @@
 //! The OCI bundle of one container: a temporary directory holding the `config.json` (made with
-//! the `oci-spec` crate) and, for the io workload, the host directory it writes to. The root
-//! filesystem is not copied: `root.path` is the shared image directory, read-only.
+//! the `oci-spec` crate), which binds the io workload's host directory (made in the one io
+//! directory every backend uses, see `backend::io_dir`) where it writes. The root filesystem is
+//! not copied: `root.path` is the shared image directory, read-only.
 
 use std::collections::HashSet;
 use std::fs;
@@ -19,12 +20,6 @@ use crate::backend::cgroup::Limits;
 pub enum BundleError {
     #[error("cannot create the bundle directory {path}")]
     Create {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot create the workload's volume directory {path}")]
-    Volume {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -49,6 +44,11 @@ pub struct SpecInput<'a> {
     pub limits: Limits,
     /// A host directory bound writable at a path inside: the io workload's own disk.
     pub volume: Option<(PathBuf, String)>,
+    /// The descriptor the markers go to inside (`CVM_MARKER_FD`).
+    pub marker_fd: i32,
+    /// An existing network namespace for the container to join (`linux.namespaces` path),
+    /// instead of a new one the runtime makes.
+    pub netns: Option<PathBuf>,
 }
 
 /// A unique temporary directory `cvm-oci-<what>-<pid>-<n>`.
@@ -64,17 +64,6 @@ pub fn temp_dir(what: &str) -> Result<PathBuf, BundleError> {
         source,
     })?;
     Ok(dir)
-}
-
-/// Creates the io workload's host directory inside `bundle`, so removing the bundle removes
-/// whatever the workload wrote.
-pub fn volume_dir(bundle: &Path) -> Result<PathBuf, BundleError> {
-    let host = bundle.join("volume");
-    fs::create_dir(&host).map_err(|source| BundleError::Volume {
-        path: host.clone(),
-        source,
-    })?;
-    Ok(host)
 }
 
 /// Writes `bundle/config.json` for `input`.
@@ -115,11 +104,7 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             crate::backend::WORKLOAD_PATH.into(),
             "HOME=/root".into(),
             format!("HOSTNAME={}", input.hostname),
-            format!(
-                "{}={}",
-                cvm_proto::MARKER_FD_ENV,
-                cvm_proto::DEFAULT_MARKER_FD
-            ),
+            format!("{}={}", cvm_proto::MARKER_FD_ENV, input.marker_fd),
         ]))
         .set_cwd("/".into())
         .set_terminal(Some(false))
@@ -161,13 +146,29 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     resources.set_memory(Some(memory));
     let mut cpu = LinuxCpu::default();
     cpu.set_period(Some(100_000))
-        .set_quota(Some(100_000 * i64::from(input.limits.cpus)));
+        .set_quota(Some(100_000 * i64::from(input.limits.cpus)))
+        .set_cpus(input.limits.cpuset.clone());
     resources.set_cpu(Some(cpu));
     linux.set_resources(Some(resources));
     if let Some(namespaces) = linux.namespaces() {
         debug_assert!(namespaces
             .iter()
             .any(|n| n.typ() == LinuxNamespaceType::Network));
+    }
+    if let Some(path) = &input.netns {
+        let namespaces = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut n| {
+                if n.typ() == LinuxNamespaceType::Network {
+                    n.set_path(Some(path.clone()));
+                }
+                n
+            })
+            .collect();
+        linux.set_namespaces(Some(namespaces));
     }
     spec.set_linux(Some(linux));
     Ok(spec)
@@ -176,6 +177,37 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_given_network_namespace_is_joined_and_markers_go_where_asked() {
+        let spec = bundle_spec(&SpecInput {
+            rootfs: Path::new("/img"),
+            args: vec!["/bin/cvm-guest".into()],
+            hostname: "cvm-0",
+            cgroup: "cvm-x-runsc-0-0",
+            limits: Limits {
+                memory_bytes: 64 << 20,
+                cpus: 1,
+                cpuset: None,
+            },
+            volume: None,
+            marker_fd: 1,
+            netns: Some(PathBuf::from("/proc/42/fd/7")),
+        })
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let namespaces = json["linux"]["namespaces"].as_array().unwrap();
+        let net = namespaces.iter().find(|n| n["type"] == "network").unwrap();
+        assert_eq!(net["path"], "/proc/42/fd/7");
+        assert!(namespaces
+            .iter()
+            .filter(|n| n["type"] != "network")
+            .all(|n| n.get("path").is_none()));
+        assert!(json["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&"CVM_MARKER_FD=1".into()));
+    }
 
     #[test]
     fn the_bundle_has_the_image_read_only_and_the_scenarios_limits() {
@@ -192,8 +224,11 @@ mod tests {
             limits: Limits {
                 memory_bytes: 256 << 20,
                 cpus: 2,
+                cpuset: Some("0".into()),
             },
             volume: Some((PathBuf::from("/var/tmp/cvm-v"), "/data".into())),
+            marker_fd: cvm_proto::DEFAULT_MARKER_FD,
+            netns: None,
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -224,6 +259,7 @@ mod tests {
             256 * 1024 * 1024
         );
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 200_000);
+        assert_eq!(json["linux"]["resources"]["cpu"]["cpus"], "0");
         let namespaces: Vec<&str> = json["linux"]["namespaces"]
             .as_array()
             .unwrap()
@@ -233,6 +269,11 @@ mod tests {
         for ns in ["pid", "network", "ipc", "uts", "mount"] {
             assert!(namespaces.contains(&ns), "{namespaces:?}");
         }
+        assert!(json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n.get("path").is_none()));
         assert!(json["mounts"]
             .as_array()
             .unwrap()

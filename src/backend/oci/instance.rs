@@ -12,7 +12,7 @@
 use std::fs;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,15 +28,17 @@ use super::runtime::{Runtime, RuntimeError};
 use crate::backend::cgroup::{self, Limits};
 use crate::backend::container::net;
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
+use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{self, StopPolicy, Supervised};
 use crate::backend::DiskLayers;
 use crate::backend::{BackendConfig, BackendError, Instance, LaunchContext, Prepared};
 use crate::scenario::{BackendKind, NetworkMode};
 use crate::sys::CommandSetup;
-use cvm_proto::metric::Phase;
 
 /// How long the detached runtime gets to start the container and exit.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long runsc's gofer gets to exit on its own once its sandbox has gone.
+const GOFER_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -66,12 +68,16 @@ pub enum InstanceError {
     NoInit { runtime: &'static str },
     #[error("cannot set up the container's network")]
     Network(#[source] net::NetError),
+    #[error("cannot duplicate the network namespace's descriptor")]
+    NamespaceFd(#[source] io::Error),
     #[error("cannot start the event threads")]
     Thread(#[source] io::Error),
     #[error("cannot delete the container")]
     Delete(#[source] RuntimeError),
     #[error("cannot remove the instance's network link")]
     RemoveLink(#[source] net::NetError),
+    #[error("cannot create the io workload's host directory")]
+    IoDir(#[source] IoDirError),
     #[error("cannot remove {path}")]
     Cleanup {
         path: PathBuf,
@@ -92,8 +98,21 @@ pub struct OciPrepared {
     pub subnet: net::Subnet,
     pub disk: DiskLayers,
     pub launches: AtomicU32,
-    /// Where the io workload writes, given a host directory (in the bundle) of its own.
-    pub io_dir: Option<String>,
+    /// The io workload's directory inside, and the store its host directories come from.
+    pub io_dir: Option<(String, IoStore)>,
+    /// gVisor's configuration; `None` for runc and crun.
+    pub sandbox: Option<GvisorConfig>,
+}
+
+/// What a `gvisor` backend runs on, recorded with every sample.
+#[derive(Debug, Clone)]
+pub struct GvisorConfig {
+    /// The platform that ran the probe container (systrap, kvm, ptrace).
+    pub platform: &'static str,
+    /// Each faster platform and why it was not used.
+    pub refused: String,
+    /// Whose network stack the workload's sockets are.
+    pub network_stack: &'static str,
 }
 
 impl Prepared for OciPrepared {
@@ -104,6 +123,18 @@ impl Prepared for OciPrepared {
             self.network,
             &self.subnet,
         ));
+        if let Some(g) = &self.sandbox {
+            c.insert(crate::results::PLATFORM_KEY.into(), g.platform.into());
+            if !g.refused.is_empty() {
+                c.insert("platform_refused".into(), g.refused.clone());
+            }
+            c.insert("network_stack".into(), g.network_stack.into());
+            c.insert(
+                "capabilities".into(),
+                "docker default less NET_RAW (runsc drops it without --net-raw), no_new_privs"
+                    .into(),
+            );
+        }
         c
     }
 
@@ -138,14 +169,35 @@ impl OciPrepared {
             events: mpsc::channel().1,
             memory_dir: None,
             link: None,
+            io_dir: None,
+            netns: None,
+            gofer: None,
         };
-        let volume = match &self.io_dir {
-            Some(inside) => Some((
-                bundle::volume_dir(&bundle).map_err(InstanceError::Bundle)?,
-                inside.clone(),
-            )),
-            None => None,
+        if let Some((_, store)) = &self.io_dir {
+            let label = format!("{}-{}-{}", ctx.run_id, self.runtime.name, ctx.instance);
+            instance.io_dir = Some(store.instance_dir(&label).map_err(InstanceError::IoDir)?);
+        }
+        let volume = match (&self.io_dir, &instance.io_dir) {
+            (Some((inside, _)), Some(host)) => Some((host.path().to_path_buf(), inside.clone())),
+            _ => None,
         };
+        // runsc joins a namespace named in the bundle rather than configuring the one it makes,
+        // so its private network is made, with the veth in it, before it starts.
+        let joins_netns = self.runtime.runsc && self.network == NetworkMode::Private;
+        let mut netns_path = None;
+        if joins_netns {
+            let ns = net::new_namespace().map_err(InstanceError::Network)?;
+            let copy = ns.try_clone().map_err(InstanceError::NamespaceFd)?;
+            netns_path = Some(PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                ns.as_raw_fd()
+            )));
+            instance.netns = Some(ns);
+            let link =
+                net::setup_in(self.subnet, &ctx.run_id, copy).map_err(InstanceError::Network)?;
+            instance.link = Some(link);
+        }
         bundle::write_config(
             &bundle,
             &SpecInput {
@@ -153,8 +205,10 @@ impl OciPrepared {
                 args: self.args.clone(),
                 hostname: &format!("cvm-{}", ctx.instance),
                 cgroup: &id,
-                limits: self.limits,
+                limits: self.limits.clone(),
                 volume,
+                marker_fd: self.runtime.marker_fd(),
+                netns: netns_path,
             },
         )
         .map_err(InstanceError::Bundle)?;
@@ -166,11 +220,17 @@ impl OciPrepared {
         // A detached container inherits the runtime's stdio: stderr is the workload's.
         cmd.current_dir("/")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0);
+        let marker = if self.runtime.marker_fd() == 1 {
+            cmd.stdout(Stdio::from(write_end));
+            None
+        } else {
+            cmd.stdout(Stdio::null());
+            Some((write_end, self.runtime.marker_fd()))
+        };
         let setup = CommandSetup {
-            marker: Some((write_end, cvm_proto::DEFAULT_MARKER_FD)),
+            marker,
             cgroup_procs: Vec::new(),
         };
         instance.started_at = Instant::now();
@@ -180,10 +240,10 @@ impl OciPrepared {
             source,
         })?;
         drop(guard);
-        let spawned = Instant::now();
+        // No phase point of its own: the runtime's start, cgroup join included, is inside
+        // `runtime`, which ends at init's `CVM:configured`.
         let (tx, events) = mpsc::channel();
         instance.events = events;
-        let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
         let stderr = child.stderr.take();
         let mut runtime_process = Supervised::from_child(child);
         spawn_marker_reader(fs::File::from(read_end), tx.clone()).map_err(InstanceError::Thread)?;
@@ -213,6 +273,13 @@ impl OciPrepared {
             None
         };
         instance.memory_dir = init.and_then(cgroup::memory_of_process);
+        if init.is_some() {
+            // runsc's gofer outlives the exited runtime too, so it is cvm's child now.
+            if let Some(gofer) = self.runtime.gofer_pid(&id) {
+                let raw = i32::try_from(gofer).expect("a PID fits in pid_t");
+                instance.gofer = Some(Supervised::from_pid(raw));
+            }
+        }
         if let Some(init) = init {
             let raw = i32::try_from(init).expect("a PID fits in pid_t");
             // The runtime has exited, so its container's init is our child now (see the module
@@ -226,7 +293,7 @@ impl OciPrepared {
                 )
                 .map_err(InstanceError::Thread)?;
         }
-        if self.network == NetworkMode::Private {
+        if self.network.has_link() && !joins_netns {
             let init = init.ok_or(InstanceError::NoInit {
                 runtime: self.runtime.name,
             })?;
@@ -251,6 +318,13 @@ pub struct OciInstance {
     /// The container's memory cgroup, from its init's `/proc/<pid>/cgroup`.
     memory_dir: Option<PathBuf>,
     link: Option<net::Link>,
+    /// The io workload's host directory, removed once the container is gone.
+    io_dir: Option<InstanceIoDir>,
+    /// The network namespace cvm made for a runtime that joins one (runsc); closing the
+    /// descriptor, once the sandbox is gone, frees it.
+    netns: Option<OwnedFd>,
+    /// runsc's gofer, which serves the container's files to the Sentry.
+    gofer: Option<Supervised>,
 }
 
 /// The polite request and the forced end both go through the runtime (`kill TERM`, `kill
@@ -277,8 +351,15 @@ impl Instance for OciInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        // The runtime has exited: the container's own processes are all that stay resident.
-        process::runtime_and_container_pids(None, self.memory_dir.as_deref())
+        // The runtime has exited: the container's own processes (for runsc, the Sentry in the
+        // container's cgroup and the gofer outside it) are all that stay resident.
+        let mut pids = process::runtime_and_container_pids(None, self.memory_dir.as_deref());
+        if let Some(gofer) = self.gofer.as_ref().and_then(Supervised::running_pid) {
+            if !pids.contains(&gofer) {
+                pids.push(gofer);
+            }
+        }
+        pids
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.link
@@ -296,9 +377,16 @@ impl Instance for OciInstance {
             });
             init.reap();
         }
+        if let Some(mut gofer) = self.gofer.take() {
+            // It exits once the sandbox has gone; waiting first spares it a SIGKILL. Reaped
+            // before `runsc delete`, which otherwise waits seconds for the zombie to go.
+            gofer.wait_timeout(GOFER_GRACE);
+            gofer.reap();
+        }
         let mut first_error = self
             .runtime
             .delete(&self.id)
+            .and_then(|()| self.runtime.remove_leftover_cgroup(&self.id))
             .err()
             .map(InstanceError::Delete);
         if let Some(link) = self.link.as_mut() {
@@ -306,6 +394,8 @@ impl Instance for OciInstance {
                 first_error.get_or_insert(InstanceError::RemoveLink(e));
             }
         }
+        self.netns = None;
+        self.io_dir = None;
         if let Some(bundle) = self.bundle.take() {
             if let Err(source) = fs::remove_dir_all(&bundle) {
                 if source.kind() != io::ErrorKind::NotFound {

@@ -1,5 +1,6 @@
-//! The runtime driver: how cvm talks to `runc` or `crun`. Every command carries
-//! `--root /run/cvm-oci/<runtime>`, so cvm's containers are kept apart from anyone else's.
+//! The runtime driver: how cvm talks to `runc`, `crun` or `runsc`. Every command carries
+//! `--root /run/cvm-oci/<runtime>`, so cvm's containers are kept apart from anyone else's, and
+//! the runtime's global flags (runsc's platform and network mode).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,8 @@ use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error("cannot remove the container's leftover cgroup")]
+    LeftoverCgroup(#[source] cvm_runtime::cgroup::CgroupError),
     #[error("cannot run `{runtime} delete`")]
     DeleteSpawn {
         runtime: &'static str,
@@ -26,14 +29,29 @@ pub struct Runtime {
     pub name: &'static str,
     pub path: PathBuf,
     pub root: PathBuf,
+    /// Global flags before the command (`--platform=ptrace --network=none` for runsc).
+    pub global: Vec<String>,
+    /// gVisor's runsc: it hands a container only stdio (no `--preserve-fds`), keeps its state
+    /// in files rather than a directory, and starts a gofer beside the sandbox.
+    pub runsc: bool,
 }
 
 impl Runtime {
     /// The runtime with cvm's state directory.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.path);
-        cmd.arg("--root").arg(&self.root);
+        cmd.arg("--root").arg(&self.root).args(&self.global);
         cmd
+    }
+
+    /// The descriptor the container's markers go to: 3, handed on with `--preserve-fds` (runc,
+    /// crun), or 1, the runtime's stdout, which runsc hands to the container.
+    pub fn marker_fd(&self) -> i32 {
+        if self.runsc {
+            1
+        } else {
+            cvm_proto::DEFAULT_MARKER_FD
+        }
     }
 
     /// The first line of `--version`, recorded with every sample.
@@ -66,12 +84,11 @@ impl Runtime {
     /// `pid_file`, which is how cvm finds the container's init, cgroup and network namespace.
     pub fn run_detached(&self, bundle: &Path, pid_file: &Path, id: &str) -> Command {
         let mut cmd = self.command();
-        cmd.args(["run", "--detach", "--bundle"])
-            .arg(bundle)
-            .args(["--preserve-fds", "1"])
-            .arg("--pid-file")
-            .arg(pid_file)
-            .arg(id);
+        cmd.args(["run", "--detach", "--bundle"]).arg(bundle);
+        if !self.runsc {
+            cmd.args(["--preserve-fds", "1"]);
+        }
+        cmd.arg("--pid-file").arg(pid_file).arg(id);
         cmd
     }
 
@@ -86,9 +103,48 @@ impl Runtime {
             .is_ok_and(|s| s.success())
     }
 
+    /// Where the runtime keeps container `id`'s state: runc and crun a directory named `id`,
+    /// runsc a `<id>_sandbox:<id>.state` file and its `.lock`, which runsc's own `delete`
+    /// leaves behind when a run was killed.
+    fn state_paths(&self, id: &str) -> Vec<PathBuf> {
+        if self.runsc {
+            ["state", "lock"]
+                .iter()
+                .map(|ext| self.root.join(format!("{id}_sandbox:{id}.{ext}")))
+                .collect()
+        } else {
+            vec![self.root.join(id)]
+        }
+    }
+
+    fn knows(&self, id: &str) -> bool {
+        self.state_paths(id).iter().any(|p| p.exists())
+    }
+
+    /// runsc's gofer (the process serving the container's files to the Sentry): resident for
+    /// the container's life, outside its cgroup; its PID is in runsc's state file.
+    pub fn gofer_pid(&self, id: &str) -> Option<u32> {
+        let state = self.state_paths(id).into_iter().next()?;
+        let text = std::fs::read_to_string(state).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json.get("goferPid")?
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+    }
+
     /// Deletes container `id` (and with it its cgroup) if the runtime still knows it.
+    /// Removes what is left of the cgroup named `cgroup` (its `cgroupsPath`) after the
+    /// container has been deleted: runsc leaves directories behind in several v1 controllers.
+    /// Nothing to do for runc and crun, whose teardown is not charged for the look.
+    pub fn remove_leftover_cgroup(&self, cgroup: &str) -> Result<(), RuntimeError> {
+        if !self.runsc {
+            return Ok(());
+        }
+        cvm_runtime::cgroup::remove_named(cgroup).map_err(RuntimeError::LeftoverCgroup)
+    }
+
     pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
-        if !self.root.join(id).exists() {
+        if !self.knows(id) {
             return Ok(());
         }
         let out = self
@@ -100,7 +156,13 @@ impl Runtime {
                 runtime: self.name,
                 source,
             })?;
-        if out.status.success() || !self.root.join(id).exists() {
+        if self.runsc && out.status.success() {
+            // runsc keeps the lock file of a deleted container.
+            for path in self.state_paths(id) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        if out.status.success() || !self.knows(id) {
             Ok(())
         } else {
             Err(RuntimeError::Delete {

@@ -248,12 +248,13 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
         memory_mib: 128,
         kernel: guest.vmlinux.to_path_buf(),
         initrd: guest.initrd.to_path_buf(),
-        cmdline: cmdline(Profile::Micro, Accel::Kvm, None),
+        cmdline: cmdline(Profile::Micro, Accel::Kvm, None, None),
         qmp: None,
         net: None,
         disk: None,
         // As the measured runs will run it.
         sandbox: super::qemu::sandbox_supported(guest.qemu),
+        tap: None,
     };
     let start = Instant::now();
     let mut child = match Command::new(&spec.binary)
@@ -320,26 +321,48 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
     }
 }
 
-/// The host's TSC rate in kHz, which a TCG guest's TSC also runs at: from the kernel's "cpu MHz"
-/// (the TSC rate on the virtualised hosts cvm targets). `None` when unknown.
+/// The host's TSC rate in kHz, which a TCG guest's TSC also runs at: measured, TSC ticks
+/// against `CLOCK_MONOTONIC` over a few short windows (the median of them, so one preemption
+/// does not skew it). `cpu MHz` in /proc/cpuinfo is the current core clock on some hosts, not
+/// the TSC's. `None` when there is no TSC to read.
 pub fn host_tsc_khz() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    parse_cpu_mhz(&text)
+    const WINDOWS: usize = 5;
+    const WINDOW: Duration = Duration::from_millis(20);
+    let mut rates: Vec<f64> = (0..WINDOWS)
+        .filter_map(|_| {
+            let (c0, t0) = (crate::sys::tsc()?, Instant::now());
+            std::thread::sleep(WINDOW);
+            let (c1, t1) = (crate::sys::tsc()?, Instant::now());
+            tsc_khz(c1.checked_sub(c0)?, t1 - t0)
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len() / 2).map(|khz| khz.round() as u64)
 }
 
-fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
-    cpuinfo
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|mhz| *mhz > 100.0)
-        .map(|mhz| (mhz * 1000.0).round() as u64)
+/// kHz from a tick count over an interval; `None` for an implausible one (a stopped counter).
+fn tsc_khz(ticks: u64, over: Duration) -> Option<f64> {
+    let ms = over.as_secs_f64() * 1000.0;
+    let khz = ticks as f64 / ms;
+    (ms > 0.0 && khz > 100_000.0).then_some(khz)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tsc_rate_is_ticks_per_millisecond() {
+        assert_eq!(
+            tsc_khz(2_400_000_000, Duration::from_secs(1)),
+            Some(2_400_000.0)
+        );
+        assert_eq!(tsc_khz(10, Duration::from_secs(1)), None);
+        if let Some(khz) = host_tsc_khz() {
+            // Any real TSC counts between 100 MHz and 10 GHz.
+            assert!((100_000..10_000_000).contains(&khz), "{khz}");
+        }
+    }
 
     #[test]
     fn explicit_choices_skip_the_probe() {
@@ -408,12 +431,5 @@ mod tests {
     fn a_cache_file_from_the_old_format_is_not_read() {
         let old = serde_json::to_vec(&KvmProbe::Hung { timeout_s: 8 }).unwrap();
         assert!(serde_json::from_slice::<CachedVerdict>(&old).is_err());
-    }
-
-    #[test]
-    fn reads_the_cpu_rate() {
-        let info = "processor\t: 0\ncpu MHz\t\t: 2299.998\nflags: tsc\n";
-        assert_eq!(parse_cpu_mhz(info), Some(2_299_998));
-        assert_eq!(parse_cpu_mhz("nothing"), None);
     }
 }

@@ -57,7 +57,7 @@ struct ConsoleParser {
     lines_before_kernel: usize,
 }
 
-/// The kernel's banner (`pr_notice`, printed at `loglevel=6`): the `kernel` phase point.
+/// The kernel's banner (`pr_notice`, printed at `loglevel=6`): kernel entry, where `firmware` ends.
 const KERNEL_BANNER: &str = "Linux version ";
 
 impl ConsoleParser {
@@ -91,14 +91,15 @@ impl ConsoleParser {
                     .find(|(offset, _)| *offset <= pos)
                     .map_or(at, |(_, t)| *t);
                 let first = self.first_byte.unwrap_or(banner_at);
-                if self.lines_before_kernel > 0 {
-                    // Whole lines before the kernel's: firmware (SeaBIOS) and the loader.
-                    events.push(Event::Phase(Phase::Firmware, first));
-                    events.push(Event::Phase(Phase::Kernel, banner_at));
+                // Firmware (from `cont`) ends at kernel entry: the banner, or when the banner is
+                // the first thing printed, its first byte. Whole lines before it are SeaBIOS's
+                // and the loader's, still firmware.
+                let kernel_entry = if self.lines_before_kernel > 0 {
+                    banner_at
                 } else {
-                    // The banner is the first thing printed: its first byte is kernel entry.
-                    events.push(Event::Phase(Phase::Kernel, first));
-                }
+                    first
+                };
+                events.push(Event::Phase(Phase::Firmware, kernel_entry));
             }
         }
         if !self.kernel_seen {
@@ -144,7 +145,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn console_parser_stamps_firmware_kernel_and_markers() {
+    fn console_parser_ends_firmware_at_the_kernel_banner_and_reads_markers() {
         let t0 = Instant::now();
         let t = |ms| t0 + Duration::from_millis(ms);
         let mut p = ConsoleParser::default();
@@ -159,10 +160,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            phases,
-            vec![(Phase::Firmware, t(10)), (Phase::Kernel, t(20))]
-        );
+        assert_eq!(phases, vec![(Phase::Firmware, t(20))]);
         let markers: Vec<&Marker> = ev
             .iter()
             .filter_map(|e| match e {
@@ -177,13 +175,15 @@ mod tests {
     }
 
     #[test]
-    fn a_kernel_banner_first_is_no_firmware_phase() {
+    fn a_kernel_banner_first_ends_firmware_at_its_first_byte() {
         let t0 = Instant::now();
         let mut p = ConsoleParser::default();
-        let ev = p.feed(b"[    0.000000] Linux version 6.1.0\r\n", t0);
-        assert!(matches!(ev[0], Event::Phase(Phase::Kernel, at) if at == t0));
-        assert!(!ev
-            .iter()
-            .any(|e| matches!(e, Event::Phase(Phase::Firmware, _))));
+        let mut ev = p.feed(b"[    0.000000] Linux ", t0);
+        ev.extend(p.feed(b"version 6.1.0\r\n", t0 + Duration::from_millis(5)));
+        assert!(matches!(ev[0], Event::Phase(Phase::Firmware, at) if at == t0));
+        assert_eq!(
+            ev.iter().filter(|e| matches!(e, Event::Phase(..))).count(),
+            1
+        );
     }
 }

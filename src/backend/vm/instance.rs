@@ -2,9 +2,13 @@
 //! port forwards and data disk, supervised until teardown.
 //!
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
-//! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
-//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
-//! means no host network objects exist to clean up (see [`super::net`]).
+//! grace period, then the per-instance temporary directory (QMP socket) and io directory (data
+//! disk) are removed.
+//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. The network needs no
+//! per-instance cleanup: the user network lives inside QEMU, and a tap belongs to the prepared
+//! backend (see [`super::net`]). Where cvm can create cgroups, QEMU starts inside one of its own
+//! (joined before exec, so every thread it creates is in it), which teardown removes after QEMU
+//! is gone.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,11 +22,14 @@ use super::console::{spawn_console_reader, spawn_stderr_reader};
 use super::prepare::GuestPlan;
 use super::qemu::{PortForward, QemuSpec};
 use super::{net, qmp};
+use crate::backend::cgroup::{self, Cgroup};
 use crate::backend::events::Event;
+use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{StopPolicy, Supervised};
 use crate::backend::{BackendError, Instance, LaunchContext};
 use crate::image::ext4;
 use crate::scenario::BackendKind;
+use crate::sys::CommandSetup;
 use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +42,8 @@ pub enum InstanceError {
     },
     #[error("cannot create the instance's data disk")]
     Disk(#[source] ext4::Ext4Error),
+    #[error("cannot create the instance's io directory")]
+    IoDir(#[source] IoDirError),
     #[error("cannot find a free loopback port for the guest's network")]
     Port(#[source] io::Error),
     #[error("cannot start {program} (install qemu-system-x86)")]
@@ -45,6 +54,12 @@ pub enum InstanceError {
     },
     #[error("cannot start the event threads")]
     Thread(#[source] io::Error),
+    #[error("cannot resume the paused QEMU over QMP")]
+    Resume(#[source] qmp::QmpError),
+    #[error("cannot create QEMU's cgroup")]
+    Cgroup(#[source] cgroup::CgroupError),
+    #[error("cannot remove QEMU's cgroup")]
+    CgroupRemove(#[source] cgroup::CgroupError),
     #[error("cannot remove the instance's temporary directory {path}")]
     Cleanup {
         path: PathBuf,
@@ -59,6 +74,8 @@ pub(super) fn launch(
     kind: BackendKind,
     template: &QemuSpec,
     guest: &GuestPlan,
+    io: Option<&IoStore>,
+    resources: Option<&cgroup::Resources>,
     ctx: &LaunchContext,
 ) -> Result<Box<dyn Instance>, BackendError> {
     let fail = |e| BackendError::launch(kind, e);
@@ -79,7 +96,7 @@ pub(super) fn launch(
     let mut cleanup = TempDir(Some(tmp.clone()));
     let mut spec = template.clone();
     spec.qmp = Some(tmp.join("qmp.sock"));
-    if !guest.forward_ports.is_empty() {
+    if !guest.forward_ports.is_empty() && spec.tap.is_none() {
         let mut forwards = Vec::new();
         for &guest in &guest.forward_ports {
             let host = net::free_loopback_port().map_err(|e| fail(InstanceError::Port(e)))?;
@@ -87,12 +104,41 @@ pub(super) fn launch(
         }
         spec.net = Some(forwards);
     }
-    if let Some(d) = &guest.disk {
-        let img = tmp.join("data.img");
-        ext4::make_disk(&img, d.size_mib, None).map_err(|e| fail(InstanceError::Disk(e)))?;
-        spec.disk = Some(img);
-    }
+    // The data disk image lives in the io directory every backend writes to, so the guest's
+    // writes land on the same host filesystem as a container's.
+    let io_dir = match (&guest.disk, io) {
+        (Some(d), Some(store)) => {
+            let label = format!("{}-{kind}-{}", ctx.run_id, ctx.instance);
+            let dir = store
+                .instance_dir(&label)
+                .map_err(|e| fail(InstanceError::IoDir(e)))?;
+            let img = dir.path().join("data.img");
+            ext4::make_disk(&img, d.size_mib, None).map_err(|e| fail(InstanceError::Disk(e)))?;
+            spec.disk = Some(img);
+            Some(dir)
+        }
+        _ => None,
+    };
 
+    let cgroup = match resources {
+        Some(r) => Some(
+            Cgroup::create_with(
+                &format!("cvm-{}-{kind}-{}", ctx.run_id, ctx.instance),
+                r.clone(),
+            )
+            .map_err(|e| fail(InstanceError::Cgroup(e)))?,
+        ),
+        None => None,
+    };
+    let setup = CommandSetup {
+        marker: None,
+        cgroup_procs: match &cgroup {
+            Some(cg) => cg
+                .open_procs()
+                .map_err(|e| fail(InstanceError::Cgroup(e)))?,
+            None => Vec::new(),
+        },
+    };
     let mut cmd = Command::new(&spec.binary);
     cmd.args(spec.args())
         .stdin(Stdio::null())
@@ -100,6 +146,7 @@ pub(super) fn launch(
         .stderr(Stdio::piped())
         // Its own process group: a Ctrl-C at the terminal reaches cvm, which tears down.
         .process_group(0);
+    let guard = setup.install(&mut cmd);
     let started_at = Instant::now();
     let mut child = cmd.spawn().map_err(|source| {
         fail(InstanceError::Spawn {
@@ -107,9 +154,8 @@ pub(super) fn launch(
             source,
         })
     })?;
-    let spawned = Instant::now();
+    drop(guard);
     let (tx, events) = mpsc::channel();
-    let _ = tx.send(Event::Phase(Phase::Spawn, spawned));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     // From here a failure drops `instance`, whose teardown kills QEMU and removes `tmp`.
@@ -121,6 +167,9 @@ pub(super) fn launch(
         qmp: spec.qmp.clone(),
         forwards: spec.net.clone().unwrap_or_default(),
         tmp: cleanup.0.take(),
+        io_dir,
+        cgroup,
+        tap_addr: guest.tap_addr,
     };
     if let Some(out) = stdout {
         spawn_console_reader(out, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
@@ -130,10 +179,25 @@ pub(super) fn launch(
     }
     instance
         .qemu
-        .watch_exit(None, 0, tx)
+        .watch_exit(None, 0, tx.clone())
         .map_err(|e| fail(InstanceError::Thread(e)))?;
+    // QEMU starts paused (`-S`, with the QMP socket): its own start-up ends when it answers on
+    // QMP, and the guest's first instruction follows `cont`. So `vmm_start` is QEMU alone and
+    // `firmware` starts at the guest's first instruction on every VM profile.
+    if let Some(path) = instance.qmp.as_deref() {
+        let mut control =
+            qmp::Qmp::connect(path, RESUME_TIMEOUT).map_err(|e| fail(InstanceError::Resume(e)))?;
+        let resumed = Instant::now();
+        control
+            .execute("cont", None)
+            .map_err(|e| fail(InstanceError::Resume(e)))?;
+        let _ = tx.send(Event::Phase(Phase::VmmStart, resumed));
+    }
     Ok(Box::new(instance))
 }
+
+/// How long QEMU may take to open its QMP socket and answer (its own start, before the guest).
+const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Removes a directory on drop unless taken.
 struct TempDir(Option<PathBuf>);
@@ -154,6 +218,11 @@ struct VmInstance {
     qmp: Option<PathBuf>,
     forwards: Vec<PortForward>,
     tmp: Option<PathBuf>,
+    /// Holds the data disk image; removed once QEMU is gone.
+    io_dir: Option<InstanceIoDir>,
+    cgroup: Option<Cgroup>,
+    /// The guest's address on its tap link; ports are reached there directly.
+    tap_addr: Option<std::net::Ipv4Addr>,
 }
 
 /// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
@@ -184,15 +253,30 @@ impl Instance for VmInstance {
     fn reports_guest_memory(&self) -> bool {
         true
     }
+    fn has_guest_kernel(&self) -> bool {
+        true
+    }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
+        if let Some(addr) = self.tap_addr {
+            return Some(SocketAddr::from((addr, port)));
+        }
         self.forwards
             .iter()
             .find(|f| f.guest == port)
             .map(|f| net::host_endpoint(f.host))
     }
+    fn memory_cgroup(&self) -> Option<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .and_then(|c| c.memory_dir().map(Path::to_path_buf))
+    }
     fn teardown(&mut self) -> Result<(), BackendError> {
         self.qemu.stop(&QmpQuit(self.qmp.as_deref()));
         self.qemu.reap();
+        self.io_dir = None;
+        // Removed after QEMU is reaped (an empty cgroup), but its failure is reported only after
+        // the temporary directory is gone too.
+        let cgroup = self.cgroup.as_mut().map_or(Ok(()), Cgroup::remove);
         if let Some(dir) = self.tmp.take() {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
@@ -205,7 +289,7 @@ impl Instance for VmInstance {
                 }
             }
         }
-        Ok(())
+        cgroup.map_err(|e| BackendError::teardown(self.kind, InstanceError::CgroupRemove(e)))
     }
 }
 

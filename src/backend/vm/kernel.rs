@@ -232,6 +232,20 @@ pub fn parse_bzimage(bytes: &[u8]) -> Result<BzImageInfo, String> {
     })
 }
 
+/// The guest kernel's timer frequency (`CONFIG_HZ`), from the config file distributions install
+/// beside it (`/boot/config-<release>`); `None` when there is none.
+pub fn config_hz(release: &str) -> Option<u64> {
+    let text = fs::read_to_string(Path::new("/boot").join(format!("config-{release}"))).ok()?;
+    parse_config_hz(&text)
+}
+
+fn parse_config_hz(config: &str) -> Option<u64> {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The guest kernel to boot: `explicit` if given, else the newest readable `/boot/vmlinuz-*`.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf, KernelError> {
     if let Some(p) = explicit {
@@ -488,5 +502,12 @@ mod tests {
             let got = extract(&img[info.payload.clone()], info.format, Path::new("test")).unwrap();
             assert_eq!(got, elf, "{tool}");
         }
+    }
+
+    #[test]
+    fn reads_the_timer_frequency_from_a_kernel_config() {
+        let config = "# CONFIG_HZ_100 is not set\nCONFIG_HZ_250=y\nCONFIG_HZ=250\n";
+        assert_eq!(parse_config_hz(config), Some(250));
+        assert_eq!(parse_config_hz("CONFIG_HZ_250=y\n"), None);
     }
 }

@@ -8,29 +8,34 @@
 //!   bzImage decompressor runs as emulated code.
 //! - `vm-classic`: a conventional VM. The i440FX PC with its default devices, SeaBIOS, the
 //!   bzImage through the Linux boot protocol, PCI virtio devices (4.7 s on the same host).
+//! - `vm-user`: `vm` on QEMU's user network whatever the scenario's `network` (see [`net`]), so
+//!   one run shows a VM over its tap device and over the user network side by side.
 //!
 //! Both get the scenario's vCPUs and memory, and both run the image's rootfs as an initramfs
 //! (`image::initramfs`, uncompressed: see [`INITRAMFS_COMPRESSION_ENV`]) whose `/init` is
 //! `cvm-guest`, configured by [`cvm_proto::vmconf::VmConfig`]: the kernel modules to load, in
 //! `modules.dep` order, the network address, a data disk to mount, and the workload's argv.
 //!
-//! Phases, stamped by the host as console bytes arrive on QEMU's stdout (the guest's first
-//! serial port): `spawn` when QEMU's exec returned; `firmware` (vm-classic only) at the first
-//! byte, SeaBIOS's banner; `kernel` at the kernel's `Linux version` banner; then init's and the
-//! workload's markers (`init`, `workload`, `ready`) written by the guest to the same console.
+//! Phases: QEMU starts paused (`-S`); `vmm_start` ends when it answers on QMP and `cont` is
+//! sent. Then, stamped by the host as console bytes arrive on QEMU's stdout (the guest's first
+//! serial port): `firmware` ends at kernel entry (the `Linux version` banner, after SeaBIOS's
+//! output on vm-classic), `kernel` at init's `CVM:init`, `guest_init` at its `CVM:configured`,
+//! then the workload's readiness, written by the guest to the same console.
 //!
 //! Teardown: QMP `quit` (QEMU stops the guest and exits cleanly), SIGKILL after the common stop
-//! grace period, then the per-instance temporary directory (QMP socket, data disk) is removed.
-//! QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
+//! grace period, then the per-instance temporary directory (QMP socket) and io directory (the
+//! data disk image, in the io directory every backend writes to) are removed. QEMU is never signalled once reaped, so cvm cannot hit a reused PID. User-mode networking
 //! means no host network objects exist to clean up (see [`net`]).
 //!
 //! One job per file: [`prepare`] (the backend, its availability, the guest plan and what is
 //! built once per scenario), [`modules`] (the kernel modules the initramfs carries), [`console`]
-//! (reading the guest's console into events), [`instance`] (launch, supervision, teardown),
+//! (reading the guest's console into events), [`footprint`] (the hypervisor's files, as QEMU
+//! reports loading them), [`instance`] (launch, supervision, teardown),
 //! [`kernel`], [`accel`], [`qemu`] (the command line), [`qmp`] and [`net`].
 
 pub mod accel;
 pub mod console;
+pub mod footprint;
 pub mod instance;
 pub mod kernel;
 pub mod minimal;

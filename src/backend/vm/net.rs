@@ -1,19 +1,19 @@
-//! Guest networking: QEMU's user-mode network (slirp) with the workload's port forwarded from
-//! an ephemeral port on the host's loopback.
+//! Guest networking, two ways, chosen by the scenario's `network`:
 //!
-//! Why user-mode networking rather than a tap device in a network namespace:
-//! - it lives entirely inside the QEMU process, so there is nothing to leak: no tap, bridge,
-//!   namespace or firewall rule survives a killed QEMU, which is the backend's hardest promise
-//!   (nothing left behind, also after SIGINT or a crash);
-//! - it needs no root and no host network changes, and runs the same on every host;
-//! - it is the default a QEMU user gets, so it is a fair "VM" figure.
+//! - `private` (as root): a tap device on a /30 of its own, with the container veth's addressing
+//!   (`cvm_runtime::net`): the host end has `.4k+1`, the guest's `eth0` `.4k+2`, and the host
+//!   reaches the guest directly, with no bridge, NAT or firewall change. The tap is created when
+//!   the backend is prepared and removed when it is dropped, so every launch attaches to the same
+//!   device and the guest's address is written into its initramfs; concurrent VM instances
+//!   (density) therefore need `user`. The leak audit sees it like any `cvm*` link.
+//! - `user` (and `private` without root): QEMU's user-mode network (slirp) with the workload's
+//!   port forwarded from an ephemeral port on the host's loopback. It lives entirely inside the
+//!   QEMU process (nothing to leak), needs no root, and is what a QEMU user gets by default; its
+//!   cost is throughput and latency, since slirp proxies every connection in user space. It is
+//!   labelled as such in every sample (`network=user (slirp), hostfwd on 127.0.0.1`).
 //!
-//! The cost is throughput and latency: slirp proxies every connection in user space. That is
-//! recorded with each sample (`network=user (slirp) hostfwd 127.0.0.1`) so readers can tell; a
-//! tap backend is the natural extension for users who want to measure it.
-//!
-//! The guest side is QEMU's fixed user-net layout: the guest is 10.0.2.15/24, the host's
-//! loopback forwards arrive from 10.0.2.2. Init configures `eth0` with that address.
+//! On the user network the guest is QEMU's fixed 10.0.2.15/24 and the host's loopback forwards
+//! arrive from 10.0.2.2. Init configures `eth0` with the address either way.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

@@ -11,15 +11,17 @@ use super::accel::{self, AccelChoice, AccelDecision, KvmProbe, ProbeGuest};
 use super::kernel::{self, Kernel, KernelChoice, KernelError};
 use super::minimal::{self, MinimalKernelError};
 use super::modules::{resolve_modules, ModulesError};
-use super::qemu::{self, Profile, QemuSpec};
-use super::{instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use super::qemu::{self, Accel, Profile, QemuSpec};
+use super::{footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use crate::backend::cgroup;
+use crate::backend::io_dir::{IoDirError, IoStore};
 use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
     Prepared, Stack,
 };
 use crate::backend::{DiskLayers, Layer};
 use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
-use crate::image::{self, libs, Image, ImageError};
+use crate::image::{self, Image, ImageError};
 use crate::scenario::{BackendKind, NetworkMode, Readiness, Scenario, ScenarioError};
 
 /// Extra space on an io data disk beyond what the workload writes (ext4 metadata, journal).
@@ -39,6 +41,10 @@ pub enum PrepareError {
     Modules(#[source] ModulesError),
     #[error("cannot write the guest's configuration")]
     Config(#[source] VmConfigError),
+    #[error(
+        "cannot create the VM's tap device (network = \"private\"; network = \"user\" needs none)"
+    )]
+    Tap(#[source] cvm_runtime::net::NetError),
     #[error("cannot build the initramfs")]
     Initramfs(#[source] InitramfsError),
     #[error("cannot use the minimal guest kernel")]
@@ -47,6 +53,10 @@ pub enum PrepareError {
     NoBzImage,
     #[error("unknown {INITRAMFS_COMPRESSION_ENV} value {0:?} (none, gzip or zstd)")]
     BadCompression(String),
+    #[error("cannot list the hypervisor's files")]
+    Footprint(#[source] footprint::FootprintError),
+    #[error("cannot use the io directory")]
+    IoDir(#[source] IoDirError),
 }
 
 /// `vm`, `vm-minimal` or `vm-classic`.
@@ -56,6 +66,9 @@ pub struct VmBackend {
     /// The guest kernel this backend boots, resolved from the host options for its kind.
     kernel: KernelChoice,
     opts: HostOptions,
+    /// Always QEMU's user network, whatever the scenario's `network` (`vm-user`), so a run can
+    /// show a VM over its tap and over the user network side by side.
+    user_net: bool,
 }
 
 impl VmBackend {
@@ -78,6 +91,16 @@ impl VmBackend {
             profile,
             kernel,
             opts: opts.clone(),
+            user_net: false,
+        }
+    }
+
+    /// The microvm on QEMU's user network (`vm-user`).
+    pub fn user_net(opts: &HostOptions) -> Self {
+        VmBackend {
+            kind: BackendKind::VmUser,
+            user_net: true,
+            ..VmBackend::new(BackendKind::Vm, opts)
         }
     }
 }
@@ -140,7 +163,27 @@ impl Backend for VmBackend {
                 .ok_or_else(|| fail(PrepareError::BadCompression(v.clone())))?,
             Err(_) => Compression::default(),
         };
-        let guest = GuestPlan::for_scenario(scenario);
+        let mut guest = GuestPlan::for_scenario(scenario);
+        // `private`: a tap device on a /30 of its own, the container veth's addressing (the host
+        // reaches the guest directly). It lives as long as this prepared backend, so every launch
+        // attaches to the same device and the guest's address can be written into its initramfs.
+        // Concurrent instances (density) cannot share one tap: they stay on the user network.
+        let tap = if scenario.resources.network == NetworkMode::Private
+            && !self.user_net
+            && scenario.density.is_none()
+            && !guest.forward_ports.is_empty()
+            && nix::unistd::geteuid().is_root()
+        {
+            let subnet =
+                cvm_runtime::net::Subnet::from_env().map_err(|e| fail(PrepareError::Tap(e)))?;
+            let token = format!("{:04x}vm", std::process::id() & 0xffff);
+            let link = cvm_runtime::net::setup_tap(subnet, &token)
+                .map_err(|e| fail(PrepareError::Tap(e)))?;
+            guest.tap_addr = Some(link.container_addr);
+            Some((link, subnet))
+        } else {
+            None
+        };
         let release = assets.release.clone();
         let modules = if assets.builtin_drivers {
             Vec::new()
@@ -172,7 +215,9 @@ impl Backend for VmBackend {
             (Profile::Classic, Some(bzimage)) => bzimage.clone(),
             (Profile::Classic, None) => return Err(fail(PrepareError::NoBzImage)),
         };
-        let cmdline = qemu::cmdline(self.profile, decision.accel, accel::host_tsc_khz());
+        let tsc_khz = accel::host_tsc_khz();
+        let guest_hz = kernel::config_hz(&release);
+        let cmdline = qemu::cmdline(self.profile, decision.accel, tsc_khz, guest_hz);
         let qemu_bin = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
         let sandbox = qemu::sandbox_supported(&qemu_bin);
         let initrd_bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
@@ -190,12 +235,27 @@ impl Backend for VmBackend {
         config.insert("kernel_config_hash".into(), assets.config_hash.clone());
         config.insert("kernel_image".into(), boot_kernel.display().to_string());
         config.insert("cmdline".into(), cmdline.clone());
+        if decision.accel == Accel::Tcg {
+            config.insert(
+                "tsc_khz".into(),
+                tsc_khz.map_or("unknown".into(), |k| {
+                    format!("{k} (measured: TSC vs CLOCK_MONOTONIC)")
+                }),
+            );
+            config.insert(
+                "guest_hz".into(),
+                guest_hz.map_or("unknown (no lpj given)".into(), |hz| hz.to_string()),
+            );
+        }
         config.insert(
             "network".into(),
-            if guest.forward_ports.is_empty() {
-                "none (no NIC)".into()
-            } else {
-                net::MODE.into()
+            match &tap {
+                _ if guest.forward_ports.is_empty() => "none (no NIC)".into(),
+                Some((link, subnet)) => format!(
+                    "private (tap {}, /30 from {subnet}; guest {})",
+                    link.host_name, link.container_addr
+                ),
+                None => net::MODE.into(),
             },
         );
         config.insert(
@@ -208,6 +268,20 @@ impl Backend for VmBackend {
         );
         config.insert("initramfs_compression".into(), compression.as_str().into());
         config.insert("initramfs_bytes".into(), initrd_bytes.to_string());
+        let cgroup = qemu_cgroup(scenario);
+        config.insert(
+            "cgroup".into(),
+            match &cgroup {
+                Some(r) => format!(
+                    "QEMU in its own cgroup (CPU quota {} CPUs{}, no memory limit)",
+                    guest.vcpus,
+                    r.cpuset
+                        .as_deref()
+                        .map_or_else(String::new, |c| format!(", cpuset {c}"))
+                ),
+                None => "none (not root, or no cgroups)".into(),
+            },
+        );
         config.insert("vcpus".into(), guest.vcpus.to_string());
         config.insert("memory_mib".into(), guest.memory_mib.to_string());
         config.insert(
@@ -221,33 +295,69 @@ impl Backend for VmBackend {
             config.insert("qemu".into(), crate::measure::host::version_number(&v));
         }
 
-        let mut layers = image.layer_files();
-        let mut guest_os = vec![boot_kernel.clone()];
-        guest_os.extend(modules.iter().cloned());
-        layers.insert(Layer::GuestOs, guest_os);
-        layers.insert(Layer::Hypervisor, hypervisor_files(&qemu_bin, self.profile));
+        let io = IoStore::for_scenario(scenario).map_err(|e| fail(PrepareError::IoDir(e)))?;
+        if let Some(store) = &io {
+            config.extend(store.config());
+        }
+        let spec = QemuSpec {
+            binary: qemu_bin,
+            profile: self.profile,
+            accel: decision.accel,
+            vcpus: guest.vcpus,
+            memory_mib: guest.memory_mib,
+            kernel: boot_kernel,
+            initrd,
+            cmdline,
+            qmp: None,
+            net: None,
+            disk: None,
+            sandbox,
+            tap: tap.as_ref().map(|(link, _)| link.host_name.clone()),
+        };
+        // What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
+        // (which carries the modules, busybox and the workload, so the image directory, which
+        // QEMU never opens, is not counted and the app and libs layers have no files of their
+        // own on a VM); the hypervisor as QEMU itself reports loading it.
+        let mut layers = DiskLayers::new();
+        layers.insert(
+            Layer::GuestOs,
+            vec![spec.kernel.clone(), spec.initrd.clone()],
+        );
+        let hypervisor = footprint::hypervisor_files(
+            &spec,
+            !guest.forward_ports.is_empty(),
+            guest.disk.is_some(),
+        )
+        .map_err(|e| fail(PrepareError::Footprint(e)))?;
+        layers.insert(Layer::Hypervisor, hypervisor);
+        config.insert("initramfs".into(), spec.initrd.display().to_string());
 
         Ok(Box::new(VmPrepared {
             kind,
-            spec: QemuSpec {
-                binary: qemu_bin,
-                profile: self.profile,
-                accel: decision.accel,
-                vcpus: guest.vcpus,
-                memory_mib: guest.memory_mib,
-                kernel: boot_kernel,
-                initrd,
-                cmdline,
-                qmp: None,
-                net: None,
-                disk: None,
-                sandbox,
-            },
+            spec,
             guest,
+            cgroup,
+            tap: tap.map(|(link, _)| link),
             config,
             layers,
+            io,
         }))
     }
+}
+
+/// QEMU's cgroup, like every other backend's instance: all of its threads (vCPUs, main loop,
+/// user networking, I/O) get the scenario's CPU quota and, with a load phase, its CPUs. No
+/// memory limit: guest RAM is only part of what QEMU maps, and a limit at the guest's size would
+/// kill QEMU rather than the workload. `None` where cvm cannot create cgroups (not root).
+fn qemu_cgroup(scenario: &Scenario) -> Option<cgroup::Resources> {
+    if !nix::unistd::geteuid().is_root() || cgroup::detect().is_none() {
+        return None;
+    }
+    let limits = crate::backend::limits(scenario);
+    Some(cgroup::Resources {
+        memory_bytes: None,
+        ..cgroup::Resources::from(limits)
+    })
 }
 
 /// The kernel, its vmlinux for direct boot and what the accelerator probe needs.
@@ -363,9 +473,14 @@ pub fn kvm_verdict(opts: &HostOptions) -> Result<KvmProbe, PrepareError> {
 pub(super) struct GuestPlan {
     pub(super) vcpus: u32,
     pub(super) memory_mib: u64,
-    /// Guest ports forwarded from host loopback ports (readiness and load need them).
+    /// Guest ports the host must reach (readiness and load need them): forwarded from host
+    /// loopback ports on the user network, or reached directly over the tap.
     pub(super) forward_ports: Vec<u16>,
+    /// The guest's address on its tap link, when it has one instead of the user network.
+    pub(super) tap_addr: Option<std::net::Ipv4Addr>,
     pub(super) disk: Option<DataDisk>,
+    /// The port init watches for LISTEN (the inside half of readiness).
+    pub(super) watch_port: Option<u16>,
 }
 
 impl Default for GuestPlan {
@@ -374,7 +489,9 @@ impl Default for GuestPlan {
             vcpus: 1,
             memory_mib: 128,
             forward_ports: Vec::new(),
+            tap_addr: None,
             disk: None,
+            watch_port: None,
         }
     }
 }
@@ -404,7 +521,9 @@ impl GuestPlan {
             vcpus: *s.resources.vcpus.get_ref(),
             memory_mib: *s.resources.memory_mib.get_ref(),
             forward_ports,
+            tap_addr: None,
             disk,
+            watch_port: s.readiness.port(),
         }
     }
 
@@ -436,12 +555,15 @@ impl GuestPlan {
                 .collect(),
             net: (!self.forward_ports.is_empty()).then(|| NetConfig {
                 device: net::GUEST_NET_DEVICE.into(),
-                cidr: net::GUEST_CIDR.into(),
+                cidr: self
+                    .tap_addr
+                    .map_or_else(|| net::GUEST_CIDR.into(), |a| format!("{a}/30")),
             }),
             disk: self.disk.as_ref().map(|d| DiskConfig {
                 device: GUEST_DISK.into(),
                 mount: d.mount.clone(),
             }),
+            watch_port: self.watch_port,
             argv,
         }
     }
@@ -458,30 +580,20 @@ fn distro_config_hash(release: &str) -> String {
 }
 
 /// QEMU, its shared libraries and the firmware files the profile makes it load.
-fn hypervisor_files(qemu: &Path, profile: Profile) -> Vec<PathBuf> {
-    let mut files = vec![qemu.to_path_buf()];
-    // Best effort: without ldd the footprint counts QEMU's own binary and firmware only.
-    files.extend(libs::shared_libraries(qemu).unwrap_or_default());
-    let firmware: &[&str] = match profile {
-        Profile::Micro => &["bios-microvm.bin", "pvh.bin"],
-        Profile::Classic => &["bios-256k.bin", "linuxboot_dma.bin", "vgabios-stdvga.bin"],
-    };
-    for f in firmware {
-        let p = Path::new("/usr/share/qemu").join(f);
-        if p.exists() {
-            files.push(p);
-        }
-    }
-    files
-}
-
 struct VmPrepared {
     kind: BackendKind,
     /// The launch template: per-instance parts (QMP socket, forwards, disk) are filled in.
     spec: QemuSpec,
     guest: GuestPlan,
+    /// The cgroup each instance's QEMU is started in, if any.
+    cgroup: Option<cgroup::Resources>,
+    /// The tap device every launch attaches to (`network = "private"`); removed on drop.
+    #[allow(dead_code)]
+    tap: Option<cvm_runtime::net::Link>,
     config: BackendConfig,
     layers: DiskLayers,
+    /// For the io workload: where each instance's data disk image is made.
+    io: Option<IoStore>,
 }
 
 impl Prepared for VmPrepared {
@@ -494,7 +606,14 @@ impl Prepared for VmPrepared {
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
-        instance::launch(self.kind, &self.spec, &self.guest, ctx)
+        instance::launch(
+            self.kind,
+            &self.spec,
+            &self.guest,
+            self.io.as_ref(),
+            self.cgroup.as_ref(),
+            ctx,
+        )
     }
 }
 
@@ -508,10 +627,12 @@ mod tests {
             vcpus: 1,
             memory_mib: 256,
             forward_ports: vec![8080],
+            tap_addr: None,
             disk: Some(DataDisk {
                 size_mib: 192,
                 mount: "/tmp".into(),
             }),
+            watch_port: Some(8080),
         };
         let argv: Vec<String> = ["/bin/cvm-guest", "http", "--port", "8080"]
             .map(String::from)
@@ -532,9 +653,17 @@ mod tests {
                     device: "/dev/vda".into(),
                     mount: "/tmp".into()
                 }),
+                watch_port: Some(8080),
                 argv,
             }
         );
+        // On a tap link the guest takes its end of the /30.
+        let tapped = GuestPlan {
+            tap_addr: Some(std::net::Ipv4Addr::new(10, 213, 0, 6)),
+            ..plan
+        };
+        let net = tapped.vm_config(vec!["x".into()], &[]).net.unwrap();
+        assert_eq!(net.cidr, "10.213.0.6/30");
         let bare = GuestPlan::default().vm_config(vec!["a\nb".into()], &[]);
         assert_eq!((&bare.net, &bare.disk), (&None, &None));
         assert!(bare.to_text().is_err());

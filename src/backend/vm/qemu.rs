@@ -114,7 +114,8 @@ pub struct QemuSpec {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub cmdline: String,
-    /// The QMP control socket, when the instance is to be controlled.
+    /// The QMP control socket, when the instance is to be controlled; QEMU then starts paused
+    /// (`-S`) and waits for QMP `cont`.
     pub qmp: Option<PathBuf>,
     /// A NIC on user-mode networking, with these forwards; `None`: no NIC at all.
     pub net: Option<Vec<PortForward>>,
@@ -122,6 +123,8 @@ pub struct QemuSpec {
     pub disk: Option<PathBuf>,
     /// `-sandbox` [`SANDBOX`] (only where [`sandbox_supported`]).
     pub sandbox: bool,
+    /// A NIC on this tap device instead of the user network (`net` then carries no forwards).
+    pub tap: Option<String>,
 }
 
 impl QemuSpec {
@@ -142,7 +145,7 @@ impl QemuSpec {
                 push("pc");
                 // The default devices stay (VGA, IDE, floppy): they are what a conventional VM
                 // boots with. Only the default NIC goes, replaced below if the scenario wants one.
-                if self.net.is_none() {
+                if self.net.is_none() && self.tap.is_none() {
                     push("-nic");
                     push("none");
                 }
@@ -187,9 +190,17 @@ impl QemuSpec {
             v.push(sock);
             v.push(",server=on,wait=off");
             a.push(v);
+            // Paused until the instance sends `cont`: QEMU's own start is timed apart from the
+            // guest's (the `vmm_start` phase).
+            a.push("-S".into());
         }
         let bus = self.profile.virtio_bus();
-        if let Some(forwards) = &self.net {
+        if let Some(tap) = &self.tap {
+            a.push("-netdev".into());
+            a.push(format!("tap,id=net0,ifname={tap},script=no,downscript=no").into());
+            a.push("-device".into());
+            a.push(format!("virtio-net-{bus},netdev=net0").into());
+        } else if let Some(forwards) = &self.net {
             let mut netdev = String::from("user,id=net0");
             for f in forwards {
                 // Loopback only: nothing outside this host can reach the guest.
@@ -216,7 +227,7 @@ impl QemuSpec {
 /// The kernel command line for a profile.
 ///
 /// Common to both: the console on the first serial port at `loglevel=6`, which prints the
-/// kernel's banner (the host's `kernel` phase point) and warnings but not the ~250 info lines a
+/// kernel's banner (kernel entry: the end of the `firmware` phase) and warnings but not the ~250 info lines a
 /// default boot writes, each byte of which is an emulated port write; `panic=-1` with QEMU's
 /// `-no-reboot` turns a guest panic into a QEMU exit.
 ///
@@ -225,8 +236,16 @@ impl QemuSpec {
 /// no timer and TSC checks, no mitigations, a trusted CPU RNG, a single UART, no i8042 probing,
 /// a preset delay loop, and no crypto self-tests (the largest single item, about 1 s). `tsc_early_khz` (TCG only) is required, not just faster: the
 /// microvm's PIT cannot calibrate the TSC, and without a rate the 6.1 guest hung in early boot
-/// on this host. Under TCG the guest's TSC counts at the host's rate, so the host's is given.
-pub fn cmdline(profile: Profile, accel: Accel, host_tsc_khz: Option<u64>) -> String {
+/// on this host. Under TCG the guest's TSC counts at the host's rate, so the host's is given,
+/// as measured (`accel::host_tsc_khz`). `lpj` (loops per jiffy of the TSC delay loop: TSC Hz /
+/// the guest's `CONFIG_HZ`) spares the guest its calibration; it is given only when the guest
+/// kernel's HZ is known (from its config file), never assumed.
+pub fn cmdline(
+    profile: Profile,
+    accel: Accel,
+    host_tsc_khz: Option<u64>,
+    guest_hz: Option<u64>,
+) -> String {
     let mut parts: Vec<String> = ["console=ttyS0", "loglevel=6", "panic=-1"]
         .iter()
         .map(|s| s.to_string())
@@ -250,11 +269,11 @@ pub fn cmdline(profile: Profile, accel: Accel, host_tsc_khz: Option<u64>) -> Str
             .iter()
             .map(|s| s.to_string()),
         );
-        if accel == Accel::Tcg {
-            let khz = host_tsc_khz.unwrap_or(2_000_000);
+        if let (Accel::Tcg, Some(khz)) = (accel, host_tsc_khz) {
             parts.push(format!("tsc_early_khz={khz}"));
-            // Loops per jiffy for a TSC delay loop: cycles per second / HZ (250 on Debian).
-            parts.push(format!("lpj={}", khz * 1000 / 250));
+            if let Some(hz) = guest_hz.filter(|hz| *hz > 0) {
+                parts.push(format!("lpj={}", khz * 1000 / hz));
+            }
         }
     }
     parts.join(" ")
@@ -278,6 +297,7 @@ mod tests {
             net: None,
             disk: None,
             sandbox: true,
+            tap: None,
         }
     }
 
@@ -336,6 +356,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tap_nic_replaces_the_user_network() {
+        let mut s = spec(Profile::Micro);
+        s.tap = Some("cvm1234vm0".into());
+        let line = s
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains(
+                "-netdev tap,id=net0,ifname=cvm1234vm0,script=no,downscript=no -device virtio-net-device,netdev=net0"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("hostfwd"), "{line}");
+    }
+
+    #[test]
     fn networking_forwards_loopback_ports_on_the_profiles_bus() {
         let mut s = spec(Profile::Micro);
         s.net = Some(vec![PortForward {
@@ -362,9 +401,15 @@ mod tests {
 
     #[test]
     fn tuned_cmdline_only_for_micro_and_tsc_rate_only_under_tcg() {
-        let micro = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000));
+        let micro = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000), Some(250));
         assert!(micro.contains("tsc_early_khz=2300000"));
         assert!(micro.contains("lpj=9200000"));
+        // HZ 1000: a jiffy is 1 ms, so a quarter of the loops.
+        let hz1000 = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000), Some(1000));
+        assert!(hz1000.contains("lpj=2300000"), "{hz1000}");
+        // Unknown HZ: no lpj at all rather than a guess.
+        let unknown = cmdline(Profile::Micro, Accel::Tcg, Some(2_300_000), None);
+        assert!(unknown.contains("tsc_early_khz=2300000") && !unknown.contains("lpj="));
         assert!(micro.contains("mitigations=off"));
         assert!(micro.contains("cryptomgr.notests"));
         assert!(
@@ -375,9 +420,9 @@ mod tests {
             !micro.contains("nokaslr"),
             "unknown parameters end up in init's argv"
         );
-        let kvm = cmdline(Profile::Micro, Accel::Kvm, Some(2_300_000));
+        let kvm = cmdline(Profile::Micro, Accel::Kvm, Some(2_300_000), Some(250));
         assert!(!kvm.contains("tsc_early_khz"));
-        let classic = cmdline(Profile::Classic, Accel::Tcg, Some(2_300_000));
+        let classic = cmdline(Profile::Classic, Accel::Tcg, Some(2_300_000), Some(250));
         assert_eq!(classic, "console=ttyS0 loglevel=6 panic=-1");
     }
 }

@@ -24,6 +24,7 @@ mod scale;
 mod stacked;
 mod startup;
 mod surface;
+mod sweep;
 #[cfg(test)]
 mod testdata;
 
@@ -42,6 +43,7 @@ pub use stacked::{split_panels, StackedBar, StackedData};
 pub use startup::{startup_chart, DotData, DotSeries};
 pub use surface::{backend_color, metric_color, segment_color};
 pub(crate) use surface::{render, text, text_width, DrawResult, Drawing, INK};
+pub use sweep::{knee, steps as sweep_steps, sweep_chart, Step};
 
 use layout::Layout;
 

@@ -70,15 +70,18 @@ mod tests {
             backend(
                 "native",
                 Stack::Native,
-                &[("phase.ready", "s", 0.001), ("phase.spawn", "s", 0.001)],
+                &[
+                    ("phase.probe", "s", 0.001),
+                    ("phase.cgroup_join", "s", 0.001),
+                ],
             ),
             backend(
                 "vm",
                 Stack::Vm,
                 &[
-                    ("phase.init", "s", 1.0),
+                    ("phase.guest_init", "s", 1.0),
                     ("phase.kernel", "s", 0.5),
-                    ("phase.spawn", "s", 0.01),
+                    ("phase.vmm_start", "s", 0.01),
                     ("phase.zzz", "s", 0.01),
                 ],
             ),
@@ -86,11 +89,21 @@ mod tests {
         let ChartKind::Stacked(d) = phase_chart(&s).unwrap().kind else {
             unreachable!()
         };
-        assert_eq!(d.segments, ["spawn", "kernel", "init", "ready", "zzz"]);
+        assert_eq!(
+            d.segments,
+            [
+                "cgroup_join",
+                "vmm_start",
+                "kernel",
+                "guest_init",
+                "probe",
+                "zzz"
+            ]
+        );
         assert_eq!(d.panels.len(), 2);
         assert_eq!(d.panels[0][0].backend, "native");
         let vm = &d.panels[1][0];
         let order: Vec<&str> = vm.parts.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(order, ["spawn", "kernel", "init", "zzz"]);
+        assert_eq!(order, ["vmm_start", "kernel", "guest_init", "zzz"]);
     }
 }

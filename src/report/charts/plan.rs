@@ -5,7 +5,7 @@ use crate::results::{Availability, BackendSummary, RunSummary, SampleRow};
 
 use super::{
     density_chart, disk_chart, http_latency_chart, http_rps_chart, memory_chart, phase_chart,
-    startup_chart, DotData, GroupedData, LineData, StackedData,
+    startup_chart, sweep_chart, DotData, GroupedData, LineData, StackedData,
 };
 
 /// A planned chart: its stable id (file name and HTML anchor), title, caption and data.
@@ -41,6 +41,7 @@ pub fn plan(s: &RunSummary, rows: &[SampleRow]) -> Vec<Chart> {
         disk_chart(s),
         http_rps_chart(s),
         http_latency_chart(s),
+        sweep_chart(s),
         density_chart(s, rows),
     ]
     .into_iter()

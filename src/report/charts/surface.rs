@@ -132,6 +132,7 @@ pub fn backend_color(name: &str) -> RGBColor {
         "vm" => RGBColor(214, 39, 40),
         "vm-minimal" => RGBColor(227, 119, 194),
         "vm-classic" => RGBColor(255, 127, 14),
+        "vm-user" => RGBColor(227, 119, 194),
         other => hashed(other),
     }
 }
@@ -139,14 +140,16 @@ pub fn backend_color(name: &str) -> RGBColor {
 /// Colours of phases, disk layers and stack layers (keyed by their short names).
 pub fn segment_color(name: &str) -> RGBColor {
     match name {
-        "app" | "ready" => RGBColor(140, 200, 110),
-        "libs" | "workload" => RGBColor(102, 194, 165),
-        "ready_marker" => RGBColor(186, 220, 120),
+        "app" | "workload_start" => RGBColor(140, 200, 110),
+        "libs" => RGBColor(102, 194, 165),
+        "probe" => RGBColor(186, 220, 120),
         "guest_os" | "kernel" => RGBColor(253, 174, 97),
-        "init" => RGBColor(250, 140, 90),
-        "hypervisor" => RGBColor(230, 100, 70),
-        "runtime" | "spawn" => RGBColor(116, 173, 209),
-        "host_os" => RGBColor(200, 200, 200),
+        "guest_init" => RGBColor(250, 140, 90),
+        "firmware" => RGBColor(240, 120, 80),
+        "hypervisor" | "vmm_start" => RGBColor(230, 100, 70),
+        "runtime" => RGBColor(116, 173, 209),
+        "sentry" => RGBColor(178, 157, 215),
+        "host_os" | "cgroup_join" => RGBColor(200, 200, 200),
         "infrastructure" => RGBColor(160, 160, 160),
         "total" => RGBColor(150, 150, 190),
         other => hashed(other),

@@ -27,6 +27,7 @@ pub(super) fn backend(name: &str, stack: Stack, metrics: &[(&str, &str, f64)]) -
         },
         failed_runs: 0,
         excluded_samples: 0,
+        client_bound_runs: 0,
         metrics: metrics
             .iter()
             .map(|(m, u, v)| (m.to_string(), metric(u, &[*v, *v * 1.01, *v * 0.99])))

@@ -1,101 +1,26 @@
-//! What goes in each box of the stack diagram: the layers of each stack and the measured
-//! figures attributed to them (pure, unit-tested).
+//! What goes in each box of the stack diagram: one column per backend that ran, its layers, and
+//! the measured figures attributed to them (pure, unit-tested).
 
+use super::layers::{Group, Layer};
 use crate::report::format::format_value;
-use crate::results::{Availability, BackendSummary, RunSummary, Stack};
+use crate::results::{Availability, BackendSummary, RunSummary, ACCEL_KEY};
 use cvm_proto::metric::{Layer as DiskLayer, Metric, DISK_PREFIX, PHASE_PREFIX};
-
-/// One layer of a stack, top to bottom in [`Layer::of_stack`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layer {
-    App,
-    Libs,
-    GuestOs,
-    Hypervisor,
-    Runtime,
-    HostOs,
-    Infrastructure,
-}
-
-impl Layer {
-    pub fn name(self) -> &'static str {
-        match self {
-            Layer::App => "App",
-            Layer::Libs => "Binaries/libraries",
-            Layer::GuestOs => "Guest OS",
-            Layer::Hypervisor => "Hypervisor",
-            Layer::Runtime => "Container runtime",
-            Layer::HostOs => "Host OS",
-            Layer::Infrastructure => "Infrastructure",
-        }
-    }
-
-    /// The disk layer this box's files are counted in (`disk.<layer>`), where it has one: the
-    /// host OS and the infrastructure are not part of any backend's footprint.
-    pub fn disk_layer(self) -> Option<DiskLayer> {
-        Some(match self {
-            Layer::App => DiskLayer::App,
-            Layer::Libs => DiskLayer::Libs,
-            Layer::GuestOs => DiskLayer::GuestOs,
-            Layer::Hypervisor => DiskLayer::Hypervisor,
-            Layer::Runtime => DiskLayer::Runtime,
-            Layer::HostOs | Layer::Infrastructure => return None,
-        })
-    }
-
-    /// The layer's short name, as in metrics (`disk.<key>`) and the colour table.
-    pub fn key(self) -> &'static str {
-        match (self.disk_layer(), self) {
-            (Some(disk), _) => disk.name(),
-            (None, Layer::HostOs) => "host_os",
-            (None, _) => "infrastructure",
-        }
-    }
-
-    pub fn of_stack(stack: Stack) -> &'static [Layer] {
-        use Layer::*;
-        match stack {
-            Stack::Vm => &[App, Libs, GuestOs, Hypervisor, HostOs, Infrastructure],
-            Stack::Container => &[App, Libs, Runtime, HostOs, Infrastructure],
-            Stack::Native => &[App, Libs, HostOs, Infrastructure],
-        }
-    }
-
-    /// The layer whose work a startup phase measures (see the module docs); `None` for a phase
-    /// this stack should not have.
-    pub fn of_phase(stack: Stack, phase: &str) -> Option<Layer> {
-        use cvm_proto::metric::Phase;
-        Some(match (stack, Phase::from_name(phase)?) {
-            (Stack::Vm, Phase::Spawn) => Layer::Hypervisor,
-            // `firmware` (vm-classic): BIOS output to the kernel banner, mostly the bzImage
-            // decompressing itself: guest OS work, as the module docs count it.
-            (Stack::Vm, Phase::Firmware | Phase::Kernel | Phase::Init) => Layer::GuestOs,
-            (Stack::Container, Phase::Spawn | Phase::Init) => Layer::Runtime,
-            (Stack::Native, Phase::Spawn | Phase::Init) => Layer::HostOs,
-            (_, Phase::Workload) => Layer::Libs,
-            (_, Phase::Ready) => Layer::App,
-            _ => return None,
-        })
-    }
-
-    /// The layer a stack's isolation overhead (`memory_overhead`) is charged to.
-    fn isolation(stack: Stack) -> Option<Layer> {
-        match stack {
-            Stack::Vm => Some(Layer::Hypervisor),
-            Stack::Container => Some(Layer::Runtime),
-            Stack::Native => None,
-        }
-    }
-}
 
 /// The figures in one box.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerBox {
     pub layer: Layer,
+    /// What the layer is on this backend ("Docker Engine: dockerd, containerd, shim, runc").
+    pub label: String,
     pub disk: Option<f64>,
+    /// Disk layers no other box of the column shows whose bytes are in `disk`.
+    pub disk_extra: Vec<String>,
     pub memory: Option<f64>,
-    /// What the memory figure means when it is not simply this layer's ("+ over native").
+    /// What the memory figure means when it is not simply this layer's ("over native").
     pub memory_note: Option<&'static str>,
+    /// Host-wide daemons this layer needs (`memory_daemon`): shared by every instance on the
+    /// host, so shown apart and never in `memory`.
+    pub shared_memory: Option<f64>,
     /// Median time of the phases attributed to this layer, and its share of their sum.
     pub startup: Option<f64>,
     pub share: Option<f64>,
@@ -103,14 +28,12 @@ pub struct LayerBox {
     pub detail: Option<String>,
 }
 
-/// One stack: a heading and its boxes, top to bottom.
+/// One backend's stack: a heading and its boxes, top to bottom.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
-    pub stack: Stack,
-    pub heading: &'static str,
-    /// The backend whose figures fill the column; `None` when no backend of this stack ran.
-    pub backend: Option<String>,
-    /// Accelerator, or why the column is empty.
+    pub group: Group,
+    pub backend: String,
+    /// The accelerator or platform it ran on, where it has one.
     pub note: Option<String>,
     pub ready: Option<f64>,
     pub memory_total: Option<f64>,
@@ -120,39 +43,41 @@ pub struct Column {
     pub boxes: Vec<LayerBox>,
 }
 
-impl Column {
-    pub fn measured(&self) -> bool {
-        self.backend.is_some()
-    }
-}
-
-fn heading(stack: Stack) -> &'static str {
-    match stack {
-        Stack::Vm => "Virtual machine",
-        Stack::Container => "Container",
-        Stack::Native => "Native (bare host)",
-    }
-}
-
 fn median(b: &BackendSummary, metric: &str) -> Option<f64> {
     b.metrics.get(metric).map(|m| m.stats.median)
 }
 
-/// The backend that fills a stack's column: the first in the run's order that was available
-/// and recorded anything (so `container` before `runc`, `vm` before `vm-classic`, as run).
-fn representative(s: &RunSummary, stack: Stack) -> Option<&BackendSummary> {
-    s.backends.iter().find(|b| {
-        b.info.stack == stack
-            && matches!(b.info.availability, Availability::Available)
-            && !b.metrics.is_empty()
-    })
+/// Whether a backend ran and recorded something to draw.
+fn ran(b: &BackendSummary) -> bool {
+    matches!(b.info.availability, Availability::Available) && !b.metrics.is_empty()
 }
 
-/// The three columns, VM | container | native, as in the classic picture.
+/// One column per backend that ran, grouped native | containers | sandbox | VMs, in the run's
+/// order within a group.
 pub fn columns(s: &RunSummary) -> Vec<Column> {
-    [Stack::Vm, Stack::Container, Stack::Native]
-        .into_iter()
-        .map(|stack| column(s, stack))
+    let mut cols: Vec<Column> = s
+        .backends
+        .iter()
+        .filter(|b| ran(b))
+        .map(|b| column(s, b))
+        .collect();
+    // Stable: the run's order within a group.
+    cols.sort_by_key(|c| c.group);
+    cols
+}
+
+/// The backends that have no column, each with why ("crun: unavailable (...)").
+pub fn not_drawn(s: &RunSummary) -> Vec<String> {
+    s.backends
+        .iter()
+        .filter(|b| !ran(b))
+        .map(|b| match (&b.info.availability, &b.info.error) {
+            (Availability::Unavailable { reason, .. }, _) => {
+                format!("{}: unavailable ({reason})", b.info.backend)
+            }
+            (_, Some(err)) => format!("{}: failed ({err})", b.info.backend),
+            _ => format!("{}: no data", b.info.backend),
+        })
         .collect()
 }
 
@@ -170,45 +95,42 @@ fn host_detail(s: &RunSummary, layer: Layer) -> Option<String> {
     }
 }
 
-pub fn column(s: &RunSummary, stack: Stack) -> Column {
-    let layers = Layer::of_stack(stack);
-    let Some(b) = representative(s, stack) else {
-        let note = s
-            .backends
-            .iter()
-            .find(|b| b.info.stack == stack)
-            .map(|b| match (&b.info.availability, &b.info.error) {
-                (Availability::Unavailable { reason, .. }, _) => {
-                    format!("{}: unavailable ({reason})", b.info.backend)
-                }
-                (_, Some(err)) => format!("{}: failed ({err})", b.info.backend),
-                _ => format!("{}: no data", b.info.backend),
-            })
-            .unwrap_or_else(|| "not measured in this run".into());
-        return Column {
-            stack,
-            heading: heading(stack),
-            backend: None,
-            note: Some(note),
-            ready: None,
-            memory_total: None,
-            disk_total: None,
-            unattributed: 0.0,
-            boxes: layers
-                .iter()
-                .map(|&layer| LayerBox {
-                    layer,
-                    disk: None,
-                    memory: None,
-                    memory_note: None,
-                    startup: None,
-                    share: None,
-                    detail: host_detail(s, layer),
-                })
-                .collect(),
-        };
-    };
+/// The accelerator (a VM's) or platform (a sandbox's) the backend ran on.
+fn platform_note(group: Group, b: &BackendSummary) -> Option<String> {
+    match group {
+        Group::Vms => b.info.accelerator().map(|a| format!("accelerator: {a}")),
+        Group::Sandbox => b
+            .info
+            .config
+            .get("platform")
+            .or_else(|| b.info.config.get(ACCEL_KEY))
+            .map(|p| format!("platform: {p}")),
+        _ => None,
+    }
+}
 
+/// The disk metrics a backend recorded in layers no box of its column shows (a layer a newer
+/// backend records, such as a sandbox's own kernel layer): they go in the isolation layer's box,
+/// named, so their bytes are shown rather than dropped.
+fn unshown_disk_layers<'a>(b: &'a BackendSummary, layers: &[Layer]) -> Vec<(&'a str, f64)> {
+    let shown: Vec<&str> = layers
+        .iter()
+        .filter_map(|l| l.disk_layer())
+        .map(DiskLayer::name)
+        .collect();
+    b.metrics
+        .iter()
+        .filter_map(|(m, v)| {
+            let layer = m.strip_prefix(DISK_PREFIX)?;
+            (!shown.contains(&layer)).then_some((layer, v.stats.median))
+        })
+        .collect()
+}
+
+/// The column of one backend (which need not have run: its boxes are then empty).
+pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
+    let group = Group::of(&b.info);
+    let layers = group.layers();
     let phases: Vec<(&str, f64)> = b
         .metrics
         .iter()
@@ -218,7 +140,7 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
     let mut unattributed = 0.0;
     let mut startup = vec![None::<f64>; layers.len()];
     for (p, v) in &phases {
-        match Layer::of_phase(stack, p).and_then(|l| layers.iter().position(|x| *x == l)) {
+        match Layer::of_phase(group, p).and_then(|l| layers.iter().position(|x| *x == l)) {
             Some(i) => *startup[i].get_or_insert(0.0) += v,
             None => unattributed += v,
         }
@@ -226,12 +148,15 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
 
     let pss = median(b, Metric::MemoryPss.name());
     let overhead = median(b, Metric::MemoryOverhead.name());
-    let isolation = Layer::isolation(stack);
+    let daemons = median(b, Metric::MemoryDaemon.name());
+    let isolation = group.isolation();
+    let is_vm = group == Group::Vms;
     // A VM's memory in its parts, where measured: QEMU's own on the hypervisor, the guest's own
     // use (kernel, caches) on the guest OS, the workload (as on native) in the app.
-    let vmm = median(b, Metric::MemoryVmm.name()).filter(|_| stack == Stack::Vm);
-    let guest_used = median(b, Metric::MemoryGuestUsed.name()).filter(|_| stack == Stack::Vm);
+    let vmm = median(b, Metric::MemoryVmm.name()).filter(|_| is_vm);
+    let guest_used = median(b, Metric::MemoryGuestUsed.name()).filter(|_| is_vm);
     let app_as_on_native = pss.zip(overhead).map(|(p, o)| p - o);
+    let unknown = unshown_disk_layers(b, layers);
     let boxes = layers
         .iter()
         .zip(startup)
@@ -253,7 +178,7 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
                 (Layer::App, Some(p), _) if isolation.is_none() => (Some(p), None),
                 (l, _, Some(o)) if Some(l) == isolation => (
                     Some(o),
-                    Some(if stack == Stack::Vm {
+                    Some(if is_vm {
                         "over native, incl. guest OS"
                     } else {
                         "over native"
@@ -261,11 +186,22 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
                 ),
                 _ => (None, None),
             });
+            let mut disk = layer.disk_layer().and_then(|d| median(b, &d.metric()));
+            let mut disk_extra = Vec::new();
+            if layer.takes_unknown_disk(group) {
+                for (name, bytes) in &unknown {
+                    *disk.get_or_insert(0.0) += bytes;
+                    disk_extra.push((*name).to_string());
+                }
+            }
             LayerBox {
                 layer,
-                disk: median(b, &format!("{DISK_PREFIX}{}", layer.key())),
+                label: layer.label(&b.info.backend),
+                disk,
+                disk_extra,
                 memory,
                 memory_note,
+                shared_memory: daemons.filter(|_| Some(layer) == isolation),
                 startup,
                 share: startup
                     .filter(|_| phase_total > 0.0)
@@ -274,12 +210,14 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
             }
         })
         .collect();
-    let note = b.info.accelerator().map(|a| format!("accelerator: {a}"));
     Column {
-        stack,
-        heading: heading(stack),
-        backend: Some(b.info.backend.clone()),
-        note,
+        group,
+        backend: b.info.backend.clone(),
+        note: match (platform_note(group, b), b.failed_runs) {
+            (note, 0) => note,
+            (None, n) => Some(format!("{n} measured run(s) failed")),
+            (Some(p), n) => Some(format!("{p} · {n} measured run(s) failed")),
+        },
         ready: median(b, Metric::ReadyLatency.name()),
         memory_total: pss,
         disk_total: median(b, Metric::DiskFootprint.name()),
@@ -289,9 +227,9 @@ pub fn column(s: &RunSummary, stack: Stack) -> Column {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::results::{BackendInfo, Environment, MetricSummary, ACCEL_KEY};
+    use crate::results::{BackendInfo, Environment, MetricSummary, Stack};
     use crate::stats::Summary;
     use std::collections::BTreeMap;
 
@@ -313,6 +251,7 @@ pub(super) mod tests {
             },
             failed_runs: 0,
             excluded_samples: 0,
+            client_bound_runs: 0,
             metrics: metrics
                 .iter()
                 .map(|(m, u, v)| {
@@ -355,41 +294,6 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn stacks_have_the_classic_layers() {
-        let names = |s| {
-            Layer::of_stack(s)
-                .iter()
-                .map(|l| l.name())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            names(Stack::Vm),
-            [
-                "App",
-                "Binaries/libraries",
-                "Guest OS",
-                "Hypervisor",
-                "Host OS",
-                "Infrastructure"
-            ]
-        );
-        assert_eq!(
-            names(Stack::Container),
-            [
-                "App",
-                "Binaries/libraries",
-                "Container runtime",
-                "Host OS",
-                "Infrastructure"
-            ]
-        );
-        assert_eq!(
-            names(Stack::Native),
-            ["App", "Binaries/libraries", "Host OS", "Infrastructure"]
-        );
-    }
-
-    #[test]
     fn figures_go_to_their_layers() {
         let vm = backend(
             "vm",
@@ -399,19 +303,20 @@ pub(super) mod tests {
                 ("disk.libs", "B", 2e6),
                 ("disk.guest_os", "B", 6e7),
                 ("disk.hypervisor", "B", 3e7),
-                ("phase.spawn", "s", 0.1),
+                ("phase.vmm_start", "s", 0.1),
                 ("phase.kernel", "s", 0.5),
-                ("phase.init", "s", 1.0),
-                ("phase.workload", "s", 0.3),
-                ("phase.ready", "s", 0.1),
+                ("phase.guest_init", "s", 1.0),
+                ("phase.workload_start", "s", 0.3),
+                ("phase.probe", "s", 0.1),
                 ("memory_pss", "B", 150e6),
                 ("memory_overhead", "B", 140e6),
                 ("ready_latency", "s", 2.0),
             ],
         );
         let s = summary(vec![vm]);
-        let c = column(&s, Stack::Vm);
-        assert_eq!(c.backend.as_deref(), Some("vm"));
+        let c = column(&s, &s.backends[0]);
+        assert_eq!(c.backend, "vm");
+        assert_eq!(c.group, Group::Vms);
         assert_eq!(c.note.as_deref(), Some("accelerator: tcg"));
         let guest = find(&c, Layer::GuestOs);
         assert_eq!(guest.disk, Some(6e7));
@@ -422,7 +327,8 @@ pub(super) mod tests {
         assert_eq!(hv.startup, Some(0.1));
         let app = find(&c, Layer::App);
         assert_eq!(app.memory, Some(10e6));
-        assert_eq!(find(&c, Layer::Libs).startup, Some(0.3));
+        assert!((find(&c, Layer::App).startup.unwrap() - 0.4).abs() < 1e-12);
+        assert_eq!(find(&c, Layer::Libs).startup, None);
         assert_eq!(
             find(&c, Layer::HostOs).detail.as_deref(),
             Some("Linux 6.1.0")
@@ -444,7 +350,8 @@ pub(super) mod tests {
                 ("memory_guest_used", "B", 34e6),
             ],
         );
-        let c = column(&summary(vec![vm]), Stack::Vm);
+        let s = summary(vec![vm]);
+        let c = column(&s, &s.backends[0]);
         let hv = find(&c, Layer::Hypervisor);
         assert_eq!(
             (hv.memory, hv.memory_note),
@@ -462,11 +369,11 @@ pub(super) mod tests {
             Stack::Native,
             &[
                 ("memory_pss", "B", 5e6),
-                ("phase.spawn", "s", 0.001),
+                ("phase.cgroup_join", "s", 0.001),
                 ("phase.mystery", "s", 0.001),
             ],
         )]);
-        let c = column(&s, Stack::Native);
+        let c = column(&s, &s.backends[0]);
         assert_eq!(find(&c, Layer::App).memory, Some(5e6));
         assert_eq!(find(&c, Layer::HostOs).startup, Some(0.001));
         assert_eq!(c.unattributed, 0.001);
@@ -474,17 +381,85 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_stack_that_did_not_run_says_why() {
+    fn a_backend_that_did_not_run_has_no_column_and_says_why() {
         let mut crun = backend("crun", Stack::Container, &[]);
         crun.info.availability = Availability::unavailable("hybrid cgroups", "use v2");
-        let cols = columns(&summary(vec![crun]));
-        assert_eq!(cols.len(), 3);
-        assert!(!cols[1].measured());
+        let s = summary(vec![
+            crun,
+            backend("runc", Stack::Container, &[("ready_latency", "s", 0.02)]),
+        ]);
+        let cols = columns(&s);
+        assert_eq!(cols.len(), 1);
+        assert_eq!(cols[0].backend, "runc");
+        assert_eq!(not_drawn(&s), ["crun: unavailable (hybrid cgroups)"]);
+    }
+
+    /// Every backend that ran has its own column, in the groups' order, and Docker's runtime
+    /// box carries the shared daemons apart from its per-instance memory.
+    #[test]
+    fn every_backend_gets_a_column_in_its_group() {
+        let s = summary(vec![
+            backend("native", Stack::Native, &[("memory_pss", "B", 2e6)]),
+            backend("vm", Stack::Vm, &[("ready_latency", "s", 2.0)]),
+            backend(
+                "docker",
+                Stack::Container,
+                &[
+                    ("memory_pss", "B", 9e6),
+                    ("memory_overhead", "B", 7e6),
+                    ("memory_daemon", "B", 80e6),
+                    ("disk.runtime", "B", 120e6),
+                    ("phase.runtime", "s", 0.2),
+                ],
+            ),
+            backend(
+                "gvisor",
+                Stack::Container,
+                &[
+                    ("memory_overhead", "B", 30e6),
+                    ("disk.runtime", "B", 40e6),
+                    ("disk.user_space_kernel", "B", 5e6),
+                    ("phase.runtime", "s", 0.3),
+                    ("phase.workload_start", "s", 0.1),
+                ],
+            ),
+            backend(
+                "container",
+                Stack::Container,
+                &[("ready_latency", "s", 0.003)],
+            ),
+        ]);
+        let cols = columns(&s);
+        let order: Vec<(&str, Group)> =
+            cols.iter().map(|c| (c.backend.as_str(), c.group)).collect();
         assert_eq!(
-            cols[1].note.as_deref(),
-            Some("crun: unavailable (hybrid cgroups)")
+            order,
+            [
+                ("native", Group::Native),
+                ("docker", Group::Containers),
+                ("container", Group::Containers),
+                ("gvisor", Group::Sandbox),
+                ("vm", Group::Vms)
+            ]
         );
-        assert_eq!(cols[0].note.as_deref(), Some("not measured in this run"));
-        assert_eq!(cols[1].boxes.len(), 5);
+        let engine = find(&cols[1], Layer::Runtime);
+        assert_eq!(
+            engine.label,
+            "Docker Engine: dockerd, containerd, shim, runc"
+        );
+        assert_eq!(engine.memory, Some(7e6));
+        assert_eq!(engine.shared_memory, Some(80e6));
+        assert_eq!(find(&cols[1], Layer::App).shared_memory, None);
+        let sentry = find(&cols[3], Layer::Sentry);
+        // A disk layer no box shows is counted in the isolation layer, named.
+        assert_eq!(sentry.disk, Some(45e6));
+        assert_eq!(sentry.disk_extra, ["user_space_kernel"]);
+        assert_eq!(sentry.memory, Some(30e6));
+        assert_eq!(sentry.startup, Some(0.3));
+        assert!((sentry.share.unwrap() - 0.75).abs() < 1e-12);
+        assert_eq!(
+            cols[3].boxes.iter().map(|b| b.layer).collect::<Vec<_>>(),
+            Group::Sandbox.layers()
+        );
     }
 }

@@ -1,30 +1,43 @@
 //! The report's centrepiece: the classic "virtual machine vs container" stack diagram, redrawn
-//! with measured figures in every layer, beside the native stack.
+//! with measured figures in every layer: one column per backend that ran, grouped native |
+//! containers | sandbox | virtual machines, each with its own layers (Docker's Engine, cvm's own
+//! runtime, runc or crun; gVisor's Sentry; a VM's guest OS and hypervisor).
 //!
-//! [`columns`] decides what goes in each box (pure, unit-tested); [`StackDiagram`] draws it.
+//! [`layers`] says which group and layers a backend has and where each phase goes, [`columns`]
+//! what goes in each box (both pure, unit-tested); [`StackDiagram`] draws it, in rows of at most
+//! four columns so that eight or more backends stay legible.
+//!
 //! Each layer box carries its disk bytes (`disk.<layer>`), memory where it can be attributed,
 //! and its share of startup time. Box heights grow with disk bytes, so the VM's guest OS and
 //! hypervisor visibly outweigh a container runtime at a glance.
 //!
-//! Attributing startup phases to layers. A `phase.<name>` sample is the time from the previous
-//! phase point to `<name>`'s, i.e. the work done *to reach* that point:
-//! - `spawn` (the runtime or QEMU process exists): the container runtime or hypervisor; on
-//!   native, the host OS's fork and exec.
-//! - `kernel` (a VM's first console output): the guest OS (firmware, decompression, early boot).
-//! - `init` (cvm-guest init runs): in a VM the guest kernel booting, so the guest OS; in a
-//!   container the runtime building namespaces and the rootfs; on native the host OS.
-//! - `workload` (init execs the workload): init's own work, the binaries/libraries layer.
-//! - `ready_marker`, `ready`: the application starting up.
+//! Attributing startup phases to layers. Phases are named for the work done in them
+//! (`cvm_proto::metric::Phase`), and each goes to the same layer on every stack:
+//! - `cgroup_join` (the `cgroup.procs` write): the host OS.
+//! - `runtime` (namespaces, rootfs, capabilities, network, up to init's `CVM:configured`): the
+//!   container runtime (Docker's Engine on docker), or the Sentry on a sandbox.
+//! - `vmm_start` (QEMU's own start, up to `cont`): the hypervisor.
+//! - `firmware`, `kernel`, `guest_init` (BIOS or PVH entry, the guest kernel's boot, init's
+//!   mounts, modules and network): the guest OS.
+//! - `workload_start`, `probe` (the workload starting up, and its first answer to the host's
+//!   probe): the application.
 //!
 //! Attributing memory. `memory_pss` is the PSS of every host process of an instance and
 //! `memory_overhead` the part above native's; the overhead goes to the isolation layer (the
-//! container runtime), the rest (the workload as on native) to the application. A VM's memory
+//! container runtime or Sentry), the rest (the workload as on native) to the application. The
+//! host-wide daemons a backend needs (`memory_daemon`: dockerd, containerd) are shown apart in
+//! its runtime box, as a per-host cost, never inside the per-instance figure. A VM's memory
 //! goes in its measured parts where the run has them: `memory_vmm` (QEMU without guest RAM) on
 //! the hypervisor, the guest's own use (`memory_guest_used` less the workload) on the guest OS;
 //! without them (older runs) the whole overhead sits on the hypervisor, guest OS included.
 
 mod columns;
 mod diagram;
+mod layers;
 
-pub use columns::{column, columns, Column, Layer, LayerBox};
+pub use columns::{column, columns, not_drawn, Column, LayerBox};
 pub use diagram::StackDiagram;
+pub use layers::{Group, Layer};
+
+#[cfg(test)]
+pub(crate) use columns::tests as tests_support;

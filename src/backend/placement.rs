@@ -1,0 +1,100 @@
+//! CPU placement for a load phase: the instance and the load client on disjoint CPUs, so the
+//! client never takes CPU time from the server it measures (and the server none from the
+//! client). The instance — every process of it, QEMU's threads included — is confined by its
+//! cgroup's cpuset; the client threads are pinned with `sched_setaffinity`.
+//!
+//! The instance gets the first `vcpus` CPUs (at least one CPU is always left to the client), the
+//! client the rest: on a 2-CPU host, the instance CPU 0 and the client CPU 1. Scenarios without
+//! a load phase are not placed, and neither is anything on a host with one CPU or without a
+//! cpuset controller; the run's record says which.
+
+use crate::scenario::Scenario;
+use cvm_runtime::cgroup;
+
+/// Which CPUs the instance and the load client run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub instance: Vec<usize>,
+    pub client: Vec<usize>,
+}
+
+impl Placement {
+    /// Splits `ncpu` CPUs: the instance's `vcpus` first, the client the rest. `None` below 2 CPUs.
+    pub fn split(ncpu: usize, vcpus: u32) -> Option<Placement> {
+        if ncpu < 2 {
+            return None;
+        }
+        let instance = (vcpus.max(1) as usize).min(ncpu - 1);
+        Some(Placement {
+            instance: (0..instance).collect(),
+            client: (instance..ncpu).collect(),
+        })
+    }
+}
+
+/// The placement of `scenario`'s instances and load client on this host, or why there is none.
+pub fn for_scenario(scenario: &Scenario) -> Result<Placement, &'static str> {
+    if scenario.load.is_none() {
+        return Err("none (no load phase)");
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placement = Placement::split(ncpu, *scenario.resources.vcpus.get_ref())
+        .ok_or("none (one CPU: instance and client share it)")?;
+    if !cgroup::cpuset_supported() {
+        return Err("none (no cpuset cgroup controller on this host)");
+    }
+    Ok(placement)
+}
+
+/// A cpuset list: "0", "0-3", "0-1,5".
+pub fn cpu_list(cpus: &[usize]) -> String {
+    let mut sorted = cpus.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instance_gets_its_vcpus_and_the_client_the_rest() {
+        assert_eq!(
+            Placement::split(2, 1),
+            Some(Placement {
+                instance: vec![0],
+                client: vec![1]
+            })
+        );
+        let big = Placement::split(8, 2).unwrap();
+        assert_eq!((big.instance, big.client), (vec![0, 1], (2..8).collect()));
+        // More vCPUs than the host can spare: the client keeps one CPU.
+        assert_eq!(Placement::split(2, 4).unwrap().client, vec![1]);
+        assert_eq!(Placement::split(1, 1), None);
+    }
+
+    #[test]
+    fn cpu_lists_use_ranges() {
+        assert_eq!(cpu_list(&[0]), "0");
+        assert_eq!(cpu_list(&[3, 0, 1, 2]), "0-3");
+        assert_eq!(cpu_list(&[0, 1, 5, 7, 8]), "0-1,5,7-8");
+        assert_eq!(cpu_list(&[]), "");
+    }
+}

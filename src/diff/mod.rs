@@ -1,0 +1,431 @@
+//! `cvm diff BASE NEW`: did anything change between two results directories, beyond noise?
+//!
+//! Per backend and metric both runs measured: the two medians, the relative change of the
+//! median, a bootstrap interval of the difference of medians, and a permutation-test p-value
+//! (difference of means, [`crate::stats::ab`]). A change counts only when p < α *and* the
+//! relative change exceeds the metric's noise threshold — Firecracker's A/B rule — and it is a
+//! regression or an improvement by the metric's direction ([`cvm_proto::metric::Better`]).
+//!
+//! Bad input is two runs that cannot be compared: different scenarios or backend sets (the
+//! error names what differs). Runs from different hosts, or hosts with different fingerprints,
+//! compare with a warning that the page and the table show.
+
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::{DiffArgs, FailOn};
+use crate::exit::{self, Failure};
+
+use crate::results::{self, measured_series, read_samples, RunMeta, RUN_FAILED};
+use crate::stats::{self, ab, Estimate};
+use cvm_proto::metric::{better_by_name, Better};
+
+/// Significance level a change must reach.
+pub const DEFAULT_ALPHA: f64 = 0.01;
+/// Relative change of the median a change must exceed, as a fraction.
+pub const DEFAULT_THRESHOLD: f64 = 0.05;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("{dir} is not a cvm results directory (no {file})")]
+    NotResults { dir: PathBuf, file: &'static str },
+    #[error("cannot read the run's metadata")]
+    ReadMeta(#[source] results::ResultsError),
+    #[error("cannot read the samples")]
+    ReadSamples(#[source] results::ResultsError),
+    #[error(
+        "the runs are of different scenarios ({base:?} in the base, {new:?} in the new run): \
+         diff two runs of the same scenario"
+    )]
+    ScenarioDiffers { base: String, new: String },
+    #[error(
+        "the runs are of different backend sets (only in the base: {only_base}; only in the new \
+         run: {only_new}): run both with the same --backends"
+    )]
+    BackendsDiffer { only_base: String, only_new: String },
+}
+
+/// What makes a change count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffOptions {
+    pub alpha: f64,
+    /// Default noise threshold (fraction of the base median).
+    pub threshold: f64,
+    /// Per-metric thresholds (fractions) that replace the default.
+    pub metric_thresholds: BTreeMap<String, f64>,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            alpha: DEFAULT_ALPHA,
+            threshold: DEFAULT_THRESHOLD,
+            metric_thresholds: BTreeMap::new(),
+        }
+    }
+}
+
+impl DiffOptions {
+    pub fn threshold_for(&self, metric: &str) -> f64 {
+        self.metric_thresholds
+            .get(metric)
+            .copied()
+            .unwrap_or(self.threshold)
+    }
+}
+
+/// What one backend × metric comparison found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Significant, beyond the threshold, and worse by the metric's direction.
+    Regression,
+    /// Significant, beyond the threshold, and better.
+    Improvement,
+    /// Significant and beyond the threshold, for a metric with no better direction.
+    Changed,
+    /// Not significant, or within the noise threshold.
+    Unchanged,
+    /// Fewer than two samples on a side: no test (disk figures are measured once).
+    Untested,
+}
+
+impl Verdict {
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Regression => "REGRESSION",
+            Verdict::Improvement => "improvement",
+            Verdict::Changed => "changed",
+            Verdict::Unchanged => "no change",
+            Verdict::Untested => "not tested",
+        }
+    }
+
+    /// Whether the change counts (for `--fail-on change`).
+    pub fn counts(self) -> bool {
+        matches!(
+            self,
+            Verdict::Regression | Verdict::Improvement | Verdict::Changed
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricDiff {
+    pub backend: String,
+    pub metric: String,
+    pub unit: String,
+    pub base_n: usize,
+    pub new_n: usize,
+    pub base_median: f64,
+    pub new_median: f64,
+    /// `(new - base) / |base|` of the medians; infinite when the base median is 0.
+    pub change: f64,
+    /// `new - base` of the medians with its bootstrap interval.
+    pub difference: Option<Estimate>,
+    pub p_value: f64,
+    pub threshold: f64,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diff {
+    pub base: String,
+    pub new: String,
+    pub scenario: String,
+    pub base_run: String,
+    pub new_run: String,
+    pub alpha: f64,
+    /// Why the comparison may mislead (different hosts or fingerprints, failed runs, metrics
+    /// only one run has).
+    pub warnings: Vec<String>,
+    pub rows: Vec<MetricDiff>,
+}
+
+impl Diff {
+    pub fn count(&self, v: Verdict) -> usize {
+        self.rows.iter().filter(|r| r.verdict == v).count()
+    }
+}
+
+/// One results directory, read.
+struct Run {
+    meta: RunMeta,
+    rows: Vec<results::SampleRow>,
+}
+
+fn load(dir: &Path) -> Result<Run, DiffError> {
+    for file in [results::META_FILE, results::SAMPLES_FILE] {
+        if !dir.join(file).is_file() {
+            return Err(DiffError::NotResults {
+                dir: dir.to_path_buf(),
+                file,
+            });
+        }
+    }
+    Ok(Run {
+        meta: RunMeta::read(&dir.join(results::META_FILE)).map_err(DiffError::ReadMeta)?,
+        rows: read_samples(&dir.join(results::SAMPLES_FILE)).map_err(DiffError::ReadSamples)?,
+    })
+}
+
+/// Compares the results directories `base` and `new`.
+pub fn diff_dirs(base: &Path, new: &Path, opts: &DiffOptions) -> Result<Diff, DiffError> {
+    let b = load(base)?;
+    let n = load(new)?;
+    let mut d = diff_runs(&b.meta, &b.rows, &n.meta, &n.rows, opts)?;
+    d.base = base.display().to_string();
+    d.new = new.display().to_string();
+    Ok(d)
+}
+
+fn backend_names(meta: &RunMeta) -> BTreeSet<&str> {
+    meta.backends.iter().map(|b| b.backend.as_str()).collect()
+}
+
+/// Why two runs' figures may not be comparable even though they can be diffed.
+fn host_warnings(base: &RunMeta, new: &RunMeta) -> Vec<String> {
+    let (be, ne) = (&base.environment, &new.environment);
+    let mut w = Vec::new();
+    if be.host != ne.host {
+        w.push(format!(
+            "different hosts ({} in the base, {} in the new run): a change may be the host's",
+            be.host, ne.host
+        ));
+    }
+    // A run recorded before the fingerprint existed has an empty one: nothing to compare.
+    let recorded = |f: &crate::results::HostFingerprint| *f != Default::default();
+    let fields = if recorded(&be.fingerprint) && recorded(&ne.fingerprint) {
+        be.fingerprint.differences(&ne.fingerprint)
+    } else {
+        Vec::new()
+    };
+    if !fields.is_empty() {
+        w.push(format!(
+            "the host fingerprints differ in: {} (see run.json's environment.fingerprint)",
+            fields.join(", ")
+        ));
+    }
+    if let (Some(bl), Some(nl)) = (be.load, ne.load) {
+        let cpus = f64::from(be.ncpu.max(ne.ncpu).max(1));
+        let busy = bl.peak().max(nl.peak()) > cpus;
+        let apart = (bl.peak() - nl.peak()).abs() > cpus / 2.0;
+        if busy || apart {
+            w.push(format!(
+                "the host was busy: 1-minute load average {:.1}–{:.1} in the base, {:.1}–{:.1} \
+                 in the new run, on {cpus} CPUs; other processes share the CPUs with the \
+                 backends, so a change may be the load's",
+                bl.start, bl.end, nl.start, nl.end
+            ));
+        }
+    }
+    if be.kernel != ne.kernel {
+        w.push(format!(
+            "different kernels ({} vs {})",
+            be.kernel, ne.kernel
+        ));
+    }
+    if be.build_profile != ne.build_profile {
+        w.push(format!(
+            "cvm built differently ({} vs {}): its own code is on some launch paths",
+            be.build_profile, ne.build_profile
+        ));
+    }
+    for bb in &base.backends {
+        if let Some(nb) = new.backends.iter().find(|n| n.backend == bb.backend) {
+            if bb.accelerator() != nb.accelerator() {
+                w.push(format!(
+                    "{} ran under different accelerators ({} vs {})",
+                    bb.backend,
+                    bb.accelerator().unwrap_or("none"),
+                    nb.accelerator().unwrap_or("none")
+                ));
+            }
+        }
+    }
+    w
+}
+
+/// Compares two runs already read.
+pub fn diff_runs(
+    base_meta: &RunMeta,
+    base_rows: &[results::SampleRow],
+    new_meta: &RunMeta,
+    new_rows: &[results::SampleRow],
+    opts: &DiffOptions,
+) -> Result<Diff, DiffError> {
+    if base_meta.scenario.name != new_meta.scenario.name {
+        return Err(DiffError::ScenarioDiffers {
+            base: base_meta.scenario.name.clone(),
+            new: new_meta.scenario.name.clone(),
+        });
+    }
+    let (bb, nb) = (backend_names(base_meta), backend_names(new_meta));
+    if bb != nb {
+        let list = |s: Vec<&&str>| {
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        return Err(DiffError::BackendsDiffer {
+            only_base: list(bb.difference(&nb).collect()),
+            only_new: list(nb.difference(&bb).collect()),
+        });
+    }
+    let mut warnings = host_warnings(base_meta, new_meta);
+    let (base_series, _) = measured_series(base_rows);
+    let (new_series, _) = measured_series(new_rows);
+    let mut rows = Vec::new();
+    // In the run's backend order, metrics alphabetically.
+    for info in &base_meta.backends {
+        let name = info.backend.as_str();
+        let metrics = |s: &results::Series<'_>| -> BTreeSet<String> {
+            s.keys()
+                .filter(|(b, _)| *b == name)
+                .map(|(_, m)| m.to_string())
+                .collect()
+        };
+        let (bm, nm) = (metrics(&base_series), metrics(&new_series));
+        for m in bm.symmetric_difference(&nm) {
+            if m == RUN_FAILED {
+                continue;
+            }
+            let side = if bm.contains(m) { "base" } else { "new run" };
+            warnings.push(format!("{name} {m}: only the {side} has it, not compared"));
+        }
+        for failed in [(&base_series, "base"), (&new_series, "new run")] {
+            if let Some((_, v)) = failed.0.get(&(name, RUN_FAILED.into())) {
+                warnings.push(format!(
+                    "{name}: {} failed run(s) in the {}, left out",
+                    v.len(),
+                    failed.1
+                ));
+            }
+        }
+        for m in bm.intersection(&nm).filter(|m| m.as_str() != RUN_FAILED) {
+            let key = (name, std::borrow::Cow::Owned(m.clone()));
+            let (unit, base) = &base_series[&key];
+            let (_, new) = &new_series[&key];
+            rows.push(compare_metric(name, m, unit, base, new, opts));
+        }
+    }
+    Ok(Diff {
+        base: String::new(),
+        new: String::new(),
+        scenario: base_meta.scenario.name.clone(),
+        base_run: base_meta.run_id.clone(),
+        new_run: new_meta.run_id.clone(),
+        alpha: opts.alpha,
+        warnings,
+        rows,
+    })
+}
+
+/// The exit code a diff earns under `fail_on`: [`exit::RUN_FAILED`] when something it fails on
+/// counts, else [`exit::OK`].
+pub fn exit_code(d: &Diff, fail_on: FailOn) -> u8 {
+    let failed = match fail_on {
+        FailOn::Regression => d.count(Verdict::Regression) > 0,
+        FailOn::Change => d.rows.iter().any(|r| r.verdict.counts()),
+        FailOn::None => false,
+    };
+    if failed {
+        exit::RUN_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// Writes the page and the Markdown beside each other (`cvm compare --baseline`).
+pub fn write_pages(d: &Diff, html: &Path, markdown: &Path) -> anyhow::Result<()> {
+    std::fs::write(html, render::html(d))
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    std::fs::write(markdown, render::markdown(d))
+        .with_context(|| format!("cannot write {}", markdown.display()))
+}
+
+/// `cvm diff`.
+pub fn command(args: &DiffArgs) -> Result<u8, Failure> {
+    // Every DiffError is about the directories given: bad input.
+    let d = diff_dirs(&args.base, &args.new, &args.thresholds.options()).map_err(Failure::usage)?;
+    print!("{}", render::terminal(&d));
+    if let Some(f) = &args.markdown {
+        std::fs::write(f, render::markdown(&d))
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    if let Some(f) = &args.html {
+        std::fs::write(f, render::html(&d))
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    if let Some(f) = &args.export_json {
+        let text = serde_json::to_string_pretty(&d).context("cannot encode the diff")?;
+        std::fs::write(f, text).with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    Ok(exit_code(&d, args.fail_on))
+}
+
+/// One backend × metric: medians, change, interval, p-value and verdict.
+pub fn compare_metric(
+    backend: &str,
+    metric: &str,
+    unit: &str,
+    base: &[f64],
+    new: &[f64],
+    opts: &DiffOptions,
+) -> MetricDiff {
+    let (bm, nm) = (stats::median(base), stats::median(new));
+    let change = if bm == 0.0 {
+        if nm == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY.copysign(nm)
+        }
+    } else {
+        (nm - bm) / bm.abs()
+    };
+    let threshold = opts.threshold_for(metric);
+    let testable = base.len() >= 2 && new.len() >= 2;
+    let p_value = if testable {
+        ab::permutation_p(base, new)
+    } else {
+        1.0
+    };
+    let verdict = if !testable {
+        Verdict::Untested
+    } else if p_value < opts.alpha && change.abs() > threshold {
+        match (better_by_name(metric), change > 0.0) {
+            (Better::Lower, true) | (Better::Higher, false) => Verdict::Regression,
+            (Better::Lower, false) | (Better::Higher, true) => Verdict::Improvement,
+            (Better::Neither, _) => Verdict::Changed,
+        }
+    } else {
+        Verdict::Unchanged
+    };
+    MetricDiff {
+        backend: backend.to_string(),
+        metric: metric.to_string(),
+        unit: unit.to_string(),
+        base_n: base.len(),
+        new_n: new.len(),
+        base_median: bm,
+        new_median: nm,
+        change,
+        difference: ab::median_difference(base, new),
+        p_value,
+        threshold,
+        verdict,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,250 @@
+use super::*;
+use crate::results::{Availability, BackendInfo, Environment, Phase, SampleRow, Stack};
+
+/// A run's metadata, from JSON so fields other branches add with serde defaults need no change
+/// here.
+pub(crate) fn meta(scenario: &str, host: &str, backends: &[&str]) -> RunMeta {
+    let mut m: RunMeta = serde_json::from_value(serde_json::json!({
+        "schema_version": results::SCHEMA_VERSION,
+        "run_id": format!("{host}-run"),
+        "started": "",
+        "status": "done",
+        "scenario": { "name": scenario, "description": "", "definition": null },
+        "runs": 5,
+        "warmup": 0,
+        "timeout_s": 1.0,
+        "environment": serde_json::to_value(Environment::default()).unwrap(),
+        "backends": [],
+    }))
+    .unwrap();
+    m.environment.host = host.into();
+    m.backends = backends
+        .iter()
+        .map(|b| BackendInfo {
+            backend: b.to_string(),
+            stack: Stack::Container,
+            availability: Availability::Available,
+            error: None,
+            config: Default::default(),
+        })
+        .collect();
+    m
+}
+
+pub(crate) fn rows(backend: &str, metric: &str, unit: &str, values: &[f64]) -> Vec<SampleRow> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| SampleRow {
+            run_id: "r".into(),
+            scenario: "startup".into(),
+            backend: backend.into(),
+            iteration: i as u32,
+            phase: Phase::Measure,
+            metric: metric.into(),
+            value,
+            unit: unit.into(),
+            host: String::new(),
+            kernel: String::new(),
+            cpu_model: String::new(),
+            ncpu: 1,
+            mem_total: 0,
+            accel: String::new(),
+            qemu_version: String::new(),
+            cvm_version: String::new(),
+            git_sha: String::new(),
+            config: String::new(),
+            note: String::new(),
+        })
+        .collect()
+}
+
+const BASE: [f64; 6] = [0.010, 0.0102, 0.0098, 0.0101, 0.0099, 0.0100];
+
+#[test]
+fn a_slower_start_is_a_regression_and_a_faster_one_an_improvement() {
+    let m = meta("startup", "h", &["container"]);
+    let base = rows("container", "ready_latency", "s", &BASE);
+    let slower: Vec<f64> = BASE.iter().map(|x| x + 0.020).collect();
+    let d = diff_runs(
+        &m,
+        &base,
+        &m,
+        &rows("container", "ready_latency", "s", &slower),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(d.rows.len(), 1);
+    let r = &d.rows[0];
+    assert_eq!(r.verdict, Verdict::Regression, "{r:?}");
+    assert!(r.p_value < 0.01, "{r:?}");
+    assert!((r.change - 2.0).abs() < 0.05, "{r:?}");
+    let faster = diff_runs(
+        &m,
+        &rows("container", "ready_latency", "s", &slower),
+        &m,
+        &base,
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(faster.rows[0].verdict, Verdict::Improvement);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+}
+
+#[test]
+fn higher_throughput_is_an_improvement() {
+    let r = compare_metric(
+        "vm",
+        "http_rps",
+        "1/s",
+        &[100.0, 101.0, 99.0, 100.5, 99.5],
+        &[200.0, 201.0, 199.0, 200.5, 199.5],
+        &DiffOptions::default(),
+    );
+    assert_eq!(r.verdict, Verdict::Improvement);
+}
+
+#[test]
+fn a_significant_change_inside_the_noise_threshold_does_not_count() {
+    // 3 % slower, perfectly separated (p = 2/924): below the 5 % threshold.
+    let base = [1.0, 1.001, 1.002, 0.999, 0.998, 1.0];
+    let new: Vec<f64> = base.iter().map(|x| x * 1.03).collect();
+    let r = compare_metric(
+        "c",
+        "ready_latency",
+        "s",
+        &base,
+        &new,
+        &DiffOptions::default(),
+    );
+    assert!(r.p_value < 0.01, "{r:?}");
+    assert!((r.change - 0.03).abs() < 1e-9, "{r:?}");
+    assert_eq!(r.verdict, Verdict::Unchanged);
+    // A per-metric threshold of 1 % makes it count.
+    let mut opts = DiffOptions::default();
+    opts.metric_thresholds.insert("ready_latency".into(), 0.01);
+    let r = compare_metric("c", "ready_latency", "s", &base, &new, &opts);
+    assert_eq!(r.verdict, Verdict::Regression);
+}
+
+#[test]
+fn a_large_but_noisy_change_does_not_count() {
+    let base = [1.0, 5.0, 2.0, 8.0, 3.0];
+    let new = [2.0, 9.0, 1.5, 6.0, 4.0];
+    let r = compare_metric(
+        "c",
+        "ready_latency",
+        "s",
+        &base,
+        &new,
+        &DiffOptions::default(),
+    );
+    assert!(r.change.abs() > 0.05);
+    assert_eq!(r.verdict, Verdict::Unchanged, "{r:?}");
+}
+
+#[test]
+fn single_measurements_are_not_tested() {
+    let r = compare_metric(
+        "c",
+        "disk_footprint",
+        "B",
+        &[1e6],
+        &[2e6],
+        &DiffOptions::default(),
+    );
+    assert_eq!(r.verdict, Verdict::Untested);
+}
+
+#[test]
+fn different_scenarios_or_backend_sets_are_bad_input_naming_what_differs() {
+    let a = meta("startup", "h", &["native", "container"]);
+    let b = meta("web", "h", &["native", "container"]);
+    let e = diff_runs(&a, &[], &b, &[], &DiffOptions::default()).unwrap_err();
+    assert!(matches!(e, DiffError::ScenarioDiffers { .. }), "{e}");
+    assert!(e.to_string().contains("\"web\""), "{e}");
+    let c = meta("startup", "h", &["native", "runc"]);
+    let e = diff_runs(&a, &[], &c, &[], &DiffOptions::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("only in the base: container") && text.contains("only in the new run: runc"),
+        "{text}"
+    );
+}
+
+#[test]
+fn different_hosts_are_a_warning_shown_everywhere() {
+    let mut a = meta("startup", "alpha", &["native"]);
+    a.environment.fingerprint.thp = "madvise".into();
+    let mut b = meta("startup", "beta", &["native"]);
+    b.environment.fingerprint.thp = "always".into();
+    let base = rows("native", "ready_latency", "s", &BASE);
+    let d = diff_runs(&a, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(
+        d.warnings[0].contains("different hosts"),
+        "{:?}",
+        d.warnings
+    );
+    assert!(d.warnings[1].contains("THP"), "{:?}", d.warnings);
+    assert_eq!(d.rows[0].verdict, Verdict::Unchanged);
+    assert!(render::terminal(&d).contains("warning: different hosts"));
+    assert!(render::html(&d).contains("id=\"host-warning\""));
+    assert!(render::markdown(&d).contains("**Warning:** different hosts"));
+    // A run from before the fingerprint existed (all empty) is no fingerprint difference.
+    let old = meta("startup", "alpha", &["native"]);
+    let d = diff_runs(&old, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(
+        !d.warnings.iter().any(|w| w.contains("fingerprints")),
+        "{:?}",
+        d.warnings
+    );
+}
+
+#[test]
+fn the_page_escapes_names_and_draws_a_bar_per_tested_row() {
+    let m = meta("<b>x</b>", "h", &["container"]);
+    let slower: Vec<f64> = BASE.iter().map(|x| x + 0.020).collect();
+    let mut new = rows("container", "ready_latency", "s", &slower);
+    new.extend(rows("container", "disk_footprint", "B", &[5.0]));
+    let mut base = rows("container", "ready_latency", "s", &BASE);
+    base.extend(rows("container", "disk_footprint", "B", &[4.0]));
+    let d = diff_runs(&m, &base, &m, &new, &DiffOptions::default()).unwrap();
+    let page = render::html(&d);
+    assert!(!page.contains("<b>x</b>") && page.contains("&lt;b&gt;x&lt;/b&gt;"));
+    assert_eq!(
+        page.matches("fill=\"#c0392b\"").count(),
+        1,
+        "one regression bar"
+    );
+    assert!(page.contains("class=\"regression\""));
+    assert!(render::terminal(&d).contains("REGRESSION"));
+}
+
+#[test]
+fn a_busy_host_is_a_warning() {
+    let mut a = meta("startup", "h", &["native"]);
+    let mut b = a.clone();
+    a.environment.ncpu = 2;
+    b.environment.ncpu = 2;
+    a.environment.load = Some(crate::results::HostLoad {
+        start: 0.2,
+        end: 0.4,
+    });
+    b.environment.load = Some(crate::results::HostLoad {
+        start: 0.3,
+        end: 0.5,
+    });
+    let base = rows("native", "ready_latency", "s", &BASE);
+    let quiet = diff_runs(&a, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(quiet.warnings.is_empty(), "{:?}", quiet.warnings);
+    b.environment.load = Some(crate::results::HostLoad {
+        start: 3.0,
+        end: 8.5,
+    });
+    let busy = diff_runs(&a, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(
+        busy.warnings[0].contains("load average 0.2–0.4 in the base, 3.0–8.5 in the new run"),
+        "{:?}",
+        busy.warnings
+    );
+}

@@ -1,0 +1,399 @@
+//! The answer first: a few sentences that open every report (HTML, terminal, Markdown), computed
+//! from the summary alone, in hyperfine's "X ran N times faster than Y" style.
+//!
+//! - **Startup**: for each container or sandbox backend, how many times sooner it was ready than
+//!   each VM (`ready_latency` medians). The interval is the ratio of the two medians' interval
+//!   ends (the VM's lower over the container's upper, and the reverse): conservative, and
+//!   honest about its level, since it is only as sure as the less sure of the two.
+//! - **Layers**: what each backend's isolation layers cost per instance in memory (over native,
+//!   with its interval) and on disk, from the same figures the stack diagram draws.
+//! - **Throughput**: the share of native's throughput each backend kept (`ratio_to_native` of
+//!   `http_rps`, `cpu_score`, and the bandwidths), with the bootstrap interval of the ratio.
+//! - **Emulation**: which backends' figures come from TCG.
+
+use super::format::format_value;
+use super::stack::{columns, Group, Layer};
+use crate::results::{BackendSummary, MetricSummary, RunSummary, Stack};
+use crate::stats::{Estimate, CONFIDENCE};
+use cvm_proto::metric::Metric;
+
+/// Throughput metrics, higher is better, compared with native.
+const THROUGHPUT: [Metric; 4] = [
+    Metric::HttpRps,
+    Metric::CpuScore,
+    Metric::MemBandwidthTriad,
+    Metric::IoWriteBandwidth,
+];
+
+fn metric(b: &BackendSummary, m: Metric) -> Option<&MetricSummary> {
+    b.metrics.get(m.name())
+}
+
+/// `a / b` with the conservative interval of the two medians' intervals; `None` when either
+/// median is not positive.
+pub fn ratio(a: &Estimate, b: &Estimate) -> Option<Estimate> {
+    if a.point <= 0.0 || b.point <= 0.0 {
+        return None;
+    }
+    let upper = if b.lower > 0.0 {
+        a.upper / b.lower
+    } else {
+        f64::INFINITY
+    };
+    Some(Estimate {
+        point: a.point / b.point,
+        lower: a.lower.max(0.0) / b.upper,
+        upper,
+        level: a.level.min(b.level),
+    })
+}
+
+fn factor(e: &Estimate) -> String {
+    let n = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.1}")
+        } else {
+            "∞".to_string()
+        }
+    };
+    if e.lower == e.point && e.upper == e.point {
+        format!("{}×", n(e.point))
+    } else {
+        format!("{}× [{}, {}]", n(e.point), n(e.lower), n(e.upper))
+    }
+}
+
+fn percent(e: &Estimate) -> String {
+    if e.lower == e.point && e.upper == e.point {
+        format!("{:.0}%", e.point * 100.0)
+    } else {
+        format!(
+            "{:.0}% [{:.0}, {:.0}]",
+            e.point * 100.0,
+            e.lower * 100.0,
+            e.upper * 100.0
+        )
+    }
+}
+
+fn ran(b: &BackendSummary) -> bool {
+    matches!(b.info.availability, crate::results::Availability::Available)
+}
+
+/// The findings, each a sentence of plain text (callers escape it for their format).
+pub fn findings(s: &RunSummary) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lowest_level: f64 = 1.0;
+    let mut note_level = |e: &Estimate| {
+        if e.level > 0.0 {
+            lowest_level = lowest_level.min(e.level);
+        }
+    };
+    let group = |b: &BackendSummary| Group::of(&b.info);
+    let vms: Vec<&BackendSummary> = s
+        .backends
+        .iter()
+        .filter(|b| ran(b) && group(b) == Group::Vms)
+        .filter(|b| metric(b, Metric::ReadyLatency).is_some())
+        .collect();
+
+    // Startup: containers and sandboxes against each VM.
+    for c in s
+        .backends
+        .iter()
+        .filter(|b| ran(b) && matches!(group(b), Group::Containers | Group::Sandbox))
+    {
+        let Some(cr) = metric(c, Metric::ReadyLatency) else {
+            continue;
+        };
+        let pairs: Vec<String> = vms
+            .iter()
+            .filter_map(|v| {
+                let vr = metric(v, Metric::ReadyLatency)?;
+                let r = ratio(&vr.stats.median_ci, &cr.stats.median_ci)?;
+                note_level(&r);
+                Some(format!(
+                    "{} faster than {} ({})",
+                    factor(&r),
+                    v.info.backend,
+                    format_value(vr.stats.median, "s")
+                ))
+            })
+            .collect();
+        if !pairs.is_empty() {
+            out.push(format!(
+                "{} was ready in {}: {}.",
+                c.info.backend,
+                format_value(cr.stats.median, "s"),
+                pairs.join(", ")
+            ));
+        }
+    }
+
+    // A backend that ran but was never ready has no startup figure: say so, not nothing.
+    let never_ready: Vec<String> = s
+        .backends
+        .iter()
+        .filter(|b| ran(b) && b.failed_runs > 0 && metric(b, Metric::ReadyLatency).is_none())
+        .map(|b| format!("{} ({} failed)", b.info.backend, b.failed_runs))
+        .collect();
+    if !never_ready.is_empty() {
+        out.push(format!(
+            "No startup figure for {}: every measured run failed, so no startup comparison is \
+             made with {}.",
+            never_ready.join(", "),
+            if never_ready.len() == 1 { "it" } else { "them" }
+        ));
+    }
+
+    // What each backend's isolation layers cost, from the stack diagram's own figures.
+    for col in columns(s).iter().filter(|c| c.group != Group::Native) {
+        let Some(b) = s.backend(&col.backend) else {
+            continue;
+        };
+        let isolating: Vec<_> = col
+            .boxes
+            .iter()
+            .filter(|x| {
+                matches!(
+                    x.layer,
+                    Layer::Runtime | Layer::Sentry | Layer::GuestOs | Layer::Hypervisor
+                )
+            })
+            .collect();
+        let mut parts = Vec::new();
+        if let Some(o) = metric(b, Metric::MemoryOverhead) {
+            note_level(&o.stats.median_ci);
+            let ci = &o.stats.median_ci;
+            let interval = if ci.lower == ci.upper {
+                String::new()
+            } else {
+                format!(
+                    " [{}, {}]",
+                    format_value(ci.lower, "B"),
+                    format_value(ci.upper, "B")
+                )
+            };
+            parts.push(format!(
+                "{}{interval} of memory per instance over native",
+                format_value(o.stats.median, "B")
+            ));
+        }
+        if let Some(d) = metric(b, Metric::MemoryDaemon) {
+            parts.push(format!(
+                "{} in daemons shared by every instance on the host",
+                format_value(d.stats.median, "B")
+            ));
+        }
+        let disk: Vec<String> = isolating
+            .iter()
+            .filter_map(|x| {
+                let name = match x.layer {
+                    Layer::Runtime => "runtime",
+                    Layer::Sentry => "Sentry",
+                    Layer::GuestOs => "guest OS",
+                    _ => "hypervisor",
+                };
+                x.disk.map(|d| format!("{name} {}", format_value(d, "B")))
+            })
+            .collect();
+        if !disk.is_empty() {
+            parts.push(format!("{} on disk", disk.join(", ")));
+        }
+        if !parts.is_empty() {
+            out.push(format!(
+                "{}'s isolation layers cost {}.",
+                col.backend,
+                parts.join("; ")
+            ));
+        }
+    }
+
+    // Throughput kept relative to native.
+    for m in THROUGHPUT {
+        let kept: Vec<String> = s
+            .backends
+            .iter()
+            .filter(|b| ran(b) && b.info.stack != Stack::Native)
+            .filter_map(|b| {
+                let r = metric(b, m)?.ratio_to_native.as_ref()?;
+                note_level(r);
+                Some(format!("{} {}", b.info.backend, percent(r)))
+            })
+            .collect();
+        let native = s
+            .backends
+            .iter()
+            .find(|b| b.info.stack == Stack::Native)
+            .and_then(|b| metric(b, m));
+        if let (false, Some(n)) = (kept.is_empty(), native) {
+            out.push(format!(
+                "Of native's {} {}, each kept: {}.",
+                m.name(),
+                format_value(n.stats.median, &n.unit),
+                kept.join(", ")
+            ));
+        }
+    }
+
+    let tcg = super::html::tcg_backends(s);
+    if !tcg.is_empty() {
+        out.push(format!(
+            "Emulated: {} ran under TCG (QEMU translating every guest instruction), so {} \
+             startup and throughput are far slower than under KVM{}.",
+            tcg.join(", "),
+            if tcg.len() == 1 { "its" } else { "their" },
+            if tcg.len() == 1 {
+                ""
+            } else {
+                "; compare them with each other"
+            }
+        ));
+    }
+    if lowest_level < CONFIDENCE - 1e-9 {
+        out.push(format!(
+            "Intervals in brackets cover only {:.0}% with {} measured runs per backend (95% \
+             needs at least 6).",
+            lowest_level * 100.0,
+            s.runs
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::stack::tests_support::{backend, summary};
+
+    fn with_ci(mut b: BackendSummary, m: &str, lower: f64, upper: f64) -> BackendSummary {
+        let ci = &mut b.metrics.get_mut(m).unwrap().stats.median_ci;
+        ci.lower = lower;
+        ci.upper = upper;
+        ci.level = 0.5;
+        b
+    }
+
+    #[test]
+    fn sentences_carry_the_summarys_numbers() {
+        let native = backend(
+            "native",
+            Stack::Native,
+            &[("ready_latency", "s", 0.002), ("http_rps", "1/s", 20_000.0)],
+        );
+        let container = with_ci(
+            backend(
+                "container",
+                Stack::Container,
+                &[
+                    ("ready_latency", "s", 0.004),
+                    ("memory_overhead", "B", 1_048_576.0),
+                    ("disk.runtime", "B", 10.0 * 1_048_576.0),
+                    ("http_rps", "1/s", 18_000.0),
+                ],
+            ),
+            "ready_latency",
+            0.002,
+            0.008,
+        );
+        let mut container = container;
+        container
+            .metrics
+            .get_mut("http_rps")
+            .unwrap()
+            .ratio_to_native = Some(Estimate {
+            point: 0.9,
+            lower: 0.85,
+            upper: 0.95,
+            level: 0.95,
+        });
+        let vm = with_ci(
+            backend(
+                "vm",
+                Stack::Vm,
+                &[
+                    ("ready_latency", "s", 2.0),
+                    ("disk.guest_os", "B", 64.0 * 1_048_576.0),
+                    ("disk.hypervisor", "B", 32.0 * 1_048_576.0),
+                ],
+            ),
+            "ready_latency",
+            1.6,
+            2.4,
+        );
+        let s = summary(vec![native, container, vm]);
+        let f = findings(&s);
+        // 2 s / 4 ms = 500; [1.6 / 0.008, 2.4 / 0.002] = [200, 1200].
+        assert_eq!(
+            f[0],
+            "container was ready in 4 ms: 500.0× [200.0, 1200.0] faster than vm (2 s)."
+        );
+        assert_eq!(
+            f[1],
+            "container's isolation layers cost 1 MiB of memory per instance over native; \
+             runtime 10 MiB on disk."
+        );
+        assert_eq!(
+            f[2],
+            "vm's isolation layers cost guest OS 64 MiB, hypervisor 32 MiB on disk."
+        );
+        assert_eq!(
+            f[3],
+            "Of native's http_rps 20 k/s, each kept: container 90% [85, 95]."
+        );
+        assert!(f[4].starts_with("Emulated: vm ran under TCG"), "{}", f[4]);
+        // Every output opens with them, before its tables.
+        let table = crate::report::terminal::table(&s);
+        let md = crate::report::markdown::summary(&s);
+        for out in [&table, &md] {
+            let at = out.find(&f[0]).expect("findings missing");
+            assert!(at < out.find("| backend").or(out.find("backend ")).unwrap());
+        }
+        assert_eq!(
+            f[5],
+            "Intervals in brackets cover only 50% with 1 measured runs per backend (95% needs \
+             at least 6)."
+        );
+    }
+
+    #[test]
+    fn a_backend_whose_runs_all_failed_is_named() {
+        let mut vm = backend("vm", Stack::Vm, &[("disk.guest_os", "B", 1e6)]);
+        vm.failed_runs = 2;
+        let f = findings(&summary(vec![
+            backend("runc", Stack::Container, &[("ready_latency", "s", 0.02)]),
+            vm,
+        ]));
+        assert!(
+            f[0].starts_with("No startup figure for vm (2 failed): every measured run failed"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_container_with_no_vm_to_compare_gets_no_startup_sentence() {
+        let s = summary(vec![backend(
+            "runc",
+            Stack::Container,
+            &[("ready_latency", "s", 0.02)],
+        )]);
+        assert!(findings(&s).iter().all(|f| !f.contains("faster than")));
+    }
+
+    #[test]
+    fn the_ratio_interval_is_conservative() {
+        let e = |point, lower, upper| Estimate {
+            point,
+            lower,
+            upper,
+            level: 0.95,
+        };
+        let r = ratio(&e(10.0, 8.0, 12.0), &e(2.0, 1.0, 4.0)).unwrap();
+        assert_eq!((r.point, r.lower, r.upper), (5.0, 2.0, 12.0));
+        assert!(ratio(&e(1.0, 1.0, 1.0), &e(0.0, 0.0, 0.0)).is_none());
+        assert!(ratio(&e(1.0, 1.0, 1.0), &e(1.0, 0.0, 2.0))
+            .unwrap()
+            .upper
+            .is_infinite());
+    }
+}
