@@ -145,11 +145,12 @@ fn kernel_build(args: &cli::KernelBuildArgs) -> Result<u8, Failure> {
         },
     )?;
     println!(
-        "minimal guest kernel {} (linux-source {}, config {}): vmlinux {:.1} MiB at {}, \
-         built in {}",
+        "minimal guest kernel {} (linux-source {}, config {}): image {:.1} MiB (the vmlinux \
+         file, {:.1} MiB, pads its segments to 2 MiB) at {}, built in {}",
         built.release,
         built.source_version,
         built.config_hash,
+        built.image_bytes as f64 / (1024.0 * 1024.0),
         built.vmlinux_bytes as f64 / (1024.0 * 1024.0),
         built.vmlinux.display(),
         humantime::format_duration(std::time::Duration::from_secs(

@@ -11,9 +11,13 @@
 //! Where: the cache (`image::cache_dir()`), keyed by the hash of the fragment, the source's
 //! package version and the build recipe ([`BuildKey`]): `kernels/minimal-KEY/` holds the
 //! `vmlinux`, the resolved `.config` and `build.json`; `kernel-build/SOURCE-VERSION/` the
-//! unpacked source and one object directory per key, so a changed fragment rebuilds only what
-//! it changes. `CVM_KERNEL_SOURCE` names another source tarball, `CVM_KERNEL_BUILD_DIR` another
-//! work directory.
+//! unpacked source and its one object directory (`obj`), kept and shared by every fragment:
+//! Kbuild tracks which objects read which option, so a changed fragment recompiles only what it
+//! touches (turning on `SERIAL_8250_PNP` recompiled 3 files in 36 s on the reference host,
+//! against about 50 minutes for the first build). `CVM_KERNEL_SOURCE` names another source
+//! tarball, `CVM_KERNEL_BUILD_DIR` another work directory (then one per source, by whoever sets
+//! it). `make` runs at the lowest CPU priority (`nice -n 19`): a build of most of an hour must
+//! not slow what else the host is measuring.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
@@ -218,7 +222,15 @@ pub struct Built {
     pub config_hash: String,
     pub key: String,
     pub build_seconds: f64,
+    /// The size of the `vmlinux` file.
     pub vmlinux_bytes: u64,
+    /// What the kernel image holds: its allocated sections with contents (text, read-only
+    /// data, data, init code and data; not bss), without the padding of the file. x86-64's
+    /// linker script starts read-only data and data on 2 MiB boundaries (for huge-page
+    /// mappings) and the segments sit at 2 MiB-aligned file offsets, so about half of the
+    /// file is zeros the guest frees at boot. 0 in a record written before it was counted.
+    #[serde(default)]
+    pub image_bytes: u64,
     #[serde(skip)]
     pub vmlinux: PathBuf,
 }
@@ -339,7 +351,7 @@ pub fn build(
         None => cache.join("kernel-build").join(&source.version),
     };
     let srctree = unpack(&source, &workdir, progress)?;
-    let objdir = workdir.join(format!("obj-{}", key.key));
+    let objdir = workdir.join("obj");
     let work_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| MinimalKernelError::Workdir { path, source }
@@ -402,9 +414,9 @@ pub fn build(
     fs::create_dir_all(&staging).map_err(install_err)?;
     fs::copy(objdir.join("vmlinux"), staging.join("vmlinux")).map_err(install_err)?;
     fs::write(staging.join("config"), &resolved).map_err(install_err)?;
-    let vmlinux_bytes = fs::metadata(staging.join("vmlinux"))
-        .map(|m| m.len())
-        .map_err(install_err)?;
+    let image = fs::read(staging.join("vmlinux")).map_err(install_err)?;
+    let vmlinux_bytes = image.len() as u64;
+    let image_bytes = elf_content_bytes(&image).unwrap_or(vmlinux_bytes);
     let built = Built {
         profile: PROFILE.into(),
         release,
@@ -413,6 +425,7 @@ pub fn build(
         key: key.key.clone(),
         build_seconds: started.elapsed().as_secs_f64(),
         vmlinux_bytes,
+        image_bytes,
         vmlinux: out_dir.join("vmlinux"),
     };
     let record = serde_json::to_string_pretty(&built).expect("a Built serialises");
@@ -513,7 +526,8 @@ fn make(
         .map_err(log_err)?;
     let mut o = OsArg::new();
     o.push("O=", objdir);
-    let mut child = Command::new("make")
+    let mut child = Command::new("nice")
+        .args(["-n", "19", "make"])
         .arg("-C")
         .arg(srctree)
         .arg(o.0)
@@ -578,6 +592,36 @@ fn make(
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+/// The bytes of an ELF64 (little-endian) file's allocated sections that have contents
+/// (`SHF_ALLOC`, not `SHT_NOBITS`): what the image holds, without alignment padding. `None`
+/// when `elf` is not such a file.
+pub fn elf_content_bytes(elf: &[u8]) -> Option<u64> {
+    const SHT_NOBITS: u32 = 8;
+    const SHF_ALLOC: u64 = 2;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    // ELF magic, 64-bit class, little-endian.
+    if elf.get(0..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let shoff = usize::try_from(u64_at(0x28)?).ok()?;
+    let shentsize = usize::from(u16_at(0x3a)?);
+    let shnum = usize::from(u16_at(0x3c)?);
+    if shentsize < 0x28 {
+        return None;
+    }
+    let mut total = 0u64;
+    for i in 0..shnum {
+        let h = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        let (kind, flags, size) = (u32_at(h + 4)?, u64_at(h + 8)?, u64_at(h + 0x20)?);
+        if flags & SHF_ALLOC != 0 && kind != SHT_NOBITS {
+            total = total.checked_add(size)?;
+        }
+    }
+    Some(total)
+}
 
 #[cfg(test)]
 mod tests {
@@ -688,6 +732,7 @@ mod tests {
             key: "k".into(),
             build_seconds: 12.5,
             vmlinux_bytes: 42,
+            image_bytes: 21,
             vmlinux: dir.path().join("vmlinux"),
         };
         fs::write(
@@ -701,6 +746,45 @@ mod tests {
             Built::read(dir.path()),
             Err(MinimalKernelError::BadRecord { .. })
         ));
+    }
+
+    /// An ELF64 file with the given sections: (type, flags, size).
+    fn elf_with(sections: &[(u32, u64, u64)]) -> Vec<u8> {
+        let mut f = vec![0u8; 0x40];
+        f[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        f[0x28..0x30].copy_from_slice(&0x40u64.to_le_bytes());
+        f[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
+        f[0x3c..0x3e].copy_from_slice(&(sections.len() as u16).to_le_bytes());
+        for (kind, flags, size) in sections {
+            let mut h = vec![0u8; 0x40];
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[8..16].copy_from_slice(&flags.to_le_bytes());
+            h[0x20..0x28].copy_from_slice(&size.to_le_bytes());
+            f.extend(h);
+        }
+        f
+    }
+
+    #[test]
+    fn image_content_counts_allocated_sections_with_contents_only() {
+        const PROGBITS: u32 = 1;
+        const SYMTAB: u32 = 2;
+        const NOBITS: u32 = 8;
+        const ALLOC: u64 = 2;
+        let elf = elf_with(&[
+            (0, 0, 0),
+            (PROGBITS, ALLOC | 4, 6000),  // .text
+            (PROGBITS, ALLOC, 500),       // .rodata
+            (NOBITS, ALLOC | 1, 100_000), // .bss: zeroed at boot, not in the image
+            (SYMTAB, 0, 7000),            // .symtab: not loaded
+            (PROGBITS, 0, 40),            // .comment: not loaded
+        ]);
+        assert_eq!(elf_content_bytes(&elf), Some(6500));
+        assert_eq!(elf_content_bytes(b"\x7fELF\x01\x01"), None, "32-bit");
+        assert_eq!(elf_content_bytes(b"MZ"), None);
+        let mut truncated = elf.clone();
+        truncated.truncate(0x40 + 0x40 + 10);
+        assert_eq!(elf_content_bytes(&truncated), None);
     }
 
     #[test]
