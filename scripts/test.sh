@@ -16,9 +16,12 @@ cargo test --workspace --no-fail-fast
 # CVM_TEST_MINIMAL_KERNEL: 1 builds it if needed and runs, 0 skips; unset, it runs when the
 # build is cached, and CI (CVM_REQUIRE_HOST=1) builds it when it is not.
 cvm=(cargo run -q --bin cvm --)
+# The tests run cvm with a cache of their own; the kernel built once for the host is shared.
+export CVM_MINIMAL_KERNEL_DIR=${CVM_MINIMAL_KERNEL_DIR:-/var/cache/cvm/kernels}
 minimal=${CVM_TEST_MINIMAL_KERNEL:-}
 if [[ -z "$minimal" ]]; then
-  if "${cvm[@]}" backends | grep -Eq '^vm-minimal +available'; then
+  # (grep without -q reads all of it: an early exit would fail the pipeline under pipefail)
+  if "${cvm[@]}" backends | grep -E '^vm-minimal +available' >/dev/null; then
     minimal=1
   elif [[ "${CVM_REQUIRE_HOST:-}" == 1 ]]; then
     minimal=1
@@ -30,8 +33,9 @@ if [[ -z "$minimal" ]]; then
 fi
 if [[ "$minimal" == 1 ]]; then
   "${cvm[@]}" kernel build
-  CVM_KERNEL=minimal cargo test --no-fail-fast --test vm --test measure --test byo
-  CVM_KERNEL=minimal cargo test --no-fail-fast --test faults_backends -- vm
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test vm --test byo
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test measure --test readiness \
+    --test faults_backends -- vm
 fi
 # Fuzz smoke: each cargo-fuzz target for 20 s from the committed corpus (stable Rust through
 # RUSTC_BOOTSTRAP=1; needs g++ from build-essential). The corpus replay itself already ran above,

@@ -38,6 +38,16 @@ const RECIPE: &str = "allnoconfig + KCONFIG_ALLCONFIG fragment, make vmlinux, v1
 pub const SOURCE_ENV: &str = "CVM_KERNEL_SOURCE";
 /// Overrides the directory the source is unpacked and built in.
 pub const BUILD_DIR_ENV: &str = "CVM_KERNEL_BUILD_DIR";
+/// Overrides where builds are installed and found (default: the cache's `kernels/`), so runs
+/// with a cache of their own (the tests) can boot a kernel built once for the host.
+pub const KERNELS_DIR_ENV: &str = "CVM_MINIMAL_KERNEL_DIR";
+
+/// Where builds live: `$CVM_MINIMAL_KERNEL_DIR`, else `cache/kernels`.
+pub fn kernels_dir(cache: &Path) -> PathBuf {
+    std::env::var_os(KERNELS_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("kernels"))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MinimalKernelError {
@@ -202,10 +212,9 @@ impl BuildKey {
         }
     }
 
-    pub fn dir(&self, cache: &Path) -> PathBuf {
-        cache
-            .join("kernels")
-            .join(format!("{PROFILE}-{}", self.key))
+    /// The build's directory under `kernels` (see [`kernels_dir`]).
+    pub fn dir(&self, kernels: &Path) -> PathBuf {
+        kernels.join(format!("{PROFILE}-{}", self.key))
     }
 }
 
@@ -253,7 +262,7 @@ impl Built {
 pub fn find_built(cache: &Path) -> Result<Built, MinimalKernelError> {
     let source = Source::find()?;
     let key = BuildKey::new(FRAGMENT, &source.version);
-    let dir = key.dir(cache);
+    let dir = key.dir(&kernels_dir(cache));
     if !dir.join("vmlinux").is_file() || !dir.join("build.json").is_file() {
         return Err(MinimalKernelError::NotBuilt { key: key.key });
     }
@@ -337,7 +346,8 @@ pub fn build(
     }
     let source = source.expect("no missing packages, so the source was found");
     let key = BuildKey::new(FRAGMENT, &source.version);
-    let out_dir = key.dir(cache);
+    let kernels = kernels_dir(cache);
+    let out_dir = key.dir(&kernels);
     if !opts.force {
         if let Ok(built) = Built::read(&out_dir) {
             if built.vmlinux.is_file() {
@@ -406,10 +416,7 @@ pub fn build(
         path: out_dir.clone(),
         source,
     };
-    let staging =
-        cache
-            .join("kernels")
-            .join(format!(".{PROFILE}-{}.tmp-{}", key.key, std::process::id()));
+    let staging = kernels.join(format!(".{PROFILE}-{}.tmp-{}", key.key, std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(install_err)?;
     fs::copy(objdir.join("vmlinux"), staging.join("vmlinux")).map_err(install_err)?;
@@ -670,7 +677,7 @@ mod tests {
         assert_eq!(config_hash(), BuildKey::new(FRAGMENT, "x").config_hash);
         assert!(a
             .dir(Path::new("/c"))
-            .ends_with(format!("kernels/minimal-{}", a.key)));
+            .ends_with(format!("c/minimal-{}", a.key)));
     }
 
     #[test]
