@@ -34,6 +34,7 @@ fi
 if [[ "$minimal" == 1 ]]; then
   "${cvm[@]}" kernel build
   CVM_KERNEL=minimal cargo test --no-fail-fast --test vm --test byo
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test disk -- vm_counts every_backend
   CVM_KERNEL=minimal cargo test --no-fail-fast --test measure --test readiness \
     --test faults_backends -- vm
 fi
