@@ -645,6 +645,9 @@ mod tests {
             "CONFIG_VIRTIO_CONSOLE=y",
             "CONFIG_EXT4_FS=y",
             "CONFIG_SERIAL_8250_CONSOLE=y",
+            // Without it the UART has no usable IRQ on the microvm and user space cannot write
+            // to the console (the marker channel).
+            "CONFIG_SERIAL_8250_PNP=y",
             "CONFIG_DEVTMPFS=y",
             "CONFIG_BLK_DEV_INITRD=y",
             "# CONFIG_MODULES is not set",
