@@ -372,7 +372,6 @@ pub fn run(config: &Config, interrupted: &AtomicBool) -> Result<Report, String> 
     let token = format!("k{:04x}", rng.u16(..));
     let opts = HostOptions {
         accel: Some(config.accel),
-        kernel: None,
         ..Default::default()
     };
     let usage_start = SelfUsage::now();

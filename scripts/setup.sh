@@ -4,16 +4,23 @@
 #
 #   scripts/setup.sh            what `cvm compare` needs (QEMU, a guest kernel, busybox, runc, crun)
 #                               and what building cvm needs
+#   scripts/setup.sh --kernel   also what `cvm kernel build` needs (Debian's kernel source and
+#                               the kernel's build tools), for cvm's minimal guest kernel
 #   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test,
-#                               Ansible and sshd for the fleet test)
+#                               Ansible and sshd for the fleet test, and the kernel build: CI
+#                               boots the VM tests with both kernels)
 set -euo pipefail
 
 # The package lists live in scripts/packages/, one package a line: the Ansible role that prepares
 # the hosts of a fleet (deploy/ansible) reads compare.txt too, so the two never drift apart.
 lists=(compare build)
-if [[ "${1:-}" == "--test" ]]; then
-  lists+=(test)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --test) lists+=(test kernel) ;;
+    --kernel) lists+=(kernel) ;;
+    *) echo "scripts/setup.sh: unknown option $arg (--kernel, --test)" >&2; exit 2 ;;
+  esac
+done
 want=()
 for list in "${lists[@]}"; do
   # Strip comments and blank lines; the first word of what is left is the package.

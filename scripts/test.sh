@@ -8,6 +8,36 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
+# The VM tests again with cvm's minimal guest kernel ($CVM_KERNEL is --kernel's default, so
+# their `vm` runs as `vm-minimal`). The kernel is built once per configuration hash and source
+# version and kept in the cache: a build already there is reused, and its object directory is
+# kept, so a changed assets/kernel/minimal.config recompiles only what it touches; only a first
+# build (or a new linux-source) pays the full ~50 minutes on a 2-CPU host.
+# CVM_TEST_MINIMAL_KERNEL: 1 builds it if needed and runs, 0 skips; unset, it runs when the
+# build is cached, and CI (CVM_REQUIRE_HOST=1) builds it when it is not.
+cvm=(cargo run -q --bin cvm --)
+# The tests run cvm with a cache of their own; the kernel built once for the host is shared.
+export CVM_MINIMAL_KERNEL_DIR=${CVM_MINIMAL_KERNEL_DIR:-/var/cache/cvm/kernels}
+minimal=${CVM_TEST_MINIMAL_KERNEL:-}
+if [[ -z "$minimal" ]]; then
+  # (grep without -q reads all of it: an early exit would fail the pipeline under pipefail)
+  if "${cvm[@]}" backends | grep -E '^vm-minimal +available' >/dev/null; then
+    minimal=1
+  elif [[ "${CVM_REQUIRE_HOST:-}" == 1 ]]; then
+    minimal=1
+  else
+    echo "scripts/test.sh: the minimal guest kernel is not built; skipping the VM tests with it" \
+      "(CVM_TEST_MINIMAL_KERNEL=1 builds it: about 50 minutes on 2 CPUs)" >&2
+    minimal=0
+  fi
+fi
+if [[ "$minimal" == 1 ]]; then
+  "${cvm[@]}" kernel build
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test vm --test byo
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test disk -- vm_counts every_backend
+  CVM_KERNEL=minimal cargo test --no-fail-fast --test measure --test readiness \
+    --test faults_backends -- vm
+fi
 # Fuzz smoke: each cargo-fuzz target for 20 s from the committed corpus (stable Rust through
 # RUSTC_BOOTSTRAP=1; needs g++ from build-essential). The corpus replay itself already ran above,
 # in `cargo test` (tests/fuzz_corpus.rs). The long run is scripts/fuzz.sh.

@@ -45,6 +45,27 @@ pub enum Command {
     /// Run a scenario on every host of an Ansible inventory, fetch each host's results and merge
     /// them into one report; exits 1 when any host failed (the others are still merged)
     Fleet(FleetArgs),
+    /// cvm's minimal guest kernel (the `vm-minimal` backend, `--kernel minimal`)
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Build the minimal guest kernel from Debian's linux-source into the cache (keyed by the
+    /// hash of assets/kernel/minimal.config and the source version; an existing build is reused)
+    Build(KernelBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KernelBuildArgs {
+    /// Parallel compile jobs [default: the number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+
+    /// Rebuild even if a build for this configuration and source exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -105,9 +126,11 @@ pub struct CompareArgs {
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
 
-    /// Guest kernel (bzImage) for the VM backends [default: found under /boot]
-    #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
+    /// The `vm` backend's guest kernel: `distro` (found under /boot), `minimal` (cvm's own,
+    /// from `cvm kernel build`; `vm` then runs as `vm-minimal`) or a bzImage PATH, which
+    /// `vm-classic` boots too [default: the scenario's `[vm] kernel`, else distro]
+    #[arg(long, value_name = "minimal|distro|PATH", env = "CVM_KERNEL")]
+    pub kernel: Option<String>,
 
     #[command(flatten)]
     pub docker: DockerArgs,

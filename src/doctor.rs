@@ -83,7 +83,7 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             Some("apt-get install qemu-system-x86 (or scripts/setup.sh)"),
         ),
     });
-    out.push(match &opts.kernel {
+    out.push(match opts.kernel.path() {
         Some(k) if std::fs::File::open(k).is_ok() => {
             check(Ok, "guest kernel", k.display().to_string(), None)
         }
@@ -166,7 +166,7 @@ fn kvm_check(opts: &HostOptions) -> Check {
             Some("enable virtualisation (or nested virtualisation) for this host"),
         );
     }
-    let kernel = kernel::find(opts.kernel.as_deref())
+    let kernel = kernel::find(opts.kernel.path())
         .ok()
         .filter(|k| std::fs::File::open(k).is_ok());
     if vm::find_qemu().is_none() || kernel.is_none() {

@@ -64,7 +64,10 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let docker = args.docker.options().map_err(Failure::usage)?;
             let verdict = doctor::doctor(&backend::HostOptions {
                 accel: None,
-                kernel: args.kernel,
+                kernel: args
+                    .kernel
+                    .map(backend::vm::KernelChoice::Path)
+                    .unwrap_or_default(),
                 docker,
             });
             Ok(if verdict.ready() {
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 exit::RUN_FAILED
             })
         }
+        Command::Kernel(cli::KernelCommand::Build(args)) => kernel_build(&args),
         Command::Diff(args) => diff::command(&args),
         Command::Check(args) => {
             let bounds = bounds::load(&args.bounds).map_err(Failure::usage)?;
@@ -120,6 +124,42 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `cvm kernel build`: progress on stderr, the summary on stdout.
+fn kernel_build(args: &cli::KernelBuildArgs) -> Result<u8, Failure> {
+    use backend::vm::minimal::{self, MinimalKernelError};
+    let jobs = args.jobs.map(|j| j as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let opts = minimal::BuildOptions {
+        jobs,
+        force: args.force,
+    };
+    let built = minimal::build(&image::cache_dir(), &opts, &mut std::io::stderr()).map_err(
+        |e| match e {
+            MinimalKernelError::MissingPackages(_) | MinimalKernelError::NoSource(_) => {
+                Failure::usage(e)
+            }
+            e => Failure::run(anyhow::Error::new(e).context("cannot build the minimal kernel")),
+        },
+    )?;
+    println!(
+        "minimal guest kernel {} (linux-source {}, config {}): image {:.1} MiB (the vmlinux \
+         file, {:.1} MiB, pads its segments to 2 MiB) at {}, built in {}",
+        built.release,
+        built.source_version,
+        built.config_hash,
+        built.image_bytes as f64 / (1024.0 * 1024.0),
+        built.vmlinux_bytes as f64 / (1024.0 * 1024.0),
+        built.vmlinux.display(),
+        humantime::format_duration(std::time::Duration::from_secs(
+            built.build_seconds.round() as u64
+        )),
+    );
+    Ok(exit::OK)
 }
 
 /// Prints a rendered run's table and writes its Markdown where `--export-markdown` says.

@@ -47,7 +47,7 @@ host_binaries = ["/usr/bin/seq"]
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let rows = cvm::results::read_samples(&out_dir.join("samples.csv")).unwrap();
-    for backend in ["native", "container", "vm"] {
+    for backend in ["native", "container", common::vm_label()] {
         assert!(
             rows.iter()
                 .any(|r| r.backend == backend && r.metric == "ready_latency"),

@@ -452,3 +452,78 @@ fn doctor_names_the_docker_daemon_a_run_would_use() {
         "{text}"
     );
 }
+
+#[test]
+fn kernel_build_without_its_source_exits_2_naming_the_package() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = cvm_cmd()
+        .env("CVM_CACHE_DIR", cache.path())
+        .env("CVM_KERNEL_SOURCE", "/nonexistent/linux-source-6.1.tar.xz")
+        .args(["kernel", "build"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/nonexistent/linux-source-6.1.tar.xz")
+            && err.contains("install linux-source"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "a failed build left files in the cache"
+    );
+}
+
+#[test]
+fn the_minimal_kernel_runs_vm_as_vm_minimal_which_says_how_to_build_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = cvm_cmd()
+        .env("CVM_CACHE_DIR", cache.path())
+        .arg("backends")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("vm-minimal "))
+        .unwrap_or_else(|| panic!("no vm-minimal in:\n{text}"));
+    assert!(
+        line.contains("unavailable") && line.contains("cvm kernel build"),
+        "{line}"
+    );
+
+    // The scenario setting selects it as --kernel does: `vm` is then labelled vm-minimal.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"k\"\nruns = 1\nwarmup = 0\nbackends = [\"vm\"]\n\n[workload]\napplet = \"hello\"\n\n\
+         [vm]\nkernel = \"minimal\"\n",
+    );
+    let out = cvm_cmd()
+        .env("CVM_CACHE_DIR", cache.path())
+        .env_remove("CVM_KERNEL")
+        .args([
+            "compare",
+            "--no-progress",
+            "--scenario",
+            &scenario,
+            "--output",
+        ])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("backend vm-minimal is unavailable"),
+        "{}",
+        stderr(&out)
+    );
+    let bad = write_scenario(
+        dir.path(),
+        "name = \"k\"\n[workload]\napplet = \"hello\"\n[vm]\nkernal = \"minimal\"\n",
+    );
+    let out = cvm(&["compare", "--scenario", &bad]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kernal"), "{}", stderr(&out));
+}

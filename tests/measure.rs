@@ -179,7 +179,7 @@ fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
     let large = run(dir.path(), &mem_scenario(none, 512, 2), "vm");
     let held = run(dir.path(), &mem_scenario(&hold, 512, 2), "vm");
 
-    let vmm = |rows: &[SampleRow]| medians(rows, "memory_vmm")["vm"];
+    let vmm = |rows: &[SampleRow]| medians(rows, "memory_vmm")[common::vm_label()];
     let (a, b) = (vmm(&small), vmm(&large));
     assert!(
         (a - b).abs() <= 0.10 * a.min(b),
@@ -188,7 +188,7 @@ fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
         b / 1048576.0
     );
 
-    let used = |rows: &[SampleRow]| medians(rows, "memory_guest_used")["vm"];
+    let used = |rows: &[SampleRow]| medians(rows, "memory_guest_used")[common::vm_label()];
     let delta = used(&held) - used(&large);
     let want = HOLD_MIB * 1048576.0;
     assert!(

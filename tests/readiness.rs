@@ -40,7 +40,10 @@ fn slow_listener_is_ready_only_once_it_listens(kind: BackendKind, tag: &str) {
     // VMs under TCG, as the other VM tests: the KVM probe is `cvm doctor`'s cost, not a test's.
     let options = HostOptions {
         accel: Some(cvm::backend::vm::accel::AccelChoice::Tcg),
-        kernel: None,
+        // `$CVM_KERNEL`, as `--kernel` reads it: CI reruns the VM tests with the minimal kernel.
+        kernel: cvm::backend::vm::KernelChoice::parse(
+            &std::env::var("CVM_KERNEL").unwrap_or_default(),
+        ),
         ..Default::default()
     };
     let prepared = backend::create(kind, &options)

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{host_has, is_root, stderr};
+use common::{host_has, is_root, stderr, stdout};
 
 fn fake(dir: &Path, name: &str, script: &str) {
     let path = dir.join(name);
@@ -21,12 +21,17 @@ fn fake(dir: &Path, name: &str, script: &str) {
 }
 
 fn run_setup(bin: &Path, guard: &Path) -> std::process::Output {
+    run_setup_with(bin, guard, &[])
+}
+
+fn run_setup_with(bin: &Path, guard: &Path, args: &[&str]) -> std::process::Output {
     let path = format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
     Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh"))
+        .args(args)
         .env("PATH", path)
         .env("CVM_POLICY_RC_D", guard)
         .output()
@@ -93,4 +98,31 @@ fn an_existing_policy_rc_d_is_left_as_it_was() {
     let out = run_setup(bin.path(), &guard);
     assert!(!out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&guard).unwrap(), mine);
+}
+
+#[test]
+fn the_kernel_group_asks_for_the_source_and_the_kernel_build_tools() {
+    if !host_has(is_root(), "scripts/setup.sh runs only as root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let guard = tmp.path().join("policy-rc.d");
+    let bin = fakes(&guard);
+    // The fake dpkg-query knows no package, so everything wanted is listed as being installed.
+    let out = run_setup_with(bin.path(), &guard, &["--kernel"]);
+    let said = stdout(&out);
+    for package in ["linux-source", "bc", "bison", "flex", "libelf-dev"] {
+        assert!(
+            said.split_whitespace().any(|w| w == package),
+            "--kernel does not install {package}: {said}"
+        );
+    }
+    let plain = stdout(&run_setup(bin.path(), &guard));
+    assert!(
+        !plain.contains("bison"),
+        "the default group builds no kernel: {plain}"
+    );
+    let bad = run_setup_with(bin.path(), &guard, &["--kernal"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("unknown option --kernal"));
 }

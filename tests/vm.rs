@@ -126,6 +126,19 @@ fn vm_boots_to_ready_with_every_phase_labelled_with_its_accelerator() {
         csv.contains("machine=microvm"),
         "config recorded with samples"
     );
+    // Which kernel, recorded with every sample: its profile and its configuration's hash.
+    let profile = match std::env::var("CVM_KERNEL").as_deref() {
+        Ok("minimal") => "minimal",
+        Ok("distro") | Err(_) => "distro",
+        Ok(_) => "path",
+    };
+    assert!(
+        csv.lines()
+            .filter(|l| l.contains(",ready_latency,"))
+            .all(|l| l.contains(&format!("kernel_profile={profile}"))
+                && l.contains("kernel_config_hash=")),
+        "kernel profile {profile} not recorded with every sample:\n{csv}"
+    );
     s.assert_nothing_left();
 }
 

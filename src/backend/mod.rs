@@ -217,7 +217,9 @@ impl BackendError {
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
     pub accel: Option<vm::accel::AccelChoice>,
-    pub kernel: Option<PathBuf>,
+    /// The `vm` backend's guest kernel; `vm-minimal` always boots the minimal one and
+    /// `vm-classic` never does.
+    pub kernel: vm::KernelChoice,
     pub docker: docker::DockerOptions,
 }
 
@@ -230,8 +232,9 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
             Box::new(oci::OciBackend::new(kind))
         }
         BackendKind::Docker => Box::new(docker::DockerBackend::new(&opts.docker)),
-        BackendKind::Vm => Box::new(vm::VmBackend::new(vm::qemu::Profile::Micro, opts)),
-        BackendKind::VmClassic => Box::new(vm::VmBackend::new(vm::qemu::Profile::Classic, opts)),
+        BackendKind::Vm | BackendKind::VmMinimal | BackendKind::VmClassic => {
+            Box::new(vm::VmBackend::new(kind, opts))
+        }
         BackendKind::VmUser => Box::new(vm::VmBackend::user_net(opts)),
     }
 }

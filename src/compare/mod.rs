@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::backend::vm::KernelChoice;
 use crate::backend::{self, Availability, Backend, HostOptions, LaunchContext};
 use crate::cli::{CompareArgs, RunOrder};
 use crate::exit::{self, Failure};
@@ -32,8 +33,9 @@ use order::{run_interleaved, run_iterations, BackendEnd, Lane, Plan, Shared};
 pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let scenario = scenario::load(&args.scenario).map_err(Failure::usage)?;
     let docker = args.docker.options().map_err(Failure::usage)?;
-    let kinds = resolve_backends(&args, &scenario).map_err(Failure::usage)?;
-    check_kernel(&args, &kinds).map_err(Failure::usage)?;
+    let kernel = kernel_choice(&args, &scenario);
+    let kinds = resolve_backends(&args, &scenario, &kernel).map_err(Failure::usage)?;
+    check_kernel(&kernel, &kinds).map_err(Failure::usage)?;
     // A baseline that cannot be compared is found before anything is measured.
     if let Some(base) = &args.baseline {
         check_baseline(base, &scenario.name).map_err(Failure::usage)?;
@@ -99,7 +101,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
 
     let opts = HostOptions {
         accel: Some(args.accel),
-        kernel: args.kernel.clone(),
+        kernel,
         docker,
     };
     let backends: Vec<Box<dyn Backend>> =
@@ -362,9 +364,21 @@ fn record_accelerators(meta: &mut RunMeta) {
     }
 }
 
+/// `--kernel` (or `$CVM_KERNEL`), else the scenario's `[vm] kernel`, else the distro kernel.
+fn kernel_choice(args: &CompareArgs, scenario: &Scenario) -> KernelChoice {
+    args.kernel
+        .as_deref()
+        .or(scenario.vm.kernel.as_deref())
+        .map(KernelChoice::parse)
+        .unwrap_or_default()
+}
+
+/// The backends to run, each once, native first. With the minimal kernel chosen, `vm` runs
+/// as `vm-minimal`: the label says which kernel its figures are for.
 fn resolve_backends(
     args: &CompareArgs,
     scenario: &Scenario,
+    kernel: &KernelChoice,
 ) -> Result<Vec<BackendKind>, anyhow::Error> {
     let names: Vec<String> = match &args.backends {
         Some(list) => list.clone(),
@@ -377,7 +391,10 @@ fn resolve_backends(
     };
     let mut kinds = Vec::new();
     for name in names.iter().filter(|n| !n.trim().is_empty()) {
-        let kind: BackendKind = name.parse().map_err(anyhow::Error::msg)?;
+        let mut kind: BackendKind = name.parse().map_err(anyhow::Error::msg)?;
+        if kind == BackendKind::Vm && *kernel == KernelChoice::Minimal {
+            kind = BackendKind::VmMinimal;
+        }
         if !kinds.contains(&kind) {
             kinds.push(kind);
         }
@@ -395,8 +412,8 @@ fn resolve_backends(
 
 /// A `--kernel` that is missing or not a bzImage is bad input, found before anything is built or
 /// measured: the VM backends could only fail later with the same cause, once per backend.
-fn check_kernel(args: &CompareArgs, kinds: &[BackendKind]) -> Result<(), anyhow::Error> {
-    let Some(path) = &args.kernel else {
+fn check_kernel(kernel: &KernelChoice, kinds: &[BackendKind]) -> Result<(), anyhow::Error> {
+    let Some(path) = kernel.path() else {
         return Ok(());
     };
     if !kinds.iter().any(|k| {
@@ -412,7 +429,7 @@ fn check_kernel(args: &CompareArgs, kinds: &[BackendKind]) -> Result<(), anyhow:
         .with_context(|| {
             format!(
                 "--kernel {} cannot be used as the guest kernel (pass a bzImage such as \
-                 /boot/vmlinuz-*, or leave --kernel out to use the host's)",
+                 /boot/vmlinuz-*, `minimal`, or leave --kernel out to use the host's)",
                 path.display()
             )
         })

@@ -8,5 +8,5 @@ mod model;
 pub use load::{builtin_names, builtins, load, parse, ScenarioError};
 pub use model::{
     BackendKind, DensitySpec, ImageSpec, IoStorage, LoadKind, LoadSpec, NetworkMode, Readiness,
-    Resources, Scenario, StartMode, StartSpec, Workload,
+    Resources, Scenario, StartMode, StartSpec, VmSettings, Workload,
 };

@@ -39,9 +39,22 @@ pub struct Scenario {
     pub load: Option<LoadSpec>,
     /// Start N instances per backend and keep them all running (the density scenario).
     pub density: Option<DensitySpec>,
+    /// Settings of the VM backends.
+    #[serde(default)]
+    pub vm: VmSettings,
     /// Warm (back to back, the default) or cold starts.
     #[serde(default)]
     pub start: StartSpec,
+}
+
+/// `[vm]`: settings of the VM backends.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSettings {
+    /// The `vm` backend's guest kernel: `distro` (found under /boot, the default), `minimal`
+    /// (cvm's own, `cvm kernel build`; `vm` then runs as `vm-minimal`) or a bzImage path.
+    /// `--kernel` overrides it; `vm-classic` never boots the minimal kernel.
+    pub kernel: Option<String>,
 }
 
 fn default_runs() -> Spanned<u32> {
@@ -344,13 +357,16 @@ pub enum BackendKind {
     Gvisor,
     Docker,
     Vm,
+    /// `vm` booting cvm's minimal guest kernel: its own label, so a report can set both
+    /// kernels side by side.
+    VmMinimal,
     VmClassic,
     /// `vm` on QEMU's user network whatever the scenario's `network`.
     VmUser,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 9] = [
+    pub const ALL: [BackendKind; 10] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,
@@ -358,6 +374,7 @@ impl BackendKind {
         BackendKind::Gvisor,
         BackendKind::Docker,
         BackendKind::Vm,
+        BackendKind::VmMinimal,
         BackendKind::VmClassic,
         BackendKind::VmUser,
     ];
@@ -371,6 +388,7 @@ impl BackendKind {
             BackendKind::Gvisor => "gvisor",
             BackendKind::Docker => "docker",
             BackendKind::Vm => "vm",
+            BackendKind::VmMinimal => "vm-minimal",
             BackendKind::VmClassic => "vm-classic",
             BackendKind::VmUser => "vm-user",
         }

@@ -80,3 +80,12 @@ pub fn which(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// The label a `vm` run's samples carry: `vm-minimal` when `$CVM_KERNEL` (which `--kernel`
+/// reads) chooses the minimal kernel, as CI's rerun of the VM tests does.
+pub fn vm_label() -> &'static str {
+    match std::env::var("CVM_KERNEL").as_deref().map(str::trim) {
+        Ok("minimal") => "vm-minimal",
+        _ => "vm",
+    }
+}

@@ -58,6 +58,46 @@ pub enum KernelError {
     },
 }
 
+/// Which guest kernel a VM backend boots (`--kernel`, the scenario's `[vm] kernel`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The distribution's kernel: the newest readable `/boot/vmlinuz-*`.
+    #[default]
+    Distro,
+    /// cvm's own, built by `cvm kernel build` (see [`super::minimal`]).
+    Minimal,
+    /// A bzImage the user names.
+    Path(PathBuf),
+}
+
+impl KernelChoice {
+    /// `minimal`, `distro`, or anything else as a path.
+    pub fn parse(s: &str) -> KernelChoice {
+        match s.trim() {
+            "minimal" => KernelChoice::Minimal,
+            "distro" | "" => KernelChoice::Distro,
+            path => KernelChoice::Path(PathBuf::from(path)),
+        }
+    }
+
+    /// The profile recorded with every sample: `distro`, `minimal` or `path`.
+    pub fn profile(&self) -> &'static str {
+        match self {
+            KernelChoice::Distro => "distro",
+            KernelChoice::Minimal => super::minimal::PROFILE,
+            KernelChoice::Path(_) => "path",
+        }
+    }
+
+    /// The bzImage path given, if any (`find` falls back to /boot without one).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            KernelChoice::Path(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 /// The compression of a bzImage payload, from its magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload {
@@ -354,6 +394,19 @@ mod tests {
         b.extend_from_slice(payload);
         b.extend_from_slice(&[0u8; 16]); // trailing bytes a real bzImage has too
         b
+    }
+
+    #[test]
+    fn kernel_choices_parse_with_anything_else_a_path() {
+        assert_eq!(KernelChoice::parse("minimal"), KernelChoice::Minimal);
+        assert_eq!(KernelChoice::parse("distro"), KernelChoice::Distro);
+        assert_eq!(
+            KernelChoice::parse("/boot/vmlinuz-x"),
+            KernelChoice::Path("/boot/vmlinuz-x".into())
+        );
+        assert_eq!(KernelChoice::Minimal.profile(), "minimal");
+        assert_eq!(KernelChoice::parse("./minimal").profile(), "path");
+        assert_eq!(KernelChoice::Distro.path(), None);
     }
 
     #[test]

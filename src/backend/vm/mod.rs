@@ -38,6 +38,7 @@ pub mod console;
 pub mod footprint;
 pub mod instance;
 pub mod kernel;
+pub mod minimal;
 pub mod modules;
 pub mod net;
 pub mod prepare;
@@ -45,6 +46,8 @@ pub mod qemu;
 pub mod qmp;
 
 pub use instance::InstanceError;
+pub use kernel::KernelChoice;
+pub use minimal::MinimalKernelError;
 pub use modules::ModulesError;
 pub use prepare::{find_qemu, kvm_verdict, PrepareError, VmBackend};
 

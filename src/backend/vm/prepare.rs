@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use cvm_proto::vmconf::{self, DiskConfig, NetConfig, VmConfig, VmConfigError};
 
 use super::accel::{self, AccelChoice, AccelDecision, KvmProbe, ProbeGuest};
-use super::kernel::{self, Kernel, KernelError};
+use super::kernel::{self, Kernel, KernelChoice, KernelError};
+use super::minimal::{self, MinimalKernelError};
 use super::modules::{resolve_modules, ModulesError};
 use super::qemu::{self, Accel, Profile, QemuSpec};
 use super::{footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
@@ -46,6 +47,10 @@ pub enum PrepareError {
     Tap(#[source] cvm_runtime::net::NetError),
     #[error("cannot build the initramfs")]
     Initramfs(#[source] InitramfsError),
+    #[error("cannot use the minimal guest kernel")]
+    MinimalKernel(#[source] MinimalKernelError),
+    #[error("a firmware boot needs a bzImage, and the minimal kernel is built as a vmlinux only")]
+    NoBzImage,
     #[error("unknown {INITRAMFS_COMPRESSION_ENV} value {0:?} (none, gzip or zstd)")]
     BadCompression(String),
     #[error("cannot list the hypervisor's files")]
@@ -54,9 +59,12 @@ pub enum PrepareError {
     IoDir(#[source] IoDirError),
 }
 
-/// `vm` or `vm-classic`.
+/// `vm`, `vm-minimal` or `vm-classic`.
 pub struct VmBackend {
+    kind: BackendKind,
     profile: Profile,
+    /// The guest kernel this backend boots, resolved from the host options for its kind.
+    kernel: KernelChoice,
     opts: HostOptions,
     /// Always QEMU's user network, whatever the scenario's `network` (`vm-user`), so a run can
     /// show a VM over its tap and over the user network side by side.
@@ -64,9 +72,24 @@ pub struct VmBackend {
 }
 
 impl VmBackend {
-    pub fn new(profile: Profile, opts: &HostOptions) -> Self {
+    pub fn new(kind: BackendKind, opts: &HostOptions) -> Self {
+        let (profile, kernel) = match kind {
+            BackendKind::VmMinimal => (Profile::Micro, KernelChoice::Minimal),
+            // The conventional VM keeps the distribution's kernel: the minimal one has no
+            // firmware boot path to measure and is not what such a VM runs.
+            BackendKind::VmClassic => (
+                Profile::Classic,
+                match &opts.kernel {
+                    KernelChoice::Minimal => KernelChoice::Distro,
+                    other => other.clone(),
+                },
+            ),
+            _ => (Profile::Micro, opts.kernel.clone()),
+        };
         VmBackend {
+            kind,
             profile,
+            kernel,
             opts: opts.clone(),
             user_net: false,
         }
@@ -75,16 +98,9 @@ impl VmBackend {
     /// The microvm on QEMU's user network (`vm-user`).
     pub fn user_net(opts: &HostOptions) -> Self {
         VmBackend {
+            kind: BackendKind::VmUser,
             user_net: true,
-            ..VmBackend::new(Profile::Micro, opts)
-        }
-    }
-
-    fn backend_kind(&self) -> BackendKind {
-        match self.profile {
-            Profile::Micro if self.user_net => BackendKind::VmUser,
-            Profile::Micro => BackendKind::Vm,
-            Profile::Classic => BackendKind::VmClassic,
+            ..VmBackend::new(BackendKind::Vm, opts)
         }
     }
 }
@@ -96,7 +112,7 @@ pub fn find_qemu() -> Option<PathBuf> {
 
 impl Backend for VmBackend {
     fn kind(&self) -> BackendKind {
-        self.backend_kind()
+        self.kind
     }
     fn stack(&self) -> Stack {
         Stack::Vm
@@ -108,7 +124,16 @@ impl Backend for VmBackend {
                 "apt-get install qemu-system-x86 (or scripts/setup.sh)",
             );
         }
-        match kernel::find(self.opts.kernel.as_deref()) {
+        if self.kernel == KernelChoice::Minimal {
+            return match minimal::find_built(&image::cache_dir()) {
+                Ok(_) => Availability::Available,
+                Err(e) => Availability::unavailable(
+                    e.to_string(),
+                    "run `cvm kernel build` (scripts/setup.sh --kernel installs what it needs)",
+                ),
+            };
+        }
+        match kernel::find(self.kernel.path()) {
             Ok(k) if std::fs::File::open(&k).is_ok() => Availability::Available,
             Ok(k) => Availability::unavailable(
                 format!("the guest kernel {} is not readable", k.display()),
@@ -126,9 +151,9 @@ impl Backend for VmBackend {
         scenario: &Scenario,
         image: &Image,
     ) -> Result<Box<dyn Prepared>, BackendError> {
-        let kind = self.backend_kind();
+        let kind = self.kind;
         let fail = |e| BackendError::prepare(kind, e);
-        let assets = GuestAssets::load(self.opts.kernel.as_deref()).map_err(fail)?;
+        let assets = GuestAssets::load(&self.kernel).map_err(fail)?;
         let decision = assets.decide_accel(self.opts.accel, image).map_err(fail)?;
         if let Some(w) = &decision.warning {
             eprintln!("cvm: {kind}: {w}");
@@ -159,13 +184,17 @@ impl Backend for VmBackend {
         } else {
             None
         };
-        let release = assets.kernel.info.release().to_string();
-        let modules = resolve_modules(
-            Path::new("/lib/modules").join(&release).as_path(),
-            &release,
-            &guest.module_names(self.profile),
-        )
-        .map_err(|e| fail(PrepareError::Modules(e)))?;
+        let release = assets.release.clone();
+        let modules = if assets.builtin_drivers {
+            Vec::new()
+        } else {
+            resolve_modules(
+                Path::new("/lib/modules").join(&release).as_path(),
+                &release,
+                &guest.module_names(self.profile),
+            )
+            .map_err(|e| fail(PrepareError::Modules(e)))?
+        };
         let argv = image.workload_argv(&scenario.workload);
         let config = guest
             .vm_config(argv, &modules)
@@ -181,9 +210,10 @@ impl Backend for VmBackend {
             &image::cache_dir().join("initramfs"),
         )
         .map_err(|e| fail(PrepareError::Initramfs(e)))?;
-        let boot_kernel = match self.profile {
-            Profile::Micro => assets.vmlinux.clone(),
-            Profile::Classic => assets.kernel.bzimage.clone(),
+        let boot_kernel = match (self.profile, &assets.bzimage) {
+            (Profile::Micro, _) => assets.vmlinux.clone(),
+            (Profile::Classic, Some(bzimage)) => bzimage.clone(),
+            (Profile::Classic, None) => return Err(fail(PrepareError::NoBzImage)),
         };
         let tsc_khz = accel::host_tsc_khz();
         let guest_hz = kernel::config_hz(&release);
@@ -201,6 +231,8 @@ impl Backend for VmBackend {
         config.insert("machine".into(), self.profile.machine().into());
         config.insert("boot_path".into(), self.profile.boot_path().into());
         config.insert("kernel".into(), release);
+        config.insert("kernel_profile".into(), self.kernel.profile().into());
+        config.insert("kernel_config_hash".into(), assets.config_hash.clone());
         config.insert("kernel_image".into(), boot_kernel.display().to_string());
         config.insert("cmdline".into(), cmdline.clone());
         if decision.accel == Accel::Tcg {
@@ -333,21 +365,50 @@ fn qemu_cgroup(scenario: &Scenario) -> Option<cgroup::Resources> {
     })
 }
 
-/// The kernel, its extracted vmlinux and what the accelerator probe needs.
+/// The kernel, its vmlinux for direct boot and what the accelerator probe needs.
 struct GuestAssets {
-    kernel: Kernel,
     vmlinux: PathBuf,
+    /// The bzImage a firmware boot loads (the minimal kernel has none).
+    bzimage: Option<PathBuf>,
+    /// The kernel's release (`6.1.0-56-amd64`, `6.1.192`).
+    release: String,
+    /// Content hash of the kernel (cache key of the accelerator probe).
+    hash: String,
+    /// Hash of the kernel's configuration, recorded with every sample.
+    config_hash: String,
+    /// The guest's drivers are built in: the initramfs carries no modules.
+    builtin_drivers: bool,
 }
 
 impl GuestAssets {
-    fn load(explicit: Option<&Path>) -> Result<GuestAssets, PrepareError> {
-        let path = kernel::find(explicit).map_err(PrepareError::Kernel)?;
+    fn load(choice: &KernelChoice) -> Result<GuestAssets, PrepareError> {
+        if *choice == KernelChoice::Minimal {
+            let built =
+                minimal::find_built(&image::cache_dir()).map_err(PrepareError::MinimalKernel)?;
+            return Ok(GuestAssets {
+                vmlinux: built.vmlinux,
+                bzimage: None,
+                release: built.release,
+                hash: built.key,
+                config_hash: built.config_hash,
+                builtin_drivers: true,
+            });
+        }
+        let path = kernel::find(choice.path()).map_err(PrepareError::Kernel)?;
         let kernel = Kernel::load(&path).map_err(PrepareError::Kernel)?;
         // Extracted for both profiles: the accelerator probe boots the fast path.
         let vmlinux = kernel
             .vmlinux(&image::cache_dir())
             .map_err(PrepareError::Kernel)?;
-        Ok(GuestAssets { kernel, vmlinux })
+        let release = kernel.info.release().to_string();
+        Ok(GuestAssets {
+            vmlinux,
+            config_hash: distro_config_hash(&release),
+            release,
+            hash: kernel.hash,
+            bzimage: Some(path),
+            builtin_drivers: false,
+        })
     }
 
     fn decide_accel(
@@ -392,7 +453,7 @@ impl GuestAssets {
             qemu: &qemu,
             qemu_version: &version,
             vmlinux: &self.vmlinux,
-            kernel_hash: &self.kernel.hash,
+            kernel_hash: &self.hash,
             initrd,
             cache: &image::cache_dir(),
         })
@@ -407,7 +468,7 @@ pub fn kvm_verdict(opts: &HostOptions) -> Result<KvmProbe, PrepareError> {
     }
     let scenario = crate::scenario::load("startup").map_err(PrepareError::Scenario)?;
     let image = Image::build(&scenario).map_err(PrepareError::Image)?;
-    let assets = GuestAssets::load(opts.kernel.as_deref())?;
+    let assets = GuestAssets::load(&opts.kernel)?;
     let initrd = assets.probe_initrd(&image)?;
     Ok(assets.probe(&initrd))
 }
@@ -510,6 +571,16 @@ impl GuestPlan {
             watch_port: self.watch_port,
             argv,
         }
+    }
+}
+
+/// The short hash of a distribution kernel's configuration (`/boot/config-RELEASE`), or
+/// `unknown` where that file is not installed.
+fn distro_config_hash(release: &str) -> String {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(Path::new("/boot").join(format!("config-{release}"))) {
+        Ok(bytes) => format!("{:x}", Sha256::digest(bytes))[..16].to_string(),
+        Err(_) => "unknown".into(),
     }
 }
 

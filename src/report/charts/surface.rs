@@ -130,6 +130,7 @@ pub fn backend_color(name: &str) -> RGBColor {
         "crun" => RGBColor(44, 160, 44),
         "docker" => RGBColor(148, 103, 189),
         "vm" => RGBColor(214, 39, 40),
+        "vm-minimal" => RGBColor(227, 119, 194),
         "vm-classic" => RGBColor(255, 127, 14),
         "vm-user" => RGBColor(227, 119, 194),
         other => hashed(other),
