@@ -644,6 +644,17 @@ fn a_vm_on_a_private_network_is_reached_over_its_tap_and_the_tap_goes_with_it() 
     });
     // The guest is reached over the tap: QEMU forwards nothing, so it listens on no port.
     assert_eq!(taps().len(), 1, "expected one tap named {tap_prefix}*");
+    // The host never asks for the guest by ARP: its neighbour entry is permanent, with the MAC
+    // QEMU's NIC was given.
+    let neigh = std::process::Command::new("ip")
+        .args(["-4", "neigh", "show", "dev", &taps()[0]])
+        .output()
+        .expect("ip neigh");
+    let neigh = String::from_utf8_lossy(&neigh.stdout).into_owned();
+    assert!(
+        neigh.contains("lladdr 52:54:00:") && neigh.contains("PERMANENT"),
+        "{neigh}"
+    );
     let out = finish(child);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let network = run.meta()["backends"][0]["config"]["network"]
