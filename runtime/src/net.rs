@@ -33,7 +33,7 @@ use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 
-use crate::netlink::{Netlink, LOOPBACK_INDEX};
+use crate::netlink::{self, Netlink, LOOPBACK_INDEX};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -354,10 +354,8 @@ pub fn setup_in(subnet: Subnet, run_id: &str, ns: OwnedFd) -> Result<Link, NetEr
     inside
         .add_address(CONTAINER_INDEX, container_addr, 30)
         .map_err(fail("address the container end", CONTAINER_IFACE))?;
-    let host_index = nix::net::if_::if_nametoindex(link.host_name.as_str())
-        .map_err(|e| fail("find the host end", &link.host_name)(io::Error::from(e)))?;
-    let host_index = i32::try_from(host_index)
-        .map_err(|_| fail("find the host end", &link.host_name)(io::Error::other("index")))?;
+    let host_index =
+        netlink::index_of(&link.host_name).map_err(fail("find the host end", &link.host_name))?;
     let mut host = Netlink::open().map_err(fail("open a netlink socket", &link.host_name))?;
     host.set_up(host_index)
         .map_err(fail("bring up the host end", &link.host_name))?;
@@ -408,9 +406,7 @@ pub fn setup_tap(subnet: Subnet, run_id: &str) -> Result<Link, NetError> {
         link: link.host_name.clone(),
         source,
     };
-    let index = nix::net::if_::if_nametoindex(link.host_name.as_str())
-        .map_err(|e| fail(io::Error::from(e)))?;
-    let index = i32::try_from(index).map_err(|_| fail(io::Error::other("interface index")))?;
+    let index = netlink::index_of(&link.host_name).map_err(fail)?;
     Netlink::open()
         .and_then(|mut nl| nl.add_neighbour(index, container_addr, guest_mac(container_addr)))
         .map_err(fail)?;

@@ -103,6 +103,16 @@ impl Netlink {
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &body)
     }
 
+    /// Creates the bridge `name`, down and without ports.
+    pub fn add_bridge(&mut self, name: &str) -> io::Result<()> {
+        let mut info = Vec::new();
+        attr(&mut info, IFLA_INFO_KIND, b"bridge");
+        let mut body = ifinfomsg(0, 0, 0);
+        attr(&mut body, IFLA_IFNAME, &c_name(name));
+        attr(&mut body, IFLA_LINKINFO, &info);
+        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &body)
+    }
+
     /// Gives interface `index` the address `addr/prefix`.
     pub fn add_address(&mut self, index: i32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
         let mut body = Vec::with_capacity(24);
@@ -241,6 +251,12 @@ impl Netlink {
             };
         }
     }
+}
+
+/// The index of the interface called `name` in the calling thread's network namespace.
+pub fn index_of(name: &str) -> io::Result<i32> {
+    let index = nix::net::if_::if_nametoindex(name).map_err(io::Error::from)?;
+    i32::try_from(index).map_err(|_| io::Error::other(format!("interface index {index}")))
 }
 
 /// `struct ifinfomsg` for interface `index`.

@@ -10,10 +10,10 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use cvm_runtime::net::{host_ipv4_addresses, NetError, Subnet};
+use cvm_runtime::netlink::{self, Netlink};
 
 /// Serialises this process's choices, so its own daemons never pick the same network.
 static CHOOSING: Mutex<()> = Mutex::new(());
@@ -29,10 +29,13 @@ pub enum BridgeError {
     NoPool { subnet: String },
     #[error("every network of the Docker bridge pool of {subnet} is in use on this host")]
     Exhausted { subnet: String },
-    #[error("cannot run `ip` (install iproute2)")]
-    RunIp(#[source] io::Error),
-    #[error("`ip {args}` failed: {stderr}")]
-    Ip { args: String, stderr: String },
+    #[error("cannot {step} {name}")]
+    Netlink {
+        step: &'static str,
+        name: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A bridge cvm created; [`Bridge::remove`] (also on drop) deletes it.
@@ -63,10 +66,19 @@ impl Bridge {
                 network,
                 removed: true,
             };
-            ip(&["link", "add", name, "type", "bridge"])?;
+            let fail = |step| {
+                move |source| BridgeError::Netlink {
+                    step,
+                    name: name.to_string(),
+                    source,
+                }
+            };
+            let mut nl = Netlink::open().map_err(fail("open a netlink socket for"))?;
+            nl.add_bridge(name).map_err(fail("create the bridge"))?;
             bridge.removed = false;
-            let address = format!("{}/{}", network.gateway(), network.prefix());
-            ip(&["addr", "add", &address, "dev", name])?;
+            let index = netlink::index_of(name).map_err(fail("find the bridge"))?;
+            nl.add_address(index, network.gateway(), network.prefix())
+                .map_err(fail("address the bridge"))?;
             // Another process may have taken the same network in the meantime: then neither
             // keeps it (both see the other's address), and each tries the next one.
             let others = host_ipv4_addresses()
@@ -77,7 +89,7 @@ impl Bridge {
                 bridge.remove()?;
                 continue;
             }
-            ip(&["link", "set", name, "up"])?;
+            nl.set_up(index).map_err(fail("bring up the bridge"))?;
             return Ok(bridge);
         }
         Err(BridgeError::Exhausted {
@@ -99,7 +111,13 @@ impl Bridge {
             .join(&self.name)
             .exists()
         {
-            ip(&["link", "delete", &self.name, "type", "bridge"])?;
+            Netlink::open()
+                .and_then(|mut nl| nl.delete(&self.name))
+                .map_err(|source| BridgeError::Netlink {
+                    step: "delete the bridge",
+                    name: self.name.clone(),
+                    source,
+                })?;
         }
         self.removed = true;
         Ok(())
@@ -109,21 +127,5 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         let _ = self.remove();
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), BridgeError> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(BridgeError::RunIp)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(BridgeError::Ip {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
     }
 }
