@@ -16,6 +16,9 @@ named_enum! {
         /// readiness (LISTEN on the port): the probe's bias, negative when the host's probe
         /// succeeded first (a forwarding proxy that accepts before the guest listens).
         ReadyProbeDelay => "ready_probe_delay",
+        /// Host readiness probe requests that went out and gave up unanswered: a slow server
+        /// may still serve (and count) them later, during the load phase.
+        ReadyProbesUnanswered => "ready_probes_unanswered",
         /// `ready_latency` of a backend's first launch of an image built in the same run (its
         /// files never read before: cold in every cache).
         FirstLaunch => "first_launch",
@@ -125,6 +128,7 @@ impl Metric {
             Metric::HttpRequests
             | Metric::HttpErrors
             | Metric::HttpServerRequests
+            | Metric::ReadyProbesUnanswered
             | Metric::RunFailed => Unit::Count,
             Metric::HttpPort | Metric::GuestClockError | Metric::LoadClientCpu => Unit::One,
         }

@@ -286,6 +286,12 @@ impl Runner<'_> {
         }
         if let Some(delay) = timeline.ready_probe_delay() {
             self.sample(iteration, phase, Metric::ReadyProbeDelay, delay)?;
+            self.sample(
+                iteration,
+                phase,
+                Metric::ReadyProbesUnanswered,
+                timeline.probe_unanswered as f64,
+            )?;
         }
         for (name, d) in timeline.phase_durations() {
             let unit = Metric::ReadyLatency.unit().symbol();
