@@ -7,8 +7,6 @@
 //! `/proc/net/tcp{,6}` tables). A forked child does the watching, so init's own loop (waiting
 //! for signals, reaping) is unchanged and the child is gone as soon as it has seen the socket.
 
-use std::time::Duration;
-
 use cvm_proto::Marker;
 use cvm_runtime::listen::ListenWatch;
 use nix::sys::signal::Signal;
@@ -16,10 +14,6 @@ use nix::unistd::ForkResult;
 
 use crate::markers::Markers;
 use crate::Failure;
-
-/// How often the kernel is asked: a few microseconds of its work each time (sock_diag), against
-/// the readiness bias it bounds.
-const POLL: Duration = Duration::from_millis(1);
 
 /// Forks the watcher; the caller (init) stays single-threaded and reaps it like any child.
 pub fn spawn(markers: &Markers, port: u16) -> Result<(), Failure> {
@@ -58,6 +52,6 @@ fn watch(markers: &Markers, port: u16) {
                 return;
             }
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(cvm_runtime::listen::POLL);
     }
 }

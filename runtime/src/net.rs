@@ -268,12 +268,8 @@ fn release(block: u32) {
 
 /// Every IPv4 address on the host's interfaces (whose networks cvm must not reuse).
 pub fn host_ipv4_addresses() -> Vec<Ipv4Addr> {
-    nix::ifaddrs::getifaddrs()
-        .map(|addrs| {
-            addrs
-                .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
-                .collect()
-        })
+    Netlink::open()
+        .and_then(|mut nl| nl.ipv4_addresses())
         .unwrap_or_default()
 }
 

@@ -77,9 +77,6 @@ pub fn spawn_output_reader<R: Read + Send + 'static>(
     })
 }
 
-/// How often [`spawn_listen_watcher`] asks (as init does inside instances).
-const LISTEN_POLL: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// The inside half of a server's readiness for an instance with no cvm init (native, which
 /// shares the host's network namespace): a thread asks the kernel, as init does inside a
 /// container or VM (`cvm_runtime::listen`), until `port` is in LISTEN, and sends
@@ -100,7 +97,7 @@ pub fn spawn_listen_watcher(
                         let _ = tx.send(Event::Marker(Marker::Listening(port), Instant::now()));
                         return;
                     }
-                    Some(false) => std::thread::sleep(LISTEN_POLL),
+                    Some(false) => std::thread::sleep(cvm_runtime::listen::POLL),
                     None => return,
                 }
             }

@@ -368,14 +368,11 @@ impl Prepared for ContainerPrepared {
             go: go.take(),
             volume,
         };
+        // The marker reader first: init's markers are stamped when it reads them. Then the
+        // veth, which init waits for; the other two threads only after the go-ahead, off the
+        // launch's critical path (a pipe keeps init's output, and teardown reaps init whether
+        // or not its exit is watched).
         spawn_marker_reader(File::from(marker_read), tx.clone())
-            .map_err(|e| fail(ContainerError::Thread(e)))?;
-        spawn_output_reader(File::from(stderr_read), tx.clone())
-            .map_err(|e| fail(ContainerError::Thread(e)))?;
-        let memory_dir = instance.cgroup.memory_dir().map(Path::to_path_buf);
-        instance
-            .init
-            .watch_exit(memory_dir, self.limits.memory_bytes, tx)
             .map_err(|e| fail(ContainerError::Thread(e)))?;
         if let Some(mut go) = instance.go.take() {
             let link = net::setup(self.subnet, &ctx.run_id, pid)
@@ -384,6 +381,13 @@ impl Prepared for ContainerPrepared {
             go.write_all(b"g")
                 .map_err(|e| fail(ContainerError::GoAhead(e)))?;
         }
+        spawn_output_reader(File::from(stderr_read), tx.clone())
+            .map_err(|e| fail(ContainerError::Thread(e)))?;
+        let memory_dir = instance.cgroup.memory_dir().map(Path::to_path_buf);
+        instance
+            .init
+            .watch_exit(memory_dir, self.limits.memory_bytes, tx)
+            .map_err(|e| fail(ContainerError::Thread(e)))?;
         Ok(Box::new(instance))
     }
 }
