@@ -23,9 +23,8 @@
 //! under its directories, the cgroups, the bridge, the run directory.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -343,51 +342,12 @@ fn create_dir(dir: &Path) -> Result<(), DaemonError> {
 /// Whether a Docker daemon answers `GET /_ping` on the Unix socket at `socket`: cheaper than a
 /// client run, so the start is timed in milliseconds rather than in client starts.
 pub fn ping(socket: &Path) -> bool {
-    let Ok(mut stream) = UnixStream::connect(socket) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = String::new();
-    let _ = stream.take(4096).read_to_string(&mut reply);
-    reply
-        .lines()
-        .next()
-        .is_some_and(|status| status.starts_with("HTTP/1.") && status.contains(" 200"))
+    super::client::engine_get(socket, "/_ping").is_some()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_ping_needs_a_200_from_the_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.sock");
-        assert!(!ping(&path), "no socket");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let serve = |reply: &'static [u8]| {
-            let l = listener.try_clone().unwrap();
-            std::thread::spawn(move || {
-                let (mut s, _) = l.accept().unwrap();
-                let mut buf = [0u8; 256];
-                let _ = s.read(&mut buf);
-                s.write_all(reply).unwrap();
-            })
-        };
-        let t = serve(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK");
-        assert!(ping(&path));
-        t.join().unwrap();
-        let t = serve(b"HTTP/1.0 500 Internal Server Error\r\n\r\n");
-        assert!(!ping(&path));
-        t.join().unwrap();
-    }
 
     #[test]
     fn slots_are_exclusive_and_freed_with_their_lock() {
