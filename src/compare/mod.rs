@@ -85,15 +85,17 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     eprintln!("cvm: scenario {} — {}", scenario.name, scenario.description);
     let environment = Environment::collect();
     // Where the instance and the load client run (disjoint CPUs), recorded with the load.
-    let (client_cpus, placement_note) = match backend::placement::for_scenario(&scenario) {
+    let placement = backend::placement::for_scenario(&scenario);
+    let (client_cpus, placement_note) = match &placement {
         Ok(p) => {
             let note = format!(
                 "instance on CPU(s) {} (its cgroup's cpuset: every process, QEMU's threads \
-                 included), load client on CPU(s) {}",
+                 included), load client on CPU(s) {} (with cvm's own work: launch, readiness \
+                 probe, teardown)",
                 backend::placement::cpu_list(&p.instance),
                 backend::placement::cpu_list(&p.client)
             );
-            (p.client, note)
+            (p.client.clone(), note)
         }
         Err(why) => (crate::load::http::default_client_cpus(), why.to_string()),
     };
@@ -223,6 +225,13 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         runs,
         progress: &progress,
     };
+    // From here to the end of the runs, cvm's thread and every thread it starts (readiness
+    // probe, watchers, event readers, load client) stay off the instance's CPUs; an instance's
+    // processes get the instance's CPUs from their cgroup's cpuset when they join it.
+    let host_pin = placement
+        .as_ref()
+        .ok()
+        .and_then(|p| backend::placement::HostPin::to(&p.client));
     // Density keeps N instances of one backend running at once: backend by backend.
     if args.order == RunOrder::Sequential || scenario.density.is_some() {
         let mut native_pss = None;
@@ -246,6 +255,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     } else {
         run_interleaved(&mut lanes, &shared, &mut writer, &plan, seed)?;
     }
+    drop(host_pin);
     for lane in &lanes {
         let info = &mut infos[lane.index];
         match &lane.end {
