@@ -13,6 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use crate::netlink::{self, DumpEnd};
 use nix::sys::socket::{
     self, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
@@ -28,14 +29,12 @@ const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 1;
 /// `NLM_F_ROOT | NLM_F_MATCH`: every socket the filter matches.
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
 /// `TCP_LISTEN` in the kernel's state numbering, as a bit of `idiag_states`.
 const LISTEN_STATES: u32 = 1 << 10;
-/// Offset of `idiag_sport` (big-endian) in a reply: after the header, `idiag_family`,
+/// Offset of `idiag_sport` (big-endian) in a reply's body: after `idiag_family`,
 /// `idiag_state`, `idiag_timer` and `idiag_retrans`.
-const SPORT_OFFSET: usize = NLMSG_HDRLEN + 4;
+const SPORT_OFFSET: usize = 4;
 
 /// A netlink socket for repeated questions (one per watch, not one per question).
 pub struct ListenQuery {
@@ -167,39 +166,26 @@ enum Scan {
 }
 
 /// Reads one datagram of replies.
-fn scan(mut data: &[u8], port: u16) -> Scan {
+fn scan(data: &[u8], port: u16) -> Scan {
     let mut seen = false;
-    while data.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        if len < NLMSG_HDRLEN || len > data.len() {
-            break;
-        }
-        match kind {
-            NLMSG_DONE => return Scan::Done(seen),
-            NLMSG_ERROR => {
-                let errno = data
-                    .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
-                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                return Scan::Error(-errno);
+    let end = netlink::walk_dump(data, |kind, body| {
+        if kind == SOCK_DIAG_BY_FAMILY {
+            if let Some(b) = body.get(SPORT_OFFSET..SPORT_OFFSET + 2) {
+                seen |= u16::from_be_bytes([b[0], b[1]]) == port;
             }
-            SOCK_DIAG_BY_FAMILY => {
-                if let Some(b) = data.get(SPORT_OFFSET..SPORT_OFFSET + 2) {
-                    seen |= u16::from_be_bytes([b[0], b[1]]) == port;
-                }
-            }
-            _ => {}
         }
-        // Messages are 4-byte aligned (NLMSG_ALIGN).
-        let step = (len + 3) & !3;
-        data = data.get(step..).unwrap_or_default();
+    });
+    match end {
+        DumpEnd::More => Scan::More(seen),
+        DumpEnd::Done => Scan::Done(seen),
+        DumpEnd::Error(errno) => Scan::Error(errno),
     }
-    Scan::More(seen)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::{NLMSG_DONE, NLMSG_ERROR};
 
     fn message(kind: u16, body: &[u8]) -> Vec<u8> {
         let mut m = Vec::new();

@@ -22,8 +22,8 @@ const RTM_GETLINK: u16 = 18;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
+pub(crate) const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_DONE: u16 = 3;
 /// `NLM_F_ROOT | NLM_F_MATCH`: every object of the kind.
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -206,35 +206,13 @@ impl Netlink {
     pub fn ipv4_addresses(&mut self) -> io::Result<Vec<Ipv4Addr>> {
         // struct ifaddrmsg: family, prefixlen, flags, scope, index.
         let fd = self.send(RTM_GETADDR, NLM_F_DUMP, &[AF_INET, 0, 0, 0, 0, 0, 0, 0])?;
-        let mut buf = vec![0u8; 32 * 1024];
         let mut found = Vec::new();
-        loop {
-            let n = socket::recv(fd, &mut buf, MsgFlags::empty())?;
-            let mut at = 0;
-            while at + 16 <= n {
-                let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-                let len = usize::try_from(len).unwrap_or(0);
-                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-                let seq =
-                    u32::from_ne_bytes([buf[at + 8], buf[at + 9], buf[at + 10], buf[at + 11]]);
-                if len < 16 || at + len > n {
-                    return Err(io::Error::other("malformed rtnetlink address dump"));
-                }
-                if seq == self.seq {
-                    match kind {
-                        NLMSG_DONE => return Ok(found),
-                        NLMSG_ERROR if len >= 20 => {
-                            let e = &buf[at + 16..at + 20];
-                            let errno = i32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
-                            return Err(io::Error::from_raw_os_error(-errno));
-                        }
-                        RTM_NEWADDR => found.extend(ipv4_of(&buf[at + 16..at + len])),
-                        _ => {}
-                    }
-                }
-                at += (len + 3) & !3;
+        read_dump(fd, |kind, body| {
+            if kind == RTM_NEWADDR {
+                found.extend(ipv4_of(body));
             }
-        }
+        })?;
+        Ok(found)
     }
 
     /// Sends a request that is answered with one message and returns that message.
@@ -296,6 +274,58 @@ impl Netlink {
             } else {
                 Err(io::Error::from_raw_os_error(-errno))
             };
+        }
+    }
+}
+
+/// How one datagram of a dump's replies ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DumpEnd {
+    /// No end yet: more datagrams follow.
+    More,
+    /// `NLMSG_DONE`.
+    Done,
+    /// `NLMSG_ERROR`, with its (positive) errno.
+    Error(i32),
+}
+
+/// Walks the messages of one datagram of a netlink dump, rtnetlink's or sock_diag's alike:
+/// each reply's type and body (what follows its 16-byte header) go to `each`, up to the
+/// dump's end.
+pub(crate) fn walk_dump(mut data: &[u8], mut each: impl FnMut(u16, &[u8])) -> DumpEnd {
+    const HEADER: usize = 16;
+    while data.len() >= HEADER {
+        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        if len < HEADER || len > data.len() {
+            break;
+        }
+        match kind {
+            NLMSG_DONE => return DumpEnd::Done,
+            NLMSG_ERROR => {
+                let errno = data
+                    .get(HEADER..HEADER + 4)
+                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                return DumpEnd::Error(-errno);
+            }
+            _ => each(kind, &data[HEADER..len]),
+        }
+        // Messages are 4-byte aligned (NLMSG_ALIGN).
+        let step = (len + 3) & !3;
+        data = data.get(step..).unwrap_or_default();
+    }
+    DumpEnd::More
+}
+
+/// Receives a dump's datagrams on `fd` up to its end, each reply to `each` ([`walk_dump`]).
+fn read_dump(fd: std::os::fd::RawFd, mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = socket::recv(fd, &mut buf, MsgFlags::empty())?;
+        match walk_dump(&buf[..n], &mut each) {
+            DumpEnd::More => {}
+            DumpEnd::Done => return Ok(()),
+            DumpEnd::Error(errno) => return Err(io::Error::from_raw_os_error(errno)),
         }
     }
 }

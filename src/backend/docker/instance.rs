@@ -117,6 +117,7 @@ pub(super) fn launch(
 fn wait_address(client: &Client, name: &str) -> Result<IpAddr, DockerError> {
     let deadline = Instant::now() + START_TIMEOUT;
     let socket = client.socket();
+    let poll = Duration::from_millis(if socket.is_some() { 1 } else { 20 });
     while Instant::now() < deadline {
         let address = match &socket {
             Some(socket) => super::client::engine_get(socket, &format!("/containers/{name}/json"))
@@ -137,11 +138,7 @@ fn wait_address(client: &Client, name: &str) -> Result<IpAddr, DockerError> {
         if let Some(ip) = address {
             return Ok(ip);
         }
-        std::thread::sleep(if socket.is_some() {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(20)
-        });
+        std::thread::sleep(poll);
     }
     Err(DockerError::NoAddress)
 }

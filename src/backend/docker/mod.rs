@@ -31,7 +31,6 @@ mod leftovers;
 mod storage;
 
 use std::io;
-use std::path::Path;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -152,12 +151,12 @@ impl Daemon {
     fn pids(&self, shim: Option<u32>) -> Vec<u32> {
         let mut pids = match self {
             Daemon::Managed(d) => d.pids(),
-            Daemon::Existing { host } => {
-                let socket = host
-                    .as_deref()
-                    .and_then(|h| h.strip_prefix("unix://"))
-                    .unwrap_or(DEFAULT_DOCKER_SOCKET);
-                let mut pids = instance::socket_listeners(Path::new(socket));
+            Daemon::Existing { .. } => {
+                let socket = self
+                    .client()
+                    .socket()
+                    .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.into());
+                let mut pids = instance::socket_listeners(&socket);
                 if let Some(address) = shim.and_then(instance::address_argument) {
                     pids.extend(instance::socket_listeners(&address));
                 }
