@@ -223,7 +223,13 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
             summary.ok.join(", "),
             summary.report.display()
         ),
-        "skipped" => "cvm fleet: no merged report (--no-merge, or no host succeeded)\n".into(),
+        "skipped" => match summary.ok.as_slice() {
+            [one] => format!(
+                "cvm fleet: nothing to merge, only {one} succeeded: its report is in {}\n",
+                out_dir.join("results").join(one).display()
+            ),
+            _ => "cvm fleet: no merged report (--no-merge, or no host succeeded)\n".into(),
+        },
         failed => format!("cvm fleet: merging failed: {failed}\n"),
     };
     if !summary.failed.is_empty() {
@@ -465,5 +471,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("failed hosts: c"), "{text}");
+    }
+
+    #[test]
+    fn one_successful_host_is_pointed_to_not_merged() {
+        let summary: Summary = serde_json::from_str(
+            r#"{"scenario": "startup", "ok": ["a"], "failed": {"b": "unreachable"},
+                "merge": "skipped", "report": "/out/report"}"#,
+        )
+        .unwrap();
+        let text = render(&summary, Path::new("/out"));
+        assert!(
+            text.contains("only a succeeded: its report is in /out/results/a"),
+            "{text}"
+        );
     }
 }
