@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::instances::*;
 
 use cvm::audit;
+use cvm::backend::docker::{DaemonChoice, DockerOptions};
 use cvm::backend::{self, HostOptions, LaunchContext};
 use cvm::image::Image;
 use cvm::measure::startup;
@@ -44,7 +45,12 @@ fn slow_listener_is_ready_only_once_it_listens(kind: BackendKind, tag: &str) {
         kernel: cvm::backend::vm::KernelChoice::parse(
             &std::env::var("CVM_KERNEL").unwrap_or_default(),
         ),
-        ..Default::default()
+        // Docker on a private daemon started for this test and stopped when `prepared` goes:
+        // never whatever daemon the host may run.
+        docker: DockerOptions {
+            daemon: DaemonChoice::Managed,
+            host: None,
+        },
     };
     let prepared = backend::create(kind, &options)
         .prepare(&s, &image)
@@ -117,8 +123,25 @@ fn runc_waits_for_listen() {
 }
 
 #[test]
+fn gvisor_waits_for_listen() {
+    slow_listener_is_ready_only_once_it_listens(BackendKind::Gvisor, "lg");
+}
+
+#[test]
+fn docker_waits_for_listen() {
+    slow_listener_is_ready_only_once_it_listens(BackendKind::Docker, "ld");
+}
+
+#[test]
 fn vm_waits_for_listen() {
     slow_listener_is_ready_only_once_it_listens(BackendKind::Vm, "lv");
+}
+
+/// The case that started this: QEMU's user network accepts the host's connections before the
+/// guest listens.
+#[test]
+fn vm_user_waits_for_listen() {
+    slow_listener_is_ready_only_once_it_listens(BackendKind::VmUser, "lu");
 }
 
 #[test]
