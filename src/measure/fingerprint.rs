@@ -53,6 +53,24 @@ fn cpu_list_len(list: &str) -> u32 {
         .sum()
 }
 
+/// `on` when any cgroup or cgroup2 mount in `mounts` (the text of `/proc/mounts`) has the
+/// `favordynmods` option: the lock it changes is one for every hierarchy.
+fn favordynmods(mounts: &str) -> String {
+    let on = mounts.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        matches!(f.get(2), Some(&"cgroup" | &"cgroup2"))
+            && f.get(3)
+                .is_some_and(|o| o.split(',').any(|o| o == "favordynmods"))
+    });
+    if mounts.is_empty() {
+        String::new()
+    } else if on {
+        "on".into()
+    } else {
+        "off".into()
+    }
+}
+
 /// Everything but the CPU model and the cgroup mode, read under `root`.
 pub fn read_from(root: &Path) -> HostFingerprint {
     let turbo = {
@@ -93,6 +111,7 @@ pub fn read_from(root: &Path) -> HostFingerprint {
         kernel_cmdline: read(root, "/proc/cmdline"),
         mitigations,
         cgroup_mode: String::new(),
+        cgroup_favordynmods: favordynmods(&read(root, "/proc/mounts")),
         accelerator: kvm.to_string(),
     }
 }
@@ -135,6 +154,22 @@ mod tests {
         assert_eq!(f.governor, "");
         assert_eq!(f.ksm, "");
         assert_eq!(f.accelerator, "/dev/kvm absent");
+        assert_eq!(f.cgroup_favordynmods, "");
+    }
+
+    #[test]
+    fn favordynmods_is_read_from_any_cgroup_mount() {
+        let hybrid = "tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0\n\
+                      cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n\
+                      cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+        assert_eq!(favordynmods(hybrid), "off");
+        let on = hybrid.replace("cgroup2 rw,relatime", "cgroup2 rw,relatime,favordynmods");
+        assert_eq!(favordynmods(&on), "on");
+        let v1 = "cgroup /sys/fs/cgroup/cpu cgroup rw,favordynmods,cpu 0 0\n";
+        assert_eq!(favordynmods(v1), "on");
+        // The word elsewhere on a line (a mount point) is not the option.
+        let elsewhere = "tmpfs /favordynmods tmpfs rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
+        assert_eq!(favordynmods(elsewhere), "off");
     }
 
     #[test]

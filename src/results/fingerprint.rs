@@ -1,6 +1,6 @@
 //! The host fingerprint in `run.json`: the settings that move figures between hosts with the
 //! same CPU model and kernel (SMT, frequency scaling, huge pages, memory merging, the kernel's
-//! command line and its speculative-execution mitigations, the cgroup layout, hardware
+//! command line and its speculative-execution mitigations, the cgroup layout and mount options, hardware
 //! virtualisation). `cvm diff` warns when two runs' fingerprints differ and `cvm report --merge`
 //! shows them side by side; each field is empty where the host does not expose it.
 
@@ -30,6 +30,10 @@ pub struct HostFingerprint {
     pub mitigations: BTreeMap<String, String>,
     /// `v1`, `v2` or `hybrid`.
     pub cgroup_mode: String,
+    /// `on` when a cgroup hierarchy is mounted with `favordynmods`, else `off`. Moving a task
+    /// between cgroups takes a lock whose writer, without it, waits for an RCU grace period
+    /// after an idle gap: the `cgroup_join` phase of a cold or spaced-out launch is that wait.
+    pub cgroup_favordynmods: String,
     /// Hardware virtualisation as the host offers it: `/dev/kvm` present or absent, and the
     /// accelerator each VM backend of the run used (set once the backends are prepared).
     pub accelerator: String,
@@ -54,6 +58,7 @@ impl HostFingerprint {
             ("THP", self.thp.clone()),
             ("KSM", self.ksm.clone()),
             ("cgroup mode", self.cgroup_mode.clone()),
+            ("cgroup favordynmods", self.cgroup_favordynmods.clone()),
             ("accelerator", self.accelerator.clone()),
             ("kernel command line", self.kernel_cmdline.clone()),
             ("mitigations", affected.join("; ")),
