@@ -1,7 +1,8 @@
 //! The load generator checked against an independent one: the `http` workload served natively
 //! (pinned to the first CPU) and loaded once by cvm's client and once by `wrk`, with the same
-//! connections, duration and client CPU. If cvm's client were the bottleneck, or counted wrong,
-//! its figure would fall away from wrk's.
+//! connections, duration and client CPU. If cvm's client were the bottleneck, its figure would
+//! fall away from wrk's; if it counted wrong, it would disagree with the server's own count,
+//! which every cvm round is checked against.
 
 mod common;
 
@@ -13,8 +14,17 @@ use common::host_has;
 
 const CONNECTIONS: u32 = 4;
 const DURATION: Duration = Duration::from_secs(3);
-/// Rounds of each client, interleaved so drift on a shared host affects both alike.
-const ROUNDS: usize = 3;
+/// Rounds of each client. Each round runs both clients back to back (which goes first
+/// alternates), and the test compares their totals over all rounds: on a shared 2-CPU host one
+/// 3 s round's throughput swings by ±40 % (measured), so no single round can decide.
+const ROUNDS: usize = 5;
+/// How far below wrk's total cvm's may fall: further, and cvm's client would be the
+/// bottleneck of its own measurement.
+const LOWEST_RATIO: f64 = 0.75;
+/// cvm's client may be faster than wrk's (both are client-bound on this host, and cvm's spends
+/// less CPU per request); its count is checked exactly against the server's, so above wrk is
+/// not an error unless it is far beyond what a faster client explains.
+const HIGHEST_RATIO: f64 = 1.5;
 
 /// The native `cvm-guest http` server, killed on drop.
 struct Server(Child);
@@ -106,24 +116,49 @@ fn cvm_and_wrk_agree_on_a_native_server() {
             DURATION,
         )
     };
-    let (mut cvm_best, mut wrk_best) = (0.0f64, 0.0f64);
-    for _ in 0..ROUNDS {
-        wrk_best = wrk_best.max(wrk_rps(port, ncpu - 1));
+    let addr = ([127, 0, 0, 1], port).into();
+    let served = || cvm::load::http::server_count(addr).expect("the server gave no count");
+    // cvm's count checked against the server's own: only requests still in flight at the
+    // deadline may be served and not counted, so a client that counted more, or lost more,
+    // fails here whatever wrk measured.
+    let cvm_rps = || {
+        let before = served();
         let r = cvm::load::http::run(&load, &AtomicBool::new(false)).expect("cvm's load");
+        let gap = served() - before;
         assert_eq!(r.errors, 0, "{r:?}");
-        eprintln!(
-            "cvm round: {:.0}/s, client CPU {:.0} %",
-            r.rps(),
-            100.0 * r.client_cpu_share()
+        assert!(
+            (r.requests..=r.requests + u64::from(CONNECTIONS)).contains(&gap),
+            "the server served {gap} requests and cvm counted {}",
+            r.requests
         );
-        cvm_best = cvm_best.max(r.rps());
+        (r.rps(), r.client_cpu_share())
+    };
+    let (mut cvm_total, mut wrk_total) = (0.0, 0.0);
+    for round in 0..ROUNDS {
+        let ((cvm, cpu), wrk) = if round % 2 == 0 {
+            let wrk = wrk_rps(port, ncpu - 1);
+            (cvm_rps(), wrk)
+        } else {
+            let cvm = cvm_rps();
+            (cvm, wrk_rps(port, ncpu - 1))
+        };
+        eprintln!(
+            "round {round}: cvm {cvm:.0}/s (client CPU {:.0} %), wrk {wrk:.0}/s",
+            100.0 * cpu
+        );
+        cvm_total += cvm;
+        wrk_total += wrk;
     }
-    let ratio = cvm_best / wrk_best;
+    let ratio = cvm_total / wrk_total;
     eprintln!(
-        "cross-check: cvm {cvm_best:.0} requests/s, wrk {wrk_best:.0} requests/s, ratio {ratio:.2}"
+        "cross-check: cvm {:.0} requests/s, wrk {:.0} requests/s (means of {ROUNDS} rounds), ratio {ratio:.2}",
+        cvm_total / ROUNDS as f64,
+        wrk_total / ROUNDS as f64
     );
     assert!(
-        (0.75..=1.25).contains(&ratio),
-        "cvm measured {cvm_best:.0}/s and wrk {wrk_best:.0}/s from the same server: they differ by more than 25 %"
+        (LOWEST_RATIO..=HIGHEST_RATIO).contains(&ratio),
+        "cvm measured {:.0}/s and wrk {:.0}/s from the same server (means of {ROUNDS} rounds): ratio {ratio:.2}, outside {LOWEST_RATIO}..={HIGHEST_RATIO}",
+        cvm_total / ROUNDS as f64,
+        wrk_total / ROUNDS as f64
     );
 }

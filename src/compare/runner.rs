@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cvm_proto::applet::{Applet, HTTP_COUNT_PATH};
+use cvm_proto::applet::Applet;
 use cvm_proto::metric::{Metric, SweepFigure, PHASE_PREFIX};
 
 use crate::backend::{self, Instance, LaunchContext, Prepared};
@@ -437,7 +437,7 @@ impl Runner<'_> {
             .as_ref()
             .is_some_and(|a| a.get_ref() == "http");
         let served_before = if is_cvm_http {
-            server_count(addr)
+            http_load::server_count(addr)
         } else {
             None
         };
@@ -469,7 +469,7 @@ impl Runner<'_> {
         };
         // Counts that disagree make the figures untrustworthy: fail before recording them.
         let served = served_before
-            .zip(server_count(addr))
+            .zip(http_load::server_count(addr))
             .map(|(before, after)| after.saturating_sub(before));
         if let Some(served) = served {
             if let Some(reason) = count_mismatch(
@@ -542,7 +542,9 @@ impl Runner<'_> {
                 rate: Some(rate),
                 ..base.clone()
             };
-            let before = is_cvm_http.then(|| server_count(load.addr)).flatten();
+            let before = is_cvm_http
+                .then(|| http_load::server_count(load.addr))
+                .flatten();
             let result = http_load::run(&load, self.interrupted);
             startup::drain(instance, timeline);
             if let Some((exit, _)) = timeline.exit {
@@ -554,7 +556,7 @@ impl Runner<'_> {
                 Ok(r) => r,
                 Err(e) => return Ok(RunEnd::Failed(format!("rate sweep at {rate}/s: {e}"))),
             };
-            if let (Some(before), Some(after)) = (before, server_count(load.addr)) {
+            if let (Some(before), Some(after)) = (before, http_load::server_count(load.addr)) {
                 let served = after.saturating_sub(before);
                 if let Some(reason) = count_mismatch(
                     served,
@@ -603,23 +605,6 @@ fn count_mismatch(served: u64, counted: u64, allowed: u64, exact: bool) -> Optio
              flight at the deadline and unanswered readiness probes explain"
         )
     })
-}
-
-/// The `cvm-guest http` server's own count of requests served.
-fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(
-        format!("GET {HTTP_COUNT_PATH} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then_some(())?;
-    body.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -343,6 +343,27 @@ fn request_bytes(path: &str, addr: SocketAddr) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
 }
 
+/// The `cvm-guest http` server's own count of requests served (`GET /cvm/count`; that
+/// request is not counted itself).
+pub fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n",
+            cvm_proto::applet::HTTP_COUNT_PATH
+        )
+        .as_bytes(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then_some(())?;
+    body.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
