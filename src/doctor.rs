@@ -57,10 +57,7 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
         ),
     });
     out.push(
-        match crate::measure::fingerprint::read_from(Path::new("/"))
-            .cgroup_favordynmods
-            .as_str()
-        {
+        match crate::measure::fingerprint::cgroup_favordynmods().as_str() {
             "on" => check(
                 Ok,
                 "cgroup joins",

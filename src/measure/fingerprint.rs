@@ -71,6 +71,11 @@ fn favordynmods(mounts: &str) -> String {
     }
 }
 
+/// [`favordynmods`] of the running host, without reading the rest of the fingerprint.
+pub fn cgroup_favordynmods() -> String {
+    favordynmods(&read(Path::new("/"), "/proc/mounts"))
+}
+
 /// Everything but the CPU model and the cgroup mode, read under `root`.
 pub fn read_from(root: &Path) -> HostFingerprint {
     let turbo = {
