@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cvm, cvm_cmd, is_root, stderr, stdout};
+use common::{beside_measurements, cvm, cvm_cmd, is_root, measuring_alone, stderr, stdout};
 use cvm::results::{
     Availability, BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter, Stack,
     META_FILE, SAMPLES_FILE,
@@ -81,6 +81,7 @@ const SLOW: &[f64] = &[0.030, 0.0302, 0.0298, 0.0301, 0.0299];
 
 #[test]
 fn diff_exits_1_on_a_regression_0_without_and_writes_its_pages() {
+    let _cpu = beside_measurements();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     results(&a, "startup", "h", &[("native", FAST), ("container", FAST)]);
@@ -129,6 +130,7 @@ fn diff_exits_1_on_a_regression_0_without_and_writes_its_pages() {
 
 #[test]
 fn diff_of_runs_that_cannot_be_compared_exits_2_saying_what_differs() {
+    let _cpu = beside_measurements();
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c, d) = (
         dir.path().join("a"),
@@ -173,6 +175,7 @@ fn diff_of_runs_that_cannot_be_compared_exits_2_saying_what_differs() {
 
 #[test]
 fn check_exits_1_when_a_bound_fails_and_2_on_a_bad_bounds_file() {
+    let _cpu = beside_measurements();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     results(
@@ -224,6 +227,7 @@ fn check_exits_1_when_a_bound_fails_and_2_on_a_bad_bounds_file() {
 
 #[test]
 fn report_merge_needs_several_directories_and_report_needs_merge_for_them() {
+    let _cpu = beside_measurements();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     results(&a, "startup", "ha", &[("native", FAST)]);
@@ -261,7 +265,7 @@ fn startup_run(dir: &Path, scenario: &str, extra: &[&str]) -> std::process::Outp
             "--backends",
             "native,container",
             "--runs",
-            "5",
+            "9",
             "--warmup",
             "1",
         ])
@@ -281,6 +285,7 @@ fn goals_hold_on_a_short_startup_run_and_a_baseline_finds_an_added_delay() {
     if !common::host_has(is_root(), "root (the container backend)") {
         return;
     }
+    let _cpu = measuring_alone();
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
     let out = startup_run(&base, "startup", &[]);
