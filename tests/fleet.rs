@@ -31,7 +31,7 @@ struct Host {
     min_free_gib: f64,
 }
 
-/// What a test host needs under its directory: cvm's debug binaries (about 170 MiB), a startup
+/// What a test host needs under its directory: cvm's debug binaries (about 55 MiB), a startup
 /// run's results and cache. The role's default (2 GiB, for real hosts with VM images and a Docker
 /// data root) would refuse the test's hosts on a machine whose /tmp has less free.
 const TEST_HOST_MIN_FREE_GIB: f64 = 0.5;
