@@ -56,23 +56,14 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             Some("mount cgroup2 on /sys/fs/cgroup"),
         ),
     });
-    out.push(
-        match crate::measure::fingerprint::cgroup_favordynmods().as_str() {
-            "on" => check(
-                Ok,
-                "cgroup joins",
-                "favordynmods on: moving a task into a cgroup never waits for an RCU grace period",
-                None,
-            ),
-            _ => check(
-                Ok,
-                "cgroup joins",
-                "favordynmods off: a join after an idle gap waits for an RCU grace period, \
-                 shown as the cgroup_join phase (cvm leaves the mount as it is)",
-                None,
-            ),
-        },
-    );
+    let joins = match crate::measure::fingerprint::cgroup_favordynmods().as_str() {
+        "on" => "favordynmods on: moving a task into a cgroup never waits for an RCU grace period",
+        _ => {
+            "favordynmods off: a join after an idle gap waits for an RCU grace period, \
+             shown as the cgroup_join phase (cvm leaves the mount as it is)"
+        }
+    };
+    out.push(check(Ok, "cgroup joins", joins, None));
     out.push(match image::find_guest() {
         Result::Ok(p) => check(Ok, "cvm-guest", p.display().to_string(), None),
         Err(e) => check(

@@ -345,16 +345,14 @@ fn request_bytes(path: &str, addr: SocketAddr) -> Vec<u8> {
 
 /// The `cvm-guest http` server's own count of requests served (`GET /cvm/count`; that
 /// request is not counted itself).
-pub fn server_count(addr: std::net::SocketAddr) -> Option<u64> {
+pub fn server_count(addr: SocketAddr) -> Option<u64> {
+    use cvm_proto::applet::HTTP_COUNT_PATH;
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(
-        format!(
-            "GET {} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n",
-            cvm_proto::applet::HTTP_COUNT_PATH
-        )
-        .as_bytes(),
+        format!("GET {HTTP_COUNT_PATH} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     )
     .ok()?;
     let mut text = String::new();
