@@ -135,12 +135,51 @@ fn pids_with(needle: &str) -> Vec<i32> {
         .collect()
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+/// Waits until `f` holds, for at most `limit`, while the cvm run `child` goes on. If cvm ends
+/// first, or the limit passes, the test fails with what cvm printed; on a timeout cvm is
+/// interrupted first, so that its teardown leaves nothing behind for the tests that follow.
+fn wait_for(what: &str, limit: Duration, child: &mut Child, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("cvm ended ({status}) before {what}:\n{}", printed(child));
+        }
+        if Instant::now() >= deadline {
+            signal(
+                i32::try_from(child.id()).unwrap(),
+                nix::sys::signal::Signal::SIGINT,
+            );
+            let stop = Instant::now() + Duration::from_secs(60);
+            while child.try_wait().unwrap().is_none() && Instant::now() < stop {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if child.try_wait().unwrap().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            panic!(
+                "timed out after {limit:?} waiting for {what}; cvm, interrupted, printed:\n{}",
+                printed(child)
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Everything an ended cvm wrote to its stderr and stdout.
+fn printed(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    for pipe in [
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let _ = { pipe }.read_to_string(&mut text);
+    }
+    text
 }
 
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
@@ -310,20 +349,25 @@ fn a_vm_listens_only_on_loopback_runs_sandboxed_and_a_sigkilled_qemu_is_a_failed
     if !vm_host() {
         return;
     }
-    // A server under a load long enough to be killed in the middle of it.
+    // A server under a load long enough to be killed in the middle of it. Its timeout is
+    // shorter than the test's wait, so a guest that never gets ready fails with cvm's own account
+    // of it (the phase reached, the console's last lines).
     let run = Run::new(
-        "name = \"vmkill\"\nruns = 1\nwarmup = 0\ntimeout_s = 120\n\
+        "name = \"vmkill\"\nruns = 1\nwarmup = 0\ntimeout_s = 60\n\
          [workload]\napplet = \"http\"\nargs = [\"--port\", \"8080\"]\n\
          [readiness]\nkind = \"http\"\nport = 8080\n\
          [load]\nkind = \"http\"\nduration_s = 8\nconnections = 1\n\
          [resources]\nvcpus = 1\nmemory_mib = 128\nnetwork = \"user\"\n",
     );
     let before = audit::snapshot();
-    let child = run.spawn("vm", &["--accel", "tcg"]);
+    let mut child = run.spawn("vm", &["--accel", "tcg"]);
     let pid = child.id();
-    wait_for("the guest to be ready", Duration::from_secs(90), || {
-        run.has_sample("ready_latency")
-    });
+    wait_for(
+        "the guest to be ready",
+        Duration::from_secs(90),
+        &mut child,
+        || run.has_sample("ready_latency"),
+    );
     // This run's QEMU, and only it: its QMP socket is in this test's TMPDIR.
     let tmp = run.tmp().to_string_lossy().into_owned();
     let qemus: Vec<i32> = pids_with(&tmp)
@@ -568,18 +612,24 @@ fn signal_during_teardown(sig: nix::sys::signal::Signal) {
     }
     let run = Run::new(STUBBORN);
     let before = audit::snapshot();
-    let child = run.spawn("container", &[]);
+    let mut child = run.spawn("container", &[]);
     let pid = child.id();
     // Ready is recorded, then the run (which measures idle memory only) goes straight to
     // teardown, where the workload's refusal holds it for the grace period. cvm is signalled
     // once the workload has had its SIGTERM: by event order, not by a guess at how long the
     // steps take.
-    wait_for("the first run to be ready", Duration::from_secs(30), || {
-        run.has_sample("ready_latency")
-    });
-    wait_for("the workload's SIGTERM", Duration::from_secs(30), || {
-        !pids_with("sleep 1021").is_empty()
-    });
+    wait_for(
+        "the first run to be ready",
+        Duration::from_secs(30),
+        &mut child,
+        || run.has_sample("ready_latency"),
+    );
+    wait_for(
+        "the workload's SIGTERM",
+        Duration::from_secs(30),
+        &mut child,
+        || !pids_with("sleep 1021").is_empty(),
+    );
     signal(i32::try_from(pid).unwrap(), sig);
     let out = finish(child);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
@@ -621,14 +671,14 @@ fn a_vm_on_a_private_network_is_reached_over_its_tap_and_the_tap_goes_with_it() 
         return;
     }
     let run = Run::new(
-        "name = \"vmtap\"\nruns = 1\nwarmup = 0\ntimeout_s = 120\n\
+        "name = \"vmtap\"\nruns = 1\nwarmup = 0\ntimeout_s = 60\n\
          [workload]\napplet = \"http\"\nargs = [\"--port\", \"8080\"]\n\
          [readiness]\nkind = \"http\"\nport = 8080\n\
          [load]\nkind = \"http\"\nduration_s = 2\nconnections = 2\n\
          [resources]\nvcpus = 1\nmemory_mib = 128\nnetwork = \"private\"\n",
     );
     let before = audit::snapshot();
-    let child = run.spawn("vm", &["--accel", "tcg"]);
+    let mut child = run.spawn("vm", &["--accel", "tcg"]);
     let pid = child.id();
     let tap_prefix = format!("cvm{:04x}vm", pid & 0xffff);
     let taps = || -> Vec<String> {
@@ -639,9 +689,12 @@ fn a_vm_on_a_private_network_is_reached_over_its_tap_and_the_tap_goes_with_it() 
             .filter(|n| n.starts_with(&tap_prefix))
             .collect()
     };
-    wait_for("the guest to be ready", Duration::from_secs(90), || {
-        run.has_sample("ready_latency")
-    });
+    wait_for(
+        "the guest to be ready",
+        Duration::from_secs(90),
+        &mut child,
+        || run.has_sample("ready_latency"),
+    );
     // The guest is reached over the tap: QEMU forwards nothing, so it listens on no port.
     assert_eq!(taps().len(), 1, "expected one tap named {tap_prefix}*");
     // The host never asks for the guest by ARP: its neighbour entry is permanent, with the MAC

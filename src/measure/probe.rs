@@ -27,13 +27,30 @@ pub(super) struct Prober {
 const PROBE_MAX_IN_FLIGHT: usize = 32;
 /// The spacing of attempts: 250 µs at first (containers are ready in milliseconds, and half the
 /// spacing is the probe's average lag behind the server: at 1 ms the container's median
-/// `ready_probe_delay` in `web` was 0.86 ms on the reference host, at 250 µs 0.23 ms), growing
-/// with the time already waited up to 5 ms (a VM under emulation takes seconds, and every
-/// attempt costs the guest a little CPU time).
+/// `ready_probe_delay` in `web` was 0.86 ms on the reference host, at 250 µs 0.23 ms), then a
+/// fiftieth of the time already waited, so that the lag stays near 1 % of the startup, up to
+/// 50 ms (reached after 2.5 s: a VM under emulation takes seconds, and every attempt costs the
+/// guest CPU time).
 const PROBE_SPACING_MIN: Duration = Duration::from_micros(250);
-const PROBE_SPACING_MAX: Duration = Duration::from_millis(5);
+const PROBE_SPACING_MAX: Duration = Duration::from_millis(50);
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
-const PROBE_READ_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long an attempt waits for its answer: 250 ms at first, then a tenth of the time already
+/// waited, up to 1 s. A server that listens but answers slowly (a guest under emulation on a busy
+/// host) must not see its answers abandoned and its requests resent: with a fixed 250 ms and
+/// 5 ms spacing, such a guest took about 130 requests a second it could not answer in time,
+/// kept every abandoned connection as an orphan (540 after 14 s), filled its 128 MiB and was
+/// OOM-killed before the host saw it ready.
+const PROBE_READ_TIMEOUT_MIN: Duration = Duration::from_millis(250);
+const PROBE_READ_TIMEOUT_MAX: Duration = Duration::from_secs(1);
+
+/// The spacing before the next attempt, and the read timeout of an attempt started now, after
+/// `waited` since probing began.
+fn pacing(waited: Duration) -> (Duration, Duration) {
+    (
+        (waited / 50).clamp(PROBE_SPACING_MIN, PROBE_SPACING_MAX),
+        (waited / 10).clamp(PROBE_READ_TIMEOUT_MIN, PROBE_READ_TIMEOUT_MAX),
+    )
+}
 
 impl Prober {
     pub(super) fn start(addr: SocketAddr, http_path: Option<String>) -> std::io::Result<Prober> {
@@ -50,6 +67,7 @@ impl Prober {
             .spawn(move || {
                 let began = Instant::now();
                 while !flag.load(Ordering::SeqCst) {
+                    let (spacing, read_timeout) = pacing(began.elapsed());
                     if in_flight.load(Ordering::SeqCst) < PROBE_MAX_IN_FLIGHT {
                         in_flight.fetch_add(1, Ordering::SeqCst);
                         let counter = Arc::clone(&in_flight);
@@ -64,7 +82,7 @@ impl Prober {
                             .name("cvm-probe-try".into())
                             .spawn(move || {
                                 let ok = match path.as_deref() {
-                                    Some(path) => match http_probe(addr, path) {
+                                    Some(path) => match http_probe(addr, path, read_timeout) {
                                         ProbeOutcome::Answered => true,
                                         ProbeOutcome::NotSent => false,
                                         ProbeOutcome::Unanswered => {
@@ -87,8 +105,6 @@ impl Prober {
                             counter.fetch_sub(1, Ordering::SeqCst);
                         }
                     }
-                    let spacing =
-                        (began.elapsed() / 50).clamp(PROBE_SPACING_MIN, PROBE_SPACING_MAX);
                     std::thread::sleep(spacing);
                 }
             })?;
@@ -102,7 +118,8 @@ impl Prober {
     }
 }
 
-/// The longest an attempt can last (its own timeouts), and some slack for a loaded host.
+/// The longest an attempt can last (its own timeouts: 200 ms to connect, 1 s for the answer), and
+/// some slack for a loaded host.
 const PROBE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 impl Drop for Prober {
@@ -119,8 +136,6 @@ impl Drop for Prober {
     }
 }
 
-/// One HTTP/1.1 GET; true on any complete status line. A forwarding proxy (QEMU's user-mode
-/// network) may accept the connection before the guest listens, so a connect alone is not ready.
 /// How one probe attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProbeOutcome {
@@ -132,11 +147,13 @@ enum ProbeOutcome {
     Unanswered,
 }
 
-fn http_probe(addr: SocketAddr, path: &str) -> ProbeOutcome {
+/// One HTTP/1.1 GET, answered by any complete status line. A forwarding proxy (QEMU's user-mode
+/// network) may accept the connection before the guest listens, so a connect alone is not ready.
+fn http_probe(addr: SocketAddr, path: &str, read_timeout: Duration) -> ProbeOutcome {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, PROBE_CONNECT_TIMEOUT) else {
         return ProbeOutcome::NotSent;
     };
-    let _ = s.set_read_timeout(Some(PROBE_READ_TIMEOUT));
+    let _ = s.set_read_timeout(Some(read_timeout));
     let _ = s.set_nodelay(true);
     let req = format!("GET {path} HTTP/1.1\r\nHost: cvm\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
@@ -154,5 +171,48 @@ fn http_probe(addr: SocketAddr, path: &str) -> ProbeOutcome {
         ProbeOutcome::Answered
     } else {
         ProbeOutcome::Unanswered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_slows_down_and_waits_longer_as_the_wait_grows() {
+        let ms = Duration::from_millis;
+        assert_eq!(pacing(ms(0)), (PROBE_SPACING_MIN, PROBE_READ_TIMEOUT_MIN));
+        // A VM under emulation, seconds in: a fiftieth and a tenth of the wait.
+        assert_eq!(pacing(ms(1000)), (ms(20), ms(250)));
+        assert_eq!(pacing(ms(5000)), (ms(50), ms(500)));
+        assert_eq!(pacing(ms(60_000)), (ms(50), ms(1000)));
+        // Every attempt, with its longest timeouts, ends within the drain that waits for it.
+        assert!(PROBE_CONNECT_TIMEOUT + PROBE_READ_TIMEOUT_MAX < PROBE_DRAIN_LIMIT);
+    }
+
+    #[test]
+    fn a_slow_server_is_answered_within_the_longer_read_timeout() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut req = [0u8; 256];
+                let _ = s.read(&mut req);
+                std::thread::sleep(Duration::from_millis(400));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        // Answered in 400 ms: too late for the first attempts' timeout, in time for a later one's.
+        assert_eq!(
+            http_probe(addr, "/", PROBE_READ_TIMEOUT_MIN),
+            ProbeOutcome::Unanswered
+        );
+        assert_eq!(
+            http_probe(addr, "/", PROBE_READ_TIMEOUT_MAX),
+            ProbeOutcome::Answered
+        );
+        server.join().unwrap();
     }
 }
