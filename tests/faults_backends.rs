@@ -170,14 +170,11 @@ fn wait_for(what: &str, limit: Duration, child: &mut Child, mut f: impl FnMut() 
 fn printed(child: &mut Child) -> String {
     use std::io::Read;
     let mut text = String::new();
-    for pipe in [
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let _ = { pipe }.read_to_string(&mut text);
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut text);
     }
     text
 }

@@ -1,8 +1,9 @@
 //! The host fingerprint in `run.json`: the settings that move figures between hosts with the
 //! same CPU model and kernel (SMT, frequency scaling, huge pages, memory merging, the kernel's
 //! command line and its speculative-execution mitigations, the cgroup layout and mount options,
-//! hardware virtualisation). `cvm diff` warns when two runs' fingerprints differ and `cvm report --merge`
-//! shows them side by side; each field is empty where the host does not expose it.
+//! hardware virtualisation). `cvm diff` warns when two runs' fingerprints differ and
+//! `cvm report --merge` shows them side by side; each field is empty where the host does not
+//! expose it.
 
 use std::collections::BTreeMap;
 
