@@ -34,8 +34,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use cvm::audit;
+use cvm::backend::vm::accel::AccelChoice;
 use cvm::backend::{self, HostOptions, Instance, LaunchContext, Prepared};
-use cvm::cli::AccelChoice;
 use cvm::image::Image;
 use cvm::measure::startup::{self, StartupError};
 use cvm::scenario::{self, BackendKind, Readiness, Scenario};

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use cvm::backend::{Availability, Stack};
-use cvm::report::{charts, html, markdown, stack, terminal};
+use cvm::report::{self, charts, html, stack};
 use cvm::results::{
     parse_samples, summarize, BackendInfo, Environment, RunMeta, SampleRow, ScenarioRecord,
 };
@@ -70,8 +70,8 @@ pub fn report(data: &[u8]) {
     };
     let meta = meta_for(&rows);
     let summary = summarize(&meta, &rows);
-    drop(markdown::summary(&summary));
-    drop(terminal::table(&summary));
+    drop(report::markdown_summary(&summary));
+    drop(report::terminal_table(&summary));
     drop(charts::plan(&summary, &rows));
     drop(stack::StackDiagram::new(&summary));
     drop(html::page(&meta, &summary, "", &[]));
@@ -111,7 +111,7 @@ fn meta_for(rows: &[SampleRow]) -> RunMeta {
         run_id: first.map_or_else(String::new, |r| r.run_id.clone()),
         started: "2026-01-01T00:00:00Z".into(),
         finished: None,
-        status: "done".into(),
+        status: cvm::results::RunStatus::Done,
         scenario: ScenarioRecord {
             name: first.map_or_else(String::new, |r| r.scenario.clone()),
             description: String::new(),

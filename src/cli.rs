@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::backend::docker::DaemonChoice;
-pub use crate::backend::vm::accel::AccelChoice;
+use crate::backend::docker::{DaemonChoice, DockerOptions};
+use crate::backend::vm::accel::AccelChoice;
+use crate::compare::{CompareOptions, RunOrder};
+use crate::diff::{DiffOptions, FailOn};
+use crate::fleet::{FleetError, FleetOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -146,22 +149,6 @@ pub struct CompareArgs {
     pub seed: Option<u64>,
 }
 
-/// The order of the runs of several backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RunOrder {
-    Interleaved,
-    Sequential,
-}
-
-impl RunOrder {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOrder::Interleaved => "interleaved",
-            RunOrder::Sequential => "sequential",
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Guest kernel (bzImage) to check the VM backends with [default: found under /boot]
@@ -189,16 +176,37 @@ pub struct DockerArgs {
     pub docker_host: Option<String>,
 }
 
+impl CompareArgs {
+    /// The library's options; `Err` for flags that contradict each other.
+    pub fn options(&self) -> anyhow::Result<CompareOptions> {
+        Ok(CompareOptions {
+            scenario: self.scenario.clone(),
+            backends: self.backends.clone(),
+            runs: self.runs,
+            warmup: self.warmup,
+            timeout: self.timeout,
+            output: self.output.clone(),
+            baseline: self.baseline.clone(),
+            no_progress: self.no_progress,
+            accel: self.accel,
+            kernel: self.kernel.clone(),
+            docker: self.docker.options()?,
+            order: self.order,
+            seed: self.seed,
+        })
+    }
+}
+
 impl DockerArgs {
     /// The backend's options; a daemon address with `--docker-daemon managed` is bad input.
-    pub fn options(&self) -> anyhow::Result<crate::backend::docker::DockerOptions> {
+    pub fn options(&self) -> anyhow::Result<DockerOptions> {
         if self.docker_daemon == DaemonChoice::Managed && self.docker_host.is_some() {
             anyhow::bail!(
                 "--docker-host names an existing daemon, --docker-daemon managed asks for a \
                  private one: give one or the other"
             );
         }
-        Ok(crate::backend::docker::DockerOptions {
+        Ok(DockerOptions {
             daemon: self.docker_daemon,
             host: self.docker_host.clone(),
         })
@@ -225,17 +233,6 @@ pub struct ReportArgs {
     pub export_markdown: Option<PathBuf>,
 }
 
-/// What a diff against a baseline fails on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FailOn {
-    /// A change that counts, in the worse direction
-    Regression,
-    /// Any change that counts, better or worse
-    Change,
-    /// Nothing: report only
-    None,
-}
-
 /// When a change counts (`cvm diff`, `cvm compare --baseline`).
 #[derive(Debug, Clone, Args)]
 pub struct ThresholdArgs {
@@ -253,8 +250,8 @@ pub struct ThresholdArgs {
 }
 
 impl ThresholdArgs {
-    pub fn options(&self) -> crate::diff::DiffOptions {
-        crate::diff::DiffOptions {
+    pub fn options(&self) -> DiffOptions {
+        DiffOptions {
             alpha: self.alpha,
             threshold: self.threshold / 100.0,
             metric_thresholds: self
@@ -368,6 +365,57 @@ pub struct FleetArgs {
     pub compare: Vec<String>,
 }
 
+impl FleetArgs {
+    /// The library's options, with the options for the hosts' `cvm compare` checked here, with
+    /// the same parser, rather than on every host; options naming files for the fleet to write
+    /// are refused.
+    pub fn options(&self) -> Result<FleetOptions, FleetError> {
+        check_compare_options(&self.scenario, &self.compare)?;
+        Ok(FleetOptions {
+            inventory: self.inventory.clone(),
+            scenario: self.scenario.clone(),
+            parallel: self.parallel,
+            output: self.output.clone(),
+            time_limit: self.time_limit,
+            merge: !self.no_merge,
+            compare: self.compare.clone(),
+        })
+    }
+}
+
+fn check_compare_options(scenario: &str, options: &[String]) -> Result<(), FleetError> {
+    let argv = ["cvm", "compare", "--scenario", scenario]
+        .into_iter()
+        .map(String::from)
+        .chain(options.iter().cloned());
+    let compare = match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Compare(c),
+        }) => c,
+        Ok(_) => return Err(FleetError::CompareOptions(options.join(" "))),
+        Err(e) => {
+            let text = e.render().to_string();
+            return Err(FleetError::CompareOptions(
+                text.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .into(),
+            ));
+        }
+    };
+    let owned = [
+        ("--output", compare.output.is_some()),
+        ("--export-json", compare.export_json.is_some()),
+        ("--export-csv", compare.export_csv.is_some()),
+        ("--export-markdown", compare.export_markdown.is_some()),
+    ];
+    match owned.into_iter().find(|(_, set)| *set) {
+        Some((option, _)) => Err(FleetError::FleetOwnedOption(option)),
+        None => Ok(()),
+    }
+}
+
 fn parse_positive_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -444,5 +492,21 @@ mod tests {
         );
         // --output is for --merge only.
         assert!(Cli::try_parse_from(["cvm", "report", "a", "-o", "x"]).is_err());
+    }
+
+    #[test]
+    fn compare_options_are_checked_and_fleet_owned_ones_refused() {
+        let ok: Vec<String> = ["--backends", "native,container", "--runs", "2"]
+            .map(String::from)
+            .into();
+        assert!(check_compare_options("startup", &ok).is_ok());
+        let bad = vec!["--runz".to_string(), "2".to_string()];
+        let err = check_compare_options("startup", &bad).unwrap_err();
+        assert!(err.to_string().contains("--runz"), "{err}");
+        for owned in [&["-o", "d"][..], &["--export-csv=/tmp/x"]] {
+            let owned: Vec<String> = owned.iter().map(|s| s.to_string()).collect();
+            let err = check_compare_options("startup", &owned).unwrap_err();
+            assert!(matches!(err, FleetError::FleetOwnedOption(_)), "{err}");
+        }
     }
 }

@@ -24,6 +24,7 @@ pub mod results;
 pub mod scenario;
 pub mod stats;
 pub mod sys;
+pub mod text;
 
 /// For unit tests that need something from the host: the same rule as every other test's.
 #[cfg(test)]
@@ -32,13 +33,18 @@ mod host;
 #[cfg(test)]
 pub(crate) use host::host_has;
 
+use std::path::Path;
+
+use anyhow::Context;
+
 use cli::{Cli, Command};
 use exit::Failure;
 
-/// Runs one command; the `Ok` value is the process exit code.
+/// Runs one command; the `Ok` value is the process exit code. Every exit code is chosen here,
+/// from the typed outcome or error each command returns.
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Compare(args) => compare::compare(args),
+        Command::Compare(args) => compare_command(&args),
         Command::Scenarios => {
             for s in scenario::builtins() {
                 match s {
@@ -77,19 +83,29 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
         Command::Kernel(cli::KernelCommand::Build(args)) => kernel_build(&args),
-        Command::Diff(args) => diff::command(&args),
+        Command::Diff(args) => {
+            // Every DiffError is about the directories given: bad input.
+            let d = diff::diff_dirs(&args.base, &args.new, &args.thresholds.options())
+                .map_err(Failure::usage)?;
+            print!("{}", diff::render::terminal(&d));
+            diff::write_outputs(
+                &d,
+                &diff::DiffOutputs {
+                    markdown: args.markdown.clone(),
+                    html: args.html.clone(),
+                    json: args.export_json.clone(),
+                },
+            )?;
+            Ok(fails_code(d.fails(args.fail_on)))
+        }
         Command::Check(args) => {
             let bounds = bounds::load(&args.bounds).map_err(Failure::usage)?;
             let summary = bounds::summary_of(&args.results).map_err(Failure::usage)?;
             let checked = bounds::check(&bounds, &summary);
             print!("{}", bounds::render(&checked));
-            Ok(
-                if checked.iter().any(|c| c.outcome == bounds::Outcome::Fails) {
-                    exit::RUN_FAILED
-                } else {
-                    exit::OK
-                },
-            )
+            Ok(fails_code(
+                checked.iter().any(|c| c.outcome == bounds::Outcome::Fails),
+            ))
         }
         Command::Report(args) if args.merge => {
             let out = report::merge::output_dir(&args.dirs, args.output.as_deref());
@@ -104,7 +120,14 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             eprintln!("cvm: merged report in {}", out.display());
             Ok(exit::OK)
         }
-        Command::Fleet(args) => fleet::fleet(args),
+        Command::Fleet(args) => {
+            let opts = args.options().map_err(fleet_failure)?;
+            Ok(match fleet::fleet(&opts).map_err(fleet_failure)? {
+                fleet::FleetOutcome::Done => exit::OK,
+                fleet::FleetOutcome::SomeFailed => exit::RUN_FAILED,
+                fleet::FleetOutcome::Interrupted => exit::INTERRUPTED,
+            })
+        }
         Command::Report(args) => {
             let [dir] = args.dirs.as_slice() else {
                 return Err(Failure::usage(anyhow::anyhow!(
@@ -113,19 +136,87 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                     args.dirs.len()
                 )));
             };
-            let summary = report::render_dir(dir).map_err(|e| {
-                if e.is_bad_input() {
-                    Failure::usage(e)
-                } else {
-                    Failure::run(e)
-                }
-            })?;
+            let summary = report::render_dir(dir).map_err(report_failure)?;
             show_summary(&summary, args.export_markdown.as_deref())?;
             Ok(exit::OK)
         }
     }
 }
 
+/// `cvm compare`: measure, then print, export and (with `--baseline`) diff what was measured.
+fn compare_command(args: &cli::CompareArgs) -> Result<u8, Failure> {
+    let opts = args.options().map_err(Failure::usage)?;
+    let compared = compare::compare(&opts).map_err(|e| {
+        if e.is_bad_input() {
+            Failure::usage(e)
+        } else {
+            Failure::run(e)
+        }
+    })?;
+    let dir = &compared.out_dir;
+    show_summary(&compared.summary, args.export_markdown.as_deref())?;
+    if let Some(f) = &args.export_json {
+        compared.summary.write(f)?;
+    }
+    if let Some(f) = &args.export_csv {
+        std::fs::copy(dir.join(results::SAMPLES_FILE), f)
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    eprintln!("cvm: results in {}", dir.display());
+    if compared.status == results::RunStatus::Interrupted {
+        eprintln!("cvm: interrupted; the samples measured so far are kept");
+        return Ok(exit::INTERRUPTED);
+    }
+    let regressed = match &args.baseline {
+        Some(base) => diff_with_baseline(args, base, dir)?,
+        None => false,
+    };
+    Ok(if compared.status == results::RunStatus::Failed {
+        exit::RUN_FAILED
+    } else {
+        fails_code(regressed)
+    })
+}
+
+/// Diffs the run just written against `base`: the table on stdout, `diff.html` and `diff.md`
+/// in the results directory; whether something `--fail-on` names counted.
+fn diff_with_baseline(args: &cli::CompareArgs, base: &Path, dir: &Path) -> Result<bool, Failure> {
+    let d = diff::diff_dirs(base, dir, &args.thresholds.options()).map_err(Failure::usage)?;
+    print!("{}", diff::render::terminal(&d));
+    diff::write_outputs(
+        &d,
+        &diff::DiffOutputs {
+            markdown: Some(dir.join("diff.md")),
+            html: Some(dir.join("diff.html")),
+            json: None,
+        },
+    )?;
+    Ok(d.fails(args.fail_on))
+}
+
+fn fails_code(failed: bool) -> u8 {
+    if failed {
+        exit::RUN_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+fn report_failure(e: report::ReportError) -> Failure {
+    if e.is_bad_input() {
+        Failure::usage(e)
+    } else {
+        Failure::run(e)
+    }
+}
+
+fn fleet_failure(e: fleet::FleetError) -> Failure {
+    if e.is_bad_input() {
+        Failure::usage(e)
+    } else {
+        Failure::run(e)
+    }
+}
 /// `cvm kernel build`: progress on stderr, the summary on stdout.
 fn kernel_build(args: &cli::KernelBuildArgs) -> Result<u8, Failure> {
     use backend::vm::minimal::{self, MinimalKernelError};
@@ -167,9 +258,9 @@ fn show_summary(
     summary: &results::RunSummary,
     markdown: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
-    println!("{}", report::terminal::table(summary));
+    println!("{}", report::terminal_table(summary));
     if let Some(f) = markdown {
-        std::fs::write(f, report::markdown::summary(summary))
+        std::fs::write(f, report::markdown_summary(summary))
             .map_err(|e| Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display())))?;
     }
     Ok(())

@@ -343,7 +343,7 @@ fn empty_results(dir: &std::path::Path) {
         run_id: "r".into(),
         started: "2026-01-01T00:00:00Z".into(),
         finished: None,
-        status: "done".into(),
+        status: cvm::results::RunStatus::Done,
         scenario: ScenarioRecord {
             name: "startup".into(),
             description: String::new(),

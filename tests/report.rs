@@ -227,7 +227,7 @@ fn write_results(dir: &Path, name: &str, description: &str) {
         run_id: "20260101T000000-web".into(),
         started: "2026-01-01T00:00:00Z".into(),
         finished: Some("2026-01-01T00:03:00Z".into()),
-        status: "done".into(),
+        status: cvm::results::RunStatus::Done,
         scenario: ScenarioRecord {
             name: name.into(),
             description: description.into(),

@@ -202,7 +202,7 @@ fn check_one(b: &Bound, s: &RunSummary) -> Checked {
         if b.ratio_to.is_some() {
             format!("{x:.3}×")
         } else {
-            crate::report::format::format_value(x, &unit)
+            crate::text::format_value(x, &unit)
         }
     };
     let range = match (b.min, b.max) {

@@ -12,17 +12,16 @@ use std::time::{Duration, Instant};
 
 use cvm_proto::metric::Metric;
 
+use super::order::{BackendEnd, Plan};
 use super::runner::{RunEnd, Runner};
-use super::{BackendEnd, Plan};
 use crate::backend::Instance;
-use crate::exit::Failure;
 use crate::measure::{memory, startup};
-use crate::results::Phase;
+use crate::results::{Phase, ResultsError};
 
 /// Lets the kernel settle after dropping caches, so MemAvailable is not read mid-reclaim.
 const SETTLE: Duration = Duration::from_millis(300);
 
-pub(super) fn run(runner: &mut Runner, plan: &Plan) -> Result<BackendEnd, Failure> {
+pub(super) fn run(runner: &mut Runner, plan: &Plan) -> Result<BackendEnd, ResultsError> {
     let n = runner
         .scenario
         .density
@@ -56,7 +55,7 @@ fn settled_mem_available() -> Option<u64> {
     memory::mem_available()
 }
 
-fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<RunEnd, Failure> {
+fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<RunEnd, ResultsError> {
     let before = settled_mem_available();
     let mut instances: Vec<Box<dyn Instance>> = Vec::with_capacity(n as usize);
     let start = Instant::now();

@@ -10,8 +10,7 @@ use indicatif::ProgressBar;
 
 use super::runner::{RunEnd, Runner};
 use crate::backend::{LaunchContext, Prepared};
-use crate::exit::Failure;
-use crate::results::{Phase, SampleRow, SampleWriter};
+use crate::results::{Phase, ResultsError, SampleRow, SampleWriter};
 use crate::scenario::{BackendKind, Scenario};
 
 /// A backend is given up after this many consecutive failed runs: the cause is almost never
@@ -87,7 +86,7 @@ pub(super) fn run_interleaved(
     writer: &mut SampleWriter,
     plan: &Plan,
     seed: u64,
-) -> Result<(), Failure> {
+) -> Result<(), ResultsError> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let total = plan.warmup + plan.runs;
     let mut native_pss = None;
@@ -145,6 +144,35 @@ pub(super) fn run_interleaved(
     Ok(())
 }
 
+/// All runs of one backend, then the next (`--order sequential`, and density, which keeps N
+/// instances of one backend running at once).
+pub(super) fn run_sequential(
+    lanes: &mut [Lane],
+    shared: &Shared,
+    writer: &mut SampleWriter,
+    plan: &Plan,
+) -> Result<(), ResultsError> {
+    let mut native_pss = None;
+    for lane in lanes {
+        if shared.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut runner = lane.runner(shared, writer, native_pss);
+        let end = if shared.scenario.density.is_some() {
+            super::density::run(&mut runner, plan)?
+        } else {
+            run_iterations(&mut runner, plan)?
+        };
+        let measured = std::mem::take(&mut runner.idle_pss);
+        lane.end = end;
+        lane.idle_pss = measured;
+        if lane.kind == BackendKind::Native && !lane.idle_pss.is_empty() {
+            native_pss = Some(crate::stats::median(&lane.idle_pss));
+        }
+    }
+    Ok(())
+}
+
 /// One iteration's order of the backends (indices into `kinds`): native first, the rest
 /// shuffled.
 pub(super) fn iteration_order(kinds: &[BackendKind], rng: &mut fastrand::Rng) -> Vec<usize> {
@@ -173,7 +201,7 @@ pub(crate) enum BackendEnd {
 }
 
 /// Warm-up then measured runs of one backend.
-pub(super) fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<BackendEnd, Failure> {
+pub(super) fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<BackendEnd, ResultsError> {
     let (warmup, runs, progress) = (plan.warmup, plan.runs, plan.progress);
     let kind = runner.kind;
     let mut end = BackendEnd::AllMeasured;

@@ -28,9 +28,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{DiffArgs, FailOn};
-use crate::exit::{self, Failure};
-
 use crate::results::{self, measured_series, read_samples, RunMeta, RUN_FAILED};
 use crate::stats::{self, ab, Estimate};
 use cvm_proto::metric::{better_by_name, Better, Metric, Unit};
@@ -391,8 +388,8 @@ fn attribute_host_change(rows: &mut [MetricDiff]) -> Option<String> {
          isolation) went {} → {} ({:+.1} %, p = {:.3}); {} time or rate change(s) in the same \
          direction and within {HOST_FACTOR}× of it are marked `host changed`, not {}: rerun \
          both on a quiet host to tell them apart",
-        crate::report::format::format_value(control.base_median, &control.unit),
-        crate::report::format::format_value(control.new_median, &control.unit),
+        crate::text::format_value(control.base_median, &control.unit),
+        crate::text::format_value(control.new_median, &control.unit),
         control.change * 100.0,
         control.p_value,
         attributed.saturating_sub(1),
@@ -404,47 +401,51 @@ fn attribute_host_change(rows: &mut [MetricDiff]) -> Option<String> {
     ))
 }
 
-/// The exit code a diff earns under `fail_on`: [`exit::RUN_FAILED`] when something it fails on
-/// counts, else [`exit::OK`].
-pub fn exit_code(d: &Diff, fail_on: FailOn) -> u8 {
-    let failed = match fail_on {
-        FailOn::Regression => d.count(Verdict::Regression) > 0,
-        FailOn::Change => d.rows.iter().any(|r| r.verdict.counts()),
-        FailOn::None => false,
-    };
-    if failed {
-        exit::RUN_FAILED
-    } else {
-        exit::OK
+/// What a diff fails on (`--fail-on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// A change that counts, in the worse direction
+    Regression,
+    /// Any change that counts, better or worse
+    Change,
+    /// Nothing: report only
+    None,
+}
+
+impl Diff {
+    /// Whether something `fail_on` names counted.
+    pub fn fails(&self, fail_on: FailOn) -> bool {
+        match fail_on {
+            FailOn::Regression => self.count(Verdict::Regression) > 0,
+            FailOn::Change => self.rows.iter().any(|r| r.verdict.counts()),
+            FailOn::None => false,
+        }
     }
 }
 
-/// Writes the page and the Markdown beside each other (`cvm compare --baseline`).
-pub fn write_pages(d: &Diff, html: &Path, markdown: &Path) -> anyhow::Result<()> {
-    std::fs::write(html, render::html(d))
-        .with_context(|| format!("cannot write {}", html.display()))?;
-    std::fs::write(markdown, render::markdown(d))
-        .with_context(|| format!("cannot write {}", markdown.display()))
+/// Where `cvm diff` writes the comparison besides the terminal.
+#[derive(Debug, Clone, Default)]
+pub struct DiffOutputs {
+    pub markdown: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub json: Option<PathBuf>,
 }
 
-/// `cvm diff`.
-pub fn command(args: &DiffArgs) -> Result<u8, Failure> {
-    // Every DiffError is about the directories given: bad input.
-    let d = diff_dirs(&args.base, &args.new, &args.thresholds.options()).map_err(Failure::usage)?;
-    print!("{}", render::terminal(&d));
-    if let Some(f) = &args.markdown {
-        std::fs::write(f, render::markdown(&d))
+/// Writes the comparison in each form `outputs` asks for.
+pub fn write_outputs(d: &Diff, outputs: &DiffOutputs) -> anyhow::Result<()> {
+    if let Some(f) = &outputs.markdown {
+        std::fs::write(f, render::markdown(d))
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
-    if let Some(f) = &args.html {
-        std::fs::write(f, render::html(&d))
+    if let Some(f) = &outputs.html {
+        std::fs::write(f, render::html(d))
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
-    if let Some(f) = &args.export_json {
-        let text = serde_json::to_string_pretty(&d).context("cannot encode the diff")?;
+    if let Some(f) = &outputs.json {
+        let text = serde_json::to_string_pretty(d).context("cannot encode the diff")?;
         std::fs::write(f, text).with_context(|| format!("cannot write {}", f.display()))?;
     }
-    Ok(exit_code(&d, args.fail_on))
+    Ok(())
 }
 
 /// One backend × metric: medians, change, interval, p-value and verdict.

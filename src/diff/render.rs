@@ -4,8 +4,7 @@
 use std::fmt::Write;
 
 use super::{Diff, MetricDiff, Verdict};
-use crate::report::format::format_value;
-use crate::report::html::escape;
+use crate::text::{escape_html as escape, format_value};
 
 /// The relative change as a signed percentage ("+21.3 %", "−0.4 %").
 pub fn percent(change: f64) -> String {

@@ -16,13 +16,9 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::Context;
-use clap::Parser;
 use serde::Deserialize;
 
-use crate::cli::{Cli, Command as CliCommand, FleetArgs};
-use crate::exit::{self, Failure};
-use crate::scenario;
+use crate::scenario::{self, ScenarioError};
 
 /// The playbook tree, at the paths it has in the repository: the playbook finds the package
 /// list at `../../scripts/packages/` both in a checkout and where this module writes it.
@@ -74,6 +70,10 @@ pub const SUMMARY_FILE: &str = "fleet.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("cannot install signal handlers")]
+    Signals(#[source] io::Error),
     #[error(
         "ansible-playbook is not installed: `cvm fleet` runs its playbook with Ansible \
          (Debian/Ubuntu: apt-get install ansible-core; elsewhere: pip install ansible-core)"
@@ -129,62 +129,103 @@ pub struct Summary {
     pub report: PathBuf,
 }
 
-pub fn fleet(args: FleetArgs) -> Result<u8, Failure> {
-    let plan = Plan::new(&args)?;
+impl FleetError {
+    /// Whether the fault lies with what was asked (an inventory, a scenario, the options for
+    /// the hosts, the output directory) rather than with the run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            FleetError::Scenario(_)
+                | FleetError::Inventory { .. }
+                | FleetError::CompareOptions(_)
+                | FleetError::FleetOwnedOption(_)
+                | FleetError::Output { .. }
+        )
+    }
+}
+
+/// What `cvm fleet` is asked to do.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// The Ansible inventory naming the hosts.
+    pub inventory: PathBuf,
+    /// A built-in scenario name, or a scenario file (copied to every host).
+    pub scenario: String,
+    /// How many hosts run at once [default: all].
+    pub parallel: Option<u32>,
+    /// Where results/<host>/, report/ and fleet.json go [default: reports/fleet-<run-id>].
+    pub output: Option<PathBuf>,
+    /// Seconds `cvm compare` may run on one host.
+    pub time_limit: u32,
+    /// Whether the hosts' results are merged into one report.
+    pub merge: bool,
+    /// Options for every host's `cvm compare`, already checked by the caller (they are the
+    /// command line's to parse).
+    pub compare: Vec<String>,
+}
+
+/// How a fleet run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetOutcome {
+    /// Every host succeeded and the merge (if asked) worked.
+    Done,
+    /// Some host failed, or the merge did; the rest is in the output directory.
+    SomeFailed,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
+}
+
+pub fn fleet(opts: &FleetOptions) -> Result<FleetOutcome, FleetError> {
+    let plan = Plan::new(opts)?;
     // Ctrl-C reaches ansible-playbook too (same process group): it stops its hosts' tasks. cvm
     // waits for it rather than dying first, so the temporary playbook is removed.
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&interrupted))
-            .context("cannot install signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&interrupted)).map_err(FleetError::Signals)?;
     }
-    let tree = PlaybookTree::write(&plan.run_id).map_err(Failure::run)?;
+    let tree = PlaybookTree::write(&plan.run_id)?;
     let vars = tree.dir.join("vars.json");
-    std::fs::write(&vars, plan.vars().to_string()).map_err(|source| {
-        Failure::run(FleetError::WritePlaybook {
-            path: vars.clone(),
-            source,
-        })
+    std::fs::write(&vars, plan.vars().to_string()).map_err(|source| FleetError::WritePlaybook {
+        path: vars.clone(),
+        source,
     })?;
     eprintln!(
         "cvm fleet: scenario {} on the hosts of {}, results in {}",
-        args.scenario,
-        args.inventory.display(),
+        opts.scenario,
+        opts.inventory.display(),
         plan.out_dir.display()
     );
     let status = Command::new("ansible-playbook")
         .arg("-i")
-        .arg(&args.inventory)
+        .arg(&opts.inventory)
         .arg(tree.dir.join(PLAYBOOK))
         .arg("-e")
         .arg(format!("@{}", vars.display()))
         .status()
         .map_err(|e| {
-            Failure::run(if e.kind() == io::ErrorKind::NotFound {
+            if e.kind() == io::ErrorKind::NotFound {
                 FleetError::AnsibleMissing
             } else {
                 FleetError::AnsibleSpawn(e)
-            })
+            }
         })?;
     drop(tree);
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         eprintln!("cvm fleet: interrupted");
-        return Ok(exit::INTERRUPTED);
+        return Ok(FleetOutcome::Interrupted);
     }
     let path = plan.out_dir.join(SUMMARY_FILE);
-    let summary = read_summary(&path).map_err(|source| {
-        Failure::run(FleetError::Summary {
-            path: path.clone(),
-            status: status.to_string(),
-            source,
-        })
+    let summary = read_summary(&path).map_err(|source| FleetError::Summary {
+        path: path.clone(),
+        status: status.to_string(),
+        source,
     })?;
     print!("{}", render(&summary, &plan.out_dir));
     Ok(
         if summary.failed.is_empty() && !summary.merge.starts_with("failed") {
-            exit::OK
+            FleetOutcome::Done
         } else {
-            exit::RUN_FAILED
+            FleetOutcome::SomeFailed
         },
     )
 }
@@ -253,15 +294,12 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &FleetArgs) -> Result<Plan, Failure> {
-        std::fs::metadata(&args.inventory).map_err(|source| {
-            Failure::usage(FleetError::Inventory {
-                path: args.inventory.clone(),
-                source,
-            })
+    fn new(args: &FleetOptions) -> Result<Plan, FleetError> {
+        std::fs::metadata(&args.inventory).map_err(|source| FleetError::Inventory {
+            path: args.inventory.clone(),
+            source,
         })?;
-        let scenario = scenario::load(&args.scenario).map_err(Failure::usage)?;
-        check_compare_options(&args.scenario, &args.compare).map_err(Failure::usage)?;
+        let scenario = scenario::load(&args.scenario)?;
         let is_file = !scenario::builtin_names().contains(&args.scenario.as_str())
             || args.scenario.contains('/')
             || args.scenario.ends_with(".toml");
@@ -271,14 +309,13 @@ impl Plan {
             None
         };
 
-        let cvm_bin =
-            std::env::current_exe().map_err(|e| Failure::run(FleetError::CurrentExe(e)))?;
+        let cvm_bin = std::env::current_exe().map_err(FleetError::CurrentExe)?;
         for name in COMPANIONS {
             if !cvm_bin.with_file_name(name).is_file() {
-                return Err(Failure::run(FleetError::CompanionMissing {
+                return Err(FleetError::CompanionMissing {
                     name,
                     exe: cvm_bin.clone(),
-                }));
+                });
             }
         }
 
@@ -294,11 +331,9 @@ impl Plan {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("reports").join(format!("fleet-{run_id}"))),
         );
-        std::fs::create_dir_all(&out_dir).map_err(|source| {
-            Failure::usage(FleetError::Output {
-                path: out_dir.clone(),
-                source,
-            })
+        std::fs::create_dir_all(&out_dir).map_err(|source| FleetError::Output {
+            path: out_dir.clone(),
+            source,
         })?;
         // A summary left by an earlier run in the same directory must not pass for this one's.
         let _ = std::fs::remove_file(out_dir.join(SUMMARY_FILE));
@@ -311,7 +346,7 @@ impl Plan {
             compare: args.compare.clone(),
             parallel: args.parallel,
             time_limit: args.time_limit,
-            merge: !args.no_merge,
+            merge: args.merge,
         })
     }
 
@@ -334,41 +369,6 @@ impl Plan {
             vars["cvm_parallel"] = serde_json::json!(n);
         }
         vars
-    }
-}
-
-/// The options after `--` must be ones `cvm compare` accepts, checked here with the same parser
-/// rather than on every host; options naming files for the fleet to write are refused.
-fn check_compare_options(scenario: &str, options: &[String]) -> Result<(), FleetError> {
-    let argv = ["cvm", "compare", "--scenario", scenario]
-        .into_iter()
-        .map(String::from)
-        .chain(options.iter().cloned());
-    let compare = match Cli::try_parse_from(argv) {
-        Ok(Cli {
-            command: CliCommand::Compare(c),
-        }) => c,
-        Ok(_) => return Err(FleetError::CompareOptions(options.join(" "))),
-        Err(e) => {
-            let text = e.render().to_string();
-            return Err(FleetError::CompareOptions(
-                text.lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim_start_matches("error: ")
-                    .into(),
-            ));
-        }
-    };
-    let owned = [
-        ("--output", compare.output.is_some()),
-        ("--export-json", compare.export_json.is_some()),
-        ("--export-csv", compare.export_csv.is_some()),
-        ("--export-markdown", compare.export_markdown.is_some()),
-    ];
-    match owned.into_iter().find(|(_, set)| *set) {
-        Some((option, _)) => Err(FleetError::FleetOwnedOption(option)),
-        None => Ok(()),
     }
 }
 
@@ -433,22 +433,6 @@ mod tests {
         assert!(PLAYBOOK_FILES
             .iter()
             .any(|(rel, _)| *rel == "scripts/packages/compare.txt"));
-    }
-
-    #[test]
-    fn compare_options_are_checked_and_fleet_owned_ones_refused() {
-        let ok: Vec<String> = ["--backends", "native,container", "--runs", "2"]
-            .map(String::from)
-            .into();
-        assert!(check_compare_options("startup", &ok).is_ok());
-        let bad = vec!["--runz".to_string(), "2".to_string()];
-        let err = check_compare_options("startup", &bad).unwrap_err();
-        assert!(err.to_string().contains("--runz"), "{err}");
-        for owned in [&["-o", "d"][..], &["--export-csv=/tmp/x"]] {
-            let owned: Vec<String> = owned.iter().map(|s| s.to_string()).collect();
-            let err = check_compare_options("startup", &owned).unwrap_err();
-            assert!(matches!(err, FleetError::FleetOwnedOption(_)), "{err}");
-        }
     }
 
     #[test]

@@ -236,7 +236,7 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
         }
     }
 
-    let tcg = super::html::tcg_backends(s);
+    let tcg = tcg_backends(s);
     if !tcg.is_empty() {
         out.push(format!(
             "Emulated: {} ran under TCG (QEMU translating every guest instruction), so {} \
@@ -259,6 +259,56 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
         ));
     }
     out
+}
+
+/// VM backends whose configuration says they ran under TCG emulation, with their accelerator.
+pub fn tcg_backends(s: &RunSummary) -> Vec<String> {
+    s.backends
+        .iter()
+        .filter(|b| b.info.stack == Stack::Vm)
+        .filter(|b| {
+            b.info
+                .accelerator()
+                .is_some_and(|a| a.trim().to_ascii_lowercase().starts_with("tcg"))
+        })
+        .map(|b| b.info.backend.clone())
+        .collect()
+}
+
+/// Where the guest's clock disagrees with the host's stamps of the same interval by more than
+/// 2 % (median `guest_clock_error`, over at least 0.5 s), the host-stamped duration is the one
+/// to read, and why.
+pub fn clock_note(b: &BackendSummary) -> Option<String> {
+    let error = b.metrics.get(Metric::GuestClockError.name())?.stats.median;
+    let host = b.metrics.get(Metric::CpuTimeHost.name())?.stats.median;
+    // Over less than half a second the markers' own transport delay is not small against 2 %.
+    (error.abs() > 0.02 && host >= 0.5).then(|| {
+        format!(
+            "its own clock is {:+.1}% off the host's over the timed work: read cpu_time_host \
+             ({}), not cpu_time or cpu_score (a guest clock runs at the rate it was given, \
+             and an emulated one drifts)",
+            error * 100.0,
+            format_value(host, "s")
+        )
+    })
+}
+
+/// The label of a backend whose load client was the bottleneck in some measured runs, so its
+/// HTTP figures are not presented as the server's capacity. `None` when no run was client-bound.
+pub fn client_bound_note(b: &BackendSummary) -> Option<String> {
+    use cvm_proto::metric::{Metric, CLIENT_BOUND_SHARE};
+    if b.client_bound_runs == 0 {
+        return None;
+    }
+    let m = b.metrics.get(Metric::LoadClientCpu.name())?;
+    Some(format!(
+        "client-bound in {} of {} measured runs (the load client used more than {:.0} % of its \
+         CPUs; median {:.0} %): its HTTP figures may be the load client's limit, not the server's",
+        b.client_bound_runs,
+        m.stats.n,
+        100.0 * CLIENT_BOUND_SHARE,
+        100.0 * m.stats.median
+    ))
 }
 
 #[cfg(test)]

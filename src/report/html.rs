@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::charts::Rendered;
 use super::format::{format_value, interval_caveat};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
+use crate::text::escape_html as escape;
 use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX, RATE_PREFIX};
 
 pub const INDEX_FILE: &str = "index.html";
@@ -28,36 +29,6 @@ pub enum HtmlError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Escapes text for HTML element content and quoted attribute values alike.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// VM backends whose configuration says they ran under TCG emulation, with their accelerator.
-pub fn tcg_backends(s: &RunSummary) -> Vec<String> {
-    s.backends
-        .iter()
-        .filter(|b| b.info.stack == Stack::Vm)
-        .filter(|b| {
-            b.info
-                .accelerator()
-                .is_some_and(|a| a.trim().to_ascii_lowercase().starts_with("tcg"))
-        })
-        .map(|b| b.info.backend.clone())
-        .collect()
 }
 
 /// Metrics shown first in the summary table, in this order; the rest alphabetically, phases
@@ -145,7 +116,7 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
         escape(&title),
         escape(&s.description),
         escape(&s.run_id),
-        escape(&s.status),
+        s.status,
         s.runs,
         s.warmup
     );
@@ -238,7 +209,7 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
             escape(l)
         );
     }
-    let tcg = tcg_backends(s);
+    let tcg = super::findings::tcg_backends(s);
     if !tcg.is_empty() {
         let _ = writeln!(
             o,
@@ -380,13 +351,13 @@ fn summary_table(o: &mut String, s: &RunSummary) {
                 b.failed_runs, b.excluded_samples
             ));
         }
-        if let Some(note) = super::terminal::clock_note(b) {
+        if let Some(note) = super::findings::clock_note(b) {
             notes.push(format!(
                 "<li><strong>{name}</strong>: {}</li>",
                 escape(&note)
             ));
         }
-        if let Some(note) = super::client_bound_note(b) {
+        if let Some(note) = super::findings::client_bound_note(b) {
             notes.push(format!(
                 "<li class=\"client-bound\"><strong>{name}</strong>: {}</li>",
                 escape(&note)

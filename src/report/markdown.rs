@@ -7,7 +7,7 @@ use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
 use crate::results::{Availability, RunSummary};
 use cvm_proto::metric::PHASE_PREFIX;
 
-pub fn summary(s: &RunSummary) -> String {
+pub(super) fn summary(s: &RunSummary) -> String {
     let mut out = String::new();
     let env = &s.environment;
     let _ = writeln!(
@@ -88,7 +88,8 @@ pub fn summary(s: &RunSummary) -> String {
         .backends
         .iter()
         .filter_map(|b| {
-            super::client_bound_note(b).map(|n| format!("- **{}**: {}", b.info.backend, escape(&n)))
+            super::findings::client_bound_note(b)
+                .map(|n| format!("- **{}**: {}", b.info.backend, escape(&n)))
         })
         .collect();
     unavailable.extend(client_bound);

@@ -10,11 +10,13 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use super::html::{escape, CHARTS_DIR, STACK_CHART};
+use super::html::{CHARTS_DIR, STACK_CHART};
 use super::{charts, html, markdown, stack, ReportError};
 use crate::results::{
-    self, read_samples, summarize, Environment, RunMeta, RunSummary, SampleRow, SampleWriter,
+    self, read_samples, summarize, Environment, RunMeta, RunStatus, RunSummary, SampleRow,
+    SampleWriter,
 };
+use crate::text::escape_html as escape;
 
 /// Joins a backend and the host it ran on in a merged report.
 pub const HOST_SEPARATOR: char = '@';
@@ -262,13 +264,13 @@ fn merge(runs: &[HostRun]) -> (RunMeta, RunSummary, Vec<SampleRow>) {
             .join(", ")
     );
     let status = if runs.iter().all(|r| r.meta.status == first.status) {
-        first.status.clone()
+        first.status
     } else {
-        "mixed".to_string()
+        RunStatus::Mixed
     };
     let meta = RunMeta {
         run_id: run_id.clone(),
-        status: status.clone(),
+        status,
         environment: environment.clone(),
         backends: infos,
         ..first.clone()

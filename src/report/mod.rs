@@ -7,10 +7,10 @@ pub mod charts;
 pub mod findings;
 pub mod format;
 pub mod html;
-pub mod markdown;
+mod markdown;
 pub mod merge;
 pub mod stack;
-pub mod terminal;
+mod terminal;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,16 @@ impl ReportError {
     }
 }
 
+/// The summary as the terminal shows it: the findings, then a table per backend.
+pub fn terminal_table(summary: &RunSummary) -> String {
+    terminal::table(summary)
+}
+
+/// The summary as a Markdown document (`summary.md`, `--export-markdown`).
+pub fn markdown_summary(summary: &RunSummary) -> String {
+    markdown::summary(summary)
+}
+
 /// Recomputes `summary.json` and the report files (`summary.md`, `index.html`, `charts/`) in
 /// `dir` from its raw samples.
 pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
@@ -93,24 +103,6 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
     Ok(summary)
 }
 
-/// The label of a backend whose load client was the bottleneck in some measured runs, so its
-/// HTTP figures are not presented as the server's capacity. `None` when no run was client-bound.
-pub fn client_bound_note(b: &results::BackendSummary) -> Option<String> {
-    use cvm_proto::metric::{Metric, CLIENT_BOUND_SHARE};
-    if b.client_bound_runs == 0 {
-        return None;
-    }
-    let m = b.metrics.get(Metric::LoadClientCpu.name())?;
-    Some(format!(
-        "client-bound in {} of {} measured runs (the load client used more than {:.0} % of its \
-         CPUs; median {:.0} %): its HTTP figures may be the load client's limit, not the server's",
-        b.client_bound_runs,
-        m.stats.n,
-        100.0 * CLIENT_BOUND_SHARE,
-        100.0 * m.stats.median
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use crate::results::summarize;
@@ -119,11 +111,11 @@ mod tests {
     #[test]
     fn a_client_bound_backend_is_labelled_with_its_count_and_the_others_are_not() {
         let s = summarize(&meta(), &[row(0, 0.95), row(1, 0.5), row(2, 0.97)]);
-        let note = super::client_bound_note(s.backend("runc").unwrap()).unwrap();
+        let note = super::findings::client_bound_note(s.backend("runc").unwrap()).unwrap();
         assert!(note.contains("2 of 3") && note.contains("95 %"), "{note}");
         assert!(super::terminal::table(&s).contains("client-bound in 2 of 3"));
         assert!(super::markdown::summary(&s).contains("client-bound in 2 of 3"));
         let calm = summarize(&meta(), &[row(0, 0.5)]);
-        assert!(super::client_bound_note(calm.backend("runc").unwrap()).is_none());
+        assert!(super::findings::client_bound_note(calm.backend("runc").unwrap()).is_none());
     }
 }

@@ -17,7 +17,7 @@ const LEADING: &[&str] = &[
     Metric::MemoryOverhead.name(),
 ];
 
-pub fn table(s: &RunSummary) -> String {
+pub(super) fn table(s: &RunSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -62,7 +62,7 @@ pub fn table(s: &RunSummary) -> String {
                 b.failed_runs, b.excluded_samples
             ));
         }
-        if let Some(note) = super::client_bound_note(b) {
+        if let Some(note) = super::findings::client_bound_note(b) {
             notes.push(format!("{name}: {note}"));
         }
         let mut metrics: Vec<(&String, &MetricSummary)> = b
@@ -123,7 +123,7 @@ pub fn table(s: &RunSummary) -> String {
         if !phases.is_empty() {
             notes.push(format!("{name} phases (medians): {}", phases.join(", ")));
         }
-        if let Some(note) = clock_note(b) {
+        if let Some(note) = super::findings::clock_note(b) {
             notes.push(format!("{name}: {note}"));
         }
         let sweep = super::charts::sweep_steps(&b.metrics);
@@ -171,24 +171,6 @@ pub fn table(s: &RunSummary) -> String {
         let _ = writeln!(out, "  {n}");
     }
     out
-}
-
-/// Where the guest's clock disagrees with the host's stamps of the same interval by more than
-/// 2 % (median `guest_clock_error`, over at least 0.5 s), the host-stamped duration is the one
-/// to read, and why.
-pub fn clock_note(b: &crate::results::BackendSummary) -> Option<String> {
-    let error = b.metrics.get(Metric::GuestClockError.name())?.stats.median;
-    let host = b.metrics.get(Metric::CpuTimeHost.name())?.stats.median;
-    // Over less than half a second the markers' own transport delay is not small against 2 %.
-    (error.abs() > 0.02 && host >= 0.5).then(|| {
-        format!(
-            "its own clock is {:+.1}% off the host's over the timed work: read cpu_time_host \
-             ({}), not cpu_time or cpu_score (a guest clock runs at the rate it was given, \
-             and an emulated one drifts)",
-            error * 100.0,
-            format_value(host, "s")
-        )
-    })
 }
 
 fn outlier_n(m: &MetricSummary) -> String {

@@ -86,6 +86,40 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
     notes
 }
 
+/// Where a run stands: `running` while it measures (a `run.json` left so was cut off), then
+/// how it ended. A merged report of hosts that ended differently is `mixed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    /// Every backend asked for was measured.
+    Done,
+    /// A backend failed to prepare, or some runs failed (their samples say why).
+    Failed,
+    /// Stopped by SIGINT or SIGTERM; what was measured is kept.
+    Interrupted,
+    /// Several runs merged into one report ended differently.
+    Mixed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Mixed => "mixed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything about a run except its samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
@@ -96,8 +130,7 @@ pub struct RunMeta {
     pub started: String,
     #[serde(default)]
     pub finished: Option<String>,
-    /// `running`, `done`, `failed` or `interrupted`.
-    pub status: String,
+    pub status: RunStatus,
     pub scenario: ScenarioRecord,
     pub runs: u32,
     pub warmup: u32,

@@ -13,7 +13,8 @@ pub(crate) mod summary;
 pub use backend::{Availability, Stack, ACCEL_KEY, PLATFORM_KEY};
 pub use fingerprint::{HostFingerprint, HostLoad};
 pub use meta::{
-    schema_limitations, BackendInfo, Environment, RunMeta, ScenarioRecord, SCHEMA_VERSION,
+    schema_limitations, BackendInfo, Environment, RunMeta, RunStatus, ScenarioRecord,
+    SCHEMA_VERSION,
 };
 pub use ndjson::{write_ndjson, NDJSON_FILE};
 pub use phases::phase_rank;

@@ -17,7 +17,7 @@ struct Line<'a> {
     #[serde(flatten)]
     sample: &'a SampleRow,
     schema_version: u32,
-    status: &'a str,
+    status: super::RunStatus,
     stack: Option<Stack>,
     backend_config: Option<&'a std::collections::BTreeMap<String, String>>,
     fingerprint: &'a HostFingerprint,
@@ -35,7 +35,7 @@ pub fn write_ndjson(path: &Path, meta: &RunMeta, rows: &[SampleRow]) -> Result<(
         let line = Line {
             sample: r,
             schema_version: meta.schema_version,
-            status: &meta.status,
+            status: meta.status,
             stack: info.map(|i| i.stack),
             backend_config: info.map(|i| &i.config),
             fingerprint: &meta.environment.fingerprint,

@@ -40,7 +40,7 @@ pub(super) fn summary(backends: Vec<BackendSummary>) -> RunSummary {
         run_id: "r".into(),
         scenario: "startup".into(),
         description: "d".into(),
-        status: "done".into(),
+        status: crate::results::RunStatus::Done,
         runs: 3,
         warmup: 0,
         environment: Environment::default(),

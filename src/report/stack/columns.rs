@@ -274,7 +274,7 @@ pub(crate) mod tests {
             run_id: "r".into(),
             scenario: "s".into(),
             description: String::new(),
-            status: "done".into(),
+            status: crate::results::RunStatus::Done,
             runs: 1,
             warmup: 0,
             environment: Environment {
