@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::backend::vm::kernel::{self, find_host_kernel};
 use crate::backend::{self, cgroup, Availability, HostOptions};
 use crate::image;
-use crate::measure::host::tool_version;
 use crate::scenario::BackendKind;
+use crate::tools::tool_version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {

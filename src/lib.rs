@@ -25,6 +25,7 @@ pub mod scenario;
 pub mod stats;
 pub mod sys;
 pub mod text;
+pub mod tools;
 
 /// For unit tests that need something from the host: the same rule as every other test's.
 #[cfg(test)]
@@ -154,9 +155,10 @@ fn compare_command(args: &cli::CompareArgs) -> Result<u8, Failure> {
         }
     })?;
     let dir = &compared.out_dir;
-    show_summary(&compared.summary, args.export_markdown.as_deref())?;
+    let summary = report::render_dir(dir)?;
+    show_summary(&summary, args.export_markdown.as_deref())?;
     if let Some(f) = &args.export_json {
-        compared.summary.write(f)?;
+        summary.write(f)?;
     }
     if let Some(f) = &args.export_csv {
         std::fs::copy(dir.join(results::SAMPLES_FILE), f)

@@ -1,5 +1,5 @@
 use super::*;
-use crate::diff::tests::{meta, rows};
+use crate::results::testdata::{meta, rows};
 
 fn summary() -> RunSummary {
     let m = meta("startup", "h", &["native", "container", "runc"]);

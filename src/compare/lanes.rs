@@ -112,7 +112,7 @@ fn row_template(meta: &crate::results::RunMeta, index: usize, setup: &Setup) -> 
         qemu_version: env
             .tools
             .get("qemu")
-            .map(|v| crate::measure::host::version_number(v))
+            .map(|v| crate::tools::version_number(v))
             .unwrap_or_default(),
         cvm_version: env.cvm_version.clone(),
         git_sha: env.git_sha.clone(),

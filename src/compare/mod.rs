@@ -1,10 +1,12 @@
 //! `cvm compare`: the pipeline end to end — scenario → image → backends → runs → samples →
 //! summary → report — for every requested backend.
 //!
-//! [`compare`] is six steps, one module each where it has more than a few lines: resolve what
-//! was asked ([`setup`]), open the results directory ([`output`]), prepare every backend
-//! ([`lanes`]), run them ([`order`], with one run in [`runner`] and density in [`density`]),
-//! then close the record and render the report ([`finish`]).
+//! [`compare`] is six steps, one module each: resolve what was asked (`setup`), open the
+//! results directory (`output`), start the record (`record`: `run.json`), prepare every backend
+//! (`lanes`), run them (`order` interleaves them, `sequential` runs one after another; one run
+//! is `runner`, density `density`), then close the record. Rendering the report from the
+//! results directory is the caller's next step (`report::render_dir`): nothing here depends on
+//! how results are shown.
 //!
 //! Samples are written and flushed as they are measured, `run.json` is rewritten at each state
 //! change, and every instance is torn down before cvm exits (also on SIGINT/SIGTERM, which set a
@@ -22,8 +24,7 @@ use crate::backend::docker::DockerOptions;
 use crate::backend::vm::accel::AccelChoice;
 use crate::backend::{self, LaunchContext};
 use crate::image::{Image, ImageError};
-use crate::report::ReportError;
-use crate::results::{ResultsError, RunStatus, RunSummary, SampleWriter};
+use crate::results::{ResultsError, RunStatus, SampleWriter};
 use crate::scenario::ScenarioError;
 
 mod density;
@@ -34,10 +35,12 @@ mod order;
 mod output;
 mod record;
 mod runner;
+mod sequential;
 mod setup;
 mod sweep;
 
-use order::{run_interleaved, run_sequential, Plan, Shared};
+use order::{run_interleaved, Plan, Shared};
+use sequential::run_sequential;
 
 /// What `cvm compare` is asked to do; every field but `scenario` defaults to the scenario's own.
 #[derive(Debug, Clone)]
@@ -119,8 +122,6 @@ pub enum CompareError {
     Image(#[source] ImageError),
     #[error("cannot record the run")]
     Record(#[from] ResultsError),
-    #[error("cannot render the report")]
-    Report(#[source] ReportError),
 }
 
 impl CompareError {
@@ -140,15 +141,14 @@ impl CompareError {
     }
 }
 
-/// A finished comparison: where its results are, how it ended, and its summary.
+/// A finished comparison: where its results are and how it ended.
 #[derive(Debug)]
 pub struct Compared {
     pub out_dir: PathBuf,
     pub status: RunStatus,
-    pub summary: RunSummary,
 }
 
-/// Runs the comparison `opts` asks for and renders its report into the results directory.
+/// Runs the comparison `opts` asks for, writing its results directory as it goes.
 pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
     let setup = setup::Setup::resolve(opts)?;
     let interrupted = interrupt_flag()?;
@@ -193,11 +193,9 @@ pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
     progress.finish_and_clear();
     drop(writer);
     let status = record.close(&prepared, interrupted.load(Ordering::SeqCst))?;
-    let summary = crate::report::render_dir(out.path()).map_err(CompareError::Report)?;
     Ok(Compared {
         out_dir: out.path().to_path_buf(),
         status,
-        summary,
     })
 }
 

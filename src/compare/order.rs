@@ -144,35 +144,6 @@ pub(super) fn run_interleaved(
     Ok(())
 }
 
-/// All runs of one backend, then the next (`--order sequential`, and density, which keeps N
-/// instances of one backend running at once).
-pub(super) fn run_sequential(
-    lanes: &mut [Lane],
-    shared: &Shared,
-    writer: &mut SampleWriter,
-    plan: &Plan,
-) -> Result<(), ResultsError> {
-    let mut native_pss = None;
-    for lane in lanes {
-        if shared.interrupted.load(Ordering::SeqCst) {
-            break;
-        }
-        let mut runner = lane.runner(shared, writer, native_pss);
-        let end = if shared.scenario.density.is_some() {
-            super::density::run(&mut runner, plan)?
-        } else {
-            run_iterations(&mut runner, plan)?
-        };
-        let measured = std::mem::take(&mut runner.idle_pss);
-        lane.end = end;
-        lane.idle_pss = measured;
-        if lane.kind == BackendKind::Native && !lane.idle_pss.is_empty() {
-            native_pss = Some(crate::stats::median(&lane.idle_pss));
-        }
-    }
-    Ok(())
-}
-
 /// One iteration's order of the backends (indices into `kinds`): native first, the rest
 /// shuffled.
 pub(super) fn iteration_order(kinds: &[BackendKind], rng: &mut fastrand::Rng) -> Vec<usize> {

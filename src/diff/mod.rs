@@ -502,4 +502,4 @@ pub fn compare_metric(
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

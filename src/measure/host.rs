@@ -2,12 +2,12 @@
 //! cvm and of every tool a backend uses. Probes map "absent" to an empty entry, never an error.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use sysinfo::System;
 
 use crate::backend::cgroup;
 use crate::results::Environment;
+use crate::tools::tool_version;
 
 pub const CVM_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const GIT_SHA: &str = env!("CVM_GIT_SHA");
@@ -67,43 +67,9 @@ impl Environment {
     }
 }
 
-/// The first line of a tool's version output, with the leading tool name kept (it is short).
-pub fn tool_version(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().next()?.trim();
-    (!line.is_empty()).then(|| line.to_string())
-}
-
-/// The version number inside a tool's version line ("QEMU emulator version 7.2.19 (...)").
-pub fn version_number(line: &str) -> String {
-    line.split_whitespace()
-        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
-        .map(|w| w.trim_end_matches(',').to_string())
-        .unwrap_or_else(|| line.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn version_numbers_are_extracted() {
-        assert_eq!(
-            version_number("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"),
-            "7.2.19"
-        );
-        assert_eq!(version_number("runc version 1.1.5+ds1"), "1.1.5+ds1");
-        assert_eq!(version_number("crun version 1.8.1"), "1.8.1");
-        assert_eq!(version_number("weird"), "weird");
-    }
 
     #[test]
     fn environment_names_this_host() {

@@ -387,7 +387,7 @@ fn hosts_section(runs: &[HostRun]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::tests::{meta, rows};
+    use crate::results::testdata::{meta, rows};
 
     fn write(dir: &Path, host: &str, scenario: &str, latency: f64) {
         let mut m = meta(scenario, host, &["native", "container"]);

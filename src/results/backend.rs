@@ -1,9 +1,9 @@
 //! What `run.json` records about each backend beyond its name: the stack it belongs to, whether
 //! it could run, and the configuration keys reports read back.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-use super::BackendInfo;
+use serde::{Deserialize, Serialize};
 
 /// The configuration key under which a VM backend records its accelerator (`kvm`, `tcg`).
 pub const ACCEL_KEY: &str = "accel";
@@ -35,6 +35,18 @@ impl Availability {
             hint: hint.into(),
         }
     }
+}
+
+/// One backend as it took part in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    pub backend: String,
+    pub stack: Stack,
+    pub availability: Availability,
+    /// Set when the backend was available but failed to prepare or every run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub config: BTreeMap<String, String>,
 }
 
 impl BackendInfo {

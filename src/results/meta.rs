@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Availability, ResultsError, Stack};
+use super::{BackendInfo, ResultsError};
 
 /// The machine and software that produced a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,18 +35,6 @@ pub struct Environment {
     /// The host's load average over the run; absent in runs recorded before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<super::HostLoad>,
-}
-
-/// One backend as it took part in a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackendInfo {
-    pub backend: String,
-    pub stack: Stack,
-    pub availability: Availability,
-    /// Set when the backend was available but failed to prepare or every run failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub config: BTreeMap<String, String>,
 }
 
 /// The version of the results format (`run.json`, `samples.csv`, the metrics in them) this cvm

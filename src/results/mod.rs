@@ -9,12 +9,13 @@ mod ndjson;
 mod phases;
 mod samples;
 pub(crate) mod summary;
+#[cfg(test)]
+pub(crate) mod testdata;
 
-pub use backend::{Availability, Stack, ACCEL_KEY, PLATFORM_KEY};
+pub use backend::{Availability, BackendInfo, Stack, ACCEL_KEY, PLATFORM_KEY};
 pub use fingerprint::{HostFingerprint, HostLoad};
 pub use meta::{
-    schema_limitations, BackendInfo, Environment, RunMeta, RunStatus, ScenarioRecord,
-    SCHEMA_VERSION,
+    schema_limitations, Environment, RunMeta, RunStatus, ScenarioRecord, SCHEMA_VERSION,
 };
 pub use ndjson::{write_ndjson, NDJSON_FILE};
 pub use phases::phase_rank;

@@ -52,8 +52,8 @@ mod tests {
 
     #[test]
     fn one_json_object_per_sample_with_its_metadata() {
-        let m = crate::diff::tests::meta("startup", "h", &["container"]);
-        let rows = crate::diff::tests::rows("container", "ready_latency", "s", &[0.1, 0.2]);
+        let m = crate::results::testdata::meta("startup", "h", &["container"]);
+        let rows = crate::results::testdata::rows("container", "ready_latency", "s", &[0.1, 0.2]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(NDJSON_FILE);
         write_ndjson(&path, &m, &rows).unwrap();

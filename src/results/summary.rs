@@ -7,8 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::meta::{write_json, BackendInfo, Environment, RunMeta};
+use super::meta::{write_json, Environment, RunMeta};
 use super::samples::{Phase, SampleRow};
+use super::BackendInfo;
 use super::ResultsError;
 use crate::stats::{self, Estimate, Summary};
 use cvm_proto::metric::{per_instances, Metric, DISK_PREFIX};

@@ -272,7 +272,10 @@ impl ManagedDaemon {
             unmount_under(&dir);
         }
         for dir in cgroups_named(&self.cgroup_parent()) {
-            keep(remove_cgroup_tree(&dir));
+            keep(
+                remove_cgroup_tree(&dir)
+                    .map_err(|(path, source)| DaemonError::Cleanup { path, source }),
+            );
         }
         for dir in docker_cgroups() {
             if !self.docker_cgroups_before.contains(&dir) {

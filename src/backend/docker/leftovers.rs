@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::daemon::DaemonError;
 use super::instance::parent_pid;
 
 /// The children of `parent` whose command name is `name`, from `/proc`.
@@ -101,18 +100,16 @@ pub(super) fn cgroups_named(name: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Removes a cgroup directory and the (empty) ones below it, deepest first.
-pub(super) fn remove_cgroup_tree(dir: &Path) -> Result<(), DaemonError> {
+/// Removes a cgroup directory and the (empty) ones below it, deepest first; the error names
+/// the directory that stayed.
+pub(super) fn remove_cgroup_tree(dir: &Path) -> Result<(), (PathBuf, io::Error)> {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             remove_cgroup_tree(&entry.path())?;
         }
     }
     match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(DaemonError::Cleanup {
-            path: dir.to_path_buf(),
-            source: e,
-        }),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err((dir.to_path_buf(), e)),
         _ => Ok(()),
     }
 }

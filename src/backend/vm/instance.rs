@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use super::console::{spawn_console_reader, spawn_stderr_reader};
-use super::prepare::GuestPlan;
+use super::guest::GuestPlan;
 use super::qemu::{PortForward, QemuSpec};
 use super::{net, qmp};
 use crate::backend::cgroup::{self, Cgroup};

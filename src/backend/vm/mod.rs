@@ -36,6 +36,7 @@
 pub mod accel;
 pub mod console;
 pub mod footprint;
+mod guest;
 pub mod instance;
 pub mod kernel;
 pub mod minimal;

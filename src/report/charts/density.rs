@@ -4,38 +4,19 @@
 //! `iteration` = N (instances running); the chart plots, per backend, the median over runs at
 //! each N against N. That needs the raw rows: the summary pools all N together.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::layout::{draw_y_axis, Frame, LABEL_SIZE, TICK_SIZE};
-use super::plan::measured;
 use super::scale::spread_is_large;
-use super::surface::{backend_color, metric_color, text, DrawResult, INK};
-use super::{Chart, ChartKind, Scale};
+use super::surface::{text, DrawResult, INK};
+use super::{line_color, measured, Chart, ChartKind, Line, LineData, Scale};
 use crate::report::format::format_number;
 use crate::results::{Phase, RunSummary, SampleRow};
 use cvm_proto::metric::Metric;
-
-/// Lines over a numeric x axis (density: memory per instance against N).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LineData {
-    pub unit: String,
-    pub quantity: String,
-    pub log: bool,
-    pub x_quantity: String,
-    pub lines: Vec<Line>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    pub label: String,
-    pub backend: String,
-    /// (x, y) sorted by x.
-    pub points: Vec<(f64, f64)>,
-}
 
 /// Density series: (metric, legend suffix). Their samples carry N in `iteration`.
 pub const DENSITY_METRICS: &[(&str, &str)] =
@@ -91,16 +72,6 @@ pub fn density_chart(s: &RunSummary, rows: &[SampleRow]) -> Option<Chart> {
             lines,
         }),
     })
-}
-
-pub(super) fn line_color(d: &LineData, i: usize) -> RGBColor {
-    // One backend with several series: distinguish by palette; otherwise by backend.
-    let backends: BTreeSet<&str> = d.lines.iter().map(|l| l.backend.as_str()).collect();
-    if backends.len() == d.lines.len() {
-        backend_color(&d.lines[i].backend)
-    } else {
-        metric_color(i)
-    }
 }
 
 pub(super) fn draw_lines<DB: DrawingBackend>(

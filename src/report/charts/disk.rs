@@ -2,8 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::plan::measured;
-use super::{split_panels, Chart, ChartKind, StackedBar, StackedData};
+use super::{measured, split_panels, Chart, ChartKind, StackedBar, StackedData};
 use cvm_proto::metric::Metric;
 use cvm_proto::metric::{Layer, DISK_PREFIX};
 

@@ -5,10 +5,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::layout::{draw_x_labels, draw_y_axis, slot_center, value_label, whisker, Frame};
-use super::plan::measured;
 use super::scale::spread_is_large;
 use super::surface::{backend_color, metric_color, DrawResult};
-use super::Scale;
+use super::{measured, Scale};
 use crate::report::format::format_value;
 use crate::results::{BackendSummary, RunSummary};
 

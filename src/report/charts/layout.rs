@@ -7,14 +7,10 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
-use super::density::{draw_lines, line_color};
-use super::grouped::draw_grouped;
-use super::stacked::draw_stacked;
-use super::startup::draw_dots;
 use super::surface::{
-    font, metric_color, segment_color, text, text_width, DrawResult, Drawing, GRID, INK, MUTED,
+    font, metric_color, segment_color, text, text_width, DrawResult, GRID, INK, MUTED,
 };
-use super::{Chart, ChartKind, Scale};
+use super::{line_color, Chart, ChartKind, Scale};
 
 // Font sizes are even: plotters' ab_glyph rasteriser places each glyph at `size / 2 + top`
 // truncated to an integer, so with odd sizes glyphs of different heights land a pixel apart
@@ -27,9 +23,9 @@ pub(super) const MARGIN: i32 = 16;
 
 /// A chart with its canvas size worked out from its content.
 pub(super) struct Layout<'a> {
-    chart: &'a Chart,
-    width: i32,
-    height: i32,
+    pub(super) chart: &'a Chart,
+    pub(super) width: i32,
+    pub(super) height: i32,
     /// Height of the title plus legend rows.
     header: i32,
     legend: Vec<(String, RGBColor)>,
@@ -137,7 +133,7 @@ impl<'a> Layout<'a> {
 
     /// Panel frames side by side, each `slot` per category; the plot area is centred when
     /// the canvas is wider than the content.
-    fn frames(&self) -> Vec<Frame> {
+    pub(super) fn frames(&self) -> Vec<Frame> {
         let cats = categories(self.chart);
         let (y0, y1) = (self.header + 8, self.height - 50);
         if cats.is_empty() {
@@ -175,7 +171,10 @@ impl<'a> Layout<'a> {
             .collect()
     }
 
-    fn draw_header<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    pub(super) fn draw_header<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> DrawResult<DB> {
         text(
             root,
             &self.chart.title,
@@ -302,26 +301,4 @@ pub(super) fn whisker<DB: DrawingBackend>(
         vec![(x - half, y_hi), (x + half, y_hi)],
         style,
     ))
-}
-
-impl Drawing for Layout<'_> {
-    fn size(&self) -> (u32, u32) {
-        (self.width as u32, self.height as u32)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        self.draw_header(root)?;
-        let frames = self.frames();
-        match &self.chart.kind {
-            ChartKind::Dots(d) => draw_dots(root, frames[0], d),
-            ChartKind::Stacked(d) => {
-                for (f, panel) in frames.iter().zip(&d.panels) {
-                    draw_stacked(root, *f, d, panel)?;
-                }
-                Ok(())
-            }
-            ChartKind::Grouped(d) => draw_grouped(root, frames[0], d),
-            ChartKind::Lines(d) => draw_lines(root, frames[0], d),
-        }
-    }
 }

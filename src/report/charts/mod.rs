@@ -13,6 +13,7 @@
 
 mod density;
 mod disk;
+mod draw;
 mod grouped;
 mod http_latency;
 mod http_rps;
@@ -28,16 +29,21 @@ mod sweep;
 #[cfg(test)]
 mod testdata;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub use density::{density_chart, Line, LineData, DENSITY_METRICS};
+use plotters::style::RGBColor;
+
+use crate::results::{Availability, BackendSummary, RunSummary};
+
+pub use density::{density_chart, DENSITY_METRICS};
 pub use disk::disk_chart;
 pub use grouped::{BarGroup, BarValue, GroupedData};
 pub use http_latency::{http_latency_chart, HTTP_LATENCY_METRICS};
 pub use http_rps::http_rps_chart;
 pub use memory::{memory_chart, MEMORY_METRICS};
 pub use phases::phase_chart;
-pub use plan::{plan, Chart, ChartKind};
+pub use plan::plan;
 pub use scale::{Scale, LOG_SPREAD};
 pub use stacked::{split_panels, StackedBar, StackedData};
 pub use startup::{startup_chart, DotData, DotSeries};
@@ -46,6 +52,58 @@ pub(crate) use surface::{render, text, text_width, DrawResult, Drawing, INK};
 pub use sweep::{knee, steps as sweep_steps, sweep_chart, Step};
 
 use layout::Layout;
+
+/// A planned chart: its stable id (file name and HTML anchor), title, caption and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    pub id: &'static str,
+    pub title: String,
+    pub caption: String,
+    pub kind: ChartKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChartKind {
+    Dots(DotData),
+    Stacked(StackedData),
+    Grouped(GroupedData),
+    Lines(LineData),
+}
+
+/// Backends that ran and recorded something, in the run's order.
+fn measured(s: &RunSummary) -> impl Iterator<Item = &BackendSummary> {
+    s.backends
+        .iter()
+        .filter(|b| matches!(b.info.availability, Availability::Available) && !b.metrics.is_empty())
+}
+
+/// Lines over a numeric x axis (density: memory per instance against N).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineData {
+    pub unit: String,
+    pub quantity: String,
+    pub log: bool,
+    pub x_quantity: String,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub label: String,
+    pub backend: String,
+    /// (x, y) sorted by x.
+    pub points: Vec<(f64, f64)>,
+}
+
+fn line_color(d: &LineData, i: usize) -> RGBColor {
+    // One backend with several series: distinguish by palette; otherwise by backend.
+    let backends: BTreeSet<&str> = d.lines.iter().map(|l| l.backend.as_str()).collect();
+    if backends.len() == d.lines.len() {
+        backend_color(&d.lines[i].backend)
+    } else {
+        metric_color(i)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {

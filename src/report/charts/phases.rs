@@ -2,8 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::plan::measured;
-use super::{split_panels, Chart, ChartKind, StackedBar, StackedData};
+use super::{measured, split_panels, Chart, ChartKind, StackedBar, StackedData};
 use crate::results::{phase_rank, RunSummary};
 use cvm_proto::metric::PHASE_PREFIX;
 

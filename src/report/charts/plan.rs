@@ -1,36 +1,12 @@
 //! Which charts a run gets: one per kind of figure that any backend recorded, in the order the
 //! report shows them.
 
-use crate::results::{Availability, BackendSummary, RunSummary, SampleRow};
+use crate::results::{RunSummary, SampleRow};
 
 use super::{
     density_chart, disk_chart, http_latency_chart, http_rps_chart, memory_chart, phase_chart,
-    startup_chart, sweep_chart, DotData, GroupedData, LineData, StackedData,
+    startup_chart, sweep_chart, Chart,
 };
-
-/// A planned chart: its stable id (file name and HTML anchor), title, caption and data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Chart {
-    pub id: &'static str,
-    pub title: String,
-    pub caption: String,
-    pub kind: ChartKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChartKind {
-    Dots(DotData),
-    Stacked(StackedData),
-    Grouped(GroupedData),
-    Lines(LineData),
-}
-
-/// Backends that ran and recorded something, in the run's order.
-pub(super) fn measured(s: &RunSummary) -> impl Iterator<Item = &BackendSummary> {
-    s.backends
-        .iter()
-        .filter(|b| matches!(b.info.availability, Availability::Available) && !b.metrics.is_empty())
-}
 
 /// Every chart the data supports, in the order the report shows them.
 pub fn plan(s: &RunSummary, rows: &[SampleRow]) -> Vec<Chart> {

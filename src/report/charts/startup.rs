@@ -4,10 +4,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::layout::{draw_x_labels, draw_y_axis, slot_center, value_label, whisker, Frame};
-use super::plan::measured;
 use super::scale::spread_is_large;
 use super::surface::{backend_color, DrawResult, INK};
-use super::{Chart, ChartKind, Scale};
+use super::{measured, Chart, ChartKind, Scale};
 use crate::report::format::format_value;
 use crate::results::{Phase, RunSummary, SampleRow};
 use cvm_proto::metric::Metric;

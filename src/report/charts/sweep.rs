@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::measured;
 use super::scale::spread_is_large;
-use super::{Chart, ChartKind, Line, LineData};
+use super::{measured, Chart, ChartKind, Line, LineData};
 use crate::report::format::format_value;
 use crate::results::RunSummary;
 use cvm_proto::metric::SweepFigure;
