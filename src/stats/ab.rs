@@ -86,10 +86,15 @@ fn for_each_subset_sum(v: &[f64], k: usize, f: &mut impl FnMut(f64)) {
 }
 
 /// `median(new) - median(base)` with a percentile bootstrap interval from independent
-/// resamples of each side.
+/// resamples of each side when both have [`super::MIN_N_BOOTSTRAP`] samples, else the
+/// order-statistic interval of the pairwise differences with its true level
+/// ([`super::twosample`]).
 pub fn median_difference(base: &[f64], new: &[f64]) -> Option<Estimate> {
     if base.is_empty() || new.is_empty() {
         return None;
+    }
+    if !super::twosample::bootstrap_fits(base.len(), new.len()) {
+        return super::twosample::difference_by_ranks(base, new);
     }
     let point = median(new) - median(base);
     let mut rng = fastrand::Rng::with_seed(BOOTSTRAP_SEED);
