@@ -56,12 +56,12 @@ fn info(name: &str, stack: Stack, config: &[(&str, &str)]) -> BackendInfo {
     }
 }
 
-/// Per backend: (stack, ready seconds, phases, PSS, overhead, disk layers, rps, p50).
+/// Per backend: (stack, ready seconds, phases, PSS, disk layers, rps, p50); `memory_overhead`
+/// is derived from PSS by the summary.
 struct Profile {
     name: &'static str,
     phases: &'static [(&'static str, f64)],
     pss: f64,
-    overhead: Option<f64>,
     disk: &'static [(&'static str, f64)],
     rps: f64,
     p50: f64,
@@ -74,7 +74,6 @@ const PROFILES: &[Profile] = &[
         name: "native",
         phases: &[("cgroup_join", 0.0011), ("workload_start", 0.0009)],
         pss: 2.1 * MIB,
-        overhead: None,
         disk: &[("app", 1.2 * MIB), ("libs", 1.1 * MIB)],
         rps: 21000.0,
         p50: 0.00009,
@@ -88,7 +87,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.0009),
         ],
         pss: 3.0 * MIB,
-        overhead: Some(0.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -105,7 +103,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.001),
         ],
         pss: 9.0 * MIB,
-        overhead: Some(6.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -122,7 +119,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.001),
         ],
         pss: 40.0 * MIB,
-        overhead: Some(37.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -140,7 +136,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.002),
         ],
         pss: 60.0 * MIB,
-        overhead: Some(57.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -160,7 +155,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.05),
         ],
         pss: 160.0 * MIB,
-        overhead: Some(157.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -181,7 +175,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.06),
         ],
         pss: 190.0 * MIB,
-        overhead: Some(187.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -299,9 +292,6 @@ fn write_results(dir: &Path, name: &str, description: &str) {
             }
             sample("ready_latency", ready, "s");
             sample("memory_pss", p.pss * (1.0 + (jitter - 1.0) * 0.05), "B");
-            if let Some(o) = p.overhead {
-                sample("memory_overhead", o * (1.0 + (jitter - 1.0) * 0.05), "B");
-            }
             let mut total = 0.0;
             for (layer, v) in p.disk {
                 sample(&format!("disk.{layer}"), *v, "B");

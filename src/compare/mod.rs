@@ -193,7 +193,6 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             kind: b.kind(),
             template: row_template(&run_id, &scenario, b.kind(), &environment, info),
             prepared,
-            idle_pss: Vec::new(),
             consecutive: 0,
             first_launch: image.fresh(),
             footprint,
@@ -216,7 +215,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     for lane in &mut lanes {
         let footprint = lane.footprint.clone();
         let host_figures = lane.prepared.host_figures();
-        let mut runner = lane.runner(&shared, &mut writer, None);
+        let mut runner = lane.runner(&shared, &mut writer);
         runner.record_disk(&footprint)?;
         runner.record_host_figures(&host_figures)?;
     }
@@ -234,23 +233,16 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         .and_then(|p| backend::placement::HostPin::to(&p.client));
     // Density keeps N instances of one backend running at once: backend by backend.
     if args.order == RunOrder::Sequential || scenario.density.is_some() {
-        let mut native_pss = None;
         for lane in &mut lanes {
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
-            let mut runner = lane.runner(&shared, &mut writer, native_pss);
-            let end = if scenario.density.is_some() {
+            let mut runner = lane.runner(&shared, &mut writer);
+            lane.end = if scenario.density.is_some() {
                 density::run(&mut runner, &plan)?
             } else {
                 run_iterations(&mut runner, &plan)?
             };
-            let measured = std::mem::take(&mut runner.idle_pss);
-            lane.end = end;
-            lane.idle_pss = measured;
-            if lane.kind == BackendKind::Native && !lane.idle_pss.is_empty() {
-                native_pss = Some(crate::stats::median(&lane.idle_pss));
-            }
         }
     } else {
         run_interleaved(&mut lanes, &shared, &mut writer, &plan, seed)?;
@@ -383,7 +375,8 @@ fn kernel_choice(args: &CompareArgs, scenario: &Scenario) -> KernelChoice {
         .unwrap_or_default()
 }
 
-/// The backends to run, each once, native first. With the minimal kernel chosen, `vm` runs
+/// The backends to run, each once, native listed first (the baseline every table reads first;
+/// the interleaved order still gives it a random place in each round). With the minimal kernel chosen, `vm` runs
 /// as `vm-minimal`: the label says which kernel its figures are for.
 fn resolve_backends(
     args: &CompareArgs,
@@ -409,7 +402,7 @@ fn resolve_backends(
             kinds.push(kind);
         }
     }
-    // Native runs first: its idle memory is the base of every other backend's overhead.
+    // Native is listed first, the column every report reads the others against.
     kinds.sort_by_key(|k| *k != BackendKind::Native);
     if kinds.is_empty() {
         anyhow::bail!(

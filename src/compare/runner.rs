@@ -87,10 +87,6 @@ pub struct Runner<'a> {
     pub ctx: LaunchContext,
     /// `cvm-guest` in the image, for the launch floor.
     pub floor_program: PathBuf,
-    /// Native's median idle PSS, once native has run: the base of `memory_overhead`.
-    pub native_pss: Option<f64>,
-    /// This backend's measured idle PSS values (native's become the next backends' base).
-    pub idle_pss: Vec<f64>,
     /// A cold start could not drop the page cache (not root): its samples say so.
     pub cold_caches_kept: bool,
     /// The next launch is this backend's first of a freshly built image (`first_launch`).
@@ -379,13 +375,9 @@ impl Runner<'_> {
             }
         }
         if pss > 0 {
+            // memory_overhead is derived from these in the summary, against native's median
+            // over the whole run (results::summary).
             self.sample(iteration, phase, Metric::MemoryPss, pss as f64)?;
-            if phase == Phase::Measure {
-                self.idle_pss.push(pss as f64);
-            }
-            if let Some(base) = self.native_pss.filter(|_| self.kind != BackendKind::Native) {
-                self.sample(iteration, phase, Metric::MemoryOverhead, pss as f64 - base)?;
-            }
         }
         if let Some(bytes) = instance
             .memory_cgroup()
