@@ -656,6 +656,23 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
     meta.as_object_mut().unwrap().remove("schema_version");
     std::fs::write(&meta_path, meta.to_string()).unwrap();
+    // Before schema 3, memory_overhead was stored as a sample (against native's running
+    // median); stored values, here a bogus 1 B each, give way to the derived figure.
+    let samples = dir.path().join(SAMPLES_FILE);
+    let rows = cvm::results::read_samples(&samples).unwrap();
+    let mut w = SampleWriter::create(&samples).unwrap();
+    for r in &rows {
+        w.write(r).unwrap();
+        if r.metric == "memory_pss" && r.backend != "native" {
+            w.write(&SampleRow {
+                metric: "memory_overhead".into(),
+                value: 1.0,
+                ..r.clone()
+            })
+            .unwrap();
+        }
+    }
+    drop(w);
 
     let out = common::cvm_cmd()
         .arg("report")
@@ -671,7 +688,20 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["limitations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(summary["limitations"].as_array().map(Vec::len), Some(2));
+    assert!(table.contains("stored memory_overhead samples"), "{table}");
+    let median = |backend: &str, metric: &str| {
+        summary["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["backend"] == backend)
+            .and_then(|b| b["metrics"][metric]["median"].as_f64())
+            .unwrap()
+    };
+    let derived = median("runc", "memory_overhead");
+    let want = median("runc", "memory_pss") - median("native", "memory_pss");
+    assert!((derived - want).abs() < 1.0, "{derived} vs {want}");
     let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
     assert!(html.contains("id=\"schema-warning\""));
     // The current version has nothing to warn about.

@@ -82,22 +82,92 @@ pub fn format_value(value: f64, unit: &str) -> String {
     }
 }
 
-/// A bare number: at most three significant digits (all integer digits from 100 up), no
-/// trailing zeros.
-/// What an interval is when it is not the 95 % one the tables' headings promise: with few runs
-/// the median's interval is min–max or an order-statistic pair covering less (see `stats`).
-/// Empty for a full-level interval.
-pub fn interval_caveat(e: &crate::stats::Estimate) -> String {
-    if e.level >= crate::stats::CONFIDENCE - 1e-9 {
-        String::new()
-    } else if e.level <= 0.0 {
-        // One value: its "interval" is the point itself, which needs no caveat.
-        String::new()
+/// The level of an interval as every label prints it: "95 %", "93.8 %", "97.9 %".
+pub fn level_text(level: f64) -> String {
+    let pct = level * 100.0;
+    if (pct - pct.round()).abs() < 0.05 {
+        format!("{pct:.0} %")
     } else {
-        format!(" (only {:.1}%: too few runs for 95%)", e.level * 100.0)
+        format!("{pct:.1} %")
     }
 }
 
+/// The levels of the intervals a table or chart shows: one level for all of them goes in the
+/// heading ("median [93.8 % CI]"); when they differ (a backend with failed runs, a metric
+/// measured fewer times), the heading says "CI" and each interval carries its own level. A
+/// single value's "interval" (level 0) is the value itself and claims nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levels {
+    /// The one level every interval has, if they agree.
+    common: Option<f64>,
+}
+
+impl Levels {
+    pub fn of<'a>(intervals: impl IntoIterator<Item = &'a crate::stats::Estimate>) -> Levels {
+        let mut common = None;
+        let mut agree = true;
+        for e in intervals.into_iter().filter(|e| e.level > 0.0) {
+            match common {
+                None => common = Some(e.level),
+                Some(l) if (l - e.level).abs() > 1e-9 => agree = false,
+                Some(_) => {}
+            }
+        }
+        Levels {
+            common: common.filter(|_| agree),
+        }
+    }
+
+    /// The levels of the medians' intervals of the metrics `shown` of every backend that ran.
+    pub fn of_medians(s: &crate::results::RunSummary, shown: impl Fn(&str) -> bool) -> Levels {
+        Levels::of(
+            s.backends
+                .iter()
+                .flat_map(|b| b.metrics.iter())
+                .filter(|(m, _)| shown(m))
+                .map(|(_, v)| &v.stats.median_ci),
+        )
+    }
+
+    /// The levels of the ratios to native of every backend.
+    pub fn of_ratios(s: &crate::results::RunSummary) -> Levels {
+        Levels::of(
+            s.backends
+                .iter()
+                .flat_map(|b| b.metrics.values())
+                .filter_map(|v| v.ratio_to_native.as_ref()),
+        )
+    }
+
+    /// "93.8 % CI", or "CI" when the levels differ (each cell then says its own).
+    pub fn heading(&self) -> String {
+        match self.common {
+            Some(l) => format!("{} CI", level_text(l)),
+            None => "CI".to_string(),
+        }
+    }
+
+    /// What to put after an interval: nothing when the heading states its level, else " (90 %)".
+    pub fn caveat(&self, e: &crate::stats::Estimate) -> String {
+        if e.level <= 0.0 || self.common.is_some() {
+            String::new()
+        } else {
+            format!(" ({})", level_text(e.level))
+        }
+    }
+
+    /// The levels in words for a caption, in brackets after "interval": "95 %", or where each
+    /// is given when they differ.
+    pub fn words(&self) -> String {
+        match self.common {
+            Some(l) => level_text(l),
+            None => "levels differ: each is in the summary table".to_string(),
+        }
+    }
+}
+
+/// A bare number: at most three significant digits (all integer digits from 100 up), no
+/// trailing zeros.
 pub fn format_number(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
@@ -204,6 +274,7 @@ mod tests {
                     })
                     .collect(),
             }],
+            pair_ratios: Vec::new(),
             limitations: Vec::new(),
         };
         let table = terminal::table(&s);

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use super::html::{escape, CHARTS_DIR, STACK_CHART};
 use super::{charts, html, markdown, stack, ReportError};
 use crate::results::{
-    self, read_samples, summarize, Environment, RunMeta, RunSummary, SampleRow, SampleWriter,
+    self, read_samples, summarize, Environment, PairRatio, RunMeta, RunSummary, SampleRow,
+    SampleWriter,
 };
 
 /// Joins a backend and the host it ran on in a merged report.
@@ -287,6 +288,17 @@ fn merge(runs: &[HostRun]) -> (RunMeta, RunSummary, Vec<SampleRow>) {
         warmup: first.warmup,
         environment,
         backends,
+        pair_ratios: runs
+            .iter()
+            .zip(&summaries)
+            .flat_map(|(r, s)| {
+                s.pair_ratios.iter().map(|p| PairRatio {
+                    numerator: merged_name(&p.numerator, &r.label),
+                    denominator: merged_name(&p.denominator, &r.label),
+                    ..p.clone()
+                })
+            })
+            .collect(),
         limitations,
     };
     let rows = runs

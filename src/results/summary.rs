@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::meta::{write_json, BackendInfo, Environment, RunMeta};
 use super::samples::{Phase, SampleRow};
 use super::ResultsError;
+use super::Stack;
 use crate::stats::{self, Estimate, Summary};
 use cvm_proto::metric::{per_instances, Metric, DISK_PREFIX};
 
@@ -54,9 +55,23 @@ pub struct RunSummary {
     pub warmup: u32,
     pub environment: Environment,
     pub backends: Vec<BackendSummary>,
+    /// Each VM's `ready_latency` median over each container's and sandbox's, with the
+    /// two-sample interval of the ratio (the findings' "N× faster than vm").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pair_ratios: Vec<PairRatio>,
     /// What this report cannot show because of the results schema the run was written with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limitations: Vec<String>,
+}
+
+/// One backend's median of a metric over another's, with the interval of the ratio taken from
+/// both backends' samples ([`stats::ratio_of_medians`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairRatio {
+    pub metric: String,
+    pub numerator: String,
+    pub denominator: String,
+    pub ratio: Estimate,
 }
 
 impl RunSummary {
@@ -172,11 +187,7 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
         rows.iter()
             .any(|r| r.backend == b && r.metric == Metric::DensityPssPerInstance.name())
     };
-    let outside_runs = |r: &SampleRow| {
-        r.metric == RUN_FAILED
-            || r.metric.starts_with(DISK_PREFIX)
-            || r.metric == Metric::DiskFootprint.name()
-    };
+    let outside_runs = |r: &SampleRow| r.metric == RUN_FAILED || measured_once(&r.metric);
     let mut failed = HashSet::new();
     let backends: BTreeSet<&str> = rows.iter().map(|r| r.backend.as_str()).collect();
     for backend in backends {
@@ -210,6 +221,12 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
         }
     }
     failed
+}
+
+/// Whether `metric` is measured once per backend, outside any run (the disk figures): more runs
+/// add no samples of it.
+pub fn measured_once(metric: &str) -> bool {
+    metric.starts_with(DISK_PREFIX) || metric == Metric::DiskFootprint.name()
 }
 
 const LOAD_CLIENT_CPU: &str = cvm_proto::metric::Metric::LoadClientCpu.name();
@@ -286,8 +303,45 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
         warmup: meta.warmup,
         environment: meta.environment.clone(),
         backends,
+        pair_ratios: startup_ratios(meta, &series),
         limitations: super::meta::schema_limitations(meta.schema_version),
     }
+}
+
+/// [`RunSummary::pair_ratios`]: every VM's `ready_latency` over every container-stack
+/// backend's.
+fn startup_ratios(meta: &RunMeta, series: &Series<'_>) -> Vec<PairRatio> {
+    let metric = Metric::ReadyLatency.name();
+    fn values<'s>(
+        series: &'s Series<'s>,
+        b: &'s BackendInfo,
+        metric: &'s str,
+    ) -> Option<&'s [f64]> {
+        series
+            .get(&(b.backend.as_str(), Cow::Borrowed(metric)))
+            .map(|(_, v)| v.as_slice())
+    }
+    let of_stack = |stack: Stack| meta.backends.iter().filter(move |b| b.stack == stack);
+    let mut out = Vec::new();
+    for vm in of_stack(Stack::Vm) {
+        let Some(slow) = values(series, vm, metric) else {
+            continue;
+        };
+        for c in of_stack(Stack::Container) {
+            let Some(fast) = values(series, c, metric) else {
+                continue;
+            };
+            if let Some(ratio) = stats::ratio_of_medians(slow, fast, 1000, stats::BOOTSTRAP_SEED) {
+                out.push(PairRatio {
+                    metric: metric.to_string(),
+                    numerator: vm.backend.clone(),
+                    denominator: c.backend.clone(),
+                    ratio,
+                });
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::grouped::grouped;
 use super::{Chart, ChartKind};
+use crate::report::format::Levels;
 use crate::results::RunSummary;
 use cvm_proto::metric::Metric;
 
@@ -18,9 +19,11 @@ pub fn http_rps_chart(s: &RunSummary) -> Option<Chart> {
     Some(Chart {
         id: "http-rps",
         title: "HTTP throughput (medians)".into(),
-        caption: "Requests per second under identical load settings on every backend; \
-                  whiskers: 95% CI of the median."
-            .into(),
+        caption: format!(
+            "Requests per second under identical load settings on every backend; whiskers: the \
+             median's interval ({}).",
+            Levels::of_medians(s, |m| m == Metric::HttpRps.name()).words()
+        ),
         kind: ChartKind::Grouped(data),
     })
 }

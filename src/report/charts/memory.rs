@@ -2,6 +2,7 @@
 
 use super::grouped::grouped;
 use super::{Chart, ChartKind};
+use crate::report::format::Levels;
 use crate::results::RunSummary;
 use cvm_proto::metric::Metric;
 
@@ -43,12 +44,15 @@ pub fn memory_chart(s: &RunSummary) -> Option<Chart> {
     Some(Chart {
         id: "memory",
         title: "Memory per instance (medians)".into(),
-        caption: "PSS summed over the host processes that stay resident for an instance (VMM, \
+        caption: format!(
+            "PSS summed over the host processes that stay resident for an instance (VMM, \
                   shim, init, workload; not an exited runtime or a client); overhead is the part \
                   attributed to the isolation layer; a VM's PSS splits into the VMM and its \
                   guest RAM; shared daemons are one figure per host, not per instance. \
-                  Whiskers: 95% CI of the median."
-            .into(),
+                  Whiskers: the median's interval ({}; overhead's: of the difference from \
+                  native's median).",
+            Levels::of_medians(s, |m| MEMORY_METRICS.contains(&m)).words()
+        ),
         kind: ChartKind::Grouped(data),
     })
 }

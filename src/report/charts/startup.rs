@@ -8,7 +8,7 @@ use super::plan::measured;
 use super::scale::spread_is_large;
 use super::surface::{backend_color, DrawResult, INK};
 use super::{Chart, ChartKind, Scale};
-use crate::report::format::format_value;
+use crate::report::format::{format_value, Levels};
 use crate::results::{Phase, RunSummary, SampleRow};
 use cvm_proto::metric::Metric;
 
@@ -60,9 +60,11 @@ pub fn startup_chart(s: &RunSummary, rows: &[SampleRow]) -> Option<Chart> {
     Some(Chart {
         id: "startup",
         title: "Startup latency: launch to ready".into(),
-        caption: "Every measured run as a dot; the black bar is the median, the whisker its 95% \
-                  bootstrap confidence interval."
-            .into(),
+        caption: format!(
+            "Every measured run as a dot; the black bar is the median, the whisker its \
+             confidence interval ({}).",
+            Levels::of_medians(s, |m| m == METRIC).words()
+        ),
         kind: ChartKind::Dots(DotData {
             unit: "s".into(),
             quantity: "time to ready".into(),
