@@ -159,7 +159,10 @@ fn diff_of_3_run_results_says_its_rows_are_untested_and_exits_0() {
         text.contains("0 regression(s)") && text.contains("2 untested"),
         "{text}"
     );
-    assert!(text.contains("note: 2 of 2 rows untested"), "{text}");
+    assert!(
+        text.contains("note: 2 of 2 rows untested for too few runs"),
+        "{text}"
+    );
 }
 
 #[test]

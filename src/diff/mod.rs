@@ -207,10 +207,10 @@ impl Diff {
         let short = self.rows.iter().filter(|r| r.needs_runs.is_some());
         if let Some(r) = short.clone().min_by_key(|r| r.base_n.min(r.new_n)) {
             notes.push(format!(
-                "{} of {} rows untested: with {} runs in the base and {} in the new run the \
-                 smallest p-value the exact permutation test can give is {:.3}, not below α = {}, \
-                 so those rows say nothing about a change either way; rerun both with ≥ {} runs \
-                 a side to test them",
+                "{} of {} rows untested for too few runs: with {} runs in the base and {} in the \
+                 new run the smallest p-value the exact permutation test can give is {:.3}, not \
+                 below α = {}, so those rows say nothing about a change either way; rerun both \
+                 with ≥ {} runs a side to test them",
                 short.count(),
                 self.rows.len(),
                 r.base_n,

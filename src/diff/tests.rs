@@ -333,14 +333,14 @@ fn three_runs_a_side_are_untested_and_say_how_many_they_need() {
     assert!(text.contains("untested (needs ≥ 5 runs a side)"), "{text}");
     assert!(text.contains(", 3 untested ("), "{text}");
     assert!(
-        text.contains("note: 2 of 3 rows untested: with 3 runs in the base and 3 in the new run")
+        text.contains("note: 2 of 3 rows untested for too few runs: with 3 runs in the base and 3 in the new run")
             && text.contains("smallest p-value the exact permutation test can give is 0.100"),
         "{text}"
     );
     // Its interval states the level 3 runs a side give: 90 %, in the heading.
     assert!(text.contains("difference [90 % CI]"), "{text}");
-    assert!(render::markdown(&d).contains("> **Note:** 2 of 3 rows untested"));
-    assert!(render::html(&d).contains("<p class=\"note\">2 of 3 rows untested"));
+    assert!(render::markdown(&d).contains("> **Note:** 2 of 3 rows untested for too few runs"));
+    assert!(render::html(&d).contains("<p class=\"note\">2 of 3 rows untested for too few runs"));
 }
 
 #[test]
