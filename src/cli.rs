@@ -236,7 +236,8 @@ pub struct ReportArgs {
 /// When a change counts (`cvm diff`, `cvm compare --baseline`).
 #[derive(Debug, Clone, Args)]
 pub struct ThresholdArgs {
-    /// Significance level: a change counts only when the permutation test's p is below it
+    /// Significance level: a change counts only when the permutation test's p, adjusted over
+    /// the diff's rows by Benjamini–Hochberg (q), is below it
     #[arg(long, value_name = "P", default_value_t = crate::diff::DEFAULT_ALPHA, value_parser = parse_alpha)]
     pub alpha: f64,
 

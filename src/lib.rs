@@ -49,7 +49,12 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Scenarios => {
             for s in scenario::builtins() {
                 match s {
-                    Ok(s) => println!("{:<10} {}", s.name, s.description),
+                    Ok(s) => {
+                        println!("{:<10} {}", s.name, s.description);
+                        if let Some(note) = diff::scenario_runs_note(*s.runs.get_ref()) {
+                            println!("{:<10} note: {note}", "");
+                        }
+                    }
                     Err(e) => println!("(broken built-in: {e})"),
                 }
             }

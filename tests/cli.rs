@@ -138,10 +138,21 @@ fn scenarios_lists_every_builtin_once() {
     let out = cvm(&["scenarios"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 8, "{text}");
+    let names: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(names.len(), 8, "{text}");
     for name in ["web ", "sweep ", "startup-cold "] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
     }
+    // The sweep's default 3 runs cannot support a diff, and it says so under its name.
+    let lines: Vec<&str> = text.lines().collect();
+    let sweep = lines.iter().position(|l| l.starts_with("sweep ")).unwrap();
+    assert!(
+        lines[sweep + 1]
+            .trim_start()
+            .starts_with("note: its default 3 run(s) cannot support"),
+        "{text}"
+    );
+    assert!(!text.contains("default 20 run(s)"), "{text}");
 }
 
 #[test]

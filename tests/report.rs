@@ -56,12 +56,12 @@ fn info(name: &str, stack: Stack, config: &[(&str, &str)]) -> BackendInfo {
     }
 }
 
-/// Per backend: (stack, ready seconds, phases, PSS, overhead, disk layers, rps, p50).
+/// Per backend: (stack, ready seconds, phases, PSS, disk layers, rps, p50); `memory_overhead`
+/// is derived from PSS by the summary.
 struct Profile {
     name: &'static str,
     phases: &'static [(&'static str, f64)],
     pss: f64,
-    overhead: Option<f64>,
     disk: &'static [(&'static str, f64)],
     rps: f64,
     p50: f64,
@@ -74,7 +74,6 @@ const PROFILES: &[Profile] = &[
         name: "native",
         phases: &[("cgroup_join", 0.0011), ("workload_start", 0.0009)],
         pss: 2.1 * MIB,
-        overhead: None,
         disk: &[("app", 1.2 * MIB), ("libs", 1.1 * MIB)],
         rps: 21000.0,
         p50: 0.00009,
@@ -88,7 +87,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.0009),
         ],
         pss: 3.0 * MIB,
-        overhead: Some(0.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -105,7 +103,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.001),
         ],
         pss: 9.0 * MIB,
-        overhead: Some(6.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -122,7 +119,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.001),
         ],
         pss: 40.0 * MIB,
-        overhead: Some(37.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -140,7 +136,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.002),
         ],
         pss: 60.0 * MIB,
-        overhead: Some(57.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -160,7 +155,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.05),
         ],
         pss: 160.0 * MIB,
-        overhead: Some(157.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -181,7 +175,6 @@ const PROFILES: &[Profile] = &[
             ("probe", 0.06),
         ],
         pss: 190.0 * MIB,
-        overhead: Some(187.9 * MIB),
         disk: &[
             ("app", 1.2 * MIB),
             ("libs", 1.1 * MIB),
@@ -299,9 +292,6 @@ fn write_results(dir: &Path, name: &str, description: &str) {
             }
             sample("ready_latency", ready, "s");
             sample("memory_pss", p.pss * (1.0 + (jitter - 1.0) * 0.05), "B");
-            if let Some(o) = p.overhead {
-                sample("memory_overhead", o * (1.0 + (jitter - 1.0) * 0.05), "B");
-            }
             let mut total = 0.0;
             for (layer, v) in p.disk {
                 sample(&format!("disk.{layer}"), *v, "B");
@@ -666,6 +656,23 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
     meta.as_object_mut().unwrap().remove("schema_version");
     std::fs::write(&meta_path, meta.to_string()).unwrap();
+    // Before schema 3, memory_overhead was stored as a sample (against native's running
+    // median); stored values, here a bogus 1 B each, give way to the derived figure.
+    let samples = dir.path().join(SAMPLES_FILE);
+    let rows = cvm::results::read_samples(&samples).unwrap();
+    let mut w = SampleWriter::create(&samples).unwrap();
+    for r in &rows {
+        w.write(r).unwrap();
+        if r.metric == "memory_pss" && r.backend != "native" {
+            w.write(&SampleRow {
+                metric: "memory_overhead".into(),
+                value: 1.0,
+                ..r.clone()
+            })
+            .unwrap();
+        }
+    }
+    drop(w);
 
     let out = common::cvm_cmd()
         .arg("report")
@@ -681,7 +688,20 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["limitations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(summary["limitations"].as_array().map(Vec::len), Some(2));
+    assert!(table.contains("stored memory_overhead samples"), "{table}");
+    let median = |backend: &str, metric: &str| {
+        summary["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["backend"] == backend)
+            .and_then(|b| b["metrics"][metric]["median"].as_f64())
+            .unwrap()
+    };
+    let derived = median("runc", "memory_overhead");
+    let want = median("runc", "memory_pss") - median("native", "memory_pss");
+    assert!((derived - want).abs() < 1.0, "{derived} vs {want}");
     let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
     assert!(html.contains("id=\"schema-warning\""));
     // The current version has nothing to warn about.

@@ -1,9 +1,11 @@
 //! hot_paths — cvm's own per-sample work (no privileges needed):
 //! - `pss_read`: `measure::memory::pss_bytes` of this process (`/proc/self/smaps_rollup`);
 //! - `sample_write`: one `results::SampleWriter::write` (serialise + flush a CSV row);
-//! - `summary_30`, `summary_1000`: `stats::Summary::of` on 30 and 1000 samples (with its 2000
-//!   bootstrap resamples);
-//! - `bootstrap_ci_30`, `bootstrap_ci_1000`: `stats::bootstrap_median_ci` alone.
+//! - `summary_30`, `summary_1000`: `stats::Summary::of` on 30 and 1000 samples (the median's
+//!   order-statistic interval);
+//! - `median_difference_30`, `median_difference_1000`: `stats::ab::median_difference` of two
+//!   such samples (2000 bootstrap resamples of each side, as `cvm diff` and the summary's
+//!   memory overhead take it).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -33,22 +35,16 @@ pub fn benches(c: &mut Criterion) {
         |n: usize| -> Vec<f64> { (0..n).map(|_| 0.01 * (1.0 + rng.f64().powi(4))).collect() };
     for n in [30, 1000] {
         if n == 1000 {
-            // About 60 ms each: ten single-iteration samples.
+            // 2000 resamples of two sides of 1000 are slow: ten single-iteration samples.
             g.sampling_mode(SamplingMode::Flat).sample_size(10);
         }
         let v = samples(n);
         g.bench_function(format!("summary_{n}"), |b| {
             b.iter(|| cvm::stats::Summary::of(black_box(&v)).expect("summary"));
         });
-        g.bench_function(format!("bootstrap_ci_{n}"), |b| {
-            b.iter(|| {
-                cvm::stats::bootstrap_median_ci(
-                    black_box(&v),
-                    cvm::stats::BOOTSTRAP_RESAMPLES,
-                    cvm::stats::CONFIDENCE,
-                    cvm::stats::BOOTSTRAP_SEED,
-                )
-            });
+        let w = samples(n);
+        g.bench_function(format!("median_difference_{n}"), |b| {
+            b.iter(|| cvm::stats::ab::median_difference(black_box(&v), black_box(&w)));
         });
     }
     g.finish();

@@ -11,7 +11,6 @@ use super::runner::Runner;
 use crate::backend::Instance;
 use crate::measure::{memory, startup};
 use crate::results::{Phase, ResultsError};
-use crate::scenario::BackendKind;
 
 /// How long to wait for the guest's own memory report after the host's sample.
 const GUEST_MEMORY_WAIT: Duration = Duration::from_secs(2);
@@ -59,13 +58,9 @@ impl Runner<'_> {
             }
         }
         if pss > 0 {
+            // memory_overhead is derived from these in the summary, against native's median
+            // over the whole run (results::summary).
             self.sample(iteration, phase, Metric::MemoryPss, pss as f64)?;
-            if phase == Phase::Measure {
-                self.idle_pss.push(pss as f64);
-            }
-            if let Some(base) = self.native_pss.filter(|_| self.kind != BackendKind::Native) {
-                self.sample(iteration, phase, Metric::MemoryOverhead, pss as f64 - base)?;
-            }
         }
         if let Some(bytes) = instance
             .memory_cgroup()

@@ -63,7 +63,6 @@ impl Record {
                 kind: b.kind(),
                 template,
                 prepared,
-                idle_pss: Vec::new(),
                 consecutive: 0,
                 first_launch: image.fresh(),
                 footprint,
@@ -84,7 +83,7 @@ impl Lane {
     ) -> Result<(), ResultsError> {
         let footprint = self.footprint.clone();
         let host_figures = self.prepared.host_figures();
-        let mut runner = self.runner(shared, writer, None);
+        let mut runner = self.runner(shared, writer);
         runner.record_disk(&footprint)?;
         runner.record_host_figures(&host_figures)
     }

@@ -79,10 +79,6 @@ pub struct Runner<'a> {
     pub ctx: LaunchContext,
     /// `cvm-guest` in the image, for the launch floor.
     pub floor_program: PathBuf,
-    /// Native's median idle PSS, once native has run: the base of `memory_overhead`.
-    pub native_pss: Option<f64>,
-    /// This backend's measured idle PSS values (native's become the next backends' base).
-    pub idle_pss: Vec<f64>,
     /// A cold start could not drop the page cache (not root): its samples say so.
     pub cold_caches_kept: bool,
     /// The next launch is this backend's first of a freshly built image (`first_launch`).

@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 
 use super::order::{run_iterations, Lane, Plan, Shared};
 use crate::results::{ResultsError, SampleWriter};
-use crate::scenario::BackendKind;
 
 /// All runs of one backend, then the next (`--order sequential`, and density, which keeps N
 /// instances of one backend running at once).
@@ -14,23 +13,16 @@ pub(super) fn run_sequential(
     writer: &mut SampleWriter,
     plan: &Plan,
 ) -> Result<(), ResultsError> {
-    let mut native_pss = None;
     for lane in lanes {
         if shared.interrupted.load(Ordering::SeqCst) {
             break;
         }
-        let mut runner = lane.runner(shared, writer, native_pss);
-        let end = if shared.scenario.density.is_some() {
+        let mut runner = lane.runner(shared, writer);
+        lane.end = if shared.scenario.density.is_some() {
             super::density::run(&mut runner, plan)?
         } else {
             run_iterations(&mut runner, plan)?
         };
-        let measured = std::mem::take(&mut runner.idle_pss);
-        lane.end = end;
-        lane.idle_pss = measured;
-        if lane.kind == BackendKind::Native && !lane.idle_pss.is_empty() {
-            native_pss = Some(crate::stats::median(&lane.idle_pss));
-        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::scenario::{self, BackendKind, Scenario};
 pub(super) struct Setup {
     pub(super) scenario: Scenario,
     pub(super) kernel: KernelChoice,
-    /// The backends to run, each once, native first.
+    /// The backends to run, each once, native listed first.
     pub(super) kinds: Vec<BackendKind>,
     pub(super) runs: u32,
     pub(super) warmup: u32,
@@ -80,7 +80,7 @@ fn kernel_choice(asked: Option<&str>, scenario: &Scenario) -> KernelChoice {
         .unwrap_or_default()
 }
 
-/// The backends to run, each once, native first. With the minimal kernel chosen, `vm` runs
+/// The backends to run, each once, native listed first. With the minimal kernel chosen, `vm` runs
 /// as `vm-minimal`: the label says which kernel its figures are for.
 fn resolve_backends(
     asked: Option<&[String]>,
@@ -106,7 +106,8 @@ fn resolve_backends(
             kinds.push(kind);
         }
     }
-    // Native first: its idle memory is the base of every other backend's overhead.
+    // Native is listed first, the column every report reads the others against (the
+    // interleaved order still gives it a random place in each round).
     kinds.sort_by_key(|k| *k != BackendKind::Native);
     if kinds.is_empty() {
         return Err(CompareError::Backends(format!(

@@ -1,14 +1,21 @@
 //! `cvm diff BASE NEW`: did anything change between two results directories, beyond noise?
 //!
 //! Per backend and metric both runs measured: the two medians, the relative change of the
-//! median, a bootstrap interval of the difference of medians, and a permutation-test p-value
-//! (difference of means, [`crate::stats::ab`]). A change counts only when p < α *and* the
-//! relative change exceeds the metric's noise threshold — Firecracker's A/B rule — and it is a
-//! regression or an improvement by the metric's direction ([`cvm_proto::metric::Better`]).
+//! median, an interval of the difference of medians (with its level: order statistics below 10
+//! runs a side, [`crate::stats::twosample`]), and a permutation-test p-value (difference of
+//! means, [`crate::stats::ab`]). The rows are one family of tests: their p-values are adjusted
+//! by Benjamini–Hochberg ([`CORRECTION`]) so that hundreds of rows do not turn noise into
+//! changes. A change counts only when the adjusted q < α *and* the relative change exceeds the
+//! metric's noise threshold — Firecracker's A/B rule — and it is a regression or an improvement
+//! by the metric's direction ([`cvm_proto::metric::Better`]).
+//!
+//! A diff says what it cannot tell. With few runs the exact test cannot reach α at all (4 runs
+//! a side: p ≥ 0.029), so such a row is `untested (needs ≥ N runs a side)`, not `no change`,
+//! and the diff counts those rows and says what a lone change among the family would need.
 //!
 //! A run measures the host as well as the backends: `launch_floor`, a plain fork and exec of a
 //! trivial program with no isolation, interleaved with the native runs. It is the diff's
-//! control. When it changed too (p < α, beyond its threshold), the host itself got slower or
+//! control. When it changed too (q < α, beyond its threshold), the host itself got slower or
 //! faster between the runs (another load, a frequency or a kernel state), and a time or rate
 //! change in the same direction and of a comparable size (at most [`HOST_FACTOR`] times the
 //! floor's relative change) cannot be told apart from it: such rows are `host changed`, not
@@ -36,6 +43,8 @@ use cvm_proto::metric::{better_by_name, Better, Metric, Unit};
 pub const DEFAULT_ALPHA: f64 = 0.01;
 /// Relative change of the median a change must exceed, as a fraction.
 pub const DEFAULT_THRESHOLD: f64 = 0.05;
+/// The multiple-comparison correction over a diff's rows, as the output names it.
+pub const CORRECTION: &str = "Benjamini–Hochberg";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
@@ -98,7 +107,8 @@ pub enum Verdict {
     Changed,
     /// Not significant, or within the noise threshold.
     Unchanged,
-    /// Fewer than two samples on a side: no test (disk figures are measured once).
+    /// No test: too few runs for the test to reach α (see [`MetricDiff::needs_runs`]), or a
+    /// figure measured once per backend (disk).
     Untested,
     /// A significant time or rate change in the same direction as the host's own (its
     /// `launch_floor` changed too): not attributed to the backend.
@@ -112,7 +122,7 @@ impl Verdict {
             Verdict::Improvement => "improvement",
             Verdict::Changed => "changed",
             Verdict::Unchanged => "no change",
-            Verdict::Untested => "not tested",
+            Verdict::Untested => "untested",
             Verdict::HostChanged => "host changed",
         }
     }
@@ -138,11 +148,27 @@ pub struct MetricDiff {
     pub new_median: f64,
     /// `(new - base) / |base|` of the medians; infinite when the base median is 0.
     pub change: f64,
-    /// `new - base` of the medians with its bootstrap interval.
+    /// `new - base` of the medians with its interval (and that interval's level).
     pub difference: Option<Estimate>,
     pub p_value: f64,
+    /// `p_value` adjusted over the diff's tested rows by [`CORRECTION`]; the verdict reads it.
+    pub q_value: f64,
     pub threshold: f64,
     pub verdict: Verdict,
+    /// For a row untested because its runs cannot reach α: the runs a side that could.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_runs: Option<usize>,
+}
+
+impl MetricDiff {
+    /// The verdict as the table prints it, an untested row with why.
+    pub fn verdict_text(&self) -> String {
+        match (self.verdict, self.needs_runs) {
+            (Verdict::Untested, Some(n)) => format!("untested (needs ≥ {n} runs a side)"),
+            (Verdict::Untested, None) => "untested (measured once)".to_string(),
+            (v, _) => v.word().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -153,6 +179,8 @@ pub struct Diff {
     pub base_run: String,
     pub new_run: String,
     pub alpha: f64,
+    /// The multiple-comparison correction applied over the tested rows ([`CORRECTION`]).
+    pub correction: String,
     /// Why the comparison may mislead (different hosts or fingerprints, failed runs, metrics
     /// only one run has).
     pub warnings: Vec<String>,
@@ -162,6 +190,50 @@ pub struct Diff {
 impl Diff {
     pub fn count(&self, v: Verdict) -> usize {
         self.rows.iter().filter(|r| r.verdict == v).count()
+    }
+
+    /// Rows with a test: the family the correction runs over.
+    pub fn tested(&self) -> usize {
+        self.rows.len() - self.count(Verdict::Untested)
+    }
+
+    /// What the diff cannot tell, in sentences: rows whose runs cannot reach α, and the p a
+    /// lone change among the tested rows would need when no row's runs can give it.
+    pub fn power_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let short = self.rows.iter().filter(|r| r.needs_runs.is_some());
+        if let Some(r) = short.clone().min_by_key(|r| r.base_n.min(r.new_n)) {
+            notes.push(format!(
+                "{} of {} rows untested for too few runs: with {} runs in the base and {} in the \
+                 new run the smallest p-value the exact permutation test can give is {:.3}, not \
+                 below α = {}, so those rows say nothing about a change either way; rerun both \
+                 with ≥ {} runs a side to test them",
+                short.count(),
+                self.rows.len(),
+                r.base_n,
+                r.new_n,
+                ab::min_p(r.base_n, r.new_n),
+                self.alpha,
+                r.needs_runs.unwrap_or(0)
+            ));
+        }
+        let k = self.tested();
+        let floor = self
+            .rows
+            .iter()
+            .filter(|r| r.verdict != Verdict::Untested)
+            .map(|r| ab::min_p(r.base_n, r.new_n))
+            .fold(f64::INFINITY, f64::min);
+        if k >= 2 && floor >= self.alpha / k as f64 {
+            notes.push(format!(
+                "{} over {k} tested rows lets a lone change count only at p < α/{k} = {:.2e}; the \
+                 smallest p these runs allow is {floor:.2e}, so a change shows only where several \
+                 rows change together (more runs a side lower that floor)",
+                self.correction,
+                self.alpha / k as f64
+            ));
+        }
+        notes
     }
 }
 
@@ -331,6 +403,7 @@ pub fn diff_runs(
             rows.push(compare_metric(name, m, unit, base, new, opts));
         }
     }
+    correct_for_family(&mut rows, opts.alpha);
     if let Some(w) = attribute_host_change(&mut rows) {
         warnings.push(w);
     }
@@ -341,9 +414,37 @@ pub fn diff_runs(
         base_run: base_meta.run_id.clone(),
         new_run: new_meta.run_id.clone(),
         alpha: opts.alpha,
+        correction: CORRECTION.to_string(),
         warnings,
         rows,
     })
+}
+
+/// Adjusts the tested rows' p-values over the family ([`CORRECTION`]) and judges each again by
+/// its q-value.
+fn correct_for_family(rows: &mut [MetricDiff], alpha: f64) {
+    let tested: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].verdict != Verdict::Untested)
+        .collect();
+    let p: Vec<f64> = tested.iter().map(|&i| rows[i].p_value).collect();
+    for (&i, q) in tested.iter().zip(ab::benjamini_hochberg(&p)) {
+        let r = &mut rows[i];
+        r.q_value = q;
+        r.verdict = judge(&r.metric, q, r.change, r.threshold, alpha);
+    }
+}
+
+/// A tested row's verdict from its (adjusted) p-value and its relative change.
+fn judge(metric: &str, q: f64, change: f64, threshold: f64, alpha: f64) -> Verdict {
+    if q < alpha && change.abs() > threshold {
+        match (better_by_name(metric), change > 0.0) {
+            (Better::Lower, true) | (Better::Higher, false) => Verdict::Regression,
+            (Better::Lower, false) | (Better::Higher, true) => Verdict::Improvement,
+            (Better::Neither, _) => Verdict::Changed,
+        }
+    } else {
+        Verdict::Unchanged
+    }
 }
 
 /// The metric that measures the host rather than a backend (see the module documentation).
@@ -385,13 +486,13 @@ fn attribute_host_change(rows: &mut [MetricDiff]) -> Option<String> {
     }
     Some(format!(
         "the host itself changed between the runs: {HOST_CONTROL} (a plain fork and exec, no \
-         isolation) went {} → {} ({:+.1} %, p = {:.3}); {} time or rate change(s) in the same \
+         isolation) went {} → {} ({:+.1} %, q = {:.3}); {} time or rate change(s) in the same \
          direction and within {HOST_FACTOR}× of it are marked `host changed`, not {}: rerun \
          both on a quiet host to tell them apart",
         crate::text::format_value(control.base_median, &control.unit),
         crate::text::format_value(control.new_median, &control.unit),
         control.change * 100.0,
-        control.p_value,
+        control.q_value,
         attributed.saturating_sub(1),
         if host_verdict == Verdict::Regression {
             "regressions"
@@ -399,6 +500,18 @@ fn attribute_host_change(rows: &mut [MetricDiff]) -> Option<String> {
             "improvements"
         }
     ))
+}
+
+/// What `cvm scenarios` says of a scenario whose default `runs` cannot support a diff at the
+/// default α; `None` when they can.
+pub fn scenario_runs_note(runs: u32) -> Option<String> {
+    let needs = ab::runs_needed(DEFAULT_ALPHA)?;
+    (usize::try_from(runs).unwrap_or(usize::MAX) < needs).then(|| {
+        format!(
+            "its default {runs} run(s) cannot support `cvm diff` (p < {DEFAULT_ALPHA} needs ≥ \
+             {needs} runs a side): give --runs {needs} or more to compare runs of it"
+        )
+    })
 }
 
 /// What a diff fails on (`--fail-on`).
@@ -448,7 +561,8 @@ pub fn write_outputs(d: &Diff, outputs: &DiffOutputs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One backend × metric: medians, change, interval, p-value and verdict.
+/// One backend × metric: medians, change, interval, p-value and verdict, as a family of one
+/// (`diff_runs` then corrects the verdicts over all rows).
 pub fn compare_metric(
     backend: &str,
     metric: &str,
@@ -468,22 +582,24 @@ pub fn compare_metric(
         (nm - bm) / bm.abs()
     };
     let threshold = opts.threshold_for(metric);
-    let testable = base.len() >= 2 && new.len() >= 2;
+    // A test needs two values a side, and runs enough that its smallest p is below α.
+    let testable =
+        base.len() >= 2 && new.len() >= 2 && ab::min_p(base.len(), new.len()) < opts.alpha;
     let p_value = if testable {
         ab::permutation_p(base, new)
     } else {
         1.0
     };
-    let verdict = if !testable {
-        Verdict::Untested
-    } else if p_value < opts.alpha && change.abs() > threshold {
-        match (better_by_name(metric), change > 0.0) {
-            (Better::Lower, true) | (Better::Higher, false) => Verdict::Regression,
-            (Better::Lower, false) | (Better::Higher, true) => Verdict::Improvement,
-            (Better::Neither, _) => Verdict::Changed,
-        }
+    let verdict = if testable {
+        judge(metric, p_value, change, threshold, opts.alpha)
     } else {
-        Verdict::Unchanged
+        Verdict::Untested
+    };
+    // More runs cannot test a figure measured once per backend.
+    let needs_runs = if testable || results::measured_once(metric) {
+        None
+    } else {
+        ab::runs_needed(opts.alpha)
     };
     MetricDiff {
         backend: backend.to_string(),
@@ -496,8 +612,10 @@ pub fn compare_metric(
         change,
         difference: ab::median_difference(base, new),
         p_value,
+        q_value: p_value,
         threshold,
         verdict,
+        needs_runs,
     }
 }
 

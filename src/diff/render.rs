@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{Diff, MetricDiff, Verdict};
+use crate::stats::levels::Levels;
 use crate::text::{escape_html as escape, format_value};
 
 /// The relative change as a signed percentage ("+21.3 %", "−0.4 %").
@@ -23,16 +24,23 @@ pub fn p_text(p: f64) -> String {
     }
 }
 
-fn interval(r: &MetricDiff) -> String {
+fn interval(r: &MetricDiff, levels: &Levels) -> String {
     match &r.difference {
-        Some(d) => format!(
-            "{} [{}, {}]",
+        Some(d) if d.level > 0.0 => format!(
+            "{} [{}, {}]{}",
             signed(d.point, &r.unit),
             signed(d.lower, &r.unit),
-            signed(d.upper, &r.unit)
+            signed(d.upper, &r.unit),
+            levels.caveat(d)
         ),
+        Some(d) => signed(d.point, &r.unit),
         None => String::new(),
     }
+}
+
+/// The levels of the rows' difference intervals (one heading when they agree).
+fn levels(d: &Diff) -> Levels {
+    Levels::of(d.rows.iter().filter_map(|r| r.difference.as_ref()))
 }
 
 fn signed(v: f64, unit: &str) -> String {
@@ -48,43 +56,56 @@ fn signed(v: f64, unit: &str) -> String {
 pub fn verdict_line(d: &Diff) -> String {
     format!(
         "{} regression(s), {} improvement(s), {} other change(s), {} host change(s), {} \
-         unchanged, {} not tested (a change counts when p < {} and it exceeds the metric's noise \
-         threshold)",
+         unchanged, {} untested (a change counts when its p-value, adjusted by {} over the {} \
+         tested rows (q), is below {} and it exceeds the metric's noise threshold)",
         d.count(Verdict::Regression),
         d.count(Verdict::Improvement),
         d.count(Verdict::Changed),
         d.count(Verdict::HostChanged),
         d.count(Verdict::Unchanged),
         d.count(Verdict::Untested),
+        d.correction,
+        d.tested(),
         d.alpha
     )
 }
 
-const HEAD: [&str; 8] = [
-    "backend",
-    "metric",
-    "base median",
-    "new median",
-    "change",
-    "difference [95% CI]",
-    "p",
-    "verdict",
-];
+/// The column headings, the difference's with its level when every row's agrees.
+fn head(d: &Diff) -> [String; 9] {
+    [
+        "backend",
+        "metric",
+        "base median",
+        "new median",
+        "change",
+        &format!("difference [{}]", levels(d).heading()),
+        "p",
+        "q",
+        "verdict",
+    ]
+    .map(str::to_string)
+}
 
-fn cells(r: &MetricDiff) -> [String; 8] {
+fn cells(r: &MetricDiff, levels: &Levels) -> [String; 9] {
+    let tested = r.verdict != Verdict::Untested;
     [
         r.backend.clone(),
         r.metric.clone(),
         format_value(r.base_median, &r.unit),
         format_value(r.new_median, &r.unit),
         format!("{} (±{:.0} %)", percent(r.change), r.threshold * 100.0),
-        interval(r),
-        if r.verdict == Verdict::Untested {
-            format!("n={}/{}", r.base_n, r.new_n)
-        } else {
+        interval(r, levels),
+        if tested {
             p_text(r.p_value)
+        } else {
+            format!("n={}/{}", r.base_n, r.new_n)
         },
-        r.verdict.word().to_string(),
+        if tested {
+            p_text(r.q_value)
+        } else {
+            String::new()
+        },
+        r.verdict_text(),
     ]
 }
 
@@ -99,12 +120,13 @@ pub fn terminal(d: &Diff) -> String {
     for w in &d.warnings {
         let _ = writeln!(o, "warning: {w}");
     }
-    let rows: Vec<[String; 8]> = d.rows.iter().map(cells).collect();
-    let widths: Vec<usize> = (0..HEAD.len())
+    let (head, levels) = (head(d), levels(d));
+    let rows: Vec<[String; 9]> = d.rows.iter().map(|r| cells(r, &levels)).collect();
+    let widths: Vec<usize> = (0..head.len())
         .map(|i| {
             rows.iter()
+                .chain([&head])
                 .map(|r| r[i].chars().count())
-                .chain([HEAD[i].len()])
                 .max()
                 .unwrap_or(0)
         })
@@ -118,12 +140,14 @@ pub fn terminal(d: &Diff) -> String {
             .trim_end()
             .to_string()
     };
-    let head: Vec<String> = HEAD.iter().map(|s| s.to_string()).collect();
     let _ = writeln!(o, "{}", line(&head));
     for r in &rows {
         let _ = writeln!(o, "{}", line(r));
     }
     let _ = writeln!(o, "{}", verdict_line(d));
+    for n in d.power_notes() {
+        let _ = writeln!(o, "note: {n}");
+    }
     o
 }
 
@@ -143,10 +167,11 @@ pub fn markdown(d: &Diff) -> String {
     for w in &d.warnings {
         let _ = writeln!(o, "> **Warning:** {}\n", md(w));
     }
-    let _ = writeln!(o, "| {} |", HEAD.join(" | "));
-    let _ = writeln!(o, "|{}", "---|".repeat(HEAD.len()));
+    let (head, levels) = (head(d), levels(d));
+    let _ = writeln!(o, "| {} |", head.join(" | "));
+    let _ = writeln!(o, "|{}", "---|".repeat(head.len()));
     for r in &d.rows {
-        let c = cells(r);
+        let c = cells(r, &levels);
         let _ = writeln!(
             o,
             "| {} |",
@@ -154,6 +179,9 @@ pub fn markdown(d: &Diff) -> String {
         );
     }
     let _ = writeln!(o, "\n{}", verdict_line(d));
+    for n in d.power_notes() {
+        let _ = writeln!(o, "\n> **Note:** {}", md(&n));
+    }
     o
 }
 
@@ -284,18 +312,23 @@ pub fn html(d: &Diff) -> String {
             escape(w)
         );
     }
+    let (head, levels) = (head(d), levels(d));
     let _ = writeln!(
         o,
-        "<p id=\"verdict\">{}</p>\n<section id=\"chart\">\n{}</section>\n\
+        "<p id=\"verdict\">{}</p>\n{}<section id=\"chart\">\n{}</section>\n\
          <section id=\"table\">\n<table>\n<tr>{}</tr>",
         escape(&verdict_line(d)),
+        d.power_notes()
+            .iter()
+            .map(|n| format!("<p class=\"note\">{}</p>\n", escape(n)))
+            .collect::<String>(),
         chart(d),
-        HEAD.iter()
+        head.iter()
             .map(|h| format!("<th>{}</th>", escape(h)))
             .collect::<String>()
     );
     for r in &d.rows {
-        let c = cells(r);
+        let c = cells(r, &levels);
         let class = match r.verdict {
             Verdict::Regression => " class=\"regression\"",
             Verdict::Improvement => " class=\"improvement\"",
@@ -315,11 +348,17 @@ pub fn html(d: &Diff) -> String {
     let _ = writeln!(
         o,
         "</table>\n</section>\n<p>Medians of the measured runs; the difference's interval is a \
-         percentile bootstrap of the difference of medians; p is a permutation test of the \
-         difference of means (exact up to {} relabellings). A change counts only when p &lt; α \
-         and the relative change exceeds the metric's threshold (in brackets), and it is a \
-         regression or an improvement by the metric's direction.</p>\n</body>\n</html>",
-        crate::stats::ab::EXACT_LIMIT
+         percentile bootstrap of the difference of medians from {} runs a side, and with fewer \
+         the order-statistic interval of the pairwise differences, at the level it has (in the \
+         heading, or in the cell when levels differ); p is a permutation test of the difference \
+         of means (exact up to {} relabellings), q the p-value adjusted by {} over the tested \
+         rows. A change counts only when q &lt; α and the relative change exceeds the metric's \
+         threshold (in brackets), and it is a regression or an improvement by the metric's \
+         direction. A row whose runs cannot give p &lt; α is untested, with the runs a side it \
+         needs.</p>\n</body>\n</html>",
+        crate::stats::MIN_N_BOOTSTRAP,
+        crate::stats::ab::EXACT_LIMIT,
+        escape(&d.correction)
     );
     o
 }

@@ -236,3 +236,124 @@ fn a_slower_host_is_not_a_slower_backend() {
     assert_eq!(r.verdict, Verdict::Regression, "{r:?}");
     assert!(d.warnings.iter().all(|w| !w.contains("host itself")));
 }
+
+/// `n` values around `centre`, spread ±`spread` (a fraction), deterministic.
+fn noisy(centre: f64, spread: f64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| centre * (1.0 + spread * ((i as f64 * 0.618).fract() * 2.0 - 1.0)))
+        .collect()
+}
+
+#[test]
+fn three_runs_a_side_are_untested_and_say_how_many_they_need() {
+    let m = meta("startup", "h", &["native", "container"]);
+    let run = |ready: &[f64]| {
+        let mut r = rows("native", "ready_latency", "s", &noisy(0.001, 0.02, 3));
+        r.extend(rows("container", "ready_latency", "s", ready));
+        r.extend(rows("container", "disk_footprint", "B", &[4e6]));
+        r
+    };
+    // Three times slower, perfectly separated: still not testable with 3 runs a side.
+    let base = run(&noisy(0.004, 0.02, 3));
+    let new = run(&noisy(0.012, 0.02, 3));
+    let d = diff_runs(&m, &base, &m, &new, &DiffOptions::default()).unwrap();
+    assert_eq!(d.count(Verdict::Untested), 3, "{:?}", d.rows);
+    let ready = d
+        .rows
+        .iter()
+        .find(|r| r.backend == "container" && r.metric == "ready_latency")
+        .unwrap();
+    assert_eq!(ready.needs_runs, Some(5));
+    assert_eq!(ready.verdict_text(), "untested (needs ≥ 5 runs a side)");
+    let disk = d
+        .rows
+        .iter()
+        .find(|r| r.metric == "disk_footprint")
+        .unwrap();
+    assert_eq!(disk.verdict_text(), "untested (measured once)");
+    assert!(!d.fails(FailOn::Change));
+    let text = render::terminal(&d);
+    assert!(text.contains("untested (needs ≥ 5 runs a side)"), "{text}");
+    assert!(text.contains(", 3 untested ("), "{text}");
+    assert!(
+        text.contains("note: 2 of 3 rows untested for too few runs: with 3 runs in the base and 3 in the new run")
+            && text.contains("smallest p-value the exact permutation test can give is 0.100"),
+        "{text}"
+    );
+    // Its interval states the level 3 runs a side give: 90 %, in the heading.
+    assert!(text.contains("difference [90 % CI]"), "{text}");
+    assert!(render::markdown(&d).contains("> **Note:** 2 of 3 rows untested for too few runs"));
+    assert!(render::html(&d).contains("<p class=\"note\">2 of 3 rows untested for too few runs"));
+}
+
+#[test]
+fn a_30_percent_change_with_6_runs_a_side_is_flagged_after_the_correction() {
+    let m = meta("startup", "h", &["native", "container"]);
+    let run = |ready: &[f64]| {
+        let mut r = rows("native", "ready_latency", "s", &noisy(0.001, 0.03, 6));
+        r.extend(rows("native", "launch_floor", "s", &noisy(0.0008, 0.03, 6)));
+        r.extend(rows("container", "ready_latency", "s", ready));
+        r
+    };
+    let base = run(&noisy(0.004, 0.03, 6));
+    let new = run(&noisy(0.0052, 0.03, 6));
+    let d = diff_runs(&m, &base, &m, &new, &DiffOptions::default()).unwrap();
+    let r = d
+        .rows
+        .iter()
+        .find(|r| r.backend == "container" && r.metric == "ready_latency")
+        .unwrap();
+    assert!((r.change - 0.3).abs() < 1e-9, "{r:?}");
+    assert_eq!(r.verdict, Verdict::Regression, "{r:?}");
+    // 2/924, the floor of 6 runs a side, over 3 tested rows: q = 3p. (A lone change of 6 runs
+    // a side stands out among at most 4 rows; the next test shows what more rows do.)
+    assert!((r.q_value - 3.0 * 2.0 / 924.0).abs() < 1e-9, "{r:?}");
+    assert_eq!(d.count(Verdict::Regression), 1, "{:?}", d.rows);
+    assert_eq!(d.tested(), 3);
+    assert!(render::verdict_line(&d).contains("Benjamini–Hochberg over the 3 tested rows"));
+    assert!(d.power_notes().is_empty(), "{:?}", d.power_notes());
+}
+
+#[test]
+fn the_family_holds_back_a_lone_change_its_runs_cannot_make_stand_out() {
+    // The same 30 % change among 20 unchanged rows: 2/924 is not below 0.01/21.
+    let names: Vec<String> = (0..20).map(|i| format!("backend{i}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("container");
+    let m = meta("startup", "h", &all);
+    let run = |ready: &[f64]| {
+        let mut r = rows("container", "ready_latency", "s", ready);
+        for b in &names {
+            r.extend(rows(b, "ready_latency", "s", &noisy(0.002, 0.03, 6)));
+        }
+        r
+    };
+    let d = diff_runs(
+        &m,
+        &run(&noisy(0.004, 0.03, 6)),
+        &m,
+        &run(&noisy(0.0052, 0.03, 6)),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    let r = d.rows.iter().find(|r| r.backend == "container").unwrap();
+    assert!(r.p_value < 0.01 && r.q_value > 0.01, "{r:?}");
+    assert_eq!(r.verdict, Verdict::Unchanged);
+    let notes = d.power_notes();
+    assert!(
+        notes.len() == 1 && notes[0].contains("lone change count only at p < α/21"),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn scenarios_with_too_few_default_runs_say_so() {
+    let note = scenario_runs_note(3).unwrap();
+    assert!(
+        note.contains("default 3 run(s) cannot support `cvm diff`"),
+        "{note}"
+    );
+    assert!(note.contains("--runs 5"), "{note}");
+    assert_eq!(scenario_runs_note(5), None);
+    assert_eq!(scenario_runs_note(20), None);
+}

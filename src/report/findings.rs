@@ -2,16 +2,18 @@
 //! from the summary alone, in hyperfine's "X ran N times faster than Y" style.
 //!
 //! - **Startup**: for each container or sandbox backend, how many times sooner it was ready than
-//!   each VM (`ready_latency` medians). The interval is the ratio of the two medians' interval
-//!   ends (the VM's lower over the container's upper, and the reverse): conservative, and
-//!   honest about its level, since it is only as sure as the less sure of the two.
+//!   each VM (`ready_latency` medians), with the two-sample interval of the ratio the summary
+//!   took from both backends' samples (`RunSummary::pair_ratios`).
 //! - **Layers**: what each backend's isolation layers cost per instance in memory (over native,
 //!   with its interval) and on disk, from the same figures the stack diagram draws.
 //! - **Throughput**: the share of native's throughput each backend kept (`ratio_to_native` of
 //!   `http_rps`, `cpu_score`, and the bandwidths), with the bootstrap interval of the ratio.
 //! - **Emulation**: which backends' figures come from TCG.
+//!
+//! Every interval in brackets has the level its method has (an exact one with few runs is not
+//! 95 %); a closing sentence gives the levels whenever they are not all 95 %.
 
-use super::format::format_value;
+use super::format::{format_value, level_text};
 use super::stack::{columns, Group, Layer};
 use crate::results::{BackendSummary, MetricSummary, RunSummary, Stack};
 use crate::stats::{Estimate, CONFIDENCE};
@@ -29,23 +31,45 @@ fn metric(b: &BackendSummary, m: Metric) -> Option<&MetricSummary> {
     b.metrics.get(m.name())
 }
 
-/// `a / b` with the conservative interval of the two medians' intervals; `None` when either
-/// median is not positive.
-pub fn ratio(a: &Estimate, b: &Estimate) -> Option<Estimate> {
-    if a.point <= 0.0 || b.point <= 0.0 {
+/// The summary's ratio of `numerator`'s `ready_latency` median over `denominator`'s.
+fn startup_ratio<'a>(
+    s: &'a RunSummary,
+    numerator: &str,
+    denominator: &str,
+) -> Option<&'a Estimate> {
+    s.pair_ratios
+        .iter()
+        .find(|p| {
+            p.metric == Metric::ReadyLatency.name()
+                && p.numerator == numerator
+                && p.denominator == denominator
+        })
+        .map(|p| &p.ratio)
+}
+
+/// The closing sentence on the levels of the intervals in brackets, when they are not all
+/// [`CONFIDENCE`].
+fn levels_sentence(levels: &[f64], runs: u32) -> Option<String> {
+    let lowest = levels.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = levels.iter().copied().fold(0.0, f64::max);
+    let all_confidence = levels.iter().all(|l| (l - CONFIDENCE).abs() < 1e-9);
+    if levels.is_empty() || all_confidence {
         return None;
     }
-    let upper = if b.lower > 0.0 {
-        a.upper / b.lower
+    let which = if (highest - lowest).abs() < 1e-9 {
+        format!("are {} intervals", level_text(lowest))
     } else {
-        f64::INFINITY
+        format!(
+            "have levels from {} to {}",
+            level_text(lowest),
+            level_text(highest)
+        )
     };
-    Some(Estimate {
-        point: a.point / b.point,
-        lower: a.lower.max(0.0) / b.upper,
-        upper,
-        level: a.level.min(b.level),
-    })
+    Some(format!(
+        "Intervals in brackets {which}, not 95 %: with {runs} measured runs per backend those \
+         are the levels their exact, order-statistic methods have (from 10 runs a side the \
+         bootstrap gives 95 %)."
+    ))
 }
 
 fn factor(e: &Estimate) -> String {
@@ -83,10 +107,10 @@ fn ran(b: &BackendSummary) -> bool {
 /// The findings, each a sentence of plain text (callers escape it for their format).
 pub fn findings(s: &RunSummary) -> Vec<String> {
     let mut out = Vec::new();
-    let mut lowest_level: f64 = 1.0;
+    let mut levels: Vec<f64> = Vec::new();
     let mut note_level = |e: &Estimate| {
         if e.level > 0.0 {
-            lowest_level = lowest_level.min(e.level);
+            levels.push(e.level);
         }
     };
     let group = |b: &BackendSummary| Group::of(&b.info);
@@ -110,11 +134,11 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
             .iter()
             .filter_map(|v| {
                 let vr = metric(v, Metric::ReadyLatency)?;
-                let r = ratio(&vr.stats.median_ci, &cr.stats.median_ci)?;
-                note_level(&r);
+                let r = startup_ratio(s, &v.info.backend, &c.info.backend)?;
+                note_level(r);
                 Some(format!(
                     "{} faster than {} ({})",
-                    factor(&r),
+                    factor(r),
                     v.info.backend,
                     format_value(vr.stats.median, "s")
                 ))
@@ -250,14 +274,7 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
             }
         ));
     }
-    if lowest_level < CONFIDENCE - 1e-9 {
-        out.push(format!(
-            "Intervals in brackets cover only {:.0}% with {} measured runs per backend (95% \
-             needs at least 6).",
-            lowest_level * 100.0,
-            s.runs
-        ));
-    }
+    out.extend(levels_sentence(&levels, s.runs));
     out
 }
 
@@ -316,12 +333,13 @@ mod tests {
     use super::*;
     use crate::report::stack::tests_support::{backend, summary};
 
-    fn with_ci(mut b: BackendSummary, m: &str, lower: f64, upper: f64) -> BackendSummary {
-        let ci = &mut b.metrics.get_mut(m).unwrap().stats.median_ci;
-        ci.lower = lower;
-        ci.upper = upper;
-        ci.level = 0.5;
-        b
+    fn pair(numerator: &str, denominator: &str, ratio: Estimate) -> crate::results::PairRatio {
+        crate::results::PairRatio {
+            metric: "ready_latency".into(),
+            numerator: numerator.into(),
+            denominator: denominator.into(),
+            ratio,
+        }
     }
 
     #[test]
@@ -331,22 +349,16 @@ mod tests {
             Stack::Native,
             &[("ready_latency", "s", 0.002), ("http_rps", "1/s", 20_000.0)],
         );
-        let container = with_ci(
-            backend(
-                "container",
-                Stack::Container,
-                &[
-                    ("ready_latency", "s", 0.004),
-                    ("memory_overhead", "B", 1_048_576.0),
-                    ("disk.runtime", "B", 10.0 * 1_048_576.0),
-                    ("http_rps", "1/s", 18_000.0),
-                ],
-            ),
-            "ready_latency",
-            0.002,
-            0.008,
+        let mut container = backend(
+            "container",
+            Stack::Container,
+            &[
+                ("ready_latency", "s", 0.004),
+                ("memory_overhead", "B", 1_048_576.0),
+                ("disk.runtime", "B", 10.0 * 1_048_576.0),
+                ("http_rps", "1/s", 18_000.0),
+            ],
         );
-        let mut container = container;
         container
             .metrics
             .get_mut("http_rps")
@@ -357,23 +369,28 @@ mod tests {
             upper: 0.95,
             level: 0.95,
         });
-        let vm = with_ci(
-            backend(
-                "vm",
-                Stack::Vm,
-                &[
-                    ("ready_latency", "s", 2.0),
-                    ("disk.guest_os", "B", 64.0 * 1_048_576.0),
-                    ("disk.hypervisor", "B", 32.0 * 1_048_576.0),
-                ],
-            ),
-            "ready_latency",
-            1.6,
-            2.4,
+        let vm = backend(
+            "vm",
+            Stack::Vm,
+            &[
+                ("ready_latency", "s", 2.0),
+                ("disk.guest_os", "B", 64.0 * 1_048_576.0),
+                ("disk.hypervisor", "B", 32.0 * 1_048_576.0),
+            ],
         );
-        let s = summary(vec![native, container, vm]);
+        let mut s = summary(vec![native, container, vm]);
+        // The summary's two-sample ratio, as 3 runs a side give it: 90 %.
+        s.pair_ratios.push(pair(
+            "vm",
+            "container",
+            Estimate {
+                point: 500.0,
+                lower: 200.0,
+                upper: 1200.0,
+                level: 0.9,
+            },
+        ));
         let f = findings(&s);
-        // 2 s / 4 ms = 500; [1.6 / 0.008, 2.4 / 0.002] = [200, 1200].
         assert_eq!(
             f[0],
             "container was ready in 4 ms: 500.0× [200.0, 1200.0] faster than vm (2 s)."
@@ -401,9 +418,18 @@ mod tests {
         }
         assert_eq!(
             f[5],
-            "Intervals in brackets cover only 50% with 1 measured runs per backend (95% needs \
-             at least 6)."
+            "Intervals in brackets have levels from 90 % to 95 %, not 95 %: with 1 measured runs \
+             per backend those are the levels their exact, order-statistic methods have (from 10 \
+             runs a side the bootstrap gives 95 %)."
         );
+        // No ratio in the summary (a VM without the container's runs): no factor claimed.
+        s.pair_ratios.clear();
+        assert!(findings(&s).iter().all(|f| !f.contains("faster than")));
+        // All at 95 %: nothing to say about levels.
+        assert_eq!(levels_sentence(&[0.95, 0.95], 20), None);
+        assert!(levels_sentence(&[0.9375], 5)
+            .unwrap()
+            .contains("are 93.8 % intervals"));
     }
 
     #[test]
@@ -428,22 +454,5 @@ mod tests {
             &[("ready_latency", "s", 0.02)],
         )]);
         assert!(findings(&s).iter().all(|f| !f.contains("faster than")));
-    }
-
-    #[test]
-    fn the_ratio_interval_is_conservative() {
-        let e = |point, lower, upper| Estimate {
-            point,
-            lower,
-            upper,
-            level: 0.95,
-        };
-        let r = ratio(&e(10.0, 8.0, 12.0), &e(2.0, 1.0, 4.0)).unwrap();
-        assert_eq!((r.point, r.lower, r.upper), (5.0, 2.0, 12.0));
-        assert!(ratio(&e(1.0, 1.0, 1.0), &e(0.0, 0.0, 0.0)).is_none());
-        assert!(ratio(&e(1.0, 1.0, 1.0), &e(1.0, 0.0, 2.0))
-            .unwrap()
-            .upper
-            .is_infinite());
     }
 }

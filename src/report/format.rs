@@ -1,6 +1,8 @@
 //! The report's own cell spellings (the ratio column, an interval's caveat, the order of
 //! metrics), on top of the one number formatter every layer shares ([`crate::text`]).
 
+use crate::results::RunSummary;
+pub use crate::stats::levels::{level_text, Levels};
 pub use crate::text::{display_unit, format_number, format_value, DisplayUnit};
 
 /// A metric name as a sort key that puts density figures in the order of N (`@n=2` before
@@ -23,18 +25,25 @@ pub fn ratio_cell(m: &crate::results::MetricSummary) -> String {
     }
 }
 
-/// What an interval is when it is not the 95 % one the tables' headings promise: with few runs
-/// the median's interval is min–max or an order-statistic pair covering less (see `stats`).
-/// Empty for a full-level interval.
-pub fn interval_caveat(e: &crate::stats::Estimate) -> String {
-    if e.level >= crate::stats::CONFIDENCE - 1e-9 {
-        String::new()
-    } else if e.level <= 0.0 {
-        // One value: its "interval" is the point itself, which needs no caveat.
-        String::new()
-    } else {
-        format!(" (only {:.1}%: too few runs for 95%)", e.level * 100.0)
-    }
+/// The levels of the medians' intervals of the metrics `shown` of every backend that ran.
+pub fn medians_levels(s: &RunSummary, shown: impl Fn(&str) -> bool) -> Levels {
+    Levels::of(
+        s.backends
+            .iter()
+            .flat_map(|b| b.metrics.iter())
+            .filter(|(m, _)| shown(m))
+            .map(|(_, v)| &v.stats.median_ci),
+    )
+}
+
+/// The levels of the ratios to native of every backend.
+pub fn ratio_levels(s: &RunSummary) -> Levels {
+    Levels::of(
+        s.backends
+            .iter()
+            .flat_map(|b| b.metrics.values())
+            .filter_map(|v| v.ratio_to_native.as_ref()),
+    )
 }
 
 #[cfg(test)]
@@ -95,6 +104,7 @@ mod tests {
                     })
                     .collect(),
             }],
+            pair_ratios: Vec::new(),
             limitations: Vec::new(),
         };
         let table = terminal::table(&s);

@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::charts::Rendered;
-use super::format::{format_value, interval_caveat};
+use super::format::{format_value, Levels};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
 use crate::text::escape_html as escape;
 use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX, RATE_PREFIX};
@@ -303,9 +303,16 @@ fn stack_name(s: Stack) -> &'static str {
     }
 }
 
-fn ratio(m: &MetricSummary) -> String {
+fn ratio(m: &MetricSummary, levels: &Levels) -> String {
     match (&m.ratio_to_native, &m.ratio_unavailable) {
-        (Some(r), _) => format!("{:.2}× [{:.2}, {:.2}]", r.point, r.lower, r.upper),
+        (Some(r), _) if r.level <= 0.0 => format!("{:.2}×", r.point),
+        (Some(r), _) => format!(
+            "{:.2}× [{:.2}, {:.2}]{}",
+            r.point,
+            r.lower,
+            r.upper,
+            levels.caveat(r)
+        ),
         (None, Some(why)) => format!("n/a ({why})"),
         (None, None) => String::new(),
     }
@@ -320,10 +327,22 @@ fn is_detail(metric: &str) -> bool {
         || metric.contains(cvm_proto::metric::PER_INSTANCES_SEPARATOR)
 }
 
-const TABLE_HEAD: &str = "<table>\n<tr><th>backend</th><th>metric</th><th>median</th>\
-    <th>95% CI</th><th>min – max</th><th>vs native</th><th>n</th></tr>";
+/// The table's head, each interval column headed with its level when all share one.
+fn table_head(medians: &Levels, ratios: &Levels) -> String {
+    format!(
+        "<table>\n<tr><th>backend</th><th>metric</th><th>median</th><th>{}</th>\
+         <th>min – max</th><th>vs native [{}]</th><th>n</th></tr>",
+        escape(&medians.heading()),
+        escape(&ratios.heading())
+    )
+}
 
 fn summary_table(o: &mut String, s: &RunSummary) {
+    let (medians, ratios) = (
+        crate::report::format::medians_levels(s, |_| true),
+        crate::report::format::ratio_levels(s),
+    );
+    let head = table_head(&medians, &ratios);
     let mut notes = Vec::new();
     let (mut headline, mut detail) = (String::new(), String::new());
     for b in &s.backends {
@@ -387,10 +406,10 @@ fn summary_table(o: &mut String, s: &RunSummary) {
                 escape(&format_value(st.median, &m.unit)),
                 escape(&format_value(st.median_ci.lower, &m.unit)),
                 escape(&format_value(st.median_ci.upper, &m.unit)),
-                escape(&interval_caveat(&st.median_ci)),
+                escape(&medians.caveat(&st.median_ci)),
                 escape(&format_value(st.min, &m.unit)),
                 escape(&format_value(st.max, &m.unit)),
-                escape(&ratio(m)),
+                escape(&ratio(m, &ratios)),
                 escape(&n)
             );
         }
@@ -398,14 +417,17 @@ fn summary_table(o: &mut String, s: &RunSummary) {
     let _ = writeln!(
         o,
         "<section id=\"summary\">\n<h2>Summary</h2>\n<p class=\"sub\">Medians of the measured \
-         runs with their 95% confidence interval (bootstrap from 10 runs; with fewer, the interval \
-         between order statistics, and where even min–max covers less than 95% the cell says how \
-         much); \"vs native\" is the ratio of medians with its interval. Outliers (MAD rule) are counted, never dropped.</p>"
+         runs with their confidence interval: the pair of order statistics that covers the median \
+         with at least 95 % (exactly, whatever the distribution), or min–max where even that \
+         covers less (5 runs or fewer); the level each interval has is in the heading, or in the \
+         cell when they differ. \"vs native\" is the ratio of medians with its interval \
+         (bootstrap from 10 runs a side; with fewer, order statistics of the pairwise ratios). \
+         Outliers (MAD rule) are counted, never dropped.</p>"
     );
     if headline.is_empty() {
         let _ = writeln!(o, "<p>No backend recorded a measurement.</p>");
     } else {
-        let _ = writeln!(o, "{TABLE_HEAD}\n{headline}</table>");
+        let _ = writeln!(o, "{head}\n{headline}</table>");
     }
     if !notes.is_empty() {
         let _ = writeln!(o, "<ul id=\"backend-notes\">\n{}\n</ul>", notes.join("\n"));
@@ -414,7 +436,7 @@ fn summary_table(o: &mut String, s: &RunSummary) {
         let _ = writeln!(
             o,
             "<details id=\"summary-detail\">\n<summary>Startup phases, disk layers and density \
-             steps</summary>\n{TABLE_HEAD}\n{detail}</table>\n</details>"
+             steps</summary>\n{head}\n{detail}</table>\n</details>"
         );
     }
     let _ = writeln!(o, "</section>");

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
+use super::format::{format_value, metric_order, ratio_cell};
 use crate::results::{Availability, RunSummary};
 use cvm_proto::metric::PHASE_PREFIX;
 
@@ -45,9 +45,11 @@ pub(super) fn summary(s: &RunSummary) -> String {
     for l in &s.limitations {
         let _ = writeln!(out, "> **Note:** {}\n", escape(l));
     }
+    let levels = crate::report::format::medians_levels(s, |m| !m.starts_with(PHASE_PREFIX));
     let _ = writeln!(
         out,
-        "| backend | metric | median | 95% CI | min – max | vs native | n |"
+        "| backend | metric | median | {} | min – max | vs native | n |",
+        levels.heading()
     );
     let _ = writeln!(out, "|---|---|---:|---|---|---:|---:|");
     let mut unavailable = Vec::new();
@@ -76,7 +78,7 @@ pub(super) fn summary(s: &RunSummary) -> String {
                 format_value(st.median, &m.unit),
                 format_value(st.median_ci.lower, &m.unit),
                 format_value(st.median_ci.upper, &m.unit),
-                interval_caveat(&st.median_ci),
+                levels.caveat(&st.median_ci),
                 format_value(st.min, &m.unit),
                 format_value(st.max, &m.unit),
                 escape(&ratio_cell(m)),

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use super::html::{CHARTS_DIR, STACK_CHART};
 use super::{charts, html, markdown, stack, ReportError};
 use crate::results::{
-    self, read_samples, summarize, Environment, RunMeta, RunStatus, RunSummary, SampleRow,
-    SampleWriter,
+    self, read_samples, summarize, Environment, PairRatio, RunMeta, RunStatus, RunSummary,
+    SampleRow, SampleWriter,
 };
 use crate::text::escape_html as escape;
 
@@ -289,6 +289,17 @@ fn merge(runs: &[HostRun]) -> (RunMeta, RunSummary, Vec<SampleRow>) {
         warmup: first.warmup,
         environment,
         backends,
+        pair_ratios: runs
+            .iter()
+            .zip(&summaries)
+            .flat_map(|(r, s)| {
+                s.pair_ratios.iter().map(|p| PairRatio {
+                    numerator: merged_name(&p.numerator, &r.label),
+                    denominator: merged_name(&p.denominator, &r.label),
+                    ..p.clone()
+                })
+            })
+            .collect(),
         limitations,
     };
     let rows = runs

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format::{format_value, interval_caveat, metric_order, ratio_cell};
+use super::format::{format_value, metric_order, ratio_cell};
 use crate::results::{Availability, MetricSummary, RunSummary};
 use cvm_proto::metric::{Metric, PHASE_PREFIX, RATE_PREFIX};
 
@@ -32,10 +32,13 @@ pub(super) fn table(s: &RunSummary) -> String {
     for f in super::findings::findings(s) {
         let _ = writeln!(out, "  {f}");
     }
+    let shown = |m: &str| !m.starts_with(PHASE_PREFIX) && !m.starts_with(RATE_PREFIX);
+    let levels = crate::report::format::medians_levels(s, shown);
+    let median_head = format!("median [{}]", levels.heading());
     let header = [
         "backend",
         "metric",
-        "median [95% CI]",
+        median_head.as_str(),
         "min – max",
         "vs native",
         "n",
@@ -65,11 +68,8 @@ pub(super) fn table(s: &RunSummary) -> String {
         if let Some(note) = super::findings::client_bound_note(b) {
             notes.push(format!("{name}: {note}"));
         }
-        let mut metrics: Vec<(&String, &MetricSummary)> = b
-            .metrics
-            .iter()
-            .filter(|(m, _)| !m.starts_with(PHASE_PREFIX) && !m.starts_with(RATE_PREFIX))
-            .collect();
+        let mut metrics: Vec<(&String, &MetricSummary)> =
+            b.metrics.iter().filter(|(m, _)| shown(m)).collect();
         metrics.sort_by_key(|(m, _)| {
             (
                 LEADING.iter().position(|l| l == m).unwrap_or(LEADING.len()),
@@ -88,7 +88,7 @@ pub(super) fn table(s: &RunSummary) -> String {
                     format_value(st.median, &m.unit),
                     format_value(ci.lower, &m.unit),
                     format_value(ci.upper, &m.unit)
-                ) + &interval_caveat(ci),
+                ) + &levels.caveat(ci),
                 format!(
                     "{} – {}",
                     format_value(st.min, &m.unit),

@@ -43,7 +43,10 @@ pub struct Environment {
 /// - 2: VM memory split (`memory_vmm`, `memory_guest_ram`, `memory_guest_used`), Docker's
 ///   daemons apart (`memory_daemon`), OCI runtimes detached (their exited runtime no longer in
 ///   `memory_pss`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: `memory_overhead` is no longer a sample: the summary derives it from `memory_pss`
+///   against native's median over the whole run; the interleaved order gives native a random
+///   place in each round (it ran first in every round before).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The version a `run.json` without the field has.
 const UNVERSIONED: u32 = 1;
@@ -69,6 +72,16 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              no memory_vmm, memory_guest_ram, memory_guest_used or memory_daemon, so a VM's memory \
              is QEMU's whole PSS (guest RAM included) and Docker's daemons are not shown; its \
              runc/crun/docker memory_pss counts the foreground runtime or CLI process"
+        ));
+    }
+    if version < 3 {
+        notes.push(format!(
+            "written by an older cvm (results schema {version}, current {SCHEMA_VERSION}): it \
+             stored memory_overhead samples taken against native's median so far in the run (the \
+             first round's against a single value); this report derives memory_overhead from \
+             memory_pss against native's median over the whole run instead, so those samples are \
+             not shown. In an interleaved run native ran first in every round, always right after \
+             the previous round's last backend"
         ));
     }
     notes
@@ -200,8 +213,10 @@ mod tests {
         let meta: RunMeta = serde_json::from_str(json).unwrap();
         assert_eq!(meta.schema_version, 1);
         let notes = schema_limitations(meta.schema_version);
-        assert_eq!(notes.len(), 1);
+        assert_eq!(notes.len(), 2);
         assert!(notes[0].contains("memory_vmm"), "{notes:?}");
+        assert!(notes[1].contains("memory_overhead"), "{notes:?}");
+        assert_eq!(schema_limitations(2).len(), 1);
         assert!(schema_limitations(SCHEMA_VERSION).is_empty());
         assert!(schema_limitations(SCHEMA_VERSION + 1)[0].contains("newer cvm"));
     }

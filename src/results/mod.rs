@@ -21,7 +21,8 @@ pub use ndjson::{write_ndjson, NDJSON_FILE};
 pub use phases::phase_rank;
 pub use samples::{parse_samples, read_samples, Phase, SampleRow, SampleWriter};
 pub use summary::{
-    measured_series, summarize, BackendSummary, MetricSummary, RunSummary, Series, RUN_FAILED,
+    measured_once, measured_series, summarize, BackendSummary, MetricSummary, PairRatio,
+    RunSummary, Series, RUN_FAILED,
 };
 
 use std::path::PathBuf;

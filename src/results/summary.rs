@@ -11,6 +11,7 @@ use super::meta::{write_json, Environment, RunMeta};
 use super::samples::{Phase, SampleRow};
 use super::BackendInfo;
 use super::ResultsError;
+use super::Stack;
 use crate::stats::{self, Estimate, Summary};
 use cvm_proto::metric::{per_instances, Metric, DISK_PREFIX};
 
@@ -55,9 +56,23 @@ pub struct RunSummary {
     pub warmup: u32,
     pub environment: Environment,
     pub backends: Vec<BackendSummary>,
+    /// Each VM's `ready_latency` median over each container's and sandbox's, with the
+    /// two-sample interval of the ratio (the findings' "N× faster than vm").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pair_ratios: Vec<PairRatio>,
     /// What this report cannot show because of the results schema the run was written with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limitations: Vec<String>,
+}
+
+/// One backend's median of a metric over another's, with the interval of the ratio taken from
+/// both backends' samples ([`stats::ratio_of_medians`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairRatio {
+    pub metric: String,
+    pub numerator: String,
+    pub denominator: String,
+    pub ratio: Estimate,
 }
 
 impl RunSummary {
@@ -85,7 +100,8 @@ const PER_N_METRICS: [&str; 3] = [
 
 /// The measured values per (backend, metric) that statistics are taken over, in file order: a
 /// failed run's samples left out (counted per backend in the second map), density figures
-/// named per N. `summarize` and `cvm diff` read the same series.
+/// named per N, and `memory_overhead` derived from `memory_pss` ([`derive_memory_overhead`]).
+/// `summarize` and `cvm diff` read the same series.
 pub fn measured_series(rows: &[SampleRow]) -> (Series<'_>, BTreeMap<&str, usize>) {
     let failed = failed_run_rows(rows);
     let density: BTreeSet<&str> = rows
@@ -116,7 +132,47 @@ pub fn measured_series(rows: &[SampleRow]) -> (Series<'_>, BTreeMap<&str, usize>
             .1
             .push(r.value);
     }
+    derive_memory_overhead(&mut series);
     (series, excluded)
+}
+
+/// The backend every ratio and overhead is taken against.
+const NATIVE: &str = "native";
+const MEMORY_PSS: &str = Metric::MemoryPss.name();
+const MEMORY_OVERHEAD: &str = Metric::MemoryOverhead.name();
+
+/// `memory_overhead` of every backend but native, derived from the raw samples: each measured
+/// `memory_pss` less the median of native's measured `memory_pss` over the whole run. Results
+/// of schema 2 and older stored it as a sample taken against native's median so far (its first
+/// round against one value); those samples are replaced wherever `memory_pss` allows, so old
+/// directories render with the same rule as new ones.
+fn derive_memory_overhead(series: &mut Series<'_>) {
+    let Some(native) = series
+        .get(&(NATIVE, Cow::Borrowed(MEMORY_PSS)))
+        .map(|(_, v)| stats::median(v))
+    else {
+        return;
+    };
+    let derived: Vec<(&str, Vec<f64>)> = series
+        .iter()
+        .filter(|((b, m), _)| *b != NATIVE && m == MEMORY_PSS)
+        .map(|((b, _), (_, v))| (*b, v.iter().map(|x| x - native).collect()))
+        .collect();
+    for (backend, values) in derived {
+        series.insert(
+            (backend, Cow::Borrowed(MEMORY_OVERHEAD)),
+            (Metric::MemoryOverhead.unit().symbol(), values),
+        );
+    }
+}
+
+/// The interval of `memory_overhead` from both sides' noise: the difference of the backend's
+/// and native's `memory_pss` medians with its two-sample interval (not the backend's spread
+/// alone, as the derived series' own median interval would be).
+fn overhead_interval(series: &Series<'_>, backend: &str) -> Option<Estimate> {
+    let native = &series.get(&(NATIVE, Cow::Borrowed(MEMORY_PSS)))?.1;
+    let own = &series.get(&(backend, Cow::Borrowed(MEMORY_PSS)))?.1;
+    stats::ab::median_difference(native, own)
 }
 
 /// The rows (indices into `rows`) of measured runs that failed, other than the `run_failed`
@@ -132,11 +188,7 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
         rows.iter()
             .any(|r| r.backend == b && r.metric == Metric::DensityPssPerInstance.name())
     };
-    let outside_runs = |r: &SampleRow| {
-        r.metric == RUN_FAILED
-            || r.metric.starts_with(DISK_PREFIX)
-            || r.metric == Metric::DiskFootprint.name()
-    };
+    let outside_runs = |r: &SampleRow| r.metric == RUN_FAILED || measured_once(&r.metric);
     let mut failed = HashSet::new();
     let backends: BTreeSet<&str> = rows.iter().map(|r| r.backend.as_str()).collect();
     for backend in backends {
@@ -172,6 +224,12 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
     failed
 }
 
+/// Whether `metric` is measured once per backend, outside any run (the disk figures): more runs
+/// add no samples of it.
+pub fn measured_once(metric: &str) -> bool {
+    metric.starts_with(DISK_PREFIX) || metric == Metric::DiskFootprint.name()
+}
+
 const LOAD_CLIENT_CPU: &str = cvm_proto::metric::Metric::LoadClientCpu.name();
 use cvm_proto::metric::CLIENT_BOUND_SHARE;
 
@@ -201,15 +259,18 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
                 if *metric == LOAD_CLIENT_CPU {
                     client_bound_runs = values.iter().filter(|&&v| v > CLIENT_BOUND_SHARE).count();
                 }
-                let Some(stats) = Summary::of(values) else {
+                let Some(mut stats) = Summary::of(values) else {
                     continue;
                 };
-                let base = if name == "native" {
+                if *metric == MEMORY_OVERHEAD {
+                    if let Some(ci) = overhead_interval(&series, name) {
+                        stats.median_ci = ci;
+                    }
+                }
+                let base = if name == NATIVE {
                     None
                 } else {
-                    series
-                        .get(&("native", metric.clone()))
-                        .map(|(_, base)| base)
+                    series.get(&(NATIVE, metric.clone())).map(|(_, base)| base)
                 };
                 let ratio_unavailable = base.and_then(|b| stats::ratio_baseline_problem(b));
                 let ratio_to_native = base
@@ -243,8 +304,45 @@ pub fn summarize(meta: &RunMeta, rows: &[SampleRow]) -> RunSummary {
         warmup: meta.warmup,
         environment: meta.environment.clone(),
         backends,
+        pair_ratios: startup_ratios(meta, &series),
         limitations: super::meta::schema_limitations(meta.schema_version),
     }
+}
+
+/// [`RunSummary::pair_ratios`]: every VM's `ready_latency` over every container-stack
+/// backend's.
+fn startup_ratios(meta: &RunMeta, series: &Series<'_>) -> Vec<PairRatio> {
+    let metric = Metric::ReadyLatency.name();
+    fn values<'s>(
+        series: &'s Series<'s>,
+        b: &'s BackendInfo,
+        metric: &'s str,
+    ) -> Option<&'s [f64]> {
+        series
+            .get(&(b.backend.as_str(), Cow::Borrowed(metric)))
+            .map(|(_, v)| v.as_slice())
+    }
+    let of_stack = |stack: Stack| meta.backends.iter().filter(move |b| b.stack == stack);
+    let mut out = Vec::new();
+    for vm in of_stack(Stack::Vm) {
+        let Some(slow) = values(series, vm, metric) else {
+            continue;
+        };
+        for c in of_stack(Stack::Container) {
+            let Some(fast) = values(series, c, metric) else {
+                continue;
+            };
+            if let Some(ratio) = stats::ratio_of_medians(slow, fast, 1000, stats::BOOTSTRAP_SEED) {
+                out.push(PairRatio {
+                    metric: metric.to_string(),
+                    numerator: vm.backend.clone(),
+                    denominator: c.backend.clone(),
+                    ratio,
+                });
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -367,6 +465,48 @@ pub(crate) mod tests {
         assert_eq!(
             vm.ratio_unavailable.as_deref(),
             Some("baseline median is negative")
+        );
+    }
+
+    #[test]
+    fn memory_overhead_is_derived_against_natives_whole_run_with_both_sides_noise() {
+        let pss = Metric::MemoryPss.name();
+        let mut rows = vec![
+            row("native", 0, pss, 10.0),
+            row("native", 1, pss, 14.0),
+            row("native", 2, pss, 12.0),
+            row("runc", 0, pss, 20.0),
+            row("runc", 1, pss, 23.0),
+            row("runc", 2, pss, 21.0),
+        ];
+        // A schema-2 run stored samples against native's running median: replaced.
+        rows.push(row("runc", 0, MEMORY_OVERHEAD, 10.0));
+        rows.push(row("runc", 1, MEMORY_OVERHEAD, 11.0));
+        let s = summarize(&meta(&["native", "runc"]), &rows);
+        assert!(!s
+            .backend("native")
+            .unwrap()
+            .metrics
+            .contains_key(MEMORY_OVERHEAD));
+        let o = &s.backend("runc").unwrap().metrics[MEMORY_OVERHEAD];
+        // 20, 23, 21 less native's median 12.
+        assert_eq!(o.stats.n, 3);
+        assert_eq!((o.stats.min, o.stats.median, o.stats.max), (8.0, 9.0, 11.0));
+        assert_eq!(o.unit, "B");
+        // The interval is the two-sample one: pairwise differences 6..13 at 90 %, wider than
+        // the runc side's own min–max (8..11) would be.
+        let ci = o.stats.median_ci;
+        assert_eq!((ci.lower, ci.point, ci.upper), (6.0, 9.0, 13.0));
+        assert!((ci.level - 0.9).abs() < 1e-12, "{ci:?}");
+        // Without native's memory_pss, stored samples are all there is: kept.
+        let old = vec![
+            row("runc", 0, MEMORY_OVERHEAD, 10.0),
+            row("runc", 1, MEMORY_OVERHEAD, 11.0),
+        ];
+        let s = summarize(&meta(&["runc"]), &old);
+        assert_eq!(
+            s.backend("runc").unwrap().metrics[MEMORY_OVERHEAD].stats.n,
+            2
         );
     }
 

@@ -23,9 +23,11 @@ pub fn http_latency_chart(s: &RunSummary) -> Option<Chart> {
     Some(Chart {
         id: "http-latency",
         title: "HTTP latency percentiles (medians over runs)".into(),
-        caption: "p50, p90, p99 and maximum request latency of each run, summarised by their \
-                  median across runs; whiskers: 95% CI."
-            .into(),
+        caption: format!(
+            "p50, p90, p99 and maximum request latency of each run, summarised by their median \
+             across runs; whiskers: the median's interval ({}).",
+            crate::report::format::medians_levels(s, |m| HTTP_LATENCY_METRICS.contains(&m)).words()
+        ),
         kind: ChartKind::Grouped(data),
     })
 }

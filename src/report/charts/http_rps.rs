@@ -18,9 +18,11 @@ pub fn http_rps_chart(s: &RunSummary) -> Option<Chart> {
     Some(Chart {
         id: "http-rps",
         title: "HTTP throughput (medians)".into(),
-        caption: "Requests per second under identical load settings on every backend; \
-                  whiskers: 95% CI of the median."
-            .into(),
+        caption: format!(
+            "Requests per second under identical load settings on every backend; whiskers: the \
+             median's interval ({}).",
+            crate::report::format::medians_levels(s, |m| m == Metric::HttpRps.name()).words()
+        ),
         kind: ChartKind::Grouped(data),
     })
 }

@@ -43,12 +43,15 @@ pub fn memory_chart(s: &RunSummary) -> Option<Chart> {
     Some(Chart {
         id: "memory",
         title: "Memory per instance (medians)".into(),
-        caption: "PSS summed over the host processes that stay resident for an instance (VMM, \
+        caption: format!(
+            "PSS summed over the host processes that stay resident for an instance (VMM, \
                   shim, init, workload; not an exited runtime or a client); overhead is the part \
                   attributed to the isolation layer; a VM's PSS splits into the VMM and its \
                   guest RAM; shared daemons are one figure per host, not per instance. \
-                  Whiskers: 95% CI of the median."
-            .into(),
+                  Whiskers: the median's interval ({}; overhead's: of the difference from \
+                  native's median).",
+            crate::report::format::medians_levels(s, |m| MEMORY_METRICS.contains(&m)).words()
+        ),
         kind: ChartKind::Grouped(data),
     })
 }

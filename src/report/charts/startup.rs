@@ -59,9 +59,11 @@ pub fn startup_chart(s: &RunSummary, rows: &[SampleRow]) -> Option<Chart> {
     Some(Chart {
         id: "startup",
         title: "Startup latency: launch to ready".into(),
-        caption: "Every measured run as a dot; the black bar is the median, the whisker its 95% \
-                  bootstrap confidence interval."
-            .into(),
+        caption: format!(
+            "Every measured run as a dot; the black bar is the median, the whisker its \
+             confidence interval ({}).",
+            crate::report::format::medians_levels(s, |m| m == METRIC).words()
+        ),
         kind: ChartKind::Dots(DotData {
             unit: "s".into(),
             quantity: "time to ready".into(),

@@ -45,6 +45,7 @@ pub(super) fn summary(backends: Vec<BackendSummary>) -> RunSummary {
         warmup: 0,
         environment: Environment::default(),
         backends,
+        pair_ratios: Vec::new(),
         limitations: Vec::new(),
     }
 }

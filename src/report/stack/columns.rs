@@ -285,6 +285,7 @@ pub(crate) mod tests {
                 ..Environment::default()
             },
             backends,
+            pair_ratios: Vec::new(),
             limitations: Vec::new(),
         }
     }
