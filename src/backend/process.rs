@@ -110,8 +110,23 @@ impl Supervised {
     /// Waits up to `timeout` for the child to exit and reaps it: its exit status, or `None` if
     /// it is still running (then it is left as it was).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitInfo> {
+        let waker = hurry_pipe().map(|(read, _)| read.as_fd());
+        self.wait_reaping(timeout, waker)
+    }
+
+    /// [`Supervised::wait_timeout`] that a forced teardown does not cut short: for a command
+    /// whose work must be done (`docker rm`), bounded by its own limit alone.
+    pub fn wait_within(&mut self, limit: Duration) -> Option<ExitInfo> {
+        self.wait_reaping(limit, None)
+    }
+
+    fn wait_reaping(
+        &mut self,
+        timeout: Duration,
+        waker: Option<BorrowedFd<'_>>,
+    ) -> Option<ExitInfo> {
         let pid = self.pid?;
-        if !wait_exit(pid, timeout) {
+        if !wait_exit_or(pid, timeout, waker) {
             return None;
         }
         self.pid = None;
