@@ -337,6 +337,25 @@ fn wait_exit_or(pid: Pid, grace: Duration, waker: Option<BorrowedFd<'_>>) -> boo
     true
 }
 
+/// Waits up to `grace` for the process behind `pidfd` to exit; true if it did. For a process
+/// cvm started that is not its child (the containerd of its private dockerd), which no
+/// [`Supervised`] can own; ends early, as every grace period, once teardown is forced.
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>, grace: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = Instant::now() + grace;
+    let mut fds = vec![PollFd::new(pidfd, PollFlags::POLLIN)];
+    fds.extend(hurry_pipe().map(|(read, _)| PollFd::new(read.as_fd(), PollFlags::POLLIN)));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Err(nix::Error::EINTR) => continue,
+            Ok(0) | Err(_) => return false,
+            Ok(_) => return readable(pidfd),
+        }
+    }
+}
+
 fn readable(fd: BorrowedFd<'_>) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::ZERO).is_ok_and(|n| n > 0)
