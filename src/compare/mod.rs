@@ -6,7 +6,7 @@
 //! flag the waits poll), so an interrupted run loses nothing it measured and leaves nothing
 //! behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +21,12 @@ use crate::exit::{self, Failure};
 use crate::image::Image;
 use crate::measure::disk::DISK_SHARED_KEY;
 use crate::report;
-use crate::results::{self, BackendInfo, Environment, Phase, RunMeta, SampleRow, SampleWriter};
+use crate::results::{self, BackendInfo, Environment, Phase, RunMeta, SampleRow};
 use crate::scenario::{self, BackendKind, Scenario};
 
 mod density;
 mod order;
+mod results_dir;
 mod runner;
 
 use order::{run_interleaved, run_iterations, BackendEnd, Lane, Plan, Shared};
@@ -57,23 +58,14 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         started.replace([':', '-'], "").trim_end_matches('Z'),
         scenario.name
     );
-    let out_dir = match &args.output {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from("reports").join(&run_id),
-    };
-    // Checked before anything is measured: a run whose results cannot be written is bad input.
-    std::fs::create_dir_all(&out_dir)
-        .and_then(|()| tempfile_probe(&out_dir))
-        .with_context(|| {
-            format!(
-                "cannot write to the results directory {} (choose a writable --output)",
-                out_dir.display()
-            )
-        })
+    // Checked before anything is measured: a run whose results cannot be written, or would
+    // be written over an earlier run's, is bad input.
+    let results_dir::ResultsDir {
+        run_id,
+        path: out_dir,
+        samples: mut writer,
+    } = results_dir::create(args.output.as_deref(), Path::new("reports"), &run_id)
         .map_err(Failure::usage)?;
-    if args.output.is_none() {
-        point_latest_at(&out_dir);
-    }
 
     // Refused before anything is built: an io run measuring memory instead of a disk (or the
     // reverse) would be mislabelled.
@@ -149,7 +141,6 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     };
     let meta_path = out_dir.join(results::META_FILE);
     meta.write(&meta_path)?;
-    let mut writer = SampleWriter::create(&out_dir.join(results::SAMPLES_FILE))?;
 
     let available = infos
         .iter()
@@ -443,23 +434,6 @@ fn check_kernel(kernel: &KernelChoice, kinds: &[BackendKind]) -> Result<(), anyh
                 path.display()
             )
         })
-}
-
-fn tempfile_probe(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(".cvm-write-probe");
-    std::fs::write(&probe, b"")?;
-    std::fs::remove_file(probe)
-}
-
-/// `reports/latest` → the newest run directory (a relative symlink, replaced atomically).
-fn point_latest_at(dir: &Path) {
-    let Some(parent) = dir.parent() else { return };
-    let Some(name) = dir.file_name() else { return };
-    let tmp = parent.join(".latest.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    if std::os::unix::fs::symlink(name, &tmp).is_ok() {
-        let _ = std::fs::rename(&tmp, parent.join("latest"));
-    }
 }
 
 /// Distinguishes this cvm process's resource names (cgroups, netns, links) from any other's.
