@@ -7,8 +7,7 @@
 //! behind.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,6 +24,7 @@ use crate::results::{self, BackendInfo, Environment, Phase, RunMeta, SampleRow};
 use crate::scenario::{self, BackendKind, Scenario};
 
 mod density;
+mod interrupt;
 mod order;
 mod results_dir;
 mod runner;
@@ -46,11 +46,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(*scenario.timeout_s.get_ref()));
 
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&interrupted))
-            .context("cannot install signal handlers")?;
-    }
+    let interrupted = interrupt::install().context("cannot install signal handlers")?;
 
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let run_id = format!(
@@ -189,6 +185,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
             first_launch: image.fresh(),
             footprint,
             end: BackendEnd::AllMeasured,
+            _tracked: interrupt::track(format!("what the {} backend prepared", b.kind())),
         });
     }
     let shared = Shared {
@@ -259,6 +256,8 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         }
         meta.backends = infos_snapshot(&meta.backends, info);
     }
+    // What the backends set up for the run (a private daemon) goes before the report is made.
+    drop(lanes);
     meta.write(&meta_path)?;
     progress.finish_and_clear();
 
@@ -283,6 +282,12 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     }
     meta.write(&meta_path)?;
     drop(writer);
+    if interrupt::forced() {
+        // Out at once, as asked: `cvm report DIR` renders what was kept.
+        eprintln!("cvm: {}", interrupt::forced_summary());
+        eprintln!("cvm: samples kept in {}", out_dir.display());
+        return Ok(exit::INTERRUPTED);
+    }
 
     let summary = report::render_dir(&out_dir)?;
     println!("{}", report::terminal::table(&summary));

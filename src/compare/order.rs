@@ -45,6 +45,8 @@ pub(super) struct Lane {
     /// Its disk layers, counted once at prepare (recorded before the first launch).
     pub(super) footprint: crate::measure::disk::Footprint,
     pub(super) end: BackendEnd,
+    /// Its entry in the teardown ledger; last, so it drops after `prepared`.
+    pub(super) _tracked: super::interrupt::Tracked,
 }
 
 impl Lane {
