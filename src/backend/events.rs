@@ -77,33 +77,6 @@ pub fn spawn_output_reader<R: Read + Send + 'static>(
     })
 }
 
-/// The inside half of a server's readiness for an instance with no cvm init (native, which
-/// shares the host's network namespace): a thread asks the kernel, as init does inside a
-/// container or VM (`cvm_runtime::listen`), until `port` is in LISTEN, and sends
-/// `CVM:listening` as init would. It stops when process `pid` is gone or nobody listens.
-pub fn spawn_listen_watcher(
-    pid: u32,
-    port: u16,
-    tx: Sender<Event>,
-) -> std::io::Result<JoinHandle<()>> {
-    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
-    std::thread::Builder::new()
-        .name("cvm-listen".into())
-        .spawn(move || {
-            let mut watch = cvm_runtime::listen::ListenWatch::new(&proc_dir);
-            while proc_dir.exists() {
-                match watch.listening(port) {
-                    Some(true) => {
-                        let _ = tx.send(Event::Marker(Marker::Listening(port), Instant::now()));
-                        return;
-                    }
-                    Some(false) => std::thread::sleep(cvm_runtime::listen::POLL),
-                    None => return,
-                }
-            }
-        })
-}
-
 fn spawn_line_reader<R: Read + Send + 'static>(
     source: R,
     tx: Sender<Event>,

@@ -13,6 +13,7 @@ pub mod container;
 pub mod docker;
 pub mod events;
 pub mod io_dir;
+pub mod listen_watch;
 pub mod native;
 pub mod oci;
 pub mod placement;

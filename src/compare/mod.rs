@@ -191,7 +191,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
     let shared = Shared {
         scenario: &scenario,
         timeout,
-        interrupted: &interrupted,
+        interrupted,
         ctx: LaunchContext {
             instance: 0,
             run_id: ctx_base.clone(),
