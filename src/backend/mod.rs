@@ -16,6 +16,7 @@ pub mod io_dir;
 pub mod listen_watch;
 pub mod native;
 pub mod oci;
+pub mod output;
 pub mod placement;
 pub mod process;
 pub mod vm;
