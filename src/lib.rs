@@ -160,6 +160,12 @@ fn compare_command(args: &cli::CompareArgs) -> Result<u8, Failure> {
         }
     })?;
     let dir = &compared.out_dir;
+    if let Some(forced) = &compared.forced {
+        // Out at once, as asked: `cvm report DIR` renders what was kept.
+        eprintln!("cvm: {forced}");
+        eprintln!("cvm: samples kept in {}", dir.display());
+        return Ok(exit::INTERRUPTED);
+    }
     let summary = report::render_dir(dir)?;
     show_summary(&summary, args.export_markdown.as_deref())?;
     if let Some(f) = &args.export_json {

@@ -268,6 +268,31 @@ fn native_startup_writes_samples_summary_and_a_reproducible_report() {
 }
 
 #[test]
+fn a_second_run_into_the_same_output_is_refused_and_the_first_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let run = || {
+        cvm_cmd()
+            .args(["compare", "--scenario", "startup", "--backends", "native"])
+            .args(["--runs", "1", "--warmup", "0", "--no-progress", "--output"])
+            .arg(&out_dir)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let samples = std::fs::read(out_dir.join("samples.csv")).unwrap();
+    let meta = std::fs::read(out_dir.join("run.json")).unwrap();
+    let second = run();
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
+    assert!(err.contains("already holds files"), "{err}");
+    assert_eq!(std::fs::read(out_dir.join("samples.csv")).unwrap(), samples);
+    assert_eq!(std::fs::read(out_dir.join("run.json")).unwrap(), meta);
+}
+
+#[test]
 fn native_web_is_ready_on_its_first_http_response() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
@@ -370,7 +395,8 @@ fn empty_results(dir: &std::path::Path) {
         seed: None,
     };
     meta.write(&dir.join(cvm::results::META_FILE)).unwrap();
-    drop(SampleWriter::create(&dir.join(cvm::results::SAMPLES_FILE)).unwrap());
+    // Written again over a garbled file by the test below: a fixture, not a run's results.
+    drop(SampleWriter::replace(&dir.join(cvm::results::SAMPLES_FILE)).unwrap());
 }
 
 #[test]

@@ -217,3 +217,73 @@ fn an_unwritable_output_directory_is_bad_input() {
         stderr(&out)
     );
 }
+
+/// cvm's resident memory, in bytes (`VmRSS`), while process `pid` lives.
+fn rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// A server that logs a line for every request, and more (a shell loop beside it writes its
+/// stderr as fast as it can: about 200 k lines/s on the reference host), must not grow cvm's
+/// memory while nothing reads the instance's events: during the load phase.
+#[test]
+fn a_server_that_logs_every_request_does_not_grow_cvms_memory() {
+    /// Growth beyond this fails the test; cvm is killed beyond the second (a test must not eat
+    /// the host's memory).
+    const ALLOWED: u64 = 48 << 20;
+    const STOP_AT: u64 = 1 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Native runs host paths: the cvm-guest this test run built.
+    let guest = cvm::image::find_guest().expect("cvm-guest is not built");
+    let guest = guest.display();
+    let s = scenario(
+        dir.path(),
+        &format!(
+            "name = \"chatty\"\nruns = 1\nwarmup = 0\ntimeout_s = 30\n[workload]\n\
+             command = [\"/bin/sh\", \"-c\", \"{guest} http --port {port} & \
+             while :; do echo 'GET / HTTP/1.1 200 served in 12 us'; done >&2\"]\n\
+             [readiness]\nkind = \"http\"\nport = {port}\n\
+             [load]\nkind = \"http\"\nduration_s = 8\nconnections = 2\n\
+             [resources]\nnetwork = \"private\"\n"
+        ),
+    );
+    let out = dir.path().join("out");
+    let mut child = start(&s, &out);
+    let pid = child.id();
+    wait_for("the run to be ready", || has_sample(&out, "ready_latency"));
+    let base = rss(pid).unwrap_or_default();
+    let mut peak = base;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(rss(pid).unwrap_or_default());
+        if peak > base + STOP_AT {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = child.wait_with_output().unwrap();
+    let grew = peak.saturating_sub(base);
+    eprintln!(
+        "cvm RSS at ready {:.1} MiB, peak {:.1} MiB (+{:.1} MiB)",
+        base as f64 / 1048576.0,
+        peak as f64 / 1048576.0,
+        grew as f64 / 1048576.0
+    );
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    // The load phase ran, with the logger going throughout.
+    assert!(samples(&out).iter().any(|r| r.metric == "http_rps"));
+    assert!(
+        grew < ALLOWED,
+        "cvm's memory grew by {} MiB during the run",
+        grew >> 20
+    );
+}

@@ -652,6 +652,73 @@ fn signal_during_teardown(sig: nix::sys::signal::Signal) {
     run.assert_nothing_left(&before, pid);
 }
 
+/// A second signal during teardown forces it: no grace period waited out, no report, exit 130
+/// with what was torn down named, and nothing left.
+fn second_signal_during_teardown(backend: &str, sig: nix::sys::signal::Signal) {
+    let run = Run::new(STUBBORN);
+    let before = audit::snapshot();
+    let mut child = run.spawn(backend, &[]);
+    let pid = child.id();
+    wait_for(
+        "the first run to be ready",
+        Duration::from_secs(60),
+        &mut child,
+        || run.has_sample("ready_latency"),
+    );
+    wait_for(
+        "the workload's SIGTERM",
+        Duration::from_secs(30),
+        &mut child,
+        || !pids_with("sleep 1021").is_empty(),
+    );
+    let raw = i32::try_from(pid).unwrap();
+    signal(raw, sig);
+    // Apart, so the two are two deliveries, well within the workload's 2 s grace period.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(raw, sig);
+    let out = finish(child);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!(
+            "forced teardown: torn down the {backend} instance (run 1)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("nothing was left"), "{err}");
+    assert_eq!(run.meta()["status"], "interrupted");
+    let rows = run.rows();
+    // The forced teardown skipped the grace period, so it is no teardown time.
+    assert!(!rows.iter().any(|r| r.1 == "teardown_latency"), "{rows:#?}");
+    assert_eq!(
+        rows.iter().filter(|r| r.1 == "ready_latency").count(),
+        1,
+        "{rows:#?}"
+    );
+    assert!(
+        !run.out().join("summary.json").exists(),
+        "a forced stop renders no report"
+    );
+    run.assert_nothing_left(&before, pid);
+}
+
+#[test]
+fn a_second_sigint_during_teardown_forces_it_on_native_and_runc() {
+    if !usable(BackendKind::Native) || !usable(BackendKind::Runc) {
+        return;
+    }
+    second_signal_during_teardown("native", nix::sys::signal::Signal::SIGINT);
+    second_signal_during_teardown("runc", nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn a_second_sigterm_during_teardown_forces_it_on_container() {
+    if !usable(BackendKind::Container) {
+        return;
+    }
+    second_signal_during_teardown("container", nix::sys::signal::Signal::SIGTERM);
+}
+
 #[test]
 fn sigint_during_teardown_finishes_it_and_exits_130() {
     signal_during_teardown(nix::sys::signal::Signal::SIGINT);

@@ -107,6 +107,46 @@ fn slow_listener_is_ready_only_once_it_listens(kind: BackendKind, tag: &str) {
     assert_no_leaks(&before, &token);
 }
 
+/// On the host's network another process may hold the workload's port: native's readiness is
+/// then a failed run naming that process, never a "ready" the other process answered.
+#[test]
+fn native_is_not_ready_on_a_port_another_process_holds() {
+    if !usable(BackendKind::Native) {
+        return;
+    }
+    // This test process holds the port; the workload never listens at all.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let s = parse(&format!(
+        "name = \"held-port\"\n[workload]\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+         [readiness]\nkind = \"tcp\"\nport = {port}\n[resources]\nnetwork = \"private\"\n"
+    ));
+    setup_env();
+    let prepared = prepare(BackendKind::Native, &s);
+    let token = token("lh");
+    let before = audit::snapshot();
+    let mut instance = launch(prepared.as_ref(), &token);
+    let outcome = startup::wait_ready(
+        instance.as_ref(),
+        &s.readiness,
+        Duration::from_secs(30),
+        &AtomicBool::new(false),
+    );
+    let err = match outcome {
+        Ok(t) => panic!("ready on a port the workload never listened on: {t:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&format!(
+            "port {port} is in LISTEN by a process outside the instance"
+        )) && err.contains(&format!("PID {}", std::process::id())),
+        "{err}"
+    );
+    instance.teardown().expect("teardown failed");
+    drop(squatter);
+    assert_no_leaks(&before, &token);
+}
+
 #[test]
 fn native_waits_for_listen() {
     slow_listener_is_ready_only_once_it_listens(BackendKind::Native, "ln");

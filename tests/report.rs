@@ -240,7 +240,8 @@ fn write_results(dir: &Path, name: &str, description: &str) {
     };
     meta.write(&dir.join(META_FILE)).unwrap();
 
-    let mut w = SampleWriter::create(&dir.join(SAMPLES_FILE)).unwrap();
+    // Fixtures are rewritten in place by some tests: replace, where a run would create new.
+    let mut w = SampleWriter::replace(&dir.join(SAMPLES_FILE)).unwrap();
     for p in PROFILES {
         let b = backends.iter().find(|b| b.backend == p.name).unwrap();
         let config: Vec<String> = b.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -446,7 +447,7 @@ fn a_native_only_run_omits_charts_it_has_no_data_for_and_has_no_tcg_warning() {
             r.backend == "native" && (r.metric == "ready_latency" || r.metric.starts_with("phase."))
         })
         .collect();
-    let mut w = SampleWriter::create(&path).unwrap();
+    let mut w = SampleWriter::replace(&path).unwrap();
     for r in &rows {
         w.write(r).unwrap();
     }
@@ -472,7 +473,7 @@ fn a_native_only_run_omits_charts_it_has_no_data_for_and_has_no_tcg_warning() {
 fn a_run_where_nothing_could_run_still_renders() {
     let dir = tempfile::tempdir().unwrap();
     write_results(dir.path(), "startup", "nothing available");
-    drop(SampleWriter::create(&dir.path().join(SAMPLES_FILE)).unwrap());
+    drop(SampleWriter::replace(&dir.path().join(SAMPLES_FILE)).unwrap());
     let mut meta = RunMeta::read(&dir.path().join(META_FILE)).unwrap();
     meta.backends.retain(|b| b.backend == "crun");
     meta.write(&dir.path().join(META_FILE)).unwrap();

@@ -75,7 +75,7 @@ fn wait_for(instance: &dyn Instance, until: Until) -> Instant {
                     target = Some(at);
                 }
             }
-            (_, Event::Output(line)) => output.push(line),
+            (_, Event::Output(line)) => output.push(line.into_text()),
             (_, Event::Marker(Marker::Error(e), _)) => output.push(e),
             _ => {}
         }

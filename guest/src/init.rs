@@ -298,8 +298,9 @@ fn fork_applet(
     applet: &'static Applet,
     args: &[OsString],
 ) -> Result<Pid, Failure> {
-    // init is single-threaded here (checked by the caller), as the fork requires.
-    match crate::sys::fork_single_threaded() {
+    // SAFETY: init is single-threaded here (the caller checked `single_threaded()` just before,
+    // and nothing since starts a thread), as `fork_single_threaded` requires.
+    match unsafe { crate::sys::fork_single_threaded() } {
         Ok(ForkResult::Parent { child }) => Ok(child),
         Ok(ForkResult::Child) => {
             // The child starts as the applet would after an exec: no blocked signals.

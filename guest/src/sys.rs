@@ -42,10 +42,18 @@ pub fn take_inherited(fd: RawFd) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `fork()`, for init while it is single-threaded (the guest starts no threads).
-pub fn fork_single_threaded() -> nix::Result<ForkResult> {
-    // SAFETY: the guest is single-threaded, so the child is a complete copy with no lock held by
-    // a vanished thread, and may allocate and run any code.
+/// `fork()`, for init while it is single-threaded: the child returns here and runs any code.
+///
+/// # Safety
+///
+/// The calling process must have one thread. A thread that exists at the fork is missing in
+/// the child, and any lock it held (the allocator's, stdio's) stays locked there forever, so
+/// the child, which goes on to allocate and run arbitrary code, could deadlock or see torn
+/// state. The guest starts no threads before its forks; a caller that cannot promise this
+/// must exec instead.
+pub unsafe fn fork_single_threaded() -> nix::Result<ForkResult> {
+    // SAFETY: the caller promises a single-threaded process (see `# Safety`), so the child is a
+    // complete copy with no lock held by a vanished thread, and may allocate and run any code.
     unsafe { nix::unistd::fork() }
 }
 

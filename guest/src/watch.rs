@@ -17,8 +17,9 @@ use crate::Failure;
 
 /// Forks the watcher; the caller (init) stays single-threaded and reaps it like any child.
 pub fn spawn(markers: &Markers, port: u16) -> Result<(), Failure> {
-    // init is single-threaded here (the watcher is forked before anything starts threads).
-    match crate::sys::fork_single_threaded() {
+    // SAFETY: init is single-threaded here: the guest starts no threads, and its callers fork
+    // the watcher before any workload code runs in this process.
+    match unsafe { crate::sys::fork_single_threaded() } {
         Ok(ForkResult::Parent { .. }) => Ok(()),
         Ok(ForkResult::Child) => {
             // When init execs the workload (not PID 1), the workload is this child's parent:

@@ -15,6 +15,10 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+#[path = "../../tests/common/host.rs"]
+mod host;
+use host::host_has;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cvm-guest");
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -512,14 +516,10 @@ fn can_be_pid_one() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CVM_REQUIRE_HOST").is_none_or(|v| v != "1"),
-            "CVM_REQUIRE_HOST=1 but `unshare --pid --fork` does not work here"
-        );
-        eprintln!("SKIPPED: `unshare --pid --fork` is unavailable (needs root); init's PID 1 path untested");
-    }
-    ok
+    host_has(
+        ok,
+        "`unshare --pid --fork` (needs root), for init's PID 1 path",
+    )
 }
 
 fn as_pid_one(args: &[&str]) -> Command {

@@ -22,18 +22,27 @@ const LISTEN_STATE: &str = "0A";
 
 /// Whether `table` (the text of one of [`TCP_TABLES`]) lists a socket in LISTEN on `port`.
 pub fn listening(table: &str, port: u16) -> bool {
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let (Some(_slot), Some(local), Some(_remote), Some(state)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return false;
-        };
-        let local_port = local
-            .rsplit_once(':')
-            .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
-        state == LISTEN_STATE && local_port == Some(port)
-    })
+    !listening_inodes(table, port).is_empty()
+}
+
+/// The inodes (the `inode` column) of the sockets `table` lists in LISTEN on `port`.
+pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state) = (fields.get(1)?, fields.get(3)?);
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            if *state != LISTEN_STATE || local_port != Some(port) {
+                return None;
+            }
+            // A table without the column (an older or trimmed one) still says "listening".
+            Some(fields.get(9).and_then(|i| i.parse().ok()).unwrap_or(0))
+        })
+        .collect()
 }
 
 /// The init option that asks init to watch for a socket in LISTEN on a port
@@ -62,6 +71,12 @@ mod tests {
         assert!(!listening(TABLE, 8081));
         assert!(!listening("", 8080));
         assert!(!listening("header only\n", 8080));
+    }
+
+    #[test]
+    fn a_listeners_inode_is_read_from_its_line() {
+        assert_eq!(listening_inodes(TABLE, 8080), vec![1234]);
+        assert!(listening_inodes(TABLE, 80).is_empty());
     }
 
     #[test]

@@ -35,17 +35,20 @@ const LISTEN_STATES: u32 = 1 << 10;
 /// Offset of `idiag_sport` (big-endian) in a reply's body: after `idiag_family`,
 /// `idiag_state`, `idiag_timer` and `idiag_retrans`.
 const SPORT_OFFSET: usize = 4;
+/// Offset of `idiag_inode` in a reply's body: after those four bytes, the 48-byte socket id,
+/// and `idiag_expires`, `idiag_rqueue`, `idiag_wqueue`, `idiag_uid`.
+const INODE_OFFSET: usize = 68;
 
 /// A netlink socket for repeated questions (one per watch, not one per question).
 pub struct ListenQuery {
     sock: OwnedFd,
 }
 
-/// The answer to one dump: whether the port listens, or that sock_diag cannot tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The answer to one dump: the inodes of the sockets in LISTEN on the port, or that sock_diag
+/// cannot tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Reply {
-    Listening,
-    NotListening,
+    Listeners(Vec<u64>),
     /// The kernel refused the request (an errno from `NLMSG_ERROR`).
     Refused(i32),
 }
@@ -63,14 +66,20 @@ impl ListenQuery {
 
     /// Whether a TCP socket (IPv4 or IPv6) is in LISTEN on `port`.
     pub fn listening(&self, port: u16) -> io::Result<bool> {
+        Ok(!self.listeners(port)?.is_empty())
+    }
+
+    /// The inodes of the TCP sockets (IPv4 and IPv6) in LISTEN on `port`: whose they are is
+    /// found by the `socket:[inode]` links in the owners' `/proc/PID/fd`.
+    pub fn listeners(&self, port: u16) -> io::Result<Vec<u64>> {
+        let mut inodes = Vec::new();
         for family in [libc::AF_INET, libc::AF_INET6] {
             match self.dump(family, port)? {
-                Reply::Listening => return Ok(true),
-                Reply::NotListening => {}
+                Reply::Listeners(found) => inodes.extend(found),
                 Reply::Refused(errno) => return Err(io::Error::from_raw_os_error(errno)),
             }
         }
-        Ok(false)
+        Ok(inodes)
     }
 
     fn dump(&self, family: libc::c_int, port: u16) -> io::Result<Reply> {
@@ -82,18 +91,12 @@ impl ListenQuery {
             MsgFlags::empty(),
         )?;
         let mut buf = vec![0u8; 32 * 1024];
-        let mut found = false;
+        let mut found = Vec::new();
         loop {
             let n = socket::recv(fd, &mut buf, MsgFlags::empty())?;
-            match scan(&buf[..n], port) {
-                Scan::More(seen) => found |= seen,
-                Scan::Done(seen) => {
-                    return Ok(if found || seen {
-                        Reply::Listening
-                    } else {
-                        Reply::NotListening
-                    })
-                }
+            match scan(&buf[..n], port, &mut found) {
+                Scan::More => {}
+                Scan::Done => return Ok(Reply::Listeners(found)),
                 Scan::Error(errno) => return Ok(Reply::Refused(errno)),
             }
         }
@@ -135,49 +138,57 @@ impl ListenWatch {
 
     /// Whether `port` listens; `None` when neither way can tell (no sock_diag and no tables).
     pub fn listening(&mut self, port: u16) -> Option<bool> {
+        self.listeners(port).map(|inodes| !inodes.is_empty())
+    }
+
+    /// The inodes of the sockets in LISTEN on `port`; `None` when neither way can tell.
+    pub fn listeners(&mut self, port: u16) -> Option<Vec<u64>> {
         if let Some(query) = &self.query {
-            match query.listening(port) {
-                Ok(seen) => return Some(seen),
+            match query.listeners(port) {
+                Ok(inodes) => return Some(inodes),
                 // Not supported here: from now on, the tables.
                 Err(_) => self.query = None,
             }
         }
         let mut readable = false;
+        let mut inodes = Vec::new();
         for table in cvm_proto::listen::TCP_TABLES {
             let path = self.proc_dir.join(table.trim_start_matches("/proc/"));
             if let Ok(text) = std::fs::read_to_string(path) {
                 readable = true;
-                if cvm_proto::listen::listening(&text, port) {
-                    return Some(true);
-                }
+                inodes.extend(cvm_proto::listen::listening_inodes(&text, port));
             }
         }
-        readable.then_some(false)
+        readable.then_some(inodes)
     }
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Scan {
-    /// The datagram held replies and no end: more follow. Whether one was the port.
-    More(bool),
-    /// The dump ended (`NLMSG_DONE`), with whether one reply in this datagram was the port.
-    Done(bool),
+    /// The datagram held replies and no end: more follow.
+    More,
+    /// The dump ended (`NLMSG_DONE`).
+    Done,
     Error(i32),
 }
 
-/// Reads one datagram of replies.
-fn scan(data: &[u8], port: u16) -> Scan {
-    let mut seen = false;
+/// Reads one datagram of replies, adding the inode of each socket on `port` to `inodes`.
+fn scan(data: &[u8], port: u16, inodes: &mut Vec<u64>) -> Scan {
     let end = netlink::walk_dump(data, |kind, body| {
-        if kind == SOCK_DIAG_BY_FAMILY {
-            if let Some(b) = body.get(SPORT_OFFSET..SPORT_OFFSET + 2) {
-                seen |= u16::from_be_bytes([b[0], b[1]]) == port;
+        if kind != SOCK_DIAG_BY_FAMILY {
+            return;
+        }
+        let sport = body.get(SPORT_OFFSET..SPORT_OFFSET + 2);
+        let inode = body.get(INODE_OFFSET..INODE_OFFSET + 4);
+        if let (Some(p), Some(i)) = (sport, inode) {
+            if u16::from_be_bytes([p[0], p[1]]) == port {
+                inodes.push(u64::from(u32::from_ne_bytes([i[0], i[1], i[2], i[3]])));
             }
         }
     });
     match end {
-        DumpEnd::More => Scan::More(seen),
-        DumpEnd::Done => Scan::Done(seen),
+        DumpEnd::More => Scan::More,
+        DumpEnd::Done => Scan::Done,
         DumpEnd::Error(errno) => Scan::Error(errno),
     }
 }
@@ -196,10 +207,11 @@ mod tests {
         m
     }
 
-    fn listener(port: u16) -> Vec<u8> {
+    fn listener(port: u16, inode: u32) -> Vec<u8> {
         let mut body = vec![libc::AF_INET as u8, 10, 0, 0];
         body.extend_from_slice(&port.to_be_bytes());
-        body.resize(72, 0);
+        body.resize(INODE_OFFSET, 0);
+        body.extend_from_slice(&inode.to_ne_bytes());
         message(SOCK_DIAG_BY_FAMILY, &body)
     }
 
@@ -214,14 +226,23 @@ mod tests {
 
     #[test]
     fn replies_are_scanned_for_the_port_up_to_done() {
-        let mut data = listener(80);
-        data.extend(listener(8080));
-        assert_eq!(scan(&data, 8080), Scan::More(true));
-        assert_eq!(scan(&data, 9090), Scan::More(false));
+        let mut data = listener(80, 7);
+        data.extend(listener(8080, 9));
+        let mut found = Vec::new();
+        assert_eq!(scan(&data, 8080, &mut found), Scan::More);
+        assert_eq!(found, vec![9]);
+        found.clear();
+        assert_eq!(scan(&data, 9090, &mut found), Scan::More);
+        assert!(found.is_empty());
         data.extend(message(NLMSG_DONE, &[0; 4]));
-        assert_eq!(scan(&data, 80), Scan::Done(true));
+        assert_eq!(scan(&data, 80, &mut found), Scan::Done);
+        assert_eq!(found, vec![7]);
         assert_eq!(
-            scan(&message(NLMSG_ERROR, &(-2i32).to_ne_bytes()), 80),
+            scan(
+                &message(NLMSG_ERROR, &(-2i32).to_ne_bytes()),
+                80,
+                &mut found
+            ),
             Scan::Error(2)
         );
     }
@@ -233,10 +254,18 @@ mod tests {
         };
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        match query.listening(port) {
-            Ok(seen) => assert!(seen),
+        let inodes = match query.listeners(port) {
+            Ok(inodes) => inodes,
             Err(_) => return, // inet_diag missing: the callers fall back
-        }
+        };
+        // The one listener, by the inode its descriptor links to.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        assert_eq!(
+            link.to_string_lossy(),
+            format!("socket:[{}]", inodes.first().copied().unwrap_or_default())
+        );
+        assert_eq!(inodes.len(), 1);
         drop(l);
         assert!(!query.listening(port).unwrap());
     }

@@ -5,13 +5,16 @@
 //! the spawned child, `vmm_start` at QMP `cont`, `firmware` at a VM kernel's first console
 //! output), output lines kept to explain a failure, and the workload's exit.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use cvm_proto::metric::Phase;
 use cvm_proto::Marker;
+
+pub use super::output::OutputLine;
+use super::output::{read_capped_line, with_cut, OutputBudget};
 
 /// How an instance's workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +54,9 @@ pub enum Event {
     /// The workload (or, for VMs, the guest) is gone.
     Exited(ExitInfo, Instant),
     /// A line of the workload's or the runtime's output (kept for error messages). Output is
-    /// data: it is never parsed for markers, so a workload cannot fake or abort a phase.
-    Output(String),
+    /// data: it is never parsed for markers, so a workload cannot fake or abort a phase. Bounded
+    /// ([`super::output`]): long lines cut, unread lines capped.
+    Output(OutputLine),
 }
 
 /// Reads marker lines from `source` (the instance's marker channel) on a thread until EOF,
@@ -61,9 +65,21 @@ pub fn spawn_marker_reader<R: Read + Send + 'static>(
     source: R,
     tx: Sender<Event>,
 ) -> std::io::Result<JoinHandle<()>> {
-    spawn_line_reader(source, tx, |text, at| {
-        Marker::parse(text).map(|m| Event::Marker(m, at))
-    })
+    std::thread::Builder::new()
+        .name("cvm-markers".into())
+        .spawn(move || {
+            let mut reader = BufReader::new(source);
+            let mut line = Vec::with_capacity(256);
+            while let Ok(Some(_)) = read_capped_line(&mut reader, &mut line) {
+                let at = Instant::now();
+                let Some(marker) = Marker::parse(&String::from_utf8_lossy(&line)) else {
+                    continue;
+                };
+                if tx.send(Event::Marker(marker, at)).is_err() {
+                    return; // nobody listens any more; the instance was dropped
+                }
+            }
+        })
 }
 
 /// Reads the lines of a process's output (stderr) on a thread until EOF, each as
@@ -72,63 +88,36 @@ pub fn spawn_output_reader<R: Read + Send + 'static>(
     source: R,
     tx: Sender<Event>,
 ) -> std::io::Result<JoinHandle<()>> {
-    spawn_line_reader(source, tx, |text, _| {
-        Some(Event::Output(text.trim_end().to_string()))
-    })
+    spawn_labelled_output_reader(source, tx, "")
 }
 
-/// The inside half of a server's readiness for an instance with no cvm init (native, which
-/// shares the host's network namespace): a thread asks the kernel, as init does inside a
-/// container or VM (`cvm_runtime::listen`), until `port` is in LISTEN, and sends
-/// `CVM:listening` as init would. It stops when process `pid` is gone or nobody listens.
-pub fn spawn_listen_watcher(
-    pid: u32,
-    port: u16,
-    tx: Sender<Event>,
-) -> std::io::Result<JoinHandle<()>> {
-    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
-    std::thread::Builder::new()
-        .name("cvm-listen".into())
-        .spawn(move || {
-            let mut watch = cvm_runtime::listen::ListenWatch::new(&proc_dir);
-            while proc_dir.exists() {
-                match watch.listening(port) {
-                    Some(true) => {
-                        let _ = tx.send(Event::Marker(Marker::Listening(port), Instant::now()));
-                        return;
-                    }
-                    Some(false) => std::thread::sleep(cvm_runtime::listen::POLL),
-                    None => return,
-                }
-            }
-        })
-}
-
-fn spawn_line_reader<R: Read + Send + 'static>(
+/// [`spawn_output_reader`] with `label` before each line (`qemu: `).
+pub fn spawn_labelled_output_reader<R: Read + Send + 'static>(
     source: R,
     tx: Sender<Event>,
-    event: impl Fn(&str, Instant) -> Option<Event> + Send + 'static,
+    label: &'static str,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("cvm-lines".into())
+        .name("cvm-output".into())
         .spawn(move || {
             let mut reader = BufReader::new(source);
             let mut line = Vec::with_capacity(256);
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                let at = Instant::now();
-                let Some(event) = event(&String::from_utf8_lossy(&line), at) else {
-                    continue;
-                };
-                if tx.send(event).is_err() {
-                    return; // nobody listens any more; the instance was dropped
+            let mut budget = OutputBudget::default();
+            while let Ok(Some(cut)) = read_capped_line(&mut reader, &mut line) {
+                let text = String::from_utf8_lossy(&line);
+                let text = with_cut(&format!("{label}{}", text.trim_end()), cut);
+                if budget.send(&tx, text).is_err() {
+                    return;
                 }
             }
+            let _ = budget.report_dropped(&tx);
         })
+}
+
+impl From<OutputLine> for Event {
+    fn from(line: OutputLine) -> Event {
+        Event::Output(line)
+    }
 }
 
 #[cfg(test)]
@@ -147,8 +136,8 @@ mod tests {
         spawn_marker_reader(markers, tx).unwrap().join().unwrap();
         let events: Vec<Event> = rx.try_iter().collect();
         assert_eq!(events.len(), 3, "{events:?}");
-        assert!(matches!(&events[0], Event::Output(l) if l == "CVM:ready"));
-        assert!(matches!(&events[1], Event::Output(l) if l == "error: not a failure"));
+        assert!(matches!(&events[0], Event::Output(l) if l.text() == "CVM:ready"));
+        assert!(matches!(&events[1], Event::Output(l) if l.text() == "error: not a failure"));
         assert!(matches!(&events[2], Event::Marker(Marker::Ready, _)));
     }
 }

@@ -8,12 +8,15 @@
 //! created in [`Instance::teardown`], which also runs on `Drop`.
 
 pub use cvm_runtime::cgroup;
+pub mod command;
 pub mod container;
 pub mod docker;
 pub mod events;
 pub mod io_dir;
+pub mod listen_watch;
 pub mod native;
 pub mod oci;
+pub mod output;
 pub mod placement;
 pub mod process;
 pub mod vm;

@@ -15,8 +15,9 @@ use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
 use super::cgroup::{self, Cgroup, Limits};
-use super::events::{spawn_listen_watcher, spawn_marker_reader, spawn_output_reader, Event};
+use super::events::{spawn_marker_reader, spawn_output_reader, Event};
 use super::io_dir::{self, InstanceIoDir, IoStore};
+use super::listen_watch::spawn_listen_watcher;
 use super::process::{Supervised, Terminate};
 use super::{
     process, Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared,

@@ -57,6 +57,8 @@ fn settled_mem_available() -> Option<u64> {
 
 fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<RunEnd, ResultsError> {
     let before = settled_mem_available();
+    // Declared first, so dropped after the instances (an early return tears them down).
+    let mut tracked = Vec::with_capacity(n as usize);
     let mut instances: Vec<Box<dyn Instance>> = Vec::with_capacity(n as usize);
     let start = Instant::now();
     let mut outcome = RunEnd::Measured;
@@ -84,6 +86,10 @@ fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<Run
             runner.interrupted,
         );
         instances.push(instance);
+        tracked.push(super::interrupt::track(format!(
+            "the {} density instance {k} of {n}",
+            runner.kind
+        )));
         match ready {
             Ok(t) => {
                 let latency = t.ready_latency().unwrap_or_default();
@@ -128,8 +134,11 @@ fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<Run
         runner.kind,
         instances.len()
     ));
-    for mut inst in instances {
-        if let Err(e) = inst.teardown() {
+    for (mut inst, tracked) in instances.into_iter().zip(tracked) {
+        let torn_down = inst.teardown();
+        drop(inst);
+        drop(tracked);
+        if let Err(e) = torn_down {
             if outcome == RunEnd::Measured {
                 outcome = RunEnd::Failed(format!("teardown: {:#}", anyhow::Error::new(e)));
             }

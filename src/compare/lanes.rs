@@ -67,6 +67,10 @@ impl Record {
                 first_launch: image.fresh(),
                 footprint,
                 end: BackendEnd::AllMeasured,
+                _tracked: super::interrupt::track(format!(
+                    "what the {} backend prepared",
+                    b.kind()
+                )),
             });
         }
         Ok(lanes)

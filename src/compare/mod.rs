@@ -2,7 +2,7 @@
 //! summary → report — for every requested backend.
 //!
 //! [`compare`] is six steps, one module each: resolve what was asked (`setup`), open the
-//! results directory (`output`), start the record (`record`: `run.json`), prepare every backend
+//! results directory (`results_dir`), start the record (`record`: `run.json`), prepare every backend
 //! (`lanes`), run them (`order` interleaves them, `sequential` runs one after another; one run
 //! is `runner`, density `density`), then close the record. Rendering the report from the
 //! results directory is the caller's next step (`report::render_dir`): nothing here depends on
@@ -13,9 +13,8 @@
 //! flag the waits poll), so an interrupted run loses nothing it measured and leaves nothing
 //! behind.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -24,16 +23,17 @@ use crate::backend::docker::DockerOptions;
 use crate::backend::vm::accel::AccelChoice;
 use crate::backend::{self, LaunchContext};
 use crate::image::{Image, ImageError};
-use crate::results::{ResultsError, RunStatus, SampleWriter};
+use crate::results::{ResultsError, RunStatus};
 use crate::scenario::ScenarioError;
 
 mod density;
 mod idle_memory;
+mod interrupt;
 mod lanes;
 mod load_phase;
 mod order;
-mod output;
 mod record;
+mod results_dir;
 mod runner;
 mod sequential;
 mod setup;
@@ -108,12 +108,8 @@ pub enum CompareError {
         base: String,
         scenario: String,
     },
-    #[error("cannot write to the results directory {path} (choose a writable --output)")]
-    Output {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    ResultsDir(#[from] results_dir::ResultsDirError),
     #[error(transparent)]
     IoStore(#[from] backend::io_dir::IoDirError),
     #[error("cannot install signal handlers")]
@@ -135,7 +131,7 @@ impl CompareError {
                 | CompareError::Kernel { .. }
                 | CompareError::BaselineUnreadable { .. }
                 | CompareError::BaselineScenario { .. }
-                | CompareError::Output { .. }
+                | CompareError::ResultsDir(_)
                 | CompareError::IoStore(_)
         )
     }
@@ -146,25 +142,34 @@ impl CompareError {
 pub struct Compared {
     pub out_dir: PathBuf,
     pub status: RunStatus,
+    /// Set when a second signal forced the teardown: what was torn down and what was left.
+    /// The caller then renders nothing (`cvm report DIR` renders what was kept).
+    pub forced: Option<String>,
 }
 
 /// Runs the comparison `opts` asks for, writing its results directory as it goes.
 pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
     let setup = setup::Setup::resolve(opts)?;
-    let interrupted = interrupt_flag()?;
-    let out = output::ResultsDir::open(opts.output.as_deref(), &setup.scenario.name)?;
+    let interrupted = interrupt::install().map_err(CompareError::Signals)?;
+    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let run_id = format!(
+        "{}-{}",
+        started.replace([':', '-'], "").trim_end_matches('Z'),
+        setup.scenario.name
+    );
+    let out = results_dir::create(opts.output.as_deref(), Path::new("reports"), &run_id)?;
+    let mut writer = out.samples;
     let image = Image::build(&setup.scenario).map_err(CompareError::Image)?;
-    let mut record = record::Record::start(&setup, &out, opts)?;
-    let mut writer = SampleWriter::create(&out.samples_path())?;
+    let mut record = record::Record::start(&setup, &out.run_id, &started, &out.path, opts)?;
     let progress = progress_bar(record.planned_runs(&setup), opts.no_progress);
-    let mut prepared = record.prepare(&setup, &image, &interrupted, &progress)?;
+    let mut prepared = record.prepare(&setup, &image, interrupted, &progress)?;
     let shared = Shared {
         scenario: &setup.scenario,
         timeout: setup.timeout,
-        interrupted: &interrupted,
+        interrupted,
         ctx: LaunchContext {
             instance: 0,
-            run_id: output::short_token(),
+            run_id: short_token(),
         },
         floor_program: image
             .rootfs()
@@ -193,20 +198,23 @@ pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
     progress.finish_and_clear();
     drop(writer);
     let status = record.close(&prepared, interrupted.load(Ordering::SeqCst))?;
+    // What the backends set up for the run (a private daemon) goes before anything else.
+    drop(prepared);
     Ok(Compared {
-        out_dir: out.path().to_path_buf(),
+        out_dir: out.path,
         status,
+        forced: interrupt::forced().then(interrupt::forced_summary),
     })
 }
 
-/// The flag SIGINT and SIGTERM set; every wait of a run polls it.
-fn interrupt_flag() -> Result<Arc<AtomicBool>, CompareError> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&interrupted))
-            .map_err(CompareError::Signals)?;
-    }
-    Ok(interrupted)
+/// Distinguishes this cvm process's resource names (cgroups, netns, links) from any other's.
+/// Short, because Linux interface names have 15 characters.
+fn short_token() -> String {
+    format!(
+        "{:04x}{:02x}",
+        std::process::id() & 0xffff,
+        fastrand::u8(..)
+    )
 }
 
 fn progress_bar(total: u64, hidden: bool) -> ProgressBar {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 
-use super::runner::{RunEnd, Runner};
+use super::runner::{phase_word, RunEnd, Runner};
 use crate::backend::{LaunchContext, Prepared};
 use crate::results::{Phase, ResultsError, SampleRow, SampleWriter};
 use crate::scenario::{BackendKind, Scenario};
@@ -42,6 +42,8 @@ pub(super) struct Lane {
     /// Its disk layers, counted once at prepare (recorded before the first launch).
     pub(super) footprint: crate::measure::disk::Footprint,
     pub(super) end: BackendEnd,
+    /// Its entry in the teardown ledger; last, so it drops after `prepared`.
+    pub(super) _tracked: super::interrupt::Tracked,
 }
 
 impl Lane {
@@ -205,13 +207,6 @@ pub(super) fn run_iterations(runner: &mut Runner, plan: &Plan) -> Result<Backend
         progress.inc(1);
     }
     Ok(end)
-}
-
-pub(super) fn phase_word(p: Phase) -> &'static str {
-    match p {
-        Phase::Warmup => "warm-up",
-        Phase::Measure => "run",
-    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,9 @@
 //! run ended. A reader of a results directory cut off half-way finds `running` and everything
 //! known until then.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::order::{BackendEnd, Lane};
-use super::output::ResultsDir;
 use super::setup::Setup;
 use super::{CompareError, CompareOptions, RunOrder};
 use crate::backend::placement::{self, HostPin, Placement};
@@ -29,7 +28,9 @@ impl Record {
     /// Probes every backend and writes the first `run.json` (status `running`).
     pub(super) fn start(
         setup: &Setup,
-        out: &ResultsDir,
+        run_id: &str,
+        started: &str,
+        dir: &Path,
         opts: &CompareOptions,
     ) -> Result<Record, CompareError> {
         let scenario = &setup.scenario;
@@ -52,8 +53,8 @@ impl Record {
             .collect();
         let meta = RunMeta {
             schema_version: results::SCHEMA_VERSION,
-            run_id: out.run_id().to_string(),
-            started: out.started().to_string(),
+            run_id: run_id.to_string(),
+            started: started.to_string(),
             finished: None,
             status: RunStatus::Running,
             scenario: scenario.into(),
@@ -71,7 +72,7 @@ impl Record {
         };
         let record = Record {
             meta,
-            meta_path: out.meta_path(),
+            meta_path: dir.join(results::META_FILE),
             backends,
             placement,
             client_cpus,

@@ -228,6 +228,12 @@ impl Runner<'_> {
             Ok(i) => i,
             Err(e) => return Ok(RunEnd::Failed(format!("{:#}", anyhow::Error::new(e)))),
         };
+        let tracked = super::interrupt::track(format!(
+            "the {} instance ({} {})",
+            self.kind,
+            phase_word(phase),
+            iteration + 1
+        ));
         self.first_launch = first;
         let outcome = self.observe(instance.as_ref(), iteration, phase);
         self.first_launch = false;
@@ -235,11 +241,13 @@ impl Runner<'_> {
         let teardown = instance.teardown();
         let teardown_latency = t0.elapsed();
         drop(instance);
+        drop(tracked);
         let outcome = outcome?;
         if let Err(e) = teardown {
             return Ok(RunEnd::Failed(format!("{:#}", anyhow::Error::new(e))));
         }
-        if outcome == RunEnd::Measured {
+        // A forced teardown (a second signal) skipped the grace period: not a teardown time.
+        if outcome == RunEnd::Measured && !backend::process::hurried() {
             self.sample(
                 iteration,
                 phase,
@@ -321,6 +329,14 @@ impl Runner<'_> {
             self.sample(iteration, phase, Metric::GuestClockError, c.error())?;
         }
         Ok(RunEnd::Measured)
+    }
+}
+
+/// How progress and the teardown ledger name a phase's runs.
+pub(super) fn phase_word(p: Phase) -> &'static str {
+    match p {
+        Phase::Warmup => "warm-up",
+        Phase::Measure => "run",
     }
 }
 

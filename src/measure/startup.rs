@@ -216,7 +216,7 @@ impl Timeline {
                     self.exit = Some((info, since(at)));
                 }
             }
-            Event::Output(line) => self.keep_output(line),
+            Event::Output(line) => self.keep_output(line.into_text()),
         }
     }
 
@@ -682,7 +682,10 @@ mod tests {
     fn output_is_bounded() {
         let mut t = Timeline::default();
         for i in 0..100 {
-            t.record(Event::Output(format!("line {i}")), Instant::now());
+            t.record(
+                Event::Output(crate::backend::events::OutputLine::new(format!("line {i}"))),
+                Instant::now(),
+            );
         }
         assert_eq!(t.output.len(), KEEP_OUTPUT_LINES);
         assert_eq!(t.output.back().unwrap(), "line 99");

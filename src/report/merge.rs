@@ -163,7 +163,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<RunSummary, MergeError
     meta.write(&out.join(results::META_FILE))
         .map_err(MergeError::Write)?;
     let mut w =
-        SampleWriter::create(&out.join(results::SAMPLES_FILE)).map_err(MergeError::Write)?;
+        SampleWriter::replace(&out.join(results::SAMPLES_FILE)).map_err(MergeError::Write)?;
     for r in &rows {
         w.write(r).map_err(MergeError::Write)?;
     }

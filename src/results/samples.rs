@@ -49,16 +49,26 @@ pub struct SampleWriter {
 }
 
 impl SampleWriter {
+    /// Creates `samples.csv` at `path`, which must not exist: a run's raw samples are never
+    /// written over (an existing file is [`ResultsError::Write`] with `AlreadyExists`).
     pub fn create(path: &Path) -> Result<SampleWriter, ResultsError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|source| ResultsError::Write {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        Self::open(path, OpenOptions::new().write(true).create_new(true))
+    }
+
+    /// Creates or replaces `samples.csv` at `path`: only for derived files that are rebuilt
+    /// from raw results (`cvm report --merge`).
+    pub fn replace(path: &Path) -> Result<SampleWriter, ResultsError> {
+        Self::open(
+            path,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )
+    }
+
+    fn open(path: &Path, options: &OpenOptions) -> Result<SampleWriter, ResultsError> {
+        let file = options.open(path).map_err(|source| ResultsError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(SampleWriter {
             path: path.to_path_buf(),
             writer: csv::Writer::from_writer(file),
@@ -154,6 +164,27 @@ pub(crate) mod tests {
         text.push_str("r1,startup,native,2,meas");
         std::fs::write(&path, text).unwrap();
         assert_eq!(read_samples(&path).unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn samples_are_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples.csv");
+        let mut w = SampleWriter::create(&path).unwrap();
+        let a = row("native", 0, "ready_latency", 0.001);
+        w.write(&a).unwrap();
+        drop(w);
+        match SampleWriter::create(&path) {
+            Err(ResultsError::Write { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists);
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("an existing samples.csv was opened for writing"),
+        }
+        assert_eq!(read_samples(&path).unwrap(), vec![a]);
+        // A derived file (a merge's) is rebuilt in place.
+        drop(SampleWriter::replace(&path).unwrap());
+        assert!(read_samples(&path).unwrap().is_empty());
     }
 
     #[test]

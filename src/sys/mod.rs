@@ -142,3 +142,55 @@ pub fn signal_on_parent_death(cmd: &mut Command, signal: nix::sys::signal::Signa
         });
     }
 }
+
+/// Starts a child with the chosen PID `pid` (`clone3` with `set_tid`, which needs root) that
+/// exits at once with `code`; its PID, for the caller to reap. For tests of what a PID reused by
+/// another child of cvm must not fool.
+#[cfg(test)]
+pub(crate) fn fork_exit_at(pid: libc::pid_t, code: libc::c_int) -> std::io::Result<libc::pid_t> {
+    /// `struct clone_args` up to `set_tid_size` (`CLONE_ARGS_SIZE_VER1`).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+    }
+    let tids = [pid];
+    let args = CloneArgs {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: tids.as_ptr() as u64,
+        set_tid_size: 1,
+    };
+    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of the address space
+    // and runs only `_exit`, which is async-signal-safe and touches nothing the other threads
+    // of this process could have left locked. `args` and `tids` outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        0 => {
+            // SAFETY: see above; the child ends here.
+            unsafe { libc::_exit(code) }
+        }
+        -1 => Err(std::io::Error::last_os_error()),
+        child => Ok(libc::pid_t::try_from(child).unwrap_or(-1)),
+    }
+}

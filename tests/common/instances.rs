@@ -121,7 +121,7 @@ pub fn run_to_exit(instance: &dyn Instance) -> (Vec<String>, Option<i32>) {
     let mut exited = false;
     while Instant::now() < deadline {
         match instance.events().recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Output(line)) => lines.push(line),
+            Ok(Event::Output(line)) => lines.push(line.into_text()),
             Ok(Event::Marker(cvm_proto::Marker::Exit(c), _)) => code = Some(c),
             Ok(Event::Exited(info, _)) => {
                 code = code.or(info.code);

@@ -10,6 +10,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::DockerError;
+use crate::backend::command::{run_within, CommandError};
+use crate::backend::process::Supervised;
+
+/// How long one `docker` call may take (`rm --force` of a running container included) before
+/// it is killed: a teardown always ends.
+const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+/// How long `docker import` of the image's root filesystem may take.
+const IMPORT_LIMIT: Duration = Duration::from_secs(600);
+/// How long `tar` may take to exit once `docker import` has read its stream to the end.
+const TAR_EXIT_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub(super) struct Client {
@@ -27,19 +37,17 @@ impl Client {
         cmd
     }
 
-    /// Runs `docker args...`; its trimmed stdout, or the failure in Docker's words.
+    /// Runs `docker args...`; its trimmed stdout, or the failure in Docker's words. A call that
+    /// does not finish within [`CLIENT_LIMIT`] is killed.
     pub fn run(&self, step: &'static str, args: &[&str]) -> Result<String, DockerError> {
-        let out = self
-            .command()
-            .args(args)
-            .output()
-            .map_err(DockerError::Client)?;
-        if out.status.success() {
+        let out = run_within(self.command().args(args), CLIENT_LIMIT)
+            .map_err(|e| command_error(step, e))?;
+        if out.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
             Err(DockerError::Command {
                 step,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: out.stderr_text(),
             })
         }
     }
@@ -61,32 +69,79 @@ impl Client {
         self.run("version", &["version", "--format", "{{.Server.Version}}"])
     }
 
-    /// `tar -C rootfs -c . | docker import - tag`.
+    /// `tar -C rootfs -c . | docker import - tag`. A failure of either side removes what the
+    /// import may have stored under `tag`, so a truncated image is never found in the cache.
     pub fn import(&self, rootfs: &Path, tag: &str) -> Result<(), DockerError> {
-        let mut tar = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .args(["-cf", "-", "."])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(DockerError::Client)?;
-        let stdout = tar.stdout.take().map_or_else(Stdio::null, Stdio::from);
-        let out = self
-            .command()
-            .args(["import", "-", tag])
-            .stdin(stdout)
-            .output()
-            .map_err(DockerError::Client)?;
-        let _ = tar.wait();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(DockerError::Command {
-                step: "import",
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            })
-        }
+        let mut tar = Command::new("tar");
+        tar.arg("-C").arg(rootfs).args(["-cf", "-", "."]);
+        let mut import = self.command();
+        import.args(["import", "-", tag]);
+        import_stream(tar, import, || {
+            // Best effort: "No such image" when the import stored nothing.
+            let _ = self.run("image rm", &["image", "rm", "--force", tag]);
+        })
+    }
+}
+
+/// Runs `tar` into `import`'s stdin; both must succeed. On any failure `remove` is called
+/// before the error is returned.
+fn import_stream(
+    mut tar: Command,
+    mut import: Command,
+    remove: impl FnOnce(),
+) -> Result<(), DockerError> {
+    let mut child = tar
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(DockerError::Tar)?;
+    let stdout = child.stdout.take().map_or_else(Stdio::null, Stdio::from);
+    // Read beside the import, so a tar with much to say never blocks on a full pipe.
+    let tar_stderr = child.stderr.take().map(|e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = e.take(64 * 1024).read_to_string(&mut text);
+            text.trim().to_string()
+        })
+    });
+    let mut tar = Supervised::from_child(child);
+    let imported = run_within(import.stdin(stdout), IMPORT_LIMIT);
+    let tar_exit = tar.wait_within(TAR_EXIT_LIMIT);
+    // A tar still running is killed now, which ends its stderr too.
+    tar.reap();
+    let tar_says = tar_stderr
+        .and_then(|reader| reader.join().ok())
+        .unwrap_or_default();
+    let result = match (imported, tar_exit) {
+        (Err(e), _) => Err(command_error("import", e)),
+        (Ok(out), _) if !out.success() => Err(DockerError::Command {
+            step: "import",
+            stderr: out.stderr_text(),
+        }),
+        (Ok(_), Some(exit)) if exit.success() => Ok(()),
+        (Ok(_), exit) => Err(DockerError::TarFailed {
+            exit: exit.map_or_else(
+                || format!("still running after {} s; killed", TAR_EXIT_LIMIT.as_secs()),
+                |e| e.to_string(),
+            ),
+            stderr: tar_says,
+        }),
+    };
+    if result.is_err() {
+        remove();
+    }
+    result
+}
+
+/// A `docker` call that could not be run or did not finish in time.
+fn command_error(step: &'static str, e: CommandError) -> DockerError {
+    match e {
+        CommandError::Spawn { source, .. } => DockerError::Client(source),
+        CommandError::TimedOut { limit, .. } => DockerError::TimedOut {
+            step,
+            limit_s: limit.as_secs(),
+        },
     }
 }
 
@@ -120,6 +175,50 @@ pub(super) fn address_of(inspect: &str) -> Option<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn a_failed_tar_fails_the_import_and_removes_what_it_stored() {
+        let removed = Cell::new(false);
+        // tar writes part of a stream and fails; the import reads it all and succeeds.
+        let result = import_stream(
+            sh("printf partial; echo 'tar: ./etc: Cannot open' >&2; exit 2"),
+            sh("cat > /dev/null"),
+            || removed.set(true),
+        );
+        match result {
+            Err(DockerError::TarFailed { exit, stderr }) => {
+                assert_eq!(exit, "exit code 2");
+                assert!(stderr.contains("Cannot open"), "{stderr}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(removed.get(), "the partial image was left under its tag");
+    }
+
+    #[test]
+    fn an_import_succeeds_only_when_both_sides_do() {
+        let removed = Cell::new(false);
+        import_stream(sh("printf whole"), sh("cat > /dev/null"), || {
+            removed.set(true)
+        })
+        .unwrap();
+        assert!(!removed.get());
+        let failed = import_stream(sh("printf whole"), sh("cat > /dev/null; exit 1"), || {
+            removed.set(true)
+        });
+        assert!(matches!(
+            failed,
+            Err(DockerError::Command { step: "import", .. })
+        ));
+        assert!(removed.get());
+    }
 
     #[test]
     fn an_address_is_read_once_the_container_has_one() {

@@ -17,10 +17,12 @@
 //! - It runs in its own process group (a Ctrl-C on cvm's terminal reaches cvm, which stops its
 //!   containers first and then the daemon) and gets SIGTERM if cvm dies ([`crate::sys`]).
 //!
-//! Stopping: SIGTERM to dockerd, which stops containerd (its child); after a grace period
-//! dockerd is killed, and containerd, through a pidfd taken while it was still dockerd's child,
-//! so cvm never signals a process it did not start. Then what either left is removed: mounts
-//! under its directories, the cgroups, the bridge, the run directory.
+//! Stopping: dockerd goes through the one lifecycle ([`Supervised::stop`]: SIGTERM, which
+//! stops containerd (its child), a grace period of its own, SIGKILL). containerd is not cvm's
+//! child while dockerd lives, so no [`Supervised`] can own it: it is watched and, if need be,
+//! killed through a pidfd taken while it was still dockerd's child (the same guarantee: never a
+//! stranger that reused the PID), and reaped only once it is cvm's. Then what either left is
+//! removed: mounts under its directories, the cgroups, the bridge, the run directory.
 
 use std::fs::File;
 use std::io;
@@ -36,9 +38,9 @@ use nix::sys::signal::Signal;
 use super::bridge::{Bridge, BridgeError};
 use super::leftovers::{
     cgroups_named, children_named, containerd_of, docker_cgroups, reap_if_ours, remove_cgroup_tree,
-    unmount_under, wait_pidfd,
+    unmount_under,
 };
-use crate::backend::process::Supervised;
+use crate::backend::process::{self, StopPolicy, Supervised};
 
 /// How long dockerd may take to answer on its socket (a first start creates the data root).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -243,17 +245,13 @@ impl ManagedDaemon {
             if self.containerd.is_none() {
                 self.containerd = dockerd.running_pid().and_then(containerd_of);
             }
-            if let Some(pid) = dockerd.running_pid().and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            if dockerd.wait_timeout(STOP_GRACE).is_none() {
-                dockerd.reap();
-            }
+            dockerd.stop(&DockerdStop);
+            dockerd.reap();
         }
         if let Some((pid, fd)) = self.containerd.take() {
-            if !wait_pidfd(&fd, CONTAINERD_GRACE) {
+            if !process::wait_pidfd(fd.as_fd(), CONTAINERD_GRACE) {
                 let _ = crate::sys::pidfd_send_signal(fd.as_fd(), Signal::SIGKILL);
-                wait_pidfd(&fd, CONTAINERD_GRACE);
+                process::wait_pidfd(fd.as_fd(), CONTAINERD_GRACE);
             }
             reap_if_ours(pid);
         }
@@ -312,6 +310,16 @@ impl Drop for ManagedDaemon {
                 anyhow::Error::new(e)
             );
         }
+    }
+}
+
+/// SIGTERM (the default request), with the daemon's own grace period: dockerd stops its
+/// containerd first.
+struct DockerdStop;
+
+impl StopPolicy for DockerdStop {
+    fn grace(&self) -> Duration {
+        STOP_GRACE
     }
 }
 

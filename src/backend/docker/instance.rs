@@ -343,7 +343,10 @@ impl Instance for DockerInstance {
 /// A shim is double-forked by containerd, so when cvm is a child subreaper (the OCI backends
 /// make it one) the shim becomes cvm's child: if it has already exited, cvm reaps it, or it
 /// would stay a zombie until cvm exits. Only a zombie whose parent is cvm is waited for, and
-/// never waited *on*: teardown's duration is measured.
+/// never waited *on*: teardown's duration is measured. Not through a
+/// [`crate::backend::process::Supervised`]: cvm did not spawn the shim and learns its PID from
+/// `/proc`; a zombie child of cvm's keeps its number until cvm reaps it, so the check and the
+/// wait cannot meet different processes.
 fn reap_orphan(pid: u32) {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return;

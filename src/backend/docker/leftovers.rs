@@ -3,9 +3,8 @@
 //! every hierarchy. Nothing here touches a process or directory cvm did not make.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use super::instance::parent_pid;
 
@@ -36,24 +35,10 @@ pub(super) fn containerd_of(dockerd: u32) -> Option<(u32, OwnedFd)> {
     (parent_pid(pid) == Some(dockerd)).then_some((pid, fd))
 }
 
-/// Waits up to `grace` for the process behind `pidfd` to exit; true if it did.
-pub(super) fn wait_pidfd(pidfd: &OwnedFd, grace: Duration) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let deadline = Instant::now() + grace;
-    loop {
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, timeout) {
-            Err(nix::Error::EINTR) => continue,
-            Ok(0) | Err(_) => return false,
-            Ok(_) => return true,
-        }
-    }
-}
-
 /// Reaps `pid` if it is an exited child of cvm (containerd is, when cvm is a child subreaper
-/// and dockerd went first).
+/// and dockerd went first). Not through a [`crate::backend::process::Supervised`], which owns a
+/// child from its spawn: this one was found in `/proc`. The check cannot be fooled by a reused
+/// PID: a child of cvm's keeps its number until cvm itself reaps it.
 pub(super) fn reap_if_ours(pid: u32) {
     if parent_pid(pid) == Some(std::process::id()) {
         if let Ok(raw) = i32::try_from(pid) {

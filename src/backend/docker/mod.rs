@@ -59,6 +59,12 @@ pub enum DockerError {
     Client(#[source] io::Error),
     #[error("`docker {step}` failed: {stderr}")]
     Command { step: &'static str, stderr: String },
+    #[error("`docker {step}` did not finish within {limit_s} s; it was killed")]
+    TimedOut { step: &'static str, limit_s: u64 },
+    #[error("cannot run tar to feed `docker import` (install tar)")]
+    Tar(#[source] io::Error),
+    #[error("tar of the image's root filesystem failed ({exit}): {stderr}; the partial import was removed")]
+    TarFailed { exit: String, stderr: String },
     #[error(
         "the container never got an address on Docker's bridge (is the default bridge disabled?)"
     )]

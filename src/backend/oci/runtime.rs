@@ -2,9 +2,19 @@
 //! `--root /run/cvm-oci/<runtime>`, so cvm's containers are kept apart from anyone else's, and
 //! the runtime's global flags (runsc's platform and network mode).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::backend::command::{run_within, CommandError};
+
+/// How long `kill` may take: milliseconds normally; a runtime that hangs is killed so a
+/// teardown always ends.
+const KILL_LIMIT: Duration = Duration::from_secs(5);
+/// How long `delete` may take (runsc waits for its sandbox's processes to go).
+const DELETE_LIMIT: Duration = Duration::from_secs(30);
+/// How long `--version` may take.
+const VERSION_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -14,7 +24,7 @@ pub enum RuntimeError {
     DeleteSpawn {
         runtime: &'static str,
         #[source]
-        source: io::Error,
+        source: CommandError,
     },
     #[error("`{runtime} delete` failed: {stderr}")]
     Delete {
@@ -56,17 +66,18 @@ impl Runtime {
 
     /// The first line of `--version`, recorded with every sample.
     pub fn version(&self) -> String {
-        self.command()
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .map(str::to_string)
-            })
-            .unwrap_or_default()
+        run_within(
+            self.command().arg("--version").stdin(Stdio::null()),
+            VERSION_LIMIT,
+        )
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
     }
 
     /// `run` of container `id` from `bundle`, in the foreground: the runtime process lives as
@@ -92,15 +103,16 @@ impl Runtime {
         cmd
     }
 
-    /// Sends `signal` (`TERM`, `KILL`) to container `id`'s init through the runtime.
+    /// Sends `signal` (`TERM`, `KILL`) to container `id`'s init through the runtime; false if
+    /// it failed or did not finish within [`KILL_LIMIT`].
     pub fn kill(&self, id: &str, signal: &str) -> bool {
-        self.command()
-            .args(["kill", id, signal])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        run_within(
+            self.command()
+                .args(["kill", id, signal])
+                .stdin(Stdio::null()),
+            KILL_LIMIT,
+        )
+        .is_ok_and(|done| done.success())
     }
 
     /// Where the runtime keeps container `id`'s state: runc and crun a directory named `id`,
@@ -147,28 +159,75 @@ impl Runtime {
         if !self.knows(id) {
             return Ok(());
         }
-        let out = self
-            .command()
-            .args(["delete", "--force", id])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| RuntimeError::DeleteSpawn {
-                runtime: self.name,
-                source,
-            })?;
-        if self.runsc && out.status.success() {
+        let out = run_within(
+            self.command()
+                .args(["delete", "--force", id])
+                .stdin(Stdio::null()),
+            DELETE_LIMIT,
+        )
+        .map_err(|source| RuntimeError::DeleteSpawn {
+            runtime: self.name,
+            source,
+        })?;
+        if self.runsc && out.success() {
             // runsc keeps the lock file of a deleted container.
             for path in self.state_paths(id) {
                 let _ = std::fs::remove_file(path);
             }
         }
-        if out.status.success() || !self.knows(id) {
+        if out.success() || !self.knows(id) {
             Ok(())
         } else {
             Err(RuntimeError::Delete {
                 runtime: self.name,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: out.stderr_text(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_hung_runtime_kill_ends_at_its_limit_and_is_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let fake = dir.path().join("runc");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runtime = Runtime {
+            name: "runc",
+            path: fake,
+            root: dir.path().join("root"),
+            global: Vec::new(),
+            runsc: false,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(runtime.kill("c1", "TERM"));
+        });
+        // A teardown must end: the call returns (a failure) well within the test's patience.
+        let sent = rx.recv_timeout(KILL_LIMIT * 6);
+        assert_eq!(sent, Ok(false), "the kill of a hung runtime did not return");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::Error::ECHILD),
+            "the hung runtime was left unreaped"
+        );
     }
 }

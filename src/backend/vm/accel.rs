@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::qemu::{cmdline, Accel, Profile, QemuSpec};
+use crate::backend::process::{Supervised, Terminate};
 
 /// How long the probe guest gets to reach init under KVM. A working KVM boots the tuned microvm
 /// to init in well under a second; TCG on the reference host takes about 2 s, so a KVM that is
@@ -272,8 +273,10 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
             }
         }
     };
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let mut qemu = Supervised::from_child(child);
     let (tx, rx) = mpsc::channel();
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = stdout {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
@@ -286,7 +289,7 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
         });
     }
     let stderr_lines = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
-    if let Some(err) = child.stderr.take() {
+    if let Some(err) = stderr {
         let keep = stderr_lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
@@ -297,9 +300,10 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
     drop(tx);
     let outcome = rx.recv_timeout(PROBE_TIMEOUT);
     let boot = start.elapsed();
-    // The probe's QEMU is ours and unreaped until `wait`, so the kill cannot hit another process.
-    let _ = child.kill();
-    let _ = child.wait();
+    // The one stop sequence: SIGTERM (QEMU's quit), the grace period, then SIGKILL for a QEMU
+    // stuck in a guest that never ran; reaped either way.
+    qemu.stop(&Terminate);
+    qemu.reap();
     match outcome {
         Ok(Ok(())) => KvmProbe::Usable {
             boot_s: boot.as_secs_f64(),

@@ -6,13 +6,14 @@
 //! and the workload write to the same console. Every other line is kept as output for error
 //! messages.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use cvm_proto::Marker;
 
-use crate::backend::events::Event;
+use crate::backend::events::{spawn_labelled_output_reader, Event, OutputLine};
+use crate::backend::output::{with_cut, OutputBudget, MAX_LINE};
 use cvm_proto::metric::Phase;
 
 /// Reads the guest's serial console (QEMU's stdout): phase points, markers, and other lines
@@ -26,19 +27,25 @@ pub(super) fn spawn_console_reader<R: Read + Send + 'static>(
         .name("cvm-console".into())
         .spawn(move || {
             let mut parser = ConsoleParser::default();
+            let mut budget = OutputBudget::default();
             let mut buf = [0u8; 4096];
             loop {
                 let n = match source.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
                 let at = Instant::now();
                 for event in parser.feed(&buf[..n], at) {
-                    if tx.send(event).is_err() {
+                    let sent = match event {
+                        Event::Output(line) => budget.send(&tx, line.into_text()).is_ok(),
+                        other => tx.send(other).is_ok(),
+                    };
+                    if !sent {
                         return;
                     }
                 }
             }
+            let _ = budget.report_dropped(&tx);
         })?;
     Ok(())
 }
@@ -55,6 +62,8 @@ struct ConsoleParser {
     first_byte: Option<Instant>,
     kernel_seen: bool,
     lines_before_kernel: usize,
+    /// Bytes of the current line past [`MAX_LINE`], not kept.
+    cut: usize,
 }
 
 /// The kernel's banner (`pr_notice`, printed at `loglevel=6`): kernel entry, where `firmware` ends.
@@ -71,7 +80,11 @@ impl ConsoleParser {
                 self.arrivals.push((self.line.len(), at));
             }
             if b != b'\n' {
-                self.line.push(b);
+                if self.line.len() < MAX_LINE {
+                    self.line.push(b);
+                } else {
+                    self.cut += 1;
+                }
                 continue;
             }
             self.finish_line(at, &mut events);
@@ -107,12 +120,13 @@ impl ConsoleParser {
         }
         self.line.clear();
         self.arrivals.clear();
+        let cut = std::mem::take(&mut self.cut);
         match Marker::parse(&text) {
             Some(m) => events.push(Event::Marker(m, at)),
             None => {
                 let clean: String = text.trim().chars().filter(|c| !c.is_control()).collect();
                 if !clean.is_empty() {
-                    events.push(Event::Output(clean));
+                    events.push(Event::Output(OutputLine::new(with_cut(&clean, cut))));
                 }
             }
         }
@@ -127,16 +141,7 @@ pub(super) fn spawn_stderr_reader<R: Read + Send + 'static>(
     source: R,
     tx: Sender<Event>,
 ) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("cvm-qemu-stderr".into())
-        .spawn(move || {
-            for line in BufReader::new(source).lines().map_while(Result::ok) {
-                if tx.send(Event::Output(format!("qemu: {line}"))).is_err() {
-                    return;
-                }
-            }
-        })?;
-    Ok(())
+    spawn_labelled_output_reader(source, tx, "qemu: ").map(drop)
 }
 
 #[cfg(test)]
@@ -171,7 +176,7 @@ mod tests {
         assert_eq!(markers, vec![&Marker::Init, &Marker::Ready]);
         assert!(ev
             .iter()
-            .any(|e| matches!(e, Event::Output(l) if l.starts_with("[2JSeaBIOS") || l.contains("SeaBIOS"))));
+            .any(|e| matches!(e, Event::Output(l) if l.text().starts_with("[2JSeaBIOS") || l.text().contains("SeaBIOS"))));
     }
 
     #[test]

@@ -14,16 +14,22 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::qemu::QemuSpec;
 use super::qmp::{Qmp, QmpError};
+use crate::backend::command::run_within;
+use crate::backend::process::{Supervised, Terminate};
 use crate::image::libs::LibsError;
 
 /// How long the paused QEMU may take to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long QEMU gets to act on QMP `quit` before the one stop sequence ends it.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
+/// How long `qemu -L help` may take.
+const HELP_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FootprintError {
@@ -104,7 +110,7 @@ fn probe(template: &QemuSpec, nic: bool, disk: bool, dir: &Path) -> Result<Loade
     }
     let mut args = spec.args();
     args.push(OsString::from("-S"));
-    let mut child = Command::new(&spec.binary)
+    let child = Command::new(&spec.binary)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -114,14 +120,16 @@ fn probe(template: &QemuSpec, nic: bool, disk: bool, dir: &Path) -> Result<Loade
             program: spec.binary.clone(),
             source,
         })?;
-    let asked = ask(&sock, child.id(), &spec);
-    // Quit was asked for; a QEMU that did not listen is killed, and always reaped.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    let pid = child.id();
+    let mut qemu = Supervised::from_child(child);
+    let asked = ask(&sock, pid, &spec);
+    // Quit was asked for over QMP; a QEMU that did not act on it (or was never asked: QMP
+    // failed) gets the one stop sequence (SIGTERM, which QEMU takes as quit, the grace period,
+    // SIGKILL), and is reaped either way.
+    if qemu.wait_timeout(QUIT_WAIT).is_none() {
+        qemu.stop(&Terminate);
+        qemu.reap();
     }
-    let _ = child.kill();
-    let _ = child.wait();
     asked
 }
 
@@ -202,20 +210,19 @@ fn mapped_modules(maps: &str, binary: &Path) -> Vec<PathBuf> {
 
 /// QEMU's firmware directories, in its search order (`-L help`).
 fn data_dirs(qemu: &Path) -> Vec<PathBuf> {
-    Command::new(qemu)
-        .args(["-L", "help"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    run_within(
+        Command::new(qemu).args(["-L", "help"]).stdin(Stdio::null()),
+        HELP_LIMIT,
+    )
+    .map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// A ROM name as QEMU resolves it: an existing absolute path, else the first data directory
