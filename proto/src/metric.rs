@@ -12,10 +12,15 @@ named_enum! {
     pub enum Metric {
         /// Launch began → workload ready.
         ReadyLatency => "ready_latency",
-        /// The host probe's first success minus init's inside observation of the same
-        /// readiness (LISTEN on the port): the probe's bias, negative when the host's probe
-        /// succeeded first (a forwarding proxy that accepts before the guest listens).
+        /// How long readiness waited on the host's probe once the inside saw LISTEN: the
+        /// probe's first success minus init's inside observation of the port, or zero when the
+        /// probe succeeded first. Never negative (it is the `probe` phase of a server).
         ReadyProbeDelay => "ready_probe_delay",
+        /// The host probe's first success minus the inside observation of LISTEN, signed: how
+        /// far apart the two observers saw the same readiness. Negative when the host's answer
+        /// came first (the inside observation reached the host later: init's poll, a VM's
+        /// serial console), which [`Metric::ReadyProbeDelay`] counts as zero.
+        ReadyProbeSkew => "ready_probe_skew",
         /// Host readiness probe requests that went out and gave up unanswered: a slow server
         /// may still serve (and count) them later, during the load phase.
         ReadyProbesUnanswered => "ready_probes_unanswered",
@@ -97,6 +102,7 @@ impl Metric {
         match self {
             Metric::ReadyLatency
             | Metric::ReadyProbeDelay
+            | Metric::ReadyProbeSkew
             | Metric::FirstLaunch
             | Metric::LaunchFloor
             | Metric::TeardownLatency
@@ -249,7 +255,8 @@ impl Metric {
     pub const fn better(self) -> Better {
         match self {
             Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
-            Metric::HttpPort => Better::Neither,
+            // A signed difference between two observers: neither way is better.
+            Metric::HttpPort | Metric::ReadyProbeSkew => Better::Neither,
             _ => match self.unit() {
                 Unit::Seconds | Unit::Bytes | Unit::Count => Better::Lower,
                 Unit::PerSecond | Unit::BytesPerSecond => Better::Higher,

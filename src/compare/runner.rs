@@ -274,8 +274,10 @@ impl Runner<'_> {
         if std::mem::take(&mut self.first_launch) {
             self.sample(iteration, phase, Metric::FirstLaunch, ready.as_secs_f64())?;
         }
-        if let Some(delay) = timeline.ready_probe_delay() {
+        if let (Some(delay), Some(skew)) = (timeline.ready_probe_delay(), timeline.ready_probe_skew())
+        {
             self.sample(iteration, phase, Metric::ReadyProbeDelay, delay)?;
+            self.sample(iteration, phase, Metric::ReadyProbeSkew, skew)?;
             self.sample(
                 iteration,
                 phase,

@@ -13,9 +13,11 @@
 //! `CVM:listening` (a socket in LISTEN on the port, read from the instance's own socket tables).
 //! Outside: for servers, the host's probe (a TCP connect, or the first HTTP response), run
 //! concurrently as short, overlapping attempts so that one slow attempt never delays the next.
-//! A server is ready at the first moment both hold; `ready_probe_delay` is the probe's success
-//! minus the inside observation, the probe's own bias (negative when a forwarding proxy such as
-//! QEMU's user network accepted the host's connection before the guest listened).
+//! A server is ready at the first moment both hold. `ready_probe_delay` is how long readiness
+//! then waited on the probe after the inside observation (zero when the probe succeeded first),
+//! and `ready_probe_skew` the signed difference of the two observations: negative when the
+//! host's answer came before the inside observation reached the host (init polls for LISTEN,
+//! and a VM's marker crosses an emulated serial port).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,10 +116,16 @@ impl Timeline {
         end.checked_sub(start)
     }
 
-    /// The host probe's success minus the inside observation, in seconds (negative when the
-    /// probe succeeded first); `None` unless both were seen.
-    pub fn ready_probe_delay(&self) -> Option<f64> {
+    /// The host probe's success minus the inside observation, in seconds, signed (negative
+    /// when the probe succeeded first); `None` unless both were seen.
+    pub fn ready_probe_skew(&self) -> Option<f64> {
         Some(self.probe_ok?.as_secs_f64() - self.listening?.as_secs_f64())
+    }
+
+    /// How long readiness waited on the host's probe once the inside saw LISTEN, in seconds:
+    /// the skew where the probe came second, zero where it came first. Never negative.
+    pub fn ready_probe_delay(&self) -> Option<f64> {
+        self.ready_probe_skew().map(|skew| skew.max(0.0))
     }
 
     /// `phase.<name>` durations up to readiness: each point minus the previous one (the first
@@ -571,7 +579,9 @@ mod tests {
             ready >= ms(300),
             "ready at {ready:?} before the inside saw LISTEN"
         );
-        assert!(t.ready_probe_delay().unwrap() < 0.0, "{t:?}");
+        assert!(t.ready_probe_skew().unwrap() < 0.0, "{t:?}");
+        // A delay is never negative: the probe that succeeded first kept readiness waiting 0 s.
+        assert_eq!(t.ready_probe_delay(), Some(0.0));
         // init sees LISTEN first; the host's side only accepts later.
         let t = server_ready(ms(0), ms(300));
         let ready = t.ready_latency().unwrap();
@@ -580,6 +590,7 @@ mod tests {
             "ready at {ready:?} before the host could connect"
         );
         assert!(t.ready_probe_delay().unwrap() > 0.0, "{t:?}");
+        assert_eq!(t.ready_probe_delay(), t.ready_probe_skew());
         let phases = t.phase_durations();
         assert_eq!(
             phases.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
