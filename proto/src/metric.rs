@@ -66,6 +66,10 @@ named_enum! {
         HttpRequests => "http_requests",
         /// The client's errors.
         HttpErrors => "http_errors",
+        /// Open loop: requests scheduled before the phase's deadline that had no answer by
+        /// then (in flight, or never sent because their connection still waited on an earlier
+        /// one). Each is in the latency percentiles too, charged the deadline.
+        HttpUnanswered => "http_unanswered",
         /// The server's own count over the same phase.
         HttpServerRequests => "http_server_requests",
         /// The load client's CPU time over the load phase, as a share of the CPUs it was given
@@ -133,6 +137,7 @@ impl Metric {
             }
             Metric::HttpRequests
             | Metric::HttpErrors
+            | Metric::HttpUnanswered
             | Metric::HttpServerRequests
             | Metric::ReadyProbesUnanswered
             | Metric::RunFailed => Unit::Count,
@@ -302,6 +307,9 @@ named_enum! {
         /// Latency from each request's intended send time.
         LatencyP50 => "latency_p50",
         LatencyP99 => "latency_p99",
+        /// Requests scheduled before the deadline and unanswered by it (charged the deadline
+        /// in the percentiles).
+        Unanswered => "unanswered",
     }
 }
 
@@ -324,6 +332,7 @@ impl SweepFigure {
         match self {
             SweepFigure::Rps => Unit::PerSecond,
             SweepFigure::LatencyP50 | SweepFigure::LatencyP99 => Unit::Seconds,
+            SweepFigure::Unanswered => Unit::Count,
         }
     }
 }

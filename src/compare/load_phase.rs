@@ -106,6 +106,14 @@ impl Runner<'_> {
         self.sample(iteration, phase, Metric::HttpRps, r.rps())?;
         self.sample(iteration, phase, Metric::HttpRequests, r.requests as f64)?;
         self.sample(iteration, phase, Metric::HttpErrors, r.errors as f64)?;
+        if load.rate.is_some() {
+            self.sample(
+                iteration,
+                phase,
+                Metric::HttpUnanswered,
+                r.unanswered as f64,
+            )?;
+        }
         for (metric, d) in [
             (Metric::HttpLatencyP50, r.latency_p50),
             (Metric::HttpLatencyP90, r.latency_p90),
