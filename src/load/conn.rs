@@ -154,7 +154,11 @@ async fn exchange_loop(
                 }
                 _ => Instant::now(),
             };
-            match exchange(&mut stream, request, &mut buf).await {
+            let wait = match schedule.interval {
+                Some(i) if i >= SPARSE => Wait::Spin,
+                _ => Wait::Block,
+            };
+            match exchange(&mut stream, request, &mut buf, wait).await {
                 Ok(keep_alive) => {
                     let done = Instant::now();
                     if done >= schedule.deadline {
@@ -184,6 +188,7 @@ async fn exchange(
     stream: &mut TcpStream,
     request: &[u8],
     buf: &mut Vec<u8>,
+    wait: Wait,
 ) -> Result<bool, String> {
     stream
         .write_all(request)
@@ -191,7 +196,7 @@ async fn exchange(
         .map_err(|e| format!("send: {e}"))?;
     buf.clear();
     let (head, body, status, keep_alive) = loop {
-        read_more(stream, buf).await?;
+        read_more(stream, buf, wait).await?;
         if let Some(parsed) = parse_head(buf)? {
             break parsed;
         }
@@ -201,7 +206,7 @@ async fn exchange(
     };
     let total = head + body;
     while buf.len() < total {
-        read_more(stream, buf).await?;
+        read_more(stream, buf, wait).await?;
     }
     if buf.len() > total {
         return Err("bytes after the response that no request asked for".into());
@@ -212,8 +217,45 @@ async fn exchange(
     Ok(keep_alive)
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+/// How a connection waits for its response.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// In the reactor (a closed loop: the next request follows at once, the client is busy).
+    Block,
+    /// Polling for up to [`RESPONSE_SPIN`] first, yielding to the thread's other connections,
+    /// then in the reactor (an open loop whose connections send at most every [`SPARSE`]:
+    /// at most half its CPU, in practice a response's round trip per request). Between an open loop's sparse requests the client's
+    /// CPU would otherwise go idle, and on a virtual machine an idle vCPU halts: waking it for
+    /// the response added a wake-up to every request that a closed loop, never idle, does not
+    /// pay (native's open-loop p50 at 100 requests/s read 3-4x its closed-loop p50).
+    Spin,
+}
+
+/// How long an open loop's connection polls for its response before it sleeps.
+const RESPONSE_SPIN: Duration = Duration::from_micros(500);
+/// A connection's send interval from which its client CPU would idle between requests, so it
+/// polls for its responses: at shorter intervals the client stays busy anyway, and polling
+/// would only add to its CPU use.
+const SPARSE: Duration = Duration::from_millis(1);
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, wait: Wait) -> Result<(), String> {
     let mut chunk = [0u8; 16 * 1024];
+    if wait == Wait::Spin {
+        let until = Instant::now() + RESPONSE_SPIN;
+        while Instant::now() < until {
+            match stream.try_read(&mut chunk) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(format!("receive: {e}")),
+            }
+        }
+    }
     match stream.read(&mut chunk).await {
         Ok(0) => Err("the server closed the connection".into()),
         Ok(n) => {

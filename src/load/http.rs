@@ -10,7 +10,9 @@
 //!   is measured from the request's *intended* send time, as wrk2 does. A server that stalls
 //!   then shows the stall in every request that should have been sent during it, instead of
 //!   hiding it by sending less (coordinated omission). Sends are timed by a sub-millisecond
-//!   clock ([`super::pace`]), and every request scheduled before the deadline is accounted for:
+//!   clock ([`super::pace`]); a connection that sends at most every millisecond polls for its
+//!   response for up to 0.5 ms before it sleeps (so the client's CPU, idle between sparse
+//!   requests, is not woken for each one: a cost a closed loop never pays); every request scheduled before the deadline is accounted for:
 //!   answered, failed, or unanswered at the deadline (counted, and charged the deadline as its
 //!   latency), so the tail near a server's capacity is never dropped.
 //!
@@ -158,7 +160,7 @@ pub fn describe(
     };
     let kind = match spec.rate.as_ref().map(|r| *r.get_ref()) {
         None => "http/1.1 keep-alive, closed loop (each connection sends when its previous response is complete; latency from the send)".to_string(),
-        Some(r) => format!("http/1.1 keep-alive, open loop at {r} requests/s in all (latency from each request's intended send time, as wrk2)"),
+        Some(r) => format!("http/1.1 keep-alive, open loop at {r} requests/s in all (latency from each request's intended send time, as wrk2; sends timed by a timerfd and a 50 µs spin; a connection sending at most every 1 ms polls up to 0.5 ms for its response, which load_client_cpu includes; requests unanswered at the deadline counted and charged the deadline)"),
     };
     [
         ("kind", kind),
