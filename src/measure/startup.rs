@@ -74,6 +74,9 @@ pub struct Timeline {
     pub probe_unanswered: u64,
     /// (phase, time since launch began when it ended), in arrival order.
     pub points: Vec<(Phase, Duration)>,
+    /// (phase, start, end) of stretches seen inside another phase (a runtime's own cgroup
+    /// writes inside its `runtime`), times since launch began.
+    pub spans: Vec<(Phase, Duration, Duration)>,
     /// Ready: the first moment the inside observation and (for servers) the host probe held.
     pub ready: Option<Duration>,
     /// The workload's own `CVM:ready`.
@@ -129,7 +132,9 @@ impl Timeline {
     }
 
     /// `phase.<name>` durations up to readiness: each point minus the previous one (the first
-    /// minus zero), in time order, so they add up to `ready_latency`.
+    /// minus zero), in time order, so they add up to `ready_latency`. A phase seen only as
+    /// spans inside others (a runtime's cgroup join) comes first, its spans carved out of the
+    /// phases they ended in, so the sum is still `ready_latency`.
     pub fn phase_durations(&self) -> Vec<(Phase, Duration)> {
         let end = self.ready.unwrap_or(Duration::MAX);
         let mut points: Vec<(Phase, Duration)> = self
@@ -140,14 +145,32 @@ impl Timeline {
             .collect();
         points.sort_by_key(|(p, at)| (*at, *p));
         let mut prev = Duration::ZERO;
-        points
-            .into_iter()
-            .map(|(phase, at)| {
+        let mut phases: Vec<(Phase, Duration)> = points
+            .iter()
+            .map(|&(phase, at)| {
                 let d = at.saturating_sub(prev);
                 prev = at;
                 (phase, d)
             })
-            .collect()
+            .collect();
+        let mut inner: Vec<(Phase, Duration)> = Vec::new();
+        for &(phase, from, to) in &self.spans {
+            if to > end || points.iter().any(|(p, _)| *p == phase) {
+                continue;
+            }
+            // The phase the span ended in gives up the span's length (at most all it has).
+            let Some(i) = points.iter().position(|(_, at)| *at >= to) else {
+                continue;
+            };
+            let carved = to.saturating_sub(from).min(phases[i].1);
+            phases[i].1 -= carved;
+            match inner.iter_mut().find(|(p, _)| *p == phase) {
+                Some((_, d)) => *d += carved,
+                None => inner.push((phase, carved)),
+            }
+        }
+        inner.extend(phases);
+        inner
     }
 
     fn point(&mut self, phase: Phase, at: Duration) {
@@ -160,6 +183,7 @@ impl Timeline {
         let since = |at: Instant| at.saturating_duration_since(zero);
         match event {
             Event::Phase(phase, at) => self.point(phase, since(at)),
+            Event::Span(phase, from, to) => self.spans.push((phase, since(from), since(to))),
             Event::Marker(Marker::Init, at) => {
                 // In a container, init's start is inside the runtime's phase: not a boundary.
                 if self.guest_kernel {
@@ -465,6 +489,41 @@ pub fn drain(instance: &dyn Instance, timeline: &mut Timeline) {
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+
+    #[test]
+    fn a_join_seen_inside_the_runtime_is_carved_out_of_it() {
+        let ms = Duration::from_millis;
+        let mut t = Timeline {
+            points: vec![(Phase::Runtime, ms(40)), (Phase::WorkloadStart, ms(45))],
+            // Two writes (two hierarchies) during runc's start, and one after readiness.
+            spans: vec![
+                (Phase::CgroupJoin, ms(20), ms(31)),
+                (Phase::CgroupJoin, ms(31), ms(32)),
+                (Phase::CgroupJoin, ms(50), ms(51)),
+            ],
+            ready: Some(ms(45)),
+            ..Default::default()
+        };
+        let phases = t.phase_durations();
+        assert_eq!(
+            phases,
+            vec![
+                (Phase::CgroupJoin, ms(12)),
+                (Phase::Runtime, ms(28)),
+                (Phase::WorkloadStart, ms(5))
+            ]
+        );
+        assert_eq!(phases.iter().map(|(_, d)| *d).sum::<Duration>(), ms(45));
+        // A phase with a point of its own keeps it; spans of it are not counted twice.
+        t.points.push((Phase::CgroupJoin, ms(1)));
+        assert_eq!(t.phase_durations()[0], (Phase::CgroupJoin, ms(1)));
+        assert_eq!(t.phase_durations()[1], (Phase::Runtime, ms(39)));
+        // Events carry host instants; the timeline keeps them as times since the launch.
+        let zero = Instant::now();
+        let mut seen = Timeline::default();
+        seen.record(Event::Span(Phase::CgroupJoin, zero + ms(3), zero + ms(7)), zero);
+        assert_eq!(seen.spans, vec![(Phase::CgroupJoin, ms(3), ms(7))]);
+    }
 
     #[test]
     fn phases_are_segments_that_add_up_to_ready() {

@@ -134,7 +134,9 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
          OS. Memory: per instance (PSS); the isolation overhead over native is charged to the \
          runtime, Sentry or hypervisor, the rest to the app; daemons shared by every instance on \
          the host (dockerd, containerd) are shown apart. Startup: the medians of the phases a layer performs \
-         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime or Sentry; \
+         (<code>phase.cgroup_join</code> → host OS on every backend, a runtime's own join traced, or \
+         into every runtime box where a runtime's join was not measured, as the diagram's last \
+         line says; <code>phase.runtime</code> → runtime or Sentry; \
          <code>phase.vmm_start</code> → hypervisor; <code>phase.firmware</code>, \
          <code>phase.kernel</code>, <code>phase.guest_init</code> → guest OS; \
          <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
