@@ -357,6 +357,7 @@ fn empty_results(dir: &std::path::Path) {
         load: None,
         order: None,
         seed: None,
+        cgroup_state: None,
     };
     meta.write(&dir.join(cvm::results::META_FILE)).unwrap();
     drop(SampleWriter::create(&dir.join(cvm::results::SAMPLES_FILE)).unwrap());

@@ -244,7 +244,10 @@ mod tests {
             cpuset: None,
         };
         let mut cg = crate::backend::cgroup::Cgroup::create(&name, limits).unwrap();
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let mut before = Vec::new();
         for dir in cg.dirs() {
             before.push(Instant::now());

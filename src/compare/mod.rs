@@ -26,6 +26,7 @@ use crate::report::ReportError;
 use crate::results::{ResultsError, RunStatus, RunSummary, SampleWriter};
 use crate::scenario::ScenarioError;
 
+pub mod cgroup_state;
 mod density;
 mod idle_memory;
 mod lanes;
@@ -61,6 +62,9 @@ pub struct CompareOptions {
     pub docker: DockerOptions,
     pub order: RunOrder,
     pub seed: Option<u64>,
+    /// The cgroup migration lock's state at every launch [default: cold for a cold-start
+    /// scenario, else warm].
+    pub cgroup_state: Option<cgroup_state::CgroupState>,
 }
 
 /// The order of the runs of several backends.
@@ -170,6 +174,7 @@ pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
             .rootfs()
             .join(crate::image::GUEST_PATH.trim_start_matches('/')),
         client_cpus: record.client_cpus.clone(),
+        cgroup_state: setup.cgroup_state,
     };
     for lane in &mut prepared {
         lane.record_once_figures(&shared, &mut writer)?;

@@ -521,7 +521,10 @@ mod tests {
         // Events carry host instants; the timeline keeps them as times since the launch.
         let zero = Instant::now();
         let mut seen = Timeline::default();
-        seen.record(Event::Span(Phase::CgroupJoin, zero + ms(3), zero + ms(7)), zero);
+        seen.record(
+            Event::Span(Phase::CgroupJoin, zero + ms(3), zero + ms(7)),
+            zero,
+        );
         assert_eq!(seen.spans, vec![(Phase::CgroupJoin, ms(3), ms(7))]);
     }
 

@@ -55,7 +55,12 @@ pub struct BackendInfo {
 /// - 2: VM memory split (`memory_vmm`, `memory_guest_ram`, `memory_guest_used`), Docker's
 ///   daemons apart (`memory_daemon`), OCI runtimes detached (their exited runtime no longer in
 ///   `memory_pss`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: the launch's cgroup state set before every launch (`cgroup_state`); runc's, crun's,
+///   gVisor's and Docker's own cgroup joins traced (`phase.cgroup_join`, out of their
+///   `phase.runtime`); `ready_probe_delay` never negative (`ready_probe_skew` the signed one);
+///   open-loop sends on a sub-millisecond clock, unanswered requests counted at the deadline
+///   (`http_unanswered`, `rate.<N>.unanswered`) and in the percentiles.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The version a `run.json` without the field has.
 const UNVERSIONED: u32 = 1;
@@ -81,6 +86,17 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              no memory_vmm, memory_guest_ram, memory_guest_used or memory_daemon, so a VM's memory \
              is QEMU's whole PSS (guest RAM included) and Docker's daemons are not shown; its \
              runc/crun/docker memory_pss counts the foreground runtime or CLI process"
+        ));
+    }
+    if version < 3 {
+        notes.push(format!(
+            "written by an older cvm (results schema {version}, current {SCHEMA_VERSION}): each \
+             launch's cgroup join found the host's cgroup lock as the run before left it, so \
+             cgroup_join (and ready_latency) moved with the interleaved order; runc, crun, \
+             gvisor and docker have no cgroup_join (their join is inside runtime, so every \
+             runtime box holds its join); ready_probe_delay may be negative (it was the signed \
+             skew); open-loop latencies include up to 1 ms of the client's own timer and leave \
+             out the requests still unanswered at the deadline"
         ));
     }
     notes
@@ -146,6 +162,11 @@ pub struct RunMeta {
     /// The seed of the interleaved order, so a run's order can be reproduced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The cgroup migration lock's state at every launch (`warm` or `cold`, see `cvm compare
+    /// --cgroup-state`); absent before schema 3, whose joins found the lock as the previous
+    /// run left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_state: Option<String>,
 }
 
 impl RunMeta {
@@ -212,8 +233,11 @@ mod tests {
         let meta: RunMeta = serde_json::from_str(json).unwrap();
         assert_eq!(meta.schema_version, 1);
         let notes = schema_limitations(meta.schema_version);
-        assert_eq!(notes.len(), 1);
+        assert_eq!(notes.len(), 2);
         assert!(notes[0].contains("memory_vmm"), "{notes:?}");
+        let notes = schema_limitations(2);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("cgroup_join"), "{notes:?}");
         assert!(schema_limitations(SCHEMA_VERSION).is_empty());
         assert!(schema_limitations(SCHEMA_VERSION + 1)[0].contains("newer cvm"));
     }

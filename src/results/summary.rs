@@ -280,6 +280,7 @@ pub(crate) mod tests {
             load: None,
             order: None,
             seed: None,
+            cgroup_state: None,
         }
     }
 
@@ -394,6 +395,7 @@ pub(crate) mod tests {
             load: None,
             order: None,
             seed: None,
+            cgroup_state: None,
             schema_version: super::super::meta::SCHEMA_VERSION,
         }
     }

@@ -15,9 +15,9 @@ use nix::unistd::Pid;
 use super::client::Client;
 use super::{Daemon, DockerError, DockerPrepared};
 use crate::backend::cgroup;
+use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
 use crate::backend::io_dir::InstanceIoDir;
-use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::process::{self, StopPolicy, Supervised};
 use crate::backend::{BackendError, Instance, LaunchContext};
 use crate::scenario::{BackendKind, NetworkMode};
@@ -93,7 +93,8 @@ pub(super) fn launch(
     // Docker's runc joins the container's cgroup, below the daemon's cgroup parent, unseen but
     // for this trace: each cgroup.procs write is a `cgroup_join` span inside `runtime`. The
     // trace ends itself once the writes are over.
-    instance.join_trace = JoinTrace::start(Target::Below(p.daemon.cgroup_parent()), tx.clone()).ok();
+    instance.join_trace =
+        JoinTrace::start(Target::Below(p.daemon.cgroup_parent()), tx.clone()).ok();
     instance.started_at = Instant::now();
     let mut child = cmd.spawn().map_err(|e| fail(DockerError::Client(e)))?;
     // No phase point of its own: the start is inside `runtime`, which ends at init's

@@ -442,7 +442,10 @@ pub(crate) mod tests {
             backend(
                 "container",
                 Stack::Container,
-                &[("phase.cgroup_join", "s", 0.010), ("phase.runtime", "s", 0.004)],
+                &[
+                    ("phase.cgroup_join", "s", 0.010),
+                    ("phase.runtime", "s", 0.004),
+                ],
             )
         };
         let runc = |join: bool| {
@@ -452,7 +455,13 @@ pub(crate) mod tests {
             }
             backend("runc", Stack::Container, &m)
         };
-        let native = || backend("native", Stack::Native, &[("phase.cgroup_join", "s", 0.009)]);
+        let native = || {
+            backend(
+                "native",
+                Stack::Native,
+                &[("phase.cgroup_join", "s", 0.009)],
+            )
+        };
         let s = summary(vec![native(), container(), runc(true)]);
         assert_eq!(join_attribution(&s), JoinAttribution::HostOs);
         let cols = columns(&s);

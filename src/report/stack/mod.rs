@@ -38,7 +38,9 @@ mod columns;
 mod diagram;
 mod layers;
 
-pub use columns::{column, columns, join_attribution, not_drawn, Column, JoinAttribution, LayerBox};
+pub use columns::{
+    column, columns, join_attribution, not_drawn, Column, JoinAttribution, LayerBox,
+};
 pub use diagram::StackDiagram;
 pub use layers::{Group, Layer};
 

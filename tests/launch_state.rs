@@ -1,0 +1,95 @@
+//! The launch's cgroup state is a controlled condition: cvm brings the host's cgroup migration
+//! lock to one state before every launch of every backend, so which backend ran before (and so
+//! the interleaved order's seed) no longer moves a backend's startup beyond its cgroup join.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cvm::results::{Phase, SampleRow};
+use cvm::scenario::BackendKind;
+
+use common::{cvm_cmd, host_has, is_root, stderr};
+
+/// One interleaved `startup` run of `backends` with `seed`; its samples.
+fn startup(dir: &Path, backends: &str, seed: u64) -> (serde_json::Value, Vec<SampleRow>) {
+    let out_dir = dir.join(format!("seed-{seed}"));
+    let out = cvm_cmd()
+        .args(["compare", "--no-progress", "--scenario", "startup"])
+        .args(["--backends", backends, "--runs", "30", "--warmup", "2"])
+        .args(["--seed", &seed.to_string(), "--order", "interleaved"])
+        .arg("--output")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let meta = std::fs::read_to_string(out_dir.join("run.json")).unwrap();
+    let rows = cvm::results::read_samples(&out_dir.join("samples.csv")).unwrap();
+    (serde_json::from_str(&meta).unwrap(), rows)
+}
+
+/// Median per backend of `ready_latency - phase.cgroup_join`, run by run (measured runs).
+fn beyond_the_join(rows: &[SampleRow]) -> HashMap<String, f64> {
+    let mut runs: HashMap<(String, u32), (Option<f64>, f64)> = HashMap::new();
+    for r in rows.iter().filter(|r| r.phase == Phase::Measure) {
+        let run = runs.entry((r.backend.clone(), r.iteration)).or_default();
+        match r.metric.as_str() {
+            "ready_latency" => run.0 = Some(r.value),
+            "phase.cgroup_join" => run.1 = r.value,
+            _ => {}
+        }
+    }
+    let mut by: HashMap<String, Vec<f64>> = HashMap::new();
+    for ((backend, _), (ready, join)) in runs {
+        if let Some(ready) = ready {
+            by.entry(backend).or_default().push(ready - join);
+        }
+    }
+    by.into_iter()
+        .map(|(b, v)| (b, cvm::stats::median(&v)))
+        .collect()
+}
+
+/// Two seeds give two interleaved orders: container after native, after runc (which joins its
+/// cgroups tens of milliseconds into its start), after the previous round. With the lock warmed
+/// before every launch, container-minus-native beyond the join agrees within 1 ms.
+#[test]
+fn the_seed_does_not_move_container_minus_native_beyond_the_join() {
+    if !host_has(is_root(), "root (cgroups for native and container)") {
+        return;
+    }
+    let runc = cvm::backend::create(BackendKind::Runc, &Default::default()).availability();
+    if !host_has(
+        runc == cvm::backend::Availability::Available,
+        "runc (the backend between the joins)",
+    ) {
+        return;
+    }
+    let _alone = common::measuring_alone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut differences = Vec::new();
+    for seed in [1, 2] {
+        let (meta, rows) = startup(dir.path(), "native,container,runc", seed);
+        assert_eq!(meta["cgroup_state"], "warm", "{meta}");
+        for r in &rows {
+            assert!(
+                r.config.split(';').any(|kv| kv == "cgroup_state=warm"),
+                "{}: {}",
+                r.backend,
+                r.config
+            );
+        }
+        let beyond = beyond_the_join(&rows);
+        let d = beyond["container"] - beyond["native"];
+        eprintln!("seed {seed}: beyond the join {beyond:?}, container - native {d:.5} s");
+        differences.push(d);
+    }
+    let apart = (differences[0] - differences[1]).abs();
+    assert!(
+        apart < 0.001,
+        "container - native beyond the join: {:.3} ms with seed 1, {:.3} ms with seed 2",
+        differences[0] * 1e3,
+        differences[1] * 1e3
+    );
+}
