@@ -31,13 +31,15 @@
 //! built once per scenario), [`modules`] (the kernel modules the initramfs carries), [`console`]
 //! (reading the guest's console into events), [`footprint`] (the hypervisor's files, as QEMU
 //! reports loading them), [`instance`] (launch, supervision, teardown),
-//! [`kernel`], [`accel`], [`qemu`] (the command line), [`qmp`] and [`net`].
+//! [`kernel`], [`accel`] (the accelerator probe and decision), [`kvm_host`] (what serves
+//! `/dev/kvm`, in words), [`qemu`] (the command line), [`qmp`] and [`net`].
 
 pub mod accel;
 pub mod console;
 pub mod footprint;
 pub mod instance;
 pub mod kernel;
+pub mod kvm_host;
 pub mod minimal;
 pub mod modules;
 pub mod net;
