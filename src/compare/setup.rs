@@ -147,3 +147,37 @@ fn check_kernel(kernel: &KernelChoice, kinds: &[BackendKind]) -> Result<(), Comp
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::vm::accel::AccelChoice;
+
+    fn options(scenario: &str, cgroup_state: Option<CgroupState>) -> CompareOptions {
+        CompareOptions {
+            scenario: scenario.into(),
+            backends: Some(vec!["native".into()]),
+            runs: None,
+            warmup: None,
+            timeout: None,
+            output: None,
+            baseline: None,
+            no_progress: true,
+            accel: AccelChoice::Auto,
+            kernel: None,
+            docker: Default::default(),
+            order: RunOrder::Interleaved,
+            seed: Some(1),
+            cgroup_state,
+        }
+    }
+
+    #[test]
+    fn the_cgroup_state_is_warm_unless_the_start_is_cold_or_asked() {
+        let state = |s, asked| Setup::resolve(&options(s, asked)).unwrap().cgroup_state;
+        assert_eq!(state("startup", None), CgroupState::Warm);
+        assert_eq!(state("startup-cold", None), CgroupState::Cold);
+        assert_eq!(state("startup", Some(CgroupState::Cold)), CgroupState::Cold);
+        assert_eq!(state("startup-cold", Some(CgroupState::Warm)), CgroupState::Warm);
+    }
+}
