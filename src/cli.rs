@@ -465,12 +465,15 @@ mod tests {
         };
         assert_eq!((args.order, args.seed), (RunOrder::Interleaved, Some(7)));
         assert_eq!(args.options().unwrap().cgroup_state, None);
-        let cli = Cli::try_parse_from(["cvm", "compare", "-s", "web", "--cgroup-state", "cold"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["cvm", "compare", "-s", "web", "--cgroup-state", "cold"]).unwrap();
         let Command::Compare(args) = cli.command else {
             panic!("not compare")
         };
-        assert_eq!(args.options().unwrap().cgroup_state, Some(CgroupState::Cold));
+        assert_eq!(
+            args.options().unwrap().cgroup_state,
+            Some(CgroupState::Cold)
+        );
         let lukewarm = ["cvm", "compare", "-s", "web", "--cgroup-state", "lukewarm"];
         assert!(Cli::try_parse_from(lukewarm).is_err());
     }

@@ -178,6 +178,9 @@ mod tests {
         assert_eq!(state("startup", None), CgroupState::Warm);
         assert_eq!(state("startup-cold", None), CgroupState::Cold);
         assert_eq!(state("startup", Some(CgroupState::Cold)), CgroupState::Cold);
-        assert_eq!(state("startup-cold", Some(CgroupState::Warm)), CgroupState::Warm);
+        assert_eq!(
+            state("startup-cold", Some(CgroupState::Warm)),
+            CgroupState::Warm
+        );
     }
 }
