@@ -125,5 +125,6 @@ fn meta_for(rows: &[SampleRow]) -> RunMeta {
         load: None,
         order: None,
         seed: None,
+        cgroup_state: None,
     }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backend::docker::{DaemonChoice, DockerOptions};
 use crate::backend::vm::accel::AccelChoice;
+use crate::compare::cgroup_state::CgroupState;
 use crate::compare::{CompareOptions, RunOrder};
 use crate::diff::{DiffOptions, FailOn};
 use crate::fleet::{FleetError, FleetOptions};
@@ -147,6 +148,13 @@ pub struct CompareArgs {
     /// Seed of the interleaved order (recorded in run.json) [default: random]
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+
+    /// The cgroup migration lock's state at every launch of every backend, so a launch's
+    /// cgroup join does not depend on what ran before it. warm: cvm writes a throwaway
+    /// cgroup.procs just before each launch; cold: an idle gap of 2 s before each launch
+    /// [default: cold for a cold-start scenario such as startup-cold, else warm]
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub cgroup_state: Option<CgroupState>,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +201,7 @@ impl CompareArgs {
             docker: self.docker.options()?,
             order: self.order,
             seed: self.seed,
+            cgroup_state: self.cgroup_state,
         })
     }
 }
@@ -456,6 +465,18 @@ mod tests {
             panic!("not compare")
         };
         assert_eq!((args.order, args.seed), (RunOrder::Interleaved, Some(7)));
+        assert_eq!(args.options().unwrap().cgroup_state, None);
+        let cli =
+            Cli::try_parse_from(["cvm", "compare", "-s", "web", "--cgroup-state", "cold"]).unwrap();
+        let Command::Compare(args) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(
+            args.options().unwrap().cgroup_state,
+            Some(CgroupState::Cold)
+        );
+        let lukewarm = ["cvm", "compare", "-s", "web", "--cgroup-state", "lukewarm"];
+        assert!(Cli::try_parse_from(lukewarm).is_err());
     }
 
     #[test]

@@ -163,40 +163,55 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
 
 /// Whether VM figures will come from KVM: `/dev/kvm` existing is not enough (on a host that is
 /// itself a guest of a paging-based nested hypervisor stock kernels hang under it), so this asks
-/// the VM backends' probe, which boots a guest under KVM with a timeout (cached on disk).
+/// the VM backends' probe, which boots a guest under KVM with a timeout (cached on disk), and
+/// says what serves `/dev/kvm` (PVM, nested without VMX/SVM, permissions, a missing module),
+/// the kernel's own report, and what would make KVM usable.
 fn kvm_check(opts: &HostOptions) -> Check {
-    use crate::backend::vm::{self, accel::KvmProbe};
-    if !Path::new("/dev/kvm").exists() {
-        return check(
-            Level::Warn,
-            "KVM",
-            "no /dev/kvm: VM figures will come from TCG emulation",
-            Some("enable virtualisation (or nested virtualisation) for this host"),
-        );
-    }
+    use crate::backend::vm::{self, kvm_host::KvmHost};
+    const LABELLED: &str = "VM figures are labelled accel=tcg";
+    let host = KvmHost::read();
+    let finding = host.finding();
     let kernel = kernel::find(opts.kernel.path())
         .ok()
         .filter(|k| std::fs::File::open(k).is_ok());
-    if vm::find_qemu().is_none() || kernel.is_none() {
-        return check(
-            Level::Ok,
-            "KVM",
-            "/dev/kvm present (not probed: the probe needs QEMU and a readable guest kernel)",
-            None,
-        );
+    if !Path::new("/dev/kvm").exists() || vm::find_qemu().is_none() || kernel.is_none() {
+        return match finding {
+            vm::kvm_host::Finding::Hardware { .. } => check(
+                Level::Ok,
+                "KVM",
+                format!(
+                    "{} (not probed: the probe needs QEMU and a readable guest kernel)",
+                    finding.what()
+                ),
+                None,
+            ),
+            _ => check(
+                Level::Warn,
+                "KVM",
+                format!("KVM unusable: {}", finding.what()),
+                Some(&format!("KVM would need {}; {LABELLED}", finding.fix())),
+            ),
+        };
     }
     match vm::kvm_verdict(opts) {
-        Ok(v @ KvmProbe::Usable { .. }) => check(Level::Ok, "KVM", v.describe(), None),
+        Ok(v) if v.usable() => check(Level::Ok, "KVM", v.describe(), None),
         Ok(v) => check(
             Level::Warn,
             "KVM",
             v.describe(),
-            Some("VM figures are labelled accel=tcg; KVM needs bare metal or nested virtualisation with hardware paging"),
+            Some(&format!(
+                "KVM would need {}; {LABELLED}",
+                v.fix().unwrap_or_default()
+            )),
         ),
         Err(e) => check(
             Level::Warn,
             "KVM",
-            format!("/dev/kvm present but the probe could not run: {:#}", anyhow::Error::new(e)),
+            format!(
+                "{}; the probe could not run: {:#}",
+                finding.what(),
+                anyhow::Error::new(e)
+            ),
             None,
         ),
     }

@@ -393,6 +393,7 @@ fn empty_results(dir: &std::path::Path) {
         load: None,
         order: None,
         seed: None,
+        cgroup_state: None,
     };
     meta.write(&dir.join(cvm::results::META_FILE)).unwrap();
     // Written again over a garbled file by the test below: a fixture, not a run's results.

@@ -95,9 +95,9 @@ fn slow_listener_is_ready_only_once_it_listens(kind: BackendKind, tag: &str) {
     );
     assert!(phases.iter().any(|(p, _)| *p == Phase::WorkloadStart));
     eprintln!(
-        "{kind}: ready {:.3} s, ready_probe_delay {:+.4} s, phases {:?}",
+        "{kind}: ready {:.3} s, ready_probe_skew {:+.4} s, phases {:?}",
         ready.as_secs_f64(),
-        timeline.ready_probe_delay().unwrap(),
+        timeline.ready_probe_skew().unwrap(),
         phases
             .iter()
             .map(|(p, d)| format!("{p}={:.4}", d.as_secs_f64()))

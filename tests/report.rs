@@ -202,7 +202,15 @@ fn write_results(dir: &Path, name: &str, description: &str) {
         .map(|p| {
             let stack = stack_of(p.name);
             let config: &[(&str, &str)] = match stack {
-                Stack::Vm => &[("accel", "tcg"), ("machine", "microvm")],
+                Stack::Vm => &[
+                    ("accel", "tcg"),
+                    ("machine", "microvm"),
+                    (
+                        "accel_reason",
+                        "KVM unusable: PVM: /dev/kvm is served by kvm_pvm",
+                    ),
+                    ("accel_fix", "a guest kernel built as a PVM guest"),
+                ],
                 Stack::Container => &[("cgroup", "v1")],
                 Stack::Native => &[("isolation", "none (host process)")],
             };
@@ -237,6 +245,7 @@ fn write_results(dir: &Path, name: &str, description: &str) {
         )])),
         order: Some("interleaved".into()),
         seed: Some(7),
+        cgroup_state: None,
     };
     meta.write(&dir.join(META_FILE)).unwrap();
 
@@ -399,6 +408,12 @@ fn a_report_has_every_section_and_chart_file() {
     }
     assert!(html.contains("id=\"tcg-warning\""));
     assert!(html.contains("VM figures come from TCG emulation, not hardware virtualisation"));
+    // The banner says why, in the probe's words, and what would make KVM usable.
+    assert!(
+        html.contains(": KVM unusable: PVM: /dev/kvm is served by kvm_pvm.")
+            && html.contains("KVM would be usable with a guest kernel built as a PVM guest."),
+        "{html}"
+    );
     assert!(html.contains("cgroups in hybrid mode not supported"));
     for file in ["samples.csv", "summary.json", "run.json"] {
         assert!(html.contains(&format!("href=\"{file}\"")), "{file}");
@@ -661,7 +676,7 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
     // median); stored values, here a bogus 1 B each, give way to the derived figure.
     let samples = dir.path().join(SAMPLES_FILE);
     let rows = cvm::results::read_samples(&samples).unwrap();
-    let mut w = SampleWriter::create(&samples).unwrap();
+    let mut w = SampleWriter::replace(&samples).unwrap();
     for r in &rows {
         w.write(r).unwrap();
         if r.metric == "memory_pss" && r.backend != "native" {

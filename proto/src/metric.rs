@@ -12,10 +12,15 @@ named_enum! {
     pub enum Metric {
         /// Launch began → workload ready.
         ReadyLatency => "ready_latency",
-        /// The host probe's first success minus init's inside observation of the same
-        /// readiness (LISTEN on the port): the probe's bias, negative when the host's probe
-        /// succeeded first (a forwarding proxy that accepts before the guest listens).
+        /// How long readiness waited on the host's probe once the inside saw LISTEN: the
+        /// probe's first success minus init's inside observation of the port, or zero when the
+        /// probe succeeded first. Never negative (it is the `probe` phase of a server).
         ReadyProbeDelay => "ready_probe_delay",
+        /// The host probe's first success minus the inside observation of LISTEN, signed: how
+        /// far apart the two observers saw the same readiness. Negative when the host's answer
+        /// came first (the inside observation reached the host later: init's poll, a VM's
+        /// serial console), which [`Metric::ReadyProbeDelay`] counts as zero.
+        ReadyProbeSkew => "ready_probe_skew",
         /// Host readiness probe requests that went out and gave up unanswered: a slow server
         /// may still serve (and count) them later, during the load phase.
         ReadyProbesUnanswered => "ready_probes_unanswered",
@@ -61,6 +66,10 @@ named_enum! {
         HttpRequests => "http_requests",
         /// The client's errors.
         HttpErrors => "http_errors",
+        /// Open loop: requests scheduled before the phase's deadline that had no answer by
+        /// then (in flight, or never sent because their connection still waited on an earlier
+        /// one). Each is in the latency percentiles too, charged the deadline.
+        HttpUnanswered => "http_unanswered",
         /// The server's own count over the same phase.
         HttpServerRequests => "http_server_requests",
         /// The load client's CPU time over the load phase, as a share of the CPUs it was given
@@ -97,6 +106,7 @@ impl Metric {
         match self {
             Metric::ReadyLatency
             | Metric::ReadyProbeDelay
+            | Metric::ReadyProbeSkew
             | Metric::FirstLaunch
             | Metric::LaunchFloor
             | Metric::TeardownLatency
@@ -127,6 +137,7 @@ impl Metric {
             }
             Metric::HttpRequests
             | Metric::HttpErrors
+            | Metric::HttpUnanswered
             | Metric::HttpServerRequests
             | Metric::ReadyProbesUnanswered
             | Metric::RunFailed => Unit::Count,
@@ -249,7 +260,8 @@ impl Metric {
     pub const fn better(self) -> Better {
         match self {
             Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
-            Metric::HttpPort => Better::Neither,
+            // A signed difference between two observers: neither way is better.
+            Metric::HttpPort | Metric::ReadyProbeSkew => Better::Neither,
             _ => match self.unit() {
                 Unit::Seconds | Unit::Bytes | Unit::Count => Better::Lower,
                 Unit::PerSecond | Unit::BytesPerSecond => Better::Higher,
@@ -295,6 +307,9 @@ named_enum! {
         /// Latency from each request's intended send time.
         LatencyP50 => "latency_p50",
         LatencyP99 => "latency_p99",
+        /// Requests scheduled before the deadline and unanswered by it (charged the deadline
+        /// in the percentiles).
+        Unanswered => "unanswered",
     }
 }
 
@@ -317,6 +332,7 @@ impl SweepFigure {
         match self {
             SweepFigure::Rps => Unit::PerSecond,
             SweepFigure::LatencyP50 | SweepFigure::LatencyP99 => Unit::Seconds,
+            SweepFigure::Unanswered => Unit::Count,
         }
     }
 }

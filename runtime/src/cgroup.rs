@@ -92,6 +92,12 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot write this process into its own cgroup {path} (to take the migration lock)")]
+    Rejoin {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot remove cgroup {path} (processes still inside after being killed?)")]
     Remove {
         path: PathBuf,
@@ -485,6 +491,38 @@ pub fn cgroup_of(
         (false, None) => Some(mount),
         (false, Some(_)) => None,
     })
+}
+
+/// Takes the host's cgroup migration lock once, for nothing: this process is written into the
+/// cgroup it is already in (in the v2 tree where there is one, else in its first v1 hierarchy),
+/// which moves nothing. Every `cgroup.procs` write, in any hierarchy, takes that one host-wide
+/// lock for writing. Unless a hierarchy is mounted with `favordynmods`, the first write after
+/// an idle spell waits for an RCU grace period (~10 ms on the reference host) and writes in the
+/// next few tens of milliseconds do not, so a launch that follows this call joins its cgroup
+/// warm whatever ran before it. Returns how long the write took.
+pub fn rejoin_own_cgroup() -> Result<Duration, CgroupError> {
+    let dir = match cgroup_of(None, Hierarchy::Unified)? {
+        Some(dir) => dir,
+        None => {
+            let text = fs::read_to_string("/proc/self/cgroup").map_err(|source| {
+                CgroupError::ReadProcCgroup {
+                    path: "/proc/self/cgroup".into(),
+                    source,
+                }
+            })?;
+            let first = text
+                .lines()
+                .filter_map(|l| l.split(':').nth(1))
+                .find_map(|c| c.split(',').find(|c| !c.is_empty() && !c.contains('=')))
+                .ok_or(CgroupError::NotMounted)?;
+            cgroup_of(None, Hierarchy::Controller(first))?.ok_or(CgroupError::NotMounted)?
+        }
+    };
+    let path = dir.join("cgroup.procs");
+    let start = Instant::now();
+    // "0" is the writing process itself, wherever its PID namespace puts it.
+    fs::write(&path, "0").map_err(|source| CgroupError::Rejoin { path, source })?;
+    Ok(start.elapsed())
 }
 
 /// The directory that holds process `pid`'s memory accounting: its v2 cgroup on a v2 host, its

@@ -49,6 +49,10 @@ pub enum Event {
     Marker(Marker, Instant),
     /// The end of a phase only the backend can see (`cgroup_join`, `vmm_start`, `firmware`).
     Phase(Phase, Instant),
+    /// A stretch of a phase that happened inside another one, from its start to its end: a
+    /// runtime's own `cgroup.procs` write inside its `runtime` (see `backend::cgroup_trace`).
+    /// The spans of a phase add up to it, carved out of the phase they fell in.
+    Span(Phase, Instant, Instant),
     /// The kernel's OOM killer fired in the instance's cgroup (seen when its process exited).
     OutOfMemory { kills: u64, limit_bytes: u64 },
     /// The workload (or, for VMs, the guest) is gone.

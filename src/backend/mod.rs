@@ -8,6 +8,7 @@
 //! created in [`Instance::teardown`], which also runs on `Drop`.
 
 pub use cvm_runtime::cgroup;
+pub mod cgroup_trace;
 pub mod command;
 pub mod container;
 pub mod docker;

@@ -71,6 +71,9 @@ fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<Run
             .set_message(format!("{}: density {k}/{n}", runner.kind));
         let mut ctx = runner.ctx.clone();
         ctx.instance = k;
+        runner
+            .cgroup_state
+            .settle(Instant::now(), runner.interrupted);
         let instance = match runner.prepared.launch(&ctx) {
             Ok(i) => i,
             Err(e) => {

@@ -56,6 +56,10 @@ impl Record {
                     .insert(DISK_SHARED_KEY.into(), footprint.shared_summary());
             }
             info.config.extend(setup.io_config.clone());
+            info.config.insert(
+                super::cgroup_state::CONFIG_KEY.into(),
+                setup.cgroup_state.as_str().into(),
+            );
             let template = row_template(&self.meta, index, setup);
             self.write()?;
             lanes.push(Lane {

@@ -103,29 +103,8 @@ impl Runner<'_> {
                 return Ok(RunEnd::Failed(reason));
             }
         }
-        self.sample(iteration, phase, Metric::HttpRps, r.rps())?;
-        self.sample(iteration, phase, Metric::HttpRequests, r.requests as f64)?;
-        self.sample(iteration, phase, Metric::HttpErrors, r.errors as f64)?;
-        for (metric, d) in [
-            (Metric::HttpLatencyP50, r.latency_p50),
-            (Metric::HttpLatencyP90, r.latency_p90),
-            (Metric::HttpLatencyP99, r.latency_p99),
-            (Metric::HttpLatencyMax, r.latency_max),
-        ] {
-            self.sample(iteration, phase, metric, d.as_secs_f64())?;
-        }
-        self.sample(
-            iteration,
-            phase,
-            Metric::LoadClientCpu,
-            r.client_cpu_share(),
-        )?;
-        if peak > 0 {
-            self.sample(iteration, phase, Metric::MemoryPssPeak, peak as f64)?;
-        }
-        if let Some(served) = served {
-            self.sample(iteration, phase, Metric::HttpServerRequests, served as f64)?;
-        }
+        let open_loop = load.rate.is_some();
+        self.record_load(&r, open_loop, peak, served, iteration, phase)?;
         match spec.rates.as_ref() {
             Some(rates) => {
                 let rates = rates.get_ref().clone();
@@ -141,6 +120,48 @@ impl Runner<'_> {
             }
             None => Ok(RunEnd::Measured),
         }
+    }
+}
+
+impl Runner<'_> {
+    /// The main load phase's figures; `http_unanswered` only for an open loop (a closed loop
+    /// has no schedule to leave unanswered).
+    fn record_load(
+        &mut self,
+        r: &http_load::HttpLoadResult,
+        open_loop: bool,
+        peak: u64,
+        served: Option<u64>,
+        iteration: u32,
+        phase: Phase,
+    ) -> Result<(), ResultsError> {
+        let mut figures = vec![
+            (Metric::HttpRps, r.rps()),
+            (Metric::HttpRequests, r.requests as f64),
+            (Metric::HttpErrors, r.errors as f64),
+        ];
+        if open_loop {
+            figures.push((Metric::HttpUnanswered, r.unanswered as f64));
+        }
+        for (metric, d) in [
+            (Metric::HttpLatencyP50, r.latency_p50),
+            (Metric::HttpLatencyP90, r.latency_p90),
+            (Metric::HttpLatencyP99, r.latency_p99),
+            (Metric::HttpLatencyMax, r.latency_max),
+        ] {
+            figures.push((metric, d.as_secs_f64()));
+        }
+        figures.push((Metric::LoadClientCpu, r.client_cpu_share()));
+        if peak > 0 {
+            figures.push((Metric::MemoryPssPeak, peak as f64));
+        }
+        if let Some(served) = served {
+            figures.push((Metric::HttpServerRequests, served as f64));
+        }
+        for (metric, value) in figures {
+            self.sample(iteration, phase, metric, value)?;
+        }
+        Ok(())
     }
 }
 

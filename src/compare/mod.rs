@@ -26,6 +26,7 @@ use crate::image::{Image, ImageError};
 use crate::results::{ResultsError, RunStatus};
 use crate::scenario::ScenarioError;
 
+pub mod cgroup_state;
 mod density;
 mod idle_memory;
 mod interrupt;
@@ -64,6 +65,9 @@ pub struct CompareOptions {
     pub docker: DockerOptions,
     pub order: RunOrder,
     pub seed: Option<u64>,
+    /// The cgroup migration lock's state at every launch [default: cold for a cold-start
+    /// scenario, else warm].
+    pub cgroup_state: Option<cgroup_state::CgroupState>,
 }
 
 /// The order of the runs of several backends.
@@ -175,6 +179,7 @@ pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
             .rootfs()
             .join(crate::image::GUEST_PATH.trim_start_matches('/')),
         client_cpus: record.client_cpus.clone(),
+        cgroup_state: setup.cgroup_state,
     };
     for lane in &mut prepared {
         lane.record_once_figures(&shared, &mut writer)?;

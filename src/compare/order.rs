@@ -26,6 +26,8 @@ pub(super) struct Shared<'a> {
     pub(super) floor_program: PathBuf,
     /// The CPUs the load client's threads are pinned to (disjoint from the instances').
     pub(super) client_cpus: Vec<usize>,
+    /// The cgroup migration lock's state at every launch.
+    pub(super) cgroup_state: super::cgroup_state::CgroupState,
 }
 
 /// One prepared backend and its state across the run.
@@ -65,6 +67,7 @@ impl Lane {
             cold_caches_kept: false,
             first_launch: self.first_launch,
             client_cpus: shared.client_cpus.clone(),
+            cgroup_state: shared.cgroup_state,
         }
     }
 

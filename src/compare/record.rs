@@ -69,6 +69,7 @@ impl Record {
                 .map(|l| crate::load::http::describe(l, &client_cpus, &placement_note)),
             order: Some(setup.order.as_str().to_string()),
             seed: (setup.order == RunOrder::Interleaved).then_some(setup.seed),
+            cgroup_state: Some(setup.cgroup_state.as_str().to_string()),
         };
         let record = Record {
             meta,

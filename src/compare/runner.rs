@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cvm_proto::applet::Applet;
 use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
+use super::cgroup_state::CgroupState;
 use crate::backend::{self, Instance, LaunchContext, Prepared};
 use crate::measure::disk::Footprint;
 use crate::measure::startup;
@@ -85,6 +86,8 @@ pub struct Runner<'a> {
     pub first_launch: bool,
     /// The CPUs the load client's threads are pinned to (disjoint from the instance's).
     pub client_cpus: Vec<usize>,
+    /// The cgroup migration lock's state at every launch.
+    pub cgroup_state: CgroupState,
 }
 
 impl Runner<'_> {
@@ -219,9 +222,12 @@ impl Runner<'_> {
     }
 
     fn measure_instance(&mut self, iteration: u32, phase: Phase) -> Result<RunEnd, ResultsError> {
+        let idle_since = Instant::now();
         if !self.cold_start_gap() {
             self.cold_caches_kept = true;
         }
+        // The last thing before the launch: its cgroup join must not depend on what ran before.
+        self.cgroup_state.settle(idle_since, self.interrupted);
         // Only the very first attempt is a first launch, whether or not it gets ready.
         let first = std::mem::take(&mut self.first_launch);
         let mut instance: Box<dyn Instance> = match self.prepared.launch(&self.ctx) {
@@ -278,8 +284,11 @@ impl Runner<'_> {
         if std::mem::take(&mut self.first_launch) {
             self.sample(iteration, phase, Metric::FirstLaunch, ready.as_secs_f64())?;
         }
-        if let Some(delay) = timeline.ready_probe_delay() {
+        if let (Some(delay), Some(skew)) =
+            (timeline.ready_probe_delay(), timeline.ready_probe_skew())
+        {
             self.sample(iteration, phase, Metric::ReadyProbeDelay, delay)?;
+            self.sample(iteration, phase, Metric::ReadyProbeSkew, skew)?;
             self.sample(
                 iteration,
                 phase,

@@ -5,12 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::cgroup_state::CgroupState;
 use super::{CompareError, CompareOptions, RunOrder};
 use crate::backend::io_dir::IoStore;
 use crate::backend::vm::KernelChoice;
 use crate::backend::BackendConfig;
 use crate::results::{self, RunMeta};
-use crate::scenario::{self, BackendKind, Scenario};
+use crate::scenario::{self, BackendKind, Scenario, StartMode};
 
 /// Everything a comparison runs with, resolved from its options and its scenario.
 pub(super) struct Setup {
@@ -23,6 +24,8 @@ pub(super) struct Setup {
     pub(super) timeout: Duration,
     pub(super) order: RunOrder,
     pub(super) seed: u64,
+    /// The cgroup migration lock's state at every launch.
+    pub(super) cgroup_state: CgroupState,
     /// The io store's configuration, recorded with every backend (empty without io).
     pub(super) io_config: BackendConfig,
 }
@@ -46,6 +49,11 @@ impl Setup {
             timeout: Duration::from_secs_f64(opts.timeout.unwrap_or(*scenario.timeout_s.get_ref())),
             order: opts.order,
             seed: opts.seed.unwrap_or_else(|| fastrand::u64(..)),
+            // A cold start is cold in every respect unless asked otherwise.
+            cgroup_state: opts.cgroup_state.unwrap_or(match scenario.start.mode {
+                StartMode::Cold => CgroupState::Cold,
+                StartMode::Warm => CgroupState::Warm,
+            }),
             scenario,
             kernel,
             kinds,
@@ -139,4 +147,41 @@ fn check_kernel(kernel: &KernelChoice, kinds: &[BackendKind]) -> Result<(), Comp
             path: path.to_path_buf(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::vm::accel::AccelChoice;
+
+    fn options(scenario: &str, cgroup_state: Option<CgroupState>) -> CompareOptions {
+        CompareOptions {
+            scenario: scenario.into(),
+            backends: Some(vec!["native".into()]),
+            runs: None,
+            warmup: None,
+            timeout: None,
+            output: None,
+            baseline: None,
+            no_progress: true,
+            accel: AccelChoice::Auto,
+            kernel: None,
+            docker: Default::default(),
+            order: RunOrder::Interleaved,
+            seed: Some(1),
+            cgroup_state,
+        }
+    }
+
+    #[test]
+    fn the_cgroup_state_is_warm_unless_the_start_is_cold_or_asked() {
+        let state = |s, asked| Setup::resolve(&options(s, asked)).unwrap().cgroup_state;
+        assert_eq!(state("startup", None), CgroupState::Warm);
+        assert_eq!(state("startup-cold", None), CgroupState::Cold);
+        assert_eq!(state("startup", Some(CgroupState::Cold)), CgroupState::Cold);
+        assert_eq!(
+            state("startup-cold", Some(CgroupState::Warm)),
+            CgroupState::Warm
+        );
+    }
 }

@@ -64,6 +64,7 @@ impl Runner<'_> {
                 (SweepFigure::Rps, r.rps()),
                 (SweepFigure::LatencyP50, r.latency_p50.as_secs_f64()),
                 (SweepFigure::LatencyP99, r.latency_p99.as_secs_f64()),
+                (SweepFigure::Unanswered, r.unanswered as f64),
             ] {
                 let unit = figure.unit().symbol();
                 self.record(iteration, phase, &figure.metric(rate), value, unit, "")?;

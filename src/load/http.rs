@@ -9,7 +9,12 @@
 //! - **open** (`rate` requests/s in all): each connection sends on a fixed schedule, and latency
 //!   is measured from the request's *intended* send time, as wrk2 does. A server that stalls
 //!   then shows the stall in every request that should have been sent during it, instead of
-//!   hiding it by sending less (coordinated omission).
+//!   hiding it by sending less (coordinated omission). Sends are timed by a sub-millisecond
+//!   clock ([`super::pace`]); a connection that sends at most every millisecond polls for its
+//!   response for up to 0.5 ms before it sleeps (so the client's CPU, idle between sparse
+//!   requests, is not woken for each one: a cost a closed loop never pays); every request scheduled before the deadline is accounted for:
+//!   answered, failed, or unanswered at the deadline (counted, and charged the deadline as its
+//!   latency), so the tail near a server's capacity is never dropped.
 //!
 //! The client is a measuring instrument, so it does as little per request as it can: the request
 //! is prebuilt bytes written with one call, the response head is parsed in place with `httparse`,
@@ -97,6 +102,9 @@ pub struct HttpLoadResult {
     /// Responses completed within the duration.
     pub requests: u64,
     pub errors: u64,
+    /// Open loop: requests scheduled before the deadline and unanswered by it (in the latency
+    /// percentiles, charged the deadline); always 0 in a closed loop.
+    pub unanswered: u64,
     pub elapsed: Duration,
     pub latency_p50: Duration,
     pub latency_p90: Duration,
@@ -152,7 +160,7 @@ pub fn describe(
     };
     let kind = match spec.rate.as_ref().map(|r| *r.get_ref()) {
         None => "http/1.1 keep-alive, closed loop (each connection sends when its previous response is complete; latency from the send)".to_string(),
-        Some(r) => format!("http/1.1 keep-alive, open loop at {r} requests/s in all (latency from each request's intended send time, as wrk2)"),
+        Some(r) => format!("http/1.1 keep-alive, open loop at {r} requests/s in all (latency from each request's intended send time, as wrk2; sends timed by a timerfd and a 50 µs spin; a connection sending at most every 1 ms polls up to 0.5 ms for its response, which load_client_cpu includes; requests unanswered at the deadline counted and charged the deadline)"),
     };
     [
         ("kind", kind),
@@ -221,7 +229,7 @@ pub fn run(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, LoadErr
         .elapsed()
         .min(load.duration.max(Duration::from_millis(1)));
     let mut hist = new_histogram();
-    let (mut requests, mut errors, mut first) = (0, 0, None);
+    let (mut requests, mut errors, mut unanswered, mut first) = (0, 0, 0, None);
     let (mut cpu_time, mut cpus) = (Duration::ZERO, Vec::new());
     for outcome in outcomes {
         let t = outcome?;
@@ -230,6 +238,7 @@ pub fn run(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, LoadErr
         for s in t.connections {
             requests += s.requests;
             errors += s.errors;
+            unanswered += s.unanswered;
             let _ = hist.add(&s.hist);
             first = first.or(s.first_error);
         }
@@ -244,6 +253,7 @@ pub fn run(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, LoadErr
     Ok(HttpLoadResult {
         requests,
         errors,
+        unanswered,
         elapsed,
         latency_p50: q(0.50),
         latency_p90: q(0.90),
@@ -498,6 +508,46 @@ mod tests {
     }
 
     #[test]
+    fn an_open_loop_counts_what_a_server_that_stops_answering_left_at_the_deadline() {
+        // Answers for 300 ms, then reads requests and never answers again.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut quiet_from = None;
+            for stream in listener.incoming().flatten() {
+                let quiet = *quiet_from.get_or_insert(Instant::now() + Duration::from_millis(300));
+                std::thread::spawn(move || {
+                    let mut s = stream;
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if Instant::now() >= quiet => {}
+                            Ok(_) => {
+                                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                                if s.write_all(ok).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let mut l = load(addr, 1, 1000);
+        l.rate = Some(100.0);
+        let r = run(&l, &AtomicBool::new(false)).unwrap();
+        // One connection at 100/s for 1 s: sends at 0, 10, ..., 990 ms, 100 of them, each
+        // answered, failed or counted unanswered at the deadline.
+        assert_eq!(r.requests + r.errors + r.unanswered, 100, "{r:?}");
+        assert!(r.requests >= 1 && r.unanswered >= 50, "{r:?}");
+        assert_eq!(r.errors, 0, "{r:?}");
+        // The first unanswered request waited from about 300 ms to the deadline.
+        assert!(r.latency_max >= Duration::from_millis(600), "{r:?}");
+        assert!(r.latency_p50 >= Duration::from_millis(100), "{r:?}");
+    }
+
+    #[test]
     fn a_missing_server_is_a_clear_error() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -511,6 +561,7 @@ mod tests {
         let r = HttpLoadResult {
             requests: 1,
             errors: 0,
+            unanswered: 0,
             elapsed: Duration::from_secs(2),
             latency_p50: Duration::ZERO,
             latency_p90: Duration::ZERO,

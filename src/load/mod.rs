@@ -3,3 +3,4 @@
 
 mod conn;
 pub mod http;
+mod pace;

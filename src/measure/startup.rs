@@ -13,9 +13,11 @@
 //! `CVM:listening` (a socket in LISTEN on the port, read from the instance's own socket tables).
 //! Outside: for servers, the host's probe (a TCP connect, or the first HTTP response), run
 //! concurrently as short, overlapping attempts so that one slow attempt never delays the next.
-//! A server is ready at the first moment both hold; `ready_probe_delay` is the probe's success
-//! minus the inside observation, the probe's own bias (negative when a forwarding proxy such as
-//! QEMU's user network accepted the host's connection before the guest listened).
+//! A server is ready at the first moment both hold. `ready_probe_delay` is how long readiness
+//! then waited on the probe after the inside observation (zero when the probe succeeded first),
+//! and `ready_probe_skew` the signed difference of the two observations: negative when the
+//! host's answer came before the inside observation reached the host (init polls for LISTEN,
+//! and a VM's marker crosses an emulated serial port).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +74,9 @@ pub struct Timeline {
     pub probe_unanswered: u64,
     /// (phase, time since launch began when it ended), in arrival order.
     pub points: Vec<(Phase, Duration)>,
+    /// (phase, start, end) of stretches seen inside another phase (a runtime's own cgroup
+    /// writes inside its `runtime`), times since launch began.
+    pub spans: Vec<(Phase, Duration, Duration)>,
     /// Ready: the first moment the inside observation and (for servers) the host probe held.
     pub ready: Option<Duration>,
     /// The workload's own `CVM:ready`.
@@ -114,14 +119,22 @@ impl Timeline {
         end.checked_sub(start)
     }
 
-    /// The host probe's success minus the inside observation, in seconds (negative when the
-    /// probe succeeded first); `None` unless both were seen.
-    pub fn ready_probe_delay(&self) -> Option<f64> {
+    /// The host probe's success minus the inside observation, in seconds, signed (negative
+    /// when the probe succeeded first); `None` unless both were seen.
+    pub fn ready_probe_skew(&self) -> Option<f64> {
         Some(self.probe_ok?.as_secs_f64() - self.listening?.as_secs_f64())
     }
 
+    /// How long readiness waited on the host's probe once the inside saw LISTEN, in seconds:
+    /// the skew where the probe came second, zero where it came first. Never negative.
+    pub fn ready_probe_delay(&self) -> Option<f64> {
+        self.ready_probe_skew().map(|skew| skew.max(0.0))
+    }
+
     /// `phase.<name>` durations up to readiness: each point minus the previous one (the first
-    /// minus zero), in time order, so they add up to `ready_latency`.
+    /// minus zero), in time order, so they add up to `ready_latency`. A phase seen only as
+    /// spans inside others (a runtime's cgroup join) comes first, its spans carved out of the
+    /// phases they ended in, so the sum is still `ready_latency`.
     pub fn phase_durations(&self) -> Vec<(Phase, Duration)> {
         let end = self.ready.unwrap_or(Duration::MAX);
         let mut points: Vec<(Phase, Duration)> = self
@@ -132,14 +145,32 @@ impl Timeline {
             .collect();
         points.sort_by_key(|(p, at)| (*at, *p));
         let mut prev = Duration::ZERO;
-        points
-            .into_iter()
-            .map(|(phase, at)| {
+        let mut phases: Vec<(Phase, Duration)> = points
+            .iter()
+            .map(|&(phase, at)| {
                 let d = at.saturating_sub(prev);
                 prev = at;
                 (phase, d)
             })
-            .collect()
+            .collect();
+        let mut inner: Vec<(Phase, Duration)> = Vec::new();
+        for &(phase, from, to) in &self.spans {
+            if to > end || points.iter().any(|(p, _)| *p == phase) {
+                continue;
+            }
+            // The phase the span ended in gives up the span's length (at most all it has).
+            let Some(i) = points.iter().position(|(_, at)| *at >= to) else {
+                continue;
+            };
+            let carved = to.saturating_sub(from).min(phases[i].1);
+            phases[i].1 -= carved;
+            match inner.iter_mut().find(|(p, _)| *p == phase) {
+                Some((_, d)) => *d += carved,
+                None => inner.push((phase, carved)),
+            }
+        }
+        inner.extend(phases);
+        inner
     }
 
     fn point(&mut self, phase: Phase, at: Duration) {
@@ -152,6 +183,7 @@ impl Timeline {
         let since = |at: Instant| at.saturating_duration_since(zero);
         match event {
             Event::Phase(phase, at) => self.point(phase, since(at)),
+            Event::Span(phase, from, to) => self.spans.push((phase, since(from), since(to))),
             Event::Marker(Marker::Init, at) => {
                 // In a container, init's start is inside the runtime's phase: not a boundary.
                 if self.guest_kernel {
@@ -459,6 +491,44 @@ mod tests {
     use std::net::SocketAddr;
 
     #[test]
+    fn a_join_seen_inside_the_runtime_is_carved_out_of_it() {
+        let ms = Duration::from_millis;
+        let mut t = Timeline {
+            points: vec![(Phase::Runtime, ms(40)), (Phase::WorkloadStart, ms(45))],
+            // Two writes (two hierarchies) during runc's start, and one after readiness.
+            spans: vec![
+                (Phase::CgroupJoin, ms(20), ms(31)),
+                (Phase::CgroupJoin, ms(31), ms(32)),
+                (Phase::CgroupJoin, ms(50), ms(51)),
+            ],
+            ready: Some(ms(45)),
+            ..Default::default()
+        };
+        let phases = t.phase_durations();
+        assert_eq!(
+            phases,
+            vec![
+                (Phase::CgroupJoin, ms(12)),
+                (Phase::Runtime, ms(28)),
+                (Phase::WorkloadStart, ms(5))
+            ]
+        );
+        assert_eq!(phases.iter().map(|(_, d)| *d).sum::<Duration>(), ms(45));
+        // A phase with a point of its own keeps it; spans of it are not counted twice.
+        t.points.push((Phase::CgroupJoin, ms(1)));
+        assert_eq!(t.phase_durations()[0], (Phase::CgroupJoin, ms(1)));
+        assert_eq!(t.phase_durations()[1], (Phase::Runtime, ms(39)));
+        // Events carry host instants; the timeline keeps them as times since the launch.
+        let zero = Instant::now();
+        let mut seen = Timeline::default();
+        seen.record(
+            Event::Span(Phase::CgroupJoin, zero + ms(3), zero + ms(7)),
+            zero,
+        );
+        assert_eq!(seen.spans, vec![(Phase::CgroupJoin, ms(3), ms(7))]);
+    }
+
+    #[test]
     fn phases_are_segments_that_add_up_to_ready() {
         let ms = Duration::from_millis;
         let t = Timeline {
@@ -571,7 +641,9 @@ mod tests {
             ready >= ms(300),
             "ready at {ready:?} before the inside saw LISTEN"
         );
-        assert!(t.ready_probe_delay().unwrap() < 0.0, "{t:?}");
+        assert!(t.ready_probe_skew().unwrap() < 0.0, "{t:?}");
+        // A delay is never negative: the probe that succeeded first kept readiness waiting 0 s.
+        assert_eq!(t.ready_probe_delay(), Some(0.0));
         // init sees LISTEN first; the host's side only accepts later.
         let t = server_ready(ms(0), ms(300));
         let ready = t.ready_latency().unwrap();
@@ -580,6 +652,7 @@ mod tests {
             "ready at {ready:?} before the host could connect"
         );
         assert!(t.ready_probe_delay().unwrap() > 0.0, "{t:?}");
+        assert_eq!(t.ready_probe_delay(), t.ready_probe_skew());
         let phases = t.phase_durations();
         assert_eq!(
             phases.iter().map(|(p, _)| *p).collect::<Vec<_>>(),

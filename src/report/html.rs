@@ -134,7 +134,9 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
          OS. Memory: per instance (PSS); the isolation overhead over native is charged to the \
          runtime, Sentry or hypervisor, the rest to the app; daemons shared by every instance on \
          the host (dockerd, containerd) are shown apart. Startup: the medians of the phases a layer performs \
-         (<code>phase.cgroup_join</code> → host OS; <code>phase.runtime</code> → runtime or Sentry; \
+         (<code>phase.cgroup_join</code> → host OS on every backend, a runtime's own join traced, or \
+         into every runtime box where a runtime's join was not measured, as the diagram's last \
+         line says; <code>phase.runtime</code> → runtime or Sentry; \
          <code>phase.vmm_start</code> → hypervisor; <code>phase.firmware</code>, \
          <code>phase.kernel</code>, <code>phase.guest_init</code> → guest OS; \
          <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
@@ -199,6 +201,39 @@ fn kv(o: &mut String, k: &str, v: &str) {
     let _ = writeln!(o, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(v));
 }
 
+/// Why each TCG backend ran emulated, in the words the accelerator probe recorded (what
+/// serves `/dev/kvm`, what the probe guest did, the kernel's report), and what would make KVM
+/// usable; backends with the same reason share one paragraph.
+fn tcg_reasons(s: &RunSummary, tcg: &[String]) -> String {
+    let mut groups: Vec<(Vec<&str>, &str, Option<&str>)> = Vec::new();
+    for b in s.backends.iter().filter(|b| tcg.contains(&b.info.backend)) {
+        let Some(reason) = b.info.config.get("accel_reason") else {
+            continue;
+        };
+        let fix = b.info.config.get("accel_fix").map(String::as_str);
+        match groups
+            .iter_mut()
+            .find(|(_, r, f)| *r == reason && *f == fix)
+        {
+            Some((names, _, _)) => names.push(&b.info.backend),
+            None => groups.push((vec![&b.info.backend], reason, fix)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(names, reason, fix)| {
+            let fix = fix.map_or_else(String::new, |f| {
+                format!(" KVM would be usable with {}.", escape(f))
+            });
+            format!(
+                "<p class=\"accel-reason\">{}: {}.{fix}</p>",
+                escape(&names.join(", ")),
+                escape(reason)
+            )
+        })
+        .collect()
+}
+
 fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
     let env = &s.environment;
     let _ = writeln!(o, "<section id=\"environment\">\n<h2>Environment</h2>");
@@ -217,8 +252,9 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
              hardware virtualisation.<p>Backends {} ran with <code>accel=tcg</code>: QEMU \
              translated every guest instruction in software, so their startup and throughput are \
              far slower than the same guest under KVM. Compare them with each other, not with \
-             containers on equal terms.</p></div>",
-            escape(&tcg.join(", "))
+             containers on equal terms.</p>{}</div>",
+            escape(&tcg.join(", ")),
+            tcg_reasons(s, &tcg)
         );
     }
     let _ = writeln!(o, "<dl class=\"kv\">");

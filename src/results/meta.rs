@@ -46,6 +46,11 @@ pub struct Environment {
 /// - 3: `memory_overhead` is no longer a sample: the summary derives it from `memory_pss`
 ///   against native's median over the whole run; the interleaved order gives native a random
 ///   place in each round (it ran first in every round before).
+///   Also in 3: the launch's cgroup state set before every launch (`cgroup_state`); runc's, crun's,
+///   gVisor's and Docker's own cgroup joins traced (`phase.cgroup_join`, out of their
+///   `phase.runtime`); `ready_probe_delay` never negative (`ready_probe_skew` the signed one);
+///   open-loop sends on a sub-millisecond clock, unanswered requests counted at the deadline
+///   (`http_unanswered`, `rate.<N>.unanswered`) and in the percentiles.
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// The version a `run.json` without the field has.
@@ -81,7 +86,12 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              first round's against a single value); this report derives memory_overhead from \
              memory_pss against native's median over the whole run instead, so those samples are \
              not shown. In an interleaved run native ran first in every round, always right after \
-             the previous round's last backend"
+             the previous round's last backend. Each launch's cgroup join found the host's cgroup lock as the run before left it, so \
+             cgroup_join (and ready_latency) moved with the interleaved order; runc, crun, \
+             gvisor and docker have no cgroup_join (their join is inside runtime, so every \
+             runtime box holds its join); ready_probe_delay may be negative (it was the signed \
+             skew); open-loop latencies include up to 1 ms of the client's own timer and leave \
+             out the requests still unanswered at the deadline"
         ));
     }
     notes
@@ -147,6 +157,11 @@ pub struct RunMeta {
     /// The seed of the interleaved order, so a run's order can be reproduced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The cgroup migration lock's state at every launch (`warm` or `cold`, see `cvm compare
+    /// --cgroup-state`); absent before schema 3, whose joins found the lock as the previous
+    /// run left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_state: Option<String>,
 }
 
 impl RunMeta {

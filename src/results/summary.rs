@@ -379,6 +379,7 @@ pub(crate) mod tests {
             load: None,
             order: None,
             seed: None,
+            cgroup_state: None,
         }
     }
 
@@ -535,6 +536,7 @@ pub(crate) mod tests {
             load: None,
             order: None,
             seed: None,
+            cgroup_state: None,
             schema_version: super::super::meta::SCHEMA_VERSION,
         }
     }

@@ -13,6 +13,9 @@ pub use cvm_runtime::sys::{
     Spawned, MAX_PASSED_FDS,
 };
 
+pub mod sched;
+pub mod timer;
+
 /// Benchmark children for `cargo bench`: nothing else in cvm uses them.
 #[cfg(feature = "bench")]
 pub mod bench;

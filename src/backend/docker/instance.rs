@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use super::client::Client;
 use super::{Daemon, DockerError, DockerPrepared};
 use crate::backend::cgroup;
+use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
 use crate::backend::io_dir::InstanceIoDir;
 use crate::backend::process::{self, StopPolicy, Supervised};
@@ -45,6 +46,7 @@ pub(super) fn launch(
         events: mpsc::channel().1,
         address: None,
         io_dir: None,
+        join_trace: None,
     };
     let network = match p.network {
         NetworkMode::None => "none",
@@ -86,12 +88,17 @@ pub(super) fn launch(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    instance.started_at = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| fail(DockerError::Client(e)))?;
-    // No phase point of its own: the runtime's start, cgroup join included, is inside
-    // `runtime`, which ends at init's `CVM:configured`.
     let (tx, events) = mpsc::channel();
     instance.events = events;
+    // Docker's runc joins the container's cgroup, below the daemon's cgroup parent, unseen but
+    // for this trace: each cgroup.procs write is a `cgroup_join` span inside `runtime`. The
+    // trace ends itself once the writes are over.
+    instance.join_trace =
+        JoinTrace::start(Target::Below(p.daemon.cgroup_parent()), tx.clone()).ok();
+    instance.started_at = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| fail(DockerError::Client(e)))?;
+    // No phase point of its own: the start is inside `runtime`, which ends at init's
+    // `CVM:configured`; the cgroup join is the trace's spans.
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let cli = instance.process.insert(Supervised::from_child(child));
@@ -159,6 +166,8 @@ pub(super) struct DockerInstance {
     address: Option<IpAddr>,
     /// The io workload's host directory, removed once the container is gone.
     io_dir: Option<InstanceIoDir>,
+    /// Watches for the container's cgroup join (ends itself; stopped at the latest on drop).
+    join_trace: Option<JoinTrace>,
 }
 
 impl DockerInstance {

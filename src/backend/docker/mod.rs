@@ -143,6 +143,16 @@ enum Daemon {
 }
 
 impl Daemon {
+    /// The cgroup its containers' cgroups are created in: a private daemon's own
+    /// `--cgroup-parent`; an existing one's default, `docker` (its cgroupfs driver's; under
+    /// the systemd driver containers sit in scopes the join trace does not follow).
+    fn cgroup_parent(&self) -> String {
+        match self {
+            Daemon::Managed(d) => d.cgroup_parent(),
+            Daemon::Existing { .. } => "docker".into(),
+        }
+    }
+
     fn client(&self) -> Client {
         Client {
             host: match self {

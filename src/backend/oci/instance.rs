@@ -26,6 +26,7 @@ use nix::unistd::{pipe2, Pid};
 use super::bundle::{self, BundleError, SpecInput};
 use super::runtime::{Runtime, RuntimeError};
 use crate::backend::cgroup::{self, Limits};
+use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::container::net;
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
 use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
@@ -233,6 +234,11 @@ impl OciPrepared {
             marker,
             cgroup_procs: Vec::new(),
         };
+        let (tx, events) = mpsc::channel();
+        instance.events = events;
+        // The runtime joins its container's cgroup itself, unseen but for this trace, which
+        // reports each cgroup.procs write as a `cgroup_join` span inside `runtime`.
+        let join_trace = JoinTrace::start(Target::Named(id.clone()), tx.clone()).ok();
         instance.started_at = Instant::now();
         let guard = setup.install(&mut cmd);
         let mut child = cmd.spawn().map_err(|source| InstanceError::Spawn {
@@ -240,17 +246,18 @@ impl OciPrepared {
             source,
         })?;
         drop(guard);
-        // No phase point of its own: the runtime's start, cgroup join included, is inside
-        // `runtime`, which ends at init's `CVM:configured`.
-        let (tx, events) = mpsc::channel();
-        instance.events = events;
+        // No phase point of its own: the runtime's start is inside `runtime`, which ends at
+        // init's `CVM:configured`; its cgroup join is the trace's spans.
         let stderr = child.stderr.take();
         let mut runtime_process = Supervised::from_child(child);
         spawn_marker_reader(fs::File::from(read_end), tx.clone()).map_err(InstanceError::Thread)?;
         if let Some(stderr) = stderr {
             spawn_output_reader(stderr, tx.clone()).map_err(InstanceError::Thread)?;
         }
-        let Some(exit) = runtime_process.wait_timeout(START_TIMEOUT) else {
+        let exited = runtime_process.wait_timeout(START_TIMEOUT);
+        // A detached runtime has joined (or failed to) by the time it exits.
+        drop(join_trace);
+        let Some(exit) = exited else {
             // Dropping it kills and reaps it; dropping the instance deletes the container.
             return Err(InstanceError::StartTimeout {
                 runtime: self.runtime.name,

@@ -10,8 +10,9 @@
 //! cvm, a child subreaper like containerd's shim, supervises the container's init itself.
 //! `--preserve-fds 1` hands the marker pipe on at descriptor 3. The container's process is
 //! `cvm-guest init -- <workload>`, as PID 1, so its markers are observable exactly as in the
-//! `container` backend. The runtime's cgroup join is its own business, unseen: its `runtime`
-//! phase runs from the launch to init's `CVM:configured`. With a private network the veth is set
+//! `container` backend. Its `runtime` phase runs from the launch to init's `CVM:configured`;
+//! the runtime's own cgroup join inside it is traced (`backend::cgroup_trace`) and recorded as
+//! `cgroup_join`, charged to the host OS as native's and the container's are. With a private network the veth is set
 //! up once the runtime has created the container, so a server may listen before it is
 //! reachable: the `probe` phase shows that.
 //!

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -24,8 +24,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::kvm_host::KvmHost;
 use super::qemu::{cmdline, Accel, Profile, QemuSpec};
 use crate::backend::process::{Supervised, Terminate};
+use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
+use crate::image::{self, Image};
+use cvm_proto::vmconf::{self, VmConfig, VmConfigError};
 
 /// How long the probe guest gets to reach init under KVM. A working KVM boots the tuned microvm
 /// to init in well under a second; TCG on the reference host takes about 2 s, so a KVM that is
@@ -86,6 +90,46 @@ impl KvmProbe {
     }
 }
 
+/// The probe's verdict with the host's facts that explain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvmVerdict {
+    pub probe: KvmProbe,
+    pub host: KvmHost,
+}
+
+impl KvmVerdict {
+    pub fn usable(&self) -> bool {
+        self.probe.usable()
+    }
+
+    /// What was found, in words: what serves `/dev/kvm` (PVM, nested without VMX/SVM,
+    /// permissions, a missing module), what the probe guest did, the kernel's own report.
+    pub fn describe(&self) -> String {
+        if self.usable() {
+            return self.probe.describe();
+        }
+        let mut words = format!("KVM unusable: {}", self.host.finding().what());
+        match &self.probe {
+            KvmProbe::Hung { timeout_s } => words.push_str(&format!(
+                "; the probe guest (a stock kernel) did not reach init within {timeout_s} s under KVM"
+            )),
+            KvmProbe::Failed { error } => {
+                words.push_str(&format!("; the probe guest failed under KVM ({error})"))
+            }
+            KvmProbe::Usable { .. } | KvmProbe::Absent | KvmProbe::NoAccess { .. } => {}
+        }
+        if let Some(line) = &self.host.kernel_log {
+            words.push_str(&format!("; kernel log: `{line}`"));
+        }
+        words
+    }
+
+    /// What would make KVM usable (`None` where it is).
+    pub fn fix(&self) -> Option<String> {
+        (!self.usable()).then(|| self.host.finding().fix())
+    }
+}
+
 /// The accelerator to use and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccelDecision {
@@ -94,20 +138,24 @@ pub struct AccelDecision {
     pub reason: String,
     /// Set when VM figures will be emulated although the user did not ask for that.
     pub warning: Option<String>,
+    /// What would make KVM usable, when the probe found it unusable.
+    pub fix: Option<String>,
 }
 
 /// Applies `--accel` to the probe's verdict. `probe` runs only for `auto`.
-pub fn decide(choice: Option<AccelChoice>, probe: impl FnOnce() -> KvmProbe) -> AccelDecision {
+pub fn decide(choice: Option<AccelChoice>, probe: impl FnOnce() -> KvmVerdict) -> AccelDecision {
     match choice.unwrap_or(AccelChoice::Auto) {
         AccelChoice::Kvm => AccelDecision {
             accel: Accel::Kvm,
             reason: "--accel kvm (not probed)".into(),
             warning: None,
+            fix: None,
         },
         AccelChoice::Tcg => AccelDecision {
             accel: Accel::Tcg,
             reason: "--accel tcg".into(),
             warning: None,
+            fix: None,
         },
         AccelChoice::Auto => {
             let verdict = probe();
@@ -116,15 +164,21 @@ pub fn decide(choice: Option<AccelChoice>, probe: impl FnOnce() -> KvmProbe) -> 
                     accel: Accel::Kvm,
                     reason: verdict.describe(),
                     warning: None,
+                    fix: None,
                 }
             } else {
                 let why = verdict.describe();
+                let fix = verdict.fix();
                 AccelDecision {
                     accel: Accel::Tcg,
                     warning: Some(format!(
-                        "{why}; VM figures are from emulation and are labelled accel=tcg"
+                        "{why} — TCG will be used; VM figures are from emulation and are \
+                         labelled accel=tcg (KVM would need {})",
+                        fix.as_deref()
+                            .unwrap_or("a host that runs this guest under KVM")
                     )),
                     reason: why,
+                    fix,
                 }
             }
         }
@@ -325,6 +379,88 @@ fn probe_kvm(guest: &ProbeGuest<'_>) -> KvmProbe {
     }
 }
 
+/// What keeps a probe guest from being built (it then counts as a failed probe).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeSetupError {
+    #[error("cannot write the probe guest's configuration")]
+    Config(#[source] VmConfigError),
+    #[error("cannot build the probe guest's initramfs")]
+    Initramfs(#[source] InitramfsError),
+}
+
+/// The kernel a probe boots: its vmlinux and content hash (part of the verdict's cache key).
+pub struct ProbeKernel<'a> {
+    pub vmlinux: &'a Path,
+    pub hash: &'a str,
+}
+
+/// The accelerator for a VM backend: as `--accel` says, or for `auto` as [`verdict`] finds.
+pub fn choose(
+    choice: Option<AccelChoice>,
+    kernel: &ProbeKernel<'_>,
+    image: &Image,
+) -> AccelDecision {
+    decide(choice, || verdict(kernel, image))
+}
+
+/// Whether `kernel` boots under KVM here (the probe guest: the image's `cvm-guest hello` as
+/// init, no modules; cached, see [`probe_cached`]), with the host's facts that explain it, read
+/// after the probe so that the kernel's report of it is among them. A probe guest that cannot
+/// be built counts as a failed probe.
+pub fn verdict(kernel: &ProbeKernel<'_>, image: &Image) -> KvmVerdict {
+    let probe = if !Path::new("/dev/kvm").exists() {
+        KvmProbe::Absent
+    } else {
+        match probe_initrd(image) {
+            Ok(initrd) => {
+                let qemu = super::find_qemu().unwrap_or_else(|| PathBuf::from(super::QEMU));
+                let version =
+                    crate::tools::tool_version(super::QEMU, &["--version"]).unwrap_or_default();
+                probe_cached(&ProbeGuest {
+                    qemu: &qemu,
+                    qemu_version: &version,
+                    vmlinux: kernel.vmlinux,
+                    kernel_hash: kernel.hash,
+                    initrd: &initrd,
+                    cache: &image::cache_dir(),
+                })
+            }
+            Err(e) => KvmProbe::Failed {
+                error: format!("{:#}", anyhow::Error::new(e)),
+            },
+        }
+    };
+    KvmVerdict {
+        probe,
+        host: KvmHost::read(),
+    }
+}
+
+/// The probe guest's initramfs: the image with init told to run `cvm-guest hello`.
+fn probe_initrd(image: &Image) -> Result<PathBuf, ProbeSetupError> {
+    let config = VmConfig {
+        modules: Vec::new(),
+        net: None,
+        disk: None,
+        watch_port: None,
+        argv: vec![
+            image::GUEST_PATH.to_string(),
+            cvm_proto::applet::Applet::Hello.name().to_string(),
+        ],
+    };
+    let text = config.to_text().map_err(ProbeSetupError::Config)?;
+    initramfs::build(
+        &InitramfsSpec {
+            rootfs: image.rootfs().to_path_buf(),
+            modules: Vec::new(),
+            files: vec![(vmconf::PATH.to_string(), text.into_bytes())],
+            compression: Compression::None,
+        },
+        &image::cache_dir().join("initramfs"),
+    )
+    .map_err(ProbeSetupError::Initramfs)
+}
+
 /// The host's TSC rate in kHz, which a TCG guest's TSC also runs at: measured, TSC ticks
 /// against `CLOCK_MONOTONIC` over a few short windows (the median of them, so one preemption
 /// does not skew it). `cpu MHz` in /proc/cpuinfo is the current core clock on some hosts, not
@@ -376,18 +512,58 @@ mod tests {
         assert_eq!(d.accel, Accel::Kvm);
     }
 
+    /// The reference host's facts: PVM serves /dev/kvm on a CPU without VMX/SVM.
+    fn pvm_host(kernel_log: Option<&str>) -> KvmHost {
+        KvmHost {
+            dev_kvm: super::super::kvm_host::DevKvm::Usable,
+            module: Some("kvm_pvm"),
+            cpu_virt: None,
+            is_guest: true,
+            kernel_log: kernel_log.map(String::from),
+        }
+    }
+
     #[test]
-    fn auto_falls_back_to_tcg_with_a_warning_saying_why() {
-        let d = decide(Some(AccelChoice::Auto), || KvmProbe::Hung { timeout_s: 8 });
+    fn auto_falls_back_to_tcg_naming_what_it_found_and_the_fix() {
+        let verdict = || KvmVerdict {
+            probe: KvmProbe::Hung { timeout_s: 8 },
+            host: pvm_host(Some("kvm-pvm: INTERNAL_ERROR in batch emul")),
+        };
+        let d = decide(Some(AccelChoice::Auto), verdict);
         assert_eq!(d.accel, Accel::Tcg);
-        assert_eq!(
-            d.reason,
-            "KVM present but unusable (probe guest did not boot within 8 s under KVM) — TCG will be used"
+        assert!(
+            d.reason
+                .starts_with("KVM unusable: PVM: /dev/kvm is served by kvm_pvm"),
+            "{}",
+            d.reason
         );
-        assert!(d.warning.unwrap().contains("accel=tcg"));
-        let d = decide(None, || KvmProbe::Usable { boot_s: 0.2 });
+        assert!(
+            d.reason.contains("did not reach init within 8 s"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.reason
+                .ends_with("kernel log: `kvm-pvm: INTERNAL_ERROR in batch emul`"),
+            "{}",
+            d.reason
+        );
+        assert!(d.fix.as_deref().unwrap().contains("PVM guest"));
+        let warning = d.warning.unwrap();
+        assert!(
+            warning.contains("accel=tcg") && warning.contains("KVM would need"),
+            "{warning}"
+        );
+        let d = decide(None, || KvmVerdict {
+            probe: KvmProbe::Usable { boot_s: 0.2 },
+            host: KvmHost {
+                cpu_virt: Some("vmx"),
+                module: Some("kvm_intel"),
+                ..pvm_host(None)
+            },
+        });
         assert_eq!(d.accel, Accel::Kvm);
-        assert!(d.warning.is_none());
+        assert!(d.warning.is_none() && d.fix.is_none());
     }
 
     #[test]

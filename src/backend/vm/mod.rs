@@ -31,7 +31,8 @@
 //! built once per scenario), [`modules`] (the kernel modules the initramfs carries), [`console`]
 //! (reading the guest's console into events), [`footprint`] (the hypervisor's files, as QEMU
 //! reports loading them), [`instance`] (launch, supervision, teardown),
-//! [`kernel`], [`accel`], [`qemu`] (the command line), [`qmp`] and [`net`].
+//! [`kernel`], [`accel`] (the accelerator probe and decision), [`kvm_host`] (what serves
+//! `/dev/kvm`, in words), [`qemu`] (the command line), [`qmp`] and [`net`].
 
 pub mod accel;
 pub mod console;
@@ -39,6 +40,7 @@ pub mod footprint;
 mod guest;
 pub mod instance;
 pub mod kernel;
+pub mod kvm_host;
 pub mod minimal;
 pub mod modules;
 pub mod net;
@@ -50,7 +52,12 @@ pub use instance::InstanceError;
 pub use kernel::KernelChoice;
 pub use minimal::MinimalKernelError;
 pub use modules::ModulesError;
-pub use prepare::{find_qemu, kvm_verdict, PrepareError, VmBackend};
+pub use prepare::{kvm_verdict, PrepareError, VmBackend};
+
+/// `qemu-system-x86_64` on the host.
+pub fn find_qemu() -> Option<std::path::PathBuf> {
+    crate::backend::find_binary(QEMU)
+}
 
 /// The QEMU binary, looked up in PATH.
 pub const QEMU: &str = "qemu-system-x86_64";

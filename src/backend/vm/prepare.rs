@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use cvm_proto::vmconf::{self, VmConfigError};
 
-use super::accel::{self, AccelChoice, AccelDecision, KvmProbe, ProbeGuest};
+use super::accel::{self, AccelDecision, KvmVerdict, ProbeKernel};
+use super::find_qemu;
 use super::guest::GuestPlan;
 use super::kernel::{self, Kernel, KernelChoice, KernelError};
 use super::minimal::{self, MinimalKernelError};
@@ -24,6 +25,11 @@ use crate::backend::{DiskLayers, Layer};
 use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
 use crate::image::{self, Image, ImageError};
 use crate::scenario::{BackendKind, NetworkMode, Scenario, ScenarioError};
+
+/// The configuration key of why the backend runs under its accelerator (what the probe found).
+pub const ACCEL_REASON_KEY: &str = "accel_reason";
+/// The configuration key of what would make KVM usable, where the probe found it unusable.
+pub const ACCEL_FIX_KEY: &str = "accel_fix";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -101,11 +107,6 @@ impl VmBackend {
     }
 }
 
-/// `qemu-system-x86_64` on the host.
-pub fn find_qemu() -> Option<PathBuf> {
-    crate::backend::find_binary(QEMU)
-}
-
 impl Backend for VmBackend {
     fn kind(&self) -> BackendKind {
         self.kind
@@ -150,151 +151,25 @@ impl Backend for VmBackend {
         let kind = self.kind;
         let fail = |e| BackendError::prepare(kind, e);
         let assets = GuestAssets::load(&self.kernel).map_err(fail)?;
-        let decision = assets.decide_accel(self.opts.accel, image).map_err(fail)?;
+        let decision = accel::choose(self.opts.accel, &assets.probe_kernel(), image);
         if let Some(w) = &decision.warning {
             eprintln!("cvm: {kind}: {w}");
         }
-        let compression = match std::env::var(INITRAMFS_COMPRESSION_ENV) {
-            Ok(v) => Compression::parse(&v)
-                .ok_or_else(|| fail(PrepareError::BadCompression(v.clone())))?,
-            Err(_) => Compression::default(),
-        };
+        let compression = initramfs_compression().map_err(fail)?;
         let mut guest = GuestPlan::for_scenario(scenario);
-        // `private`: a tap device on a /30 of its own, the container veth's addressing (the host
-        // reaches the guest directly). It lives as long as this prepared backend, so every launch
-        // attaches to the same device and the guest's address can be written into its initramfs.
-        // Concurrent instances (density) cannot share one tap: they stay on the user network.
-        let tap = if scenario.resources.network == NetworkMode::Private
-            && !self.user_net
-            && scenario.density.is_none()
-            && !guest.forward_ports.is_empty()
-            && nix::unistd::geteuid().is_root()
-        {
-            let subnet =
-                cvm_runtime::net::Subnet::from_env().map_err(|e| fail(PrepareError::Tap(e)))?;
-            let token = format!("{:04x}vm", std::process::id() & 0xffff);
-            let link = cvm_runtime::net::setup_tap(subnet, &token)
-                .map_err(|e| fail(PrepareError::Tap(e)))?;
-            guest.tap_addr = Some(link.container_addr);
-            Some((link, subnet))
-        } else {
-            None
-        };
-        let release = assets.release.clone();
-        let modules = if assets.builtin_drivers {
-            Vec::new()
-        } else {
-            resolve_modules(
-                Path::new("/lib/modules").join(&release).as_path(),
-                &release,
-                &guest.module_names(self.profile),
-            )
-            .map_err(|e| fail(PrepareError::Modules(e)))?
-        };
-        let argv = image.workload_argv(&scenario.workload);
-        let config = guest
-            .vm_config(argv, &modules)
-            .to_text()
-            .map_err(|e| fail(PrepareError::Config(e)))?;
-        let initrd = initramfs::build(
-            &InitramfsSpec {
-                rootfs: image.rootfs().to_path_buf(),
-                modules: modules.clone(),
-                files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
-                compression,
-            },
-            &image::cache_dir().join("initramfs"),
-        )
-        .map_err(|e| fail(PrepareError::Initramfs(e)))?;
+        let tap = self.tap(scenario, &mut guest).map_err(fail)?;
+        let initrd = self
+            .initramfs(&assets, &guest, scenario, image, compression)
+            .map_err(fail)?;
         let boot_kernel = match (self.profile, &assets.bzimage) {
             (Profile::Micro, _) => assets.vmlinux.clone(),
             (Profile::Classic, Some(bzimage)) => bzimage.clone(),
             (Profile::Classic, None) => return Err(fail(PrepareError::NoBzImage)),
         };
         let tsc_khz = accel::host_tsc_khz();
-        let guest_hz = kernel::config_hz(&release);
-        let cmdline = qemu::cmdline(self.profile, decision.accel, tsc_khz, guest_hz);
+        let guest_hz = kernel::config_hz(&assets.release);
         let qemu_bin = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
         let sandbox = qemu::sandbox_supported(&qemu_bin);
-        let initrd_bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
-
-        let mut config = BackendConfig::new();
-        config.insert(
-            crate::results::ACCEL_KEY.into(),
-            decision.accel.as_str().into(),
-        );
-        config.insert("accel_reason".into(), decision.reason.clone());
-        config.insert("machine".into(), self.profile.machine().into());
-        config.insert("boot_path".into(), self.profile.boot_path().into());
-        config.insert("kernel".into(), release);
-        config.insert("kernel_profile".into(), self.kernel.profile().into());
-        config.insert("kernel_config_hash".into(), assets.config_hash.clone());
-        config.insert("kernel_image".into(), boot_kernel.display().to_string());
-        config.insert("cmdline".into(), cmdline.clone());
-        if decision.accel == Accel::Tcg {
-            config.insert(
-                "tsc_khz".into(),
-                tsc_khz.map_or("unknown".into(), |k| {
-                    format!("{k} (measured: TSC vs CLOCK_MONOTONIC)")
-                }),
-            );
-            config.insert(
-                "guest_hz".into(),
-                guest_hz.map_or("unknown (no lpj given)".into(), |hz| hz.to_string()),
-            );
-        }
-        config.insert(
-            "network".into(),
-            match &tap {
-                _ if guest.forward_ports.is_empty() => "none (no NIC)".into(),
-                Some((link, subnet)) => format!(
-                    "private (tap {}, /30 from {subnet}; guest {})",
-                    link.host_name, link.container_addr
-                ),
-                None => net::MODE.into(),
-            },
-        );
-        config.insert(
-            "sandbox".into(),
-            if sandbox {
-                format!("seccomp ({})", qemu::SANDBOX)
-            } else {
-                "none (this QEMU build has no seccomp)".into()
-            },
-        );
-        config.insert("initramfs_compression".into(), compression.as_str().into());
-        config.insert("initramfs_bytes".into(), initrd_bytes.to_string());
-        let cgroup = qemu_cgroup(scenario);
-        config.insert(
-            "cgroup".into(),
-            match &cgroup {
-                Some(r) => format!(
-                    "QEMU in its own cgroup (CPU quota {} CPUs{}, no memory limit)",
-                    guest.vcpus,
-                    r.cpuset
-                        .as_deref()
-                        .map_or_else(String::new, |c| format!(", cpuset {c}"))
-                ),
-                None => "none (not root, or no cgroups)".into(),
-            },
-        );
-        config.insert("vcpus".into(), guest.vcpus.to_string());
-        config.insert("memory_mib".into(), guest.memory_mib.to_string());
-        config.insert(
-            "data_disk".into(),
-            match &guest.disk {
-                Some(d) => format!("virtio-blk ext4 {} MiB at {}", d.size_mib, d.mount),
-                None => "none".into(),
-            },
-        );
-        if let Some(v) = crate::tools::tool_version(QEMU, &["--version"]) {
-            config.insert("qemu".into(), crate::tools::version_number(&v));
-        }
-
-        let io = IoStore::for_scenario(scenario).map_err(|e| fail(PrepareError::IoDir(e)))?;
-        if let Some(store) = &io {
-            config.extend(store.config());
-        }
         let spec = QemuSpec {
             binary: qemu_bin,
             profile: self.profile,
@@ -303,7 +178,7 @@ impl Backend for VmBackend {
             memory_mib: guest.memory_mib,
             kernel: boot_kernel,
             initrd,
-            cmdline,
+            cmdline: qemu::cmdline(self.profile, decision.accel, tsc_khz, guest_hz),
             qmp: None,
             net: None,
             disk: None,
@@ -315,22 +190,23 @@ impl Backend for VmBackend {
                 )
             }),
         };
-        // What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
-        // (which carries the modules, busybox and the workload, so the image directory, which
-        // QEMU never opens, is not counted and the app and libs layers have no files of their
-        // own on a VM); the hypervisor as QEMU itself reports loading it.
-        let mut layers = DiskLayers::new();
-        layers.insert(
-            Layer::GuestOs,
-            vec![spec.kernel.clone(), spec.initrd.clone()],
-        );
-        let hypervisor = footprint::hypervisor_files(
-            &spec,
-            !guest.forward_ports.is_empty(),
-            guest.disk.is_some(),
-        )
-        .map_err(|e| fail(PrepareError::Footprint(e)))?;
-        layers.insert(Layer::Hypervisor, hypervisor);
+        let cgroup = qemu_cgroup(scenario);
+        let io = IoStore::for_scenario(scenario).map_err(|e| fail(PrepareError::IoDir(e)))?;
+        let mut config = self.config(&ConfigFacts {
+            decision: &decision,
+            assets: &assets,
+            spec: &spec,
+            guest: &guest,
+            tap: tap.as_ref(),
+            cgroup: cgroup.as_ref(),
+            compression,
+            tsc_khz,
+            guest_hz,
+        });
+        if let Some(store) = &io {
+            config.extend(store.config());
+        }
+        let layers = disk_layers(&spec, &guest).map_err(fail)?;
         config.insert("initramfs".into(), spec.initrd.display().to_string());
 
         Ok(Box::new(VmPrepared {
@@ -343,6 +219,198 @@ impl Backend for VmBackend {
             layers,
             io,
         }))
+    }
+}
+
+/// `$CVM_INITRAMFS_COMPRESSION`, else the default (none).
+fn initramfs_compression() -> Result<Compression, PrepareError> {
+    match std::env::var(INITRAMFS_COMPRESSION_ENV) {
+        Ok(v) => Compression::parse(&v).ok_or(PrepareError::BadCompression(v)),
+        Err(_) => Ok(Compression::default()),
+    }
+}
+
+/// What a VM backend's recorded configuration is made from.
+struct ConfigFacts<'a> {
+    decision: &'a AccelDecision,
+    assets: &'a GuestAssets,
+    spec: &'a QemuSpec,
+    guest: &'a GuestPlan,
+    tap: Option<&'a (cvm_runtime::net::Link, cvm_runtime::net::Subnet)>,
+    cgroup: Option<&'a cgroup::Resources>,
+    compression: Compression,
+    tsc_khz: Option<u64>,
+    guest_hz: Option<u64>,
+}
+
+/// What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
+/// (which carries the modules, busybox and the workload, so the image directory, which QEMU
+/// never opens, is not counted and the app and libs layers have no files of their own on a
+/// VM); the hypervisor as QEMU itself reports loading it.
+fn disk_layers(spec: &QemuSpec, guest: &GuestPlan) -> Result<DiskLayers, PrepareError> {
+    let mut layers = DiskLayers::new();
+    layers.insert(
+        Layer::GuestOs,
+        vec![spec.kernel.clone(), spec.initrd.clone()],
+    );
+    let hypervisor =
+        footprint::hypervisor_files(spec, !guest.forward_ports.is_empty(), guest.disk.is_some())
+            .map_err(PrepareError::Footprint)?;
+    layers.insert(Layer::Hypervisor, hypervisor);
+    Ok(layers)
+}
+
+impl VmBackend {
+    /// `private`: a tap device on a /30 of its own, the container veth's addressing (the host
+    /// reaches the guest directly). It lives as long as this prepared backend, so every launch
+    /// attaches to the same device and the guest's address can be written into its initramfs.
+    /// Concurrent instances (density) cannot share one tap: they stay on the user network.
+    fn tap(
+        &self,
+        scenario: &Scenario,
+        guest: &mut GuestPlan,
+    ) -> Result<Option<(cvm_runtime::net::Link, cvm_runtime::net::Subnet)>, PrepareError> {
+        let wanted = scenario.resources.network == NetworkMode::Private
+            && !self.user_net
+            && scenario.density.is_none()
+            && !guest.forward_ports.is_empty()
+            && nix::unistd::geteuid().is_root();
+        if !wanted {
+            return Ok(None);
+        }
+        let subnet = cvm_runtime::net::Subnet::from_env().map_err(PrepareError::Tap)?;
+        let token = format!("{:04x}vm", std::process::id() & 0xffff);
+        let link = cvm_runtime::net::setup_tap(subnet, &token).map_err(PrepareError::Tap)?;
+        guest.tap_addr = Some(link.container_addr);
+        Ok(Some((link, subnet)))
+    }
+
+    /// The initramfs every launch boots: the image, the kernel modules the guest needs (none
+    /// with the minimal kernel's built-in drivers) and init's configuration.
+    fn initramfs(
+        &self,
+        assets: &GuestAssets,
+        guest: &GuestPlan,
+        scenario: &Scenario,
+        image: &Image,
+        compression: Compression,
+    ) -> Result<PathBuf, PrepareError> {
+        let release = &assets.release;
+        let modules = if assets.builtin_drivers {
+            Vec::new()
+        } else {
+            resolve_modules(
+                Path::new("/lib/modules").join(release).as_path(),
+                release,
+                &guest.module_names(self.profile),
+            )
+            .map_err(PrepareError::Modules)?
+        };
+        let argv = image.workload_argv(&scenario.workload);
+        let config = guest
+            .vm_config(argv, &modules)
+            .to_text()
+            .map_err(PrepareError::Config)?;
+        initramfs::build(
+            &InitramfsSpec {
+                rootfs: image.rootfs().to_path_buf(),
+                modules,
+                files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
+                compression,
+            },
+            &image::cache_dir().join("initramfs"),
+        )
+        .map_err(PrepareError::Initramfs)
+    }
+
+    /// The configuration recorded with every sample: accelerator (and why), machine, kernel,
+    /// command line, network, sandbox, initramfs, cgroup, guest size, data disk, QEMU version.
+    fn config(&self, f: &ConfigFacts<'_>) -> BackendConfig {
+        let mut config = BackendConfig::new();
+        let accel = f.decision.accel;
+        config.insert(crate::results::ACCEL_KEY.into(), accel.as_str().into());
+        config.insert(ACCEL_REASON_KEY.into(), f.decision.reason.clone());
+        if let Some(fix) = &f.decision.fix {
+            config.insert(ACCEL_FIX_KEY.into(), fix.clone());
+        }
+        config.insert("machine".into(), self.profile.machine().into());
+        config.insert("boot_path".into(), self.profile.boot_path().into());
+        config.insert("kernel".into(), f.assets.release.clone());
+        config.insert("kernel_profile".into(), self.kernel.profile().into());
+        config.insert("kernel_config_hash".into(), f.assets.config_hash.clone());
+        config.insert("kernel_image".into(), f.spec.kernel.display().to_string());
+        config.insert("cmdline".into(), f.spec.cmdline.clone());
+        if accel == Accel::Tcg {
+            config.insert(
+                "tsc_khz".into(),
+                f.tsc_khz.map_or("unknown".into(), |k| {
+                    format!("{k} (measured: TSC vs CLOCK_MONOTONIC)")
+                }),
+            );
+            config.insert(
+                "guest_hz".into(),
+                f.guest_hz
+                    .map_or("unknown (no lpj given)".into(), |hz| hz.to_string()),
+            );
+        }
+        config.insert("network".into(), network_note(f.guest, f.tap));
+        config.insert(
+            "sandbox".into(),
+            if f.spec.sandbox {
+                format!("seccomp ({})", qemu::SANDBOX)
+            } else {
+                "none (this QEMU build has no seccomp)".into()
+            },
+        );
+        let initrd_bytes = std::fs::metadata(&f.spec.initrd).map_or(0, |m| m.len());
+        config.insert(
+            "initramfs_compression".into(),
+            f.compression.as_str().into(),
+        );
+        config.insert("initramfs_bytes".into(), initrd_bytes.to_string());
+        config.insert("cgroup".into(), cgroup_note(f.guest, f.cgroup));
+        config.insert("vcpus".into(), f.guest.vcpus.to_string());
+        config.insert("memory_mib".into(), f.guest.memory_mib.to_string());
+        config.insert(
+            "data_disk".into(),
+            match &f.guest.disk {
+                Some(d) => format!("virtio-blk ext4 {} MiB at {}", d.size_mib, d.mount),
+                None => "none".into(),
+            },
+        );
+        if let Some(v) = crate::tools::tool_version(QEMU, &["--version"]) {
+            config.insert("qemu".into(), crate::tools::version_number(&v));
+        }
+        config
+    }
+}
+
+/// How the guest is reached: no NIC, its tap on a /30, or QEMU's user network.
+fn network_note(
+    guest: &GuestPlan,
+    tap: Option<&(cvm_runtime::net::Link, cvm_runtime::net::Subnet)>,
+) -> String {
+    match tap {
+        _ if guest.forward_ports.is_empty() => "none (no NIC)".into(),
+        Some((link, subnet)) => format!(
+            "private (tap {}, /30 from {subnet}; guest {})",
+            link.host_name, link.container_addr
+        ),
+        None => net::MODE.into(),
+    }
+}
+
+/// QEMU's cgroup, in words.
+fn cgroup_note(guest: &GuestPlan, cgroup: Option<&cgroup::Resources>) -> String {
+    match cgroup {
+        Some(r) => format!(
+            "QEMU in its own cgroup (CPU quota {} CPUs{}, no memory limit)",
+            guest.vcpus,
+            r.cpuset
+                .as_deref()
+                .map_or_else(String::new, |c| format!(", cpuset {c}"))
+        ),
+        None => "none (not root, or no cgroups)".into(),
     }
 }
 
@@ -407,66 +475,22 @@ impl GuestAssets {
         })
     }
 
-    fn decide_accel(
-        &self,
-        choice: Option<AccelChoice>,
-        image: &Image,
-    ) -> Result<AccelDecision, PrepareError> {
-        // A probe that cannot even be built counts as a failed probe: TCG, with the reason.
-        Ok(accel::decide(choice, || match self.probe_initrd(image) {
-            Ok(initrd) => self.probe(&initrd),
-            Err(e) => KvmProbe::Failed {
-                error: format!("{:#}", anyhow::Error::new(e)),
-            },
-        }))
-    }
-
-    fn probe_initrd(&self, image: &Image) -> Result<PathBuf, PrepareError> {
-        let argv = vec![
-            image::GUEST_PATH.to_string(),
-            cvm_proto::applet::Applet::Hello.name().to_string(),
-        ];
-        let config = GuestPlan::default()
-            .vm_config(argv, &[])
-            .to_text()
-            .map_err(PrepareError::Config)?;
-        initramfs::build(
-            &InitramfsSpec {
-                rootfs: image.rootfs().to_path_buf(),
-                modules: Vec::new(),
-                files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
-                compression: Compression::None,
-            },
-            &image::cache_dir().join("initramfs"),
-        )
-        .map_err(PrepareError::Initramfs)
-    }
-
-    fn probe(&self, initrd: &Path) -> KvmProbe {
-        let qemu = find_qemu().unwrap_or_else(|| PathBuf::from(QEMU));
-        let version = crate::tools::tool_version(QEMU, &["--version"]).unwrap_or_default();
-        accel::probe_cached(&ProbeGuest {
-            qemu: &qemu,
-            qemu_version: &version,
+    /// The kernel the accelerator probe boots.
+    fn probe_kernel(&self) -> ProbeKernel<'_> {
+        ProbeKernel {
             vmlinux: &self.vmlinux,
-            kernel_hash: &self.hash,
-            initrd,
-            cache: &image::cache_dir(),
-        })
+            hash: &self.hash,
+        }
     }
 }
 
 /// The KVM verdict for `cvm doctor`: the probe the VM backends run, on the startup scenario's
-/// image (cached, so doctor and the next compare share one probe).
-pub fn kvm_verdict(opts: &HostOptions) -> Result<KvmProbe, PrepareError> {
-    if !Path::new("/dev/kvm").exists() {
-        return Ok(KvmProbe::Absent);
-    }
+/// image (cached, so doctor and the next compare share one probe), with the host's facts.
+pub fn kvm_verdict(opts: &HostOptions) -> Result<KvmVerdict, PrepareError> {
     let scenario = crate::scenario::load("startup").map_err(PrepareError::Scenario)?;
     let image = Image::build(&scenario).map_err(PrepareError::Image)?;
     let assets = GuestAssets::load(&opts.kernel)?;
-    let initrd = assets.probe_initrd(&image)?;
-    Ok(assets.probe(&initrd))
+    Ok(accel::verdict(&assets.probe_kernel(), &image))
 }
 
 /// The short hash of a distribution kernel's configuration (`/boot/config-RELEASE`), or

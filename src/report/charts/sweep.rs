@@ -48,7 +48,7 @@ pub fn steps(metrics: &BTreeMap<String, crate::results::MetricSummary>) -> Vec<S
         match figure {
             SweepFigure::Rps => e.1 = Some(m.stats.median),
             SweepFigure::LatencyP99 => e.2 = Some(m.stats.median),
-            SweepFigure::LatencyP50 => {}
+            SweepFigure::LatencyP50 | SweepFigure::Unanswered => {}
         }
     }
     by_rate

@@ -4,7 +4,7 @@
 use super::layers::{Group, Layer};
 use crate::report::format::format_value;
 use crate::results::{Availability, BackendSummary, RunSummary, ACCEL_KEY};
-use cvm_proto::metric::{Layer as DiskLayer, Metric, DISK_PREFIX, PHASE_PREFIX};
+use cvm_proto::metric::{Layer as DiskLayer, Metric, Phase, DISK_PREFIX, PHASE_PREFIX};
 
 /// The figures in one box.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +50,59 @@ fn median(b: &BackendSummary, metric: &str) -> Option<f64> {
 /// Whether a backend ran and recorded something to draw.
 fn ran(b: &BackendSummary) -> bool {
     matches!(b.info.availability, Availability::Available) && !b.metrics.is_empty()
+}
+
+/// Where the cgroup joins of the backends with a runtime are drawn: one rule for the whole
+/// diagram, so that every runtime box covers the same span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinAttribution {
+    /// Every runtime's join was measured (`phase.cgroup_join`): each is drawn on the host OS,
+    /// as native's is.
+    HostOs,
+    /// Some runtime's join went unseen (inside its `phase.runtime`): every runtime's (and the
+    /// Sentry's) box then holds its backend's join, cvm's own included.
+    InRuntime,
+}
+
+impl JoinAttribution {
+    /// The diagram's legend line for it.
+    pub fn legend(self) -> &'static str {
+        match self {
+            JoinAttribution::HostOs => {
+                "Startup: every backend's cgroup join (its cgroup.procs writes) is on the host                  OS; runtime boxes cover the runtime's work without it."
+            }
+            JoinAttribution::InRuntime => {
+                "Startup: a runtime's own cgroup join was not measured in this run, so every                  runtime box includes its backend's cgroup join (native's stays on the host OS)."
+            }
+        }
+    }
+}
+
+/// The rule for `s`: [`JoinAttribution::HostOs`] unless a backend with a runtime (or Sentry)
+/// that ran has a `runtime` phase and no `cgroup_join` (older results, or a host where cvm
+/// could not trace a runtime's writes).
+pub fn join_attribution(s: &RunSummary) -> JoinAttribution {
+    let join = format!("{PHASE_PREFIX}{}", Phase::CgroupJoin.name());
+    let runtime = format!("{PHASE_PREFIX}{}", Phase::Runtime.name());
+    let unseen = s.backends.iter().filter(|b| ran(b)).any(|b| {
+        matches!(Group::of(&b.info), Group::Containers | Group::Sandbox)
+            && b.metrics.contains_key(&runtime)
+            && !b.metrics.contains_key(&join)
+    });
+    if unseen {
+        JoinAttribution::InRuntime
+    } else {
+        JoinAttribution::HostOs
+    }
+}
+
+/// The layer a phase's time goes to in `group`'s column under `joins`.
+fn layer_of_phase(group: Group, phase: &str, joins: JoinAttribution) -> Option<Layer> {
+    let with_runtime = matches!(group, Group::Containers | Group::Sandbox);
+    if joins == JoinAttribution::InRuntime && with_runtime && phase == Phase::CgroupJoin.name() {
+        return group.isolation();
+    }
+    Layer::of_phase(group, phase)
 }
 
 /// One column per backend that ran, grouped native | containers | sandbox | VMs, in the run's
@@ -139,8 +192,9 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
     let phase_total: f64 = phases.iter().map(|(_, v)| v).sum();
     let mut unattributed = 0.0;
     let mut startup = vec![None::<f64>; layers.len()];
+    let joins = join_attribution(s);
     for (p, v) in &phases {
-        match Layer::of_phase(group, p).and_then(|l| layers.iter().position(|x| *x == l)) {
+        match layer_of_phase(group, p, joins).and_then(|l| layers.iter().position(|x| *x == l)) {
             Some(i) => *startup[i].get_or_insert(0.0) += v,
             None => unattributed += v,
         }
@@ -379,6 +433,51 @@ pub(crate) mod tests {
         assert_eq!(find(&c, Layer::HostOs).startup, Some(0.001));
         assert_eq!(c.unattributed, 0.001);
         assert_eq!(find(&c, Layer::HostOs).share, Some(0.5));
+    }
+
+    /// container's and runc's runtime boxes cover the same span: both without the join where
+    /// every runtime's join was measured, both with it where runc's was not.
+    #[test]
+    fn every_runtime_box_covers_the_same_span_of_the_join() {
+        let container = || {
+            backend(
+                "container",
+                Stack::Container,
+                &[
+                    ("phase.cgroup_join", "s", 0.010),
+                    ("phase.runtime", "s", 0.004),
+                ],
+            )
+        };
+        let runc = |join: bool| {
+            let mut m = vec![("phase.runtime", "s", 0.030)];
+            if join {
+                m.push(("phase.cgroup_join", "s", 0.012));
+            }
+            backend("runc", Stack::Container, &m)
+        };
+        let native = || {
+            backend(
+                "native",
+                Stack::Native,
+                &[("phase.cgroup_join", "s", 0.009)],
+            )
+        };
+        let s = summary(vec![native(), container(), runc(true)]);
+        assert_eq!(join_attribution(&s), JoinAttribution::HostOs);
+        let cols = columns(&s);
+        for (i, host, runtime) in [(1, 0.010, 0.004), (2, 0.012, 0.030)] {
+            assert_eq!(find(&cols[i], Layer::HostOs).startup, Some(host));
+            assert_eq!(find(&cols[i], Layer::Runtime).startup, Some(runtime));
+        }
+        let s = summary(vec![native(), container(), runc(false)]);
+        assert_eq!(join_attribution(&s), JoinAttribution::InRuntime);
+        let cols = columns(&s);
+        assert_eq!(find(&cols[0], Layer::HostOs).startup, Some(0.009));
+        assert_eq!(find(&cols[1], Layer::HostOs).startup, None);
+        assert!((find(&cols[1], Layer::Runtime).startup.unwrap() - 0.014).abs() < 1e-12);
+        assert_eq!(find(&cols[2], Layer::Runtime).startup, Some(0.030));
+        assert!(JoinAttribution::InRuntime.legend().contains("includes"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::columns::{columns, not_drawn, Column, LayerBox};
+use super::columns::{columns, join_attribution, not_drawn, Column, LayerBox};
 use super::layers::Group;
 use crate::report::charts::{segment_color, text, text_width, DrawResult, Drawing, INK};
 use crate::report::format::format_value;
@@ -43,6 +43,8 @@ pub struct StackDiagram {
     pub columns: Vec<Column>,
     /// Backends with no column, and why.
     pub not_drawn: Vec<String>,
+    /// Where the cgroup joins are drawn (one rule for every column).
+    pub join_legend: &'static str,
 }
 
 impl StackDiagram {
@@ -50,6 +52,7 @@ impl StackDiagram {
         StackDiagram {
             columns: columns(s),
             not_drawn: not_drawn(s),
+            join_legend: join_attribution(s).legend(),
         }
     }
 
@@ -140,6 +143,7 @@ impl StackDiagram {
             ));
         }
         lines.extend(wrap(CAPTION, NOTE_SIZE, w));
+        lines.extend(wrap(self.join_legend, NOTE_SIZE, w));
         lines
     }
 }

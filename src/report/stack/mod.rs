@@ -13,7 +13,10 @@
 //!
 //! Attributing startup phases to layers. Phases are named for the work done in them
 //! (`cvm_proto::metric::Phase`), and each goes to the same layer on every stack:
-//! - `cgroup_join` (the `cgroup.procs` write): the host OS.
+//! - `cgroup_join` (the `cgroup.procs` writes; a runtime's own traced, see
+//!   `backend::cgroup_trace`): the host OS, on every backend. Where some runtime's join was
+//!   not measured (older results), every runtime box holds its backend's join instead, so all
+//!   runtime boxes still cover the same span ([`JoinAttribution`]); the legend says which.
 //! - `runtime` (namespaces, rootfs, capabilities, network, up to init's `CVM:configured`): the
 //!   container runtime (Docker's Engine on docker), or the Sentry on a sandbox.
 //! - `vmm_start` (QEMU's own start, up to `cont`): the hypervisor.
@@ -35,7 +38,9 @@ mod columns;
 mod diagram;
 mod layers;
 
-pub use columns::{column, columns, not_drawn, Column, LayerBox};
+pub use columns::{
+    column, columns, join_attribution, not_drawn, Column, JoinAttribution, LayerBox,
+};
 pub use diagram::StackDiagram;
 pub use layers::{Group, Layer};
 

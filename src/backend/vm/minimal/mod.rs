@@ -14,10 +14,10 @@
 //! unpacked source and its one object directory (`obj`), kept and shared by every fragment:
 //! Kbuild tracks which objects read which option, so a changed fragment recompiles only what it
 //! touches (turning on `SERIAL_8250_PNP` recompiled 3 files in 36 s on the reference host,
-//! against about 50 minutes for the first build). `CVM_KERNEL_SOURCE` names another source
+//! against about 11 CPU-minutes for the first build). `CVM_KERNEL_SOURCE` names another source
 //! tarball, `CVM_KERNEL_BUILD_DIR` another work directory (then one per source, by whoever sets
-//! it). `make` runs at the lowest CPU priority (`nice -n 19`): a build of most of an hour must
-//! not slow what else the host is measuring.
+//! it). `make` runs at the lowest CPU priority (`nice -n 19`): a build of minutes on idle CPUs
+//! (over an hour on a busy shared host) must not slow what else the host is measuring.
 
 use std::fs;
 use std::io;
@@ -63,7 +63,7 @@ pub enum MinimalKernelError {
     NoSource(PathBuf),
     #[error(
         "the minimal guest kernel is not built for this configuration (key {key}); \
-         run `cvm kernel build` (about 50 minutes on 2 busy CPUs)"
+         run `cvm kernel build` (about 11 CPU-minutes: ~6 minutes on 2 idle CPUs)"
     )]
     NotBuilt { key: String },
     #[error("cannot read the build record {path}")]
