@@ -214,24 +214,6 @@ fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
     }
 }
 
-/// Bytes allocated on disk for `paths` as `du` counts them: each inode once, a symlink named
-/// directly followed, directories included.
-fn du_bytes(paths: &[std::path::PathBuf]) -> f64 {
-    let out = std::process::Command::new("du")
-        .args(["-B1", "-s", "-c", "-D"])
-        .args(paths)
-        .output()
-        .expect("cannot run du");
-    assert!(out.status.success(), "du failed: {}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let total = text
-        .lines()
-        .last()
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no total from du: {text}"));
-    total.parse().unwrap()
-}
-
 #[test]
 fn disk_layers_match_du_and_the_load_count_matches_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -267,10 +249,12 @@ fn disk_layers_match_du_and_the_load_count_matches_the_server() {
         .collect();
     let total = metric("disk_footprint");
     assert!(total > 0.0);
-    assert_eq!(metric("disk.app"), du_bytes(app), "app layer vs du");
+    // Binaries as installed: du of stripped copies.
+    let installed = |p: &[std::path::PathBuf]| common::disk::du_installed(p) as f64;
+    assert_eq!(metric("disk.app"), installed(app), "app layer vs du");
     assert_eq!(
         total,
-        du_bytes(&all),
+        installed(&all),
         "disk_footprint vs du over app and libs"
     );
 

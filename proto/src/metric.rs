@@ -49,8 +49,13 @@ named_enum! {
         /// A private Docker daemon's start, from spawning dockerd to its first answer on its
         /// socket, once per run: a host-wide cost, never inside an instance's startup.
         DockerDaemonStart => "docker_daemon_start",
-        /// Bytes on disk of the backend's whole stack.
+        /// Bytes on disk of the backend's whole stack: the sum of its `disk.<layer>` figures.
+        /// Every file counts the whole blocks it allocates, and an executable or shared library
+        /// what it takes installed, stripped of debug info and symbol tables, whoever built it.
         DiskFootprint => "disk_footprint",
+        /// Bytes cvm keeps beside a stack only to start it faster (a VM's kernel decompressed
+        /// for direct boot), in no layer and not in `disk_footprint`.
+        DiskCache => "disk_cache",
         /// Responses per second during the load phase.
         HttpRps => "http_rps",
         HttpLatencyP50 => "http_latency_p50",
@@ -120,6 +125,7 @@ impl Metric {
             | Metric::MemoryGuestUsed
             | Metric::MemoryDaemon
             | Metric::DiskFootprint
+            | Metric::DiskCache
             | Metric::DensityPssPerInstance => Unit::Bytes,
             Metric::HttpRps | Metric::CpuScore => Unit::PerSecond,
             Metric::MemBandwidthCopy | Metric::MemBandwidthTriad | Metric::IoWriteBandwidth => {
@@ -205,7 +211,8 @@ pub const PHASE_PREFIX: &str = "phase.";
 
 named_enum! {
     /// A layer of the "VM stack vs container stack" diagram that files on disk belong to. Each file
-    /// is counted once, in the lowest layer that needs it; `ALL` runs bottom-up.
+    /// is counted once, in the lowest layer that needs it; `ALL` runs bottom-up. Every layer
+    /// counts an executable or shared library as installed, stripped (see `disk_footprint`).
     pub enum Layer {
         /// QEMU, its shared libraries, the modules it loads and the firmware and option ROMs
         /// it reads for the machine.
@@ -216,11 +223,15 @@ named_enum! {
         /// A sandbox's user-space kernel: gVisor's Sentry, which is the `runsc` binary itself
         /// (with its gofer), counted as the standalone binary a user installs.
         UserSpaceKernel => "user_space_kernel",
-        /// A VM's kernel as booted and its initramfs as handed to QEMU.
+        /// A VM's guest OS: its kernel as installed (the bzImage, or the minimal kernel's
+        /// vmlinux) and its initramfs's own bytes: the kernel modules, init's configuration, device
+        /// nodes, links and the archive's headers, less the image's app and libraries it packs,
+        /// which count in their own layers as on a container.
         GuestOs => "guest_os",
-        /// Shared libraries and tools of the image (busybox).
+        /// Shared libraries and tools of the image (busybox, a bring-your-own binary's
+        /// libraries), on every backend alike.
         Libs => "libs",
-        /// The workload's own binary.
+        /// The workload's own binary (`cvm-guest`, which is also init), on every backend alike.
         App => "app",
     }
 }

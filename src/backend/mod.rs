@@ -116,6 +116,16 @@ pub trait Prepared: Send {
     fn disk_layers(&self) -> DiskLayers {
         BTreeMap::new()
     }
+    /// Files of a layer that pack copies of files other layers count (a VM's initramfs holds
+    /// the image's app and libraries): each counts only its own bytes.
+    fn disk_packed(&self) -> Vec<crate::measure::disk::Packed> {
+        Vec::new()
+    }
+    /// What cvm keeps beside the stack only to start it faster (a VM's decompressed kernel):
+    /// counted apart, as `disk_cache`, in no layer and not in `disk_footprint`.
+    fn disk_cache(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Host-wide figures of what the backend set up once for the whole run (a private Docker
     /// daemon's start), recorded once, never inside an instance's phases.
     fn host_figures(&self) -> Vec<(cvm_proto::metric::Metric, f64)> {

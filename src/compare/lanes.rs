@@ -48,7 +48,11 @@ impl Record {
                     continue;
                 }
             };
-            let footprint = disk::footprint(&prepared.disk_layers());
+            let footprint = disk::footprint(
+                &prepared.disk_layers(),
+                &prepared.disk_packed(),
+                &prepared.disk_cache(),
+            );
             let info = &mut self.meta.backends[index];
             info.config = prepared.config();
             if !footprint.per_layer.is_empty() {

@@ -157,6 +157,9 @@ impl Runner<'_> {
             let unit = Metric::DiskFootprint.unit().symbol();
             self.record(0, Phase::Measure, &layer.metric(), *bytes as f64, unit, "")?;
         }
+        if footprint.cache > 0 {
+            self.sample(0, Phase::Measure, Metric::DiskCache, footprint.cache as f64)?;
+        }
         self.sample(
             0,
             Phase::Measure,

@@ -4,6 +4,7 @@
 pub mod disk;
 pub mod fingerprint;
 pub mod host;
+pub mod installed;
 pub mod memory;
 mod probe;
 pub mod startup;

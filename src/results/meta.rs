@@ -55,7 +55,7 @@ pub struct BackendInfo {
 /// - 2: VM memory split (`memory_vmm`, `memory_guest_ram`, `memory_guest_used`), Docker's
 ///   daemons apart (`memory_daemon`), OCI runtimes detached (their exited runtime no longer in
 ///   `memory_pss`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The version a `run.json` without the field has.
 const UNVERSIONED: u32 = 1;
@@ -81,6 +81,15 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              no memory_vmm, memory_guest_ram, memory_guest_used or memory_daemon, so a VM's memory \
              is QEMU's whole PSS (guest RAM included) and Docker's daemons are not shown; its \
              runc/crun/docker memory_pss counts the foreground runtime or CLI process"
+        ));
+    }
+    if version < 3 {
+        notes.push(format!(
+            "written by an older cvm (results schema {version}, current {SCHEMA_VERSION}): its \
+             disk figures count binaries as built (cvm's own with their line tables, a Docker \
+             CLI with its debug info), not as installed; a VM's disk.guest_os holds the kernel \
+             as booted (vm: the extracted vmlinux, no disk_cache) and the whole initramfs, app \
+             and libraries included, so its disk.app and disk.libs are absent"
         ));
     }
     notes
@@ -212,8 +221,10 @@ mod tests {
         let meta: RunMeta = serde_json::from_str(json).unwrap();
         assert_eq!(meta.schema_version, 1);
         let notes = schema_limitations(meta.schema_version);
-        assert_eq!(notes.len(), 1);
+        assert_eq!(notes.len(), 2);
         assert!(notes[0].contains("memory_vmm"), "{notes:?}");
+        assert!(notes[1].contains("as installed"), "{notes:?}");
+        assert_eq!(schema_limitations(2).len(), 1);
         assert!(schema_limitations(SCHEMA_VERSION).is_empty());
         assert!(schema_limitations(SCHEMA_VERSION + 1)[0].contains("newer cvm"));
     }

@@ -135,6 +135,7 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
         r.metric == RUN_FAILED
             || r.metric.starts_with(DISK_PREFIX)
             || r.metric == Metric::DiskFootprint.name()
+            || r.metric == Metric::DiskCache.name()
     };
     let mut failed = HashSet::new();
     let backends: BTreeSet<&str> = rows.iter().map(|r| r.backend.as_str()).collect();

@@ -12,14 +12,14 @@ use super::kernel::{self, Kernel, KernelChoice, KernelError};
 use super::minimal::{self, MinimalKernelError};
 use super::modules::{resolve_modules, ModulesError};
 use super::qemu::{self, Accel, Profile, QemuSpec};
-use super::{footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use super::{disk, footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
 use crate::backend::cgroup;
 use crate::backend::io_dir::{IoDirError, IoStore};
+use crate::backend::DiskLayers;
 use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
     Prepared, Stack,
 };
-use crate::backend::{DiskLayers, Layer};
 use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
 use crate::image::{self, Image, ImageError};
 use crate::scenario::{BackendKind, NetworkMode, Readiness, Scenario, ScenarioError};
@@ -200,16 +200,14 @@ impl Backend for VmBackend {
             .vm_config(argv, &modules)
             .to_text()
             .map_err(|e| fail(PrepareError::Config(e)))?;
-        let initrd = initramfs::build(
-            &InitramfsSpec {
-                rootfs: image.rootfs().to_path_buf(),
-                modules: modules.clone(),
-                files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
-                compression,
-            },
-            &image::cache_dir().join("initramfs"),
-        )
-        .map_err(|e| fail(PrepareError::Initramfs(e)))?;
+        let initramfs_spec = InitramfsSpec {
+            rootfs: image.rootfs().to_path_buf(),
+            modules: modules.clone(),
+            files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
+            compression,
+        };
+        let initrd = initramfs::build(&initramfs_spec, &image::cache_dir().join("initramfs"))
+            .map_err(|e| fail(PrepareError::Initramfs(e)))?;
         let boot_kernel = match (self.profile, &assets.bzimage) {
             (Profile::Micro, _) => assets.vmlinux.clone(),
             (Profile::Classic, Some(bzimage)) => bzimage.clone(),
@@ -319,23 +317,28 @@ impl Backend for VmBackend {
                 )
             }),
         };
-        // What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
-        // (which carries the modules, busybox and the workload, so the image directory, which
-        // QEMU never opens, is not counted and the app and libs layers have no files of their
-        // own on a VM); the hypervisor as QEMU itself reports loading it.
-        let mut layers = DiskLayers::new();
-        layers.insert(
-            Layer::GuestOs,
-            vec![spec.kernel.clone(), spec.initrd.clone()],
-        );
+        // The image's app and libs as a container counts them, the guest OS as installed (the
+        // initramfs's own bytes beside them), the hypervisor as QEMU itself reports loading it.
         let hypervisor = footprint::hypervisor_files(
             &spec,
             !guest.forward_ports.is_empty(),
             guest.disk.is_some(),
         )
         .map_err(|e| fail(PrepareError::Footprint(e)))?;
-        layers.insert(Layer::Hypervisor, hypervisor);
+        let installed_kernel = assets.bzimage.as_deref().unwrap_or(&assets.vmlinux);
+        let kernel_files = disk::KernelFiles {
+            installed: installed_kernel,
+            booted: &spec.kernel,
+        };
+        let disk = disk::layers(
+            image,
+            kernel_files,
+            (&initramfs_spec, &spec.initrd),
+            hypervisor,
+        )
+        .map_err(|e| fail(PrepareError::Initramfs(e)))?;
         config.insert("initramfs".into(), spec.initrd.display().to_string());
+        config.insert("disk_guest_os".into(), disk.guest_os.clone());
 
         Ok(Box::new(VmPrepared {
             kind,
@@ -344,7 +347,7 @@ impl Backend for VmBackend {
             cgroup,
             tap: tap.map(|(link, _)| link),
             config,
-            layers,
+            disk,
             io,
         }))
     }
@@ -596,7 +599,7 @@ struct VmPrepared {
     #[allow(dead_code)]
     tap: Option<cvm_runtime::net::Link>,
     config: BackendConfig,
-    layers: DiskLayers,
+    disk: disk::VmDisk,
     /// For the io workload: where each instance's data disk image is made.
     io: Option<IoStore>,
 }
@@ -607,7 +610,15 @@ impl Prepared for VmPrepared {
     }
 
     fn disk_layers(&self) -> DiskLayers {
-        self.layers.clone()
+        self.disk.layers.clone()
+    }
+
+    fn disk_packed(&self) -> Vec<crate::measure::disk::Packed> {
+        self.disk.packed.clone()
+    }
+
+    fn disk_cache(&self) -> Vec<PathBuf> {
+        self.disk.cache.clone()
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
