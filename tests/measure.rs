@@ -166,7 +166,8 @@ fn vm_host() -> bool {
 
 /// A VM's memory in three parts: QEMU's own (`memory_vmm`) does not follow the guest's memory
 /// size (128 vs 512 MiB, within 10 %), and the guest's own view (`memory_guest_used`) sees a
-/// 96 MiB hold as 96 MiB ± 10 %. The parts add up to `memory_pss`.
+/// 96 MiB hold as 96 MiB ± 10 %. The parts add up to `memory_pss`, and QEMU's own parts (what
+/// it needs whatever the guest, the translation cache, its boot images) to `memory_vmm`.
 #[test]
 fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
     if !host_has(is_root(), "needs root") || !vm_host() {
@@ -210,6 +211,23 @@ fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
                 get("memory_pss"),
                 "the parts add up to the whole"
             );
+            assert_eq!(
+                get("memory_vmm_base") + get("memory_vmm_tcg") + get("memory_vmm_boot"),
+                get("memory_vmm"),
+                "QEMU's parts add up to memory_vmm"
+            );
+            // Under TCG the translation cache holds the code the guest ran; QEMU maps the
+            // vmlinux it boots and keeps the initramfs (whose image files alone are MiBs).
+            let tcg = rows
+                .iter()
+                .any(|r| r.metric == "memory_vmm" && r.accel == "tcg");
+            let cache = get("memory_vmm_tcg");
+            assert!(
+                if tcg { cache > 1048576.0 } else { cache == 0.0 },
+                "translation cache {cache} B under {}",
+                if tcg { "TCG" } else { "KVM" }
+            );
+            assert!(get("memory_vmm_boot") > 4.0 * 1048576.0, "no boot images");
         }
     }
 }

@@ -37,8 +37,18 @@ named_enum! {
         MemoryCgroup => "memory_cgroup",
         /// Host `MemAvailable` drop per instance (density).
         MemoryHostDelta => "memory_host_delta",
-        /// A VM's QEMU PSS without the mapping that backs guest RAM: the hypervisor's own cost.
+        /// A VM's QEMU PSS without the mapping that backs guest RAM: the hypervisor's cost, the
+        /// sum of `memory_vmm_base`, `memory_vmm_tcg` and `memory_vmm_boot`.
         MemoryVmm => "memory_vmm",
+        /// What QEMU needs whatever the guest: `memory_vmm` less the translation cache and the
+        /// boot images (its code, libraries, heap and device state).
+        MemoryVmmBase => "memory_vmm_base",
+        /// PSS of TCG's translated-code buffer inside `memory_vmm`: emulation only (a KVM guest
+        /// has none), and it grows with the guest code that ran.
+        MemoryVmmTcg => "memory_vmm_tcg",
+        /// PSS of QEMU's copies of the guest kernel and initramfs inside `memory_vmm` (a file
+        /// it maps, or a bzImage read into a buffer), kept for a reset.
+        MemoryVmmBoot => "memory_vmm_boot",
         /// PSS of the mapping that backs a VM's RAM: host memory the guest has touched.
         MemoryGuestRam => "memory_guest_ram",
         /// The guest's own view of its use, `MemTotal - MemAvailable` (reported by its init).
@@ -121,6 +131,9 @@ impl Metric {
             | Metric::MemoryCgroup
             | Metric::MemoryHostDelta
             | Metric::MemoryVmm
+            | Metric::MemoryVmmBase
+            | Metric::MemoryVmmTcg
+            | Metric::MemoryVmmBoot
             | Metric::MemoryGuestRam
             | Metric::MemoryGuestUsed
             | Metric::MemoryDaemon

@@ -145,9 +145,10 @@ pub trait Instance: Send {
     fn host_pids(&self) -> Vec<u32>;
     /// Where a port the workload listens on is reachable from the host.
     fn endpoint(&self, port: u16) -> Option<SocketAddr>;
-    /// The `/proc/PID/smaps` path prefix of the mapping that holds a VM's guest RAM, so PSS can
-    /// be split into the hypervisor's own memory and the guest's; `None` for other backends.
-    fn guest_ram_mapping(&self) -> Option<&'static str> {
+    /// What tells a VMM's mappings apart in `/proc/PID/smaps` (the guest RAM's mapping, the
+    /// kernel and initramfs it was handed), so its PSS can be split into the guest's RAM, the
+    /// translation cache, the boot images and QEMU's own; `None` for other backends.
+    fn vmm_layout(&self) -> Option<crate::measure::memory::VmmLayout> {
         None
     }
     /// Host-wide daemons the instance depends on but shares with every other instance of the

@@ -1,7 +1,8 @@
 //! The instance's memory once it is ready and idle, by the one resident-process rule: the PSS
-//! of what stays resident for it (`Instance::host_pids`), a VM's split into QEMU's own and the
-//! guest RAM it maps, the guest's own account, host-wide daemons apart, and the memory its cgroup
-//! is charged.
+//! of what stays resident for it (`Instance::host_pids`), a VM's split into the guest RAM QEMU
+//! maps and QEMU's own (itself split into what it needs whatever the guest, TCG's translation
+//! cache and its copies of the kernel and initramfs), the guest's own account, host-wide
+//! daemons apart, and the memory its cgroup is charged.
 
 use std::time::{Duration, Instant};
 
@@ -26,21 +27,23 @@ impl Runner<'_> {
     ) -> Result<(), ResultsError> {
         let pids = instance.host_pids();
         let sampled_at = Instant::now();
-        let pss = match instance.guest_ram_mapping() {
+        let pss = match instance.vmm_layout() {
             None => memory::pss_total(&pids),
-            Some(mapping) => {
+            Some(layout) => {
                 let split = pids
                     .iter()
-                    .filter_map(|&p| memory::pss_split(p, mapping))
-                    .fold(memory::PssSplit::default(), |a, b| memory::PssSplit {
-                        total: a.total + b.total,
-                        in_mapping: a.in_mapping + b.in_mapping,
-                    });
+                    .filter_map(|&p| memory::vmm_split(p, &layout))
+                    .fold(memory::VmmSplit::default(), memory::VmmSplit::add);
                 if split.total > 0 {
-                    let vmm = split.total - split.in_mapping;
-                    self.sample(iteration, phase, Metric::MemoryVmm, vmm as f64)?;
-                    let ram = split.in_mapping as f64;
-                    self.sample(iteration, phase, Metric::MemoryGuestRam, ram)?;
+                    for (metric, bytes) in [
+                        (Metric::MemoryVmm, split.vmm()),
+                        (Metric::MemoryVmmBase, split.own()),
+                        (Metric::MemoryVmmTcg, split.translation_cache),
+                        (Metric::MemoryVmmBoot, split.boot_images),
+                        (Metric::MemoryGuestRam, split.guest_ram),
+                    ] {
+                        self.sample(iteration, phase, metric, bytes as f64)?;
+                    }
                 }
                 split.total
             }

@@ -89,7 +89,9 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              disk figures count binaries as built (cvm's own with their line tables, a Docker \
              CLI with its debug info), not as installed; a VM's disk.guest_os holds the kernel \
              as booted (vm: the extracted vmlinux, no disk_cache) and the whole initramfs, app \
-             and libraries included, so its disk.app and disk.libs are absent"
+             and libraries included, so its disk.app and disk.libs are absent; a VM has no \
+             memory_vmm_base, memory_vmm_tcg or memory_vmm_boot, and its stack diagram no box \
+             for the guest RAM the guest holds free, so its boxes fall short of its PSS"
         ));
     }
     notes
