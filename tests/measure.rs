@@ -296,3 +296,135 @@ fn disk_layers_match_du_and_the_load_count_matches_the_server() {
         );
     }
 }
+
+/// Every process the test's process tree holds, by PID: its descendants (cvm is a child
+/// subreaper, so a runtime's detached container and a shim come back to it), with their names.
+fn descendants() -> HashMap<u32, String> {
+    let me = std::process::id();
+    let mut parent: HashMap<u32, (u32, String)> = HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 2..].split_whitespace().nth(1);
+        if let Some(ppid) = ppid.and_then(|p| p.parse().ok()) {
+            parent.insert(pid, (ppid, stat[open + 1..close].to_string()));
+        }
+    }
+    let is_mine = |mut pid: u32| {
+        for _ in 0..64 {
+            match parent.get(&pid) {
+                Some((ppid, _)) if *ppid == me => return true,
+                Some((ppid, _)) => pid = *ppid,
+                None => return false,
+            }
+        }
+        false
+    };
+    parent
+        .iter()
+        .filter(|(pid, _)| is_mine(**pid))
+        .map(|(pid, (_, name))| (*pid, name.clone()))
+        .collect()
+}
+
+/// The one resident-process rule: every process a launch leaves running on the host (a
+/// container's init and workload, Docker's shim) is in the instance's resident set, or is a
+/// daemon measured apart; the only exception is Docker's CLI, which cvm keeps attached as its
+/// marker channel and a detached `docker run` would not leave. Each backend's memory says which
+/// supervisor it counts: `container` a `cvm-runtime` waiter measured apart, `docker` its shim,
+/// runc none.
+#[test]
+fn every_process_that_outlives_the_launch_is_counted() {
+    use common::instances::{launch, prepare, scenario, token, usable, wait_marker_ready};
+    use cvm::backend::{docker, HostOptions, Supervisor};
+    use cvm::scenario::BackendKind;
+    if !host_has(is_root(), "needs root") {
+        return;
+    }
+    let mut kinds: Vec<BackendKind> = [BackendKind::Container, BackendKind::Runc]
+        .into_iter()
+        .filter(|k| usable(*k))
+        .collect();
+    if host_has(
+        common::which("dockerd") && common::which("docker"),
+        "Docker is not installed (Debian package docker.io)",
+    ) {
+        kinds.push(BackendKind::Docker);
+    }
+    let s = scenario("applet = \"idle\"", "");
+    for kind in kinds {
+        let prepared = if kind == BackendKind::Docker {
+            common::instances::setup_env();
+            let image = cvm::image::Image::build(&s).unwrap();
+            let opts = HostOptions {
+                docker: docker::DockerOptions {
+                    daemon: docker::DaemonChoice::Managed,
+                    host: None,
+                },
+                ..HostOptions::default()
+            };
+            cvm::backend::create(kind, &opts)
+                .prepare(&s, &image)
+                .expect("prepare docker")
+        } else {
+            prepare(kind, &s)
+        };
+        let supervisor = prepared
+            .config()
+            .get(cvm::results::SUPERVISOR_KEY)
+            .cloned()
+            .unwrap_or_default();
+        let before = descendants();
+        let mut instance = launch(&*prepared, &token("sup"));
+        wait_marker_ready(&*instance, &kind.to_string());
+        // Left running twice over 300 ms: not a runtime or client still on its way out.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let first = descendants();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let second = descendants();
+        let counted: Vec<u32> = instance
+            .host_pids()
+            .into_iter()
+            .chain(instance.daemon_pids())
+            .collect();
+        let left_out: Vec<(u32, &String)> = second
+            .iter()
+            .filter(|(pid, _)| !before.contains_key(pid) && first.contains_key(pid))
+            .filter(|(pid, _)| !counted.contains(pid))
+            // Docker's CLI: cvm's marker channel, not part of a deployment.
+            .filter(|(_, name)| kind != BackendKind::Docker || *name != "docker")
+            .map(|(pid, name)| (*pid, name))
+            .collect();
+        assert!(
+            left_out.is_empty(),
+            "{kind}: resident but not counted: {left_out:?} (counted {counted:?})"
+        );
+        match (kind, instance.supervisor()) {
+            (BackendKind::Container, Supervisor::Apart(bytes)) => {
+                assert!(bytes > 64 * 1024, "a cvm-runtime waiter of {bytes} B");
+                assert!(
+                    supervisor.starts_with("cvm-runtime's waiter"),
+                    "{supervisor}"
+                );
+            }
+            (BackendKind::Runc, Supervisor::None) => {
+                assert!(supervisor.starts_with("none"), "{supervisor}");
+            }
+            (BackendKind::Docker, Supervisor::Pids(pids)) => {
+                assert_eq!(pids.len(), 1, "one shim");
+                assert!(instance.host_pids().contains(&pids[0]));
+                assert!(supervisor.starts_with("containerd-shim"), "{supervisor}");
+            }
+            (kind, other) => panic!("{kind} counts supervisor {other:?}"),
+        }
+        instance.teardown().unwrap();
+    }
+}

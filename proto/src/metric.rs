@@ -53,6 +53,11 @@ named_enum! {
         MemoryGuestRam => "memory_guest_ram",
         /// The guest's own view of its use, `MemTotal - MemAvailable` (reported by its init).
         MemoryGuestUsed => "memory_guest_used",
+        /// PSS of the process that stays resident to supervise the container in the deployment
+        /// the backend stands for, inside `memory_pss`: containerd-shim (docker), the
+        /// `cvm-runtime` waiter, measured apart once per run because cvm waits in-process
+        /// (container). Absent where none is counted (runc, crun and gvisor run detached).
+        MemorySupervisor => "memory_supervisor",
         /// PSS of the host-wide daemons a backend needs (dockerd, containerd), once per run:
         /// shared by every instance of the host, so never inside an instance's figure.
         MemoryDaemon => "memory_daemon",
@@ -137,6 +142,7 @@ impl Metric {
             | Metric::MemoryGuestRam
             | Metric::MemoryGuestUsed
             | Metric::MemoryDaemon
+            | Metric::MemorySupervisor
             | Metric::DiskFootprint
             | Metric::DiskCache
             | Metric::DensityPssPerInstance => Unit::Bytes,

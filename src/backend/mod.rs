@@ -141,7 +141,7 @@ pub trait Instance: Send {
     fn events(&self) -> &Receiver<Event>;
     /// Every host process that stays resident for the instance in production use (the VMM, a
     /// shim, the container's or workload's processes; not a runtime or client that would have
-    /// exited), for PSS.
+    /// exited), for PSS. A supervisor measured apart ([`Supervisor::Apart`]) is added to it.
     fn host_pids(&self) -> Vec<u32>;
     /// Where a port the workload listens on is reachable from the host.
     fn endpoint(&self, port: u16) -> Option<SocketAddr>;
@@ -150,6 +150,11 @@ pub trait Instance: Send {
     /// translation cache, the boot images and QEMU's own; `None` for other backends.
     fn vmm_layout(&self) -> Option<crate::measure::memory::VmmLayout> {
         None
+    }
+    /// The process that supervises the container in the deployment this backend stands for,
+    /// as the instance's memory counts it.
+    fn supervisor(&self) -> Supervisor {
+        Supervisor::None
     }
     /// Host-wide daemons the instance depends on but shares with every other instance of the
     /// host (dockerd, containerd): measured apart, as `memory_daemon`, never in its PSS.
@@ -223,6 +228,40 @@ impl BackendError {
         }
     }
 }
+
+/// The process that stays resident to supervise a container in the deployment a backend
+/// stands for, as the instance's memory counts it (one rule for every backend; the backend's
+/// `supervisor` configuration entry says which, in words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// None is counted: a plain process (native), a VM's QEMU (itself the instance), or a
+    /// runtime run detached with no shim (runc, crun, runsc), said beside the figure.
+    None,
+    /// Host processes among `host_pids` (Docker's containerd-shim).
+    Pids(Vec<u32>),
+    /// Measured apart and added to the instance's PSS, in bytes: cvm waits in-process where
+    /// `cvm-runtime run` stays resident (the `container` backend).
+    Apart(u64),
+}
+
+impl Supervisor {
+    /// The bytes added to the PSS of `host_pids`: only a supervisor measured apart.
+    pub fn apart(&self) -> u64 {
+        match self {
+            Supervisor::Apart(bytes) => *bytes,
+            _ => 0,
+        }
+    }
+}
+
+/// Every host process's PSS that stays resident for `instance`, its supervisor included (the
+/// one resident-process rule, for the idle sample, the load phase's peak and density).
+pub fn resident_pss(instance: &dyn Instance) -> u64 {
+    crate::measure::memory::pss_total(&instance.host_pids()) + instance.supervisor().apart()
+}
+
+/// The configuration key saying which supervisor a backend's memory counts.
+pub use crate::results::SUPERVISOR_KEY;
 
 /// Host-wide options that backends may need (from the command line).
 #[derive(Debug, Clone, Default)]

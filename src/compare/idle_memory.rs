@@ -1,15 +1,16 @@
 //! The instance's memory once it is ready and idle, by the one resident-process rule: the PSS
 //! of what stays resident for it (`Instance::host_pids`), a VM's split into the guest RAM QEMU
 //! maps and QEMU's own (itself split into what it needs whatever the guest, TCG's translation
-//! cache and its copies of the kernel and initramfs), the guest's own account, host-wide
-//! daemons apart, and the memory its cgroup is charged.
+//! cache and its copies of the kernel and initramfs), the supervisor it counts (its part of
+//! the PSS, or one measured apart and added), the guest's own account, host-wide daemons apart,
+//! and the memory its cgroup is charged.
 
 use std::time::{Duration, Instant};
 
 use cvm_proto::metric::Metric;
 
 use super::runner::Runner;
-use crate::backend::Instance;
+use crate::backend::{Instance, Supervisor};
 use crate::measure::{memory, startup};
 use crate::results::{Phase, ResultsError};
 use crate::scenario::BackendKind;
@@ -27,13 +28,14 @@ impl Runner<'_> {
     ) -> Result<(), ResultsError> {
         let pids = instance.host_pids();
         let sampled_at = Instant::now();
+        let supervisor = instance.supervisor();
         let pss = match instance.vmm_layout() {
-            None => memory::pss_total(&pids),
+            None => memory::pss_total(&pids) + supervisor.apart(),
             Some(layout) => {
                 let split = pids
                     .iter()
                     .filter_map(|&p| memory::vmm_split(p, &layout))
-                    .fold(memory::VmmSplit::default(), memory::VmmSplit::add);
+                    .fold(memory::VmmSplit::default(), memory::VmmSplit::plus);
                 if split.total > 0 {
                     for (metric, bytes) in [
                         (Metric::MemoryVmm, split.vmm()),
@@ -48,6 +50,14 @@ impl Runner<'_> {
                 split.total
             }
         };
+        let supervisor_pss = match &supervisor {
+            Supervisor::None => None,
+            Supervisor::Pids(p) => Some(memory::pss_total(p)),
+            Supervisor::Apart(bytes) => Some(*bytes),
+        };
+        if let Some(bytes) = supervisor_pss {
+            self.sample(iteration, phase, Metric::MemorySupervisor, bytes as f64)?;
+        }
         let daemons = instance.daemon_pids();
         if !daemons.is_empty() {
             let pss = memory::pss_total(&daemons);

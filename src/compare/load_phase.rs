@@ -64,12 +64,14 @@ impl Runner<'_> {
             None
         };
         let pids = instance.host_pids();
+        // A supervisor measured apart is resident throughout (the one resident-process rule).
+        let apart = instance.supervisor().apart();
         let done = AtomicBool::new(false);
         let (result, peak) = std::thread::scope(|s| {
             let sampler = s.spawn(|| {
                 let mut peak = 0;
                 while !done.load(Ordering::SeqCst) {
-                    peak = peak.max(memory::pss_total(&pids));
+                    peak = peak.max(memory::pss_total(&pids) + apart);
                     std::thread::sleep(PEAK_SAMPLE_INTERVAL);
                 }
                 peak

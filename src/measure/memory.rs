@@ -57,7 +57,7 @@ impl VmmSplit {
             .saturating_sub(self.translation_cache + self.boot_images)
     }
 
-    pub fn add(self, o: VmmSplit) -> VmmSplit {
+    pub fn plus(self, o: VmmSplit) -> VmmSplit {
         VmmSplit {
             total: self.total + o.total,
             guest_ram: self.guest_ram + o.guest_ram,

@@ -91,7 +91,9 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              as booted (vm: the extracted vmlinux, no disk_cache) and the whole initramfs, app \
              and libraries included, so its disk.app and disk.libs are absent; a VM has no \
              memory_vmm_base, memory_vmm_tcg or memory_vmm_boot, and its stack diagram no box \
-             for the guest RAM the guest holds free, so its boxes fall short of its PSS"
+             for the guest RAM the guest holds free, so its boxes fall short of its PSS; \
+             container's memory_pss counts no supervisor (no cvm-runtime waiter) while \
+             docker's counts its shim, and there is no memory_supervisor"
         ));
     }
     notes

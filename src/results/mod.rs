@@ -10,7 +10,7 @@ mod phases;
 mod samples;
 pub(crate) mod summary;
 
-pub use backend::{Availability, Stack, ACCEL_KEY, PLATFORM_KEY};
+pub use backend::{Availability, Stack, ACCEL_KEY, PLATFORM_KEY, SUPERVISOR_KEY};
 pub use fingerprint::{HostFingerprint, HostLoad};
 pub use meta::{
     schema_limitations, BackendInfo, Environment, RunMeta, RunStatus, ScenarioRecord,

@@ -119,6 +119,19 @@ impl Prepared for OciPrepared {
     fn config(&self) -> BackendConfig {
         let mut c = BackendConfig::new();
         c.insert("runtime".into(), self.version.clone());
+        c.insert(
+            crate::results::SUPERVISOR_KEY.into(),
+            match self.sandbox {
+                Some(_) => "none: runsc runs detached, its Sentry and gofer counted (production \
+                            adds containerd-shim-runsc-v1, not counted)"
+                    .into(),
+                None => format!(
+                    "none: {} runs detached with no shim (production adds containerd-shim or \
+                     conmon, not counted)",
+                    self.kind
+                ),
+            },
+        );
         c.extend(crate::backend::container::isolation_config(
             self.network,
             &self.subnet,

@@ -43,7 +43,7 @@
 //! host sockets in that namespace (recorded as `network_stack`). The Sentry is the
 //! `user_space_kernel` disk layer (the runsc binary, which is also the CLI and the gofer).
 
-mod bundle;
+pub(crate) mod bundle;
 mod instance;
 mod runtime;
 

@@ -3,7 +3,7 @@
 
 use super::layers::{Group, Layer};
 use crate::report::format::format_value;
-use crate::results::{Availability, BackendSummary, RunSummary, ACCEL_KEY};
+use crate::results::{Availability, BackendSummary, RunSummary, ACCEL_KEY, SUPERVISOR_KEY};
 use cvm_proto::metric::{Layer as DiskLayer, Metric, DISK_PREFIX, PHASE_PREFIX};
 
 /// The figures in one box.
@@ -130,6 +130,19 @@ fn unshown_disk_layers<'a>(b: &'a BackendSummary, layers: &[Layer]) -> Vec<(&'a 
         .collect()
 }
 
+/// The supervisor's share of a container's memory, where one is counted (`memory_supervisor`).
+fn supervisor_part(b: &BackendSummary) -> Option<(&'static str, f64)> {
+    median(b, Metric::MemorySupervisor.name()).map(|m| ("of it, its supervisor", m))
+}
+
+/// Which supervisor a container's memory counts, from its configuration ("containerd-shim-
+/// runc-v2", "cvm-runtime's waiter", "none"), so no figure is read without it.
+fn supervisor_detail(b: &BackendSummary) -> Option<String> {
+    let text = b.info.config.get(SUPERVISOR_KEY)?;
+    let short = text.split([',', ':']).next().unwrap_or(text).trim();
+    Some(format!("supervisor: {short}"))
+}
+
 /// A VM's memory in boxes that add up to its PSS, where the run measured the parts: QEMU
 /// without guest RAM on the hypervisor (with what it is made of), the guest's own use less the
 /// workload on the guest OS, the guest RAM the guest touched but holds free in a box of its own,
@@ -251,7 +264,8 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
                         ),
                         _ => (None, None),
                     };
-                    (m, note, Vec::new())
+                    let parts = supervisor_part(b).filter(|_| Some(layer) == isolation);
+                    (m, note, parts.into_iter().collect())
                 }
             };
             let mut disk = layer.disk_layer().and_then(|d| median(b, &d.metric()));
@@ -275,7 +289,9 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
                 share: startup
                     .filter(|_| phase_total > 0.0)
                     .map(|t| t / phase_total),
-                detail: host_detail(s, layer),
+                detail: host_detail(s, layer).or_else(|| {
+                    supervisor_detail(b).filter(|_| Some(layer) == isolation && !is_vm)
+                }),
             }
         })
         .collect();
@@ -566,5 +582,41 @@ pub(crate) mod tests {
             cols[3].boxes.iter().map(|b| b.layer).collect::<Vec<_>>(),
             Group::Sandbox.layers()
         );
+    }
+
+    /// Each container's runtime box says which supervisor its memory counts, and how much of
+    /// it that is; a runtime run detached says it counts none.
+    #[test]
+    fn a_containers_memory_names_its_supervisor() {
+        let mut docker = backend(
+            "docker",
+            Stack::Container,
+            &[
+                ("memory_pss", "B", 14e6),
+                ("memory_overhead", "B", 12e6),
+                ("memory_supervisor", "B", 11e6),
+            ],
+        );
+        docker.info.config.insert(
+            SUPERVISOR_KEY.into(),
+            "containerd-shim-runc-v2, counted in memory_pss".into(),
+        );
+        let mut runc = backend("runc", Stack::Container, &[("memory_overhead", "B", 1e5)]);
+        runc.info.config.insert(
+            SUPERVISOR_KEY.into(),
+            "none: runc runs detached with no shim".into(),
+        );
+        let s = summary(vec![docker, runc]);
+        let cols = columns(&s);
+        let engine = find(&cols[0], Layer::Runtime);
+        assert_eq!(engine.memory_parts, [("of it, its supervisor", 11e6)]);
+        assert_eq!(
+            engine.detail.as_deref(),
+            Some("supervisor: containerd-shim-runc-v2")
+        );
+        assert_eq!(find(&cols[0], Layer::App).detail, None);
+        let runc = find(&cols[1], Layer::Runtime);
+        assert!(runc.memory_parts.is_empty());
+        assert_eq!(runc.detail.as_deref(), Some("supervisor: none"));
     }
 }
