@@ -82,10 +82,14 @@ pub(super) fn layers(
         copies,
     );
     if let Some(c) = cache.first() {
+        // As the cache is counted: as it lies on disk, not as an installed binary.
+        let allocated = std::fs::metadata(c).map_or(0, |m| {
+            use std::os::unix::fs::MetadataExt;
+            m.blocks() * 512
+        });
         guest_os.push_str(&format!(
-            "; booted from cvm's cache {} ({} B, disk_cache, in no layer)",
+            "; booted from cvm's cache {} ({allocated} B, disk_cache, in no layer)",
             c.display(),
-            bytes(c)
         ));
     }
     Ok(VmDisk {

@@ -175,11 +175,8 @@ impl VmMemory {
                 }),
                 Vec::new(),
             ),
-            Layer::GuestFree => (
-                Some(self.guest_free),
-                Some("guest RAM the guest touched, free in it"),
-                Vec::new(),
-            ),
+            // The box's own name says what it holds.
+            Layer::GuestFree => (Some(self.guest_free), None, Vec::new()),
             Layer::App => (self.app, Some("as on native"), Vec::new()),
             _ => (None, None, Vec::new()),
         }
