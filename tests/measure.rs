@@ -88,6 +88,7 @@ fn available(kind: cvm::scenario::BackendKind) -> bool {
 /// memory is `memory_daemon`, apart from the instance's.
 #[test]
 fn a_96_mib_hold_raises_memory_pss_by_96_mib_on_every_host_backend() {
+    let _shared = common::beside_measurements();
     use cvm::scenario::BackendKind;
     if !host_has(is_root(), "needs root (cgroups, containers)") {
         return;
@@ -170,6 +171,7 @@ fn vm_host() -> bool {
 /// it needs whatever the guest, the translation cache, its boot images) to `memory_vmm`.
 #[test]
 fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
+    let _shared = common::beside_measurements();
     if !host_has(is_root(), "needs root") || !vm_host() {
         return;
     }
@@ -234,6 +236,7 @@ fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
 
 #[test]
 fn disk_layers_match_du_and_the_load_count_matches_the_server() {
+    let _shared = common::beside_measurements();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let text = format!(
@@ -343,6 +346,8 @@ fn descendants() -> HashMap<u32, String> {
 /// runc none.
 #[test]
 fn every_process_that_outlives_the_launch_is_counted() {
+    // Alone in this binary: its siblings' launches would be descendants of this process too.
+    let _alone = common::measuring_alone();
     use common::instances::{launch, prepare, scenario, token, usable, wait_marker_ready};
     use cvm::backend::{docker, HostOptions, Supervisor};
     use cvm::scenario::BackendKind;
