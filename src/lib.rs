@@ -26,6 +26,7 @@ pub mod stats;
 pub mod sys;
 pub mod text;
 pub mod tools;
+pub mod usage;
 
 /// For unit tests that need something from the host: the same rule as every other test's.
 #[cfg(test)]

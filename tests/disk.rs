@@ -1,8 +1,9 @@
 //! Disk layers as cvm reports them (the `disk.*` samples of a real `cvm compare` run), per
 //! backend, against a count the test makes itself: the files it expects each layer to hold,
 //! found with the shell's own PATH lookup and `ldd` (or, for QEMU, the files QEMU opens under
-//! `strace`), and their bytes from `du`. Docker's layers are checked in `tests/container.rs`,
-//! beside the private daemon that test starts.
+//! `strace`), and their bytes from `du`, of stripped copies for executables and libraries.
+//! Docker's layers are checked in `tests/container.rs`, beside the private daemon that test
+//! starts.
 
 mod common;
 
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use cvm::results::SampleRow;
 use cvm::scenario::BackendKind;
 
-use common::disk::{assert_layers, disk_figures, du_bytes, which, with_ldd};
+use common::disk::{
+    assert_layers, disk_cache, disk_figures, du_bytes, du_installed, which, with_ldd,
+};
 use common::instances::{setup_env, usable};
 use common::{cvm_cmd, host_has, stderr};
 
@@ -65,10 +68,14 @@ fn image_files() -> (PathBuf, PathBuf) {
     )
 }
 
-/// `app` and `libs` of the image directory, which every non-VM backend but Docker runs.
+/// `app` and `libs` of the image directory, which every backend but Docker counts (a VM's
+/// initramfs packs the same files).
 fn image_layers() -> [(&'static str, u64); 2] {
     let (guest, busybox) = image_files();
-    [("app", du_bytes(&[guest])), ("libs", du_bytes(&[busybox]))]
+    [
+        ("app", du_installed(&[guest])),
+        ("libs", du_installed(&[busybox])),
+    ]
 }
 
 #[test]
@@ -91,7 +98,7 @@ fn container_counts_the_standalone_runtime_binary_not_cvm() {
     let cvm_bin = common::cvm_bin();
     let runtime = cvm_bin.with_file_name("cvm-runtime");
     assert!(runtime.is_file(), "{} is not built", runtime.display());
-    let runtime_bytes = du_bytes(&with_ldd(&runtime));
+    let runtime_bytes = du_installed(&with_ldd(&runtime));
     let [app, libs] = image_layers();
     assert_layers(
         "container",
@@ -124,7 +131,7 @@ fn runc_counts_runc_and_its_libraries() {
     assert_layers(
         "runc",
         &disk_figures(&rows, "runc"),
-        &[app, libs, ("runtime", du_bytes(&files))],
+        &[app, libs, ("runtime", du_installed(&files))],
     );
 }
 
@@ -144,7 +151,7 @@ fn crun_counts_crun_and_its_libraries_even_where_it_cannot_run() {
     let prepared = cvm::backend::create(BackendKind::Crun, &Default::default())
         .prepare(&s, &image)
         .expect("preparing crun needs only its binary");
-    let fp = cvm::measure::disk::footprint(&prepared.disk_layers());
+    let fp = cvm::usage::disk::footprint(&prepared.disk_layers(), &[], &[]);
     let got = fp
         .per_layer
         .iter()
@@ -155,7 +162,7 @@ fn crun_counts_crun_and_its_libraries_even_where_it_cannot_run() {
     assert_layers(
         "crun",
         &got,
-        &[app, libs, ("runtime", du_bytes(&with_ldd(&crun)))],
+        &[app, libs, ("runtime", du_installed(&with_ldd(&crun)))],
     );
 }
 
@@ -263,23 +270,56 @@ fn vm_layers_match_what_qemu_opens(backend: &str, kind: BackendKind) {
     } else {
         backend
     };
+    // The kernel as installed: the minimal one is built as the vmlinux QEMU loads; a
+    // distribution's is its bzImage in /boot, which `vm` boots through the vmlinux cvm keeps
+    // extracted, a cache in no layer.
+    let (installed, cache) = if label == "vm-minimal" || backend == "vm-classic" {
+        (trace.kernel.clone(), None)
+    } else {
+        let release = std::fs::read_to_string(dir.path().join(format!("out-{backend}/run.json")))
+            .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap())
+            .map(|v| {
+                v["backends"][0]["config"]["kernel"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .unwrap();
+        let bzimage = PathBuf::from(format!("/boot/vmlinuz-{release}"));
+        // The cache as it lies on disk: cvm's own file, not an installed binary.
+        (bzimage, Some(du_bytes(std::slice::from_ref(&trace.kernel))))
+    };
+    assert_eq!(disk_cache(&rows, label), cache, "{label}: disk_cache");
+    // The initramfs packs the image's app and libs verbatim (uncompressed): they count in
+    // their own layers, its other bytes in the guest OS.
+    let (guest, busybox) = image_files();
+    let packed: u64 = [guest, busybox]
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let [app, libs] = image_layers();
     assert_layers(
         label,
         &disk_figures(&rows, label),
         &[
-            ("hypervisor", du_bytes(&hypervisor)),
-            ("guest_os", du_bytes(&[trace.kernel, trace.initrd])),
+            app,
+            libs,
+            ("hypervisor", du_installed(&hypervisor)),
+            (
+                "guest_os",
+                du_installed(&[installed]) + du_bytes(&[trace.initrd]) - packed,
+            ),
         ],
     );
 }
 
 #[test]
-fn vm_counts_the_kernel_initramfs_and_every_file_qemu_opens() {
+fn vm_counts_the_image_the_installed_kernel_the_initramfs_and_every_file_qemu_opens() {
     vm_layers_match_what_qemu_opens("vm", BackendKind::Vm);
 }
 
 #[test]
-fn vm_classic_counts_the_kernel_initramfs_and_every_file_qemu_opens() {
+fn vm_classic_counts_the_image_the_installed_kernel_the_initramfs_and_every_file_qemu_opens() {
     vm_layers_match_what_qemu_opens("vm-classic", BackendKind::VmClassic);
 }
 

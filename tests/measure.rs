@@ -88,6 +88,7 @@ fn available(kind: cvm::scenario::BackendKind) -> bool {
 /// memory is `memory_daemon`, apart from the instance's.
 #[test]
 fn a_96_mib_hold_raises_memory_pss_by_96_mib_on_every_host_backend() {
+    let _shared = common::beside_measurements();
     use cvm::scenario::BackendKind;
     if !host_has(is_root(), "needs root (cgroups, containers)") {
         return;
@@ -166,9 +167,11 @@ fn vm_host() -> bool {
 
 /// A VM's memory in three parts: QEMU's own (`memory_vmm`) does not follow the guest's memory
 /// size (128 vs 512 MiB, within 10 %), and the guest's own view (`memory_guest_used`) sees a
-/// 96 MiB hold as 96 MiB ± 10 %. The parts add up to `memory_pss`.
+/// 96 MiB hold as 96 MiB ± 10 %. The parts add up to `memory_pss`, and QEMU's own parts (what
+/// it needs whatever the guest, the translation cache, its boot images) to `memory_vmm`.
 #[test]
 fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
+    let _shared = common::beside_measurements();
     if !host_has(is_root(), "needs root") || !vm_host() {
         return;
     }
@@ -210,30 +213,30 @@ fn vm_memory_is_split_into_the_vmm_guest_ram_and_the_guests_own_use() {
                 get("memory_pss"),
                 "the parts add up to the whole"
             );
+            assert_eq!(
+                get("memory_vmm_base") + get("memory_vmm_tcg") + get("memory_vmm_boot"),
+                get("memory_vmm"),
+                "QEMU's parts add up to memory_vmm"
+            );
+            // Under TCG the translation cache holds the code the guest ran; QEMU maps the
+            // vmlinux it boots and keeps the initramfs (whose image files alone are MiBs).
+            let tcg = rows
+                .iter()
+                .any(|r| r.metric == "memory_vmm" && r.accel == "tcg");
+            let cache = get("memory_vmm_tcg");
+            assert!(
+                if tcg { cache > 1048576.0 } else { cache == 0.0 },
+                "translation cache {cache} B under {}",
+                if tcg { "TCG" } else { "KVM" }
+            );
+            assert!(get("memory_vmm_boot") > 4.0 * 1048576.0, "no boot images");
         }
     }
 }
 
-/// Bytes allocated on disk for `paths` as `du` counts them: each inode once, a symlink named
-/// directly followed, directories included.
-fn du_bytes(paths: &[std::path::PathBuf]) -> f64 {
-    let out = std::process::Command::new("du")
-        .args(["-B1", "-s", "-c", "-D"])
-        .args(paths)
-        .output()
-        .expect("cannot run du");
-    assert!(out.status.success(), "du failed: {}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let total = text
-        .lines()
-        .last()
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no total from du: {text}"));
-    total.parse().unwrap()
-}
-
 #[test]
 fn disk_layers_match_du_and_the_load_count_matches_the_server() {
+    let _shared = common::beside_measurements();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let text = format!(
@@ -267,10 +270,12 @@ fn disk_layers_match_du_and_the_load_count_matches_the_server() {
         .collect();
     let total = metric("disk_footprint");
     assert!(total > 0.0);
-    assert_eq!(metric("disk.app"), du_bytes(app), "app layer vs du");
+    // Binaries as installed: du of stripped copies.
+    let installed = |p: &[std::path::PathBuf]| common::disk::du_installed(p) as f64;
+    assert_eq!(metric("disk.app"), installed(app), "app layer vs du");
     assert_eq!(
         total,
-        du_bytes(&all),
+        installed(&all),
         "disk_footprint vs du over app and libs"
     );
 
@@ -292,5 +297,139 @@ fn disk_layers_match_du_and_the_load_count_matches_the_server() {
             (s - c).abs() <= 0.01 * c,
             "client counted {c}, server served {s}"
         );
+    }
+}
+
+/// Every process the test's process tree holds, by PID: its descendants (cvm is a child
+/// subreaper, so a runtime's detached container and a shim come back to it), with their names.
+fn descendants() -> HashMap<u32, String> {
+    let me = std::process::id();
+    let mut parent: HashMap<u32, (u32, String)> = HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 2..].split_whitespace().nth(1);
+        if let Some(ppid) = ppid.and_then(|p| p.parse().ok()) {
+            parent.insert(pid, (ppid, stat[open + 1..close].to_string()));
+        }
+    }
+    let is_mine = |mut pid: u32| {
+        for _ in 0..64 {
+            match parent.get(&pid) {
+                Some((ppid, _)) if *ppid == me => return true,
+                Some((ppid, _)) => pid = *ppid,
+                None => return false,
+            }
+        }
+        false
+    };
+    parent
+        .iter()
+        .filter(|(pid, _)| is_mine(**pid))
+        .map(|(pid, (_, name))| (*pid, name.clone()))
+        .collect()
+}
+
+/// The one resident-process rule: every process a launch leaves running on the host (a
+/// container's init and workload, Docker's shim) is in the instance's resident set, or is a
+/// daemon measured apart; the only exception is Docker's CLI, which cvm keeps attached as its
+/// marker channel and a detached `docker run` would not leave. Each backend's memory says which
+/// supervisor it counts: `container` a `cvm-runtime` waiter measured apart, `docker` its shim,
+/// runc none.
+#[test]
+fn every_process_that_outlives_the_launch_is_counted() {
+    // Alone in this binary: its siblings' launches would be descendants of this process too.
+    let _alone = common::measuring_alone();
+    use common::instances::{launch, prepare, scenario, token, usable, wait_marker_ready};
+    use cvm::backend::{docker, HostOptions, Supervisor};
+    use cvm::scenario::BackendKind;
+    if !host_has(is_root(), "needs root") {
+        return;
+    }
+    let mut kinds: Vec<BackendKind> = [BackendKind::Container, BackendKind::Runc]
+        .into_iter()
+        .filter(|k| usable(*k))
+        .collect();
+    if host_has(
+        common::which("dockerd") && common::which("docker"),
+        "Docker is not installed (Debian package docker.io)",
+    ) {
+        kinds.push(BackendKind::Docker);
+    }
+    let s = scenario("applet = \"idle\"", "");
+    for kind in kinds {
+        let prepared = if kind == BackendKind::Docker {
+            common::instances::setup_env();
+            let image = cvm::image::Image::build(&s).unwrap();
+            let opts = HostOptions {
+                docker: docker::DockerOptions {
+                    daemon: docker::DaemonChoice::Managed,
+                    host: None,
+                },
+                ..HostOptions::default()
+            };
+            cvm::backend::create(kind, &opts)
+                .prepare(&s, &image)
+                .expect("prepare docker")
+        } else {
+            prepare(kind, &s)
+        };
+        let supervisor = prepared
+            .config()
+            .get(cvm::results::SUPERVISOR_KEY)
+            .cloned()
+            .unwrap_or_default();
+        let before = descendants();
+        let mut instance = launch(&*prepared, &token("sup"));
+        wait_marker_ready(&*instance, &kind.to_string());
+        // Left running twice over 300 ms: not a runtime or client still on its way out.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let first = descendants();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let second = descendants();
+        let counted: Vec<u32> = instance
+            .host_pids()
+            .into_iter()
+            .chain(instance.daemon_pids())
+            .collect();
+        let left_out: Vec<(u32, &String)> = second
+            .iter()
+            .filter(|(pid, _)| !before.contains_key(pid) && first.contains_key(pid))
+            .filter(|(pid, _)| !counted.contains(pid))
+            // Docker's CLI: cvm's marker channel, not part of a deployment.
+            .filter(|(_, name)| kind != BackendKind::Docker || *name != "docker")
+            .map(|(pid, name)| (*pid, name))
+            .collect();
+        assert!(
+            left_out.is_empty(),
+            "{kind}: resident but not counted: {left_out:?} (counted {counted:?})"
+        );
+        match (kind, instance.supervisor()) {
+            (BackendKind::Container, Supervisor::Apart(bytes)) => {
+                assert!(bytes > 64 * 1024, "a cvm-runtime waiter of {bytes} B");
+                assert!(
+                    supervisor.starts_with("cvm-runtime's waiter"),
+                    "{supervisor}"
+                );
+            }
+            (BackendKind::Runc, Supervisor::None) => {
+                assert!(supervisor.starts_with("none"), "{supervisor}");
+            }
+            (BackendKind::Docker, Supervisor::Pids(pids)) => {
+                assert_eq!(pids.len(), 1, "one shim");
+                assert!(instance.host_pids().contains(&pids[0]));
+                assert!(supervisor.starts_with("containerd-shim"), "{supervisor}");
+            }
+            (kind, other) => panic!("{kind} counts supervisor {other:?}"),
+        }
+        instance.teardown().unwrap();
     }
 }

@@ -17,7 +17,7 @@ pub fn benches(c: &mut Criterion) {
     g.sample_size(30);
     let me = std::process::id();
     g.bench_function("pss_read", |b| {
-        b.iter(|| cvm::measure::memory::pss_bytes(black_box(me)).expect("pss"));
+        b.iter(|| cvm::usage::memory::pss_bytes(black_box(me)).expect("pss"));
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let mut writer =

@@ -42,20 +42,40 @@ named_enum! {
         MemoryCgroup => "memory_cgroup",
         /// Host `MemAvailable` drop per instance (density).
         MemoryHostDelta => "memory_host_delta",
-        /// A VM's QEMU PSS without the mapping that backs guest RAM: the hypervisor's own cost.
+        /// A VM's QEMU PSS without the mapping that backs guest RAM: the hypervisor's cost, the
+        /// sum of `memory_vmm_base`, `memory_vmm_tcg` and `memory_vmm_boot`.
         MemoryVmm => "memory_vmm",
+        /// What QEMU needs whatever the guest: `memory_vmm` less the translation cache and the
+        /// boot images (its code, libraries, heap and device state).
+        MemoryVmmBase => "memory_vmm_base",
+        /// PSS of TCG's translated-code buffer inside `memory_vmm`: emulation only (a KVM guest
+        /// has none), and it grows with the guest code that ran.
+        MemoryVmmTcg => "memory_vmm_tcg",
+        /// PSS of QEMU's copies of the guest kernel and initramfs inside `memory_vmm` (a file
+        /// it maps, or a bzImage read into a buffer), kept for a reset.
+        MemoryVmmBoot => "memory_vmm_boot",
         /// PSS of the mapping that backs a VM's RAM: host memory the guest has touched.
         MemoryGuestRam => "memory_guest_ram",
         /// The guest's own view of its use, `MemTotal - MemAvailable` (reported by its init).
         MemoryGuestUsed => "memory_guest_used",
+        /// PSS of the process that stays resident to supervise the container in the deployment
+        /// the backend stands for, inside `memory_pss`: containerd-shim (docker), the
+        /// `cvm-runtime` waiter, measured apart once per run because cvm waits in-process
+        /// (container). Absent where none is counted (runc, crun and gvisor run detached).
+        MemorySupervisor => "memory_supervisor",
         /// PSS of the host-wide daemons a backend needs (dockerd, containerd), once per run:
         /// shared by every instance of the host, so never inside an instance's figure.
         MemoryDaemon => "memory_daemon",
         /// A private Docker daemon's start, from spawning dockerd to its first answer on its
         /// socket, once per run: a host-wide cost, never inside an instance's startup.
         DockerDaemonStart => "docker_daemon_start",
-        /// Bytes on disk of the backend's whole stack.
+        /// Bytes on disk of the backend's whole stack: the sum of its `disk.<layer>` figures.
+        /// Every file counts the whole blocks it allocates, and an executable or shared library
+        /// what it takes installed, stripped of debug info and symbol tables, whoever built it.
         DiskFootprint => "disk_footprint",
+        /// Bytes cvm keeps beside a stack only to start it faster (a VM's kernel decompressed
+        /// for direct boot), in no layer and not in `disk_footprint`.
+        DiskCache => "disk_cache",
         /// Responses per second during the load phase.
         HttpRps => "http_rps",
         HttpLatencyP50 => "http_latency_p50",
@@ -126,10 +146,15 @@ impl Metric {
             | Metric::MemoryCgroup
             | Metric::MemoryHostDelta
             | Metric::MemoryVmm
+            | Metric::MemoryVmmBase
+            | Metric::MemoryVmmTcg
+            | Metric::MemoryVmmBoot
             | Metric::MemoryGuestRam
             | Metric::MemoryGuestUsed
             | Metric::MemoryDaemon
+            | Metric::MemorySupervisor
             | Metric::DiskFootprint
+            | Metric::DiskCache
             | Metric::DensityPssPerInstance => Unit::Bytes,
             Metric::HttpRps | Metric::CpuScore => Unit::PerSecond,
             Metric::MemBandwidthCopy | Metric::MemBandwidthTriad | Metric::IoWriteBandwidth => {
@@ -216,7 +241,8 @@ pub const PHASE_PREFIX: &str = "phase.";
 
 named_enum! {
     /// A layer of the "VM stack vs container stack" diagram that files on disk belong to. Each file
-    /// is counted once, in the lowest layer that needs it; `ALL` runs bottom-up.
+    /// is counted once, in the lowest layer that needs it; `ALL` runs bottom-up. Every layer
+    /// counts an executable or shared library as installed, stripped (see `disk_footprint`).
     pub enum Layer {
         /// QEMU, its shared libraries, the modules it loads and the firmware and option ROMs
         /// it reads for the machine.
@@ -227,11 +253,15 @@ named_enum! {
         /// A sandbox's user-space kernel: gVisor's Sentry, which is the `runsc` binary itself
         /// (with its gofer), counted as the standalone binary a user installs.
         UserSpaceKernel => "user_space_kernel",
-        /// A VM's kernel as booted and its initramfs as handed to QEMU.
+        /// A VM's guest OS: its kernel as installed (the bzImage, or the minimal kernel's
+        /// vmlinux) and its initramfs's own bytes: the kernel modules, init's configuration, device
+        /// nodes, links and the archive's headers, less the image's app and libraries it packs,
+        /// which count in their own layers as on a container.
         GuestOs => "guest_os",
-        /// Shared libraries and tools of the image (busybox).
+        /// Shared libraries and tools of the image (busybox, a bring-your-own binary's
+        /// libraries), on every backend alike.
         Libs => "libs",
-        /// The workload's own binary.
+        /// The workload's own binary (`cvm-guest`, which is also init), on every backend alike.
         App => "app",
     }
 }

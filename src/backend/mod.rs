@@ -8,6 +8,7 @@
 //! created in [`Instance::teardown`], which also runs on `Drop`.
 
 pub use cvm_runtime::cgroup;
+pub mod bundle;
 pub mod cgroup_trace;
 pub mod command;
 pub mod container;
@@ -120,6 +121,16 @@ pub trait Prepared: Send {
     fn disk_layers(&self) -> DiskLayers {
         BTreeMap::new()
     }
+    /// Files of a layer that pack copies of files other layers count (a VM's initramfs holds
+    /// the image's app and libraries): each counts only its own bytes.
+    fn disk_packed(&self) -> Vec<crate::usage::disk::Packed> {
+        Vec::new()
+    }
+    /// What cvm keeps beside the stack only to start it faster (a VM's decompressed kernel):
+    /// counted apart, as `disk_cache`, in no layer and not in `disk_footprint`.
+    fn disk_cache(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Host-wide figures of what the backend set up once for the whole run (a private Docker
     /// daemon's start), recorded once, never inside an instance's phases.
     fn host_figures(&self) -> Vec<(cvm_proto::metric::Metric, f64)> {
@@ -135,14 +146,20 @@ pub trait Instance: Send {
     fn events(&self) -> &Receiver<Event>;
     /// Every host process that stays resident for the instance in production use (the VMM, a
     /// shim, the container's or workload's processes; not a runtime or client that would have
-    /// exited), for PSS.
+    /// exited), for PSS. A supervisor measured apart ([`Supervisor::Apart`]) is added to it.
     fn host_pids(&self) -> Vec<u32>;
     /// Where a port the workload listens on is reachable from the host.
     fn endpoint(&self, port: u16) -> Option<SocketAddr>;
-    /// The `/proc/PID/smaps` path prefix of the mapping that holds a VM's guest RAM, so PSS can
-    /// be split into the hypervisor's own memory and the guest's; `None` for other backends.
-    fn guest_ram_mapping(&self) -> Option<&'static str> {
+    /// What tells a VMM's mappings apart in `/proc/PID/smaps` (the guest RAM's mapping, the
+    /// kernel and initramfs it was handed), so its PSS can be split into the guest's RAM, the
+    /// translation cache, the boot images and QEMU's own; `None` for other backends.
+    fn vmm_layout(&self) -> Option<crate::usage::memory::VmmLayout> {
         None
+    }
+    /// The process that supervises the container in the deployment this backend stands for,
+    /// as the instance's memory counts it.
+    fn supervisor(&self) -> Supervisor {
+        Supervisor::None
     }
     /// Host-wide daemons the instance depends on but shares with every other instance of the
     /// host (dockerd, containerd): measured apart, as `memory_daemon`, never in its PSS.
@@ -216,6 +233,40 @@ impl BackendError {
         }
     }
 }
+
+/// The process that stays resident to supervise a container in the deployment a backend
+/// stands for, as the instance's memory counts it (one rule for every backend; the backend's
+/// `supervisor` configuration entry says which, in words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// None is counted: a plain process (native), a VM's QEMU (itself the instance), or a
+    /// runtime run detached with no shim (runc, crun, runsc), said beside the figure.
+    None,
+    /// Host processes among `host_pids` (Docker's containerd-shim).
+    Pids(Vec<u32>),
+    /// Measured apart and added to the instance's PSS, in bytes: cvm waits in-process where
+    /// `cvm-runtime run` stays resident (the `container` backend).
+    Apart(u64),
+}
+
+impl Supervisor {
+    /// The bytes added to the PSS of `host_pids`: only a supervisor measured apart.
+    pub fn apart(&self) -> u64 {
+        match self {
+            Supervisor::Apart(bytes) => *bytes,
+            _ => 0,
+        }
+    }
+}
+
+/// Every host process's PSS that stays resident for `instance`, its supervisor included (the
+/// one resident-process rule, for the idle sample, the load phase's peak and density).
+pub fn resident_pss(instance: &dyn Instance) -> u64 {
+    crate::usage::memory::pss_total(&instance.host_pids()) + instance.supervisor().apart()
+}
+
+/// The configuration key saying which supervisor a backend's memory counts.
+pub use crate::results::SUPERVISOR_KEY;
 
 /// Host-wide options that backends may need (from the command line).
 #[derive(Debug, Clone, Default)]

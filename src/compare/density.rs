@@ -15,8 +15,9 @@ use cvm_proto::metric::Metric;
 use super::order::{BackendEnd, Plan};
 use super::runner::{RunEnd, Runner};
 use crate::backend::Instance;
-use crate::measure::{memory, startup};
+use crate::measure::startup;
 use crate::results::{Phase, ResultsError};
+use crate::usage::memory;
 
 /// Lets the kernel settle after dropping caches, so MemAvailable is not read mid-reclaim.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -103,8 +104,10 @@ fn one_run(runner: &mut Runner, plan: &Plan, phase: Phase, n: u32) -> Result<Run
                 break;
             }
         }
-        let pids: Vec<u32> = instances.iter().flat_map(|i| i.host_pids()).collect();
-        let pss = memory::pss_total(&pids);
+        let pss: u64 = instances
+            .iter()
+            .map(|i| crate::backend::resident_pss(&**i))
+            .sum();
         // The daemons every instance shares (Docker's) are counted once and divided by N.
         let mut daemons: Vec<u32> = instances.iter().flat_map(|i| i.daemon_pids()).collect();
         daemons.sort_unstable();

@@ -13,8 +13,8 @@ use super::setup::Setup;
 use super::CompareError;
 use crate::backend::Availability;
 use crate::image::Image;
-use crate::measure::disk::{self, DISK_SHARED_KEY};
 use crate::results::{Phase, ResultsError, SampleRow, SampleWriter};
+use crate::usage::disk::{self, DISK_SHARED_KEY};
 
 impl Record {
     /// Prepares every available backend; one that fails to prepare is recorded as failed (its
@@ -48,7 +48,11 @@ impl Record {
                     continue;
                 }
             };
-            let footprint = disk::footprint(&prepared.disk_layers());
+            let footprint = disk::footprint(
+                &prepared.disk_layers(),
+                &prepared.disk_packed(),
+                &prepared.disk_cache(),
+            );
             let info = &mut self.meta.backends[index];
             info.config = prepared.config();
             if !footprint.per_layer.is_empty() {

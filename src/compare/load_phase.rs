@@ -10,9 +10,10 @@ use cvm_proto::metric::Metric;
 use super::runner::{RunEnd, Runner};
 use crate::backend::Instance;
 use crate::load::http::{self as http_load, HttpLoad};
-use crate::measure::{memory, startup};
+use crate::measure::startup;
 use crate::results::{Phase, ResultsError};
 use crate::scenario::Readiness;
+use crate::usage::memory;
 
 /// How often memory is sampled during a load phase (for `memory_pss_peak`).
 const PEAK_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -64,12 +65,14 @@ impl Runner<'_> {
             None
         };
         let pids = instance.host_pids();
+        // A supervisor measured apart is resident throughout (the one resident-process rule).
+        let apart = instance.supervisor().apart();
         let done = AtomicBool::new(false);
         let (result, peak) = std::thread::scope(|s| {
             let sampler = s.spawn(|| {
                 let mut peak = 0;
                 while !done.load(Ordering::SeqCst) {
-                    peak = peak.max(memory::pss_total(&pids));
+                    peak = peak.max(memory::pss_total(&pids) + apart);
                     std::thread::sleep(PEAK_SAMPLE_INTERVAL);
                 }
                 peak

@@ -42,7 +42,7 @@ pub(super) struct Lane {
     /// Its next launch is its first of an image built in this run.
     pub(super) first_launch: bool,
     /// Its disk layers, counted once at prepare (recorded before the first launch).
-    pub(super) footprint: crate::measure::disk::Footprint,
+    pub(super) footprint: crate::usage::disk::Footprint,
     pub(super) end: BackendEnd,
     /// Its entry in the teardown ledger; last, so it drops after `prepared`.
     pub(super) _tracked: super::interrupt::Tracked,

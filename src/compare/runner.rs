@@ -10,10 +10,10 @@ use cvm_proto::metric::{Metric, PHASE_PREFIX};
 
 use super::cgroup_state::CgroupState;
 use crate::backend::{self, Instance, LaunchContext, Prepared};
-use crate::measure::disk::Footprint;
 use crate::measure::startup;
 use crate::results::{Phase, ResultsError, SampleRow, SampleWriter};
 use crate::scenario::{BackendKind, Readiness, Scenario, StartMode};
+use crate::usage::disk::Footprint;
 
 /// How far a guest-timed duration may be from the host's stamps of the same interval before
 /// the guest's figures are flagged (and the report trusts the host's).
@@ -155,6 +155,9 @@ impl Runner<'_> {
         for (layer, bytes) in &footprint.per_layer {
             let unit = Metric::DiskFootprint.unit().symbol();
             self.record(0, Phase::Measure, &layer.metric(), *bytes as f64, unit, "")?;
+        }
+        if footprint.cache > 0 {
+            self.sample(0, Phase::Measure, Metric::DiskCache, footprint.cache as f64)?;
         }
         self.sample(
             0,

@@ -262,7 +262,62 @@ impl From<io::Error> for ArchiveError {
     }
 }
 
-fn archive(cpio: &mut CpioWriter<Vec<u8>>, spec: &InitramfsSpec) -> Result<(), ArchiveError> {
+/// How many of the stored archive's bytes (`stored`, built from `spec`) are the data of the
+/// rootfs files `named` (host paths inside `spec.rootfs`; a directory names every regular file
+/// under it): the part of an initramfs that packs files counted in their own disk layers. A
+/// member's data is stored verbatim, so uncompressed that is the members' lengths; compressed,
+/// each is charged the archive's overall ratio (its stored bytes over its archived bytes).
+pub fn packed_bytes(
+    spec: &InitramfsSpec,
+    stored: &Path,
+    named: &[PathBuf],
+) -> Result<u64, InitramfsError> {
+    let read = |path: &Path, source| InitramfsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut members: Vec<PathBuf> = Vec::new();
+    for p in named.iter().filter(|p| p.starts_with(&spec.rootfs)) {
+        regular_files(p, &mut members).map_err(|e| read(p, e))?;
+    }
+    members.sort();
+    members.dedup();
+    let mut data = 0;
+    for m in &members {
+        data += fs::symlink_metadata(m).map_err(|e| read(m, e))?.len();
+    }
+    if spec.compression == Compression::None {
+        return Ok(data);
+    }
+    // The archive's raw length: written again, to a sink, trailer included.
+    let mut counted = CpioWriter::new(io::sink());
+    archive(&mut counted, spec)
+        .and_then(|()| Ok(counted.entry("TRAILER!!!", 0, 1, (0, 0), &[])?))
+        .map_err(|e| match e {
+            ArchiveError::Read(path, source) => InitramfsError::Read { path, source },
+            ArchiveError::Relative(p) => InitramfsError::RelativePath(p),
+            ArchiveError::Io(source) => read(stored, source),
+        })?;
+    let raw = counted.written.max(1);
+    let stored_len = fs::metadata(stored).map_err(|e| read(stored, e))?.len();
+    Ok((u128::from(data) * u128::from(stored_len) / u128::from(raw)) as u64)
+}
+
+/// Every regular file at or under `path`, symlinks not followed (the archive stores them as
+/// links).
+fn regular_files(path: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+    } else if meta.is_dir() {
+        for e in fs::read_dir(path)? {
+            regular_files(&e?.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+fn archive<W: Write>(cpio: &mut CpioWriter<W>, spec: &InitramfsSpec) -> Result<(), ArchiveError> {
     cpio.dir("/", 0o755)?;
     walk(cpio, &spec.rootfs, "")?;
     // The kernel opens /dev/console for PID 1's stdio before any devtmpfs is mounted; without
@@ -306,7 +361,7 @@ fn archive(cpio: &mut CpioWriter<Vec<u8>>, spec: &InitramfsSpec) -> Result<(), A
 }
 
 /// Archives the tree under `dir` as `prefix/...`, entries sorted so the archive is deterministic.
-fn walk(cpio: &mut CpioWriter<Vec<u8>>, dir: &Path, prefix: &str) -> Result<(), ArchiveError> {
+fn walk<W: Write>(cpio: &mut CpioWriter<W>, dir: &Path, prefix: &str) -> Result<(), ArchiveError> {
     let read = |e| ArchiveError::Read(dir.to_path_buf(), e);
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(read)?
@@ -465,5 +520,55 @@ mod tests {
                 "etc/cvm/vm.conf"
             ]
         );
+    }
+
+    /// The bytes an archive packs of named rootfs files: their data, verbatim when
+    /// uncompressed, and their share of the compressed archive otherwise.
+    #[test]
+    fn packed_bytes_are_the_named_files_data_in_the_archive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::create_dir_all(root.join("lib")).unwrap();
+        fs::write(root.join("bin/app"), vec![b'a'; 10_000]).unwrap();
+        fs::write(root.join("lib/one.so"), vec![b'b'; 3_000]).unwrap();
+        fs::write(root.join("lib/two.so"), vec![b'c'; 1_000]).unwrap();
+        std::os::unix::fs::symlink("one.so", root.join("lib/alias.so")).unwrap();
+        let module = tmp.path().join("virtio.ko");
+        fs::write(&module, vec![b'k'; 5_000]).unwrap();
+        let mut spec = InitramfsSpec {
+            rootfs: root.clone(),
+            modules: vec![module],
+            files: Vec::new(),
+            compression: Compression::None,
+        };
+        let out = tmp.path().join("out");
+        let plain = build(&spec, &out).unwrap();
+        // A file, and a directory that holds it again and a link: each file's data once; the
+        // module and anything outside the rootfs are the archive's own.
+        let named = [root.join("bin/app"), root.join("lib"), root.join("bin/app")];
+        assert_eq!(packed_bytes(&spec, &plain, &named).unwrap(), 14_000);
+        assert_eq!(
+            packed_bytes(&spec, &plain, &[tmp.path().join("x")]).unwrap(),
+            0
+        );
+        let len = fs::metadata(&plain).unwrap().len();
+        assert!(
+            len > 14_000 + 5_000,
+            "the archive holds the members verbatim"
+        );
+
+        if which_gzip() {
+            spec.compression = Compression::Gzip;
+            let packed = build(&spec, &out).unwrap();
+            let stored = fs::metadata(&packed).unwrap().len();
+            let share = packed_bytes(&spec, &packed, &named).unwrap();
+            // The members' share of the stored bytes, as of the raw archive.
+            assert_eq!(share, 14_000 * stored / len);
+        }
+    }
+
+    fn which_gzip() -> bool {
+        Command::new("gzip").arg("--version").output().is_ok()
     }
 }

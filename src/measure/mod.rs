@@ -1,9 +1,8 @@
-//! Measurements taken from the host: the startup timeline of an instance, memory (PSS and cgroup
-//! charge), and the environment every number is recorded with.
+//! Measurements taken from the host while an instance runs: its startup timeline and the host
+//! half of readiness, and the environment every number is recorded with. What a set of
+//! processes or files uses, by the one counting rule each, is [`crate::usage`].
 
-pub mod disk;
 pub mod fingerprint;
 pub mod host;
-pub mod memory;
 mod probe;
 pub mod startup;

@@ -14,7 +14,7 @@
 //! 95 %); a closing sentence gives the levels whenever they are not all 95 %.
 
 use super::format::{format_value, level_text};
-use super::stack::{columns, Group, Layer};
+use super::stack::{columns, Group, Layer, LayerBox};
 use crate::results::{BackendSummary, MetricSummary, RunSummary, Stack};
 use crate::stats::{Estimate, CONFIDENCE};
 use cvm_proto::metric::Metric;
@@ -104,6 +104,41 @@ fn ran(b: &BackendSummary) -> bool {
     matches!(b.info.availability, crate::results::Availability::Available)
 }
 
+/// A VM's isolation layers' memory as the stack diagram draws it (its boxes add up to the
+/// column's PSS), with the parts that explain it; `None` where the run has no such split (a
+/// container, an older VM run: then `memory_overhead` is the figure).
+fn vm_memory_drawn(isolating: &[&LayerBox]) -> Option<String> {
+    if !isolating.iter().any(|x| x.layer == Layer::GuestFree) {
+        return None;
+    }
+    let total: f64 = isolating.iter().filter_map(|x| x.memory).sum();
+    let mut parts = Vec::new();
+    for x in isolating {
+        let Some(m) = x.memory else {
+            continue;
+        };
+        let name = match x.layer {
+            Layer::Hypervisor => "QEMU",
+            Layer::GuestOs => "the guest's own use",
+            _ => "guest RAM it touched and holds free",
+        };
+        let mut part = format!("{name} {}", format_value(m, "B"));
+        let tcg = x.memory_parts.iter().find(|(p, _)| p.starts_with("TCG"));
+        if let Some((_, t)) = tcg {
+            part.push_str(&format!(
+                ", of it {} TCG's translation cache, emulation only",
+                format_value(*t, "B")
+            ));
+        }
+        parts.push(part);
+    }
+    Some(format!(
+        "{} of memory per instance over native ({})",
+        format_value(total, "B"),
+        parts.join("; ")
+    ))
+}
+
 /// The findings, each a sentence of plain text (callers escape it for their format).
 pub fn findings(s: &RunSummary) -> Vec<String> {
     let mut out = Vec::new();
@@ -181,12 +216,18 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
             .filter(|x| {
                 matches!(
                     x.layer,
-                    Layer::Runtime | Layer::Sentry | Layer::GuestOs | Layer::Hypervisor
+                    Layer::Runtime
+                        | Layer::Sentry
+                        | Layer::GuestOs
+                        | Layer::GuestFree
+                        | Layer::Hypervisor
                 )
             })
             .collect();
         let mut parts = Vec::new();
-        if let Some(o) = metric(b, Metric::MemoryOverhead) {
+        if let Some(vm) = vm_memory_drawn(&isolating) {
+            parts.push(vm);
+        } else if let Some(o) = metric(b, Metric::MemoryOverhead) {
             note_level(&o.stats.median_ci);
             let ci = &o.stats.median_ci;
             let interval = if ci.lower == ci.upper {
@@ -454,5 +495,39 @@ mod tests {
             &[("ready_latency", "s", 0.02)],
         )]);
         assert!(findings(&s).iter().all(|f| !f.contains("faster than")));
+    }
+    /// A VM is charged what its diagram draws for its isolation layers: its boxes less the
+    /// app, so the sentence and the column heading (its PSS) agree.
+    #[test]
+    fn a_vm_is_charged_what_its_diagram_draws() {
+        let native = backend("native", Stack::Native, &[("memory_pss", "B", 2e6)]);
+        let vm = backend(
+            "vm",
+            Stack::Vm,
+            &[
+                ("memory_pss", "B", 250.0 * 1_048_576.0),
+                ("memory_overhead", "B", 248.0 * 1_048_576.0),
+                ("memory_vmm", "B", 150.0 * 1_048_576.0),
+                ("memory_vmm_base", "B", 40.0 * 1_048_576.0),
+                ("memory_vmm_tcg", "B", 45.0 * 1_048_576.0),
+                ("memory_vmm_boot", "B", 65.0 * 1_048_576.0),
+                ("memory_guest_ram", "B", 100.0 * 1_048_576.0),
+                ("memory_guest_used", "B", 34.0 * 1_048_576.0),
+            ],
+        );
+        let s = summary(vec![native, vm]);
+        let f = findings(&s);
+        let line = f.iter().find(|l| l.starts_with("vm's")).unwrap();
+        // 250 MiB of PSS less the 2 MiB app: the QEMU, guest OS and free-RAM boxes.
+        assert!(
+            line.contains("248 MiB of memory per instance over native"),
+            "{line}"
+        );
+        assert!(line.contains("QEMU 150 MiB, of it 45 MiB TCG's"), "{line}");
+        assert!(line.contains("the guest's own use 32 MiB"), "{line}");
+        assert!(
+            line.contains("guest RAM it touched and holds free 66 MiB"),
+            "{line}"
+        );
     }
 }

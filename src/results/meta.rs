@@ -91,7 +91,15 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              gvisor and docker have no cgroup_join (their join is inside runtime, so every \
              runtime box holds its join); ready_probe_delay may be negative (it was the signed \
              skew); open-loop latencies include up to 1 ms of the client's own timer and leave \
-             out the requests still unanswered at the deadline"
+             out the requests still unanswered at the deadline. Its \
+             disk figures count binaries as built (cvm's own with their line tables, a Docker \
+             CLI with its debug info), not as installed; a VM's disk.guest_os holds the kernel \
+             as booted (vm: the extracted vmlinux, no disk_cache) and the whole initramfs, app \
+             and libraries included, so its disk.app and disk.libs are absent; a VM has no \
+             memory_vmm_base, memory_vmm_tcg or memory_vmm_boot, and its stack diagram no box \
+             for the guest RAM the guest holds free, so its boxes fall short of its PSS; \
+             container's memory_pss counts no supervisor (no cvm-runtime waiter) while \
+             docker's counts its shim, and there is no memory_supervisor"
         ));
     }
     notes
@@ -231,6 +239,7 @@ mod tests {
         assert_eq!(notes.len(), 2);
         assert!(notes[0].contains("memory_vmm"), "{notes:?}");
         assert!(notes[1].contains("memory_overhead"), "{notes:?}");
+        assert!(notes[1].contains("as installed"), "{notes:?}");
         assert_eq!(schema_limitations(2).len(), 1);
         assert!(schema_limitations(SCHEMA_VERSION).is_empty());
         assert!(schema_limitations(SCHEMA_VERSION + 1)[0].contains("newer cvm"));

@@ -227,7 +227,9 @@ fn failed_run_rows(rows: &[SampleRow]) -> HashSet<usize> {
 /// Whether `metric` is measured once per backend, outside any run (the disk figures): more runs
 /// add no samples of it.
 pub fn measured_once(metric: &str) -> bool {
-    metric.starts_with(DISK_PREFIX) || metric == Metric::DiskFootprint.name()
+    metric.starts_with(DISK_PREFIX)
+        || metric == Metric::DiskFootprint.name()
+        || metric == Metric::DiskCache.name()
 }
 
 const LOAD_CLIENT_CPU: &str = cvm_proto::metric::Metric::LoadClientCpu.name();

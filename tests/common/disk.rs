@@ -1,6 +1,7 @@
 //! An independent count of disk layers, for tests that check the figures cvm reports: the
 //! test's own PATH lookup (the shell's `command -v`), its own reading of `ldd`, and `du` for the
-//! bytes, none of it through cvm's code.
+//! bytes (of a copy binutils' `strip` made, for an executable or shared library: cvm counts
+//! binaries as installed, stripped), none of it through cvm's code.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,61 @@ pub fn du_bytes(paths: &[PathBuf]) -> u64 {
     total.parse().unwrap()
 }
 
+/// Bytes `paths` take installed, as `du` counts them: every ELF executable or shared library
+/// named among them is replaced by a copy `strip` made (no debug info, no symbol table, whoever
+/// built it) and written out in full, each file once however many paths or links name it;
+/// anything else as [`du_bytes`] counts it.
+pub fn du_installed(paths: &[PathBuf]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let copies = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut counted = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        let Ok(meta) = std::fs::metadata(p) else {
+            continue;
+        };
+        if !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        if !meta.is_file() || !is_elf_program(p) {
+            counted.push(p.clone());
+            continue;
+        }
+        let stripped = copies.path().join(format!("{i}.stripped"));
+        let copy = copies.path().join(i.to_string());
+        // strip leaves alignment padding as holes (a kernel's 2 MiB alignment); a package
+        // manager writes the file out in full, so the copy counted is not sparse.
+        for (program, args) in [
+            ("strip", vec!["-o".into(), stripped.clone(), p.clone()]),
+            (
+                "cp",
+                vec!["--sparse=never".into(), stripped.clone(), copy.clone()],
+            ),
+        ] {
+            let out = Command::new(program)
+                .args(&args)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+            assert!(
+                out.status.success(),
+                "{program} {}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        counted.push(copy);
+    }
+    du_bytes(&counted)
+}
+
+/// An ELF executable or shared library (`e_type` 2 or 3), not a kernel module or other object.
+fn is_elf_program(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 18];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok() && head[..4] == *b"\x7fELF" && matches!(head[16], 2 | 3) && head[17] == 0
+}
+
 /// The program the shell would run for `name`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let out = Command::new("sh")
@@ -62,13 +118,21 @@ pub fn with_ldd(binary: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The `disk.<layer>` figures (and `disk_footprint`) one backend recorded, by metric name.
+/// The `disk.<layer>` figures (and `disk_footprint`) one backend recorded, by metric name;
+/// `disk_cache`, in no layer, is [`disk_cache`]'s.
 pub fn disk_figures(rows: &[SampleRow], backend: &str) -> BTreeMap<String, u64> {
     rows.iter()
         .filter(|r| r.backend == backend && r.phase == Phase::Measure)
-        .filter(|r| r.metric.starts_with("disk"))
+        .filter(|r| r.metric.starts_with("disk") && r.metric != "disk_cache")
         .map(|r| (r.metric.clone(), r.value as u64))
         .collect()
+}
+
+/// The `disk_cache` figure one backend recorded, if any.
+pub fn disk_cache(rows: &[SampleRow], backend: &str) -> Option<u64> {
+    rows.iter()
+        .find(|r| r.backend == backend && r.metric == "disk_cache")
+        .map(|r| r.value as u64)
 }
 
 /// Asserts that cvm's figures are exactly the expected layers (missing layers are absent) and

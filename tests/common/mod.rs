@@ -16,7 +16,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// The tests of one binary run on parallel threads. A test that checks measured figures against
 /// bounds takes this lock alone ([`measuring_alone`]), its siblings take it shared
 /// ([`beside_measurements`]): otherwise their report rendering shares the host's CPUs with the
-/// measured launches (on 2 vCPUs that once made a native hello 5 ms instead of 0.8 ms).
+/// measured launches (on 2 vCPUs that once made a native hello 5 ms instead of 0.8 ms). A test
+/// that reads every process the test binary holds takes it alone too.
 static MEASURING: RwLock<()> = RwLock::new(());
 
 pub fn measuring_alone() -> RwLockWriteGuard<'static, ()> {

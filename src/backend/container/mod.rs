@@ -49,6 +49,7 @@
 //! container's mount namespace and disappears with it.
 
 pub use cvm_runtime::net;
+pub mod waiter;
 
 use std::ffi::CString;
 use std::fs::File;
@@ -131,6 +132,8 @@ pub enum ContainerError {
     Libraries(#[source] crate::image::libs::LibsError),
     #[error("cannot remove the instance's network link")]
     RemoveLink(#[source] net::NetError),
+    #[error("cannot measure the `{RUNTIME_BINARY}` waiter this backend counts as its supervisor")]
+    Waiter(#[source] waiter::WaiterError),
 }
 
 #[derive(Debug, Default)]
@@ -183,11 +186,13 @@ impl Backend for ContainerBackend {
         // The runtime a user would install to run containers this way: the standalone
         // `cvm-runtime` binary (what the linked library amounts to, its veth setup included),
         // not the whole `cvm` with its charts and load generator.
-        let runtime = vec![crate::image::beside_cvm(RUNTIME_BINARY)
-            .ok_or_else(|| fail(ContainerError::RuntimeMissing))?];
-        let runtime =
-            super::with_libraries(&runtime).map_err(|e| fail(ContainerError::Libraries(e)))?;
+        let binary = crate::image::beside_cvm(RUNTIME_BINARY)
+            .ok_or_else(|| fail(ContainerError::RuntimeMissing))?;
+        let runtime = super::with_libraries(std::slice::from_ref(&binary))
+            .map_err(|e| fail(ContainerError::Libraries(e)))?;
         disk.insert(Layer::Runtime, runtime);
+        let waiter_pss = waiter::waiter_pss(&binary, &rootfs, super::limits(scenario))
+            .map_err(|e| fail(ContainerError::Waiter(e)))?;
         let io_dir = match scenario.workload.io_target() {
             Some((inside, _)) => IoStore::for_scenario(scenario)
                 .map_err(|e| fail(ContainerError::Volume(e)))?
@@ -204,6 +209,7 @@ impl Backend for ContainerBackend {
             disk,
             io_dir,
             watch_port: scenario.readiness.port(),
+            waiter_pss,
         }))
     }
 }
@@ -221,6 +227,9 @@ struct ContainerPrepared {
     io_dir: Option<(String, IoStore)>,
     /// The port init watches for LISTEN (the inside half of readiness).
     watch_port: Option<u16>,
+    /// PSS of a `cvm-runtime run` waiting on a container of this image: the supervisor this
+    /// backend stands for, which cvm plays in-process.
+    waiter_pss: u64,
 }
 
 impl ContainerPrepared {
@@ -284,6 +293,15 @@ impl Prepared for ContainerPrepared {
         c.insert(
             "runtime".into(),
             format!("cvm {}", env!("CARGO_PKG_VERSION")),
+        );
+        c.insert(
+            crate::results::SUPERVISOR_KEY.into(),
+            format!(
+                "cvm-runtime's waiter, counted: cvm waits in-process, so a real `cvm-runtime run` \
+                 waiting on a container of this image ({} B PSS, measured once) is added to \
+                 memory_pss (memory_supervisor)",
+                self.waiter_pss
+            ),
         );
         c
     }
@@ -367,6 +385,7 @@ impl Prepared for ContainerPrepared {
             link: None,
             go: go.take(),
             volume,
+            waiter_pss: self.waiter_pss,
         };
         // The marker reader first: init's markers are stamped when it reads them. Then the
         // veth, which init waits for; the other two threads only after the go-ahead, off the
@@ -405,6 +424,8 @@ struct ContainerInstance {
     go: Option<File>,
     /// The io workload's host directory, removed once the container is gone.
     volume: Option<InstanceIoDir>,
+    /// The supervisor's PSS, measured apart (see [`waiter`]).
+    waiter_pss: u64,
 }
 
 impl Instance for ContainerInstance {
@@ -416,6 +437,9 @@ impl Instance for ContainerInstance {
     }
     fn host_pids(&self) -> Vec<u32> {
         self.cgroup.pids()
+    }
+    fn supervisor(&self) -> super::Supervisor {
+        super::Supervisor::Apart(self.waiter_pss)
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
         self.link

@@ -312,6 +312,9 @@ impl Instance for DockerInstance {
         pids.dedup();
         pids
     }
+    fn supervisor(&self) -> crate::backend::Supervisor {
+        crate::backend::Supervisor::Pids(self.shim_pid().into_iter().collect())
+    }
     fn daemon_pids(&self) -> Vec<u32> {
         self.daemon.pids(self.shim_pid())
     }

@@ -376,6 +376,10 @@ impl Prepared for DockerPrepared {
     fn config(&self) -> BackendConfig {
         let mut c = BackendConfig::new();
         c.insert("runtime".into(), format!("docker {}", self.version));
+        c.insert(
+            crate::results::SUPERVISOR_KEY.into(),
+            "containerd-shim-runc-v2, counted in memory_pss (memory_supervisor)".into(),
+        );
         let bridge = match &self.daemon {
             Daemon::Managed(d) => d.bridge().map(|b| {
                 format!(

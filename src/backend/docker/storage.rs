@@ -1,6 +1,6 @@
 //! Docker's disk layers: the imported image where the daemon stores it (its storage driver's
 //! layer directories, from `docker image inspect`), and Docker's own binaries with their shared
-//! libraries. `measure::disk` counts them by the one layer rule.
+//! libraries. `usage::disk` counts them by the one layer rule.
 
 use std::path::PathBuf;
 

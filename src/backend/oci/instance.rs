@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, Pid};
 
-use super::bundle::{self, BundleError, SpecInput};
 use super::runtime::{Runtime, RuntimeError};
+use crate::backend::bundle::{self, BundleError, SpecInput};
 use crate::backend::cgroup::{self, Limits};
 use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::container::net;
@@ -120,6 +120,19 @@ impl Prepared for OciPrepared {
     fn config(&self) -> BackendConfig {
         let mut c = BackendConfig::new();
         c.insert("runtime".into(), self.version.clone());
+        c.insert(
+            crate::results::SUPERVISOR_KEY.into(),
+            match self.sandbox {
+                Some(_) => "none: runsc runs detached, its Sentry and gofer counted (production \
+                            adds containerd-shim-runsc-v1, not counted)"
+                    .into(),
+                None => format!(
+                    "none: {} runs detached with no shim (production adds containerd-shim or \
+                     conmon, not counted)",
+                    self.kind
+                ),
+            },
+        );
         c.extend(crate::backend::container::isolation_config(
             self.network,
             &self.subnet,

@@ -44,7 +44,6 @@
 //! host sockets in that namespace (recorded as `network_stack`). The Sentry is the
 //! `user_space_kernel` disk layer (the runsc binary, which is also the CLI and the gofer).
 
-mod bundle;
 mod instance;
 mod runtime;
 
@@ -58,12 +57,12 @@ use std::time::Duration;
 use super::cgroup::Limits;
 use super::container::net;
 use super::{Availability, Backend, BackendError, Prepared, Stack};
+use crate::backend::bundle::{self, SpecInput};
 use crate::backend::io_dir::IoStore;
 use crate::backend::process::Supervised;
 use crate::backend::Layer;
 use crate::image::{Image, GUEST_PATH};
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
-use bundle::SpecInput;
 use cvm_proto::applet::init_command;
 use cvm_proto::listen::watch_port_options;
 use instance::{GvisorConfig, OciPrepared};

@@ -30,6 +30,7 @@ use crate::backend::{BackendError, Instance, LaunchContext};
 use crate::image::ext4;
 use crate::scenario::BackendKind;
 use crate::sys::CommandSetup;
+use crate::usage::memory::VmmLayout;
 use cvm_proto::metric::Phase;
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +171,7 @@ pub(super) fn launch(
         io_dir,
         cgroup,
         tap_addr: guest.tap_addr,
+        layout: vmm_layout(&spec),
     };
     if let Some(out) = stdout {
         spawn_console_reader(out, tx.clone()).map_err(|e| fail(InstanceError::Thread(e)))?;
@@ -223,6 +225,19 @@ struct VmInstance {
     cgroup: Option<Cgroup>,
     /// The guest's address on its tap link; ports are reached there directly.
     tap_addr: Option<std::net::Ipv4Addr>,
+    /// How QEMU's mappings are told apart for its PSS.
+    layout: VmmLayout,
+}
+
+/// The guest RAM's mapping, and the kernel and initramfs QEMU was handed, with their lengths.
+fn vmm_layout(spec: &QemuSpec) -> VmmLayout {
+    VmmLayout {
+        guest_ram: super::qemu::GUEST_RAM_MAPPING.into(),
+        boot_images: [&spec.kernel, &spec.initrd]
+            .into_iter()
+            .filter_map(|p| Some((p.display().to_string(), std::fs::metadata(p).ok()?.len())))
+            .collect(),
+    }
 }
 
 /// QEMU is asked to quit over QMP (it ends at once, with no guest shutdown to wait for); the
@@ -247,8 +262,8 @@ impl Instance for VmInstance {
     fn host_pids(&self) -> Vec<u32> {
         self.qemu.running_pid().into_iter().collect()
     }
-    fn guest_ram_mapping(&self) -> Option<&'static str> {
-        Some(super::qemu::GUEST_RAM_MAPPING)
+    fn vmm_layout(&self) -> Option<VmmLayout> {
+        Some(self.layout.clone())
     }
     fn reports_guest_memory(&self) -> bool {
         true

@@ -30,12 +30,15 @@
 //! One job per file: [`prepare`] (the backend, its availability, the guest plan and what is
 //! built once per scenario), [`modules`] (the kernel modules the initramfs carries), [`console`]
 //! (reading the guest's console into events), [`footprint`] (the hypervisor's files, as QEMU
-//! reports loading them), [`instance`] (launch, supervision, teardown),
-//! [`kernel`], [`accel`] (the accelerator probe and decision), [`kvm_host`] (what serves
-//! `/dev/kvm`, in words), [`qemu`] (the command line), [`qmp`] and [`net`].
+//! reports loading them), [`disk`] (every layer's files: the image's app and libs, the guest OS
+//! as installed, the hypervisor; the booted vmlinux as a cache), [`instance`] (launch,
+//! supervision, teardown), [`kernel`], [`accel`] (the accelerator probe and decision),
+//! [`kvm_host`] (what serves `/dev/kvm`, in words), [`qemu`] (the command line), [`qmp`] and
+//! [`net`].
 
 pub mod accel;
 pub mod console;
+pub mod disk;
 pub mod footprint;
 mod guest;
 pub mod instance;

@@ -14,14 +14,14 @@ use super::kernel::{self, Kernel, KernelChoice, KernelError};
 use super::minimal::{self, MinimalKernelError};
 use super::modules::{resolve_modules, ModulesError};
 use super::qemu::{self, Accel, Profile, QemuSpec};
-use super::{footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
+use super::{disk, footprint, instance, net, INITRAMFS_COMPRESSION_ENV, QEMU};
 use crate::backend::cgroup;
 use crate::backend::io_dir::{IoDirError, IoStore};
+use crate::backend::DiskLayers;
 use crate::backend::{
     Availability, Backend, BackendConfig, BackendError, HostOptions, Instance, LaunchContext,
     Prepared, Stack,
 };
-use crate::backend::{DiskLayers, Layer};
 use crate::image::initramfs::{self, Compression, InitramfsError, InitramfsSpec};
 use crate::image::{self, Image, ImageError};
 use crate::scenario::{BackendKind, NetworkMode, Scenario, ScenarioError};
@@ -158,7 +158,7 @@ impl Backend for VmBackend {
         let compression = initramfs_compression().map_err(fail)?;
         let mut guest = GuestPlan::for_scenario(scenario);
         let tap = self.tap(scenario, &mut guest).map_err(fail)?;
-        let initrd = self
+        let (initramfs_spec, initrd) = self
             .initramfs(&assets, &guest, scenario, image, compression)
             .map_err(fail)?;
         let boot_kernel = match (self.profile, &assets.bzimage) {
@@ -206,8 +206,9 @@ impl Backend for VmBackend {
         if let Some(store) = &io {
             config.extend(store.config());
         }
-        let layers = disk_layers(&spec, &guest).map_err(fail)?;
+        let disk = disk_layers(&spec, &guest, &assets, image, &initramfs_spec).map_err(fail)?;
         config.insert("initramfs".into(), spec.initrd.display().to_string());
+        config.insert("disk_guest_os".into(), disk.guest_os.clone());
 
         Ok(Box::new(VmPrepared {
             kind,
@@ -216,7 +217,7 @@ impl Backend for VmBackend {
             cgroup,
             tap: tap.map(|(link, _)| link),
             config,
-            layers,
+            disk,
             io,
         }))
     }
@@ -243,21 +244,31 @@ struct ConfigFacts<'a> {
     guest_hz: Option<u64>,
 }
 
-/// What QEMU reads, nothing else: the kernel as booted and the initramfs as handed over
-/// (which carries the modules, busybox and the workload, so the image directory, which QEMU
-/// never opens, is not counted and the app and libs layers have no files of their own on a
-/// VM); the hypervisor as QEMU itself reports loading it.
-fn disk_layers(spec: &QemuSpec, guest: &GuestPlan) -> Result<DiskLayers, PrepareError> {
-    let mut layers = DiskLayers::new();
-    layers.insert(
-        Layer::GuestOs,
-        vec![spec.kernel.clone(), spec.initrd.clone()],
-    );
+/// Every layer's files by the container's rule: the image's app and libs as a container counts
+/// them, the guest OS as installed (the kernel file a user installs, the initramfs's own bytes
+/// beside the image's), the hypervisor as QEMU itself reports loading it; the vmlinux cvm boots
+/// from, when it is not the installed file, as a cache.
+fn disk_layers(
+    spec: &QemuSpec,
+    guest: &GuestPlan,
+    assets: &GuestAssets,
+    image: &Image,
+    initramfs_spec: &InitramfsSpec,
+) -> Result<disk::VmDisk, PrepareError> {
     let hypervisor =
         footprint::hypervisor_files(spec, !guest.forward_ports.is_empty(), guest.disk.is_some())
             .map_err(PrepareError::Footprint)?;
-    layers.insert(Layer::Hypervisor, hypervisor);
-    Ok(layers)
+    let kernel_files = disk::KernelFiles {
+        installed: assets.bzimage.as_deref().unwrap_or(&assets.vmlinux),
+        booted: &spec.kernel,
+    };
+    disk::layers(
+        image,
+        kernel_files,
+        (initramfs_spec, &spec.initrd),
+        hypervisor,
+    )
+    .map_err(PrepareError::Initramfs)
 }
 
 impl VmBackend {
@@ -294,7 +305,7 @@ impl VmBackend {
         scenario: &Scenario,
         image: &Image,
         compression: Compression,
-    ) -> Result<PathBuf, PrepareError> {
+    ) -> Result<(InitramfsSpec, PathBuf), PrepareError> {
         let release = &assets.release;
         let modules = if assets.builtin_drivers {
             Vec::new()
@@ -311,16 +322,15 @@ impl VmBackend {
             .vm_config(argv, &modules)
             .to_text()
             .map_err(PrepareError::Config)?;
-        initramfs::build(
-            &InitramfsSpec {
-                rootfs: image.rootfs().to_path_buf(),
-                modules,
-                files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
-                compression,
-            },
-            &image::cache_dir().join("initramfs"),
-        )
-        .map_err(PrepareError::Initramfs)
+        let spec = InitramfsSpec {
+            rootfs: image.rootfs().to_path_buf(),
+            modules,
+            files: vec![(vmconf::PATH.to_string(), config.into_bytes())],
+            compression,
+        };
+        let path = initramfs::build(&spec, &image::cache_dir().join("initramfs"))
+            .map_err(PrepareError::Initramfs)?;
+        Ok((spec, path))
     }
 
     /// The configuration recorded with every sample: accelerator (and why), machine, kernel,
@@ -515,7 +525,7 @@ struct VmPrepared {
     #[allow(dead_code)]
     tap: Option<cvm_runtime::net::Link>,
     config: BackendConfig,
-    layers: DiskLayers,
+    disk: disk::VmDisk,
     /// For the io workload: where each instance's data disk image is made.
     io: Option<IoStore>,
 }
@@ -526,7 +536,15 @@ impl Prepared for VmPrepared {
     }
 
     fn disk_layers(&self) -> DiskLayers {
-        self.layers.clone()
+        self.disk.layers.clone()
+    }
+
+    fn disk_packed(&self) -> Vec<crate::usage::disk::Packed> {
+        self.disk.packed.clone()
+    }
+
+    fn disk_cache(&self) -> Vec<PathBuf> {
+        self.disk.cache.clone()
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {

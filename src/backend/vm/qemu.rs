@@ -15,7 +15,7 @@
 //! - Guest RAM is a named `memory-backend-memfd` object given to the machine (both microvm and
 //!   pc accept `-machine memory-backend=`): QEMU maps it as one shared memfd mapping, which
 //!   `/proc/PID/smaps` names [`GUEST_RAM_MAPPING`], so the host can split QEMU's PSS into the
-//!   hypervisor's own memory and the memory backing the guest (see `measure::memory`).
+//!   hypervisor's own memory and the memory backing the guest (see `usage::memory`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -144,6 +144,7 @@ pub fn segment_color(name: &str) -> RGBColor {
         "libs" => RGBColor(102, 194, 165),
         "probe" => RGBColor(186, 220, 120),
         "guest_os" | "kernel" => RGBColor(253, 174, 97),
+        "guest_free" => RGBColor(254, 224, 182),
         "guest_init" => RGBColor(250, 140, 90),
         "firmware" => RGBColor(240, 120, 80),
         "hypervisor" | "vmm_start" => RGBColor(230, 100, 70),

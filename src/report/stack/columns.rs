@@ -3,7 +3,7 @@
 
 use super::layers::{Group, Layer};
 use crate::report::format::format_value;
-use crate::results::{Availability, BackendSummary, RunSummary, ACCEL_KEY};
+use crate::results::{Availability, BackendSummary, RunSummary, ACCEL_KEY, SUPERVISOR_KEY};
 use cvm_proto::metric::{Layer as DiskLayer, Metric, Phase, DISK_PREFIX, PHASE_PREFIX};
 
 /// The figures in one box.
@@ -18,6 +18,9 @@ pub struct LayerBox {
     pub memory: Option<f64>,
     /// What the memory figure means when it is not simply this layer's ("over native").
     pub memory_note: Option<&'static str>,
+    /// What `memory` is made of, where measured (a VM's QEMU: its own, the translation cache,
+    /// the boot images), each with its bytes.
+    pub memory_parts: Vec<(&'static str, f64)>,
     /// Host-wide daemons this layer needs (`memory_daemon`): shared by every instance on the
     /// host, so shown apart and never in `memory`.
     pub shared_memory: Option<f64>,
@@ -180,6 +183,86 @@ fn unshown_disk_layers<'a>(b: &'a BackendSummary, layers: &[Layer]) -> Vec<(&'a 
         .collect()
 }
 
+/// The supervisor's share of a container's memory, where one is counted (`memory_supervisor`).
+fn supervisor_part(b: &BackendSummary) -> Option<(&'static str, f64)> {
+    median(b, Metric::MemorySupervisor.name()).map(|m| ("of it, its supervisor", m))
+}
+
+/// Which supervisor a container's memory counts, from its configuration ("containerd-shim-
+/// runc-v2", "cvm-runtime's waiter", "none"), so no figure is read without it.
+fn supervisor_detail(b: &BackendSummary) -> Option<String> {
+    let text = b.info.config.get(SUPERVISOR_KEY)?;
+    let short = text.split([',', ':']).next().unwrap_or(text).trim();
+    Some(format!("supervisor: {short}"))
+}
+
+/// A VM's memory in boxes that add up to its PSS, where the run measured the parts: QEMU
+/// without guest RAM on the hypervisor (with what it is made of), the guest's own use less the
+/// workload on the guest OS, the guest RAM the guest touched but holds free in a box of its own,
+/// and the workload as on native in the app.
+struct VmMemory {
+    hypervisor: f64,
+    parts: Vec<(&'static str, f64)>,
+    guest_os: f64,
+    guest_free: f64,
+    /// The workload as on native; `None` without a native baseline (then in the guest OS's).
+    app: Option<f64>,
+}
+
+type BoxMemory = (Option<f64>, Option<&'static str>, Vec<(&'static str, f64)>);
+
+impl VmMemory {
+    fn of(&self, layer: Layer) -> BoxMemory {
+        match layer {
+            Layer::Hypervisor => (
+                Some(self.hypervisor),
+                Some("QEMU without guest RAM"),
+                self.parts.clone(),
+            ),
+            Layer::GuestOs => (
+                Some(self.guest_os),
+                Some(if self.app.is_some() {
+                    "guest's own use"
+                } else {
+                    "guest's own use, workload included"
+                }),
+                Vec::new(),
+            ),
+            // The box's own name says what it holds.
+            Layer::GuestFree => (Some(self.guest_free), None, Vec::new()),
+            Layer::App => (self.app, Some("as on native"), Vec::new()),
+            _ => (None, None, Vec::new()),
+        }
+    }
+}
+
+fn vm_memory(b: &BackendSummary, app: Option<f64>) -> Option<VmMemory> {
+    let vmm = median(b, Metric::MemoryVmm.name())?;
+    let guest_ram = median(b, Metric::MemoryGuestRam.name())?;
+    let used = median(b, Metric::MemoryGuestUsed.name())?;
+    let parts = [
+        (Metric::MemoryVmmBase, "QEMU itself, any guest"),
+        (
+            Metric::MemoryVmmTcg,
+            "TCG translation cache (emulation only)",
+        ),
+        (
+            Metric::MemoryVmmBoot,
+            "its copies of the kernel and initramfs",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(m, name)| Some((name, median(b, m.name())?)))
+    .collect();
+    Some(VmMemory {
+        hypervisor: vmm,
+        parts,
+        guest_os: used - app.unwrap_or(0.0),
+        guest_free: guest_ram - used,
+        app,
+    })
+}
+
 /// The column of one backend (which need not have run: its boxes are then empty).
 pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
     let group = Group::of(&b.info);
@@ -205,41 +288,37 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
     let daemons = median(b, Metric::MemoryDaemon.name());
     let isolation = group.isolation();
     let is_vm = group == Group::Vms;
-    // A VM's memory in its parts, where measured: QEMU's own on the hypervisor, the guest's own
-    // use (kernel, caches) on the guest OS, the workload (as on native) in the app.
-    let vmm = median(b, Metric::MemoryVmm.name()).filter(|_| is_vm);
-    let guest_used = median(b, Metric::MemoryGuestUsed.name()).filter(|_| is_vm);
     let app_as_on_native = pss.zip(overhead).map(|(p, o)| p - o);
+    let vm = vm_memory(b, app_as_on_native).filter(|_| is_vm);
     let unknown = unshown_disk_layers(b, layers);
     let boxes = layers
         .iter()
         .zip(startup)
+        // A box of its own only where the run measured it.
+        .filter(|(&l, _)| l != Layer::GuestFree || vm.is_some())
         .map(|(&layer, startup)| {
-            let split = match (layer, vmm, guest_used, app_as_on_native) {
-                (Layer::Hypervisor, Some(v), _, _) => Some((Some(v), Some("QEMU itself"))),
-                (Layer::GuestOs, _, Some(g), Some(app)) => {
-                    Some((Some(g - app), Some("guest's own use")))
+            let (memory, memory_note, memory_parts) = match &vm {
+                Some(vm) => vm.of(layer),
+                None => {
+                    let (m, note) = match (layer, pss, overhead) {
+                        (Layer::App, Some(p), Some(o)) if isolation.is_some() => {
+                            (Some(p - o), Some("as on native"))
+                        }
+                        (Layer::App, Some(p), _) if isolation.is_none() => (Some(p), None),
+                        (l, _, Some(o)) if Some(l) == isolation => (
+                            Some(o),
+                            Some(if is_vm {
+                                "over native, incl. guest OS"
+                            } else {
+                                "over native"
+                            }),
+                        ),
+                        _ => (None, None),
+                    };
+                    let parts = supervisor_part(b).filter(|_| Some(layer) == isolation);
+                    (m, note, parts.into_iter().collect())
                 }
-                (Layer::GuestOs, _, Some(g), None) => {
-                    Some((Some(g), Some("guest's own use, workload included")))
-                }
-                _ => None,
             };
-            let (memory, memory_note) = split.unwrap_or(match (layer, pss, overhead) {
-                (Layer::App, Some(p), Some(o)) if isolation.is_some() => {
-                    (Some(p - o), Some("as on native"))
-                }
-                (Layer::App, Some(p), _) if isolation.is_none() => (Some(p), None),
-                (l, _, Some(o)) if Some(l) == isolation => (
-                    Some(o),
-                    Some(if is_vm {
-                        "over native, incl. guest OS"
-                    } else {
-                        "over native"
-                    }),
-                ),
-                _ => (None, None),
-            });
             let mut disk = layer.disk_layer().and_then(|d| median(b, &d.metric()));
             let mut disk_extra = Vec::new();
             if layer.takes_unknown_disk(group) {
@@ -255,12 +334,15 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
                 disk_extra,
                 memory,
                 memory_note,
+                memory_parts,
                 shared_memory: daemons.filter(|_| Some(layer) == isolation),
                 startup,
                 share: startup
                     .filter(|_| phase_total > 0.0)
                     .map(|t| t / phase_total),
-                detail: host_detail(s, layer),
+                detail: host_detail(s, layer).or_else(|| {
+                    supervisor_detail(b).filter(|_| Some(layer) == isolation && !is_vm)
+                }),
             }
         })
         .collect();
@@ -393,7 +475,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_vms_memory_parts_go_to_the_hypervisor_the_guest_os_and_the_app() {
+    fn a_vms_memory_boxes_add_up_to_its_pss() {
         let vm = backend(
             "vm",
             Stack::Vm,
@@ -401,8 +483,13 @@ pub(crate) mod tests {
                 ("memory_pss", "B", 330e6),
                 ("memory_overhead", "B", 328e6),
                 ("memory_vmm", "B", 147e6),
+                ("memory_vmm_base", "B", 40e6),
+                ("memory_vmm_tcg", "B", 45e6),
+                ("memory_vmm_boot", "B", 62e6),
                 ("memory_guest_ram", "B", 183e6),
                 ("memory_guest_used", "B", 34e6),
+                ("phase.kernel", "s", 1.0),
+                ("phase.vmm_start", "s", 0.5),
             ],
         );
         let s = summary(vec![vm]);
@@ -410,11 +497,42 @@ pub(crate) mod tests {
         let hv = find(&c, Layer::Hypervisor);
         assert_eq!(
             (hv.memory, hv.memory_note),
-            (Some(147e6), Some("QEMU itself"))
+            (Some(147e6), Some("QEMU without guest RAM"))
+        );
+        assert_eq!(
+            hv.memory_parts,
+            [
+                ("QEMU itself, any guest", 40e6),
+                ("TCG translation cache (emulation only)", 45e6),
+                ("its copies of the kernel and initramfs", 62e6)
+            ]
         );
         assert_eq!(find(&c, Layer::GuestOs).memory, Some(32e6));
+        let free = find(&c, Layer::GuestFree);
+        assert_eq!(free.memory, Some(149e6));
+        assert_eq!((free.disk, free.startup), (None, None));
         assert_eq!(find(&c, Layer::App).memory, Some(2e6));
+        // Startup stays with its layers although a box was added between them.
+        assert_eq!(find(&c, Layer::Hypervisor).startup, Some(0.5));
+        assert_eq!(find(&c, Layer::GuestOs).startup, Some(1.0));
+        let drawn: f64 = c.boxes.iter().filter_map(|b| b.memory).sum();
+        assert_eq!(Some(drawn), c.memory_total);
         assert_eq!(c.memory_total, Some(330e6));
+    }
+
+    /// An older run without the guest's RAM split keeps the overhead on the hypervisor and has
+    /// no box for free guest RAM.
+    #[test]
+    fn a_vm_without_the_split_has_no_free_ram_box() {
+        let vm = backend(
+            "vm",
+            Stack::Vm,
+            &[("memory_pss", "B", 250e6), ("memory_overhead", "B", 248e6)],
+        );
+        let s = summary(vec![vm]);
+        let c = column(&s, &s.backends[0]);
+        assert!(c.boxes.iter().all(|b| b.layer != Layer::GuestFree));
+        assert_eq!(find(&c, Layer::Hypervisor).memory, Some(248e6));
     }
 
     #[test]
@@ -561,5 +679,41 @@ pub(crate) mod tests {
             cols[3].boxes.iter().map(|b| b.layer).collect::<Vec<_>>(),
             Group::Sandbox.layers()
         );
+    }
+
+    /// Each container's runtime box says which supervisor its memory counts, and how much of
+    /// it that is; a runtime run detached says it counts none.
+    #[test]
+    fn a_containers_memory_names_its_supervisor() {
+        let mut docker = backend(
+            "docker",
+            Stack::Container,
+            &[
+                ("memory_pss", "B", 14e6),
+                ("memory_overhead", "B", 12e6),
+                ("memory_supervisor", "B", 11e6),
+            ],
+        );
+        docker.info.config.insert(
+            SUPERVISOR_KEY.into(),
+            "containerd-shim-runc-v2, counted in memory_pss".into(),
+        );
+        let mut runc = backend("runc", Stack::Container, &[("memory_overhead", "B", 1e5)]);
+        runc.info.config.insert(
+            SUPERVISOR_KEY.into(),
+            "none: runc runs detached with no shim".into(),
+        );
+        let s = summary(vec![docker, runc]);
+        let cols = columns(&s);
+        let engine = find(&cols[0], Layer::Runtime);
+        assert_eq!(engine.memory_parts, [("of it, its supervisor", 11e6)]);
+        assert_eq!(
+            engine.detail.as_deref(),
+            Some("supervisor: containerd-shim-runc-v2")
+        );
+        assert_eq!(find(&cols[0], Layer::App).detail, None);
+        let runc = find(&cols[1], Layer::Runtime);
+        assert!(runc.memory_parts.is_empty());
+        assert_eq!(runc.detail.as_deref(), Some("supervisor: none"));
     }
 }

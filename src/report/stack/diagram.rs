@@ -206,6 +206,9 @@ fn box_lines(b: &LayerBox) -> Vec<String> {
             None => format!("memory {}", format_value(m, "B")),
         });
     }
+    for (part, bytes) in &b.memory_parts {
+        lines.push(format!("· {part} {}", format_value(*bytes, "B")));
+    }
     if let Some(d) = b.shared_memory {
         lines.push(format!("daemons {} per host, shared", format_value(d, "B")));
     }

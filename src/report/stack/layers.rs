@@ -49,7 +49,15 @@ impl Group {
             Group::Native => &[App, Libs, HostOs, Infrastructure],
             Group::Containers => &[App, Libs, Runtime, HostOs, Infrastructure],
             Group::Sandbox => &[App, Libs, Sentry, HostOs, Infrastructure],
-            Group::Vms => &[App, Libs, GuestOs, Hypervisor, HostOs, Infrastructure],
+            Group::Vms => &[
+                App,
+                Libs,
+                GuestOs,
+                GuestFree,
+                Hypervisor,
+                HostOs,
+                Infrastructure,
+            ],
         }
     }
 
@@ -71,6 +79,9 @@ pub enum Layer {
     App,
     Libs,
     GuestOs,
+    /// Guest RAM the guest has touched (so the host backs it) but holds free: memory only, a
+    /// box of its own so that a VM's boxes add up to its PSS.
+    GuestFree,
     Hypervisor,
     Runtime,
     /// gVisor's user-space kernel: the Sentry, with its gofer, in place of the host kernel's
@@ -87,6 +98,7 @@ impl Layer {
             Layer::App => "App",
             Layer::Libs => "Binaries/libraries",
             Layer::GuestOs => "Guest OS",
+            Layer::GuestFree => "Guest RAM touched, free in the guest",
             Layer::Hypervisor => "Hypervisor",
             Layer::Runtime => "Container runtime",
             Layer::Sentry => "Sentry (user-space kernel)",
@@ -119,7 +131,7 @@ impl Layer {
             Layer::GuestOs => DiskLayer::GuestOs,
             Layer::Hypervisor => DiskLayer::Hypervisor,
             Layer::Runtime | Layer::Sentry => DiskLayer::Runtime,
-            Layer::HostOs | Layer::Infrastructure => return None,
+            Layer::GuestFree | Layer::HostOs | Layer::Infrastructure => return None,
         })
     }
 
@@ -127,6 +139,7 @@ impl Layer {
     pub fn key(self) -> &'static str {
         match self {
             Layer::Sentry => "sentry",
+            Layer::GuestFree => "guest_free",
             Layer::HostOs => "host_os",
             Layer::Infrastructure => "infrastructure",
             other => other.disk_layer().map_or("other", DiskLayer::name),
@@ -194,6 +207,7 @@ mod tests {
                 "App",
                 "Binaries/libraries",
                 "Guest OS",
+                "Guest RAM touched, free in the guest",
                 "Hypervisor",
                 "Host OS",
                 "Infrastructure"

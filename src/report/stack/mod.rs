@@ -30,9 +30,13 @@
 //! container runtime or Sentry), the rest (the workload as on native) to the application. The
 //! host-wide daemons a backend needs (`memory_daemon`: dockerd, containerd) are shown apart in
 //! its runtime box, as a per-host cost, never inside the per-instance figure. A VM's memory
-//! goes in its measured parts where the run has them: `memory_vmm` (QEMU without guest RAM) on
-//! the hypervisor, the guest's own use (`memory_guest_used` less the workload) on the guest OS;
-//! without them (older runs) the whole overhead sits on the hypervisor, guest OS included.
+//! goes in its measured parts where the run has them, boxes that add up to its PSS:
+//! `memory_vmm` (QEMU without guest RAM) on the hypervisor, listing what it is made of (QEMU's
+//! own, TCG's translation cache, its copies of the kernel and initramfs); the guest's own use
+//! (`memory_guest_used` less the workload) on the guest OS; the guest RAM the guest touched but
+//! holds free (`memory_guest_ram` less `memory_guest_used`) in a box of its own; the workload as
+//! on native in the app. Without them (older runs) the whole overhead sits on the hypervisor,
+//! guest OS included.
 
 mod columns;
 mod diagram;

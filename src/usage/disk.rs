@@ -1,6 +1,9 @@
-//! Disk footprint by layer: bytes allocated on disk for each layer's files (directories walked),
-//! with a file reachable by several paths or hard links counted once across *all* layers, so the
-//! layers add up to the total.
+//! Disk footprint by layer: bytes on disk for each layer's files (directories walked), with a
+//! file reachable by several paths or hard links counted once across *all* layers, so the layers
+//! add up to the total. A file counts the whole blocks it allocates, and an executable or shared
+//! library what it would take installed, stripped of debug info and symbols, whoever built it
+//! ([`installed`](super::installed): one rule for cvm's own binaries, a distribution's and a
+//! user's alike).
 //!
 //! The one rule every backend follows: a layer is the executables it needs, their shared
 //! libraries and the data files they read, as the backend lists them in
@@ -9,12 +12,20 @@
 //! reported as shared, so a reader sees what moved. A directory a layer names (a user's base
 //! rootfs, Docker's stored image) holds only what no layer names itself, so the workload's
 //! binary inside a base rootfs stays in `app`.
+//!
+//! A file that packs copies of files other layers count (a VM's initramfs holds the image's app
+//! and libraries, byte for byte) is a [`Packed`] file: it counts only its own bytes, in the layer
+//! that names it, so a VM's app and libraries are the same layers, of the same bytes, as a
+//! container's. What cvm keeps beside a stack only to start it faster (a VM's decompressed
+//! kernel) belongs to no layer: it is counted apart, as [`Footprint::cache`], as it lies on disk.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use cvm_proto::metric::Layer;
+
+use super::installed;
 
 /// The backend configuration key listing the files two layers share.
 pub const DISK_SHARED_KEY: &str = "disk_shared";
@@ -27,12 +38,23 @@ pub struct SharedFile {
     pub also: Vec<Layer>,
 }
 
-/// Bytes on disk per layer (bottom-up), their total, and the files two layers share.
+/// A file of `layer` that holds verbatim copies of files counted in their own layers: `copies`
+/// of its bytes are theirs, the rest its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    pub layer: Layer,
+    pub path: PathBuf,
+    pub copies: u64,
+}
+
+/// Bytes on disk per layer (bottom-up), their total, the files two layers share, and the bytes
+/// of cvm's caches beside the stack (in no layer, and not in the total).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Footprint {
     pub per_layer: Vec<(Layer, u64)>,
     pub total: u64,
     pub shared: Vec<SharedFile>,
+    pub cache: u64,
 }
 
 impl Footprint {
@@ -57,8 +79,12 @@ impl Footprint {
     }
 }
 
-/// Counts `layers` by the rule above.
-pub fn footprint(layers: &BTreeMap<Layer, Vec<PathBuf>>) -> Footprint {
+/// Counts `layers`, the `packed` files and the `cache` by the rule above.
+pub fn footprint(
+    layers: &BTreeMap<Layer, Vec<PathBuf>>,
+    packed: &[Packed],
+    cache: &[PathBuf],
+) -> Footprint {
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut bytes: BTreeMap<Layer, u64> = layers.keys().map(|l| (*l, 0)).collect();
     // Which layer claimed each named file, and which path it was named by there.
@@ -93,11 +119,23 @@ pub fn footprint(layers: &BTreeMap<Layer, Vec<PathBuf>>) -> Footprint {
             *bytes.entry(*layer).or_default() += walk(p, &mut seen);
         }
     }
+    for p in packed {
+        let own = walk(&p.path, &mut seen).saturating_sub(p.copies);
+        *bytes.entry(p.layer).or_default() += own;
+    }
+    // A cache is cvm's own file, kept as written: the blocks it allocates, no install rule.
+    let cache = cache
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .filter(|m| seen.insert((m.dev(), m.ino())))
+        .map(|m| m.blocks() * 512)
+        .sum();
     let total = bytes.values().sum();
     Footprint {
         per_layer: bytes.into_iter().collect(),
         total,
         shared,
+        cache,
     }
 }
 
@@ -128,7 +166,7 @@ fn walk(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
         }
         total
     } else {
-        meta.blocks() * 512
+        installed::counted_bytes(path, &meta)
     }
 }
 
@@ -149,7 +187,7 @@ mod tests {
         let mut layers = BTreeMap::new();
         layers.insert(Layer::App, vec![a.clone()]);
         layers.insert(Layer::Libs, vec![dir.path().join("a2"), sub.clone()]);
-        let fp = footprint(&layers);
+        let fp = footprint(&layers, &[], &[]);
         let (per_layer, total) = (fp.per_layer.clone(), fp.total);
         let app = per_layer.iter().find(|(l, _)| *l == Layer::App).unwrap().1;
         let libs = per_layer.iter().find(|(l, _)| *l == Layer::Libs).unwrap().1;
@@ -160,7 +198,7 @@ mod tests {
         assert_eq!(libs, blocks(&a) + blocks(&sub) + blocks(&sub.join("b")));
         assert_eq!(app, 0);
         assert_eq!(total, blocks(&a) + blocks(&sub) + blocks(&sub.join("b")));
-        assert_eq!(footprint(&BTreeMap::new()).total, 0);
+        assert_eq!(footprint(&BTreeMap::new(), &[], &[]).total, 0);
         // Named by both layers: reported as shared, counted in libs, also needed by app.
         assert_eq!(
             fp.shared,
@@ -184,7 +222,7 @@ mod tests {
         layers.insert(Layer::App, vec![app.clone()]);
         // The base rootfs as a whole is the libraries layer, and it contains the app binary.
         layers.insert(Layer::Libs, vec![dir.path().to_path_buf()]);
-        let fp = footprint(&layers);
+        let fp = footprint(&layers, &[], &[]);
         // A directory's content is not "named": nothing is reported as shared.
         assert!(fp.shared.is_empty());
         assert_eq!(fp.shared_summary(), "none");
@@ -194,5 +232,72 @@ mod tests {
         assert_eq!(of(Layer::App), blocks(&app));
         assert!(of(Layer::Libs) >= blocks(&dir.path().join("lib.so")));
         assert!(of(Layer::Libs) < blocks(&app) + blocks(&dir.path().join("lib.so")));
+    }
+
+    /// One rule for every binary: an executable built with debug info (this test binary has
+    /// line tables and a symbol table) counts exactly what its stripped copy counts, and that is
+    /// what the stripped file really allocates, within one block.
+    #[test]
+    fn a_binary_with_debug_info_counts_as_its_stripped_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = dir.path().join("built");
+        let stripped = dir.path().join("stripped");
+        std::fs::copy(std::env::current_exe().unwrap(), &built).unwrap();
+        // binutils' strip, which the Rust toolchain's linker step needs on this host anyway.
+        let status = std::process::Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&built)
+            .status()
+            .expect("run strip (binutils)");
+        assert!(status.success());
+        let count = |p: &Path| {
+            footprint(
+                &BTreeMap::from([(Layer::Runtime, vec![p.into()])]),
+                &[],
+                &[],
+            )
+            .total
+        };
+        let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        assert!(
+            blocks(&built) > blocks(&stripped) + installed::BLOCK,
+            "the test binary should carry debug info or symbols"
+        );
+        assert_eq!(count(&built), count(&stripped));
+        assert!(count(&stripped).abs_diff(blocks(&stripped)) <= installed::BLOCK);
+    }
+
+    /// A packed file counts its own bytes only; a cache is counted, but in no layer.
+    #[test]
+    fn a_packed_file_counts_its_own_bytes_and_a_cache_none_of_the_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::write(&app, vec![1u8; 20_000]).unwrap();
+        let archive = dir.path().join("initramfs");
+        // The app's bytes, and 30 000 of the archive's own.
+        std::fs::write(&archive, vec![2u8; 50_000]).unwrap();
+        // An ELF with a symbol table, counted as it lies: a cache is not an installed binary.
+        let cache = dir.path().join("vmlinux");
+        std::fs::copy(std::env::current_exe().unwrap(), &cache).unwrap();
+        let layers = BTreeMap::from([(Layer::App, vec![app.clone()])]);
+        let packed = [Packed {
+            layer: Layer::GuestOs,
+            path: archive.clone(),
+            copies: 20_000,
+        }];
+        let fp = footprint(&layers, &packed, std::slice::from_ref(&cache));
+        let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        let of = |layer| fp.per_layer.iter().find(|(l, _)| *l == layer).unwrap().1;
+        assert_eq!(of(Layer::App), blocks(&app));
+        assert_eq!(of(Layer::GuestOs), blocks(&archive) - 20_000);
+        assert_eq!(fp.total, blocks(&app) + blocks(&archive) - 20_000);
+        assert_eq!(fp.cache, blocks(&cache));
+        // Copies larger than the file (a stale figure) leave nothing, never wrap.
+        let over = [Packed {
+            copies: u64::MAX,
+            ..packed[0].clone()
+        }];
+        assert_eq!(footprint(&layers, &over, &[]).total, blocks(&app));
     }
 }
