@@ -681,7 +681,7 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["limitations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(summary["limitations"].as_array().map(Vec::len), Some(2));
     let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
     assert!(html.contains("id=\"schema-warning\""));
     // The current version has nothing to warn about.

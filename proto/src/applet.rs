@@ -88,6 +88,7 @@ impl Applet {
             Opt::value("host-fstype"),
             Opt::value("memory-mib"),
             Opt::value("pids"),
+            Opt::value("from"),
         ];
         match self {
             Applet::Hello => HELLO,

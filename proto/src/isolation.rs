@@ -271,6 +271,9 @@ pub struct ContainArgs {
     pub memory_mib: u64,
     /// The instance's pids limit: the fork bomb stops by itself at [`ContainArgs::fork_cap`].
     pub pids: u64,
+    /// Start at this attempt, skipping those before it (`--from`): the host's way to go on
+    /// after an attempt that ended the whole instance.
+    pub from: Option<Probe>,
 }
 
 impl ContainArgs {
@@ -294,6 +297,10 @@ impl ContainArgs {
             host_fstype: p.value("host-fstype").unwrap_or("ext4").to_string(),
             memory_mib: p.number("memory-mib", 256)?,
             pids: p.number("pids", 128)?,
+            from: match p.value("from") {
+                None => None,
+                Some(name) => Some(Probe::from_name(name).ok_or_else(|| invalid("from", name))?),
+            },
         };
         if a.host_pid == 0 {
             return Err(ArgError::MissingValue("host-pid"));
@@ -322,6 +329,21 @@ impl ContainArgs {
             "--pids".into(),
             self.pids.to_string(),
         ]
+        .into_iter()
+        .chain(
+            self.from
+                .iter()
+                .flat_map(|p| ["--from".to_string(), p.name().to_string()]),
+        )
+        .collect()
+    }
+
+    /// The attempts this command line runs, in order.
+    pub fn probes(&self) -> impl Iterator<Item = Probe> + '_ {
+        let start = self
+            .from
+            .map_or(0, |f| Probe::ALL.iter().position(|p| *p == f).unwrap_or(0));
+        Probe::ALL[start..].iter().copied()
     }
 }
 
@@ -372,9 +394,17 @@ mod tests {
             host_fstype: "ext4".into(),
             memory_mib: 256,
             pids: 128,
+            from: None,
         };
         assert_eq!(ContainArgs::parse(&os(c.to_args())).unwrap(), c);
         assert_eq!(c.fork_cap(), 512);
+        assert_eq!(c.probes().count(), Probe::ALL.len());
+        let later = ContainArgs {
+            from: Some(Probe::Memory),
+            ..c
+        };
+        assert_eq!(ContainArgs::parse(&os(later.to_args())).unwrap(), later);
+        assert_eq!(later.probes().collect::<Vec<_>>(), [Probe::Memory]);
     }
 
     #[test]
@@ -387,5 +417,6 @@ mod tests {
         assert!(ContainArgs::parse(&words(&["--host-disk", "254:0"])).is_err());
         assert!(ContainArgs::parse(&words(&["--host-pid", "9", "--host-disk", "x"])).is_err());
         assert!(ContainArgs::parse(&words(&["--host-pid", "9", "--pids", "0"])).is_err());
+        assert!(ContainArgs::parse(&words(&["--host-pid", "9", "--from", "x"])).is_err());
     }
 }

@@ -25,6 +25,7 @@ use crate::results::{self, BackendInfo, Environment, Phase, RunMeta, SampleRow, 
 use crate::scenario::{self, BackendKind, Scenario};
 
 mod density;
+mod isolation;
 mod order;
 mod runner;
 
@@ -186,6 +187,8 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
                 .insert(DISK_SHARED_KEY.into(), footprint.shared_summary());
         }
         info.config.extend(io_config.clone());
+        info.config
+            .extend(isolation::config_facts(b.kind(), &scenario));
         meta.backends = infos_snapshot(&meta.backends, info);
         meta.write(&meta_path)?;
         lanes.push(Lane {
@@ -232,16 +235,23 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
         .as_ref()
         .ok()
         .and_then(|p| backend::placement::HostPin::to(&p.client));
-    // Density keeps N instances of one backend running at once: backend by backend.
-    if args.order == RunOrder::Sequential || scenario.density.is_some() {
+    // Density keeps N instances of one backend running at once, isolation a victim and its
+    // neighbours: backend by backend.
+    if args.order == RunOrder::Sequential
+        || scenario.density.is_some()
+        || scenario.isolation.is_some()
+    {
         let mut native_pss = None;
         for lane in &mut lanes {
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
+            let backend = backends[lane.index].as_ref();
             let mut runner = lane.runner(&shared, &mut writer, native_pss);
             let end = if scenario.density.is_some() {
                 density::run(&mut runner, &plan)?
+            } else if scenario.isolation.is_some() {
+                isolation::run(&mut runner, &plan, backend, &image)?
             } else {
                 run_iterations(&mut runner, &plan)?
             };

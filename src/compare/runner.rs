@@ -121,7 +121,7 @@ impl Runner<'_> {
 
     /// Records one figure of a named family (`phase.kernel`, `disk.libs`) or one the workload
     /// reported under its own name.
-    fn record(
+    pub(super) fn record(
         &mut self,
         iteration: u32,
         phase: Phase,

@@ -6,4 +6,5 @@ pub mod fingerprint;
 pub mod host;
 pub mod memory;
 mod probe;
+pub mod seccomp;
 pub mod startup;

@@ -55,7 +55,10 @@ pub struct BackendInfo {
 /// - 2: VM memory split (`memory_vmm`, `memory_guest_ram`, `memory_guest_used`), Docker's
 ///   daemons apart (`memory_daemon`), OCI runtimes detached (their exited runtime no longer in
 ///   `memory_pss`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: isolation figures (`noisy_*`, `audit_*`, `contain_*`, their evidence in each sample's
+///   note); cvm's own `container` backend masks and makes read-only the runtime spec's default
+///   /proc and /sys paths (its `phase.runtime` includes those mounts); `[resources] pids`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The version a `run.json` without the field has.
 const UNVERSIONED: u32 = 1;
@@ -73,6 +76,14 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
             "written by a newer cvm (results schema {version}, this cvm knows {SCHEMA_VERSION}): \
              metrics it does not know are shown by name only, and fields it does not know in \
              run.json are not shown"
+        ));
+    }
+    if version < 3 {
+        notes.push(format!(
+            "written by an older cvm (results schema {version}, current {SCHEMA_VERSION}): it has no \
+             isolation figures, and its `container` backend left /proc/sys, /proc/sysrq-trigger \
+             and the other default masked paths as the host's (its phase.runtime is without \
+             those mounts)"
         ));
     }
     if version < 2 {
@@ -179,8 +190,9 @@ mod tests {
         let meta: RunMeta = serde_json::from_str(json).unwrap();
         assert_eq!(meta.schema_version, 1);
         let notes = schema_limitations(meta.schema_version);
-        assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("memory_vmm"), "{notes:?}");
+        assert_eq!(notes.len(), 2);
+        assert!(notes[1].contains("memory_vmm"), "{notes:?}");
+        assert!(schema_limitations(2)[0].contains("isolation"));
         assert!(schema_limitations(SCHEMA_VERSION).is_empty());
         assert!(schema_limitations(SCHEMA_VERSION + 1)[0].contains("newer cvm"));
     }

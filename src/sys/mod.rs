@@ -13,6 +13,8 @@ pub use cvm_runtime::sys::{
     Spawned, MAX_PASSED_FDS,
 };
 
+pub mod seccomp;
+
 /// Benchmark children for `cargo bench`: nothing else in cvm uses them.
 #[cfg(feature = "bench")]
 pub mod bench;

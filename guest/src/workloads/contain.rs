@@ -27,12 +27,13 @@ use crate::{AppletResult, Failure};
 
 /// `cvm-guest contain --help`.
 pub const USAGE: &str = "usage: cvm-guest contain --host-pid P --host-disk MAJ:MIN \
-     [--host-fstype T] [--host-boot-id ID] [--memory-mib N] [--pids N]\n\n\
+     [--host-fstype T] [--host-boot-id ID] [--memory-mib N] [--pids N] [--from PROBE]\n\n\
      Containment attempts, each reported as CVM:result contain_<probe> 1 (contained) or 0 after a\n\
      CVM:note with its evidence: write /proc/sysrq-trigger and /proc/sys/kernel/panic (opened,\n\
      never written), load an empty kernel module, kexec_load too many segments, open and mount\n\
      (read-only) the host's disk, ptrace the host process P, a fork bomb, memory exhaustion.\n\
-     Runs only as the workload of an instance's PID 1 (cvm-guest init sets CVM_ISOLATED).\n";
+     --from starts at that attempt. Runs only as the workload of an instance's PID 1 (cvm-guest\n\
+     init sets CVM_ISOLATED).\n";
 
 /// How long the fork bomb stays at its limit, so the host's checks (can it fork, does the
 /// neighbour answer) overlap it.
@@ -82,7 +83,7 @@ pub fn run(markers: &Markers, argv: &[OsString]) -> AppletResult {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let own_kernel = boot_id.trim() != args.host_boot_id;
     markers.ready();
-    for &probe in Probe::ALL {
+    for probe in args.probes() {
         let outcome = attempt(probe, &args);
         let contained = outcome.contained(own_kernel);
         let evidence = outcome.evidence(own_kernel);

@@ -361,6 +361,9 @@ fn qemu_cgroup(scenario: &Scenario) -> Option<cgroup::Resources> {
     let limits = crate::backend::limits(scenario);
     Some(cgroup::Resources {
         memory_bytes: None,
+        // The guest's processes are not QEMU's threads: its pids limit is applied inside, by
+        // the guest's init (see `GuestPlan::pids`).
+        pids: None,
         ..cgroup::Resources::from(limits)
     })
 }
@@ -486,6 +489,8 @@ pub(super) struct GuestPlan {
     pub(super) disk: Option<DataDisk>,
     /// The port init watches for LISTEN (the inside half of readiness).
     pub(super) watch_port: Option<u16>,
+    /// The scenario's pids limit, applied by init inside the guest (its kernel's thread cap).
+    pub(super) pids: Option<u64>,
 }
 
 impl Default for GuestPlan {
@@ -497,6 +502,7 @@ impl Default for GuestPlan {
             tap_addr: None,
             disk: None,
             watch_port: None,
+            pids: None,
         }
     }
 }
@@ -529,6 +535,7 @@ impl GuestPlan {
             tap_addr: None,
             disk,
             watch_port: s.readiness.port(),
+            pids: s.resources.pids.as_ref().map(|p| *p.get_ref()),
         }
     }
 
@@ -569,6 +576,7 @@ impl GuestPlan {
                 mount: d.mount.clone(),
             }),
             watch_port: self.watch_port,
+            pids: self.pids,
             argv,
         }
     }
@@ -638,6 +646,7 @@ mod tests {
                 mount: "/tmp".into(),
             }),
             watch_port: Some(8080),
+            pids: Some(128),
         };
         let argv: Vec<String> = ["/bin/cvm-guest", "http", "--port", "8080"]
             .map(String::from)
@@ -659,6 +668,7 @@ mod tests {
                     mount: "/tmp".into()
                 }),
                 watch_port: Some(8080),
+                pids: Some(128),
                 argv,
             }
         );
