@@ -30,11 +30,16 @@
 //! goes in its measured parts where the run has them: `memory_vmm` (QEMU without guest RAM) on
 //! the hypervisor, the guest's own use (`memory_guest_used` less the workload) on the guest OS;
 //! without them (older runs) the whole overhead sits on the hypervisor, guest OS included.
+//!
+//! Where the run measured isolation, each column also draws its isolation boundary ([`boundary`]):
+//! a red line above the layer the workload's system calls stop at, with the audit's figure.
 
+mod boundary;
 mod columns;
 mod diagram;
 mod layers;
 
+pub use boundary::Boundary;
 pub use columns::{column, columns, not_drawn, Column, LayerBox};
 pub use diagram::StackDiagram;
 pub use layers::{Group, Layer};
