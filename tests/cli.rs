@@ -107,6 +107,7 @@ fn missing_scenario_exits_2_listing_the_builtins() {
         "memory",
         "io",
         "density",
+        "isolation",
     ] {
         assert!(err.contains(name), "{err}");
     }
@@ -138,8 +139,8 @@ fn scenarios_lists_every_builtin_once() {
     let out = cvm(&["scenarios"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 8, "{text}");
-    for name in ["web ", "sweep ", "startup-cold "] {
+    assert_eq!(text.lines().count(), 9, "{text}");
+    for name in ["web ", "sweep ", "startup-cold ", "isolation "] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
     }
 }

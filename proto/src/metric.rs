@@ -537,6 +537,16 @@ mod tests {
             Better::Lower
         );
         assert_eq!(better_by_name("something_new"), Better::Neither);
+        // Isolation: contained and undisturbed are better, a bigger surface worse, the
+        // aggressor's own work is context.
+        assert_eq!(Metric::ContainSysctl.better(), Better::Higher);
+        assert_eq!(Metric::NoisyCpuP99Ratio.better(), Better::Lower);
+        assert_eq!(Metric::NoisyCpuRateRatio.better(), Better::Higher);
+        assert_eq!(Metric::AuditHostSyscalls.better(), Better::Lower);
+        assert_eq!(Metric::AuditSyscallsReachingKernel.better(), Better::Lower);
+        assert_eq!(Metric::AuditMaskedPaths.better(), Better::Higher);
+        assert_eq!(Metric::NoisyMemoryWork.better(), Better::Neither);
+        assert_eq!(Metric::NoisyMemoryWork.unit(), Unit::BytesPerSecond);
     }
 
     #[test]
