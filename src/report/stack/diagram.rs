@@ -348,7 +348,14 @@ fn draw_boundary<DB: DrawingBackend>(
 ) -> DrawResult<DB> {
     let mut ly = y + 1;
     for l in wrap(&line.label, NOTE_SIZE, x1 - x0) {
-        text(root, &l, (x0, ly), NOTE_SIZE, &BOUNDARY, (HPos::Left, VPos::Top))?;
+        text(
+            root,
+            &l,
+            (x0, ly),
+            NOTE_SIZE,
+            &BOUNDARY,
+            (HPos::Left, VPos::Top),
+        )?;
         ly += NOTE_H;
     }
     let bottom = y + boundary_height(line);
