@@ -107,6 +107,7 @@ fn missing_scenario_exits_2_listing_the_builtins() {
         "memory",
         "io",
         "density",
+        "isolation",
     ] {
         assert!(err.contains(name), "{err}");
     }
@@ -139,8 +140,8 @@ fn scenarios_lists_every_builtin_once() {
     assert!(out.status.success());
     let text = stdout(&out);
     let names: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
-    assert_eq!(names.len(), 8, "{text}");
-    for name in ["web ", "sweep ", "startup-cold "] {
+    assert_eq!(names.len(), 9, "{text}");
+    for name in ["web ", "sweep ", "startup-cold ", "isolation "] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
     }
     // The sweep's default 3 runs cannot support a diff, and it says so under its name.

@@ -144,12 +144,20 @@ fn the_workload_is_isolated_from_the_host() {
     assert!(pids.iter().all(|&p| p < 20), "host PIDs visible: {pids:?}");
     assert!(!pids.contains(&std::process::id()) || std::process::id() < 20);
     let mounts: Vec<&str> = value(&lines, "mounts").split_whitespace().collect();
+    // Its own, and those that mask or make read-only the host kernel's paths (runc's defaults).
+    use cvm_proto::isolation::{MASKED_PATHS, READONLY_PATHS};
     for m in &mounts {
         assert!(
-            ["/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/tmp"].contains(m),
+            ["/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/tmp"].contains(m)
+                || MASKED_PATHS.contains(m)
+                || READONLY_PATHS.contains(m),
             "a host mount is visible: {m} (all: {mounts:?})"
         );
     }
+    assert!(
+        mounts.contains(&"/proc/sys"),
+        "/proc/sys is not read-only: {mounts:?}"
+    );
     assert_eq!(value(&lines, "links").trim(), "lo");
     assert_eq!(value(&lines, "rootfs"), "readonly");
     assert_eq!(value(&lines, "tmp"), "writable");

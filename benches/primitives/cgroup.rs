@@ -45,6 +45,7 @@ const LIMITS: Limits = Limits {
     memory_bytes: 256 << 20,
     cpus: 1,
     cpuset: None,
+    pids: None,
 };
 
 /// Writes `pid` into `cgroup.procs` of each directory.

@@ -4,7 +4,8 @@
 //! IPC and network namespaces, puts it in the instance's cgroup, unshares a cgroup namespace
 //! rooted there, and execs it; it never runs code of its own inside the new namespaces. So the
 //! container is finished here, with the steps of `cvm_runtime::rootfs` (whose docs explain the
-//! order): mounts, `pivot_root`, hostname, `lo`, capabilities and `no_new_privs`. Then, with
+//! order): mounts, `pivot_root`, the OCI default masked and read-only paths, hostname, `lo`,
+//! capabilities and `no_new_privs`. Then, with
 //! `--wait-fd N`, init waits for the host's go-ahead on descriptor N (the host configures the
 //! container's veth meanwhile), so the workload starts with its network in place.
 //!
@@ -17,6 +18,7 @@ use std::io::Read;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 
+use cvm_proto::isolation::{MASKED_PATHS, READONLY_PATHS};
 use cvm_runtime::rootfs::{self, RootfsConfig, RootfsError};
 
 use crate::Failure;
@@ -32,9 +34,12 @@ pub struct ContainerConfig {
     /// A host directory bound writable at a path inside (`--volume HOST:PATH`): the io
     /// workload's own disk, as Docker's volumes are.
     pub volume: Option<(PathBuf, PathBuf)>,
+    /// Capabilities kept beyond Docker's default set (`--cap-add NAME`, repeatable).
+    pub cap_add: Vec<String>,
 }
 
-/// Splits `--container [--rootfs DIR] [--hostname NAME] [--wait-fd N] [--volume HOST:PATH]` off the front of init's
+/// Splits `--container [--rootfs DIR] [--hostname NAME] [--wait-fd N] [--volume HOST:PATH]
+/// [--cap-add NAME]...` off the front of init's
 /// arguments; the rest is init's usual `[--] <workload>`. `None` when `--container` is absent.
 pub fn split_args(argv: &[OsString]) -> Result<(Option<ContainerConfig>, &[OsString]), Failure> {
     if argv.first().and_then(|a| a.to_str()) != Some("--container") {
@@ -45,6 +50,7 @@ pub fn split_args(argv: &[OsString]) -> Result<(Option<ContainerConfig>, &[OsStr
         hostname: None,
         wait: None,
         volume: None,
+        cap_add: Vec::new(),
     };
     let mut rest = &argv[1..];
     loop {
@@ -58,6 +64,7 @@ pub fn split_args(argv: &[OsString]) -> Result<(Option<ContainerConfig>, &[OsStr
             Some("--rootfs") => config.rootfs = PathBuf::from(value()?),
             Some("--hostname") => config.hostname = Some(value()?.to_string_lossy().into_owned()),
             Some("--wait-fd") => config.wait = Some(inherited_fd(&value()?)?),
+            Some("--cap-add") => config.cap_add.push(value()?.to_string_lossy().into_owned()),
             Some("--volume") => {
                 let spec = value()?.to_string_lossy().into_owned();
                 let (host, inside) = spec
@@ -105,6 +112,7 @@ pub fn setup(config: ContainerConfig) -> Result<(), Failure> {
         hostname,
         wait,
         volume,
+        cap_add,
     } = config;
     rootfs::mount_rootfs(&RootfsConfig {
         rootfs: rootfs.clone(),
@@ -114,11 +122,18 @@ pub fn setup(config: ContainerConfig) -> Result<(), Failure> {
         cgroupfs: false,
     })?;
     rootfs::enter_rootfs(&rootfs)?;
+    // The host kernel's knobs and secrets that /proc and /sys show even inside the namespaces
+    // (/proc/sys, /proc/sysrq-trigger, /proc/kcore, ...): masked and read-only as runc, crun,
+    // gVisor and Docker do by default, from the same lists.
+    rootfs::mask_paths(MASKED_PATHS)?;
+    rootfs::readonly_paths(READONLY_PATHS)?;
     if let Some(name) = &hostname {
         rootfs::set_hostname(name)?;
     }
     rootfs::loopback_up()?;
-    rootfs::drop_privileges(&rootfs::default_capabilities(), true)?;
+    let mut keep = rootfs::default_capabilities();
+    keep.extend(rootfs::parse_capabilities(&cap_add)?);
+    rootfs::drop_privileges(&keep, true)?;
     if let Some(fd) = wait {
         let mut byte = [0u8; 1];
         let fail = |why: String| {
@@ -149,6 +164,8 @@ mod tests {
             "/img",
             "--hostname",
             "box",
+            "--cap-add",
+            "CAP_SYS_ADMIN",
             "--",
             "hello",
         ]);
@@ -157,6 +174,7 @@ mod tests {
         assert_eq!(config.rootfs, PathBuf::from("/img"));
         assert_eq!(config.hostname.as_deref(), Some("box"));
         assert!(config.wait.is_none());
+        assert_eq!(config.cap_add, ["CAP_SYS_ADMIN"]);
         assert_eq!(rest, &words(&["--", "hello"])[..]);
     }
 

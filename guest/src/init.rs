@@ -20,6 +20,9 @@
 //! spawns the workload, forwards SIGTERM/SIGINT to it, reaps every child, writes
 //! `CVM:exit <code>` and exits with the workload's code (128 + signal if it was killed).
 //!
+//! Only PID 1 tells the workload it runs inside an instance of its own (`CVM_ISOLATED`), which
+//! the containment attempts of the isolation scenario require; the exec path removes it.
+//!
 //! The workload is an applet name (run from this same binary) or any command. It inherits the
 //! marker descriptor and `CVM_MARKER_FD` so its own markers reach the host on the same channel.
 
@@ -29,6 +32,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
+use cvm_proto::isolation::{ISOLATED_ENV, ISOLATED_VALUE};
 use cvm_proto::listen::WATCH_PORT_OPTION;
 use cvm_proto::Marker;
 use nix::errno::Errno;
@@ -204,6 +208,9 @@ pub(crate) fn supervise_config(markers: &Markers, config: &Config, tick: &Tick) 
 
 /// Replaces init with the workload (not PID 1).
 fn exec(markers: &Markers, mut workload: Workload) -> AppletResult {
+    // Not PID 1: no instance of its own around the workload, whatever the caller's
+    // environment says (see `supervise_with`).
+    workload.command.env_remove(ISOLATED_ENV);
     markers.emit(&Marker::Workload(workload.name.clone()));
     if let Some(port) = workload.watch_port {
         crate::watch::spawn(markers, port)?;
@@ -222,6 +229,10 @@ fn supervise_with(markers: &Markers, mut workload: Workload, tick: Option<&Tick>
     let mut watched = signals::termination();
     watched.add(Signal::SIGCHLD);
     signals::block(&watched).map_err(Failure::Runtime)?;
+    // As PID 1, init stands for an instance of its own (a PID namespace, a sandbox or a VM):
+    // it says so to the workload, the one permission the containment attempts run on. Set
+    // while init is single-threaded, before any fork, so every child inherits it.
+    std::env::set_var(ISOLATED_ENV, ISOLATED_VALUE);
 
     markers.emit(&Marker::Workload(workload.name.clone()));
     // Forked first, while init is still single-threaded; reaped below like any orphan.

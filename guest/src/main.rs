@@ -19,6 +19,13 @@ mod vm_init;
 mod watch;
 mod workloads;
 
+/// For unit tests that need something from the host: the same rule as every other test's.
+#[cfg(test)]
+#[path = "../../tests/common/host.rs"]
+mod host;
+#[cfg(test)]
+pub(crate) use host::host_has;
+
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
@@ -115,6 +122,24 @@ pub const APPLETS: &[Applet] = &[
         summary: "never write ready; sleep until SIGTERM (fault tests)",
         usage: workloads::faults::NEVER_READY_USAGE,
         run: workloads::faults::never_ready,
+    },
+    Applet {
+        name: AppletName::Aggressor.name(),
+        summary: "noisy neighbour: cpu, memory, io or fork work for a while",
+        usage: workloads::aggressor::USAGE,
+        run: workloads::aggressor::run,
+    },
+    Applet {
+        name: AppletName::Audit.name(),
+        summary: "the instance's attack surface, read from inside",
+        usage: workloads::audit::USAGE,
+        run: workloads::audit::run,
+    },
+    Applet {
+        name: AppletName::Contain.name(),
+        summary: "containment attempts (only inside an instance)",
+        usage: workloads::contain::USAGE,
+        run: workloads::contain::run,
     },
 ];
 

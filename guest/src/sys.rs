@@ -95,3 +95,54 @@ pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// An address no process ever has mapped: the first page is never mappable
+/// (`vm.mmap_min_addr` is at least 4096), so a system call given it as a pointer fails with
+/// `EFAULT` at its first access and never reads or writes this process's memory.
+pub const UNMAPPED: usize = 1;
+
+/// One system call by number, for the audit's probes and the containment attempts: `Ok` with
+/// its return value, or the errno it failed with.
+///
+/// The callers' tables document, per call, the arguments that make a kernel refuse it in its
+/// own argument checks (an unknown flag, a descriptor of -1, one segment too many, an empty
+/// module image) so that a call that reaches a kernel does nothing there; pointers are either
+/// null or [`UNMAPPED`].
+pub fn probe_syscall(nr: nix::libc::c_long, args: [usize; 6]) -> Result<usize, nix::errno::Errno> {
+    // SAFETY: every pointer argument is null or UNMAPPED (the callers' tables only pass those,
+    // integers, -1 descriptors and flags), so the kernel cannot read or write memory of this
+    // process through them; the call takes no Rust-owned resource, and a descriptor it might
+    // return is the caller's to close.
+    let ret =
+        unsafe { nix::libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
+    if ret < 0 {
+        Err(nix::errno::Errno::last())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Forks a child that does nothing but wait for a signal (the fork bomb's children, killed by
+/// their parent afterwards). `Ok(pid)` in the parent.
+pub fn fork_paused_child() -> nix::Result<nix::unistd::Pid> {
+    // SAFETY: the child only calls pause(2) in a loop, which is async-signal-safe, so it runs no
+    // code that could need a lock or allocation left in an inconsistent state by the fork.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => loop {
+            nix::unistd::pause();
+        },
+    }
+}
+
+/// Forks a child that exits at once with status 0 (the fork aggressor's churn). `Ok(pid)` in
+/// the parent.
+pub fn fork_exiting_child() -> nix::Result<nix::unistd::Pid> {
+    // SAFETY: the child only calls _exit(2), which is async-signal-safe and runs no atexit
+    // handler or destructor that could touch state copied mid-operation by the fork.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        // SAFETY: _exit ends the process at once; nothing after it runs.
+        ForkResult::Child => unsafe { nix::libc::_exit(0) },
+    }
+}

@@ -136,7 +136,34 @@ fn setup() -> Result<VmConfig, Failure> {
     if let Some(DiskConfig { device, mount }) = &config.disk {
         mount_disk(device, mount)?;
     }
+    if let Some(pids) = config.pids {
+        cap_threads(pids)?;
+    }
     Ok(config)
+}
+
+/// The VM's pids limit: the guest kernel refuses a new task (`EAGAIN`, as a full pids cgroup
+/// does) once it runs what it runs now (its own threads, init) plus `pids`. Kernel-wide rather
+/// than a cgroup, since the workload is all the guest runs; last, so setup's own tools are not
+/// counted against it.
+fn cap_threads(pids: u64) -> Result<(), Failure> {
+    const THREADS_MAX: &str = "/proc/sys/kernel/threads-max";
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map_err(|e| Failure::Runtime(format!("reading /proc/loadavg: {e}")))?;
+    let running = tasks_in_loadavg(&loadavg)
+        .ok_or_else(|| Failure::Runtime(format!("cannot read the task count in {loadavg:?}")))?;
+    std::fs::write(THREADS_MAX, (running + pids).to_string())
+        .map_err(|e| Failure::Runtime(format!("writing {THREADS_MAX}: {e}")))
+}
+
+/// The number of tasks in `/proc/loadavg` (`0.00 0.01 0.05 1/87 123`: 87).
+fn tasks_in_loadavg(text: &str) -> Option<u64> {
+    text.split_whitespace()
+        .nth(3)?
+        .split_once('/')?
+        .1
+        .parse()
+        .ok()
 }
 
 fn mount_basics() -> Result<(), Failure> {
@@ -231,6 +258,12 @@ mod tests {
         let text = "MemTotal:         500000 kB\nMemFree:  1 kB\nMemAvailable:     400000 kB\n";
         assert_eq!(memory_used(text), Some(100_000 * 1024));
         assert_eq!(memory_used("MemTotal: 5 kB\n"), None);
+    }
+
+    #[test]
+    fn the_task_count_is_read_from_loadavg() {
+        assert_eq!(tasks_in_loadavg("0.00 0.01 0.05 1/87 123\n"), Some(87));
+        assert_eq!(tasks_in_loadavg("0.00 0.01"), None);
     }
 
     #[test]

@@ -239,6 +239,9 @@ fn refuses_bad_command_lines_with_exit_two() {
         "io",
         "crash",
         "never-ready",
+        "aggressor",
+        "audit",
+        "contain",
     ] {
         assert!(help.contains(applet), "{applet} missing from --help");
     }

@@ -33,6 +33,15 @@ named_enum! {
         Crash => "crash",
         /// Never writes ready (fault tests).
         NeverReady => "never-ready",
+        /// A noisy neighbour: spins, streams memory, fsyncs or forks for a while; reports its
+        /// work (the isolation scenario).
+        Aggressor => "aggressor",
+        /// Reads the instance's attack surface from inside and reports it, then waits until
+        /// stopped (the isolation scenario).
+        Audit => "audit",
+        /// Containment attempts, each refused or not, with its evidence; runs only as the
+        /// workload of an instance's PID 1 (the isolation scenario).
+        Contain => "contain",
     }
 }
 
@@ -61,6 +70,26 @@ impl Applet {
         ];
         const CRASH: &[Opt] = &[Opt::value("after-ms"), Opt::switch("ready")];
         const HELLO: &[Opt] = &[Opt::value(HELLO_DELAY_OPTION)];
+        const AGGRESSOR: &[Opt] = &[
+            Opt::value("kind"),
+            Opt::value("seconds"),
+            Opt::value("dir"),
+            Opt::value("mib"),
+        ];
+        const AUDIT: &[Opt] = &[
+            Opt::value("host-boot-id"),
+            Opt::value("host-release"),
+            Opt::value("host-ns"),
+        ];
+        const CONTAIN: &[Opt] = &[
+            Opt::value("host-boot-id"),
+            Opt::value("host-pid"),
+            Opt::value("host-disk"),
+            Opt::value("host-fstype"),
+            Opt::value("memory-mib"),
+            Opt::value("pids"),
+            Opt::value("from"),
+        ];
         match self {
             Applet::Hello => HELLO,
             Applet::Init | Applet::Idle | Applet::NeverReady => &[],
@@ -69,6 +98,9 @@ impl Applet {
             Applet::Mem => MEM,
             Applet::Io => IO,
             Applet::Crash => CRASH,
+            Applet::Aggressor => AGGRESSOR,
+            Applet::Audit => AUDIT,
+            Applet::Contain => CONTAIN,
         }
     }
 
@@ -81,9 +113,16 @@ impl Applet {
     /// it is stopped; `None` when `args` do not parse.
     pub fn runs_to_completion(self, args: &[OsString]) -> Option<bool> {
         Some(match self {
-            Applet::Hello | Applet::Cpu | Applet::Io | Applet::Crash => true,
+            Applet::Hello
+            | Applet::Cpu
+            | Applet::Io
+            | Applet::Crash
+            | Applet::Aggressor
+            | Applet::Contain => true,
             Applet::Mem => self.parse(args).ok()?.switch("bandwidth"),
-            Applet::Init | Applet::Idle | Applet::Http | Applet::NeverReady => false,
+            Applet::Init | Applet::Idle | Applet::Http | Applet::NeverReady | Applet::Audit => {
+                false
+            }
         })
     }
 }

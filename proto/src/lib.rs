@@ -4,8 +4,11 @@
 //! - [`marker`]: the lines the guest writes to tell the host where it is in its start-up;
 //! - [`applet`]: the guest's applets, their options and the arguments the host reads, parsed
 //!   by one flag parser ([`args`]);
-//! - [`caps`]: the capability set a container workload keeps, on every container backend;
+//! - [`caps`]: the capability set a container workload keeps, on every container backend, and
+//!   every capability's name by its bit;
 //! - [`listen`]: how init (and, for native, the host) sees a workload's socket in LISTEN;
+//! - [`isolation`]: the isolation scenario's aggressors, containment probes, audited namespaces
+//!   and paths, and its applets' command lines;
 //! - [`metric`]: what is measured (metric names and units), startup phase points and disk layers;
 //! - [`vmconf`]: the VM configuration the host writes into the initramfs and init reads.
 //!
@@ -55,6 +58,7 @@ macro_rules! named_enum {
 pub mod applet;
 pub mod args;
 pub mod caps;
+pub mod isolation;
 pub mod listen;
 pub mod marker;
 pub mod metric;

@@ -11,6 +11,7 @@
 //! CVM:listening 8080
 //! CVM:ready
 //! CVM:result cpu_score 123456.7 1/s
+//! CVM:note contain_sysrq refused: EROFS (read-only file system)
 //! CVM:memory 41943040
 //! CVM:exit 0
 //! ```
@@ -48,6 +49,9 @@ pub enum Marker {
         value: f64,
         unit: String,
     },
+    /// The evidence behind a result of the same metric (the errno of a refused attempt, the
+    /// names behind a count), written before the result; one line of free text.
+    Note { metric: String, text: String },
     /// The guest's memory in use, `MemTotal - MemAvailable` in bytes: a VM's init reports it
     /// periodically while the workload runs, so the host can pair it with its own sample.
     Memory(u64),
@@ -72,6 +76,7 @@ impl fmt::Display for Marker {
             } => {
                 write!(f, "{PREFIX}result {metric} {value} {unit}")
             }
+            Marker::Note { metric, text } => write!(f, "{PREFIX}note {metric} {text}"),
             Marker::Memory(used) => write!(f, "{PREFIX}memory {used}"),
             Marker::Exit(code) => write!(f, "{PREFIX}exit {code}"),
             Marker::Error(msg) => write!(f, "{PREFIX}error {msg}"),
@@ -98,6 +103,13 @@ impl Marker {
             "exit" => arg.parse().ok().map(Marker::Exit),
             "memory" => arg.parse().ok().map(Marker::Memory),
             "error" => Some(Marker::Error(arg.to_string())),
+            "note" => {
+                let (metric, text) = arg.split_once(' ').unwrap_or((arg, ""));
+                (!metric.is_empty()).then(|| Marker::Note {
+                    metric: metric.to_string(),
+                    text: text.trim().to_string(),
+                })
+            }
             "result" => {
                 let mut parts = arg.split_whitespace();
                 let metric = parts.next()?.to_string();
@@ -132,6 +144,10 @@ mod tests {
                 unit: "1/s".into(),
             },
             Marker::Memory(41_943_040),
+            Marker::Note {
+                metric: "contain_sysrq".into(),
+                text: "refused: EROFS (read-only file system)".into(),
+            },
             Marker::Exit(3),
             Marker::Error("bind failed".into()),
         ];
@@ -148,5 +164,6 @@ mod tests {
         assert_eq!(Marker::parse("CVM:bogus"), None);
         assert_eq!(Marker::parse("CVM:memory -5"), None);
         assert_eq!(Marker::parse("CVM:listening 99999"), None);
+        assert_eq!(Marker::parse("CVM:note"), None);
     }
 }

@@ -118,6 +118,91 @@ named_enum! {
         IoFsyncLatencyP99 => "io_fsync_latency_p99",
         /// The port the http workload listens on (reported by the guest).
         HttpPort => "http_port",
+        /// Noisy neighbour: the rate the victim sustained alone in its closed-loop calibration.
+        NoisyCalibratedRate => "noisy_calibrated_rate",
+        /// Noisy neighbour: the open-loop rate offered to the victim in every phase (a share
+        /// of `noisy_calibrated_rate`).
+        NoisyOfferedRate => "noisy_offered_rate",
+        /// Noisy neighbour: the victim's p99 latency alone at the offered rate.
+        NoisyAloneP99 => "noisy_alone_p99",
+        /// Noisy neighbour: the victim's achieved rate alone over the offered rate.
+        NoisyAloneRateRatio => "noisy_alone_rate_ratio",
+        /// The victim's p99 beside a `cpu` aggressor over its p99 alone.
+        NoisyCpuP99Ratio => "noisy_cpu_p99_ratio",
+        /// The victim's achieved rate beside a `cpu` aggressor over the offered rate.
+        NoisyCpuRateRatio => "noisy_cpu_rate_ratio",
+        /// The `cpu` aggressor's own work: loop iterations per second, all its threads.
+        NoisyCpuWork => "noisy_cpu_work",
+        NoisyMemoryP99Ratio => "noisy_memory_p99_ratio",
+        NoisyMemoryRateRatio => "noisy_memory_rate_ratio",
+        /// The `memory` aggressor's own work: bytes written per second.
+        NoisyMemoryWork => "noisy_memory_work",
+        NoisyIoP99Ratio => "noisy_io_p99_ratio",
+        NoisyIoRateRatio => "noisy_io_rate_ratio",
+        /// The `io` aggressor's own work: fsync'd writes per second.
+        NoisyIoWork => "noisy_io_work",
+        NoisyForkP99Ratio => "noisy_fork_p99_ratio",
+        NoisyForkRateRatio => "noisy_fork_rate_ratio",
+        /// The `fork` aggressor's own work: processes forked (and reaped) per second.
+        NoisyForkWork => "noisy_fork_work",
+        /// Containment (1 contained, 0 not; the evidence in the sample's note): a fork bomb
+        /// stopped by the instance's pids limit, the host still forking, the neighbour serving.
+        ContainForkBomb => "contain_fork_bomb",
+        /// Memory exhaustion ended by the instance's own OOM killer, the host's untouched.
+        ContainMemory => "contain_memory",
+        /// `/proc/sysrq-trigger` cannot be opened for writing.
+        ContainSysrq => "contain_sysrq",
+        /// Loading a kernel module (`init_module`) does not reach the host kernel's loader.
+        ContainKernelModule => "contain_kernel_module",
+        /// Mounting the host's root disk is refused.
+        ContainMountHostDisk => "contain_mount_host_disk",
+        /// `kexec_load` does not reach the host kernel.
+        ContainKexec => "contain_kexec",
+        /// A device node for the host's disk cannot be opened.
+        ContainDevice => "contain_device",
+        /// A host `/proc/sys/kernel/*` file cannot be opened for writing.
+        ContainSysctl => "contain_sysctl",
+        /// A process outside the instance cannot be traced.
+        ContainPtrace => "contain_ptrace",
+        /// Attack surface (read from inside): 1 when the kernel is the host's (same release and
+        /// boot id), 0 for a kernel of its own (a VM's, gVisor's Sentry).
+        AuditKernelShared => "audit_kernel_shared",
+        /// Namespaces (of cgroup, ipc, mnt, net, pid, time, user, uts) that are the host's.
+        AuditNamespacesShared => "audit_namespaces_shared",
+        /// 1 when root inside is root on the host kernel (no user namespace mapping, same kernel).
+        AuditRootIsHostRoot => "audit_root_is_host_root",
+        /// Capabilities in the effective set.
+        AuditCapEffective => "audit_cap_effective",
+        /// Capabilities in the bounding set.
+        AuditCapBounding => "audit_cap_bounding",
+        /// 1 when `CAP_SYS_ADMIN` is in the effective set.
+        AuditCapSysAdmin => "audit_cap_sys_admin",
+        /// The seccomp mode (0 none, 1 strict, 2 filter).
+        AuditSeccompMode => "audit_seccomp_mode",
+        /// 1 when `no_new_privs` is set.
+        AuditNoNewPrivs => "audit_no_new_privs",
+        /// System calls of the fixed list probed.
+        AuditSyscallsProbed => "audit_syscalls_probed",
+        /// Of those, how many reached a kernel (answered by the kernel's own argument checks,
+        /// not refused with EPERM/ENOSYS by a filter).
+        AuditSyscallsReachingKernel => "audit_syscalls_reaching_kernel",
+        /// Sensitive paths (of a fixed list) masked inside.
+        AuditMaskedPaths => "audit_masked_paths",
+        /// Sensitive paths (of a fixed list) read-only inside.
+        AuditReadonlyPaths => "audit_readonly_paths",
+        /// Device nodes in `/dev`.
+        AuditDeviceNodes => "audit_device_nodes",
+        /// 1 when a Linux security module confines the workload (a label other than unconfined).
+        AuditLsmConfined => "audit_lsm_confined",
+        /// A VM's emulated devices as its guest sees them (PCI, virtio, legacy PnP): the device
+        /// models of the VMM a guest can reach.
+        AuditVmmDevices => "audit_vmm_devices",
+        /// Read on the host: how many system calls of the x86-64 table the host kernel accepts
+        /// from the process that issues the instance's system calls (the workload, gVisor's
+        /// Sentry, QEMU), as its seccomp filters allow.
+        AuditHostSyscalls => "audit_host_syscalls",
+        /// Read on the host: 1 when the VMM runs with its own seccomp sandbox (`-sandbox on`).
+        AuditVmmSandbox => "audit_vmm_sandbox",
     }
 }
 
@@ -139,7 +224,8 @@ impl Metric {
             | Metric::CpuTimeHost
             | Metric::IoFsyncLatencyP50
             | Metric::IoFsyncLatencyP99
-            | Metric::DockerDaemonStart => Unit::Seconds,
+            | Metric::DockerDaemonStart
+            | Metric::NoisyAloneP99 => Unit::Seconds,
             Metric::MemoryPss
             | Metric::MemoryOverhead
             | Metric::MemoryPssPeak
@@ -156,17 +242,61 @@ impl Metric {
             | Metric::DiskFootprint
             | Metric::DiskCache
             | Metric::DensityPssPerInstance => Unit::Bytes,
-            Metric::HttpRps | Metric::CpuScore => Unit::PerSecond,
-            Metric::MemBandwidthCopy | Metric::MemBandwidthTriad | Metric::IoWriteBandwidth => {
-                Unit::BytesPerSecond
-            }
+            Metric::HttpRps
+            | Metric::CpuScore
+            | Metric::NoisyCalibratedRate
+            | Metric::NoisyOfferedRate
+            | Metric::NoisyCpuWork
+            | Metric::NoisyIoWork
+            | Metric::NoisyForkWork => Unit::PerSecond,
+            Metric::MemBandwidthCopy
+            | Metric::MemBandwidthTriad
+            | Metric::IoWriteBandwidth
+            | Metric::NoisyMemoryWork => Unit::BytesPerSecond,
             Metric::HttpRequests
             | Metric::HttpErrors
             | Metric::HttpUnanswered
             | Metric::HttpServerRequests
             | Metric::ReadyProbesUnanswered
-            | Metric::RunFailed => Unit::Count,
-            Metric::HttpPort | Metric::GuestClockError | Metric::LoadClientCpu => Unit::One,
+            | Metric::RunFailed
+            | Metric::AuditNamespacesShared
+            | Metric::AuditCapEffective
+            | Metric::AuditCapBounding
+            | Metric::AuditSyscallsProbed
+            | Metric::AuditSyscallsReachingKernel
+            | Metric::AuditMaskedPaths
+            | Metric::AuditReadonlyPaths
+            | Metric::AuditDeviceNodes
+            | Metric::AuditVmmDevices
+            | Metric::AuditHostSyscalls => Unit::Count,
+            Metric::HttpPort
+            | Metric::GuestClockError
+            | Metric::LoadClientCpu
+            | Metric::NoisyAloneRateRatio
+            | Metric::NoisyCpuP99Ratio
+            | Metric::NoisyCpuRateRatio
+            | Metric::NoisyMemoryP99Ratio
+            | Metric::NoisyMemoryRateRatio
+            | Metric::NoisyIoP99Ratio
+            | Metric::NoisyIoRateRatio
+            | Metric::NoisyForkP99Ratio
+            | Metric::NoisyForkRateRatio
+            | Metric::ContainForkBomb
+            | Metric::ContainMemory
+            | Metric::ContainSysrq
+            | Metric::ContainKernelModule
+            | Metric::ContainMountHostDisk
+            | Metric::ContainKexec
+            | Metric::ContainDevice
+            | Metric::ContainSysctl
+            | Metric::ContainPtrace
+            | Metric::AuditKernelShared
+            | Metric::AuditRootIsHostRoot
+            | Metric::AuditCapSysAdmin
+            | Metric::AuditSeccompMode
+            | Metric::AuditNoNewPrivs
+            | Metric::AuditLsmConfined
+            | Metric::AuditVmmSandbox => Unit::One,
         }
     }
 }
@@ -292,6 +422,41 @@ impl Metric {
             Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
             // A signed difference between two observers: neither way is better.
             Metric::HttpPort | Metric::ReadyProbeSkew => Better::Neither,
+            // Isolation: a ratio near 1 and a contained attempt are better; the aggressor's
+            // work and the offered rate are context, neither good nor bad.
+            Metric::NoisyCpuP99Ratio
+            | Metric::NoisyMemoryP99Ratio
+            | Metric::NoisyIoP99Ratio
+            | Metric::NoisyForkP99Ratio
+            | Metric::AuditKernelShared
+            | Metric::AuditRootIsHostRoot
+            | Metric::AuditCapSysAdmin => Better::Lower,
+            Metric::NoisyAloneRateRatio
+            | Metric::NoisyCpuRateRatio
+            | Metric::NoisyMemoryRateRatio
+            | Metric::NoisyIoRateRatio
+            | Metric::NoisyForkRateRatio
+            | Metric::ContainForkBomb
+            | Metric::ContainMemory
+            | Metric::ContainSysrq
+            | Metric::ContainKernelModule
+            | Metric::ContainMountHostDisk
+            | Metric::ContainKexec
+            | Metric::ContainDevice
+            | Metric::ContainSysctl
+            | Metric::ContainPtrace
+            | Metric::AuditSeccompMode
+            | Metric::AuditNoNewPrivs
+            | Metric::AuditMaskedPaths
+            | Metric::AuditReadonlyPaths
+            | Metric::AuditLsmConfined
+            | Metric::AuditVmmSandbox => Better::Higher,
+            Metric::NoisyOfferedRate
+            | Metric::NoisyCpuWork
+            | Metric::NoisyMemoryWork
+            | Metric::NoisyIoWork
+            | Metric::NoisyForkWork
+            | Metric::AuditSyscallsProbed => Better::Neither,
             _ => match self.unit() {
                 Unit::Seconds | Unit::Bytes | Unit::Count => Better::Lower,
                 Unit::PerSecond | Unit::BytesPerSecond => Better::Higher,
@@ -418,6 +583,16 @@ mod tests {
             Better::Lower
         );
         assert_eq!(better_by_name("something_new"), Better::Neither);
+        // Isolation: contained and undisturbed are better, a bigger surface worse, the
+        // aggressor's own work is context.
+        assert_eq!(Metric::ContainSysctl.better(), Better::Higher);
+        assert_eq!(Metric::NoisyCpuP99Ratio.better(), Better::Lower);
+        assert_eq!(Metric::NoisyCpuRateRatio.better(), Better::Higher);
+        assert_eq!(Metric::AuditHostSyscalls.better(), Better::Lower);
+        assert_eq!(Metric::AuditSyscallsReachingKernel.better(), Better::Lower);
+        assert_eq!(Metric::AuditMaskedPaths.better(), Better::Higher);
+        assert_eq!(Metric::NoisyMemoryWork.better(), Better::Neither);
+        assert_eq!(Metric::NoisyMemoryWork.unit(), Unit::BytesPerSecond);
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct VmConfig {
     pub disk: Option<DiskConfig>,
     /// A TCP port init watches for a socket in LISTEN (the inside half of a server's readiness).
     pub watch_port: Option<u16>,
+    /// The instance's pids limit: init caps the guest kernel's threads at what it runs already
+    /// plus this many, the VM's counterpart of a container's pids cgroup.
+    pub pids: Option<u64>,
     /// The workload's argv; never empty in a parsed config.
     pub argv: Vec<String>,
 }
@@ -121,6 +124,9 @@ impl VmConfig {
         if let Some(port) = self.watch_port {
             out.push_str(&format!("watch {port}\n"));
         }
+        if let Some(pids) = self.pids {
+            out.push_str(&format!("pids {pids}\n"));
+        }
         for a in &self.argv {
             if a.contains(['\n', '\r']) {
                 return Err(VmConfigError::Unrepresentable {
@@ -160,6 +166,7 @@ impl VmConfig {
                 ("watch", [port]) if port.parse::<u16>().is_ok() => {
                     c.watch_port = port.parse().ok();
                 }
+                ("pids", [n]) if n.parse::<u64>().is_ok() => c.pids = n.parse().ok(),
                 ("arg", _) => c.argv.push(value.to_string()),
                 _ => {
                     return Err(VmConfigError::BadLine {
@@ -195,6 +202,7 @@ mod tests {
                 mount: "/tmp".into(),
             }),
             watch_port: Some(8080),
+            pids: Some(128),
             argv: vec!["/bin/cvm-guest".into(), "http".into(), "a b".into()],
         }
     }
@@ -210,6 +218,7 @@ mod tests {
                 "net eth0 10.0.2.15/24",
                 "disk /dev/vda /tmp",
                 "watch 8080",
+                "pids 128",
                 "arg /bin/cvm-guest",
                 "arg http",
                 "arg a b",

@@ -381,7 +381,10 @@ impl Bundle {
         resources: &oci_spec::runtime::LinuxResources,
     ) -> Result<(), BundleError> {
         refuse_nonempty("linux.resources.devices", resources.devices())?;
-        refuse_set("linux.resources.pids", resources.pids())?;
+        // A limit of 0 or below is "no limit" in the runtime spec.
+        if let Some(pids) = resources.pids() {
+            self.resources.pids = u64::try_from(pids.limit()).ok().filter(|&n| n > 0);
+        }
         refuse_set("linux.resources.blockIO", resources.block_io())?;
         refuse_nonempty(
             "linux.resources.hugepageLimits",

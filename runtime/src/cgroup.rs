@@ -114,6 +114,8 @@ pub struct Limits {
     pub cpus: u32,
     /// The CPUs the instance may run on (a cpuset list such as "0" or "0-1"); `None`: any.
     pub cpuset: Option<String>,
+    /// The most tasks (processes and threads) the instance may have; `None`: no limit.
+    pub pids: Option<u64>,
 }
 
 /// CPU time per period, in microseconds (`quota_us / period_us` CPUs).
@@ -130,6 +132,8 @@ pub struct Resources {
     pub cpu: Option<CpuQuota>,
     /// `linux.resources.cpu.cpus`: a cpuset list.
     pub cpuset: Option<String>,
+    /// `linux.resources.pids.limit`.
+    pub pids: Option<u64>,
 }
 
 impl From<Limits> for Resources {
@@ -142,6 +146,7 @@ impl From<Limits> for Resources {
                 period_us: PERIOD_US,
             }),
             cpuset: limits.cpuset,
+            pids: limits.pids,
         }
     }
 }
@@ -251,12 +256,19 @@ impl Cgroup {
                 if let Some(cpus) = &resources.cpuset {
                     write_limit(dir, "cpuset.cpus", cpus.clone())?;
                 }
+                if let Some(pids) = resources.pids {
+                    write_limit(dir, "pids.max", pids.to_string())?;
+                }
             }
             CgroupVersion::V1 | CgroupVersion::Hybrid => {
                 for dir in &self.dirs {
                     if dir.starts_with(Path::new(ROOT).join("memory")) {
                         if let Some(bytes) = resources.memory_bytes {
                             write_limit(dir, "memory.limit_in_bytes", bytes.to_string())?;
+                        }
+                    } else if dir.starts_with(Path::new(ROOT).join("pids")) {
+                        if let Some(pids) = resources.pids {
+                            write_limit(dir, "pids.max", pids.to_string())?;
                         }
                     } else if dir.starts_with(Path::new(ROOT).join(V1_CPUSET)) {
                         if let Some(cpus) = &resources.cpuset {

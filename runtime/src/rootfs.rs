@@ -31,7 +31,8 @@
 //! An OCI bundle may also ask for a `mqueue` at `/dev/mqueue` and a read-only cgroup2 tree at
 //! `/sys/fs/cgroup` (both in [`RootfsConfig`]), and for masked and read-only paths
 //! ([`mask_paths`], [`readonly_paths`], after `pivot_root`, as runc applies them); cvm's own
-//! container init asks for none of them.
+//! container init applies the runtime spec's default lists (`cvm_proto::isolation`) and asks
+//! for no mqueue or cgroup tree.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};

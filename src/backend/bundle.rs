@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespaceType, Mount, Process, Root,
-    Spec,
+    Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespaceType, LinuxPids, Mount,
+    Process, Root, Spec,
 };
 
 use crate::backend::cgroup::Limits;
@@ -49,6 +49,9 @@ pub struct SpecInput<'a> {
     /// An existing network namespace for the container to join (`linux.namespaces` path),
     /// instead of a new one the runtime makes.
     pub netns: Option<PathBuf>,
+    /// The capabilities the workload keeps (kernel names): Docker's default set, plus what the
+    /// scenario's `[security]` adds.
+    pub capabilities: &'a [String],
 }
 
 /// A unique temporary directory `cvm-oci-<what>-<pid>-<n>`.
@@ -86,9 +89,10 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     spec.set_root(Some(root));
     spec.set_hostname(Some(input.hostname.to_string()));
 
-    let caps: HashSet<Capability> = cvm_proto::caps::DEFAULT
+    let caps: HashSet<Capability> = input
+        .capabilities
         .iter()
-        .filter_map(|c| serde_json::from_value(serde_json::Value::String((*c).into())).ok())
+        .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.clone())).ok())
         .collect();
     let mut capabilities = LinuxCapabilities::default();
     capabilities
@@ -149,6 +153,11 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
         .set_quota(Some(100_000 * i64::from(input.limits.cpus)))
         .set_cpus(input.limits.cpuset.clone());
     resources.set_cpu(Some(cpu));
+    if let Some(limit) = input.limits.pids.and_then(|n| i64::try_from(n).ok()) {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(limit);
+        resources.set_pids(Some(pids));
+    }
     linux.set_resources(Some(resources));
     if let Some(namespaces) = linux.namespaces() {
         debug_assert!(namespaces
@@ -170,6 +179,11 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
             .collect();
         linux.set_namespaces(Some(namespaces));
     }
+    // The runtime spec's defaults, from the one list cvm's own container init applies too.
+    let paths = |list: &[&str]| list.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    linux
+        .set_masked_paths(Some(paths(cvm_proto::isolation::MASKED_PATHS)))
+        .set_readonly_paths(Some(paths(cvm_proto::isolation::READONLY_PATHS)));
     spec.set_linux(Some(linux));
     Ok(spec)
 }
@@ -177,6 +191,13 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn default_caps() -> Vec<String> {
+        cvm_proto::caps::DEFAULT
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
 
     #[test]
     fn a_given_network_namespace_is_joined_and_markers_go_where_asked() {
@@ -189,10 +210,12 @@ mod tests {
                 memory_bytes: 64 << 20,
                 cpus: 1,
                 cpuset: None,
+                pids: None,
             },
             volume: None,
             marker_fd: 1,
             netns: Some(PathBuf::from("/proc/42/fd/7")),
+            capabilities: &default_caps(),
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -225,10 +248,12 @@ mod tests {
                 memory_bytes: 256 << 20,
                 cpus: 2,
                 cpuset: Some("0".into()),
+                pids: Some(128),
             },
             volume: Some((PathBuf::from("/var/tmp/cvm-v"), "/data".into())),
             marker_fd: cvm_proto::DEFAULT_MARKER_FD,
             netns: None,
+            capabilities: &default_caps(),
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -260,6 +285,15 @@ mod tests {
         );
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 200_000);
         assert_eq!(json["linux"]["resources"]["cpu"]["cpus"], "0");
+        assert_eq!(json["linux"]["resources"]["pids"]["limit"], 128);
+        assert_eq!(
+            json["linux"]["readonlyPaths"],
+            serde_json::json!(cvm_proto::isolation::READONLY_PATHS)
+        );
+        assert!(json["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&"/proc/kcore".into()));
         let namespaces: Vec<&str> = json["linux"]["namespaces"]
             .as_array()
             .unwrap()

@@ -94,6 +94,7 @@ pub fn limits(scenario: &Scenario) -> cgroup::Limits {
         cpuset: placement::for_scenario(scenario)
             .ok()
             .map(|p| placement::cpu_list(&p.instance)),
+        pids: resources.pids.as_ref().map(|p| *p.get_ref()),
     }
 }
 

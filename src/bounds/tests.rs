@@ -121,3 +121,17 @@ fn the_shipped_goals_parse() {
     let bounds = load(&path).unwrap();
     assert!(bounds.len() >= 3);
 }
+
+#[test]
+fn the_shipped_isolation_bounds_parse_and_name_known_metrics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bounds/isolation.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(load(&path).unwrap().len() >= 45);
+    for line in text.lines().filter_map(|l| l.strip_prefix("metric = ")) {
+        let name = line.trim_matches('"');
+        assert!(
+            cvm_proto::metric::Metric::from_name(name).is_some(),
+            "{name}"
+        );
+    }
+}

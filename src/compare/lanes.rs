@@ -60,6 +60,8 @@ impl Record {
                     .insert(DISK_SHARED_KEY.into(), footprint.shared_summary());
             }
             info.config.extend(setup.io_config.clone());
+            info.config
+                .extend(super::isolation::config_facts(b.kind(), &setup.scenario));
             info.config.insert(
                 super::cgroup_state::CONFIG_KEY.into(),
                 setup.cgroup_state.as_str().into(),

@@ -30,6 +30,7 @@ pub mod cgroup_state;
 mod density;
 mod idle_memory;
 mod interrupt;
+mod isolation;
 mod lanes;
 mod load_phase;
 mod order;
@@ -193,9 +194,12 @@ pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
     // probe, watchers, event readers, load client) stay off the instance's CPUs; an instance's
     // processes get the instance's CPUs from their cgroup's cpuset when they join it.
     let host_pin = record.host_pin();
-    // Density keeps N instances of one backend running at once: backend by backend.
-    if setup.order == RunOrder::Sequential || setup.scenario.density.is_some() {
-        run_sequential(&mut prepared, &shared, &mut writer, &plan)?;
+    // Density keeps N instances of one backend running at once, isolation a victim and its
+    // neighbours: backend by backend.
+    let one_at_a_time = setup.scenario.density.is_some() || setup.scenario.isolation.is_some();
+    if setup.order == RunOrder::Sequential || one_at_a_time {
+        let backends = (record.backends.as_slice(), &image);
+        run_sequential(&mut prepared, &shared, &mut writer, &plan, backends)?;
     } else {
         run_interleaved(&mut prepared, &shared, &mut writer, &plan, setup.seed)?;
     }

@@ -5,4 +5,5 @@
 pub mod fingerprint;
 pub mod host;
 mod probe;
+pub mod seccomp;
 pub mod startup;

@@ -92,6 +92,8 @@ pub struct Timeline {
     pub results: Vec<(String, f64, String)>,
     /// When each result arrived (same order as `results`).
     pub result_stamps: Vec<Duration>,
+    /// The evidence the workload gave for its results (`CVM:note`): (metric, text).
+    pub notes: Vec<(String, String)>,
     /// When init announced the workload (`CVM:workload`).
     pub workload_started: Option<Duration>,
     pub exit: Option<(ExitInfo, Duration)>,
@@ -236,6 +238,7 @@ impl Timeline {
                 }
             }
             Event::Marker(Marker::Memory(used), at) => self.guest_memory = Some((used, since(at))),
+            Event::Marker(Marker::Note { metric, text }, _) => self.notes.push((metric, text)),
             Event::Marker(Marker::Error(msg), _) => self.errors.push(msg),
             Event::OutOfMemory { kills, limit_bytes } => self.errors.push(format!(
                 "out of memory: the kernel's OOM killer fired {kills} time(s) in the instance's \

@@ -96,6 +96,18 @@ footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; }
 
 /// The whole page.
 pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]) -> String {
+    page_with(meta, s, stack_svg, charts, &[])
+}
+
+/// The whole page with self-contained sections (each with its own `<section id>`, such as the
+/// isolation section) placed after the stack diagram.
+pub fn page_with(
+    meta: &RunMeta,
+    s: &RunSummary,
+    stack_svg: &str,
+    charts: &[Rendered],
+    sections: &[String],
+) -> String {
     let mut o = String::new();
     let title = format!("cvm report: {}", s.scenario);
     let _ = write!(
@@ -142,6 +154,9 @@ pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]
          <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
          and <a href=\"{CHARTS_DIR}/{STACK_CHART}.svg\">SVG</a>.</p>\n</section>"
     );
+    for section in sections {
+        o.push_str(section);
+    }
     summary_table(&mut o, s);
     let _ = writeln!(o, "<section id=\"charts\">\n<h2>Charts</h2>");
     if charts.is_empty() {

@@ -7,6 +7,7 @@ pub mod charts;
 pub mod findings;
 pub mod format;
 pub mod html;
+pub mod isolation;
 mod markdown;
 pub mod merge;
 pub mod stack;
@@ -99,7 +100,12 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
         html::STACK_CHART,
     )
     .map_err(ReportError::StackDiagram)?;
-    html::write(dir, &html::page(&meta, &summary, &stack_svg, &rendered))?;
+    let sections: Vec<String> = isolation::section(&summary, &rows, &charts_dir)
+        .map_err(ReportError::Charts)?
+        .into_iter()
+        .collect();
+    let page = html::page_with(&meta, &summary, &stack_svg, &rendered, &sections);
+    html::write(dir, &page)?;
     Ok(summary)
 }
 

@@ -51,6 +51,9 @@ pub struct Environment {
 ///   `phase.runtime`); `ready_probe_delay` never negative (`ready_probe_skew` the signed one);
 ///   open-loop sends on a sub-millisecond clock, unanswered requests counted at the deadline
 ///   (`http_unanswered`, `rate.<N>.unanswered`) and in the percentiles.
+///   Also in 3: isolation figures (`noisy_*`, `audit_*`, `contain_*`, their evidence in each
+///   sample's note); cvm's own `container` backend masks and makes read-only the runtime spec's
+///   default /proc and /sys paths (its `phase.runtime` includes those mounts); `[resources] pids`.
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// The version a `run.json` without the field has.
@@ -99,7 +102,9 @@ pub fn schema_limitations(version: u32) -> Vec<String> {
              memory_vmm_base, memory_vmm_tcg or memory_vmm_boot, and its stack diagram no box \
              for the guest RAM the guest holds free, so its boxes fall short of its PSS; \
              container's memory_pss counts no supervisor (no cvm-runtime waiter) while \
-             docker's counts its shim, and there is no memory_supervisor"
+             docker's counts its shim, and there is no memory_supervisor; it has no isolation \
+             figures, and its `container` backend left /proc/sys, /proc/sysrq-trigger and the \
+             other default masked paths as the host's (its phase.runtime is without those mounts)"
         ));
     }
     notes
@@ -240,6 +245,7 @@ mod tests {
         assert!(notes[0].contains("memory_vmm"), "{notes:?}");
         assert!(notes[1].contains("memory_overhead"), "{notes:?}");
         assert!(notes[1].contains("as installed"), "{notes:?}");
+        assert!(notes[1].contains("isolation"), "{notes:?}");
         assert_eq!(schema_limitations(2).len(), 1);
         assert!(schema_limitations(SCHEMA_VERSION).is_empty());
         assert!(schema_limitations(SCHEMA_VERSION + 1)[0].contains("newer cvm"));

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 
 use cvm_proto::applet::{Applet, IoArgs};
 
-use super::model::{BackendKind, IoStorage, LoadSpec, NetworkMode, Readiness, Scenario};
+use cvm_proto::isolation::{Aggressor, AggressorArgs, AuditArgs, ContainArgs};
+
+use super::model::{
+    BackendKind, IoStorage, IsolationSpec, LoadSpec, NetworkMode, Readiness, Scenario,
+};
 
 /// The built-in scenarios, embedded from `scenarios/` so the binary works from any directory.
 const BUILTINS: &[(&str, &str)] = &[
@@ -21,6 +25,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("io", include_str!("../../scenarios/io.toml")),
     ("density", include_str!("../../scenarios/density.toml")),
     ("sweep", include_str!("../../scenarios/sweep.toml")),
+    ("isolation", include_str!("../../scenarios/isolation.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +200,9 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
             let args: Vec<OsString> = s.workload.args.iter().map(OsString::from).collect();
             let checked = match applet {
                 Applet::Io => IoArgs::parse(&args).map(drop),
+                Applet::Aggressor => AggressorArgs::parse(&args).map(drop),
+                Applet::Audit => AuditArgs::parse(&args).map(drop),
+                Applet::Contain => ContainArgs::parse(&args).map(drop),
                 other => other.parse(&args).map(drop),
             };
             if let Err(e) = checked {
@@ -303,6 +311,90 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
             );
         }
     }
+    if let Some(pids) = &s.resources.pids {
+        if !(16..=65536).contains(pids.get_ref()) {
+            return fail(
+                pids.span(),
+                "`resources.pids` must be between 16 and 65536".into(),
+            );
+        }
+    }
+    if let Some(iso) = &s.isolation {
+        validate_isolation(s, iso)?;
+    }
+    for cap in s.security.cap_add.get_ref() {
+        if !cvm_proto::caps::NAMES.contains(&cap.as_str()) {
+            return fail(
+                s.security.cap_add.span(),
+                format!("`security.cap_add`: unknown capability `{cap}` (kernel names, such as CAP_SYS_ADMIN)"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `[isolation]` needs a victim under an HTTP load whose rate it chooses itself, and a pids
+/// limit for its fork bomb and fork aggressor to run into.
+fn validate_isolation(s: &Scenario, iso: &IsolationSpec) -> Result<(), (Range<usize>, String)> {
+    let fail = |span: Range<usize>, msg: &str| Err((span, msg.to_string()));
+    let Some(load) = &s.load else {
+        return fail(
+            0..0,
+            "`[isolation]` measures a victim under an HTTP load: add a `[load]` section (and \
+             `readiness` of kind \"http\")",
+        );
+    };
+    if let Some(rate) = load.rate.as_ref() {
+        return fail(
+            rate.span(),
+            "`load.rate` is chosen by the isolation experiment (a share of the calibrated \
+             rate, `isolation.offered_share`): remove it",
+        );
+    }
+    if let Some(rates) = load.rates.as_ref() {
+        return fail(
+            rates.span(),
+            "`load.rates` cannot be combined with `[isolation]`",
+        );
+    }
+    if s.density.is_some() {
+        return fail(0..0, "`[density]` cannot be combined with `[isolation]`");
+    }
+    let c = *iso.calibration_s.get_ref();
+    if !(c.is_finite() && c > 0.0 && c <= 600.0) {
+        return fail(
+            iso.calibration_s.span(),
+            "`isolation.calibration_s` must be between 0 and 600 seconds",
+        );
+    }
+    let share = *iso.offered_share.get_ref();
+    if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+        return fail(
+            iso.offered_share.span(),
+            "`isolation.offered_share` must be above 0 and at most 1",
+        );
+    }
+    let names = iso.aggressors.get_ref();
+    for (i, name) in names.iter().enumerate() {
+        if Aggressor::from_name(name).is_none() || names[..i].contains(name) {
+            let valid: Vec<&str> = Aggressor::ALL.iter().map(|a| a.name()).collect();
+            return Err((
+                iso.aggressors.span(),
+                format!(
+                    "`isolation.aggressors`: `{name}` is unknown or repeated; valid kinds: {}",
+                    valid.join(", ")
+                ),
+            ));
+        }
+    }
+    let forks = iso.containment || names.iter().any(|n| n == Aggressor::Fork.name());
+    if forks && s.resources.pids.is_none() {
+        return fail(
+            0..0,
+            "the fork bomb and the fork aggressor must run into the instance's pids limit: set \
+             `pids` in `[resources]` (or remove `fork` and set `containment = false`)",
+        );
+    }
     Ok(())
 }
 
@@ -406,6 +498,80 @@ mod tests {
         assert!(e.contains("--size"), "{e}");
         let e = err("name = \"x\"\n[workload]\napplet = \"init\"\n");
         assert!(e.contains("unknown applet `init`"), "{e}");
+    }
+
+    #[test]
+    fn isolation_needs_a_victim_under_load_and_a_pids_limit() {
+        let victim = "name = \"x\"\n[workload]\napplet = \"http\"\n[readiness]\nkind = \"http\"\n\
+                      port = 8080\n[resources]\nnetwork = \"private\"\n";
+        let load = "[load]\nkind = \"http\"\n";
+        let s = parse(&format!("{victim}pids = 64\n{load}[isolation]\n"), "t.toml").unwrap();
+        let iso = s.isolation.as_ref().unwrap();
+        assert_eq!(iso.aggressor_kinds().len(), 4);
+        assert!(iso.audit && iso.containment);
+        assert!(err(&format!("{victim}[isolation]\n")).contains("add a `[load]`"));
+        assert!(err(&format!("{victim}{load}[isolation]\n")).contains("pids"));
+        let no_forks =
+            format!("{victim}{load}[isolation]\naggressors = [\"cpu\"]\ncontainment = false\n");
+        assert!(parse(&no_forks, "t.toml").is_ok());
+        let e = err(&format!(
+            "{victim}pids = 64\n{load}[isolation]\naggressors = [\"cpu\", \"disk\"]\n"
+        ));
+        assert!(e.contains("`disk` is unknown") && e.contains("fork"), "{e}");
+        let e = err(&format!(
+            "{victim}pids = 64\n{load}rate = 100.0\n[isolation]\n"
+        ));
+        assert!(e.contains("`load.rate` is chosen"), "{e}");
+        let e = err(&format!(
+            "{victim}pids = 64\n{load}[isolation]\noffered_share = 1.5\n"
+        ));
+        assert!(e.contains("offered_share"), "{e}");
+        let e = err(&format!("{victim}pids = 3\n"));
+        assert!(
+            e.starts_with("t.toml:9:") && e.contains("`resources.pids`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn security_names_kernel_capabilities() {
+        let base = "name = \"x\"\n[workload]\napplet = \"hello\"\n[security]\n";
+        let s = parse(
+            &format!("{base}cap_add = [\"CAP_SYS_ADMIN\"]\nseccomp = \"unconfined\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(!s.security.is_default());
+        assert_eq!(
+            s.security.capabilities().len(),
+            cvm_proto::caps::DEFAULT.len() + 1
+        );
+        let e = err(&format!("{base}cap_add = [\"SYS_ADMIN\"]\n"));
+        assert!(
+            e.starts_with("t.toml:5:") && e.contains("unknown capability"),
+            "{e}"
+        );
+        assert!(err(&format!("{base}seccomp = \"off\"\n")).contains("unconfined"));
+    }
+
+    #[test]
+    fn the_io_aggressor_gets_the_io_storage_rule() {
+        let s = parse(
+            "name = \"x\"\n[workload]\napplet = \"aggressor\"\n\
+             args = [\"--kind\", \"io\", \"--dir\", \"/data\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            s.workload.io_target(),
+            Some(("/data".to_string(), super::super::model::AGGRESSOR_IO_MIB))
+        );
+        let cpu = parse(
+            "name = \"x\"\n[workload]\napplet = \"aggressor\"\nargs = [\"--kind\", \"cpu\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cpu.workload.io_target(), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use cvm_proto::applet::{Applet, IoArgs};
+use cvm_proto::isolation::{Aggressor, AggressorArgs};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -45,6 +46,69 @@ pub struct Scenario {
     /// Warm (back to back, the default) or cold starts.
     #[serde(default)]
     pub start: StartSpec,
+    /// The isolation experiment: noisy neighbour, containment and the attack-surface audit
+    /// around the workload (the victim).
+    pub isolation: Option<IsolationSpec>,
+    /// What a container's workload may do beyond Docker's defaults.
+    #[serde(default)]
+    pub security: SecuritySpec,
+}
+
+/// `[security]`: loosening a container's confinement, to see what it costs in isolation (the
+/// audit and the containment attempts show it). Container backends only: a VM's guest root
+/// already holds every capability of its own kernel, and native has no confinement.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySpec {
+    /// Capabilities added to Docker's default set, by their kernel names (`CAP_SYS_ADMIN`).
+    #[serde(default = "no_caps")]
+    pub cap_add: Spanned<Vec<String>>,
+    /// The seccomp filter: each runtime's default (Docker's profile; none in cvm's own runtime
+    /// and the OCI bundles cvm writes), or none at all.
+    #[serde(default)]
+    pub seccomp: SeccompProfile,
+}
+
+impl Default for SecuritySpec {
+    fn default() -> Self {
+        SecuritySpec {
+            cap_add: no_caps(),
+            seccomp: SeccompProfile::Default,
+        }
+    }
+}
+
+fn no_caps() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+impl SecuritySpec {
+    /// Whether anything is loosened.
+    pub fn is_default(&self) -> bool {
+        self.cap_add.get_ref().is_empty() && self.seccomp == SeccompProfile::Default
+    }
+
+    /// Docker's default set plus `cap_add`.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut caps: Vec<String> = cvm_proto::caps::DEFAULT
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        for c in self.cap_add.get_ref() {
+            if !caps.contains(c) {
+                caps.push(c.clone());
+            }
+        }
+        caps
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompProfile {
+    #[default]
+    Default,
+    Unconfined,
 }
 
 /// `[vm]`: settings of the VM backends.
@@ -92,11 +156,19 @@ impl Workload {
     /// own there: a host directory for containers, a virtio-blk disk for VMs.
     /// `None` for another workload (or io arguments that do not parse, which validation refuses).
     pub fn io_target(&self) -> Option<(String, u64)> {
-        if self.applet()? != Applet::Io {
-            return None;
+        match self.applet()? {
+            Applet::Io => {
+                let io = IoArgs::parse(&self.os_args()).ok()?;
+                Some((io.dir, io.mib))
+            }
+            // The io aggressor writes by the same storage rule; what it writes stays small (it
+            // appends blocks and fsyncs each), so it gets the io applet's default size.
+            Applet::Aggressor => {
+                let a = AggressorArgs::parse(&self.os_args()).ok()?;
+                (a.kind == Aggressor::Io).then_some((a.dir, AGGRESSOR_IO_MIB))
+            }
+            _ => None,
         }
-        let io = IoArgs::parse(&self.os_args()).ok()?;
-        Some((io.dir, io.mib))
     }
 
     /// The `cvm-guest` applet this workload runs, if it names a known one.
@@ -128,6 +200,10 @@ impl Workload {
         }
     }
 }
+
+/// The disk the io aggressor is given, in MiB written (its disk is twice that plus slack on a
+/// VM): it appends small fsync'd blocks for a few seconds, far less than this.
+pub const AGGRESSOR_IO_MIB: u64 = 64;
 
 /// How the host decides the workload is ready.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -174,6 +250,11 @@ pub struct Resources {
     /// What the io workload's directory may be backed by (see [`IoStorage`]).
     #[serde(default = "default_io_storage")]
     pub io_storage: Spanned<IoStorage>,
+    /// The most processes (threads included) the instance may have: its cgroup's `pids.max`
+    /// (Docker's `--pids-limit`), a VM's guest kernel threads beyond what it runs already.
+    /// Absent: no limit.
+    #[serde(default)]
+    pub pids: Option<Spanned<u64>>,
 }
 
 impl Default for Resources {
@@ -183,8 +264,64 @@ impl Default for Resources {
             memory_mib: default_memory(),
             network: NetworkMode::default(),
             io_storage: default_io_storage(),
+            pids: None,
         }
     }
+}
+
+/// `[isolation]`: the isolation experiment around the workload, which is the victim (an HTTP
+/// server under the scenario's `[load]`). Per backend: a closed-loop calibration, then the
+/// victim at a fixed open-loop rate alone and beside one aggressor instance of each kind (same
+/// backend, same limits, same CPUs); then the attack-surface audit and the containment attempts
+/// (never on native), each in an instance of its own beside the victim.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IsolationSpec {
+    /// Seconds of the closed-loop calibration of the victim alone.
+    #[serde(default = "default_calibration")]
+    pub calibration_s: Spanned<f64>,
+    /// The offered rate as a share of the calibrated one.
+    #[serde(default = "default_offered_share")]
+    pub offered_share: Spanned<f64>,
+    /// The aggressor kinds, in the order they run.
+    #[serde(default = "default_aggressors")]
+    pub aggressors: Spanned<Vec<String>>,
+    /// Run the attack-surface audit.
+    #[serde(default = "default_true")]
+    pub audit: bool,
+    /// Run the containment attempts (skipped on native, always).
+    #[serde(default = "default_true")]
+    pub containment: bool,
+}
+
+impl IsolationSpec {
+    /// The aggressor kinds (validated at load).
+    pub fn aggressor_kinds(&self) -> Vec<Aggressor> {
+        self.aggressors
+            .get_ref()
+            .iter()
+            .filter_map(|a| Aggressor::from_name(a))
+            .collect()
+    }
+}
+
+fn default_calibration() -> Spanned<f64> {
+    Spanned::new(0..0, 2.0)
+}
+fn default_offered_share() -> Spanned<f64> {
+    Spanned::new(0..0, 0.5)
+}
+fn default_aggressors() -> Spanned<Vec<String>> {
+    Spanned::new(
+        0..0,
+        Aggressor::ALL
+            .iter()
+            .map(|a| a.name().to_string())
+            .collect(),
+    )
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_io_storage() -> Spanned<IoStorage> {

@@ -15,6 +15,7 @@ pub use cvm_runtime::sys::{
 
 pub mod sched;
 pub mod timer;
+pub mod seccomp;
 
 /// Benchmark children for `cargo bench`: nothing else in cvm uses them.
 #[cfg(feature = "bench")]

@@ -6,6 +6,9 @@
 //! job, reports figures it measured itself as `CVM:result` markers, and exits 0 on success or on
 //! SIGTERM/SIGINT when it is a long-running one.
 
+pub mod aggressor;
+pub mod audit;
+pub mod contain;
 pub mod cpu;
 pub mod faults;
 pub mod hello;

@@ -204,6 +204,7 @@ impl Backend for ContainerBackend {
             rootfs,
             workload: image.workload_argv(&scenario.workload),
             limits: super::limits(scenario),
+            cap_add: scenario.security.cap_add.get_ref().clone(),
             network,
             subnet,
             disk,
@@ -220,6 +221,8 @@ struct ContainerPrepared {
     rootfs: PathBuf,
     workload: Vec<String>,
     limits: Limits,
+    /// Capabilities the workload keeps beyond Docker's default set (`[security]`).
+    cap_add: Vec<String>,
     network: NetworkMode,
     subnet: net::Subnet,
     disk: DiskLayers,
@@ -249,6 +252,9 @@ impl ContainerPrepared {
                 "--volume".to_string(),
                 format!("{}:{inside}", volume.path().display()),
             ]);
+        }
+        for cap in &self.cap_add {
+            options.extend(["--cap-add".to_string(), cap.clone()]);
         }
         options.extend(watch_port_options(self.watch_port));
         // argv[0] is the name init is started under, not a path: the exec is of the guest's

@@ -63,7 +63,19 @@ pub(super) fn launch(
                 .as_deref()
                 .map(|c| format!("--cpuset-cpus={c}")),
         )
-        .args(["--security-opt", "no-new-privileges", "--read-only"]);
+        .args(p.limits.pids.map(|n| format!("--pids-limit={n}")))
+        .args(["--security-opt", "no-new-privileges", "--read-only"])
+        .args(
+            p.security
+                .cap_add
+                .get_ref()
+                .iter()
+                .map(|c| format!("--cap-add={c}")),
+        )
+        .args(
+            (p.security.seccomp == crate::scenario::SeccompProfile::Unconfined)
+                .then_some("--security-opt=seccomp=unconfined"),
+        );
     if let Some((inside, store)) = &p.io {
         let label = format!("{}-docker-{}-{n}", ctx.run_id, ctx.instance);
         let dir = store

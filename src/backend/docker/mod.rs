@@ -350,6 +350,7 @@ impl Backend for DockerBackend {
             tag,
             argv,
             limits: super::limits(scenario),
+            security: scenario.security.clone(),
             network: scenario.resources.network,
             disk,
             launches: AtomicU32::new(0),
@@ -363,6 +364,8 @@ struct DockerPrepared {
     tag: String,
     argv: Vec<String>,
     limits: Limits,
+    /// What `[security]` loosens: `--cap-add`, `--security-opt seccomp=unconfined`.
+    security: crate::scenario::SecuritySpec,
     network: NetworkMode,
     disk: DiskLayers,
     launches: AtomicU32,

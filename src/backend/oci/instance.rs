@@ -95,6 +95,8 @@ pub struct OciPrepared {
     pub rootfs: PathBuf,
     pub args: Vec<String>,
     pub limits: Limits,
+    /// The workload's capabilities (Docker's default set plus the scenario's `[security]`).
+    pub capabilities: Vec<String>,
     pub network: NetworkMode,
     pub subnet: net::Subnet,
     pub disk: DiskLayers,
@@ -223,6 +225,7 @@ impl OciPrepared {
                 volume,
                 marker_fd: self.runtime.marker_fd(),
                 netns: netns_path,
+                capabilities: &self.capabilities,
             },
         )
         .map_err(InstanceError::Bundle)?;

@@ -263,10 +263,15 @@ fn probe_run(runtime: &Runtime, guest: &Path, timeout: Option<Duration>) -> Resu
                     memory_bytes: 64 << 20,
                     cpus: 1,
                     cpuset: None,
+                    pids: None,
                 },
                 volume: None,
                 marker_fd: runtime.marker_fd(),
                 netns: None,
+                capabilities: &cvm_proto::caps::DEFAULT
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>(),
             },
         )
         .map_err(|e| e.to_string())?;
@@ -380,6 +385,7 @@ impl Backend for OciBackend {
             rootfs: image.rootfs().to_path_buf(),
             args,
             limits: super::limits(scenario),
+            capabilities: scenario.security.capabilities(),
             network: scenario.resources.network,
             subnet,
             disk,

@@ -29,6 +29,8 @@ pub(super) struct GuestPlan {
     pub(super) disk: Option<DataDisk>,
     /// The port init watches for LISTEN (the inside half of readiness).
     pub(super) watch_port: Option<u16>,
+    /// The scenario's pids limit, applied by init inside the guest (its kernel's thread cap).
+    pub(super) pids: Option<u64>,
 }
 
 impl Default for GuestPlan {
@@ -40,6 +42,7 @@ impl Default for GuestPlan {
             tap_addr: None,
             disk: None,
             watch_port: None,
+            pids: None,
         }
     }
 }
@@ -72,6 +75,7 @@ impl GuestPlan {
             tap_addr: None,
             disk,
             watch_port: s.readiness.port(),
+            pids: s.resources.pids.as_ref().map(|p| *p.get_ref()),
         }
     }
 
@@ -112,6 +116,7 @@ impl GuestPlan {
                 mount: d.mount.clone(),
             }),
             watch_port: self.watch_port,
+            pids: self.pids,
             argv,
         }
     }

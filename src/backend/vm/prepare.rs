@@ -435,6 +435,9 @@ fn qemu_cgroup(scenario: &Scenario) -> Option<cgroup::Resources> {
     let limits = crate::backend::limits(scenario);
     Some(cgroup::Resources {
         memory_bytes: None,
+        // The guest's processes are not QEMU's threads: its pids limit is applied inside, by
+        // the guest's init (see `GuestPlan::pids`).
+        pids: None,
         ..cgroup::Resources::from(limits)
     })
 }
@@ -577,6 +580,7 @@ mod tests {
                 mount: "/tmp".into(),
             }),
             watch_port: Some(8080),
+            pids: Some(128),
         };
         let argv: Vec<String> = ["/bin/cvm-guest", "http", "--port", "8080"]
             .map(String::from)
@@ -598,6 +602,7 @@ mod tests {
                     mount: "/tmp".into()
                 }),
                 watch_port: Some(8080),
+                pids: Some(128),
                 argv,
             }
         );

@@ -44,6 +44,8 @@ pub struct Column {
     /// Phases with no layer (unknown names), in seconds: shown so shares are honest.
     pub unattributed: f64,
     pub boxes: Vec<LayerBox>,
+    /// The isolation boundary, where the run measured isolation.
+    pub boundary: Option<super::boundary::Boundary>,
 }
 
 fn median(b: &BackendSummary, metric: &str) -> Option<f64> {
@@ -359,6 +361,7 @@ pub fn column(s: &RunSummary, b: &BackendSummary) -> Column {
         disk_total: median(b, Metric::DiskFootprint.name()),
         unattributed,
         boxes,
+        boundary: super::boundary::boundary(group, b),
     }
 }
 

@@ -34,6 +34,7 @@ const TITLE_SIZE: u32 = 20;
 const NOTE_SIZE: u32 = 12;
 const NOTE_H: i32 = 16;
 const MUTED: RGBColor = RGBColor(90, 90, 90);
+const BOUNDARY: RGBColor = RGBColor(196, 30, 30);
 const CAPTION: &str = "Box height grows with the layer's bytes on disk. The dark bar on a box's \
     right edge is its share of startup time (medians of the phases it performs). Memory is per \
     instance (PSS); daemons a backend needs on every host are shown apart.";
@@ -80,7 +81,8 @@ impl StackDiagram {
     }
 
     fn column_height(&self, c: &Column) -> i32 {
-        c.boxes.iter().map(|b| self.box_height(b) + 4).sum()
+        let boundary = c.boundary.as_ref().map_or(0, boundary_height);
+        c.boxes.iter().map(|b| self.box_height(b) + 4).sum::<i32>() + boundary
     }
 
     /// The columns of each row, by index: groups in order, a group starting a new row when it
@@ -278,6 +280,10 @@ impl StackDiagram {
         }
         let mut y = top;
         for b in &c.boxes {
+            if let Some(line) = c.boundary.as_ref().filter(|l| l.above == b.layer) {
+                draw_boundary(root, line, (x0, x1), y)?;
+                y += boundary_height(line);
+            }
             let bh = self.box_height(b);
             let fill = segment_color(b.layer.key());
             root.draw(&Rectangle::new([(x0, y), (x1, y + bh)], fill.filled()))?;
@@ -333,6 +339,38 @@ impl StackDiagram {
         }
         Ok(())
     }
+}
+
+/// The gap an isolation boundary takes in its column: its label's lines above its line.
+fn boundary_height(line: &super::boundary::Boundary) -> i32 {
+    wrap(&line.label, NOTE_SIZE, COL_W).len() as i32 * NOTE_H + 6
+}
+
+/// The boundary's label, and its line right above the box that follows it.
+fn draw_boundary<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    line: &super::boundary::Boundary,
+    (x0, x1): (i32, i32),
+    y: i32,
+) -> DrawResult<DB> {
+    let mut ly = y + 1;
+    for l in wrap(&line.label, NOTE_SIZE, x1 - x0) {
+        text(
+            root,
+            &l,
+            (x0, ly),
+            NOTE_SIZE,
+            &BOUNDARY,
+            (HPos::Left, VPos::Top),
+        )?;
+        ly += NOTE_H;
+    }
+    let bottom = y + boundary_height(line);
+    root.draw(&Rectangle::new(
+        [(x0 - 4, bottom - 4), (x1 + 4, bottom - 1)],
+        BOUNDARY.filled(),
+    ))?;
+    Ok(())
 }
 
 impl Drawing for StackDiagram {

@@ -37,11 +37,16 @@
 //! holds free (`memory_guest_ram` less `memory_guest_used`) in a box of its own; the workload as
 //! on native in the app. Without them (older runs) the whole overhead sits on the hypervisor,
 //! guest OS included.
+//!
+//! Where the run measured isolation, each column also draws its isolation boundary ([`boundary`]):
+//! a red line above the layer the workload's system calls stop at, with the audit's figure.
 
+mod boundary;
 mod columns;
 mod diagram;
 mod layers;
 
+pub use boundary::Boundary;
 pub use columns::{
     column, columns, join_attribution, not_drawn, Column, JoinAttribution, LayerBox,
 };
