@@ -80,47 +80,15 @@ pub(super) fn launch(
     ctx: &LaunchContext,
 ) -> Result<Box<dyn Instance>, BackendError> {
     let fail = |e| BackendError::launch(kind, e);
-    let tmp = std::env::temp_dir().join(format!(
-        "cvm-{}-{}-{}-{:04x}",
-        ctx.run_id,
-        kind,
-        ctx.instance,
-        fastrand::u16(..)
-    ));
-    std::fs::create_dir(&tmp).map_err(|source| {
-        fail(InstanceError::TempDir {
-            path: tmp.clone(),
-            source,
-        })
-    })?;
+    let tmp = instance_dir(kind, ctx).map_err(fail)?;
     // From here on the directory is owned by this guard until the instance takes it over.
     let mut cleanup = TempDir(Some(tmp.clone()));
     let mut spec = template.clone();
     spec.qmp = Some(tmp.join("qmp.sock"));
     if !guest.forward_ports.is_empty() && spec.tap.is_none() {
-        let mut forwards = Vec::new();
-        for &guest in &guest.forward_ports {
-            let host = net::free_loopback_port().map_err(|e| fail(InstanceError::Port(e)))?;
-            forwards.push(PortForward { host, guest });
-        }
-        spec.net = Some(forwards);
+        spec.net = Some(loopback_forwards(&guest.forward_ports).map_err(fail)?);
     }
-    // The data disk image lives in the io directory every backend writes to, so the guest's
-    // writes land on the same host filesystem as a container's.
-    let io_dir = match (&guest.disk, io) {
-        (Some(d), Some(store)) => {
-            let label = format!("{}-{kind}-{}", ctx.run_id, ctx.instance);
-            let dir = store
-                .instance_dir(&label)
-                .map_err(|e| fail(InstanceError::IoDir(e)))?;
-            let img = dir.path().join("data.img");
-            ext4::make_disk(&img, d.size_mib, None).map_err(|e| fail(InstanceError::Disk(e)))?;
-            spec.disk = Some(img);
-            Some(dir)
-        }
-        _ => None,
-    };
-
+    let io_dir = data_disk(kind, guest, io, ctx, &mut spec).map_err(fail)?;
     let cgroup = match resources {
         Some(r) => Some(
             Cgroup::create_with(
@@ -183,19 +151,70 @@ pub(super) fn launch(
         .qemu
         .watch_exit(None, 0, tx.clone())
         .map_err(|e| fail(InstanceError::Thread(e)))?;
-    // QEMU starts paused (`-S`, with the QMP socket): its own start-up ends when it answers on
-    // QMP, and the guest's first instruction follows `cont`. So `vmm_start` is QEMU alone and
-    // `firmware` starts at the guest's first instruction on every VM profile.
     if let Some(path) = instance.qmp.as_deref() {
-        let mut control =
-            qmp::Qmp::connect(path, RESUME_TIMEOUT).map_err(|e| fail(InstanceError::Resume(e)))?;
-        let resumed = Instant::now();
-        control
-            .execute("cont", None)
-            .map_err(|e| fail(InstanceError::Resume(e)))?;
-        let _ = tx.send(Event::Phase(Phase::VmmStart, resumed));
+        resume(path, &tx).map_err(fail)?;
     }
     Ok(Box::new(instance))
+}
+
+/// This instance's own temporary directory (QMP socket, console), named for the run.
+fn instance_dir(kind: BackendKind, ctx: &LaunchContext) -> Result<PathBuf, InstanceError> {
+    let tmp = std::env::temp_dir().join(format!(
+        "cvm-{}-{}-{}-{:04x}",
+        ctx.run_id,
+        kind,
+        ctx.instance,
+        fastrand::u16(..)
+    ));
+    std::fs::create_dir(&tmp).map_err(|source| InstanceError::TempDir {
+        path: tmp.clone(),
+        source,
+    })?;
+    Ok(tmp)
+}
+
+/// A free host loopback port for each guest port the host must reach (the user network).
+fn loopback_forwards(guest_ports: &[u16]) -> Result<Vec<PortForward>, InstanceError> {
+    guest_ports
+        .iter()
+        .map(|&guest| {
+            let host = net::free_loopback_port().map_err(InstanceError::Port)?;
+            Ok(PortForward { host, guest })
+        })
+        .collect()
+}
+
+/// The guest's data disk, made in the io directory every backend writes to, so the guest's
+/// writes land on the same host filesystem as a container's.
+fn data_disk(
+    kind: BackendKind,
+    guest: &GuestPlan,
+    io: Option<&IoStore>,
+    ctx: &LaunchContext,
+    spec: &mut QemuSpec,
+) -> Result<Option<InstanceIoDir>, InstanceError> {
+    let (Some(d), Some(store)) = (&guest.disk, io) else {
+        return Ok(None);
+    };
+    let label = format!("{}-{kind}-{}", ctx.run_id, ctx.instance);
+    let dir = store.instance_dir(&label).map_err(InstanceError::IoDir)?;
+    let img = dir.path().join("data.img");
+    ext4::make_disk(&img, d.size_mib, None).map_err(InstanceError::Disk)?;
+    spec.disk = Some(img);
+    Ok(Some(dir))
+}
+
+/// QEMU starts paused (`-S`, with the QMP socket): its own start-up ends when it answers on
+/// QMP, and the guest's first instruction follows `cont`. So `vmm_start` is QEMU alone and
+/// `firmware` starts at the guest's first instruction on every VM profile.
+fn resume(qmp_path: &Path, tx: &mpsc::Sender<Event>) -> Result<(), InstanceError> {
+    let mut control = qmp::Qmp::connect(qmp_path, RESUME_TIMEOUT).map_err(InstanceError::Resume)?;
+    let resumed = Instant::now();
+    control
+        .execute("cont", None)
+        .map_err(InstanceError::Resume)?;
+    let _ = tx.send(Event::Phase(Phase::VmmStart, resumed));
+    Ok(())
 }
 
 /// How long QEMU may take to open its QMP socket and answer (its own start, before the guest).

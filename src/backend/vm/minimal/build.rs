@@ -28,25 +28,7 @@ pub fn build(
     opts: &BuildOptions,
     progress: &mut dyn Write,
 ) -> Result<Built, MinimalKernelError> {
-    let missing = missing_packages(
-        |t| crate::backend::find_binary(t).is_some(),
-        |p| p.is_file(),
-    );
-    let source = match Source::find() {
-        Ok(s) => Some(s),
-        Err(MinimalKernelError::MissingPackages(_)) => None,
-        Err(e) => return Err(e),
-    };
-    let missing: Vec<&'static str> = source
-        .is_none()
-        .then_some("linux-source")
-        .into_iter()
-        .chain(missing)
-        .collect();
-    if !missing.is_empty() {
-        return Err(MinimalKernelError::MissingPackages(missing));
-    }
-    let source = source.expect("no missing packages, so the source was found");
+    let source = find_source()?;
     let key = BuildKey::new(FRAGMENT, &source.version);
     let kernels = kernels_dir(cache);
     let out_dir = key.dir(&kernels);
@@ -64,36 +46,12 @@ pub fn build(
     };
     let srctree = unpack(&source, &workdir, progress)?;
     let objdir = workdir.join("obj");
-    let work_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| MinimalKernelError::Workdir { path, source }
-    };
-    fs::create_dir_all(&objdir).map_err(work_err(&objdir))?;
-    let fragment_file = objdir.join("cvm-minimal.config");
-    fs::write(&fragment_file, FRAGMENT).map_err(work_err(&fragment_file))?;
+    fs::create_dir_all(&objdir).map_err(|source| MinimalKernelError::Workdir {
+        path: objdir.clone(),
+        source,
+    })?;
     let log = objdir.join("build.log");
-
-    let _ = writeln!(
-        progress,
-        "cvm kernel build: configuring linux-source {} (allnoconfig + assets/kernel/minimal.config, config {})",
-        source.version, key.config_hash
-    );
-    let mut allconfig = OsArg::new();
-    allconfig.push("KCONFIG_ALLCONFIG=", &fragment_file);
-    make(
-        &srctree,
-        &objdir,
-        &[allconfig.0],
-        "allnoconfig",
-        1,
-        &log,
-        None,
-    )?;
-    let resolved = fs::read_to_string(objdir.join(".config")).map_err(work_err(&objdir))?;
-    let lost = not_applied(FRAGMENT, &resolved);
-    if !lost.is_empty() {
-        return Err(MinimalKernelError::NotApplied(lost));
-    }
+    let resolved = configure(&srctree, &objdir, &source, &key, progress)?;
 
     let _ = writeln!(
         progress,
@@ -114,6 +72,94 @@ pub fn build(
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
 
+    let built = Built {
+        profile: PROFILE.into(),
+        release,
+        source_version: source.version.clone(),
+        config_hash: key.config_hash.clone(),
+        key: key.key.clone(),
+        build_seconds: started.elapsed().as_secs_f64(),
+        vmlinux_bytes: 0,
+        image_bytes: 0,
+        vmlinux: out_dir.join("vmlinux"),
+    };
+    install(&objdir, &kernels, &key, &resolved, built)
+}
+
+/// The linux-source package, or the packages a build still needs.
+fn find_source() -> Result<Source, MinimalKernelError> {
+    let missing = missing_packages(
+        |t| crate::backend::find_binary(t).is_some(),
+        |p| p.is_file(),
+    );
+    let source = match Source::find() {
+        Ok(s) => Some(s),
+        Err(MinimalKernelError::MissingPackages(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let missing: Vec<&'static str> = source
+        .is_none()
+        .then_some("linux-source")
+        .into_iter()
+        .chain(missing)
+        .collect();
+    if !missing.is_empty() {
+        return Err(MinimalKernelError::MissingPackages(missing));
+    }
+    Ok(source.expect("no missing packages, so the source was found"))
+}
+
+/// `allnoconfig` with cvm's fragment, then a check that every option of the fragment held:
+/// the resolved `.config`.
+fn configure(
+    srctree: &Path,
+    objdir: &Path,
+    source: &Source,
+    key: &BuildKey,
+    progress: &mut dyn Write,
+) -> Result<String, MinimalKernelError> {
+    let work_err = |source| MinimalKernelError::Workdir {
+        path: objdir.to_path_buf(),
+        source,
+    };
+    let fragment_file = objdir.join("cvm-minimal.config");
+    fs::write(&fragment_file, FRAGMENT).map_err(work_err)?;
+    let log = objdir.join("build.log");
+    let _ = writeln!(
+        progress,
+        "cvm kernel build: configuring linux-source {} (allnoconfig + assets/kernel/minimal.config, config {})",
+        source.version, key.config_hash
+    );
+    let mut allconfig = OsArg::new();
+    allconfig.push("KCONFIG_ALLCONFIG=", &fragment_file);
+    make(
+        srctree,
+        objdir,
+        &[allconfig.0],
+        "allnoconfig",
+        1,
+        &log,
+        None,
+    )?;
+    let resolved = fs::read_to_string(objdir.join(".config")).map_err(work_err)?;
+    let lost = not_applied(FRAGMENT, &resolved);
+    if !lost.is_empty() {
+        return Err(MinimalKernelError::NotApplied(lost));
+    }
+
+    Ok(resolved)
+}
+
+/// Copies the build into the cache under a staging name, then renames it into place, so a
+/// reader never sees half a kernel; `built` gets its sizes from the copied image.
+fn install(
+    objdir: &Path,
+    kernels: &Path,
+    key: &BuildKey,
+    resolved: &str,
+    mut built: Built,
+) -> Result<Built, MinimalKernelError> {
+    let out_dir = key.dir(kernels);
     let install_err = |source| MinimalKernelError::Install {
         path: out_dir.clone(),
         source,
@@ -122,21 +168,10 @@ pub fn build(
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(install_err)?;
     fs::copy(objdir.join("vmlinux"), staging.join("vmlinux")).map_err(install_err)?;
-    fs::write(staging.join("config"), &resolved).map_err(install_err)?;
+    fs::write(staging.join("config"), resolved).map_err(install_err)?;
     let image = fs::read(staging.join("vmlinux")).map_err(install_err)?;
-    let vmlinux_bytes = image.len() as u64;
-    let image_bytes = elf_content_bytes(&image).unwrap_or(vmlinux_bytes);
-    let built = Built {
-        profile: PROFILE.into(),
-        release,
-        source_version: source.version.clone(),
-        config_hash: key.config_hash.clone(),
-        key: key.key.clone(),
-        build_seconds: started.elapsed().as_secs_f64(),
-        vmlinux_bytes,
-        image_bytes,
-        vmlinux: out_dir.join("vmlinux"),
-    };
+    built.vmlinux_bytes = image.len() as u64;
+    built.image_bytes = elf_content_bytes(&image).unwrap_or(built.vmlinux_bytes);
     let record = serde_json::to_string_pretty(&built).expect("a Built serialises");
     fs::write(staging.join("build.json"), record).map_err(install_err)?;
     let _ = fs::remove_dir_all(&out_dir);
