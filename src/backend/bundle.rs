@@ -34,6 +34,15 @@ pub enum BundleError {
     },
 }
 
+/// Docker's default capability set by kernel name: what a workload keeps unless its scenario
+/// says otherwise, and what cvm's own helper containers run with.
+pub fn default_capabilities() -> Vec<String> {
+    cvm_proto::caps::DEFAULT
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
+}
+
 /// What differs between the containers cvm writes bundles for.
 pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
@@ -192,13 +201,6 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
 mod tests {
     use super::*;
 
-    fn default_caps() -> Vec<String> {
-        cvm_proto::caps::DEFAULT
-            .iter()
-            .map(|c| c.to_string())
-            .collect()
-    }
-
     #[test]
     fn a_given_network_namespace_is_joined_and_markers_go_where_asked() {
         let spec = bundle_spec(&SpecInput {
@@ -215,7 +217,7 @@ mod tests {
             volume: None,
             marker_fd: 1,
             netns: Some(PathBuf::from("/proc/42/fd/7")),
-            capabilities: &default_caps(),
+            capabilities: &default_capabilities(),
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -253,7 +255,7 @@ mod tests {
             volume: Some((PathBuf::from("/var/tmp/cvm-v"), "/data".into())),
             marker_fd: cvm_proto::DEFAULT_MARKER_FD,
             netns: None,
-            capabilities: &default_caps(),
+            capabilities: &default_capabilities(),
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();

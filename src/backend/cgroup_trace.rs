@@ -243,6 +243,7 @@ mod tests {
             memory_bytes: 64 << 20,
             cpus: 1,
             cpuset: None,
+            pids: None,
         };
         let mut cg = crate::backend::cgroup::Cgroup::create(&name, limits).unwrap();
         let mut child = std::process::Command::new("sleep")

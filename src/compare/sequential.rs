@@ -21,11 +21,11 @@ pub(super) fn run_sequential(
         if shared.interrupted.load(Ordering::SeqCst) {
             break;
         }
+        let backend = backends[lane.index].as_ref();
         let mut runner = lane.runner(shared, writer);
         lane.end = if shared.scenario.density.is_some() {
             super::density::run(&mut runner, plan)?
         } else if shared.scenario.isolation.is_some() {
-            let backend = backends[lane.index].as_ref();
             super::isolation::run(&mut runner, plan, backend, image)?
         } else {
             run_iterations(&mut runner, plan)?

@@ -20,8 +20,9 @@ use cvm_proto::metric::Metric;
 
 use super::charts::{self, ChartError};
 use super::format::format_value;
-use super::html::{escape, CHARTS_DIR};
+use super::html::CHARTS_DIR;
 use crate::results::{Availability, BackendSummary, Phase, RunSummary, SampleRow, Stack};
+use crate::text::escape_html as escape;
 
 /// The section's anchor.
 pub const SECTION_ID: &str = "isolation";

@@ -14,8 +14,8 @@ pub use cvm_runtime::sys::{
 };
 
 pub mod sched;
-pub mod timer;
 pub mod seccomp;
+pub mod timer;
 
 /// Benchmark children for `cargo bench`: nothing else in cvm uses them.
 #[cfg(feature = "bench")]

@@ -309,8 +309,9 @@ fn exhaust_memory(args: &ContainArgs) -> Outcome {
         Ok(p) => p,
         Err(e) => return Outcome::Refused(e),
     };
-    // The applet is single-threaded (init forked it and it starts no thread), as the fork needs.
-    let child = match crate::sys::fork_single_threaded() {
+    // SAFETY: the applet is single-threaded (init forked it and it starts no thread), as
+    // `fork_single_threaded` requires.
+    let child = match unsafe { crate::sys::fork_single_threaded() } {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(read_end);
             let mut held: Vec<Vec<u8>> = Vec::new();

@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -54,7 +55,10 @@ pub fn waiter_pss(runtime: &Path, rootfs: &Path, limits: Limits) -> Result<u64, 
 }
 
 fn measure(runtime: &Path, rootfs: &Path, limits: Limits, dir: &Path) -> Result<u64, WaiterError> {
-    let id = format!("cvm-{}-waiter", std::process::id());
+    // Unique per call: two lanes (or two tests in one process) may measure at once.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!("cvm-{}-{n}-waiter", std::process::id());
     bundle::write_config(
         dir,
         &SpecInput {
@@ -66,6 +70,7 @@ fn measure(runtime: &Path, rootfs: &Path, limits: Limits, dir: &Path) -> Result<
             volume: None,
             marker_fd: 3,
             netns: None,
+            capabilities: &bundle::default_capabilities(),
         },
     )
     .map_err(WaiterError::Bundle)?;

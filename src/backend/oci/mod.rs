@@ -268,10 +268,7 @@ fn probe_run(runtime: &Runtime, guest: &Path, timeout: Option<Duration>) -> Resu
                 volume: None,
                 marker_fd: runtime.marker_fd(),
                 netns: None,
-                capabilities: &cvm_proto::caps::DEFAULT
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>(),
+                capabilities: &bundle::default_capabilities(),
             },
         )
         .map_err(|e| e.to_string())?;

@@ -443,6 +443,7 @@ fn probe_initrd(image: &Image) -> Result<PathBuf, ProbeSetupError> {
         net: None,
         disk: None,
         watch_port: None,
+        pids: None,
         argv: vec![
             image::GUEST_PATH.to_string(),
             cvm_proto::applet::Applet::Hello.name().to_string(),

@@ -31,10 +31,10 @@ use cvm_proto::isolation::Probe;
 use super::order::{BackendEnd, Plan};
 use super::runner::Runner;
 use crate::backend::{Backend, Instance, LaunchContext, Prepared};
-use crate::results::ResultsError;
 use crate::image::Image;
 use crate::measure::startup::{self, Timeline};
 use crate::results::Phase;
+use crate::results::ResultsError;
 use crate::scenario::{BackendKind, IsolationSpec, Scenario};
 
 /// The instance numbers of the roles (the victim is 0; aggressor `k` of the run's list is
