@@ -109,3 +109,120 @@ fn a_fork_returned_to_the_caller_is_an_unsafe_fn_with_its_precondition() {
         offenders.join("\n")
     );
 }
+
+/// The longest a function may be, outside tests: a reader holds the whole of it at once.
+const MAX_FUNCTION_LINES: usize = 120;
+
+/// Every function's length in lines (from `fn` to its closing brace), outside `#[test]`
+/// functions and `#[cfg(test)]` modules.
+struct FunctionLengths {
+    file: String,
+    scope: Vec<String>,
+    found: Vec<(usize, String)>,
+}
+
+fn is_test_item(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("test")
+            || (a.path().is_ident("cfg")
+                && a.meta.require_list().is_ok_and(|l| {
+                    l.tokens
+                        .to_string()
+                        .split(|c: char| !c.is_alphanumeric())
+                        .any(|w| w == "test")
+                }))
+    })
+}
+
+impl FunctionLengths {
+    fn record(&mut self, name: &syn::Ident, sig: &syn::Signature, body: &syn::Block) {
+        use syn::spanned::Spanned;
+        let start = sig.fn_token.span().start().line;
+        let end = body.brace_token.span.close().end().line;
+        let mut path = self.scope.clone();
+        path.push(name.to_string());
+        self.found.push((
+            end + 1 - start,
+            format!("{}:{start} {}", self.file, path.join("::")),
+        ));
+    }
+}
+
+impl<'a> syn::visit::Visit<'a> for FunctionLengths {
+    fn visit_item_mod(&mut self, m: &'a syn::ItemMod) {
+        if !is_test_item(&m.attrs) {
+            self.scope.push(m.ident.to_string());
+            syn::visit::visit_item_mod(self, m);
+            self.scope.pop();
+        }
+    }
+    fn visit_item_fn(&mut self, f: &'a syn::ItemFn) {
+        if !is_test_item(&f.attrs) {
+            self.record(&f.sig.ident, &f.sig, &f.block);
+            syn::visit::visit_item_fn(self, f);
+        }
+    }
+    fn visit_impl_item_fn(&mut self, f: &'a syn::ImplItemFn) {
+        if !is_test_item(&f.attrs) {
+            self.record(&f.sig.ident, &f.sig, &f.block);
+            syn::visit::visit_impl_item_fn(self, f);
+        }
+    }
+    fn visit_trait_item_fn(&mut self, f: &'a syn::TraitItemFn) {
+        if let Some(body) = &f.default {
+            self.record(&f.sig.ident, &f.sig, body);
+        }
+        syn::visit::visit_trait_item_fn(self, f);
+    }
+}
+
+/// Product code (the library, the runtime, the guest, the protocol) only: tests, benches and
+/// examples may be as long as their scenario needs.
+fn product_functions() -> Vec<(usize, String)> {
+    let mut all = Vec::new();
+    for file in rust_files() {
+        let name = relative(&file);
+        let product = ["src/", "runtime/src/", "guest/src/", "proto/src/"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        if !product {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let parsed = syn::parse_file(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut lengths = FunctionLengths {
+            file: name,
+            scope: Vec::new(),
+            found: Vec::new(),
+        };
+        syn::visit::Visit::visit_file(&mut lengths, &parsed);
+        all.extend(lengths.found);
+    }
+    all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    all
+}
+
+#[test]
+fn no_product_function_is_longer_than_a_reader_can_hold() {
+    let all = product_functions();
+    // The walk found the crates' functions (a broken span feature would give lengths of 1).
+    assert!(
+        all.len() > 500 && all[0].0 > 20,
+        "{:?}",
+        &all[..all.len().min(5)]
+    );
+    eprintln!("longest five:");
+    for (lines, name) in all.iter().take(5) {
+        eprintln!("  {lines:4} {name}");
+    }
+    let long: Vec<String> = all
+        .iter()
+        .filter(|(lines, _)| *lines > MAX_FUNCTION_LINES)
+        .map(|(lines, name)| format!("{lines:4} lines: {name}"))
+        .collect();
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines (split them by job):\n{}",
+        long.join("\n")
+    );
+}
