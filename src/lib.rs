@@ -114,6 +114,22 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 checked.iter().any(|c| c.outcome == bounds::Outcome::Fails),
             ))
         }
+        Command::Report(args) if args.site.is_some() => {
+            let out = args.site.as_deref().unwrap_or(Path::new("."));
+            let entries = report::site::build(out, &args.dirs).map_err(|e| {
+                if e.is_bad_input() {
+                    Failure::usage(e)
+                } else {
+                    Failure::run(e)
+                }
+            })?;
+            eprintln!(
+                "cvm: site of {} scenario(s) in {}",
+                entries.len(),
+                out.join(report::html::INDEX_FILE).display()
+            );
+            Ok(exit::OK)
+        }
         Command::Report(args) if args.merge => {
             let out = report::merge::output_dir(&args.dirs, args.output.as_deref());
             let summary = report::merge::merge_dirs(&args.dirs, &out).map_err(|e| {
