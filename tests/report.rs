@@ -408,6 +408,14 @@ fn a_report_has_every_section_and_chart_file() {
             "{f:?}"
         );
     }
+    // Every figure in a table per question; a long one (phases: many rows) starts collapsed.
+    for id in ["ready", "memory", "disk", "throughput", "density"] {
+        assert!(
+            html.contains(&format!("<details id=\"table-{id}\"")),
+            "{id}"
+        );
+    }
+    assert!(html.contains("<details id=\"table-ready\">\n"), "collapsed");
     // Inline SVG: the verdict's multiples, the stack diagram and every chart, and no network
     // fetch anywhere.
     assert_eq!(html.matches("<svg").count(), CHARTS.len() + multiples);

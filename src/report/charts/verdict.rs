@@ -443,4 +443,29 @@ mod tests {
         let (x0, x1) = bar_span(&q[0]);
         assert!(x1 - x0 >= 120, "bars have {} px", x1 - x0);
     }
+
+    #[test]
+    fn isolation_shows_each_backends_worst_neighbour() {
+        let s = summary(vec![backend(
+            "runc",
+            Stack::Container,
+            &[
+                ("noisy_cpu_p99_ratio", "", 1.2),
+                ("noisy_memory_p99_ratio", "", 3.0),
+            ],
+        )]);
+        let q = questions(&s);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].id, "isolation");
+        assert!((q[0].rows[0].ci.point - 3.0).abs() < 1e-9);
+        assert!(
+            q[0].rows[0].note.contains("memory"),
+            "{}",
+            q[0].rows[0].note
+        );
+        // The footnote gives the level the three runs' interval has, not a nominal one.
+        let level = crate::report::format::level_text(q[0].rows[0].ci.level);
+        assert_ne!(level, "95 %");
+        assert!(footnote(&q).contains(&format!("their interval ({level})")));
+    }
 }
