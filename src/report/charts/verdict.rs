@@ -387,6 +387,16 @@ pub struct Verdict {
     pub footnote: String,
 }
 
+/// The verdict without drawing anything (each multiple's SVG left empty): what the page says,
+/// for checks that must not write files.
+pub fn plan_verdict(s: &RunSummary) -> Verdict {
+    let questions = questions(s);
+    Verdict {
+        footnote: footnote(&questions),
+        cells: questions.into_iter().map(|q| (q, String::new())).collect(),
+    }
+}
+
 /// Draws each multiple into `charts_dir` (`verdict-<id>.png`/`.svg`) and the whole panel into
 /// `dir` (`summary.png`/`.svg`); returns what the page inlines.
 pub fn render_verdict(
