@@ -62,8 +62,9 @@ fn same_row(a: &SampleRow, b: &SampleRow) -> bool {
 }
 
 /// `cvm report` after the samples are read: the summary statistics, the Markdown export, the
-/// terminal table, the chart plan, the stack diagram's layout and the HTML page (charts are not
-/// rendered: that writes files and rasterises fonts), over any rows the reader accepts.
+/// terminal table, the chart plan, the stack diagram's layout, the verdict's questions and the
+/// HTML page (charts are not rendered: that writes files and rasterises fonts), over any rows the
+/// reader accepts.
 pub fn report(data: &[u8]) {
     let Ok(rows) = parse_samples(data) else {
         return;
@@ -74,7 +75,8 @@ pub fn report(data: &[u8]) {
     drop(report::terminal_table(&summary));
     drop(charts::plan(&summary, &rows));
     drop(stack::StackDiagram::new(&summary));
-    drop(html::page(&meta, &summary, "", &[]));
+    let verdict = charts::plan_verdict(&summary);
+    drop(html::page(&meta, &summary, "", &[], &verdict));
 }
 
 /// The smallest run.json that names every backend in the samples in order of appearance (as

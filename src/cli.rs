@@ -240,6 +240,11 @@ pub struct ReportArgs {
     /// Also write a Markdown summary table to this file
     #[arg(long, value_name = "FILE")]
     pub export_markdown: Option<PathBuf>,
+
+    /// Build one site of several scenarios' results in OUT: each report in a folder of its own
+    /// and an index with every verdict panel and an overview table (a row per backend)
+    #[arg(long, value_name = "OUT", conflicts_with = "merge")]
+    pub site: Option<PathBuf>,
 }
 
 /// When a change counts (`cvm diff`, `cvm compare --baseline`).

@@ -114,6 +114,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 checked.iter().any(|c| c.outcome == bounds::Outcome::Fails),
             ))
         }
+        Command::Report(args) if args.site.is_some() => site_command(&args),
         Command::Report(args) if args.merge => {
             let out = report::merge::output_dir(&args.dirs, args.output.as_deref());
             let summary = report::merge::merge_dirs(&args.dirs, &out).map_err(|e| {
@@ -148,6 +149,24 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `cvm report --site OUT DIR...`: every scenario's report under OUT, and their index.
+fn site_command(args: &cli::ReportArgs) -> Result<u8, Failure> {
+    let out = args.site.as_deref().unwrap_or(Path::new("."));
+    let entries = report::site::build(out, &args.dirs).map_err(|e| {
+        if e.is_bad_input() {
+            Failure::usage(e)
+        } else {
+            Failure::run(e)
+        }
+    })?;
+    eprintln!(
+        "cvm: site of {} scenario(s) in {}",
+        entries.len(),
+        out.join(report::html::INDEX_FILE).display()
+    );
+    Ok(exit::OK)
 }
 
 /// `cvm compare`: measure, then print, export and (with `--baseline`) diff what was measured.

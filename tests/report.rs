@@ -396,8 +396,29 @@ fn a_report_has_every_section_and_chart_file() {
             assert!(html.contains(&format!("id=\"chart-{chart}\"")), "{chart}");
         }
     }
-    // Inline SVG: the stack diagram plus every chart, and no network fetch anywhere.
-    assert_eq!(html.matches("<svg").count(), CHARTS.len());
+    // The verdict panel opens the page: a multiple per question this run answers, and the
+    // same panel as one image beside the report.
+    let multiples = html.matches("class=\"multiple\"").count();
+    assert_eq!(multiples, 4, "time to ready, memory, disk, throughput");
+    assert!(html.find("id=\"verdict\"").unwrap() < html.find("id=\"findings\"").unwrap());
+    for ext in ["png", "svg"] {
+        let f = dir.path().join(format!("summary.{ext}"));
+        assert!(
+            std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0) > 1000,
+            "{f:?}"
+        );
+    }
+    // Every figure in a table per question; a long one (phases: many rows) starts collapsed.
+    for id in ["ready", "memory", "disk", "throughput", "density"] {
+        assert!(
+            html.contains(&format!("<details id=\"table-{id}\"")),
+            "{id}"
+        );
+    }
+    assert!(html.contains("<details id=\"table-ready\">\n"), "collapsed");
+    // Inline SVG: the verdict's multiples, the stack diagram and every chart, and no network
+    // fetch anywhere.
+    assert_eq!(html.matches("<svg").count(), CHARTS.len() + multiples);
     for forbidden in ["http://", "https://", "<script", "<link", "src="] {
         let hits: Vec<&str> = html
             .match_indices(forbidden)
@@ -500,6 +521,10 @@ fn a_run_where_nothing_could_run_still_renders() {
     assert!(html.contains("cgroups in hybrid mode not supported"));
     assert!(!html.contains("id=\"chart-"));
     assert!(dir.path().join("charts/stack.png").is_file());
+    assert!(
+        dir.path().join("summary.png").is_file(),
+        "every report has its summary.png"
+    );
 }
 
 #[test]
@@ -516,6 +541,12 @@ fn hostile_scenario_text_appears_only_escaped() {
 
 /// Runs chromium with a hard deadline; returns stdout.
 fn chromium(args: &[&str], profile: &Path) -> String {
+    chromium_logged(args, profile).0
+}
+
+/// Runs chromium with a hard deadline; returns stdout and stderr (where `--enable-logging=stderr`
+/// puts the page's console messages).
+fn chromium_logged(args: &[&str], profile: &Path) -> (String, String) {
     let mut child = Command::new("/usr/bin/chromium")
         .args([
             "--headless",
@@ -531,11 +562,14 @@ fn chromium(args: &[&str], profile: &Path) -> String {
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start chromium");
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err_reader =
+        std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -548,7 +582,7 @@ fn chromium(args: &[&str], profile: &Path) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    reader.join().unwrap()
+    (reader.join().unwrap(), err_reader.join().unwrap())
 }
 
 #[test]
@@ -590,7 +624,8 @@ fn check_in_browser(dir: &Path, keep_as: &str) -> String {
         ],
         profile.path(),
     );
-    let colours = distinct_colours(&shot);
+    let (colours, size) = distinct_colours(&shot);
+    assert!(size.0 >= 1000 && size.1 >= 2000, "{size:?}");
     assert!(
         colours > 200,
         "the screenshot looks blank: only {colours} distinct colours"
@@ -646,18 +681,18 @@ fn a_merged_report_of_three_hosts_renders_in_a_real_browser() {
     }
 }
 
-fn distinct_colours(png_path: &Path) -> usize {
+/// The screenshot's distinct colours, and its size.
+fn distinct_colours(png_path: &Path) -> (usize, (u32, u32)) {
     let decoder = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(png_path).expect("no screenshot written"),
     ));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
     let frame = reader.next_frame(&mut buf).unwrap();
-    assert!(frame.width >= 1000 && frame.height >= 2000, "{frame:?}");
     let channels = frame.color_type.samples();
     let bytes = &buf[..frame.buffer_size()];
     let colours: std::collections::HashSet<&[u8]> = bytes.chunks_exact(channels).collect();
-    colours.len()
+    (colours.len(), (frame.width, frame.height))
 }
 
 /// A results directory from before `run.json` carried a schema version still renders with
@@ -728,4 +763,191 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
         .output()
         .unwrap();
     assert!(!common::stdout(&out).contains("results schema"));
+}
+
+/// Three scenarios' results directories under `root` (named after their scenarios).
+fn three_scenarios(root: &Path) -> Vec<PathBuf> {
+    ["startup", "web", "sweep"]
+        .iter()
+        .map(|name| {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            write_results(&d, name, &format!("the {name} scenario"));
+            d
+        })
+        .collect()
+}
+
+/// `cvm report --site OUT DIR...` builds the site: `OUT/<scenario>/` holds each report with its
+/// `summary.png`, and the index links each with its thumbnail over an overview table with a row
+/// per backend.
+#[test]
+fn a_site_of_three_scenarios_has_an_overview_row_per_backend() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = three_scenarios(root.path());
+    let site = root.path().join("site");
+    let out = common::cvm_cmd()
+        .args(["report", "--site"])
+        .arg(&site)
+        .args(&dirs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    for name in ["startup", "web", "sweep"] {
+        assert!(site.join(name).join("index.html").is_file(), "{name}");
+        assert!(site.join(name).join("summary.png").is_file(), "{name}");
+        assert!(
+            index.contains(&format!("<img src=\"{name}/summary.png\"")),
+            "{name}"
+        );
+        assert!(
+            index.contains(&format!("href=\"{name}/index.html\"")),
+            "{name}"
+        );
+    }
+    let rows = index.matches("<tr class=\"backend\">").count();
+    println!("overview rows: {rows}");
+    assert_eq!(rows, PROFILES.len(), "a row per backend that ran");
+    for p in PROFILES {
+        assert!(
+            index.contains(&format!("<tr class=\"backend\"><td>{}</td>", p.name)),
+            "{}",
+            p.name
+        );
+    }
+    // 3 scenarios × (time to ready, memory, disk, throughput).
+    assert_eq!(index.matches("<th>Time to ready</th>").count(), 3);
+    // A directory that holds no results is refused in one sentence.
+    let bad = common::cvm_cmd()
+        .args(["report", "--site"])
+        .arg(root.path().join("site2"))
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(
+        common::stderr(&bad).contains("is not a cvm results directory"),
+        "{}",
+        common::stderr(&bad)
+    );
+}
+
+/// What the probe page measured of a page shown in a frame of a given size.
+#[derive(Debug, serde::Deserialize)]
+struct Probe {
+    inner: f64,
+    scroll_w: f64,
+    verdict_top: Option<f64>,
+    verdict_bottom: Option<f64>,
+    images: usize,
+    broken: usize,
+}
+
+/// Loads `page` in a `w`×`h` frame of a probe page (the report's own policy forbids scripts,
+/// so the probe's script reads it from outside) and returns what it measured.
+fn probe(page: &Path, (w, h): (u32, u32), work: &Path) -> Probe {
+    let probe = work.join(format!("probe-{w}x{h}.html"));
+    std::fs::write(
+        &probe,
+        format!(
+            "<!DOCTYPE html><html><head><style>body{{margin:0}}iframe{{border:0;display:block;\
+             width:{w}px;height:{h}px}}</style></head><body><iframe id=\"f\" src=\"file://{}\">\
+             </iframe><pre id=\"out\">pending</pre><script>\
+             const f = document.getElementById('f');\
+             f.addEventListener('load', () => {{\
+               const d = f.contentDocument, v = d.getElementById('verdict');\
+               const r = v ? v.getBoundingClientRect() : null;\
+               const imgs = [...d.images];\
+               document.getElementById('out').textContent = JSON.stringify({{\
+                 inner: f.contentWindow.innerWidth, scroll_w: d.documentElement.scrollWidth,\
+                 verdict_top: r && r.top, verdict_bottom: r && r.bottom, images: imgs.length,\
+                 broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length }});\
+             }});</script></body></html>",
+            page.display()
+        ),
+    )
+    .unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let dom = chromium(
+        &[
+            "--allow-file-access-from-files",
+            "--window-size=1400,1000",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            &format!("file://{}", probe.display()),
+        ],
+        profile.path(),
+    );
+    let json = dom
+        .split("<pre id=\"out\">")
+        .nth(1)
+        .and_then(|t| t.split("</pre>").next())
+        .unwrap_or("pending");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("the probe read nothing ({e}): {json}"))
+}
+
+/// Issue 29's acceptance in a real browser: at 1280×800 the report's verdict panel is in the
+/// first screen and no page scrolls sideways, at 390×844 (a phone) neither; every image of the
+/// report and of the site's index loads; no console message. Screenshots of both sizes are kept
+/// under `target/tmp/report-browser/`.
+#[test]
+fn the_verdict_is_in_the_first_screen_and_nothing_scrolls_sideways() {
+    if !common::host_has(
+        common::which("chromium") && Path::new("/usr/bin/chromium").exists(),
+        "headless Chromium (/usr/bin/chromium; scripts/setup.sh --test installs it)",
+    ) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dirs = three_scenarios(root.path());
+    let site = root.path().join("site");
+    cvm::report::site::build(&site, &dirs).expect("site");
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-browser");
+    std::fs::create_dir_all(&keep).unwrap();
+    for (page, images) in [("web/index.html", 0), ("index.html", 3)] {
+        let path = site.join(page);
+        for (w, h) in [(1280, 800), (390, 844)] {
+            let p = probe(&path, (w, h), root.path());
+            println!("{page} at {w}×{h}: {p:?}");
+            assert_eq!(p.inner, f64::from(w), "the frame is the viewport");
+            assert!(
+                p.scroll_w <= f64::from(w),
+                "{page} scrolls sideways at {w} px"
+            );
+            assert_eq!((p.images, p.broken), (images, 0), "{page}: images");
+            if page.ends_with("web/index.html") && w == 1280 {
+                let (top, bottom) = (p.verdict_top.unwrap(), p.verdict_bottom.unwrap());
+                assert!(
+                    top < 200.0 && bottom <= f64::from(h),
+                    "verdict at {top}–{bottom}"
+                );
+            }
+            let shot = keep.join(format!("{}-{w}x{h}.png", page.replace('/', "-")));
+            let profile = tempfile::tempdir().unwrap();
+            chromium(
+                &[
+                    &format!("--screenshot={}", shot.display()),
+                    &format!("--window-size={w},{h}"),
+                    &format!("file://{}", path.display()),
+                ],
+                profile.path(),
+            );
+            let (colours, size) = distinct_colours(&shot);
+            println!("kept {} ({colours} colours, {size:?})", shot.display());
+            assert!(colours > 50, "{} looks blank", shot.display());
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let (_, log) = chromium_logged(
+            &[
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                &format!("file://{}", path.display()),
+            ],
+            profile.path(),
+        );
+        let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+        assert!(console.is_empty(), "{page}: console said {console:#?}");
+    }
 }

@@ -4,13 +4,13 @@
 //!
 //! Every string that comes from a scenario, the environment, a backend's configuration or the
 //! samples goes through [`escape`]; the SVG comes from plotters, which escapes its text itself.
-//! Section ids (`findings`, `environment`, `summary`, `stack`, `charts`, `files`) are stable: tests and
-//! readers link to them.
+//! Section ids (`verdict`, `findings`, `environment`, `summary`, `stack`, `charts`, `files`) are
+//! stable: tests and readers link to them.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use super::charts::Rendered;
+use super::charts::{Rendered, Verdict, SUMMARY_IMAGE};
 use super::format::{format_value, Levels};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
 use crate::text::escape_html as escape;
@@ -65,14 +65,26 @@ const STYLE: &str = r#"
 :root { --ink:#222; --muted:#666; --line:#ddd; --bg:#fafafa; --warn:#fff4e5; --warnline:#e8a13a; }
 * { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", system-ui, sans-serif; color: var(--ink); margin: 0;
-       line-height: 1.45; background: #fff; }
+       line-height: 1.45; background: #fff; overflow-wrap: anywhere; }
 main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 60px; }
 h1 { font-size: 1.7em; margin: 0 0 4px; }
 h2 { font-size: 1.3em; margin: 36px 0 10px; border-bottom: 2px solid var(--line); padding-bottom: 4px; }
 h3 { font-size: 1.05em; margin: 22px 0 6px; }
 .sub { color: var(--muted); margin: 0 0 6px; }
-nav a { margin-right: 14px; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; }
+nav a { margin-right: 14px; white-space: nowrap; display: inline-block; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; overflow-wrap: normal; }
+.tablewrap { overflow-x: auto; max-width: 100%; }
+.verdict { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 372px), 1fr));
+           gap: 8px 12px; margin: 14px 0 4px; }
+figure.multiple { margin: 0; }
+figure.multiple svg { display: block; width: 100%; max-width: 372px; height: auto; }
+ul.findings { font-size: 1.02em; max-width: 70em; padding-left: 1.2em; }
+ul.findings li { margin: 3px 0; }
+p.caption { font-size: 0.88em; margin: 4px 0 0; }
+@media (max-width: 700px) {
+  main { padding: 12px 10px 40px; }
+  dl.kv { grid-template-columns: max-content minmax(0, 1fr); }
+}
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: var(--bg); }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -90,23 +102,31 @@ code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.92em; }
 figure { margin: 14px 0 30px; }
 figure svg, .stack svg { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 6px; }
-p.findings { font-size: 1.05em; max-width: 70em; }
 footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; }
 "#;
 
 /// The whole page.
-pub fn page(meta: &RunMeta, s: &RunSummary, stack_svg: &str, charts: &[Rendered]) -> String {
-    page_with(meta, s, stack_svg, charts, &[])
+pub fn page(
+    meta: &RunMeta,
+    s: &RunSummary,
+    stack_svg: &str,
+    charts: &[Rendered],
+    verdict: &Verdict,
+) -> String {
+    page_with(meta, s, stack_svg, charts, &[], verdict)
 }
 
 /// The whole page with self-contained sections (each with its own `<section id>`, such as the
-/// isolation section) placed after the stack diagram.
+/// isolation section) placed after the stack diagram. The order answers first: the verdict
+/// panel, the findings, the stack diagram, then the details (charts, the tables by question),
+/// the environment and the configuration last.
 pub fn page_with(
     meta: &RunMeta,
     s: &RunSummary,
     stack_svg: &str,
     charts: &[Rendered],
     sections: &[String],
+    verdict: &Verdict,
 ) -> String {
     let mut o = String::new();
     let title = format!("cvm report: {}", s.scenario);
@@ -121,10 +141,11 @@ pub fn page_with(
     );
     let _ = writeln!(
         o,
-        "<header id=\"top\">\n<h1>{}</h1>\n<p class=\"sub\">{}</p>\n\
-         <p class=\"sub\">Run <code>{}</code> · status {} · {} measured runs after {} warm-up per backend</p>\n\
-         <nav><a href=\"#findings\">Findings</a><a href=\"#environment\">Environment</a><a href=\"#stack\">Stack diagram</a>\
-         <a href=\"#summary\">Summary</a><a href=\"#charts\">Charts</a><a href=\"#files\">Files</a></nav>\n</header>",
+        "<header id=\"top\">\n<h1>{}</h1>\n<p class=\"sub\">{} · run <code>{}</code> · status {} · \
+         {} measured runs after {} warm-up per backend</p>\n\
+         <nav><a href=\"#findings\">Findings</a><a href=\"#stack\">Stack</a>\
+         <a href=\"#charts\">Charts</a><a href=\"#summary\">Tables</a>\
+         <a href=\"#environment\">Environment</a><a href=\"#files\">Files</a></nav>\n</header>",
         escape(&title),
         escape(&s.description),
         escape(&s.run_id),
@@ -132,8 +153,61 @@ pub fn page_with(
         s.runs,
         s.warmup
     );
+    verdict_section(&mut o, s, verdict);
     findings(&mut o, s);
+    stack_section(&mut o, stack_svg);
+    for section in sections {
+        o.push_str(section);
+    }
+    charts_section(&mut o, charts);
+    summary_table(&mut o, s);
     environment(&mut o, meta, s);
+    files(&mut o, charts);
+    let _ = writeln!(
+        o,
+        "<footer>Generated by cvm {} ({}) from <code>run.json</code> and <code>samples.csv</code>; \
+         <code>cvm report DIR</code> re-renders it.</footer>\n</main>\n</body>\n</html>",
+        escape(&s.environment.cvm_version),
+        escape(&s.environment.git_sha)
+    );
+    o
+}
+
+/// The verdict panel: a small multiple per question, then what its marks mean, once.
+fn verdict_section(o: &mut String, s: &RunSummary, v: &Verdict) {
+    let _ = writeln!(o, "<section id=\"verdict\">\n<div class=\"verdict\">");
+    for (q, svg) in &v.cells {
+        let _ = writeln!(
+            o,
+            "<figure class=\"multiple\" id=\"verdict-{}\">{svg}</figure>",
+            escape(q.id)
+        );
+    }
+    if v.cells.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p>No backend recorded a figure that can be compared.</p>"
+        );
+    }
+    let tcg = super::findings::tcg_backends(s);
+    let tcg = if tcg.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " <strong>{} ran under TCG emulation</strong> (<a href=\"#tcg-warning\">why</a>): \
+             compare them with each other, not with containers.",
+            escape(&tcg.join(", "))
+        )
+    };
+    let _ = writeln!(
+        o,
+        "</div>\n<p class=\"sub caption\">{}{tcg} As one image: \
+         <a href=\"{SUMMARY_IMAGE}.png\">{SUMMARY_IMAGE}.png</a>.</p>\n</section>",
+        escape(&v.footnote)
+    );
+}
+
+fn stack_section(o: &mut String, stack_svg: &str) {
     let _ = writeln!(
         o,
         "<section id=\"stack\">\n<h2>Every backend's stack, measured</h2>\n\
@@ -154,10 +228,9 @@ pub fn page_with(
          <code>phase.workload_start</code>, <code>phase.probe</code> → app). Also as <a href=\"{CHARTS_DIR}/{STACK_CHART}.png\">PNG</a> \
          and <a href=\"{CHARTS_DIR}/{STACK_CHART}.svg\">SVG</a>.</p>\n</section>"
     );
-    for section in sections {
-        o.push_str(section);
-    }
-    summary_table(&mut o, s);
+}
+
+fn charts_section(o: &mut String, charts: &[Rendered]) {
     let _ = writeln!(o, "<section id=\"charts\">\n<h2>Charts</h2>");
     if charts.is_empty() {
         let _ = writeln!(
@@ -178,15 +251,6 @@ pub fn page_with(
         );
     }
     let _ = writeln!(o, "</section>");
-    files(&mut o, charts);
-    let _ = writeln!(
-        o,
-        "<footer>Generated by cvm {} ({}) from <code>run.json</code> and <code>samples.csv</code>; \
-         <code>cvm report DIR</code> re-renders it.</footer>\n</main>\n</body>\n</html>",
-        escape(&s.environment.cvm_version),
-        escape(&s.environment.git_sha)
-    );
-    o
 }
 
 /// The answer first: the findings, before the environment they were measured in.
@@ -201,12 +265,12 @@ fn findings(o: &mut String, s: &RunSummary) {
     } else {
         let _ = writeln!(
             o,
-            "<p class=\"findings\">{}</p>",
+            "<ul class=\"findings\">\n{}\n</ul>",
             found
                 .iter()
-                .map(|f| escape(f))
+                .map(|f| format!("<li>{}</li>", escape(f)))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join("\n")
         );
     }
     let _ = writeln!(o, "</section>");
@@ -316,7 +380,10 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
         let settings: Vec<String> = load.iter().map(|(k, v)| format!("{k}={v}")).collect();
         kv(o, "HTTP load", &settings.join(", "));
     }
-    let _ = writeln!(o, "</dl>\n<h3>Backends as configured</h3>\n<table>");
+    let _ = writeln!(
+        o,
+        "</dl>\n<h3>Backends as configured</h3>\n<div class=\"tablewrap\"><table>"
+    );
     let _ = writeln!(
         o,
         "<tr><th>backend</th><th>stack</th><th>status</th><th>configuration</th></tr>"
@@ -343,7 +410,7 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
             escape(&config.join("; "))
         );
     }
-    let _ = writeln!(o, "</table>\n</section>");
+    let _ = writeln!(o, "</table></div>\n</section>");
 }
 
 fn stack_name(s: Stack) -> &'static str {
@@ -369,13 +436,41 @@ fn ratio(m: &MetricSummary, levels: &Levels) -> String {
     }
 }
 
-/// Detail metrics (phases, disk layers, rate sweep steps, density steps) go in a collapsed second table, so the
-/// headline table stays short enough to read.
-fn is_detail(metric: &str) -> bool {
-    [PHASE_PREFIX, DISK_PREFIX, RATE_PREFIX, "density_"]
+/// The questions the tables are grouped by, each with the metrics it holds (first match wins);
+/// the last holds the rest.
+const QUESTIONS: &[(&str, &str, &[&str])] = &[
+    (
+        "ready",
+        "Time to ready, startup phases and teardown",
+        &["ready_latency", "launch_floor", "teardown", PHASE_PREFIX],
+    ),
+    ("density", "Density: many instances at once", &["density_"]),
+    ("memory", "Memory per instance", &["memory_"]),
+    ("disk", "Disk footprint and its layers", &[DISK_PREFIX]),
+    (
+        "isolation",
+        "Isolation: neighbours, audit, containment",
+        &["noisy_", "audit_", "contain_"],
+    ),
+    (
+        "throughput",
+        "Throughput and latency",
+        &["http_", RATE_PREFIX, "cpu_", "mem_", "io_"],
+    ),
+    ("other", "Other figures", &[""]),
+];
+
+/// Tables longer than this are collapsed until opened.
+const OPEN_ROWS: usize = 12;
+
+fn question_of(metric: &str) -> usize {
+    if metric.contains(cvm_proto::metric::PER_INSTANCES_SEPARATOR) {
+        return 1;
+    }
+    QUESTIONS
         .iter()
-        .any(|p| metric.starts_with(p))
-        || metric.contains(cvm_proto::metric::PER_INSTANCES_SEPARATOR)
+        .position(|(_, _, prefixes)| prefixes.iter().any(|p| metric.starts_with(p)))
+        .unwrap_or(QUESTIONS.len() - 1)
 }
 
 /// The table's head, each interval column headed with its level when all share one.
@@ -388,26 +483,19 @@ fn table_head(medians: &Levels, ratios: &Levels) -> String {
     )
 }
 
-fn summary_table(o: &mut String, s: &RunSummary) {
-    let (medians, ratios) = (
-        crate::report::format::medians_levels(s, |_| true),
-        crate::report::format::ratio_levels(s),
-    );
-    let head = table_head(&medians, &ratios);
+/// What the run could not show per backend: unavailable, failed, failed runs, clock and
+/// client-bound notes; said once, above the tables.
+fn backend_notes(s: &RunSummary) -> Vec<String> {
     let mut notes = Vec::new();
-    let (mut headline, mut detail) = (String::new(), String::new());
     for b in &s.backends {
         let name = escape(&b.info.backend);
         match (&b.info.availability, &b.info.error) {
-            (Availability::Unavailable { reason, hint }, _) => {
-                notes.push(format!(
-                    "<li class=\"unavailable\"><strong>{name}</strong>: unavailable — {}. \
-                     Fix: {}</li>",
-                    escape(reason),
-                    escape(hint)
-                ));
-                continue;
-            }
+            (Availability::Unavailable { reason, hint }, _) => notes.push(format!(
+                "<li class=\"unavailable\"><strong>{name}</strong>: unavailable — {}. \
+                 Fix: {}</li>",
+                escape(reason),
+                escape(hint)
+            )),
             (_, Some(err)) => notes.push(format!(
                 "<li class=\"unavailable\"><strong>{name}</strong>: failed — {}</li>",
                 escape(err)
@@ -433,62 +521,94 @@ fn summary_table(o: &mut String, s: &RunSummary) {
                 escape(&note)
             ));
         }
-        let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();
-        metrics.sort_by_key(|(m, _)| metric_rank(m));
-        for (metric, m) in metrics {
-            let st = &m.stats;
-            let outliers = st.outliers.low + st.outliers.high;
-            let n = if outliers > 0 {
-                format!("{} ({outliers} outliers)", st.n)
-            } else {
-                st.n.to_string()
-            };
-            let target = if is_detail(metric) {
-                &mut detail
-            } else {
-                &mut headline
-            };
-            let _ = writeln!(
-                target,
-                "<tr><td>{name}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{} – {}{}</td><td class=\"num\">{} – {}</td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                escape(metric),
-                escape(&format_value(st.median, &m.unit)),
-                escape(&format_value(st.median_ci.lower, &m.unit)),
-                escape(&format_value(st.median_ci.upper, &m.unit)),
-                escape(&medians.caveat(&st.median_ci)),
-                escape(&format_value(st.min, &m.unit)),
-                escape(&format_value(st.max, &m.unit)),
-                escape(&ratio(m, &ratios)),
-                escape(&n)
-            );
-        }
     }
+    notes
+}
+
+/// One row of a table; the interval's level only where the table's heading cannot state it.
+fn table_row(
+    o: &mut String,
+    backend: &str,
+    metric: &str,
+    m: &MetricSummary,
+    levels: (&Levels, &Levels),
+) {
+    let st = &m.stats;
+    let outliers = st.outliers.low + st.outliers.high;
+    let n = if outliers > 0 {
+        format!("{} ({outliers} outliers)", st.n)
+    } else {
+        st.n.to_string()
+    };
     let _ = writeln!(
         o,
-        "<section id=\"summary\">\n<h2>Summary</h2>\n<p class=\"sub\">Medians of the measured \
-         runs with their confidence interval: the pair of order statistics that covers the median \
-         with at least 95 % (exactly, whatever the distribution), or min–max where even that \
-         covers less (5 runs or fewer); the level each interval has is in the heading, or in the \
-         cell when they differ. \"vs native\" is the ratio of medians with its interval \
-         (bootstrap from 10 runs a side; with fewer, order statistics of the pairwise ratios). \
-         Outliers (MAD rule) are counted, never dropped.</p>"
+        "<tr><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
+         <td class=\"num\">{} – {}{}</td><td class=\"num\">{} – {}</td>\
+         <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+        escape(backend),
+        escape(metric),
+        escape(&format_value(st.median, &m.unit)),
+        escape(&format_value(st.median_ci.lower, &m.unit)),
+        escape(&format_value(st.median_ci.upper, &m.unit)),
+        escape(&levels.0.caveat(&st.median_ci)),
+        escape(&format_value(st.min, &m.unit)),
+        escape(&format_value(st.max, &m.unit)),
+        escape(&ratio(m, levels.1)),
+        escape(&n)
     );
-    if headline.is_empty() {
-        let _ = writeln!(o, "<p>No backend recorded a measurement.</p>");
-    } else {
-        let _ = writeln!(o, "{head}\n{headline}</table>");
-    }
+}
+
+/// Every figure, one table per question: its intervals' levels said once in its heading, long
+/// tables collapsed.
+fn summary_table(o: &mut String, s: &RunSummary) {
+    let _ = writeln!(
+        o,
+        "<section id=\"summary\">\n<h2>Every figure, by question</h2>\n<p class=\"sub\">Medians \
+         of the measured runs with their confidence interval: the pair of order statistics that \
+         covers the median with at least 95 % (exactly, whatever the distribution), or min–max \
+         where even that covers less (5 runs or fewer); each table's heading gives the level its \
+         intervals have. \"vs native\" is the ratio of medians with its interval (bootstrap from \
+         10 runs a side; with fewer, order statistics of the pairwise ratios). Outliers (MAD \
+         rule) are counted, never dropped.</p>"
+    );
+    let notes = backend_notes(s);
     if !notes.is_empty() {
         let _ = writeln!(o, "<ul id=\"backend-notes\">\n{}\n</ul>", notes.join("\n"));
     }
-    if !detail.is_empty() {
+    let mut rows: Vec<Vec<(&str, &String, &MetricSummary)>> = vec![Vec::new(); QUESTIONS.len()];
+    for b in s
+        .backends
+        .iter()
+        .filter(|b| !matches!(b.info.availability, Availability::Unavailable { .. }))
+    {
+        let mut metrics: Vec<(&String, &MetricSummary)> = b.metrics.iter().collect();
+        metrics.sort_by_key(|(m, _)| metric_rank(m));
+        for (metric, m) in metrics {
+            rows[question_of(metric)].push((&b.info.backend, metric, m));
+        }
+    }
+    if rows.iter().all(Vec::is_empty) {
+        let _ = writeln!(o, "<p>No backend recorded a measurement.</p>");
+    }
+    for ((id, title, _), rows) in QUESTIONS.iter().zip(&rows).filter(|(_, r)| !r.is_empty()) {
+        let medians = Levels::of(rows.iter().map(|(_, _, m)| &m.stats.median_ci));
+        let ratios = Levels::of(
+            rows.iter()
+                .filter_map(|(_, _, m)| m.ratio_to_native.as_ref()),
+        );
+        let open = if rows.len() <= OPEN_ROWS { " open" } else { "" };
         let _ = writeln!(
             o,
-            "<details id=\"summary-detail\">\n<summary>Startup phases, disk layers and density \
-             steps</summary>\n{head}\n{detail}</table>\n</details>"
+            "<details id=\"table-{id}\"{open}>\n<summary>{} ({} rows)</summary>\n\
+             <div class=\"tablewrap\">{}",
+            escape(title),
+            rows.len(),
+            table_head(&medians, &ratios)
         );
+        for (backend, metric, m) in rows {
+            table_row(o, backend, metric, m, (&medians, &ratios));
+        }
+        let _ = writeln!(o, "</table></div>\n</details>");
     }
     let _ = writeln!(o, "</section>");
 }

@@ -194,11 +194,14 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<RunSummary, MergeError
         STACK_CHART,
     )
     .map_err(ReportError::StackDiagram)?;
-    let page = html::page(&meta, &summary, &stack_svg, &rendered);
-    // The hosts go first: everything below reads differently once a reader knows them.
+    let verdict =
+        charts::render_verdict(&summary, out, &charts_dir).map_err(ReportError::Charts)?;
+    let page = html::page(&meta, &summary, &stack_svg, &rendered, &verdict);
+    // The hosts go right after the verdict: everything below reads differently once a reader
+    // knows them.
     let page = page.replacen(
-        "<section id=\"environment\">",
-        &format!("{}<section id=\"environment\">", hosts_section(&runs)),
+        "<section id=\"findings\">",
+        &format!("{}<section id=\"findings\">", hosts_section(&runs)),
         1,
     );
     html::write(out, &page).map_err(ReportError::Html)?;

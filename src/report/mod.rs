@@ -10,6 +10,7 @@ pub mod html;
 pub mod isolation;
 mod markdown;
 pub mod merge;
+pub mod site;
 pub mod stack;
 mod terminal;
 
@@ -104,7 +105,9 @@ pub fn render_dir(dir: &Path) -> Result<RunSummary, ReportError> {
         .map_err(ReportError::Charts)?
         .into_iter()
         .collect();
-    let page = html::page_with(&meta, &summary, &stack_svg, &rendered, &sections);
+    let verdict =
+        charts::render_verdict(&summary, dir, &charts_dir).map_err(ReportError::Charts)?;
+    let page = html::page_with(&meta, &summary, &stack_svg, &rendered, &sections, &verdict);
     html::write(dir, &page)?;
     Ok(summary)
 }

@@ -20,6 +20,9 @@ pub(super) const LABEL_SIZE: u32 = 14;
 pub(super) const TICK_SIZE: u32 = 12;
 pub(super) const VALUE_SIZE: u32 = 12;
 pub(super) const MARGIN: i32 = 16;
+/// The widest a chart is drawn: the report's column at a 1280 px window, so every chart shows
+/// at full size there and its smallest text (12 px) stays above 11 px on the page.
+pub const MAX_WIDTH: i32 = 1140;
 
 /// A chart with its canvas size worked out from its content.
 pub(super) struct Layout<'a> {
@@ -108,14 +111,19 @@ impl<'a> Layout<'a> {
             .max()
             .unwrap_or(0);
         let per_group = match &chart.kind {
-            ChartKind::Grouped(d) => d.metrics.len() as i32 * 52 + 24,
+            ChartKind::Grouped(d) => d.metrics.len() as i32 * 44 + 24,
             _ => 0,
         };
-        // Wide enough for the backend's name and, for grouped bars, value labels on each bar.
-        let slot = (widest + 24).max(per_group).max(96);
         let left = 100;
         let ncats: i32 = cats.iter().map(|p| p.len() as i32).sum();
         let panel_gaps = (cats.len() as i32 - 1).max(0) * (left + 20);
+        // Wide enough for the backend's name and, for grouped bars, value labels on each bar
+        // (drawn only where they fit), but never wider than the page shows at full size.
+        let room = (MAX_WIDTH - left - panel_gaps - 2 * MARGIN) / ncats.max(1);
+        let slot = (widest + 24)
+            .max(per_group)
+            .max(96)
+            .min(room.max(widest + 8));
         let width = (left + ncats * slot + panel_gaps + MARGIN * 2)
             .max(640)
             .max(text_width(&chart.title, TITLE_SIZE) + 2 * MARGIN);

@@ -29,6 +29,7 @@ mod surface;
 mod sweep;
 #[cfg(test)]
 mod testdata;
+mod verdict;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,9 @@ pub use startup::{startup_chart, DotData, DotSeries};
 pub use surface::{backend_color, metric_color, segment_color};
 pub(crate) use surface::{render, text, text_width, DrawResult, Drawing, INK};
 pub use sweep::{knee, steps as sweep_steps, sweep_chart, Step};
+pub use verdict::{
+    plan_verdict, questions, render_verdict, sig, Question, Verdict, VerdictRow, SUMMARY_IMAGE,
+};
 
 use layout::Layout;
 

@@ -57,38 +57,101 @@ pub fn split_panels(bars: Vec<StackedBar>) -> Vec<Vec<StackedBar>> {
     panels
 }
 
+/// Where one bar and its segments stand on the canvas: the geometry the drawing uses, so tests
+/// can check a bar's height without reading pixels back.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct BarGeometry {
+    pub(super) backend: String,
+    pub(super) x: i32,
+    pub(super) half: i32,
+    pub(super) y_top: i32,
+    pub(super) y_bottom: i32,
+    /// (segment, top, bottom), bottom first.
+    pub(super) segments: Vec<(String, i32, i32)>,
+}
+
+/// A panel's axis: linear from zero to its largest total.
+fn panel_scale(d: &StackedData, bars: &[StackedBar]) -> Scale {
+    let max = bars.iter().map(StackedBar::total).fold(0.0, f64::max);
+    Scale::linear(0.0, max, &d.unit)
+}
+
+fn bar_geometry(f: Frame, scale: &Scale, bars: &[StackedBar]) -> Vec<BarGeometry> {
+    let slot = (f.x1 - f.x0) / bars.len().max(1) as i32;
+    let half = (slot * 3 / 10).min(45);
+    bars.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut acc = 0.0;
+            let segments: Vec<(String, i32, i32)> = b
+                .parts
+                .iter()
+                .map(|(name, v)| {
+                    let (bottom, top) = (f.y(scale, acc), f.y(scale, acc + v));
+                    acc += v;
+                    (name.clone(), top, bottom)
+                })
+                .collect();
+            BarGeometry {
+                backend: b.backend.clone(),
+                x: slot_center(f, bars.len(), i),
+                half,
+                y_top: f.y(scale, acc),
+                y_bottom: f.y(scale, 0.0),
+                segments,
+            }
+        })
+        .collect()
+}
+
+/// Every bar of a stacked chart as drawn (tests).
+#[cfg(test)]
+pub(super) fn geometry(chart: &super::Chart) -> Vec<BarGeometry> {
+    let super::ChartKind::Stacked(d) = &chart.kind else {
+        return Vec::new();
+    };
+    let frames = super::layout::Layout::of(chart).frames();
+    frames
+        .iter()
+        .zip(&d.panels)
+        .flat_map(|(f, bars)| bar_geometry(*f, &panel_scale(d, bars), bars))
+        .collect()
+}
+
+/// The ticks of each panel's axis, in display units (tests).
+#[cfg(test)]
+pub(super) fn panel_ticks(chart: &super::Chart) -> Vec<Vec<f64>> {
+    match &chart.kind {
+        super::ChartKind::Stacked(d) => d
+            .panels
+            .iter()
+            .map(|bars| panel_scale(d, bars).ticks())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) fn draw_stacked<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     f: Frame,
     d: &StackedData,
     bars: &[StackedBar],
 ) -> DrawResult<DB> {
-    let max = bars.iter().map(StackedBar::total).fold(0.0, f64::max);
-    let scale = Scale::linear(0.0, max, &d.unit);
+    let scale = panel_scale(d, bars);
     draw_y_axis(root, f, &scale, &d.quantity)?;
     let names: Vec<String> = bars.iter().map(|b| b.backend.clone()).collect();
     draw_x_labels(root, f, &names)?;
     let slot = (f.x1 - f.x0) / bars.len().max(1) as i32;
-    let half = (slot * 3 / 10).min(45);
-    for (i, b) in bars.iter().enumerate() {
-        let cx = slot_center(f, bars.len(), i);
-        let mut acc = 0.0;
-        for (name, v) in &b.parts {
-            let (y_bottom, y_top) = (f.y(&scale, acc), f.y(&scale, acc + v));
-            acc += v;
-            root.draw(&Rectangle::new(
-                [(cx - half, y_top), (cx + half, y_bottom)],
-                segment_color(name).filled(),
-            ))?;
-            root.draw(&Rectangle::new(
-                [(cx - half, y_top), (cx + half, y_bottom)],
-                WHITE.stroke_width(1),
-            ))?;
+    for (g, b) in bar_geometry(f, &scale, bars).iter().zip(bars) {
+        for (name, top, bottom) in &g.segments {
+            let corners = [(g.x - g.half, *top), (g.x + g.half, *bottom)];
+            root.draw(&Rectangle::new(corners, segment_color(name).filled()))?;
+            root.draw(&Rectangle::new(corners, WHITE.stroke_width(1)))?;
         }
         value_label(
             root,
-            &format_value(acc, &d.unit),
-            (cx, f.y(&scale, acc) - 4),
+            &format_value(b.total(), &d.unit),
+            (g.x, g.y_top - 4),
             slot - 4,
         )?;
     }

@@ -140,18 +140,18 @@ pub fn backend_color(name: &str) -> RGBColor {
 /// Colours of phases, disk layers and stack layers (keyed by their short names).
 pub fn segment_color(name: &str) -> RGBColor {
     match name {
-        "app" | "workload_start" => RGBColor(140, 200, 110),
+        "app" | "workload_start" | "workload" => RGBColor(140, 200, 110),
         "libs" => RGBColor(102, 194, 165),
         "probe" => RGBColor(186, 220, 120),
-        "guest_os" | "kernel" => RGBColor(253, 174, 97),
-        "guest_free" => RGBColor(254, 224, 182),
+        "guest_os" | "kernel" | "guest OS" => RGBColor(253, 174, 97),
+        "guest_free" | "guest RAM free in the guest" => RGBColor(254, 224, 182),
         "guest_init" => RGBColor(250, 140, 90),
         "firmware" => RGBColor(240, 120, 80),
-        "hypervisor" | "vmm_start" => RGBColor(230, 100, 70),
-        "runtime" => RGBColor(116, 173, 209),
+        "hypervisor" | "vmm_start" | "VMM (QEMU)" => RGBColor(230, 100, 70),
+        "runtime" | "runtime, shim or Sentry" => RGBColor(116, 173, 209),
         "sentry" => RGBColor(178, 157, 215),
         "host_os" | "cgroup_join" => RGBColor(200, 200, 200),
-        "infrastructure" => RGBColor(160, 160, 160),
+        "infrastructure" | "host-wide daemons" => RGBColor(160, 160, 160),
         "total" => RGBColor(150, 150, 190),
         other => hashed(other),
     }
