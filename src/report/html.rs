@@ -239,18 +239,23 @@ fn charts_section(o: &mut String, charts: &[Rendered]) {
         );
     }
     for c in charts {
-        let _ = writeln!(
-            o,
-            "<figure id=\"chart-{id}\">\n<h3>{title}</h3>\n{svg}\n<figcaption>{caption} \
-             <a href=\"{CHARTS_DIR}/{id}.png\">PNG</a> · <a href=\"{CHARTS_DIR}/{id}.svg\">SVG</a>\
-             </figcaption>\n</figure>",
-            id = escape(c.id),
-            title = escape(&c.title),
-            svg = c.svg,
-            caption = escape(&c.caption),
-        );
+        figure(o, c);
     }
     let _ = writeln!(o, "</section>");
+}
+
+/// One chart as a figure: its SVG inline, its caption, links to its PNG and SVG files.
+pub(super) fn figure(o: &mut String, c: &Rendered) {
+    let _ = writeln!(
+        o,
+        "<figure id=\"chart-{id}\">\n<h3>{title}</h3>\n{svg}\n<figcaption>{caption} \
+         <a href=\"{CHARTS_DIR}/{id}.png\">PNG</a> · <a href=\"{CHARTS_DIR}/{id}.svg\">SVG</a>\
+         </figcaption>\n</figure>",
+        id = escape(c.id),
+        title = escape(&c.title),
+        svg = c.svg,
+        caption = escape(&c.caption),
+    );
 }
 
 /// The answer first: the findings, before the environment they were measured in.

@@ -20,7 +20,6 @@ use cvm_proto::metric::Metric;
 
 use super::charts::{self, ChartError};
 use super::format::format_value;
-use super::html::CHARTS_DIR;
 use crate::results::{Availability, BackendSummary, Phase, RunSummary, SampleRow, Stack};
 use crate::text::escape_html as escape;
 
@@ -348,17 +347,8 @@ pub fn section(
     o.push_str("</table>\n");
     if let Some(chart) = charts::isolation_chart(s) {
         let rendered = charts::render_all(&[chart], charts_dir)?;
-        for c in rendered {
-            let _ = writeln!(
-                o,
-                "<figure id=\"chart-{id}\">\n<h3>{title}</h3>\n{svg}\n<figcaption>{caption} \
-                 <a href=\"{CHARTS_DIR}/{id}.png\">PNG</a> · <a href=\"{CHARTS_DIR}/{id}.svg\">SVG</a>\
-                 </figcaption>\n</figure>",
-                id = escape(c.id),
-                title = escape(&c.title),
-                svg = c.svg,
-                caption = escape(&c.caption),
-            );
+        for c in &rendered {
+            super::html::figure(&mut o, c);
         }
     }
     evidence(&mut o, &cols, rows);
