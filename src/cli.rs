@@ -126,6 +126,11 @@ pub struct CompareArgs {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// Print every metric of every backend, with every note, instead of the one-screen summary
+    /// (the findings and one small table per question)
+    #[arg(short, long)]
+    pub verbose: bool,
+
     /// Which QEMU accelerator VM backends use (auto probes KVM by booting a guest)
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
@@ -240,6 +245,11 @@ pub struct ReportArgs {
     /// Also write a Markdown summary table to this file
     #[arg(long, value_name = "FILE")]
     pub export_markdown: Option<PathBuf>,
+
+    /// Print every metric of every backend, with every note, instead of the one-screen summary
+    /// (the findings and one small table per question)
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// When a change counts (`cvm diff`, `cvm compare --baseline`).
