@@ -74,3 +74,25 @@ fn check_links(root: &std::path::Path, path: &str) -> Vec<String> {
     }
     targets
 }
+
+/// The pages `cvm --help` points to exist.
+#[test]
+fn the_docs_pages_the_help_names_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let named: Vec<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(' || c == ')')
+        .filter(|w| w.starts_with("docs/") && w.ends_with(".md"))
+        .collect();
+    assert!(named.len() >= 5, "{help}");
+    for page in named {
+        assert!(
+            root.join(page).is_file(),
+            "--help names {page}, which does not exist"
+        );
+    }
+}
