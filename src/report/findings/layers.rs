@@ -1,7 +1,7 @@
 //! What each backend's isolation layers cost per instance, in memory over native (with its
 //! interval) and on disk, from the same figures the stack diagram draws.
 
-use super::words::{label, metric, spans, tcg_clause, Quoted};
+use super::words::{label, metric, spans, tcg_clause, vms_as_range, Emulated, Quoted};
 use crate::report::format::format_value;
 use crate::report::stack::{columns, Column, Group, Layer, LayerBox};
 use crate::results::{BackendSummary, RunSummary};
@@ -183,19 +183,18 @@ pub(super) fn sentences(s: &RunSummary, q: &mut Quoted) -> Vec<String> {
                 "{}'s isolation layers: {}{}.",
                 label(b),
                 parts.join("; "),
-                tcg_clause([b])
+                tcg_clause([b], Emulated::Memory)
             ));
         }
     }
     out
 }
 
-/// Memory per instance in one line: each backend's figure over native, those the run cannot
-/// tell from native named together.
+/// Memory per instance in one line: each backend's figure over native (several VMs as one
+/// range), those the run cannot tell from native named together.
 pub(super) fn memory_headline(s: &RunSummary, q: &mut Quoted) -> Option<String> {
     let mut figures = Vec::new();
     let mut none = Vec::new();
-    let mut quoted = Vec::new();
     for (col, b) in isolated(s) {
         let figure = match over_native(&col, b, q) {
             Some(Over::Nothing { .. }) => {
@@ -211,42 +210,47 @@ pub(super) fn memory_headline(s: &RunSummary, q: &mut Quoted) -> Option<String> 
                 format_value(d, "B")
             )
         });
-        figures.push(format!(
-            "{} {}{shared}",
-            label(b),
-            format_value(figure, "B")
-        ));
-        quoted.push(b);
+        let text = format!("{} {}{shared}", label(b), format_value(figure, "B"));
+        figures.push((b, text, figure));
     }
     if figures.is_empty() && none.is_empty() {
         return None;
     }
+    let quoted: Vec<&BackendSummary> = figures.iter().map(|(b, _, _)| *b).collect();
+    let mut parts = vms_as_range(figures, |v| format_value(v, "B")).join(", ");
     if !none.is_empty() {
-        figures.push(format!("no measurable difference for {}", none.join(", ")));
+        if !parts.is_empty() {
+            parts.push_str("; ");
+        }
+        parts.push_str(&format!("no measurable difference for {}", none.join(", ")));
     }
     Some(format!(
-        "Memory per instance over native: {}{}.",
-        figures.join(", "),
-        tcg_clause(quoted)
+        "Memory per instance over native: {parts}{}.",
+        tcg_clause(quoted, Emulated::Memory)
     ))
 }
 
 /// Disk in one line: what each backend's isolation layers add to the workload's files.
 pub(super) fn disk_headline(s: &RunSummary) -> Option<String> {
-    let figures: Vec<String> = isolated(s)
+    let columns = isolated(s);
+    let figures: Vec<(&BackendSummary, String, f64)> = columns
         .iter()
         .filter_map(|(col, b)| {
             let parts = disk_parts(col);
             (!parts.is_empty()).then(|| {
                 let total: f64 = parts.iter().map(|(_, d)| d).sum();
-                format!("{} {}", b.info.backend, format_value(total, "B"))
+                (
+                    *b,
+                    format!("{} {}", b.info.backend, format_value(total, "B")),
+                    total,
+                )
             })
         })
         .collect();
     (!figures.is_empty()).then(|| {
         format!(
             "On disk, the isolation layers add to the workload's own files: {}.",
-            figures.join(", ")
+            vms_as_range(figures, |v| format_value(v, "B")).join(", ")
         )
     })
 }

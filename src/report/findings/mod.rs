@@ -32,7 +32,7 @@ pub fn findings(s: &RunSummary) -> Vec<String> {
     let mut out = startup::sentences(s, &mut q);
     out.extend(startup::never_ready(s));
     out.extend(layers::sentences(s, &mut q));
-    out.extend(throughput::sentences(s, &mut q));
+    out.extend(throughput::sentences(s, &mut q, false));
     out.extend(q.sentence(s));
     out
 }
@@ -45,7 +45,7 @@ pub fn headlines(s: &RunSummary) -> Vec<String> {
     out.extend(startup::never_ready(s));
     out.extend(layers::memory_headline(s, &mut q));
     out.extend(layers::disk_headline(s));
-    out.extend(throughput::sentences(s, &mut q));
+    out.extend(throughput::sentences(s, &mut q, true));
     out.extend(q.sentence(s));
     out
 }
@@ -281,26 +281,33 @@ mod tests {
             );
             // Each backend's own client-bound runs stand beside its share, and only there.
             let share = |b: &str| {
-                let at = line.find(&format!(" {b} ")).unwrap();
-                line[at..].split("), ").next().unwrap().to_string()
+                let at = line.find(&format!(" {b}")).unwrap() + 1;
+                line[at..].split(')').next().unwrap().to_string()
             };
+            assert!(!share("runc").contains("client-bound"), "{line}");
             assert!(
-                share("docker").contains("client-bound in 5 of 5 runs"),
+                line.contains("docker 84.9% [80.8, 89.2] (client-bound in 5 of 5 runs)"),
                 "{line}"
             );
-            assert!(!share("runc").contains("client-bound"), "{line}");
             assert!(
                 line.contains("gvisor (ptrace platform, runsc --network=host) 18."),
                 "{line}"
             );
             assert!(
-                line.ends_with(
-                    "vm, vm-user, vm-minimal, vm-classic ran under TCG emulation, far \
-                                slower than under KVM."
-                ),
+                line.ends_with("the VMs ran under TCG emulation, far slower than under KVM."),
                 "{line}"
             );
         }
+        // The headline names the shares it cannot tell from 100 % together, each with its own
+        // client-bound runs, and the VMs as one range.
+        let headline = throughput(&headlines(&s));
+        assert!(
+            headline.contains(
+                "no measurable difference for container (client-bound in 5 of 5 runs), runc;"
+            ),
+            "{headline}"
+        );
+        assert!(headline.contains("the VMs 2.9%–5.59%"), "{headline}");
         let layers = findings(&s);
         let container = layers
             .iter()

@@ -2,7 +2,7 @@
 //! (`ready_latency` medians, with the two-sample interval of the ratio the summary took from
 //! both backends' samples, `RunSummary::pair_ratios`), and who was first.
 
-use super::words::{factor, label, metric, ran, spans, tcg_clause, Quoted};
+use super::words::{factor, label, metric, ran, spans, tcg_clause, Emulated, Quoted};
 use crate::report::format::format_value;
 use crate::report::stack::Group;
 use crate::results::{BackendSummary, RunSummary};
@@ -74,7 +74,7 @@ pub(super) fn sentences(s: &RunSummary, q: &mut Quoted) -> Vec<String> {
                 label(c),
                 format_value(ready(c).unwrap_or(f64::NAN), "s"),
                 pairs.join(", "),
-                tcg_clause(used)
+                tcg_clause(used, Emulated::Speed)
             ));
         }
     }
@@ -123,7 +123,7 @@ pub(super) fn headline(s: &RunSummary, q: &mut Quoted) -> Option<String> {
             let text = if spans(r, 1.0) {
                 format!("no measurable difference from native's {tn}")
             } else {
-                format!("{} native's {tn}", factor(r))
+                format!("{} as long as native's {tn}", factor(r))
             };
             (b, n, text)
         }
@@ -133,6 +133,6 @@ pub(super) fn headline(s: &RunSummary, q: &mut Quoted) -> Option<String> {
         "Time to ready: the fastest isolated backend, {}, was ready in {}, {comparison}{}.",
         label(subject),
         format_value(ready(subject).unwrap_or(f64::NAN), "s"),
-        tcg_clause([subject, other])
+        tcg_clause([subject, other], Emulated::Speed)
     ))
 }

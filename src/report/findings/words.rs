@@ -87,22 +87,68 @@ pub(super) fn label(b: &BackendSummary) -> String {
     format!("{name} ({})", parts.join(", "))
 }
 
+/// What the emulation changes about the figures a sentence quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Emulated {
+    /// Times and throughput: far slower than under KVM.
+    Speed,
+    /// Memory: QEMU holds TCG's translation cache, which KVM does not need.
+    Memory,
+}
+
 /// The emulation caveat for a sentence that quotes figures of these backends, or nothing when
-/// none of them was emulated: it stands in the same sentence as the figure it qualifies.
-pub(super) fn tcg_clause<'a>(backends: impl IntoIterator<Item = &'a BackendSummary>) -> String {
-    let tcg: Vec<&str> = backends
-        .into_iter()
+/// none of them was emulated: it stands in the same sentence as the figure it qualifies. "The
+/// VMs" when every VM the sentence quotes was emulated and there are several.
+pub(super) fn tcg_clause<'a>(
+    backends: impl IntoIterator<Item = &'a BackendSummary>,
+    what: Emulated,
+) -> String {
+    let quoted: Vec<&BackendSummary> = backends.into_iter().collect();
+    let tcg: Vec<&str> = quoted
+        .iter()
         .filter(|b| is_tcg(b))
         .map(|b| b.info.backend.as_str())
         .collect();
-    match tcg.as_slice() {
-        [] => String::new(),
-        [one] => format!("; {one} ran under TCG emulation, far slower than under KVM"),
-        many => format!(
-            "; {} ran under TCG emulation, far slower than under KVM",
-            many.join(", ")
+    let vms = quoted.iter().filter(|b| b.info.stack == Stack::Vm).count();
+    let who = match tcg.as_slice() {
+        [] => return String::new(),
+        [one] => one.to_string(),
+        many if many.len() == vms => "the VMs".to_string(),
+        many => many.join(", "),
+    };
+    let whose = if tcg.len() == 1 { "its" } else { "their" };
+    match what {
+        Emulated::Speed => format!("; {who} ran under TCG emulation, far slower than under KVM"),
+        Emulated::Memory => format!(
+            "; {who} ran under TCG emulation, and {whose} QEMU holds a translation cache KVM \
+             does not need"
         ),
     }
+}
+
+/// Several VMs' figures as one range ("the VMs 127 MiB–253 MiB"), the rest as they are: a
+/// headline names each container but not each of four VMs.
+pub(super) fn vms_as_range(
+    items: Vec<(&BackendSummary, String, f64)>,
+    show: impl Fn(f64) -> String,
+) -> Vec<String> {
+    let vms: Vec<f64> = items
+        .iter()
+        .filter(|(b, _, _)| b.info.stack == Stack::Vm)
+        .map(|(_, _, v)| *v)
+        .collect();
+    if vms.len() < 2 {
+        return items.into_iter().map(|(_, text, _)| text).collect();
+    }
+    let lowest = vms.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = vms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut out: Vec<String> = items
+        .into_iter()
+        .filter(|(b, _, _)| b.info.stack != Stack::Vm)
+        .map(|(_, text, _)| text)
+        .collect();
+    out.push(format!("the VMs {}–{}", show(lowest), show(highest)));
+    out
 }
 
 /// The levels of the intervals the sentences quote, for one closing sentence.
@@ -185,7 +231,19 @@ mod tests {
         assert_eq!(label(&g), "gvisor (ptrace platform, runsc --network=host)");
         assert_eq!(label(&backend("runc", Stack::Container, &[])), "runc");
         let vm = backend("vm", Stack::Vm, &[]);
-        assert!(tcg_clause([&vm]).contains("vm ran under TCG emulation"));
-        assert_eq!(tcg_clause([&g]), "");
+        assert!(tcg_clause([&vm], Emulated::Speed).contains("; vm ran under TCG emulation"));
+        let other = backend("vm-user", Stack::Vm, &[]);
+        assert!(tcg_clause([&vm, &other, &g], Emulated::Memory)
+            .starts_with("; the VMs ran under TCG emulation, and their QEMU holds"));
+        assert_eq!(tcg_clause([&g], Emulated::Speed), "");
+        let items = vec![
+            (&g, "gvisor 28.9 MiB".to_string(), 28.9),
+            (&vm, "vm 251".to_string(), 251.0),
+            (&other, "vm-user 127".to_string(), 127.0),
+        ];
+        assert_eq!(
+            vms_as_range(items, |v| format!("{v} MiB")),
+            ["gvisor 28.9 MiB", "the VMs 127 MiB–251 MiB"]
+        );
     }
 }
