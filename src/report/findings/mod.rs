@@ -46,7 +46,10 @@ pub fn headlines(s: &RunSummary) -> Vec<String> {
     out.extend(layers::memory_headline(s, &mut q));
     out.extend(layers::disk_headline(s));
     out.extend(throughput::sentences(s, &mut q, true));
-    out.extend(q.sentence(s));
+    // A headline that cannot tell a figure from native prints no interval for it.
+    if out.iter().any(|l| l.contains('[')) {
+        out.extend(q.sentence(s));
+    }
     out
 }
 
