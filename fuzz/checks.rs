@@ -72,7 +72,8 @@ pub fn report(data: &[u8]) {
     let meta = meta_for(&rows);
     let summary = summarize(&meta, &rows);
     drop(report::markdown_summary(&summary));
-    drop(report::terminal_table(&summary));
+    drop(report::terminal_table(&summary, report::Detail::Compact));
+    drop(report::terminal_table(&summary, report::Detail::Full));
     drop(charts::plan(&summary, &rows));
     drop(stack::StackDiagram::new(&summary));
     let verdict = charts::plan_verdict(&summary);

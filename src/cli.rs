@@ -18,9 +18,13 @@ use crate::fleet::{FleetError, FleetOptions};
     about = "Containers vs VMs, measured: the same workload, from the same image, on every isolation backend",
     long_about = "cvm launches the same workload from the same image natively, in containers (its own \
 runtime, runc, crun, Docker) and in QEMU guests, and measures startup phases, memory, disk and \
-throughput with warm-up runs, medians and bootstrap confidence intervals.\n\n\
-Exit codes: 0 done, 1 a run failed, 2 bad input or usage, 130 interrupted.",
-    after_help = "Examples:\n  cvm compare --scenario web\n  cvm compare --scenario startup --backends native,container --runs 30\n  cvm doctor\n  cvm report reports/latest"
+throughput with warm-up runs, medians and confidence intervals labelled with the level they \
+really have.\n\n\
+Exit codes: 0 done, 1 a run failed, 2 bad input or usage, 130 interrupted (docs/results.md).",
+    after_help = "Examples:\n  cvm compare --scenario web\n  cvm compare --scenario startup --backends native,container --runs 30\n  cvm doctor\n  cvm report reports/latest --full\n\n\
+Reference, one page per topic, in cvm's repository: docs/scenarios.md (the scenario format), \
+docs/metrics.md, docs/backends.md, docs/phases.md, docs/statistics.md, docs/comparing.md, \
+docs/reading-results.md; README.md links every page."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -125,6 +129,11 @@ pub struct CompareArgs {
     /// Hide the progress bar even on a terminal
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Print every metric of every backend, with every note, instead of the one-screen summary
+    /// (the findings and one small table per question)
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Which QEMU accelerator VM backends use (auto probes KVM by booting a guest)
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
@@ -245,6 +254,11 @@ pub struct ReportArgs {
     /// and an index with every verdict panel and an overview table (a row per backend)
     #[arg(long, value_name = "OUT", conflicts_with = "merge")]
     pub site: Option<PathBuf>,
+
+    /// Print every metric of every backend, with every note, instead of the one-screen summary
+    /// (the findings and one small table per question)
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// When a change counts (`cvm diff`, `cvm compare --baseline`).

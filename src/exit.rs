@@ -1,4 +1,4 @@
-//! Exit codes, as documented in the README, and the error type that carries one to `main`.
+//! Exit codes, as documented in docs/results.md, and the error type that carries one to `main`.
 
 /// Everything asked for was done.
 pub const OK: u8 = 0;

@@ -124,7 +124,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                     Failure::run(e)
                 }
             })?;
-            show_summary(&summary, args.export_markdown.as_deref())?;
+            show_summary(&summary, detail(args.full), args.export_markdown.as_deref())?;
             eprintln!("cvm: merged report in {}", out.display());
             Ok(exit::OK)
         }
@@ -145,7 +145,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 )));
             };
             let summary = report::render_dir(dir).map_err(report_failure)?;
-            show_summary(&summary, args.export_markdown.as_deref())?;
+            show_summary(&summary, detail(args.full), args.export_markdown.as_deref())?;
             Ok(exit::OK)
         }
     }
@@ -187,7 +187,11 @@ fn compare_command(args: &cli::CompareArgs) -> Result<u8, Failure> {
         return Ok(exit::INTERRUPTED);
     }
     let summary = report::render_dir(dir)?;
-    show_summary(&summary, args.export_markdown.as_deref())?;
+    show_summary(
+        &summary,
+        detail(args.verbose),
+        args.export_markdown.as_deref(),
+    )?;
     if let Some(f) = &args.export_json {
         summary.write(f)?;
     }
@@ -286,12 +290,22 @@ fn kernel_build(args: &cli::KernelBuildArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+/// The terminal's summary: one screen, or every metric (`--verbose`, `--full`).
+fn detail(every_metric: bool) -> report::Detail {
+    if every_metric {
+        report::Detail::Full
+    } else {
+        report::Detail::Compact
+    }
+}
+
 /// Prints a rendered run's table and writes its Markdown where `--export-markdown` says.
 fn show_summary(
     summary: &results::RunSummary,
+    detail: report::Detail,
     markdown: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
-    println!("{}", report::terminal_table(summary));
+    print!("{}", report::terminal_table(summary, detail));
     if let Some(f) = markdown {
         std::fs::write(f, report::markdown_summary(summary))
             .map_err(|e| Failure::run(anyhow::anyhow!("cannot write {}: {e}", f.display())))?;

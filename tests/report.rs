@@ -731,6 +731,14 @@ fn a_directory_without_a_schema_version_renders_and_says_what_it_cannot_show() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    // The one-screen summary names the limitation; `--full` says all of it.
+    assert!(common::stdout(&out).contains("older cvm (results schema 1"));
+    let out = common::cvm_cmd()
+        .args(["report", "--full"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     let table = common::stdout(&out);
     assert!(
         table.contains("older cvm (results schema 1") && table.contains("memory_vmm"),

@@ -110,7 +110,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Bound>, BoundsError> {
         }
         if !known_metric(&b.metric) {
             return Err(invalid(format!(
-                "unknown metric `{}` (see the README's metric list)",
+                "unknown metric `{}` (see docs/metrics.md)",
                 b.metric
             )));
         }

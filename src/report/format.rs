@@ -15,11 +15,12 @@ pub fn metric_order(m: &str) -> (&str, u32) {
     }
 }
 
-/// The "vs native" cell: the ratio of medians, or "n/a" with the reason none is taken, or
-/// nothing when native has no such figure. One spelling for every output.
+/// The "vs native" cell: the ratio of medians (at most three significant figures), or "n/a"
+/// with the reason none is taken, or nothing when native has no such figure. One spelling for
+/// every output.
 pub fn ratio_cell(m: &crate::results::MetricSummary) -> String {
     match (&m.ratio_to_native, &m.ratio_unavailable) {
-        (Some(r), _) => format!("{:.2}x", r.point),
+        (Some(r), _) => format!("{}x", format_number(r.point)),
         (None, Some(why)) => format!("n/a ({why})"),
         (None, None) => String::new(),
     }
@@ -107,7 +108,7 @@ mod tests {
             pair_ratios: Vec::new(),
             limitations: Vec::new(),
         };
-        let table = terminal::table(&s);
+        let table = terminal::table(&s, crate::report::Detail::Full);
         let md = markdown::summary(&s);
         for (_, unit, value, text) in cases {
             assert_eq!(format_value(value, unit), text);

@@ -56,9 +56,18 @@ impl ReportError {
     }
 }
 
-/// The summary as the terminal shows it: the findings, then a table per backend.
-pub fn terminal_table(summary: &RunSummary) -> String {
-    terminal::table(summary)
+/// How much of the summary the terminal shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// A screen: the findings, one line per question, and one small table per question.
+    Compact,
+    /// Every metric of every backend, with every note (`--verbose`, `--full`).
+    Full,
+}
+
+/// The summary as the terminal shows it: the findings, then the tables.
+pub fn terminal_table(summary: &RunSummary, detail: Detail) -> String {
+    terminal::table(summary, detail)
 }
 
 /// The summary as a Markdown document (`summary.md`, `--export-markdown`).
@@ -122,7 +131,7 @@ mod tests {
         let s = summarize(&meta(), &[row(0, 0.95), row(1, 0.5), row(2, 0.97)]);
         let note = super::findings::client_bound_note(s.backend("runc").unwrap()).unwrap();
         assert!(note.contains("2 of 3") && note.contains("95 %"), "{note}");
-        assert!(super::terminal::table(&s).contains("client-bound in 2 of 3"));
+        assert!(super::terminal::table(&s, super::Detail::Full).contains("client-bound in 2 of 3"));
         assert!(super::markdown::summary(&s).contains("client-bound in 2 of 3"));
         let calm = summarize(&meta(), &[row(0, 0.5)]);
         assert!(super::findings::client_bound_note(calm.backend("runc").unwrap()).is_none());

@@ -10,6 +10,9 @@ pub const ACCEL_KEY: &str = "accel";
 /// The backend configuration key naming gVisor's platform (systrap, kvm, ptrace): how its
 /// user-space kernel runs the workload, recorded with every sample as the accelerator is.
 pub const PLATFORM_KEY: &str = "platform";
+/// The backend configuration key naming a sandbox's network stack (gVisor's `--network` mode),
+/// which its HTTP figures depend on as much as on its platform.
+pub const NETWORK_STACK_KEY: &str = "network_stack";
 /// The backend configuration key saying which process supervising the container its memory
 /// counts (`containerd-shim-runc-v2`, `cvm-runtime waiter ...`, `none ...`).
 pub const SUPERVISOR_KEY: &str = "supervisor";

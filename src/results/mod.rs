@@ -12,7 +12,9 @@ pub(crate) mod summary;
 #[cfg(test)]
 pub(crate) mod testdata;
 
-pub use backend::{Availability, BackendInfo, Stack, ACCEL_KEY, PLATFORM_KEY, SUPERVISOR_KEY};
+pub use backend::{
+    Availability, BackendInfo, Stack, ACCEL_KEY, NETWORK_STACK_KEY, PLATFORM_KEY, SUPERVISOR_KEY,
+};
 pub use fingerprint::{HostFingerprint, HostLoad};
 pub use meta::{
     schema_limitations, Environment, RunMeta, RunStatus, ScenarioRecord, SCHEMA_VERSION,

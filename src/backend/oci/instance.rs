@@ -144,7 +144,10 @@ impl Prepared for OciPrepared {
             if !g.refused.is_empty() {
                 c.insert("platform_refused".into(), g.refused.clone());
             }
-            c.insert("network_stack".into(), g.network_stack.into());
+            c.insert(
+                crate::results::NETWORK_STACK_KEY.into(),
+                g.network_stack.into(),
+            );
             c.insert(
                 "capabilities".into(),
                 "docker default less NET_RAW (runsc drops it without --net-raw), no_new_privs"

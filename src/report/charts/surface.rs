@@ -122,17 +122,21 @@ fn hashed(name: &str) -> RGBColor {
     PALETTE[h % PALETTE.len()]
 }
 
+/// Every backend kind has its own colour (the ten of Tableau's palette, native grey), so no
+/// two series of a chart share one; a name no kind has (a merged report's `backend@host`) gets a
+/// hashed one.
 pub fn backend_color(name: &str) -> RGBColor {
     match name {
         "native" => RGBColor(110, 110, 110),
         "container" => RGBColor(31, 119, 180),
         "runc" => RGBColor(23, 166, 184),
         "crun" => RGBColor(44, 160, 44),
+        "gvisor" => RGBColor(140, 86, 75),
         "docker" => RGBColor(148, 103, 189),
         "vm" => RGBColor(214, 39, 40),
         "vm-minimal" => RGBColor(227, 119, 194),
         "vm-classic" => RGBColor(255, 127, 14),
-        "vm-user" => RGBColor(227, 119, 194),
+        "vm-user" => RGBColor(188, 189, 34),
         other => hashed(other),
     }
 }
