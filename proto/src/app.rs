@@ -23,6 +23,10 @@ named_enum! {
     }
 }
 
+/// The environment variable that gives a command workload on native its io directory (its
+/// `workload.io_dir` elsewhere, where a mount namespace puts the storage there).
+pub const IO_DIR_ENV: &str = "CVM_IO_DIR";
+
 /// The line (followed by 0 or 1) the fio scenario's script writes before its jobs: whether
 /// the storage allowed direct I/O.
 pub const FIO_DIRECT_LINE: &str = "cvm-fio-direct=";
