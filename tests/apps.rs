@@ -15,7 +15,13 @@ fn run_native(scenario: &str) -> (Vec<SampleRow>, String) {
     std::fs::write(&path, scenario).unwrap();
     let out_dir = dir.path().join("out");
     let out = cvm_cmd()
-        .args(["compare", "--no-progress", "--backends", "native", "--scenario"])
+        .args([
+            "compare",
+            "--no-progress",
+            "--backends",
+            "native",
+            "--scenario",
+        ])
         .arg(&path)
         .arg("--output")
         .arg(&out_dir)
@@ -107,7 +113,10 @@ parser = "sysbench"
 fn redis_is_measured_and_its_own_count_agrees_with_the_clients() {
     let have = common::disk::which("redis-server").is_some()
         && common::disk::which("redis-benchmark").is_some();
-    if !host_has(is_root() && have, "needs root and `scripts/setup.sh --apps` (redis)") {
+    if !host_has(
+        is_root() && have,
+        "needs root and `scripts/setup.sh --apps` (redis)",
+    ) {
         return;
     }
     let port = free_port().to_string();
@@ -129,7 +138,10 @@ fn redis_is_measured_and_its_own_count_agrees_with_the_clients() {
     // redis-benchmark's -n 20000 per test, GET and SET; the server may count its set-up
     // commands too, within its 4 connections.
     assert_eq!(client, 40_000.0);
-    assert!((0.0..=4.0).contains(&(server - client)), "{server} vs {client}");
+    assert!(
+        (0.0..=4.0).contains(&(server - client)),
+        "{server} vs {client}"
+    );
     // The image counts the package's programs (app) and the libraries they load (libs).
     assert!(value("disk.app") > 1e6 && value("disk.libs") > 1e6);
 }
