@@ -85,7 +85,7 @@ runs = 1
 warmup = 0
 timeout_s = 30
 [workload]
-command = ["/bin/sh", "-c", "echo CVM:ready >&3; echo 'not sysbench' >&2"]
+command = ["/bin/sh", "-c", "echo CVM:ready >&$CVM_MARKER_FD; echo 'not sysbench' >&2"]
 exits = true
 [app.client]
 side = "inside"

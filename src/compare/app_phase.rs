@@ -19,6 +19,8 @@ use crate::scenario::{AppSpec, ClientSide};
 
 /// How many of a failed client's last output lines its run's note quotes.
 const QUOTED_LINES: usize = 4;
+/// How long an inside client's last output lines may trail its exit.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 impl Runner<'_> {
     /// A host-side client's run against the ready instance; nothing for an inside client.
@@ -105,7 +107,8 @@ impl Runner<'_> {
     /// An inside client's output (the workload's), read once it exited successfully.
     pub(super) fn record_inside_client(
         &mut self,
-        timeline: &startup::Timeline,
+        instance: &dyn Instance,
+        timeline: &mut startup::Timeline,
         iteration: u32,
         phase: Phase,
     ) -> Result<RunEnd, ResultsError> {
@@ -119,25 +122,37 @@ impl Runner<'_> {
             Ok(p) => p,
             Err(reason) => return Ok(RunEnd::Failed(reason)),
         };
-        let lines: Vec<&str> = timeline.transcript.iter().map(String::as_str).collect();
-        let text = lines.join("\n");
         let argv = self
             .scenario
             .workload
             .command
             .as_ref()
             .map(|c| c.get_ref().clone());
-        match apps::parse(parser, &text, &argv.unwrap_or_default()) {
+        let argv = argv.unwrap_or_default();
+        let transcript = |t: &startup::Timeline| {
+            let lines: Vec<&str> = t.transcript.iter().map(String::as_str).collect();
+            lines.join("\n")
+        };
+        let mut parsed = apps::parse(parser, &transcript(timeline), &argv);
+        if parsed.is_err() {
+            // The last lines may still be on their way: wait for them once, then judge.
+            startup::settle(instance, timeline, OUTPUT_GRACE);
+            parsed = apps::parse(parser, &transcript(timeline), &argv);
+        }
+        match parsed {
             Ok(figures) => {
                 self.record_figures(&figures, iteration, phase)?;
                 Ok(RunEnd::Measured)
             }
-            Err(e) => Ok(RunEnd::Failed(unreadable(
-                "the workload",
-                parser,
-                &e,
-                &text,
-            ))),
+            Err(e) => {
+                let text = transcript(timeline);
+                Ok(RunEnd::Failed(unreadable(
+                    "the workload",
+                    parser,
+                    &e,
+                    &text,
+                )))
+            }
         }
     }
 

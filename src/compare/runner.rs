@@ -308,7 +308,7 @@ impl Runner<'_> {
             match startup::wait_exit(instance, &mut timeline, self.timeout, self.interrupted) {
                 Ok(exit) if exit.success() => {
                     if let RunEnd::Failed(msg) =
-                        self.record_inside_client(&timeline, iteration, phase)?
+                        self.record_inside_client(instance, &mut timeline, iteration, phase)?
                     {
                         return Ok(RunEnd::Failed(msg));
                     }

@@ -496,6 +496,20 @@ pub fn drain(instance: &dyn Instance, timeline: &mut Timeline) {
     }
 }
 
+/// Takes what the instance reports within `grace`, or until every sender is gone: an exited
+/// workload's last output lines travel on a pipe and reader thread of their own, and may arrive
+/// after init's exit marker.
+pub fn settle(instance: &dyn Instance, timeline: &mut Timeline, grace: Duration) {
+    let zero = instance.started_at();
+    let deadline = Instant::now() + grace;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match instance.events().recv_timeout(left) {
+            Ok(event) => timeline.record(event, zero),
+            Err(_) => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
