@@ -313,7 +313,12 @@ impl Runner<'_> {
                         return Ok(RunEnd::Failed(msg));
                     }
                 }
-                Ok(exit) => return Ok(RunEnd::Failed(format!("the workload ended with {exit}"))),
+                Ok(exit) => {
+                    let said = super::app_phase::inside_client_said(self.scenario, &timeline);
+                    return Ok(RunEnd::Failed(format!(
+                        "the workload ended with {exit}{said}"
+                    )));
+                }
                 Err(e) => return Ok(RunEnd::Failed(e.to_string())),
             }
         } else {
