@@ -15,7 +15,7 @@ use crate::apps::{self, Figures};
 use crate::backend::{command, placement::HostPin, Instance};
 use crate::measure::startup;
 use crate::results::{Phase, ResultsError};
-use crate::scenario::{AppSpec, ClientSide, Scenario};
+use crate::scenario::{AppSpec, ClientSide};
 
 /// How many of a failed client's last output lines its run's note quotes.
 const QUOTED_LINES: usize = 4;
@@ -156,6 +156,21 @@ impl Runner<'_> {
         }
     }
 
+    /// For an inside client that failed: its last output lines, as the end of the run's note
+    /// (empty for any other workload, whose output is data of its own).
+    pub(super) fn inside_client_said(&self, timeline: &startup::Timeline) -> String {
+        let inside = self
+            .scenario
+            .app
+            .as_ref()
+            .is_some_and(|a| a.client.side == ClientSide::Inside);
+        if !inside {
+            return String::new();
+        }
+        let lines: Vec<&str> = timeline.transcript.iter().map(String::as_str).collect();
+        format!("; its last output: {}", last_lines(&lines.join("\n")))
+    }
+
     fn record_figures(
         &mut self,
         figures: &Figures,
@@ -167,20 +182,6 @@ impl Runner<'_> {
         }
         Ok(())
     }
-}
-
-/// For an inside client that failed: its last output lines, as the end of the run's note
-/// (empty for any other workload, whose output is data of its own).
-pub(super) fn inside_client_said(scenario: &Scenario, timeline: &startup::Timeline) -> String {
-    let inside = scenario
-        .app
-        .as_ref()
-        .is_some_and(|a| a.client.side == ClientSide::Inside);
-    if !inside {
-        return String::new();
-    }
-    let lines: Vec<&str> = timeline.transcript.iter().map(String::as_str).collect();
-    format!("; its last output: {}", last_lines(&lines.join("\n")))
 }
 
 fn known(name: &str) -> Result<AppParser, String> {

@@ -314,7 +314,7 @@ impl Runner<'_> {
                     }
                 }
                 Ok(exit) => {
-                    let said = super::app_phase::inside_client_said(self.scenario, &timeline);
+                    let said = self.inside_client_said(&timeline);
                     return Ok(RunEnd::Failed(format!(
                         "the workload ended with {exit}{said}"
                     )));
