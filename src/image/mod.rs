@@ -100,6 +100,10 @@ impl Image {
             hasher.update(f.as_os_str().as_encoded_bytes());
             hasher.update(read(f)?);
         }
+        let io_mount = scenario.workload.io_target().map(|(dir, _)| dir);
+        if let Some(dir) = &io_mount {
+            hasher.update(dir.as_bytes());
+        }
         for (link, target) in &app_files.links {
             hasher.update(link.as_os_str().as_encoded_bytes());
             hasher.update(target.as_os_str().as_encoded_bytes());
@@ -168,7 +172,15 @@ impl Image {
             }
             populate(&tmp, &guest_bytes, &busybox_bytes)?;
             byo::copy_into(&tmp, &byo_files)?;
-            packages::make_links(&tmp, &app_files.links)
+            packages::make_links(&tmp, &app_files.links)?;
+            // The io storage's mount point, for a read-only rootfs that cannot grow one.
+            match &io_mount {
+                Some(dir) => {
+                    let p = tmp.join(dir.trim_start_matches('/'));
+                    fs::create_dir_all(&p).map_err(|source| ImageError::Write { path: p, source })
+                }
+                None => Ok(()),
+            }
         })();
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);

@@ -32,6 +32,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("redis", include_str!("../../scenarios/redis.toml")),
     ("fio", include_str!("../../scenarios/fio.toml")),
     ("sysbench", include_str!("../../scenarios/sysbench.toml")),
+    ("postgres", include_str!("../../scenarios/postgres.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
