@@ -6,6 +6,8 @@
 #                               and what building cvm needs
 #   scripts/setup.sh --kernel   also what `cvm kernel build` needs (Debian's kernel source and
 #                               the kernel's build tools), for cvm's minimal guest kernel
+#   scripts/setup.sh --apps     also the app scenarios' programs (redis, fio, sysbench), whose
+#                               installed files go into the image
 #   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test,
 #                               Ansible and sshd for the fleet test, and the kernel build: CI
 #                               boots the VM tests with both kernels)
@@ -18,7 +20,8 @@ for arg in "$@"; do
   case "$arg" in
     --test) lists+=(test kernel) ;;
     --kernel) lists+=(kernel) ;;
-    *) echo "scripts/setup.sh: unknown option $arg (--kernel, --test)" >&2; exit 2 ;;
+    --apps) lists+=(apps) ;;
+    *) echo "scripts/setup.sh: unknown option $arg (--kernel, --apps, --test)" >&2; exit 2 ;;
   esac
 done
 want=()

@@ -7,6 +7,7 @@
 //! [`compare`] drives the pipeline; [`fleet`] runs it on many hosts through Ansible; [`sys`] is
 //! the only place with `unsafe`.
 
+pub mod apps;
 pub mod audit;
 pub mod backend;
 pub mod bounds;

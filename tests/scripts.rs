@@ -126,3 +126,25 @@ fn the_kernel_group_asks_for_the_source_and_the_kernel_build_tools() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("unknown option --kernal"));
 }
+
+#[test]
+fn the_apps_group_asks_for_the_app_scenarios_programs() {
+    if !host_has(is_root(), "scripts/setup.sh runs only as root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let guard = tmp.path().join("policy-rc.d");
+    let bin = fakes(&guard);
+    let said = stdout(&run_setup_with(bin.path(), &guard, &["--apps"]));
+    for package in ["redis-server", "redis-tools", "fio", "sysbench"] {
+        assert!(
+            said.split_whitespace().any(|w| w == package),
+            "--apps does not install {package}: {said}"
+        );
+    }
+    let plain = stdout(&run_setup(bin.path(), &guard));
+    assert!(
+        !plain.split_whitespace().any(|w| w == "sysbench"),
+        "the default group installs no app: {plain}"
+    );
+}

@@ -10,6 +10,7 @@
 //! - [`isolation`]: the isolation scenario's aggressors, containment probes, audited namespaces
 //!   and paths, and its applets' command lines;
 //! - [`metric`]: what is measured (metric names and units), startup phase points and disk layers;
+//! - [`app`]: the parsers an app scenario names for its client's output;
 //! - [`vmconf`]: the VM configuration the host writes into the initramfs and init reads.
 //!
 //! The crate has no dependencies so that both the static guest binary and the host library can
@@ -55,6 +56,7 @@ macro_rules! named_enum {
     };
 }
 
+pub mod app;
 pub mod applet;
 pub mod args;
 pub mod caps;

@@ -118,6 +118,46 @@ named_enum! {
         IoFsyncLatencyP99 => "io_fsync_latency_p99",
         /// The port the http workload listens on (reported by the guest).
         HttpPort => "http_port",
+        /// App scenarios (a real program and its own standard client, parsed by `cvm`): Redis
+        /// GET requests per second, as `redis-benchmark` counts them.
+        RedisGetRps => "redis_get_rps",
+        /// `redis-benchmark`'s median GET latency.
+        RedisGetLatencyP50 => "redis_get_latency_p50",
+        RedisGetLatencyP99 => "redis_get_latency_p99",
+        /// Redis SET requests per second.
+        RedisSetRps => "redis_set_rps",
+        RedisSetLatencyP50 => "redis_set_latency_p50",
+        RedisSetLatencyP99 => "redis_set_latency_p99",
+        /// Requests `redis-benchmark` completed over its tests (GET and SET together).
+        RedisRequests => "redis_requests",
+        /// Redis's own count over the same client run: the change in `INFO stats`
+        /// `total_commands_processed`, less the `INFO` command itself.
+        RedisServerCommands => "redis_server_commands",
+        /// PostgreSQL: transactions per second of the timed `pgbench` run.
+        PgbenchTps => "pgbench_tps",
+        /// `pgbench`'s average transaction latency.
+        PgbenchLatencyAvg => "pgbench_latency_avg",
+        /// Transactions `pgbench` reports processed.
+        PgbenchTransactions => "pgbench_transactions",
+        /// PostgreSQL's own count over the same run: the change in `pg_stat_database`'s
+        /// `xact_commit` for the benchmark's database.
+        PgServerCommits => "pg_server_commits",
+        /// `fio` on the instance's io storage: 4 KiB random reads per second.
+        FioRandreadIops => "fio_randread_iops",
+        /// The 99th percentile completion latency of those reads.
+        FioRandreadP99 => "fio_randread_p99",
+        /// 4 KiB random writes per second.
+        FioRandwriteIops => "fio_randwrite_iops",
+        FioRandwriteP99 => "fio_randwrite_p99",
+        /// Sequential 1 MiB writes, bytes per second.
+        FioSeqwriteBandwidth => "fio_seqwrite_bandwidth",
+        /// 1 when `fio` ran with direct I/O (`O_DIRECT`), 0 when the storage refused it and it
+        /// ran buffered: the figures mean different things, so it is recorded with them.
+        FioDirect => "fio_direct",
+        /// `sysbench cpu`: events (prime searches) per second, one thread.
+        SysbenchCpuEvents => "sysbench_cpu_events",
+        /// `sysbench memory`: bytes written per second, one thread.
+        SysbenchMemoryBandwidth => "sysbench_memory_bandwidth",
         /// Noisy neighbour: the rate the victim sustained alone in its closed-loop calibration.
         NoisyCalibratedRate => "noisy_calibrated_rate",
         /// Noisy neighbour: the open-loop rate offered to the victim in every phase (a share
@@ -225,7 +265,14 @@ impl Metric {
             | Metric::IoFsyncLatencyP50
             | Metric::IoFsyncLatencyP99
             | Metric::DockerDaemonStart
-            | Metric::NoisyAloneP99 => Unit::Seconds,
+            | Metric::NoisyAloneP99
+            | Metric::RedisGetLatencyP50
+            | Metric::RedisGetLatencyP99
+            | Metric::RedisSetLatencyP50
+            | Metric::RedisSetLatencyP99
+            | Metric::PgbenchLatencyAvg
+            | Metric::FioRandreadP99
+            | Metric::FioRandwriteP99 => Unit::Seconds,
             Metric::MemoryPss
             | Metric::MemoryOverhead
             | Metric::MemoryPssPeak
@@ -248,15 +295,27 @@ impl Metric {
             | Metric::NoisyOfferedRate
             | Metric::NoisyCpuWork
             | Metric::NoisyIoWork
-            | Metric::NoisyForkWork => Unit::PerSecond,
+            | Metric::NoisyForkWork
+            | Metric::RedisGetRps
+            | Metric::RedisSetRps
+            | Metric::PgbenchTps
+            | Metric::FioRandreadIops
+            | Metric::FioRandwriteIops
+            | Metric::SysbenchCpuEvents => Unit::PerSecond,
             Metric::MemBandwidthCopy
             | Metric::MemBandwidthTriad
             | Metric::IoWriteBandwidth
-            | Metric::NoisyMemoryWork => Unit::BytesPerSecond,
+            | Metric::NoisyMemoryWork
+            | Metric::FioSeqwriteBandwidth
+            | Metric::SysbenchMemoryBandwidth => Unit::BytesPerSecond,
             Metric::HttpRequests
             | Metric::HttpErrors
             | Metric::HttpUnanswered
             | Metric::HttpServerRequests
+            | Metric::RedisRequests
+            | Metric::RedisServerCommands
+            | Metric::PgbenchTransactions
+            | Metric::PgServerCommits
             | Metric::ReadyProbesUnanswered
             | Metric::RunFailed
             | Metric::AuditNamespacesShared
@@ -296,7 +355,8 @@ impl Metric {
             | Metric::AuditSeccompMode
             | Metric::AuditNoNewPrivs
             | Metric::AuditLsmConfined
-            | Metric::AuditVmmSandbox => Unit::One,
+            | Metric::AuditVmmSandbox
+            | Metric::FioDirect => Unit::One,
         }
     }
 }
@@ -419,7 +479,12 @@ impl Metric {
     /// rates are throughput) except where a count is work done rather than a fault.
     pub const fn better(self) -> Better {
         match self {
-            Metric::HttpRequests | Metric::HttpServerRequests => Better::Higher,
+            Metric::HttpRequests
+            | Metric::HttpServerRequests
+            | Metric::RedisRequests
+            | Metric::RedisServerCommands
+            | Metric::PgbenchTransactions
+            | Metric::PgServerCommits => Better::Higher,
             // A signed difference between two observers: neither way is better.
             Metric::HttpPort | Metric::ReadyProbeSkew => Better::Neither,
             // Isolation: a ratio near 1 and a contained attempt are better; the aggressor's

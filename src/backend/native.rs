@@ -82,6 +82,7 @@ impl Backend for NativeBackend {
             use_cgroup,
             disk: image.layer_files(),
             watch_port: scenario.readiness.port(),
+            io_by_env: scenario.workload.applet.is_none(),
         }))
     }
 }
@@ -97,6 +98,9 @@ struct NativePrepared {
     io: Option<IoStore>,
     /// The port watched for LISTEN: by the host, since native has no init of cvm's.
     watch_port: Option<u16>,
+    /// A command (not the io applet) is told its io directory in the environment
+    /// ([`cvm_proto::app::IO_DIR_ENV`]): native has no mount namespace to put it at `io_dir`.
+    io_by_env: bool,
 }
 
 impl Prepared for NativePrepared {
@@ -137,21 +141,31 @@ impl Prepared for NativePrepared {
             None => Vec::new(),
         };
         let mut args = self.argv[1..].to_vec();
+        let mut io_env = None;
         let io_dir = match &self.io {
             Some(store) => {
                 let label = format!("{}-native-{}", ctx.run_id, ctx.instance);
                 let dir = store
                     .instance_dir(&label)
                     .map_err(|e| fail(NativeError::IoDir(e)))?;
-                // The last `--dir` wins: the workload writes where every backend's io goes.
-                args.push(format!("--dir={}", dir.path().display()));
+                if self.io_by_env {
+                    io_env = Some(format!(
+                        "{}={}",
+                        cvm_proto::app::IO_DIR_ENV,
+                        dir.path().display()
+                    ));
+                } else {
+                    // The last `--dir` wins: the workload writes where every backend's io goes.
+                    args.push(format!("--dir={}", dir.path().display()));
+                }
                 Some(dir)
             }
             None => None,
         };
         let fds = process::workload_fds(stderr_write, marker_write)
             .map_err(|e| fail(NativeError::DevNull(e)))?;
-        let spec = exec_spec(&program, &args, cgroup_procs, fds).map_err(fail)?;
+        let spec =
+            exec_spec(&program, &args, io_env.as_deref(), cgroup_procs, fds).map_err(fail)?;
         let started_at = Instant::now();
         // The same spawn as the container backend's (a vfork-style clone straight into exec),
         // so the comparison isolates the namespaces rather than two ways of starting a process.
@@ -259,6 +273,7 @@ impl Drop for NativeInstance {
 fn exec_spec(
     program: &std::path::Path,
     args: &[String],
+    io_env: Option<&str>,
     cgroup_procs: Vec<std::fs::File>,
     fds: Vec<(std::os::fd::OwnedFd, std::os::fd::RawFd)>,
 ) -> Result<NamespacedExec, NativeError> {
@@ -275,7 +290,8 @@ fn exec_spec(
         cvm_proto::DEFAULT_MARKER_FD
     );
     let envp = [WORKLOAD_PATH, "HOME=/root", marker_env.as_str()]
-        .iter()
+        .into_iter()
+        .chain(io_env)
         .map(|e| cstr(e.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(NamespacedExec {
@@ -302,7 +318,7 @@ pub fn fork_exec_floor(program: &std::path::Path, timeout: Duration) -> io::Resu
     let devnull = std::fs::File::options().write(true).open("/dev/null")?;
     let fds = process::workload_fds(devnull.into(), write_end)?;
     let args = [cvm_proto::applet::Applet::Hello.name().to_string()];
-    let spec = exec_spec(program, &args, Vec::new(), fds).map_err(io::Error::other)?;
+    let spec = exec_spec(program, &args, None, Vec::new(), fds).map_err(io::Error::other)?;
     let start = Instant::now();
     let pid = spawn_namespaced(spec).map_err(io::Error::other)?;
     // Owned from here: dropping it kills (if need be) and reaps the child.

@@ -39,7 +39,7 @@ impl Placement {
 
 /// The placement of `scenario`'s instances and load client on this host, or why there is none.
 pub fn for_scenario(scenario: &Scenario) -> Result<Placement, &'static str> {
-    if scenario.load.is_none() {
+    if !scenario.has_host_client() {
         return Err("none (no load phase)");
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());

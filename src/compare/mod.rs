@@ -26,6 +26,7 @@ use crate::image::{Image, ImageError};
 use crate::results::{ResultsError, RunStatus};
 use crate::scenario::ScenarioError;
 
+mod app_phase;
 pub mod cgroup_state;
 mod density;
 mod idle_memory;

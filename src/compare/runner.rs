@@ -306,8 +306,19 @@ impl Runner<'_> {
         }
         if self.scenario.workload.runs_to_completion() {
             match startup::wait_exit(instance, &mut timeline, self.timeout, self.interrupted) {
-                Ok(exit) if exit.success() => {}
-                Ok(exit) => return Ok(RunEnd::Failed(format!("the workload ended with {exit}"))),
+                Ok(exit) if exit.success() => {
+                    if let RunEnd::Failed(msg) =
+                        self.record_inside_client(instance, &mut timeline, iteration, phase)?
+                    {
+                        return Ok(RunEnd::Failed(msg));
+                    }
+                }
+                Ok(exit) => {
+                    let said = self.inside_client_said(&timeline);
+                    return Ok(RunEnd::Failed(format!(
+                        "the workload ended with {exit}{said}"
+                    )));
+                }
                 Err(e) => return Ok(RunEnd::Failed(e.to_string())),
             }
         } else {
@@ -318,6 +329,11 @@ impl Runner<'_> {
                 {
                     return Ok(RunEnd::Failed(msg));
                 }
+            }
+            if let RunEnd::Failed(msg) =
+                self.run_app_client(instance, &mut timeline, iteration, phase)?
+            {
+                return Ok(RunEnd::Failed(msg));
             }
             startup::drain(instance, &mut timeline);
             // A server that died under load is a failed run, not a fast one.

@@ -59,6 +59,10 @@ const PLAYBOOK_FILES: &[(&str, &str)] = &[
         "scripts/packages/compare.txt",
         include_str!("../../scripts/packages/compare.txt"),
     ),
+    (
+        "scripts/packages/apps.txt",
+        include_str!("../../scripts/packages/apps.txt"),
+    ),
 ];
 const PLAYBOOK: &str = "deploy/ansible/fleet.yml";
 

@@ -21,6 +21,7 @@ pub mod ext4;
 pub mod filter;
 pub mod initramfs;
 pub mod libs;
+mod packages;
 
 use crate::scenario::{Scenario, Workload};
 
@@ -53,6 +54,8 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    #[error("the image's package {name} cannot be used: {reason}")]
+    Package { name: String, reason: String },
     #[error("bring-your-own binary {path} is not usable: {reason}")]
     HostBinary { path: PathBuf, reason: String },
     #[error("cannot use {path} as the image's base rootfs")]
@@ -85,6 +88,9 @@ impl Image {
         for bin in &scenario.image.host_binaries {
             byo_files.extend(byo::closure(bin)?);
         }
+        let app_files = packages::collect(&scenario.image.packages, &scenario.image.files)?;
+        byo_files.extend(app_files.app.iter().cloned());
+        byo_files.extend(app_files.libs.iter().cloned());
 
         let mut hasher = Sha256::new();
         hasher.update(LAYOUT_VERSION);
@@ -93,6 +99,14 @@ impl Image {
         for f in &byo_files {
             hasher.update(f.as_os_str().as_encoded_bytes());
             hasher.update(read(f)?);
+        }
+        let io_mount = scenario.workload.io_target().map(|(dir, _)| dir);
+        if let Some(dir) = &io_mount {
+            hasher.update(dir.as_bytes());
+        }
+        for (link, target) in &app_files.links {
+            hasher.update(link.as_os_str().as_encoded_bytes());
+            hasher.update(target.as_os_str().as_encoded_bytes());
         }
         if let Some(base) = &scenario.image.rootfs {
             hasher.update(base.as_os_str().as_encoded_bytes());
@@ -109,11 +123,15 @@ impl Image {
         let in_image = |p: &Path| rootfs.join(p.strip_prefix("/").unwrap_or(p));
         let mut app = vec![in_image(Path::new(GUEST_PATH))];
         app.extend(scenario.image.host_binaries.iter().map(|b| in_image(b)));
+        // An app's executables and data count as app; the libraries they load as libs.
+        app.extend(app_files.app.iter().map(|f| in_image(f)));
         let mut libs = vec![in_image(Path::new("/bin/busybox"))];
         libs.extend(
             byo_files
                 .iter()
-                .filter(|f| !scenario.image.host_binaries.contains(f))
+                .filter(|f| {
+                    !scenario.image.host_binaries.contains(f) && !app_files.app.contains(*f)
+                })
                 .map(|f| in_image(f)),
         );
         if scenario.image.rootfs.is_some() {
@@ -153,7 +171,16 @@ impl Image {
                 byo::unpack_rootfs(base, &tmp)?;
             }
             populate(&tmp, &guest_bytes, &busybox_bytes)?;
-            byo::copy_into(&tmp, &byo_files)
+            byo::copy_into(&tmp, &byo_files)?;
+            packages::make_links(&tmp, &app_files.links)?;
+            // The io storage's mount point, for a read-only rootfs that cannot grow one.
+            match &io_mount {
+                Some(dir) => {
+                    let p = tmp.join(dir.trim_start_matches('/'));
+                    fs::create_dir_all(&p).map_err(|source| ImageError::Write { path: p, source })
+                }
+                None => Ok(()),
+            }
         })();
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);

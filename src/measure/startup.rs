@@ -34,6 +34,8 @@ use crate::scenario::Readiness;
 
 /// How many non-marker output lines to keep for an error message.
 const KEEP_OUTPUT_LINES: usize = 12;
+/// How many of the last output lines to keep for an app's inside client, whose output is parsed.
+pub const TRANSCRIPT_LINES: usize = 512;
 /// How long to wait for markers still in flight once the workload has exited.
 const EXIT_GRACE: Duration = Duration::from_millis(200);
 /// How often the wait for a server looks at the probe's result.
@@ -101,6 +103,8 @@ pub struct Timeline {
     /// so nothing more from the workload can follow it.
     pub exit_marker_seen: bool,
     pub output: VecDeque<String>,
+    /// The last [`TRANSCRIPT_LINES`] output lines: an inside client's output, parsed at exit.
+    pub transcript: VecDeque<String>,
     /// The guest's latest report of its memory in use (bytes) and when it arrived.
     pub guest_memory: Option<(u64, Duration)>,
     /// Failures the instance reported on its own channels (a `CVM:error` marker, an OOM kill):
@@ -256,6 +260,10 @@ impl Timeline {
     }
 
     fn keep_output(&mut self, line: String) {
+        if self.transcript.len() == TRANSCRIPT_LINES {
+            self.transcript.pop_front();
+        }
+        self.transcript.push_back(line.clone());
         if self.output.len() == KEEP_OUTPUT_LINES {
             self.output.pop_front();
         }
@@ -485,6 +493,20 @@ pub fn drain(instance: &dyn Instance, timeline: &mut Timeline) {
     let zero = instance.started_at();
     while let Ok(event) = instance.events().try_recv() {
         timeline.record(event, zero);
+    }
+}
+
+/// Takes what the instance reports within `grace`, or until every sender is gone: an exited
+/// workload's last output lines travel on a pipe and reader thread of their own, and may arrive
+/// after init's exit marker.
+pub fn settle(instance: &dyn Instance, timeline: &mut Timeline, grace: Duration) {
+    let zero = instance.started_at();
+    let deadline = Instant::now() + grace;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match instance.events().recv_timeout(left) {
+            Ok(event) => timeline.record(event, zero),
+            Err(_) => break,
+        }
     }
 }
 

@@ -8,8 +8,11 @@ use cvm_proto::applet::{Applet, IoArgs};
 
 use cvm_proto::isolation::{Aggressor, AggressorArgs, AuditArgs, ContainArgs};
 
+use cvm_proto::app::AppParser;
+
 use super::model::{
-    BackendKind, IoStorage, IsolationSpec, LoadSpec, NetworkMode, Readiness, Scenario,
+    AppSpec, BackendKind, ClientSide, IoStorage, IsolationSpec, LoadSpec, NetworkMode, Readiness,
+    Scenario,
 };
 
 /// The built-in scenarios, embedded from `scenarios/` so the binary works from any directory.
@@ -26,6 +29,10 @@ const BUILTINS: &[(&str, &str)] = &[
     ("density", include_str!("../../scenarios/density.toml")),
     ("sweep", include_str!("../../scenarios/sweep.toml")),
     ("isolation", include_str!("../../scenarios/isolation.toml")),
+    ("redis", include_str!("../../scenarios/redis.toml")),
+    ("fio", include_str!("../../scenarios/fio.toml")),
+    ("sysbench", include_str!("../../scenarios/sysbench.toml")),
+    ("postgres", include_str!("../../scenarios/postgres.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -133,189 +140,27 @@ impl Positions {
     }
 }
 
-/// Checks what serde's types cannot: ranges, names, consistency between sections.
-fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> {
-    let fail = |span: Range<usize>, msg: String| Err((span, msg));
-    if s.name.trim().is_empty() {
-        return fail(0..0, "`name` must not be empty".into());
-    }
-    if *s.runs.get_ref() == 0 {
-        return fail(s.runs.span(), "`runs` must be at least 1".into());
-    }
-    let t = *s.timeout_s.get_ref();
-    if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
-        return fail(
-            s.timeout_s.span(),
-            "`timeout_s` must be between 0 and 86400 seconds".into(),
-        );
-    }
-    let gap = *s.start.idle_gap_s.get_ref();
-    if !(gap.is_finite() && (0.0..=3600.0).contains(&gap)) {
-        return fail(
-            s.start.idle_gap_s.span(),
-            "`start.idle_gap_s` must be between 0 and 3600 seconds".into(),
-        );
-    }
-    if s.backends.get_ref().is_empty() {
-        return fail(
-            s.backends.span(),
-            "`backends` must name at least one backend".into(),
-        );
-    }
-    for b in s.backends.get_ref() {
-        if let Err(msg) = b.get_ref().parse::<BackendKind>() {
-            return fail(b.span(), msg);
-        }
-    }
-    let io = &s.resources.io_storage;
-    if *io.get_ref() != IoStorage::Disk && s.workload.applet() != Some(Applet::Io) {
-        return fail(
-            io.span(),
-            "`resources.io_storage` applies only to the `io` applet; remove it or use `applet = \"io\"`"
-                .into(),
-        );
-    }
-    match (&s.workload.applet, &s.workload.command) {
-        (Some(_), Some(c)) => {
-            return fail(
-                c.span(),
-                "give either `workload.applet` or `workload.command`, not both".into(),
-            )
-        }
-        (None, None) => return fail(0..0, "`[workload]` needs `applet` or `command`".into()),
-        (Some(a), None) => {
-            let Some(applet) = Applet::from_name(a.get_ref()).filter(|a| *a != Applet::Init) else {
-                let valid: Vec<&str> = Applet::workloads().map(Applet::name).collect();
-                return fail(
-                    a.span(),
-                    format!(
-                        "unknown applet `{}`; valid applets: {}",
-                        a.get_ref(),
-                        valid.join(", ")
-                    ),
-                );
-            };
-            // The guest's own option tables: an argument the applet would refuse fails here,
-            // at the scenario's line, instead of in every instance.
-            let args: Vec<OsString> = s.workload.args.iter().map(OsString::from).collect();
-            let checked = match applet {
-                Applet::Io => IoArgs::parse(&args).map(drop),
-                Applet::Aggressor => AggressorArgs::parse(&args).map(drop),
-                Applet::Audit => AuditArgs::parse(&args).map(drop),
-                Applet::Contain => ContainArgs::parse(&args).map(drop),
-                other => other.parse(&args).map(drop),
-            };
-            if let Err(e) = checked {
-                return fail(a.span(), format!("`workload.args` for `{applet}`: {e}"));
-            }
-        }
-        (None, Some(c)) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
-            return fail(
-                c.span(),
-                "`workload.command` must start with a program".into(),
-            )
-        }
-        _ => {}
-    }
-    let vcpus = *s.resources.vcpus.get_ref();
-    if !(1..=64).contains(&vcpus) {
-        return fail(
-            s.resources.vcpus.span(),
-            "`resources.vcpus` must be between 1 and 64".into(),
-        );
-    }
-    let mem = *s.resources.memory_mib.get_ref();
-    if !(16..=1 << 20).contains(&mem) {
-        return fail(
-            s.resources.memory_mib.span(),
-            "`resources.memory_mib` must be between 16 and 1048576".into(),
-        );
-    }
-    if let Readiness::Tcp { port } | Readiness::Http { port, .. } = s.readiness {
-        if port == 0 {
-            return fail(0..0, "`readiness.port` must not be 0".into());
-        }
-        if s.resources.network == NetworkMode::None {
-            // With no network, a container's port is unreachable from the host.
-            return fail(
-                at.network_or_readiness(),
-                "`readiness` of kind \"http\" or \"tcp\" connects from the host, which \
-                 `network = \"none\"` (the default) does not allow: set `network = \"private\"` \
-                 in `[resources]`, or use `readiness` of kind \"marker\""
-                    .into(),
-            );
-        }
-    }
-    if let Some(LoadSpec {
-        duration_s,
-        connections,
-        client_threads,
-        rate,
-        rates,
-        ..
-    }) = &s.load
-    {
-        if !matches!(s.readiness, Readiness::Http { .. } | Readiness::Tcp { .. }) {
-            return fail(0..0, "an HTTP `[load]` needs `readiness` of kind \"http\" or \"tcp\" (it names the port)".into());
-        }
-        let d = *duration_s.get_ref();
-        if !(d.is_finite() && d > 0.0 && d <= 3600.0) {
-            return fail(
-                duration_s.span(),
-                "`load.duration_s` must be between 0 and 3600 seconds".into(),
-            );
-        }
-        if !(1..=1024).contains(connections.get_ref()) {
-            return fail(
-                connections.span(),
-                "`load.connections` must be between 1 and 1024".into(),
-            );
-        }
-        if !(1..=*connections.get_ref().min(&64)).contains(client_threads.get_ref()) {
-            return fail(
-                client_threads.span(),
-                "`load.client_threads` must be between 1 and `load.connections` (at most 64): \
-                 a thread without a connection would measure nothing"
-                    .into(),
-            );
-        }
-        if let Some(rates) = rates {
-            let list = rates.get_ref();
-            if list.is_empty()
-                || list.len() > 32
-                || list.iter().any(|r| !(1.0..=10_000_000.0).contains(r))
-            {
-                return fail(
-                    rates.span(),
-                    "`load.rates` must list 1 to 32 rates, each between 1 and 10000000 requests \
-                     per second"
-                        .into(),
-                );
-            }
-        }
-        if let Some(rate) = rate {
-            let r = *rate.get_ref();
-            if !(1.0..=10_000_000.0).contains(&r) {
-                return fail(
-                    rate.span(),
-                    "`load.rate` must be between 1 and 10000000 requests per second".into(),
-                );
-            }
-        }
+/// A validation failure: where in the text, and the message.
+type Invalid = Result<(), (Range<usize>, String)>;
+
+fn fail(span: Range<usize>, msg: impl Into<String>) -> Invalid {
+    Err((span, msg.into()))
+}
+
+/// Checks what serde's types cannot: ranges, names, consistency between sections. One check
+/// per section, in the order a reader meets them.
+fn validate(s: &Scenario, at: &Positions) -> Invalid {
+    validate_run(s)?;
+    validate_workload(s)?;
+    validate_resources(s, at)?;
+    if let Some(load) = &s.load {
+        validate_load(s, load)?;
     }
     if let Some(d) = &s.density {
         if !(1..=1000).contains(d.instances.get_ref()) {
             return fail(
                 d.instances.span(),
-                "`density.instances` must be between 1 and 1000".into(),
-            );
-        }
-    }
-    if let Some(pids) = &s.resources.pids {
-        if !(16..=65536).contains(pids.get_ref()) {
-            return fail(
-                pids.span(),
-                "`resources.pids` must be between 16 and 65536".into(),
+                "`density.instances` must be between 1 and 1000",
             );
         }
     }
@@ -329,6 +174,318 @@ fn validate(s: &Scenario, at: &Positions) -> Result<(), (Range<usize>, String)> 
                 format!("`security.cap_add`: unknown capability `{cap}` (kernel names, such as CAP_SYS_ADMIN)"),
             );
         }
+    }
+    validate_image(s)?;
+    if let Some(app) = &s.app {
+        validate_app(s, app)?;
+    }
+    Ok(())
+}
+
+/// The run's own settings: name, runs, time limits, backends.
+fn validate_run(s: &Scenario) -> Invalid {
+    if s.name.trim().is_empty() {
+        return fail(0..0, "`name` must not be empty");
+    }
+    if *s.runs.get_ref() == 0 {
+        return fail(s.runs.span(), "`runs` must be at least 1");
+    }
+    let t = *s.timeout_s.get_ref();
+    if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
+        return fail(
+            s.timeout_s.span(),
+            "`timeout_s` must be between 0 and 86400 seconds",
+        );
+    }
+    let gap = *s.start.idle_gap_s.get_ref();
+    if !(gap.is_finite() && (0.0..=3600.0).contains(&gap)) {
+        return fail(
+            s.start.idle_gap_s.span(),
+            "`start.idle_gap_s` must be between 0 and 3600 seconds",
+        );
+    }
+    if s.backends.get_ref().is_empty() {
+        return fail(
+            s.backends.span(),
+            "`backends` must name at least one backend",
+        );
+    }
+    for b in s.backends.get_ref() {
+        if let Err(msg) = b.get_ref().parse::<BackendKind>() {
+            return fail(b.span(), msg);
+        }
+    }
+    Ok(())
+}
+
+/// `[workload]`: an applet with arguments its own option table accepts, or a command; the io
+/// storage only where something writes to it.
+fn validate_workload(s: &Scenario) -> Invalid {
+    let io = &s.resources.io_storage;
+    let writes_io = s.workload.applet() == Some(Applet::Io) || s.workload.io_dir.is_some();
+    if *io.get_ref() != IoStorage::Disk && !writes_io {
+        return fail(
+            io.span(),
+            "`resources.io_storage` applies only to the `io` applet or a command's \
+             `workload.io_dir`; remove it or use `applet = \"io\"`",
+        );
+    }
+    if let Some(dir) = &s.workload.io_dir {
+        let ok = s.workload.command.is_some()
+            && dir.get_ref().starts_with('/')
+            && dir.get_ref().len() > 1;
+        if !ok {
+            return fail(
+                dir.span(),
+                "`workload.io_dir` is a command's io directory: an absolute path other than `/`, \
+                 with `workload.command` (the io applet takes `--dir`)",
+            );
+        }
+        if !(1..=1 << 20).contains(s.workload.io_mib.get_ref()) {
+            return fail(
+                s.workload.io_mib.span(),
+                "`workload.io_mib` must be between 1 and 1048576",
+            );
+        }
+    }
+    match (&s.workload.applet, &s.workload.command) {
+        (Some(_), Some(c)) => fail(
+            c.span(),
+            "give either `workload.applet` or `workload.command`, not both",
+        ),
+        (None, None) => fail(0..0, "`[workload]` needs `applet` or `command`"),
+        (Some(a), None) => validate_applet(s, a),
+        (None, Some(c)) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
+            fail(c.span(), "`workload.command` must start with a program")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The applet exists and its arguments pass the guest's own option tables: an argument the
+/// applet would refuse fails here, at the scenario's line, instead of in every instance.
+fn validate_applet(s: &Scenario, a: &toml::Spanned<String>) -> Invalid {
+    let Some(applet) = Applet::from_name(a.get_ref()).filter(|a| *a != Applet::Init) else {
+        let valid: Vec<&str> = Applet::workloads().map(Applet::name).collect();
+        return fail(
+            a.span(),
+            format!(
+                "unknown applet `{}`; valid applets: {}",
+                a.get_ref(),
+                valid.join(", ")
+            ),
+        );
+    };
+    let args: Vec<OsString> = s.workload.args.iter().map(OsString::from).collect();
+    let checked = match applet {
+        Applet::Io => IoArgs::parse(&args).map(drop),
+        Applet::Aggressor => AggressorArgs::parse(&args).map(drop),
+        Applet::Audit => AuditArgs::parse(&args).map(drop),
+        Applet::Contain => ContainArgs::parse(&args).map(drop),
+        other => other.parse(&args).map(drop),
+    };
+    match checked {
+        Err(e) => fail(a.span(), format!("`workload.args` for `{applet}`: {e}")),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// `[resources]` in range, and a readiness port only where the host can reach it.
+fn validate_resources(s: &Scenario, at: &Positions) -> Invalid {
+    let vcpus = *s.resources.vcpus.get_ref();
+    if !(1..=64).contains(&vcpus) {
+        return fail(
+            s.resources.vcpus.span(),
+            "`resources.vcpus` must be between 1 and 64",
+        );
+    }
+    let mem = *s.resources.memory_mib.get_ref();
+    if !(16..=1 << 20).contains(&mem) {
+        return fail(
+            s.resources.memory_mib.span(),
+            "`resources.memory_mib` must be between 16 and 1048576",
+        );
+    }
+    if let Some(pids) = &s.resources.pids {
+        if !(16..=65536).contains(pids.get_ref()) {
+            return fail(pids.span(), "`resources.pids` must be between 16 and 65536");
+        }
+    }
+    if let Readiness::Tcp { port } | Readiness::Http { port, .. } = s.readiness {
+        if port == 0 {
+            return fail(0..0, "`readiness.port` must not be 0");
+        }
+        if s.resources.network == NetworkMode::None {
+            // With no network, a container's port is unreachable from the host.
+            return fail(
+                at.network_or_readiness(),
+                "`readiness` of kind \"http\" or \"tcp\" connects from the host, which \
+                 `network = \"none\"` (the default) does not allow: set `network = \"private\"` \
+                 in `[resources]`, or use `readiness` of kind \"marker\"",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP `[load]`: a port to load, durations, connections and rates in range.
+fn validate_load(s: &Scenario, load: &LoadSpec) -> Invalid {
+    let LoadSpec {
+        duration_s,
+        connections,
+        client_threads,
+        rate,
+        rates,
+        ..
+    } = load;
+    if !matches!(s.readiness, Readiness::Http { .. } | Readiness::Tcp { .. }) {
+        return fail(
+            0..0,
+            "an HTTP `[load]` needs `readiness` of kind \"http\" or \"tcp\" (it names the port)",
+        );
+    }
+    let d = *duration_s.get_ref();
+    if !(d.is_finite() && d > 0.0 && d <= 3600.0) {
+        return fail(
+            duration_s.span(),
+            "`load.duration_s` must be between 0 and 3600 seconds",
+        );
+    }
+    if !(1..=1024).contains(connections.get_ref()) {
+        return fail(
+            connections.span(),
+            "`load.connections` must be between 1 and 1024",
+        );
+    }
+    if !(1..=*connections.get_ref().min(&64)).contains(client_threads.get_ref()) {
+        return fail(
+            client_threads.span(),
+            "`load.client_threads` must be between 1 and `load.connections` (at most 64): \
+             a thread without a connection would measure nothing",
+        );
+    }
+    if let Some(rates) = rates {
+        let list = rates.get_ref();
+        if list.is_empty()
+            || list.len() > 32
+            || list.iter().any(|r| !(1.0..=10_000_000.0).contains(r))
+        {
+            return fail(
+                rates.span(),
+                "`load.rates` must list 1 to 32 rates, each between 1 and 10000000 requests \
+                 per second",
+            );
+        }
+    }
+    if let Some(rate) = rate {
+        if !(1.0..=10_000_000.0).contains(rate.get_ref()) {
+            return fail(
+                rate.span(),
+                "`load.rate` must be between 1 and 10000000 requests per second",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `[image]`'s packages and files: package names as Debian spells them, absolute paths.
+fn validate_image(s: &Scenario) -> Invalid {
+    let bad_package = |p: &String| {
+        p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.:".contains(c))
+    };
+    if let Some(p) = s.image.packages.iter().find(|p| bad_package(p)) {
+        return fail(
+            0..0,
+            format!("`image.packages`: `{p}` is not a Debian package name"),
+        );
+    }
+    if let Some(f) = s.image.files.iter().find(|f| !f.is_absolute()) {
+        return fail(
+            0..0,
+            format!("`image.files`: `{}` is not an absolute path", f.display()),
+        );
+    }
+    Ok(())
+}
+
+fn known_parser(p: &toml::Spanned<String>) -> Result<AppParser, (Range<usize>, String)> {
+    AppParser::from_name(p.get_ref()).ok_or_else(|| {
+        (
+            p.span(),
+            format!(
+                "unknown parser `{}`; valid parsers: {}",
+                p.get_ref(),
+                AppParser::valid_names()
+            ),
+        )
+    })
+}
+
+/// `[app]`: a known parser for the client and the server count, a host client's command and
+/// the port it reaches, an inside client that is the workload and runs to completion.
+fn validate_app(s: &Scenario, app: &AppSpec) -> Invalid {
+    let client = &app.client;
+    if known_parser(&client.parser)?.server_metric().is_some() {
+        return fail(
+            client.parser.span(),
+            "`app.client.parser` reads a server's count: use it in `[app.server_count]`",
+        );
+    }
+    if !(1..=100_000).contains(client.connections.get_ref()) {
+        return fail(
+            client.connections.span(),
+            "`app.client.connections` must be between 1 and 100000",
+        );
+    }
+    match (client.side, &client.command) {
+        (ClientSide::Host, None) => {
+            return fail(0..0, "`app.client` on the host needs a `command`")
+        }
+        (ClientSide::Host, Some(c)) if c.get_ref().first().is_none_or(String::is_empty) => {
+            return fail(c.span(), "`app.client.command` must start with a program")
+        }
+        (ClientSide::Host, Some(_)) if s.readiness.port().is_none() => {
+            return fail(
+                0..0,
+                "`app.client` on the host reaches the workload's port: set `readiness` of kind \
+                 \"tcp\" or \"http\"",
+            )
+        }
+        (ClientSide::Inside, Some(c)) => {
+            return fail(
+                c.span(),
+                "an inside client is the workload itself (`workload.command`): remove \
+                 `app.client.command`",
+            )
+        }
+        (ClientSide::Inside, None) if !s.workload.runs_to_completion() => {
+            return fail(
+                0..0,
+                "an inside client's output is read when the workload exits: set \
+                 `workload.exits = true`",
+            )
+        }
+        _ => {}
+    }
+    if let Some(count) = &app.server_count {
+        if known_parser(&count.parser)?.server_metric().is_none() {
+            return fail(
+                count.parser.span(),
+                "`app.server_count.parser` must read a server's count (redis-info, pg-xact-commit)",
+            );
+        }
+        if client.side != ClientSide::Host || count.command.get_ref().is_empty() {
+            return fail(
+                count.command.span(),
+                "`[app.server_count]` is a host command read before and after a host-side client",
+            );
+        }
+    }
+    if s.load.is_some() {
+        return fail(0..0, "`[app]` and an HTTP `[load]` cannot be combined");
     }
     Ok(())
 }
@@ -589,7 +746,8 @@ mod tests {
         );
         assert_eq!(
             e,
-            "t.toml:5:14: `resources.io_storage` applies only to the `io` applet; remove it or use `applet = \"io\"`"
+            "t.toml:5:14: `resources.io_storage` applies only to the `io` applet or a command's \
+             `workload.io_dir`; remove it or use `applet = \"io\"`"
         );
     }
 
@@ -634,6 +792,53 @@ mod tests {
         ] {
             parse(&ok, "t.toml").unwrap_or_else(|e| panic!("{e}\n{ok}"));
         }
+    }
+
+    #[test]
+    fn an_app_client_is_checked_for_its_side_parser_and_port() {
+        let server = "name = \"a\"\n[workload]\ncommand = [\"/bin/srv\"]\n";
+        let port = "[readiness]\nkind = \"tcp\"\nport = 6379\n[resources]\nnetwork = \"private\"\n";
+        let host = "[app.client]\nside = \"host\"\nparser = \"redis-benchmark\"\n";
+        let cmd = "command = [\"redis-benchmark\", \"-p\", \"{port}\"]\n";
+        parse(&format!("{server}{port}{host}{cmd}"), "t.toml").unwrap();
+        assert!(err(&format!("{server}{port}{host}")).contains("needs a `command`"));
+        assert!(err(&format!("{server}{host}{cmd}")).contains("readiness"));
+        let bad = format!(
+            "{server}{port}{}{cmd}",
+            host.replace("redis-benchmark", "nope")
+        );
+        let e = err(&bad);
+        assert!(
+            e.starts_with("t.toml:") && e.contains("valid parsers: redis-benchmark"),
+            "{e}"
+        );
+        let count = "[app.server_count]\ncommand = [\"redis-cli\"]\nparser = \"redis-benchmark\"\n";
+        assert!(err(&format!("{server}{port}{host}{cmd}{count}")).contains("server's count"));
+        // An inside client is the workload, read when it exits.
+        let inside = "[app.client]\nside = \"inside\"\nparser = \"sysbench\"\n";
+        assert!(err(&format!("{server}{inside}")).contains("exits = true"));
+        let exits = "name = \"a\"\n[workload]\ncommand = [\"/bin/srv\"]\nexits = true\n";
+        parse(&format!("{exits}{inside}"), "t.toml").unwrap();
+        assert!(err(&format!("{exits}{inside}{cmd}")).contains("workload itself"));
+    }
+
+    #[test]
+    fn a_commands_io_dir_gets_the_io_storage_rule() {
+        let s = parse(
+            "name = \"f\"\n[workload]\ncommand = [\"/bin/sh\"]\nio_dir = \"/data\"\nio_mib = 96\n\
+             [resources]\nio_storage = \"memory\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(s.workload.io_target(), Some(("/data".to_string(), 96)));
+        let e = err("name = \"f\"\n[workload]\napplet = \"hello\"\nio_dir = \"/data\"\n");
+        assert!(e.contains("`workload.io_dir`"), "{e}");
+        let e = err("name = \"f\"\n[workload]\ncommand = [\"/bin/sh\"]\nio_dir = \"data\"\n");
+        assert!(e.contains("absolute"), "{e}");
+        let e = err(
+            "name = \"f\"\n[workload]\ncommand = [\"/bin/sh\"]\n[image]\npackages = [\"a b\"]\n",
+        );
+        assert!(e.contains("Debian package name"), "{e}");
     }
 
     #[test]

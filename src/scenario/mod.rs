@@ -7,7 +7,7 @@ mod model;
 
 pub use load::{builtin_names, builtins, load, parse, ScenarioError};
 pub use model::{
-    BackendKind, DensitySpec, ImageSpec, IoStorage, IsolationSpec, LoadKind, LoadSpec, NetworkMode,
-    Readiness, Resources, Scenario, SeccompProfile, SecuritySpec, StartMode, StartSpec, VmSettings,
-    Workload, AGGRESSOR_IO_MIB,
+    AppClient, AppCommand, AppSpec, BackendKind, ClientSide, DensitySpec, ImageSpec, IoStorage,
+    IsolationSpec, LoadKind, LoadSpec, NetworkMode, Readiness, Resources, Scenario, SeccompProfile,
+    SecuritySpec, StartMode, StartSpec, VmSettings, Workload, AGGRESSOR_IO_MIB,
 };

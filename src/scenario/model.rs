@@ -52,6 +52,68 @@ pub struct Scenario {
     /// What a container's workload may do beyond Docker's defaults.
     #[serde(default)]
     pub security: SecuritySpec,
+    /// A real program's own standard client and the parser of its output (app scenarios).
+    pub app: Option<AppSpec>,
+}
+
+impl Scenario {
+    /// Whether a client runs on the host against the instance (an HTTP `[load]`, or an app's
+    /// host-side client): then the instance and the client get CPUs of their own.
+    pub fn has_host_client(&self) -> bool {
+        self.load.is_some()
+            || self
+                .app
+                .as_ref()
+                .is_some_and(|a| a.client.side == ClientSide::Host)
+    }
+}
+
+/// `[app]`: the standard client of the program the workload runs (`redis-benchmark` against
+/// `redis-server`, `fio` inside), and the parser that turns its output into metrics. The
+/// program's files come into the image by `[image]`'s `packages` and `files`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    pub client: AppClient,
+    /// The server's own count, read before and after the client: the cross-check.
+    pub server_count: Option<AppCommand>,
+}
+
+/// The client: where it runs, what it runs, how its output is read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppClient {
+    /// `host`: a host command, run once the workload is ready, on the load client's CPUs.
+    /// `inside`: the workload itself is the client; its output is parsed when it exits.
+    pub side: ClientSide,
+    /// The host command (`side = "host"` only), argv[0] first; `{host}` and `{port}` are
+    /// replaced by the instance's address for the readiness port.
+    pub command: Option<Spanned<Vec<String>>>,
+    /// How the client's output is read (`cvm_proto`-named metrics): see [`AppClient::parser`].
+    pub parser: Spanned<String>,
+    /// The most requests the client keeps in flight (its connections): by how much the
+    /// server's own count may differ from the client's.
+    #[serde(default = "default_app_connections")]
+    pub connections: Spanned<u64>,
+}
+
+/// A host command and the parser of its output (the server's own count).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCommand {
+    pub command: Spanned<Vec<String>>,
+    pub parser: Spanned<String>,
+}
+
+fn default_app_connections() -> Spanned<u64> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientSide {
+    Host,
+    Inside,
 }
 
 /// `[security]`: loosening a container's confinement, to see what it costs in isolation (the
@@ -148,6 +210,15 @@ pub struct Workload {
     /// Whether the workload finishes by itself (cpu, io) rather than serving until stopped.
     /// Defaults from the applet; commands default to serving.
     pub exits: Option<bool>,
+    /// A command's io directory: given the instance's io storage by the `io` applet's rule
+    /// (a host directory for containers, a virtio-blk disk for VMs) of `io_mib` MiB written.
+    pub io_dir: Option<Spanned<String>>,
+    #[serde(default = "default_io_mib")]
+    pub io_mib: Spanned<u64>,
+}
+
+fn default_io_mib() -> Spanned<u64> {
+    Spanned::new(0..0, 256)
 }
 
 impl Workload {
@@ -156,6 +227,9 @@ impl Workload {
     /// own there: a host directory for containers, a virtio-blk disk for VMs.
     /// `None` for another workload (or io arguments that do not parse, which validation refuses).
     pub fn io_target(&self) -> Option<(String, u64)> {
+        if let (None, Some(dir)) = (&self.applet, &self.io_dir) {
+            return Some((dir.get_ref().clone(), *self.io_mib.get_ref()));
+        }
         match self.applet()? {
             Applet::Io => {
                 let io = IoArgs::parse(&self.os_args()).ok()?;
@@ -389,6 +463,13 @@ pub struct ImageSpec {
     pub host_binaries: Vec<PathBuf>,
     /// Start from this rootfs directory or tarball instead of an empty one.
     pub rootfs: Option<PathBuf>,
+    /// Installed Debian packages whose files (`dpkg -L`, documentation aside) go in by the
+    /// same rule: executables with their libraries, the rest as data.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Further host files (absolute paths) by the same rule.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
 }
 
 /// A load phase run from the host against the ready workload. (A struct with a `kind` field

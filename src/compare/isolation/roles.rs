@@ -38,6 +38,8 @@ pub(super) fn role_scenario(victim: &Scenario, applet: Applet, args: Vec<String>
         command: None,
         args,
         exits: None,
+        io_dir: None,
+        io_mib: victim.workload.io_mib.clone(),
     };
     s.readiness = Readiness::Marker;
     s.resources.network = NetworkMode::None;
