@@ -566,3 +566,32 @@ fn docker_disk_layers_are_its_binaries_and_the_image_as_docker_stores_it() {
         ],
     );
 }
+
+/// gVisor's availability probe runs a throwaway sandbox: none of its cgroup directories may be
+/// left, neither under a hierarchy's root nor under this process's own cgroup, where runsc puts
+/// some v1 controllers' directories for a relative path (they were left there before).
+#[test]
+fn the_gvisor_probe_leaves_no_cgroup() {
+    if !usable(BackendKind::Gvisor) {
+        return;
+    }
+    // `usable` ran the probe; run one more in case it was cached elsewhere.
+    let _ = cvm::backend::create(BackendKind::Gvisor, &Default::default()).availability();
+    let prefix = format!("cvm-oci-probe-{}-", std::process::id());
+    let mut left = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                left.push(path);
+            } else if path.components().count() < 8 {
+                stack.push(path);
+            }
+        }
+    }
+    assert!(left.is_empty(), "the probe left {left:?}");
+}

@@ -390,9 +390,11 @@ pub fn oom_kills(memory_dir: &Path) -> u64 {
 }
 
 /// A process that just died may still be charged for a moment; rmdir reports EBUSY until then.
-/// Removes the directories named `name` directly under every hierarchy's mount point, which is
-/// where a runtime given the relative `cgroupsPath` `name` creates them. gVisor's runsc, on v1,
-/// leaves several controllers' directories behind after `delete`; runc and crun remove theirs.
+/// Removes the directories named `name` directly under every hierarchy's mount point, and
+/// under this process's own cgroup in each hierarchy: where a runtime given the relative
+/// `cgroupsPath` `name` creates them (runsc puts some v1 controllers' directories under its
+/// caller's cgroup, others under the root). gVisor's runsc, on v1, leaves several controllers'
+/// directories behind after `delete`; runc and crun remove theirs.
 /// Only for a cgroup the caller created for a container that has gone: a directory that still
 /// holds processes cannot be removed and is reported.
 pub fn remove_named(name: &str) -> Result<(), CgroupError> {
@@ -403,7 +405,18 @@ pub fn remove_named(name: &str) -> Result<(), CgroupError> {
         return Ok(());
     };
     let mut candidates = vec![Path::new(ROOT).join(name)];
-    candidates.extend(entries.flatten().map(|e| e.path().join(name)));
+    for entry in entries.flatten() {
+        candidates.push(entry.path().join(name));
+        let mount = entry.file_name();
+        let hierarchy = match mount.to_str() {
+            Some("unified") => Hierarchy::Unified,
+            Some(controller) => Hierarchy::Controller(controller),
+            None => continue,
+        };
+        if let Ok(Some(own)) = cgroup_of(None, hierarchy) {
+            candidates.push(own.join(name));
+        }
+    }
     let mut first_error = None;
     // Checked one at a time: `cpu` and `cpu,cpuacct` are the same hierarchy, gone once removed.
     for dir in candidates {
