@@ -29,21 +29,27 @@ pub fn closure(binary: &Path) -> Result<BTreeSet<PathBuf>, ImageError> {
     Ok(files)
 }
 
+/// Where host path `path` goes under `root`, with its parent made and whatever stood there
+/// removed: the destination may be a symlink from the base rootfs, to be replaced, never
+/// written through.
+pub fn place(root: &Path, path: &Path) -> Result<PathBuf, ImageError> {
+    let dest = root.join(path.strip_prefix("/").unwrap_or(path));
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(|source| ImageError::Write {
+            path: dest.clone(),
+            source,
+        })?;
+    }
+    let _ = fs::remove_file(&dest);
+    Ok(dest)
+}
+
 /// Copies `files` (absolute host paths) to the same paths under `root`, following symlinks so
 /// the image holds real files.
 pub fn copy_into(root: &Path, files: &BTreeSet<PathBuf>) -> Result<(), ImageError> {
     for f in files {
-        let dest = root.join(f.strip_prefix("/").unwrap_or(f));
-        let w = |source| ImageError::Write {
-            path: dest.clone(),
-            source,
-        };
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(w)?;
-        }
-        // The destination may be a symlink from the base rootfs: replace it, never write through.
-        let _ = fs::remove_file(&dest);
-        fs::copy(f, &dest).map_err(w)?;
+        let dest = place(root, f)?;
+        fs::copy(f, &dest).map_err(|source| ImageError::Write { path: dest, source })?;
     }
     Ok(())
 }

@@ -77,6 +77,38 @@ pub struct Image {
     fresh: bool,
 }
 
+/// The image's cache key: the layout, cvm-guest's and busybox's bytes, every brought file by
+/// path and content, the app's links, the io mount point and the user's base rootfs.
+fn content_hash(
+    scenario: &Scenario,
+    binaries: [&[u8]; 2],
+    byo_files: &BTreeSet<PathBuf>,
+    links: &BTreeMap<PathBuf, PathBuf>,
+    io_mount: Option<&str>,
+) -> Result<String, ImageError> {
+    let mut hasher = Sha256::new();
+    hasher.update(LAYOUT_VERSION);
+    for bytes in binaries {
+        hasher.update(bytes);
+    }
+    for f in byo_files {
+        hasher.update(f.as_os_str().as_encoded_bytes());
+        hasher.update(read(f)?);
+    }
+    if let Some(dir) = io_mount {
+        hasher.update(dir.as_bytes());
+    }
+    for (link, target) in links {
+        hasher.update(link.as_os_str().as_encoded_bytes());
+        hasher.update(target.as_os_str().as_encoded_bytes());
+    }
+    if let Some(base) = &scenario.image.rootfs {
+        hasher.update(base.as_os_str().as_encoded_bytes());
+        hasher.update(tree_fingerprint(base)?);
+    }
+    Ok(format!("{:x}", hasher.finalize())[..16].to_string())
+}
+
 impl Image {
     /// Builds (or finds in the cache) the image for `scenario`.
     pub fn build(scenario: &Scenario) -> Result<Image, ImageError> {
@@ -92,27 +124,14 @@ impl Image {
         byo_files.extend(app_files.app.iter().cloned());
         byo_files.extend(app_files.libs.iter().cloned());
 
-        let mut hasher = Sha256::new();
-        hasher.update(LAYOUT_VERSION);
-        hasher.update(&guest_bytes);
-        hasher.update(&busybox_bytes);
-        for f in &byo_files {
-            hasher.update(f.as_os_str().as_encoded_bytes());
-            hasher.update(read(f)?);
-        }
         let io_mount = scenario.workload.io_target().map(|(dir, _)| dir);
-        if let Some(dir) = &io_mount {
-            hasher.update(dir.as_bytes());
-        }
-        for (link, target) in &app_files.links {
-            hasher.update(link.as_os_str().as_encoded_bytes());
-            hasher.update(target.as_os_str().as_encoded_bytes());
-        }
-        if let Some(base) = &scenario.image.rootfs {
-            hasher.update(base.as_os_str().as_encoded_bytes());
-            hasher.update(tree_fingerprint(base)?);
-        }
-        let hash = format!("{:x}", hasher.finalize())[..16].to_string();
+        let hash = content_hash(
+            scenario,
+            [&guest_bytes, &busybox_bytes],
+            &byo_files,
+            &app_files.links,
+            io_mount.as_deref(),
+        )?;
 
         let images = cache_dir().join("images");
         fs::create_dir_all(&images).map_err(|source| ImageError::Cache {

@@ -123,16 +123,9 @@ fn is_elf(path: &Path) -> bool {
 /// Makes `links` under `root` (after the files are copied, so a link never points nowhere).
 pub fn make_links(root: &Path, links: &BTreeMap<PathBuf, PathBuf>) -> Result<(), ImageError> {
     for (path, target) in links {
-        let dest = root.join(path.strip_prefix("/").unwrap_or(path));
-        let w = |source| ImageError::Write {
-            path: dest.clone(),
-            source,
-        };
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(w)?;
-        }
-        let _ = fs::remove_file(&dest);
-        std::os::unix::fs::symlink(target, &dest).map_err(w)?;
+        let dest = super::byo::place(root, path)?;
+        std::os::unix::fs::symlink(target, &dest)
+            .map_err(|source| ImageError::Write { path: dest, source })?;
     }
     Ok(())
 }
