@@ -34,10 +34,36 @@ fn check(level: Level, what: &str, detail: impl Into<String>, hint: Option<&str>
 
 /// Every check, in the order a user would fix them; `backends` is each backend's availability.
 pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> Vec<Check> {
+    let mut out = host_checks();
+    out.extend(file_checks());
+    out.push(guest_kernel_check(opts));
+    out.push(io_dir_check());
+    out.push(kvm_check(opts));
+    out.extend(runtime_checks());
+    out.push(docker_daemon_check(opts));
+    out.extend(
+        backends
+            .iter()
+            .map(|(kind, availability)| match availability {
+                Availability::Available => {
+                    check(Level::Ok, &format!("backend {kind}"), "available", None)
+                }
+                Availability::Unavailable { reason, hint } => check(
+                    Level::Warn,
+                    &format!("backend {kind}"),
+                    format!("unavailable: {reason}"),
+                    Some(hint.as_str()),
+                ),
+            }),
+    );
+    out
+}
+
+/// Root, the cgroup mount and how its joins behave.
+fn host_checks() -> Vec<Check> {
     use Level::*;
-    let mut out = Vec::new();
     let root = nix::unistd::geteuid().is_root();
-    out.push(if root {
+    let root = if root {
         check(Ok, "root", "running as root", None)
     } else {
         check(
@@ -46,8 +72,8 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             "not root: no cgroup limits for native, no container or VM networking",
             Some("run cvm as root (sudo)"),
         )
-    });
-    out.push(match cgroup::detect() {
+    };
+    let cgroups = match cgroup::detect() {
         Some(v) => check(Ok, "cgroups", v.as_str(), None),
         None => check(
             Missing,
@@ -55,7 +81,7 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             "not mounted under /sys/fs/cgroup",
             Some("mount cgroup2 on /sys/fs/cgroup"),
         ),
-    });
+    };
     let joins = match crate::measure::fingerprint::cgroup_favordynmods().as_str() {
         "on" => "favordynmods on: moving a task into a cgroup never waits for an RCU grace period",
         _ => {
@@ -63,8 +89,13 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
              shown as the cgroup_join phase (cvm leaves the mount as it is)"
         }
     };
-    out.push(check(Ok, "cgroup joins", joins, None));
-    out.push(match image::find_guest() {
+    vec![root, cgroups, check(Ok, "cgroup joins", joins, None)]
+}
+
+/// The programs every image and guest is built from.
+fn file_checks() -> Vec<Check> {
+    use Level::*;
+    let guest = match image::find_guest() {
         Result::Ok(p) => check(Ok, "cvm-guest", p.display().to_string(), None),
         Err(e) => check(
             Missing,
@@ -72,8 +103,8 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             e.to_string(),
             Some("build it with `cargo build` (it is a workspace member)"),
         ),
-    });
-    out.push(match image::find_busybox() {
+    };
+    let busybox = match image::find_busybox() {
         Result::Ok(p) => check(Ok, "busybox", p.display().to_string(), None),
         Err(_) => check(
             Missing,
@@ -81,8 +112,8 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             "no static busybox",
             Some("apt-get install busybox-static (or scripts/setup.sh)"),
         ),
-    });
-    out.push(match tool_version("qemu-system-x86_64", &["--version"]) {
+    };
+    let qemu = match tool_version("qemu-system-x86_64", &["--version"]) {
         Some(v) => check(Ok, "QEMU", v, None),
         None => check(
             Missing,
@@ -90,8 +121,14 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             "qemu-system-x86_64 not found",
             Some("apt-get install qemu-system-x86 (or scripts/setup.sh)"),
         ),
-    });
-    out.push(match opts.kernel.path() {
+    };
+    vec![guest, busybox, qemu]
+}
+
+/// The kernel the VM backends boot: `--kernel`, else the host's own.
+fn guest_kernel_check(opts: &HostOptions) -> Check {
+    use Level::*;
+    match opts.kernel.path() {
         Some(k) if std::fs::File::open(k).is_ok() => {
             check(Ok, "guest kernel", k.display().to_string(), None)
         }
@@ -110,8 +147,13 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
                 Some("apt-get install linux-image-amd64, or pass --kernel PATH"),
             ),
         },
-    });
-    out.push(match backend::io_dir::root_filesystem() {
+    }
+}
+
+/// Where the io workloads write, and whether that is a disk.
+fn io_dir_check() -> Check {
+    use Level::*;
+    match backend::io_dir::root_filesystem() {
         Result::Ok((dir, fs, false)) => check(
             Ok,
             "io directory",
@@ -133,32 +175,23 @@ pub fn checks(opts: &HostOptions, backends: &[(BackendKind, Availability)]) -> V
             format!("{:#}", anyhow::Error::new(e)),
             Some("make cvm's cache directory writable, or set CVM_CACHE_DIR"),
         ),
-    });
-    out.push(kvm_check(opts));
-    for (tool, pkg) in [("runc", "runc"), ("crun", "crun"), ("runsc", "runsc")] {
-        out.push(match tool_version(tool, &["--version"]) {
-            Some(v) => check(Ok, tool, v, None),
+    }
+}
+
+/// The OCI runtimes, each with the package that brings it.
+fn runtime_checks() -> Vec<Check> {
+    [("runc", "runc"), ("crun", "crun"), ("runsc", "runsc")]
+        .into_iter()
+        .map(|(tool, pkg)| match tool_version(tool, &["--version"]) {
+            Some(v) => check(Level::Ok, tool, v, None),
             None => check(
-                Missing,
+                Level::Missing,
                 tool,
                 format!("{tool} not found"),
                 Some(&format!("apt-get install {pkg} (or scripts/setup.sh)")),
             ),
-        });
-    }
-    out.push(docker_daemon_check(opts));
-    for (kind, availability) in backends {
-        out.push(match availability {
-            Availability::Available => check(Ok, &format!("backend {kind}"), "available", None),
-            Availability::Unavailable { reason, hint } => check(
-                Warn,
-                &format!("backend {kind}"),
-                format!("unavailable: {reason}"),
-                Some(hint.as_str()),
-            ),
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 /// Whether VM figures will come from KVM: `/dev/kvm` existing is not enough (on a host that is

@@ -140,9 +140,20 @@ fn scenarios_lists_every_builtin_once() {
     assert!(out.status.success());
     let text = stdout(&out);
     let names: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
-    assert_eq!(names.len(), 9, "{text}");
-    for name in ["web ", "sweep ", "startup-cold ", "isolation "] {
-        assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+    // Every file in scenarios/ is a built-in, listed once under its own name.
+    let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), files.len(), "{text}");
+    for name in &files {
+        let listed = names
+            .iter()
+            .filter(|l| l.split(' ').next() == Some(name))
+            .count();
+        assert_eq!(listed, 1, "{name}: {text}");
     }
     // The sweep's default 3 runs cannot support a diff, and it says so under its name.
     let lines: Vec<&str> = text.lines().collect();

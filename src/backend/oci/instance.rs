@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -28,7 +28,7 @@ use crate::backend::bundle::{self, BundleError, SpecInput};
 use crate::backend::cgroup::{self, Limits};
 use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::container::net;
-use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
+use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event, ExitInfo};
 use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{self, StopPolicy, Supervised};
 use crate::backend::DiskLayers;
@@ -40,6 +40,8 @@ use crate::sys::CommandSetup;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long runsc's gofer gets to exit on its own once its sandbox has gone.
 const GOFER_GRACE: Duration = Duration::from_secs(2);
+/// The file in the bundle where the runtime writes its container's init PID.
+const PID_FILE: &str = "init.pid";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -192,31 +194,8 @@ impl OciPrepared {
             netns: None,
             gofer: None,
         };
-        if let Some((_, store)) = &self.io_dir {
-            let label = format!("{}-{}-{}", ctx.run_id, self.runtime.name, ctx.instance);
-            instance.io_dir = Some(store.instance_dir(&label).map_err(InstanceError::IoDir)?);
-        }
-        let volume = match (&self.io_dir, &instance.io_dir) {
-            (Some((inside, _)), Some(host)) => Some((host.path().to_path_buf(), inside.clone())),
-            _ => None,
-        };
-        // runsc joins a namespace named in the bundle rather than configuring the one it makes,
-        // so its private network is made, with the veth in it, before it starts.
-        let joins_netns = self.runtime.runsc && self.network == NetworkMode::Private;
-        let mut netns_path = None;
-        if joins_netns {
-            let ns = net::new_namespace().map_err(InstanceError::Network)?;
-            let copy = ns.try_clone().map_err(InstanceError::NamespaceFd)?;
-            netns_path = Some(PathBuf::from(format!(
-                "/proc/{}/fd/{}",
-                std::process::id(),
-                ns.as_raw_fd()
-            )));
-            instance.netns = Some(ns);
-            let link =
-                net::setup_in(self.subnet, &ctx.run_id, copy).map_err(InstanceError::Network)?;
-            instance.link = Some(link);
-        }
+        let volume = self.io_volume(ctx, &mut instance)?;
+        let netns = self.joined_namespace(ctx, &mut instance)?;
         bundle::write_config(
             &bundle,
             &SpecInput {
@@ -227,16 +206,72 @@ impl OciPrepared {
                 limits: self.limits.clone(),
                 volume,
                 marker_fd: self.runtime.marker_fd(),
-                netns: netns_path,
+                netns: netns.clone(),
                 capabilities: &self.capabilities,
             },
         )
         .map_err(InstanceError::Bundle)?;
+        let (exit, tx) = self.run_detached(&mut instance)?;
+        self.adopt(ctx, &mut instance, exit, &tx, netns.is_some())?;
+        Ok(instance)
+    }
+
+    /// The io workload's host directory, made for this instance, and where it appears inside.
+    fn io_volume(
+        &self,
+        ctx: &LaunchContext,
+        instance: &mut OciInstance,
+    ) -> Result<Option<(PathBuf, String)>, InstanceError> {
+        let Some((inside, store)) = &self.io_dir else {
+            return Ok(None);
+        };
+        let label = format!("{}-{}-{}", ctx.run_id, self.runtime.name, ctx.instance);
+        let host = store.instance_dir(&label).map_err(InstanceError::IoDir)?;
+        let volume = (host.path().to_path_buf(), inside.clone());
+        instance.io_dir = Some(host);
+        Ok(Some(volume))
+    }
+
+    /// runsc joins a namespace named in the bundle rather than configuring the one it makes,
+    /// so its private network is made, with the veth in it, before it starts: the path the
+    /// bundle names, or `None` where the runtime makes its own.
+    fn joined_namespace(
+        &self,
+        ctx: &LaunchContext,
+        instance: &mut OciInstance,
+    ) -> Result<Option<PathBuf>, InstanceError> {
+        if !(self.runtime.runsc && self.network == NetworkMode::Private) {
+            return Ok(None);
+        }
+        let ns = net::new_namespace().map_err(InstanceError::Network)?;
+        let copy = ns.try_clone().map_err(InstanceError::NamespaceFd)?;
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            ns.as_raw_fd()
+        ));
+        instance.netns = Some(ns);
+        let link = net::setup_in(self.subnet, &ctx.run_id, copy).map_err(InstanceError::Network)?;
+        instance.link = Some(link);
+        Ok(Some(path))
+    }
+
+    /// Runs the runtime detached, its cgroup join traced, until it exits having started the
+    /// container (or refused to): its exit, and the sender the instance's events come on.
+    fn run_detached(
+        &self,
+        instance: &mut OciInstance,
+    ) -> Result<(ExitInfo, Sender<Event>), InstanceError> {
+        let bundle = instance
+            .bundle
+            .clone()
+            .expect("a starting instance has its bundle");
         let (read_end, write_end): (OwnedFd, OwnedFd) =
             pipe2(OFlag::O_CLOEXEC).map_err(InstanceError::Pipe)?;
         nix::sys::prctl::set_child_subreaper(true).map_err(InstanceError::Subreaper)?;
-        let pid_file = bundle.join("init.pid");
-        let mut cmd = self.runtime.run_detached(&bundle, &pid_file, &id);
+        let mut cmd = self
+            .runtime
+            .run_detached(&bundle, &bundle.join(PID_FILE), &instance.id);
         // A detached container inherits the runtime's stdio: stderr is the workload's.
         cmd.current_dir("/")
             .stdin(Stdio::null())
@@ -257,7 +292,7 @@ impl OciPrepared {
         instance.events = events;
         // The runtime joins its container's cgroup itself, unseen but for this trace, which
         // reports each cgroup.procs write as a `cgroup_join` span inside `runtime`.
-        let join_trace = JoinTrace::start(Target::Named(id.clone()), tx.clone()).ok();
+        let join_trace = JoinTrace::start(Target::Named(instance.id.clone()), tx.clone()).ok();
         instance.started_at = Instant::now();
         let guard = setup.install(&mut cmd);
         let mut child = cmd.spawn().map_err(|source| InstanceError::Spawn {
@@ -276,13 +311,30 @@ impl OciPrepared {
         let exited = runtime_process.wait_timeout(START_TIMEOUT);
         // A detached runtime has joined (or failed to) by the time it exits.
         drop(join_trace);
-        let Some(exit) = exited else {
-            // Dropping it kills and reaps it; dropping the instance deletes the container.
-            return Err(InstanceError::StartTimeout {
-                runtime: self.runtime.name,
-                timeout: START_TIMEOUT,
-            });
-        };
+        // On a timeout, dropping the runtime kills and reaps it; dropping the instance
+        // deletes the container.
+        let exit = exited.ok_or(InstanceError::StartTimeout {
+            runtime: self.runtime.name,
+            timeout: START_TIMEOUT,
+        })?;
+        Ok((exit, tx))
+    }
+
+    /// Takes over what the exited runtime left: the container's init (and runsc's gofer) as
+    /// cvm's children, supervised, and the network link where the runtime made the namespace.
+    fn adopt(
+        &self,
+        ctx: &LaunchContext,
+        instance: &mut OciInstance,
+        exit: ExitInfo,
+        tx: &Sender<Event>,
+        joined_namespace: bool,
+    ) -> Result<(), InstanceError> {
+        let pid_file = instance
+            .bundle
+            .as_ref()
+            .expect("a starting instance has its bundle")
+            .join(PID_FILE);
         let init = if exit.success() {
             let pid = fs::read_to_string(&pid_file)
                 .ok()
@@ -299,14 +351,12 @@ impl OciPrepared {
             None
         };
         instance.memory_dir = init.and_then(cgroup::memory_of_process);
-        if init.is_some() {
+        if let Some(init) = init {
             // runsc's gofer outlives the exited runtime too, so it is cvm's child now.
-            if let Some(gofer) = self.runtime.gofer_pid(&id) {
+            if let Some(gofer) = self.runtime.gofer_pid(&instance.id) {
                 let raw = i32::try_from(gofer).expect("a PID fits in pid_t");
                 instance.gofer = Some(Supervised::from_pid(raw));
             }
-        }
-        if let Some(init) = init {
             let raw = i32::try_from(init).expect("a PID fits in pid_t");
             // The runtime has exited, so its container's init is our child now (see the module
             // docs), even if it has exited meanwhile (then it waits for us as a zombie).
@@ -319,7 +369,7 @@ impl OciPrepared {
                 )
                 .map_err(InstanceError::Thread)?;
         }
-        if self.network.has_link() && !joins_netns {
+        if self.network.has_link() && !joined_namespace {
             let init = init.ok_or(InstanceError::NoInit {
                 runtime: self.runtime.name,
             })?;
@@ -328,7 +378,7 @@ impl OciPrepared {
                 net::setup(self.subnet, &ctx.run_id, init).map_err(InstanceError::Network)?;
             instance.link = Some(link);
         }
-        Ok(instance)
+        Ok(())
     }
 }
 
