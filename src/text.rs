@@ -87,6 +87,16 @@ pub fn format_number(v: f64) -> String {
     }
 }
 
+/// A ratio or a factor: at most three significant figures at any size ("1610", not "1609":
+/// a ratio's interval is never tighter than that), unlike a count, which stays exact.
+pub fn format_ratio(v: f64) -> String {
+    if v.is_finite() {
+        format_number(round_significant(v))
+    } else {
+        "∞".into()
+    }
+}
+
 /// `v` rounded to three significant digits, as [`format_number`] shows it.
 fn round_significant(v: f64) -> f64 {
     if v == 0.0 || !v.is_finite() {

@@ -3,7 +3,7 @@
 
 use crate::results::RunSummary;
 pub use crate::stats::levels::{level_text, Levels};
-pub use crate::text::{display_unit, format_number, format_value, DisplayUnit};
+pub use crate::text::{display_unit, format_number, format_ratio, format_value, DisplayUnit};
 
 /// A metric name as a sort key that puts density figures in the order of N (`@n=2` before
 /// `@n=10`), not in the order of their text.
@@ -20,7 +20,7 @@ pub fn metric_order(m: &str) -> (&str, u32) {
 /// every output.
 pub fn ratio_cell(m: &crate::results::MetricSummary) -> String {
     match (&m.ratio_to_native, &m.ratio_unavailable) {
-        (Some(r), _) => format!("{}x", format_number(r.point)),
+        (Some(r), _) => format!("{}x", format_ratio(r.point)),
         (None, Some(why)) => format!("n/a ({why})"),
         (None, None) => String::new(),
     }

@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::charts::{Rendered, Verdict, SUMMARY_IMAGE};
-use super::format::{format_value, Levels};
+use super::format::{format_ratio, format_value, Levels};
 use crate::results::{Availability, MetricSummary, RunMeta, RunSummary, Stack};
 use crate::text::escape_html as escape;
 use cvm_proto::metric::{Metric, DISK_PREFIX, PHASE_PREFIX, RATE_PREFIX};
@@ -428,12 +428,12 @@ fn stack_name(s: Stack) -> &'static str {
 
 fn ratio(m: &MetricSummary, levels: &Levels) -> String {
     match (&m.ratio_to_native, &m.ratio_unavailable) {
-        (Some(r), _) if r.level <= 0.0 => format!("{:.2}×", r.point),
+        (Some(r), _) if r.level <= 0.0 => format!("{}×", format_ratio(r.point)),
         (Some(r), _) => format!(
-            "{:.2}× [{:.2}, {:.2}]{}",
-            r.point,
-            r.lower,
-            r.upper,
+            "{}× [{}, {}]{}",
+            format_ratio(r.point),
+            format_ratio(r.lower),
+            format_ratio(r.upper),
             levels.caveat(r)
         ),
         (None, Some(why)) => format!("n/a ({why})"),

@@ -54,7 +54,7 @@ pub use surface::{backend_color, metric_color, segment_color};
 pub(crate) use surface::{render, text, text_width, DrawResult, Drawing, INK};
 pub use sweep::{knee, steps as sweep_steps, sweep_chart, Step};
 pub use verdict::{
-    plan_verdict, questions, render_verdict, sig, Question, Verdict, VerdictRow, SUMMARY_IMAGE,
+    plan_verdict, questions, render_verdict, Question, Verdict, VerdictRow, SUMMARY_IMAGE,
 };
 
 use layout::Layout;

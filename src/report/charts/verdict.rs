@@ -63,26 +63,12 @@ pub struct VerdictRow {
     pub note: String,
 }
 
-/// Two or three significant figures.
-pub fn sig(v: f64) -> String {
-    let a = v.abs();
-    if !v.is_finite() {
-        "∞".into()
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
 fn ratio_note(m: &MetricSummary, percent: bool) -> String {
     let show = |v: f64| {
         if percent {
             format!("{:.0}", v * 100.0)
         } else {
-            sig(v)
+            crate::text::format_ratio(v)
         }
     };
     let unit = if percent { " %" } else { "×" };
@@ -160,7 +146,7 @@ fn isolation_question(s: &RunSummary) -> Option<Question> {
         .collect();
     (!rows.is_empty()).then(|| Question {
         id: "isolation",
-        title: "Isolation: p99 beside the worst neighbour".into(),
+        title: "Isolation: p99 beside the worst neighbour, × alone".into(),
         hint: "over its p99 alone; 1 = undisturbed",
         unit: String::new(),
         rows,
@@ -445,9 +431,10 @@ mod tests {
         assert_eq!(ids, ["ready", "memory"]);
         assert_eq!(q[0].rows.len(), 2);
         assert_eq!(q[0].rows[0].note, "native");
-        assert_eq!(sig(205.83), "206");
-        assert_eq!(sig(12.345), "12.3");
-        assert_eq!(sig(1.0512), "1.05");
+        assert_eq!(crate::text::format_ratio(205.83), "206");
+        assert_eq!(crate::text::format_ratio(12.345), "12.3");
+        assert_eq!(crate::text::format_ratio(1.0512), "1.05");
+        assert_eq!(crate::text::format_ratio(1609.4), "1610");
         // The two rows' medians differ 1000×: a log axis, so the fast one still has a bar.
         assert!(question_scale(&q[0]).log);
         let (x0, x1) = bar_span(&q[0]);

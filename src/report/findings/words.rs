@@ -40,10 +40,11 @@ pub(super) fn spans(e: &Estimate, at: f64) -> bool {
 
 /// "206× [85, 284]", or "206×" for a single value.
 pub(super) fn factor(e: &Estimate) -> String {
+    let r = crate::text::format_ratio;
     if is_point(e) {
-        format!("{}×", num(e.point))
+        format!("{}×", r(e.point))
     } else {
-        format!("{}× [{}, {}]", num(e.point), num(e.lower), num(e.upper))
+        format!("{}× [{}, {}]", r(e.point), r(e.lower), r(e.upper))
     }
 }
 
@@ -207,6 +208,7 @@ mod tests {
     fn ratios_carry_at_most_three_significant_figures() {
         assert_eq!(factor(&e(205.8, 84.8, 284.2)), "206× [84.8, 284]");
         assert_eq!(factor(&e(6.61, 6.61, 6.61)), "6.61×");
+        assert_eq!(factor(&e(1609.4, 1206.0, 1735.2)), "1610× [1210, 1740]");
         assert_eq!(percent(&e(0.0472, 0.04, 0.05)), "4.72% [4, 5]");
         assert_eq!(num(f64::INFINITY), "∞");
     }

@@ -21,9 +21,9 @@ const QUESTIONS: [(&str, Metric); 10] = [
     ("cpu score", Metric::CpuScore),
     ("memory bandwidth", Metric::MemBandwidthTriad),
     ("write bandwidth", Metric::IoWriteBandwidth),
-    ("p99 beside a cpu hog", Metric::NoisyCpuP99Ratio),
-    ("p99 beside a memory hog", Metric::NoisyMemoryP99Ratio),
-    ("p99 beside an io hog", Metric::NoisyIoP99Ratio),
+    ("p99 × alone, cpu hog", Metric::NoisyCpuP99Ratio),
+    ("p99 × alone, memory hog", Metric::NoisyMemoryP99Ratio),
+    ("p99 × alone, io hog", Metric::NoisyIoP99Ratio),
 ];
 
 /// At most this many tables, so that the summary stays a screen.
@@ -145,11 +145,9 @@ fn question_table(
                 if with_interval {
                     row.push(interval(f) + &levels.caveat(&f.stats.median_ci));
                 }
-                row.push(
-                    f.ratio_to_native
-                        .as_ref()
-                        .map_or_else(String::new, |r| format!("{}×", format_number(r.point))),
-                );
+                row.push(f.ratio_to_native.as_ref().map_or_else(String::new, |r| {
+                    format!("{}×", crate::text::format_ratio(r.point))
+                }));
                 row
             }
         })
