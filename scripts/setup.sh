@@ -6,8 +6,8 @@
 #                               and what building cvm needs
 #   scripts/setup.sh --kernel   also what `cvm kernel build` needs (Debian's kernel source and
 #                               the kernel's build tools), for cvm's minimal guest kernel
-#   scripts/setup.sh --apps     also the app scenarios' programs (redis, fio, sysbench), whose
-#                               installed files go into the image
+#   scripts/setup.sh --apps     also the app scenarios' programs (redis, postgres, nginx, fio,
+#                               sysbench), whose installed files go into the image
 #   scripts/setup.sh --test     also what the test suite needs (a real browser for the report test,
 #                               Ansible and sshd for the fleet test, and the kernel build: CI
 #                               boots the VM tests with both kernels)

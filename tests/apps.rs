@@ -1,7 +1,7 @@
-//! App scenarios end to end on native: a real Redis measured by `redis-benchmark` with the
-//! server's own count agreeing, and broken clients (one that exits non-zero, one whose output
-//! is cut short, an inside one that prints something else) each making a failed run with its
-//! reason in the note, never a figure.
+//! App scenarios end to end on native: a real Redis measured by `redis-benchmark` and a real
+//! nginx by cvm's load and `wrk`, each with the server's own count agreeing, and broken clients
+//! (one that exits non-zero, one whose output is cut short, an inside one that prints something
+//! else) each making a failed run with its reason in the note, never a figure.
 
 mod common;
 
@@ -143,5 +143,46 @@ fn redis_is_measured_and_its_own_count_agrees_with_the_clients() {
         "{server} vs {client}"
     );
     // The image counts the package's programs (app) and the libraries they load (libs).
+    assert!(value("disk.app") > 1e6 && value("disk.libs") > 1e6);
+}
+
+#[test]
+fn nginx_is_measured_by_cvms_load_and_wrk_each_agreeing_with_its_own_count() {
+    let have = ["nginx", "wrk", "curl"]
+        .iter()
+        .all(|p| common::disk::which(p).is_some());
+    if !host_has(
+        is_root() && have,
+        "needs root and `scripts/setup.sh --apps` (nginx, wrk, curl)",
+    ) {
+        return;
+    }
+    let port = free_port().to_string();
+    let scenario = include_str!("../scenarios/nginx.toml")
+        .replace("8080", &port)
+        .replace("runs = 3", "runs = 1")
+        .replace("warmup = 1", "warmup = 0");
+    let (rows, err) = run_native(&scenario);
+    let value = |metric: &str| {
+        rows.iter()
+            .find(|r| r.metric == metric && r.backend == "native")
+            .map(|r| r.value)
+            .unwrap_or_else(|| panic!("no {metric}:\n{err}"))
+    };
+    assert!(failure_notes(&rows).is_empty(), "{err}");
+    assert!(value("http_rps") > 0.0 && value("wrk_rps") > 0.0);
+    assert!(value("wrk_latency_p99") >= value("wrk_latency_p50"));
+    // nginx's stub_status count over each phase: at most the 4 connections' last requests
+    // (answered after the client's deadline) above the client's own count.
+    for (client, server) in [
+        ("http_requests", "http_server_requests"),
+        ("wrk_requests", "nginx_server_requests"),
+    ] {
+        let (c, s) = (value(client), value(server));
+        assert!(
+            c > 0.0 && (0.0..=4.0).contains(&(s - c)),
+            "{server} {s} vs {client} {c}"
+        );
+    }
     assert!(value("disk.app") > 1e6 && value("disk.libs") > 1e6);
 }

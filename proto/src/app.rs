@@ -20,6 +20,11 @@ named_enum! {
         Fio => "fio",
         /// `sysbench cpu run` then `sysbench memory run`.
         Sysbench => "sysbench",
+        /// `wrk --latency`: requests/s, the latency distribution's 50 % and 99 %, the
+        /// requests completed; socket errors or non-2xx responses make it unreadable.
+        Wrk => "wrk",
+        /// nginx's `stub_status` page: its `requests` counter.
+        NginxStubStatus => "nginx-stub-status",
     }
 }
 
@@ -38,6 +43,7 @@ impl AppParser {
         match self {
             AppParser::RedisInfo => Some(Metric::RedisServerCommands),
             AppParser::PgXactCommit => Some(Metric::PgServerCommits),
+            AppParser::NginxStubStatus => Some(Metric::NginxServerRequests),
             _ => None,
         }
     }

@@ -142,6 +142,17 @@ named_enum! {
         /// PostgreSQL's own count over the same run: the change in `pg_stat_database`'s
         /// `xact_commit` for the benchmark's database.
         PgServerCommits => "pg_server_commits",
+        /// nginx: requests per second `wrk` counted over its timed run (the cross-check of
+        /// cvm's own load, `http_rps`, against a client users know).
+        WrkRps => "wrk_rps",
+        /// `wrk`'s median latency.
+        WrkLatencyP50 => "wrk_latency_p50",
+        WrkLatencyP99 => "wrk_latency_p99",
+        /// Requests `wrk` completed.
+        WrkRequests => "wrk_requests",
+        /// nginx's own count over the same `wrk` run: the change in `stub_status`'s requests,
+        /// less the status request itself.
+        NginxServerRequests => "nginx_server_requests",
         /// `fio` on the instance's io storage: 4 KiB random reads per second.
         FioRandreadIops => "fio_randread_iops",
         /// The 99th percentile completion latency of those reads.
@@ -271,6 +282,8 @@ impl Metric {
             | Metric::RedisSetLatencyP50
             | Metric::RedisSetLatencyP99
             | Metric::PgbenchLatencyAvg
+            | Metric::WrkLatencyP50
+            | Metric::WrkLatencyP99
             | Metric::FioRandreadP99
             | Metric::FioRandwriteP99 => Unit::Seconds,
             Metric::MemoryPss
@@ -299,6 +312,7 @@ impl Metric {
             | Metric::RedisGetRps
             | Metric::RedisSetRps
             | Metric::PgbenchTps
+            | Metric::WrkRps
             | Metric::FioRandreadIops
             | Metric::FioRandwriteIops
             | Metric::SysbenchCpuEvents => Unit::PerSecond,
@@ -316,6 +330,8 @@ impl Metric {
             | Metric::RedisServerCommands
             | Metric::PgbenchTransactions
             | Metric::PgServerCommits
+            | Metric::WrkRequests
+            | Metric::NginxServerRequests
             | Metric::ReadyProbesUnanswered
             | Metric::RunFailed
             | Metric::AuditNamespacesShared
@@ -484,7 +500,9 @@ impl Metric {
             | Metric::RedisRequests
             | Metric::RedisServerCommands
             | Metric::PgbenchTransactions
-            | Metric::PgServerCommits => Better::Higher,
+            | Metric::PgServerCommits
+            | Metric::WrkRequests
+            | Metric::NginxServerRequests => Better::Higher,
             // A signed difference between two observers: neither way is better.
             Metric::HttpPort | Metric::ReadyProbeSkew => Better::Neither,
             // Isolation: a ratio near 1 and a contained attempt are better; the aggressor's

@@ -1,6 +1,7 @@
 //! App scenarios' parsers: the output of a real program's own standard client (`redis-benchmark`,
-//! `pgbench`, `fio`, `sysbench`) or of a query of the server's own counter (Redis `INFO stats`,
-//! PostgreSQL's `pg_stat_database`), turned into metrics named and united in `cvm_proto`.
+//! `pgbench`, `fio`, `sysbench`, `wrk`) or of a query of the server's own counter (Redis `INFO
+//! stats`, PostgreSQL's `pg_stat_database`, nginx's `stub_status`), turned into metrics named
+//! and united in `cvm_proto`.
 //!
 //! A parser never guesses: output that lacks a figure it must have (a client cut short, an
 //! error message, another program's output) is an error naming what is missing, so a broken
@@ -10,6 +11,7 @@ mod fio;
 mod pgbench;
 mod redis;
 mod sysbench;
+mod wrk;
 
 pub use cvm_proto::app::AppParser;
 use cvm_proto::metric::Metric;
@@ -18,6 +20,8 @@ use cvm_proto::metric::Metric;
 pub enum ParseError {
     #[error("the output has no {what}: the client was cut short, failed, or is not {parser}")]
     Missing { parser: &'static str, what: String },
+    #[error("{parser} reported a failure, so its figures do not measure the server: {why}")]
+    Refused { parser: &'static str, why: String },
     #[error("{parser}'s figure {what} is not a number: `{text}`")]
     NotANumber {
         parser: &'static str,
@@ -36,6 +40,8 @@ pub fn parse(parser: AppParser, text: &str, argv: &[String]) -> Result<Figures, 
         AppParser::PgXactCommit => pgbench::xact_commit(text),
         AppParser::Fio => fio::terse(text),
         AppParser::Sysbench => sysbench::cpu_and_memory(text),
+        AppParser::Wrk => wrk::summary(text),
+        AppParser::NginxStubStatus => wrk::stub_status(text),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::apps::{self, Figures};
 use crate::backend::{command, placement::HostPin, Instance};
 use crate::measure::startup;
 use crate::results::{Phase, ResultsError};
-use crate::scenario::{AppSpec, ClientSide};
+use crate::scenario::{AppCommand, AppSpec, ClientSide};
 
 /// How many of a failed client's last output lines its run's note quotes.
 const QUOTED_LINES: usize = 4;
@@ -64,12 +64,7 @@ impl Runner<'_> {
         instance: &dyn Instance,
         timeline: &mut startup::Timeline,
     ) -> Result<Figures, String> {
-        let no_cpus: &[usize] = &[];
-        let count = |c: &crate::scenario::AppCommand| -> Result<(AppParser, u64), String> {
-            let parser = known(c.parser.get_ref())?;
-            let f = run_parsed(c.command.get_ref(), parser, addr, no_cpus, self.timeout)?;
-            Ok((parser, f.count.unwrap_or_default()))
-        };
+        let count = |c: &AppCommand| self.query_count(c, addr);
         let before = app.server_count.as_ref().map(count).transpose()?;
         let argv = app.client.command.as_ref().map(|c| c.get_ref().clone());
         let parser = known(app.client.parser.get_ref())?;
@@ -102,6 +97,22 @@ impl Runner<'_> {
             figures.values.push((metric, served as f64));
         }
         Ok(figures)
+    }
+
+    /// The app's server count now (`[app.server_count]`), for a load phase that runs before
+    /// the client; `None` without one. The query itself is counted by the server once between
+    /// two reads.
+    pub(super) fn app_server_count(&self, addr: SocketAddr) -> Option<Result<u64, String>> {
+        let app = self.scenario.app.as_ref()?;
+        let c = app.server_count.as_ref()?;
+        Some(self.query_count(c, addr).map(|(_, n)| n))
+    }
+
+    /// One server count query, run and parsed.
+    fn query_count(&self, c: &AppCommand, addr: SocketAddr) -> Result<(AppParser, u64), String> {
+        let parser = known(c.parser.get_ref())?;
+        let f = run_parsed(c.command.get_ref(), parser, addr, &[], self.timeout)?;
+        Ok((parser, f.count.unwrap_or_default()))
     }
 
     /// An inside client's output (the workload's), read once it exited successfully.

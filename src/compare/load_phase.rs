@@ -2,6 +2,7 @@
 //! sampled alongside, and the server's own request count read before and after, so the client's
 //! count is checked against it before any figure is recorded.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -59,10 +60,9 @@ impl Runner<'_> {
             .applet
             .as_ref()
             .is_some_and(|a| a.get_ref() == "http");
-        let served_before = if is_cvm_http {
-            http_load::server_count(addr)
-        } else {
-            None
+        let served_before = match self.served_now(addr, is_cvm_http) {
+            Ok(n) => n,
+            Err(reason) => return Ok(RunEnd::Failed(reason)),
         };
         let pids = instance.host_pids();
         // A supervisor measured apart is resident throughout (the one resident-process rule).
@@ -93,9 +93,16 @@ impl Runner<'_> {
             Err(e) => return Ok(RunEnd::Failed(format!("load phase: {e}"))),
         };
         // Counts that disagree make the figures untrustworthy: fail before recording them.
+        let served_after = match self.served_now(addr, is_cvm_http) {
+            Ok(n) => n,
+            Err(reason) => return Ok(RunEnd::Failed(reason)),
+        };
+        // An app's count query is counted by its server once between the two reads; cvm's
+        // http applet answers its count apart from the requests it counts.
+        let query = u64::from(!is_cvm_http);
         let served = served_before
-            .zip(http_load::server_count(addr))
-            .map(|(before, after)| after.saturating_sub(before));
+            .zip(served_after)
+            .map(|(before, after)| after.saturating_sub(before).saturating_sub(query));
         if let Some(served) = served {
             if let Some(reason) = count_mismatch(
                 served,
@@ -127,6 +134,15 @@ impl Runner<'_> {
 }
 
 impl Runner<'_> {
+    /// The server's own request count now: cvm's http applet's, or an app's
+    /// `[app.server_count]` (nginx's `stub_status`); `None` for a server that keeps none.
+    fn served_now(&self, addr: SocketAddr, is_cvm_http: bool) -> Result<Option<u64>, String> {
+        if is_cvm_http {
+            return Ok(http_load::server_count(addr));
+        }
+        self.app_server_count(addr).transpose()
+    }
+
     /// The main load phase's figures; `http_unanswered` only for an open loop (a closed loop
     /// has no schedule to leave unanswered).
     fn record_load(

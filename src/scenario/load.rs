@@ -33,6 +33,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("fio", include_str!("../../scenarios/fio.toml")),
     ("sysbench", include_str!("../../scenarios/sysbench.toml")),
     ("postgres", include_str!("../../scenarios/postgres.toml")),
+    ("nginx", include_str!("../../scenarios/nginx.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -474,7 +475,8 @@ fn validate_app(s: &Scenario, app: &AppSpec) -> Invalid {
         if known_parser(&count.parser)?.server_metric().is_none() {
             return fail(
                 count.parser.span(),
-                "`app.server_count.parser` must read a server's count (redis-info, pg-xact-commit)",
+                "`app.server_count.parser` must read a server's count (redis-info, pg-xact-commit, \
+                 nginx-stub-status)",
             );
         }
         if client.side != ClientSide::Host || count.command.get_ref().is_empty() {
@@ -484,8 +486,16 @@ fn validate_app(s: &Scenario, app: &AppSpec) -> Invalid {
             );
         }
     }
-    if s.load.is_some() {
-        return fail(0..0, "`[app]` and an HTTP `[load]` cannot be combined");
+    // cvm's own load runs first, then the client as its cross-check, both against the one
+    // server: a client that is the workload, a rate sweep or an isolation victim has no room.
+    if let Some(load) = &s.load {
+        if client.side != ClientSide::Host || load.rates.is_some() || s.isolation.is_some() {
+            return fail(
+                0..0,
+                "`[app]` with an HTTP `[load]` needs a host-side client and a single load phase \
+                 (no `load.rates`, no `[isolation]`)",
+            );
+        }
     }
     Ok(())
 }
@@ -820,6 +830,12 @@ mod tests {
         let exits = "name = \"a\"\n[workload]\ncommand = [\"/bin/srv\"]\nexits = true\n";
         parse(&format!("{exits}{inside}"), "t.toml").unwrap();
         assert!(err(&format!("{exits}{inside}{cmd}")).contains("workload itself"));
+        // cvm's own load, then the client as its cross-check; never beside a rate sweep.
+        let load = "[load]\nkind = \"http\"\nduration_s = 1\n";
+        parse(&format!("{server}{port}{host}{cmd}{load}"), "t.toml").unwrap();
+        let sweep = format!("{load}rates = [100, 200]\n");
+        let e = err(&format!("{server}{port}{host}{cmd}{sweep}"));
+        assert!(e.contains("single load phase"), "{e}");
     }
 
     #[test]
