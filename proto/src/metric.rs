@@ -381,6 +381,20 @@ impl Metric {
 /// limit rather than the server's, and the summary and report say so.
 pub const CLIENT_BOUND_SHARE: f64 = 0.9;
 
+/// The throughput figures a report answers "throughput kept" with, as a share of native's (all
+/// higher-is-better), in the order a run's first one present is taken: cvm's own workloads', then
+/// an app scenario's own client's headline figure.
+pub const THROUGHPUT_KEPT: [Metric; 8] = [
+    Metric::HttpRps,
+    Metric::CpuScore,
+    Metric::MemBandwidthTriad,
+    Metric::IoWriteBandwidth,
+    Metric::RedisGetRps,
+    Metric::PgbenchTps,
+    Metric::FioRandreadIops,
+    Metric::SysbenchCpuEvents,
+];
+
 /// The unit of a figure, as written in `samples.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Unit {

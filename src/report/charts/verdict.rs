@@ -35,12 +35,7 @@ const GAP: i32 = 12;
 const TEXT: u32 = 12;
 
 /// Throughput metrics, higher is better, compared with native (the findings' list).
-const THROUGHPUT: [Metric; 4] = [
-    Metric::HttpRps,
-    Metric::CpuScore,
-    Metric::MemBandwidthTriad,
-    Metric::IoWriteBandwidth,
-];
+const THROUGHPUT: [Metric; 8] = cvm_proto::metric::THROUGHPUT_KEPT;
 
 /// One question and a bar per backend that answers it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
 //! Throughput kept: the share of native's throughput each backend kept (`ratio_to_native` of
-//! `http_rps`, `cpu_score` and the bandwidths, with the bootstrap interval of the ratio), saying
+//! `http_rps`, `cpu_score`, the bandwidths and an app's own client's figure, with the bootstrap interval of the ratio), saying
 //! where the load client rather than the server was the limit.
 
 use super::words::{
@@ -10,12 +10,7 @@ use crate::results::{BackendSummary, RunSummary, Stack};
 use cvm_proto::metric::Metric;
 
 /// Throughput metrics, higher is better, compared with native.
-const THROUGHPUT: [Metric; 4] = [
-    Metric::HttpRps,
-    Metric::CpuScore,
-    Metric::MemBandwidthTriad,
-    Metric::IoWriteBandwidth,
-];
+const THROUGHPUT: [Metric; 8] = cvm_proto::metric::THROUGHPUT_KEPT;
 
 /// In how many of its measured runs the load client was the limit, of how many: `None` for a
 /// metric the HTTP load client does not drive, or when no run was client-bound.

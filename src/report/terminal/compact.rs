@@ -13,7 +13,7 @@ use cvm_proto::metric::Metric;
 
 /// The questions, in the order they are shown, each with its table's title and the metric
 /// that answers it; a run shows those it measured.
-const QUESTIONS: [(&str, Metric); 10] = [
+const QUESTIONS: [(&str, Metric); 14] = [
     ("time to ready", Metric::ReadyLatency),
     ("memory per instance", Metric::MemoryPss),
     ("disk footprint", Metric::DiskFootprint),
@@ -21,6 +21,10 @@ const QUESTIONS: [(&str, Metric); 10] = [
     ("cpu score", Metric::CpuScore),
     ("memory bandwidth", Metric::MemBandwidthTriad),
     ("write bandwidth", Metric::IoWriteBandwidth),
+    ("redis GET", Metric::RedisGetRps),
+    ("pgbench", Metric::PgbenchTps),
+    ("fio 4 KiB random read", Metric::FioRandreadIops),
+    ("sysbench cpu", Metric::SysbenchCpuEvents),
     ("p99 × alone, cpu hog", Metric::NoisyCpuP99Ratio),
     ("p99 × alone, memory hog", Metric::NoisyMemoryP99Ratio),
     ("p99 × alone, io hog", Metric::NoisyIoP99Ratio),
