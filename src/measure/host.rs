@@ -36,6 +36,8 @@ impl Environment {
             ("runc", "runc", &["--version"][..]),
             ("crun", "crun", &["--version"][..]),
             ("runsc", "runsc", &["--version"][..]),
+            ("podman", "podman", &["--version"][..]),
+            ("conmon", "conmon", &["--version"][..]),
             (
                 "docker",
                 "docker",
