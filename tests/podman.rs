@@ -105,3 +105,180 @@ fn podman_runs_hello_and_web_in_private_storage_and_leaves_nothing_behind() {
         "a conmon of the run is still running"
     );
 }
+
+/// An ordinary user made for the test, with subordinate ids (Debian's `useradd` gives them),
+/// deleted with its home and its subordinate ids when dropped.
+struct TestUser {
+    name: String,
+    home: std::path::PathBuf,
+    uid: u32,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let name = format!("cvmrl{}", fastrand::u32(10_000..99_999));
+        let ok = std::process::Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "useradd {name} failed");
+        let user = nix::unistd::User::from_name(&name).unwrap().unwrap();
+        let user = TestUser {
+            name,
+            home: user.dir,
+            uid: user.uid.as_raw(),
+        };
+        for (file, flag) in [
+            ("/etc/subuid", "--add-subuids"),
+            ("/etc/subgid", "--add-subgids"),
+        ] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if !text
+                .lines()
+                .any(|l| l.starts_with(&format!("{}:", user.name)))
+            {
+                let ok = std::process::Command::new("usermod")
+                    .args([flag, "200000-265535", &user.name])
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "usermod {flag} failed");
+            }
+        }
+        user
+    }
+
+    /// The names in the user's home directory.
+    fn home_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.home)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// What in `/tmp` the user owns.
+    fn tmp_entries(&self) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.metadata().is_ok_and(|m| m.uid() == self.uid))
+            .map(|e| e.path().display().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .args(["--remove", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn an_ordinary_user_measures_native_rootless_podman_and_a_user_network_vm() {
+    if !host_has(is_root(), "creating a user needs root")
+        || !host_has(
+            [
+                "podman",
+                "conmon",
+                "runc",
+                "slirp4netns",
+                "newuidmap",
+                "useradd",
+                "runuser",
+            ]
+            .into_iter()
+            .all(common::which),
+            "rootless Podman is not installed (Debian packages podman, uidmap, slirp4netns)",
+        )
+    {
+        return;
+    }
+    let user = TestUser::create();
+    let home_before = user.home_entries();
+    // Where the user may write: the results and a cache of its own, removed by the test.
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(work.path(), Some(user.uid), None).unwrap();
+    let out = work.path().join("out");
+    let run = std::process::Command::new("runuser")
+        .args(["-u", &user.name, "--", "env"])
+        .arg(format!("HOME={}", user.home.display()))
+        .arg(format!(
+            "CVM_CACHE_DIR={}",
+            work.path().join("cache").display()
+        ))
+        .arg(common::cvm_bin())
+        .args(["compare", "--no-progress", "--scenario", "startup"])
+        .args(["--backends", "native,container,podman,vm-user"])
+        .args(["--runs", "2", "--warmup", "0", "--output"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", common::stdout(&run), stderr(&run));
+    assert_eq!(run.status.code(), Some(0), "{said}");
+    let rows = read_samples(&out.join("samples.csv")).unwrap();
+    let ready = |backend: &str| {
+        rows.iter()
+            .any(|r| r.backend == backend && r.metric == "ready_latency" && r.value > 0.0)
+    };
+    assert!(ready("native"), "{said}");
+    assert!(ready("podman"), "rootless podman measured nothing: {said}");
+    assert!(
+        rows.iter()
+            .any(|r| r.backend == "podman" && r.config.contains("rootless")),
+        "podman's samples do not say rootless"
+    );
+    // A VM on the user network runs without root; anything else is unavailable with a reason.
+    assert!(
+        ready("vm-user") || said.contains("vm-user: unavailable — "),
+        "{said}"
+    );
+    assert!(said.contains("container: unavailable — "), "{said}");
+    std::fs::remove_dir_all(&out).unwrap();
+    assert_eq!(user.home_entries(), home_before, "left in the user's home");
+    // The test's own directory aside, which it removes itself.
+    let left: Vec<String> = user
+        .tmp_entries()
+        .into_iter()
+        .filter(|e| std::path::Path::new(e) != work.path())
+        .collect();
+    assert!(left.is_empty(), "left in /tmp: {left:?}");
+    // A process the user still runs (a zombie an unrelated parent has yet to reap has ended,
+    // and a killed one may take a moment to go).
+    let running = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-u", &user.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state = stat
+                    .rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().next());
+                !matches!(state, None | Some("Z"))
+            })
+            .map(|pid| {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                format!("{pid} {}", comm.trim())
+            })
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !running().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        running().is_empty(),
+        "processes of the user left: {:?}",
+        running()
+    );
+}

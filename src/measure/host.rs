@@ -36,7 +36,6 @@ impl Environment {
             ("runc", "runc", &["--version"][..]),
             ("crun", "crun", &["--version"][..]),
             ("runsc", "runsc", &["--version"][..]),
-            ("podman", "podman", &["--version"][..]),
             ("conmon", "conmon", &["--version"][..]),
             (
                 "docker",

@@ -36,6 +36,8 @@ pub enum InstanceError {
     NamespaceFd(#[source] std::io::Error),
     #[error("cannot use the io directory")]
     IoDir(#[source] crate::backend::io_dir::IoDirError),
+    #[error("cannot find a free port on the host's loopback to publish the workload's")]
+    Port(#[source] std::io::Error),
     #[error("cannot run podman")]
     Spawn(#[source] std::io::Error),
     #[error("cannot start the event threads")]
@@ -62,12 +64,22 @@ pub(super) fn launch(
         started_at: Instant::now(),
         events: mpsc::channel().1,
         link: None,
+        published: None,
         netns: None,
         io_dir: None,
         join_trace: None,
     };
     let network = match p.network {
         NetworkMode::None => "none".to_string(),
+        // Rootless: no veth can be made; slirp4netns, the readiness port published on the
+        // host's loopback at a free port.
+        NetworkMode::Private | NetworkMode::User if p.store.rootless => {
+            if let Some(port) = p.port {
+                let host = free_port().map_err(InstanceError::Port)?;
+                instance.published = Some((port, host));
+            }
+            "slirp4netns".to_string()
+        }
         NetworkMode::Private | NetworkMode::User => {
             let ns = net::new_namespace().map_err(InstanceError::Network)?;
             let copy = ns.try_clone().map_err(InstanceError::NamespaceFd)?;
@@ -81,16 +93,12 @@ pub(super) fn launch(
     let mut cmd = p.store.command();
     cmd.args(["run", "--rm", "--name", &name, "--network", &network])
         .args(["--hostname", &format!("cvm-{}", ctx.instance)])
-        .arg(format!("--cgroup-parent={}", p.store.cgroup_parent()))
-        .args(["--memory", &p.limits.memory_bytes.to_string()])
-        .args(["--cpus", &p.limits.cpus.to_string()])
         .args(
-            p.limits
-                .cpuset
-                .as_deref()
-                .map(|c| format!("--cpuset-cpus={c}")),
+            instance
+                .published
+                .map(|(inside, host)| format!("--publish=127.0.0.1:{host}:{inside}")),
         )
-        .args(p.limits.pids.map(|n| format!("--pids-limit={n}")))
+        .args(limit_flags(p))
         .args(&p.ulimits)
         .args(["--security-opt", "no-new-privileges", "--read-only"])
         .arg("--read-only-tmpfs=false")
@@ -138,7 +146,10 @@ pub(super) fn launch(
     instance.events = events;
     // runc joins the container's cgroup, below the run's cgroup parent, unseen but for this
     // trace: each cgroup.procs write is a `cgroup_join` span inside `runtime`.
-    instance.join_trace = JoinTrace::start(Target::Below(p.store.cgroup_parent()), tx.clone()).ok();
+    if !p.store.rootless {
+        instance.join_trace =
+            JoinTrace::start(Target::Below(p.store.cgroup_parent()), tx.clone()).ok();
+    }
     instance.started_at = Instant::now();
     let mut child = cmd.spawn().map_err(InstanceError::Spawn)?;
     let stdout = child.stdout.take();
@@ -155,6 +166,34 @@ pub(super) fn launch(
     Ok(instance)
 }
 
+/// The scenario's limits as Podman flags, in its cgroup parent; none rootless, where Podman
+/// has no cgroup to apply them in (on cgroup v1 it ignores them; recorded as `limits`).
+fn limit_flags(p: &PodmanPrepared) -> Vec<String> {
+    if p.store.rootless {
+        return Vec::new();
+    }
+    let mut flags = vec![
+        format!("--cgroup-parent={}", p.store.cgroup_parent()),
+        format!("--memory={}", p.limits.memory_bytes),
+        format!("--cpus={}", p.limits.cpus),
+    ];
+    flags.extend(
+        p.limits
+            .cpuset
+            .as_deref()
+            .map(|c| format!("--cpuset-cpus={c}")),
+    );
+    flags.extend(p.limits.pids.map(|n| format!("--pids-limit={n}")));
+    flags
+}
+
+/// A port on the host's loopback that nothing listens on now.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 pub(super) struct PodmanInstance {
     store: Arc<Store>,
     name: String,
@@ -168,6 +207,8 @@ pub(super) struct PodmanInstance {
     started_at: Instant,
     events: Receiver<Event>,
     link: Option<net::Link>,
+    /// Rootless: the readiness port inside and where it is published on the host's loopback.
+    published: Option<(u16, u16)>,
     /// The network namespace cvm made; closing the descriptor, once the container is gone,
     /// frees it.
     netns: Option<OwnedFd>,
@@ -211,7 +252,37 @@ impl PodmanInstance {
         (crate::backend::docker::parent_pid(init) == Some(conmon)).then_some(conmon)
     }
 
+    /// The run's slirp4netns processes: named so, their command line naming a path in this
+    /// store (the network namespace Podman keeps in its runtime directory).
+    fn network_helpers(&self) -> Vec<u32> {
+        let dir = self.store.dir().to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "slirp4netns" {
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// The container's own memory cgroup; none rootless, where the container shares the user's
+    /// (on this host the hierarchy's root: counting it would count the host).
     fn cgroup_dir(&self) -> Option<PathBuf> {
+        if self.store.rootless {
+            return None;
+        }
         if let Some(dir) = self.cgroup.get() {
             return Some(dir.clone()).filter(|d| d.is_dir());
         }
@@ -248,9 +319,17 @@ impl Instance for PodmanInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        // The container's processes and conmon; not the client (see `process`).
+        // The container's processes and conmon; not the client (see `process`). Rootless,
+        // with no cgroup of its own, the container is conmon's process tree, and its network
+        // helper, slirp4netns, stays as well.
         let mut pids = process::runtime_and_container_pids(None, self.cgroup_dir().as_deref());
         pids.extend(self.conmon_pid());
+        if self.store.rootless {
+            if let Some(conmon) = self.conmon_pid() {
+                pids.extend(crate::backend::listen_watch::tree(conmon));
+            }
+            pids.extend(self.network_helpers());
+        }
         pids.sort_unstable();
         pids.dedup();
         pids
@@ -259,6 +338,10 @@ impl Instance for PodmanInstance {
         Supervisor::Pids(self.conmon_pid().into_iter().collect())
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
+        if let Some((inside, host)) = self.published {
+            return (inside == port)
+                .then(|| SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, host)));
+        }
         self.link
             .as_ref()
             .map(|l| SocketAddr::V4(SocketAddrV4::new(l.container_addr, port)))

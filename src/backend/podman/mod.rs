@@ -1,5 +1,5 @@
 //! The `podman` backend: the same image run by Podman, the daemonless engine many people use
-//! instead of Docker, rootful, with conmon as each container's supervisor and runc as its OCI
+//! instead of Docker, rootful as root and rootless as a normal user, with conmon as each container's supervisor and runc as its OCI
 //! runtime (Debian's podman, conmon and runc).
 //!
 //! Storage is private ([`store`]): `--root`, `--runroot`, `--tmpdir` and a `containers.conf` in
@@ -23,6 +23,12 @@
 //! channel here (`podman run --detach` would not stay), so it is not counted. Podman has no
 //! daemon. Disk by the layer rule: the image where Podman stores it, and podman, conmon and
 //! runc with their libraries as the runtime layer.
+//!
+//! Rootless (cvm run by a normal user): the same private storage, Podman in a user namespace of
+//! the user's subordinate ids; `private` is slirp4netns with the readiness port published on
+//! the host's loopback; no limits, since no cgroup is delegated to the user (recorded as
+//! `limits`, `network` and `rootless` with every sample); memory counts conmon's process tree
+//! and slirp4netns. [`missing`] says what rootless lacks (uidmap, slirp4netns, subordinate ids).
 //!
 //! Podman lowers its own `RLIMIT_NPROC` to 32768 where it cannot raise it (no
 //! `CAP_SYS_RESOURCE`, as here) and writes its default rlimits (1048576) into the spec, which
@@ -114,11 +120,44 @@ pub fn missing() -> Option<(String, String)> {
             "install the Debian packages podman, conmon and runc (scripts/setup.sh)".into(),
         ));
     }
-    if !nix::unistd::geteuid().is_root() {
+    if nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    rootless_missing()
+}
+
+/// What rootless Podman lacks for this user: newuidmap/newgidmap, subordinate ids, slirp4netns.
+fn rootless_missing() -> Option<(String, String)> {
+    if super::find_binary("newuidmap").is_none() || super::find_binary("newgidmap").is_none() {
         return Some((
-            "podman rootless is not measured by cvm yet; rootful podman needs root".into(),
-            "run cvm as root (sudo)".into(),
+            "rootless podman needs newuidmap and newgidmap, not found".into(),
+            "install the Debian package uidmap".into(),
         ));
+    }
+    if super::find_binary("slirp4netns").is_none() {
+        return Some((
+            "rootless podman's network needs slirp4netns, not found".into(),
+            "install the Debian package slirp4netns".into(),
+        ));
+    }
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let has = text.lines().any(|l| {
+            let owner = l.split(':').next().unwrap_or("");
+            owner == name || owner == uid.to_string()
+        });
+        if !has {
+            return Some((
+                format!("rootless podman needs subordinate ids: {file} has no entry for {name}"),
+                format!("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"),
+            ));
+        }
     }
     None
 }
@@ -178,7 +217,11 @@ impl Backend for PodmanBackend {
         let subnet =
             super::container::net::Subnet::from_env().map_err(|e| fail(PodmanError::Subnet(e)))?;
         Ok(Box::new(PodmanPrepared {
-            version: tool_number("podman"),
+            // Asked of the private store: a rootless `podman --version` alone makes
+            // `podman-run-<uid>` and `containers-user-<uid>` in the host's /tmp.
+            version: store
+                .run("--version", &["--version"])
+                .map_or_else(|_| "unknown".into(), |l| crate::tools::version_number(&l)),
             conmon: tool_number("conmon"),
             runc: tool_number("runc"),
             storage: stored.describe_for("podman", "Podman"),
@@ -189,6 +232,7 @@ impl Backend for PodmanBackend {
                 &image.workload_argv(&scenario.workload),
             ),
             limits: super::limits(scenario),
+            port: scenario.readiness.port(),
             ulimits: ulimits(),
             security: scenario.security.clone(),
             network: scenario.resources.network,
@@ -207,6 +251,39 @@ fn stored_image(json: &str) -> Result<crate::backend::docker::StoredImage, Strin
         .get(0)
         .ok_or("`podman image inspect` described no image")?;
     super::docker::parse_stored_image(&first.to_string())
+}
+
+impl PodmanPrepared {
+    /// What a rootless run changes, said beside every figure.
+    fn rootless_config(&self, c: &mut BackendConfig) {
+        c.insert(
+            "rootless".into(),
+            "yes: podman in a user namespace of the user's subordinate ids".into(),
+        );
+        c.insert(
+            "limits".into(),
+            "none: no cgroup is delegated to the user (podman ignores limits rootless on \
+             cgroup v1)"
+                .into(),
+        );
+        if self.network != NetworkMode::None {
+            c.insert(
+                "network".into(),
+                "slirp4netns (user-mode network), the port published on 127.0.0.1".into(),
+            );
+        }
+        c.insert(
+            "storage".into(),
+            format!(
+                "private, rootless: --root under {} (removed at the end of the run)",
+                self.store.root().display()
+            ),
+        );
+        c.insert(
+            crate::results::SUPERVISOR_KEY.into(),
+            "conmon, counted in memory_pss (memory_supervisor); slirp4netns counted too".into(),
+        );
+    }
 }
 
 /// A tool's version number, from the first line of `--version`.
@@ -234,6 +311,8 @@ struct PodmanPrepared {
     tag: String,
     argv: Vec<String>,
     limits: Limits,
+    /// The readiness port, published on the host's loopback when rootless.
+    port: Option<u16>,
     /// `--ulimit` flags: cvm's own limits (see the module docs).
     ulimits: Vec<String>,
     security: crate::scenario::SecuritySpec,
@@ -285,6 +364,9 @@ impl Prepared for PodmanPrepared {
                 self.store.cgroup_parent()
             ),
         );
+        if self.store.rootless {
+            self.rootless_config(&mut c);
+        }
         c.insert("rootfs".into(), format!("podman import {}", self.tag));
         c.insert("image_storage".into(), self.storage.clone());
         c.insert("rlimits".into(), self.ulimits.join(" "));

@@ -74,6 +74,8 @@ pub enum StoreError {
 pub struct Store {
     dir: PathBuf,
     token: String,
+    /// cvm runs as a normal user: Podman runs rootless, in a user namespace of its own.
+    pub rootless: bool,
 }
 
 impl Store {
@@ -93,10 +95,19 @@ impl Store {
         };
         create(&dir)?;
         // From here on the store owns the directory: an error drops it, which removes it.
-        let store = Store { dir, token };
-        for sub in ["root", "run", "tmp"] {
+        let store = Store {
+            dir,
+            token,
+            rootless: !nix::unistd::geteuid().is_root(),
+        };
+        for sub in ["root", "run", "tmp", "home", "xdg-run"] {
             create(&store.dir.join(sub))?;
         }
+        // Rootless Podman wants its runtime directory private to the user.
+        let _ = fs::set_permissions(
+            store.xdg_runtime_dir(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        );
         fs::write(store.conf(), CONTAINERS_CONF).map_err(|source| StoreError::Create {
             path: store.conf(),
             source,
@@ -106,6 +117,16 @@ impl Store {
 
     fn conf(&self) -> PathBuf {
         self.dir.join("containers.conf")
+    }
+
+    /// `XDG_RUNTIME_DIR` of every call: a rootless Podman's pause process, netns and locks.
+    fn xdg_runtime_dir(&self) -> PathBuf {
+        self.dir.join("xdg-run")
+    }
+
+    /// The directory every call's paths start with.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where Podman keeps images and containers (`--root`).
@@ -121,13 +142,25 @@ impl Store {
     /// `podman` with the private storage's flags, stdin closed.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("podman");
+        // The XDG directories too: a rootless Podman otherwise writes lock files and caches in
+        // the user's home (`~/.config/cni`, from `HOME`; `~/.cache/containers`,
+        // `~/.local/share/containers`).
+        let home = self.dir.join("home");
         cmd.env("CONTAINERS_CONF", self.conf())
+            .env("HOME", &home)
+            // And its temporary files (`podman-run-<uid>`, `containers-user-<uid>`).
+            .env("TMPDIR", self.dir.join("tmp"))
+            .env("XDG_RUNTIME_DIR", self.xdg_runtime_dir())
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
             .arg("--root")
             .arg(self.root())
             .arg("--runroot")
             .arg(self.dir.join("run"))
             .arg("--tmpdir")
             .arg(self.dir.join("tmp"))
+            .args(["--storage-driver", "overlay"])
             .args(["--cgroup-manager", "cgroupfs", "--runtime", "runc"])
             .args(["--events-backend", "none"])
             .stdin(Stdio::null());
@@ -193,6 +226,26 @@ impl Store {
             .run("rm", &["rm", "--all", "--force", "--time", "0"])
             .and_then(|_| self.run("rmi", &["rmi", "--all", "--force"]))
             .err();
+        if self.rootless {
+            // Files stored by a rootless Podman belong to the user's subordinate ids: only
+            // inside its user namespace may they be removed.
+            let (root, run) = (self.root(), self.dir.join("run"));
+            // The overlay directory is a mount in the namespace's own mount namespace.
+            let mut rm = self.command();
+            rm.args(["unshare", "sh", "-c"])
+                .arg(r#"umount -l "$1/overlay" 2>/dev/null; rm -rf "$1" "$2""#)
+                .arg("sh")
+                .arg(&root)
+                .arg(&run);
+            if let Err(e) = self.run_command("unshare rm", &mut rm, CALL_LIMIT) {
+                first_error.get_or_insert(e);
+            }
+            // Its PID file is in `--tmpdir` (in the runtime directory where none is given).
+            stop_pause_process(&[
+                self.dir.join("tmp"),
+                self.xdg_runtime_dir().join("libpod/tmp"),
+            ]);
+        }
         if let Err(e) = unmount_below(&self.dir) {
             first_error.get_or_insert(e);
         }
@@ -219,6 +272,27 @@ impl Drop for Store {
                 anyhow::Error::new(e)
             );
         }
+    }
+}
+
+/// Ends the pause process a rootless Podman leaves to keep its user namespace: the one whose
+/// PID its `pause.pid` in one of this store's `dirs` names, checked to be Podman's pause
+/// after its pidfd is open (so the check and the signal meet the same process).
+fn stop_pause_process(dirs: &[PathBuf]) {
+    let Some(pid) = dirs
+        .iter()
+        .find_map(|d| fs::read_to_string(d.join("pause.pid")).ok())
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let Ok(pidfd) = cvm_runtime::sys::pidfd_open(pid) else {
+        return;
+    };
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() == "podman pause" {
+        use std::os::fd::AsFd;
+        let _ = crate::sys::pidfd_send_signal(pidfd.as_fd(), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
