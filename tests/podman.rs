@@ -250,6 +250,9 @@ fn an_ordinary_user_measures_native_rootless_podman_and_a_user_network_vm() {
         .filter(|e| std::path::Path::new(e) != work.path())
         .collect();
     assert!(left.is_empty(), "left in /tmp: {left:?}");
+    // Podman's default lock file for the user, in shared memory, was never made.
+    let lock = format!("/dev/shm/libpod_rootless_lock_{}", user.uid);
+    assert!(!std::path::Path::new(&lock).exists(), "{lock} left");
     // A process the user still runs (a zombie an unrelated parent has yet to reap has ended,
     // and a killed one may take a moment to go).
     let running = || {
