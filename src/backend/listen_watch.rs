@@ -71,7 +71,7 @@ fn tree_holds(root: u32, inodes: &[u64]) -> bool {
 }
 
 /// `root` and every process it started, by the kernel's lists of each thread's children.
-fn tree(root: u32) -> BTreeSet<u32> {
+pub(crate) fn tree(root: u32) -> BTreeSet<u32> {
     let mut seen = BTreeSet::from([root]);
     let mut todo = vec![root];
     while let Some(pid) = todo.pop() {

@@ -20,6 +20,7 @@ pub mod native;
 pub mod oci;
 pub mod output;
 pub mod placement;
+pub mod podman;
 pub mod process;
 pub mod vm;
 
@@ -288,6 +289,7 @@ pub fn create(kind: BackendKind, opts: &HostOptions) -> Box<dyn Backend> {
             Box::new(oci::OciBackend::new(kind))
         }
         BackendKind::Docker => Box::new(docker::DockerBackend::new(&opts.docker)),
+        BackendKind::Podman => Box::new(podman::PodmanBackend::new()),
         BackendKind::Vm | BackendKind::VmMinimal | BackendKind::VmClassic => {
             Box::new(vm::VmBackend::new(kind, opts))
         }

@@ -36,6 +36,7 @@ impl Environment {
             ("runc", "runc", &["--version"][..]),
             ("crun", "crun", &["--version"][..]),
             ("runsc", "runsc", &["--version"][..]),
+            ("conmon", "conmon", &["--version"][..]),
             (
                 "docker",
                 "docker",

@@ -349,7 +349,15 @@ fn environment(o: &mut String, meta: &RunMeta, s: &RunSummary) {
     kv(o, "Cores", &env.ncpu.to_string());
     kv(o, "Memory", &format_value(env.mem_total as f64, "B"));
     kv(o, "cgroup", &env.cgroup);
-    kv(o, "Root", if env.root { "yes" } else { "no" });
+    kv(
+        o,
+        "Root",
+        if env.root {
+            "yes"
+        } else {
+            "no: rootless (each backend's limits and network are in its configuration)"
+        },
+    );
     let accels: Vec<String> = s
         .backends
         .iter()

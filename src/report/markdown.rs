@@ -30,8 +30,9 @@ pub(super) fn summary(s: &RunSummary) -> String {
     }
     let _ = writeln!(
         out,
-        "Host `{}`: {} × {}, {:.1} GiB, kernel {}, cgroup {}; cvm {} ({}). {} measured runs after {} warm-up.\n",
+        "Host `{}`{}: {} × {}, {:.1} GiB, kernel {}, cgroup {}; cvm {} ({}). {} measured runs after {} warm-up.\n",
         escape(&env.host),
+        if env.root { "" } else { " (rootless)" },
         env.ncpu,
         escape(&env.cpu_model),
         env.mem_total as f64 / (1u64 << 30) as f64,

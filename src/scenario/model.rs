@@ -574,6 +574,8 @@ pub enum BackendKind {
     Crun,
     Gvisor,
     Docker,
+    /// Podman, rootful: conmon and runc, its storage private to the run.
+    Podman,
     Vm,
     /// `vm` booting cvm's minimal guest kernel: its own label, so a report can set both
     /// kernels side by side.
@@ -584,13 +586,14 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 10] = [
+    pub const ALL: [BackendKind; 11] = [
         BackendKind::Native,
         BackendKind::Container,
         BackendKind::Runc,
         BackendKind::Crun,
         BackendKind::Gvisor,
         BackendKind::Docker,
+        BackendKind::Podman,
         BackendKind::Vm,
         BackendKind::VmMinimal,
         BackendKind::VmClassic,
@@ -605,6 +608,7 @@ impl BackendKind {
             BackendKind::Crun => "crun",
             BackendKind::Gvisor => "gvisor",
             BackendKind::Docker => "docker",
+            BackendKind::Podman => "podman",
             BackendKind::Vm => "vm",
             BackendKind::VmMinimal => "vm-minimal",
             BackendKind::VmClassic => "vm-classic",

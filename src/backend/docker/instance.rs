@@ -222,7 +222,7 @@ impl DockerInstance {
 
 /// The parent of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name, which
 /// may itself hold spaces and parentheses).
-pub(super) fn parent_pid(pid: u32) -> Option<u32> {
+pub(crate) fn parent_pid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(1)?.parse().ok()
@@ -371,7 +371,7 @@ impl Instance for DockerInstance {
 /// [`crate::backend::process::Supervised`]: cvm did not spawn the shim and learns its PID from
 /// `/proc`; a zombie child of cvm's keeps its number until cvm reaps it, so the check and the
 /// wait cannot meet different processes.
-fn reap_orphan(pid: u32) {
+pub(crate) fn reap_orphan(pid: u32) {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return;
     };

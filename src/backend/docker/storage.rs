@@ -32,10 +32,16 @@ pub struct StoredImage {
 
 impl StoredImage {
     pub(super) fn describe(&self) -> String {
+        self.describe_for("docker", "Docker")
+    }
+
+    /// The description with the engine's command and name (Podman's `image inspect` reports
+    /// the same `GraphDriver`).
+    pub(crate) fn describe_for(&self, command: &str, engine: &str) -> String {
         let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
         format!(
-            "{} layer directories (docker image inspect GraphDriver.Data: UpperDir, LowerDir) \
-             counted file by file: {}; Docker reports {} B",
+            "{} layer directories ({command} image inspect GraphDriver.Data: UpperDir, LowerDir) \
+             counted file by file: {}; {engine} reports {} B",
             self.driver,
             dirs.join(", "),
             self.size
@@ -48,12 +54,13 @@ pub(super) fn stored_image(client: &Client, tag: &str) -> Result<StoredImage, Do
         "image inspect",
         &["image", "inspect", "--format", "{{json .}}", tag],
     )?;
-    parse_stored_image(&text)
+    parse_stored_image(&text).map_err(DockerError::Storage)
 }
 
-/// The pure part of [`stored_image`]: the directories that exist on this host.
-fn parse_stored_image(json: &str) -> Result<StoredImage, DockerError> {
-    let bad = |what: &str| DockerError::Storage(what.to_string());
+/// The pure part of [`stored_image`]: the directories that exist on this host. Podman's
+/// `image inspect` describes its storage in the same words, so its backend reads it here too.
+pub(crate) fn parse_stored_image(json: &str) -> Result<StoredImage, String> {
+    let bad = |what: &str| what.to_string();
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
     let graph = &v["GraphDriver"];
     let driver = graph["Name"]
@@ -85,7 +92,7 @@ fn parse_stored_image(json: &str) -> Result<StoredImage, DockerError> {
 
 /// The image's `app` and `libs` layers as Docker stores them: each file the image names, at the
 /// same place in Docker's layer directories, and the directories themselves for the rest.
-pub(super) fn image_layers(image: &Image, stored: &[PathBuf]) -> DiskLayers {
+pub(crate) fn image_layers(image: &Image, stored: &[PathBuf]) -> DiskLayers {
     let mut layers = DiskLayers::new();
     for (layer, files) in image.layer_files() {
         let mut mapped = Vec::new();

@@ -122,7 +122,7 @@ fn hashed(name: &str) -> RGBColor {
     PALETTE[h % PALETTE.len()]
 }
 
-/// Every backend kind has its own colour (the ten of Tableau's palette, native grey), so no
+/// Every backend kind has its own colour (the ten of Tableau's palette, native grey, podman a darker purple beside docker's), so no
 /// two series of a chart share one; a name no kind has (a merged report's `backend@host`) gets a
 /// hashed one.
 pub fn backend_color(name: &str) -> RGBColor {
@@ -133,6 +133,7 @@ pub fn backend_color(name: &str) -> RGBColor {
         "crun" => RGBColor(44, 160, 44),
         "gvisor" => RGBColor(140, 86, 75),
         "docker" => RGBColor(148, 103, 189),
+        "podman" => RGBColor(137, 45, 155),
         "vm" => RGBColor(214, 39, 40),
         "vm-minimal" => RGBColor(227, 119, 194),
         "vm-classic" => RGBColor(255, 127, 14),

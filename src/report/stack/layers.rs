@@ -112,6 +112,7 @@ impl Layer {
     pub fn label(self, backend: &str) -> String {
         match (self, backend) {
             (Layer::Runtime, "docker") => "Docker Engine: dockerd, containerd, shim, runc".into(),
+            (Layer::Runtime, "podman") => "Podman: podman, conmon, runc".into(),
             (Layer::Runtime, "container") => "Container runtime: cvm's own".into(),
             (Layer::Runtime, "runc" | "crun") => format!("Container runtime: {backend}"),
             (Layer::Hypervisor, _) => "Hypervisor: QEMU".into(),

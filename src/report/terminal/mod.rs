@@ -19,16 +19,21 @@ pub(super) fn table(s: &RunSummary, detail: Detail) -> String {
     }
 }
 
-/// The line every summary opens with.
+/// The line every summary opens with; a run by a normal user says "rootless" there.
 fn heading(s: &RunSummary) -> String {
     format!(
-        "\nScenario {} ({} measured runs, {} warm-up) on {} — {} × {}",
+        "\nScenario {} ({} measured runs, {} warm-up) on {} — {} × {}{}",
         s.scenario,
         s.runs,
         s.warmup,
         s.environment.host,
         s.environment.ncpu,
-        s.environment.cpu_model
+        s.environment.cpu_model,
+        if s.environment.root {
+            ""
+        } else {
+            " — rootless (a normal user: see each backend's limits and network)"
+        }
     )
 }
 
@@ -84,6 +89,15 @@ mod tests {
     fn web() -> RunSummary {
         let (meta, rows) = testdata::web_run();
         summarize(&meta, &rows)
+    }
+
+    #[test]
+    fn a_rootless_run_says_so_in_its_heading() {
+        let mut s = web();
+        s.environment.root = true;
+        assert!(!heading(&s).contains("rootless"), "{}", heading(&s));
+        s.environment.root = false;
+        assert!(heading(&s).contains("— rootless"), "{}", heading(&s));
     }
 
     /// The default fits a screen for the widest built-in run (nine backends of `web`); the
