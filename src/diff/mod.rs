@@ -272,6 +272,56 @@ fn backend_names(meta: &RunMeta) -> BTreeSet<&str> {
     meta.backends.iter().map(|b| b.backend.as_str()).collect()
 }
 
+/// The conditions a backend records that change what its figures mean: run as root or not, and
+/// the limits and network a rootless backend falls back to.
+const CONDITIONS: [&str; 3] = ["rootless", "limits", "network"];
+
+/// A rootful run against a rootless one (or any change of a backend's [`CONDITIONS`]), named per
+/// backend with both sides' words: a change there is the condition's, not the backend's.
+fn condition_warnings(base: &RunMeta, new: &RunMeta) -> Vec<String> {
+    let mut w = Vec::new();
+    let who = |root: bool| {
+        if root {
+            "root"
+        } else {
+            "a normal user (rootless)"
+        }
+    };
+    if base.environment.root != new.environment.root {
+        w.push(format!(
+            "the base ran as {} and the new run as {}: backends that need root are absent from \
+             one side, and those that run without it may have no limits or another network",
+            who(base.environment.root),
+            who(new.environment.root)
+        ));
+    }
+    for b in &base.backends {
+        let Some(n) = new.backends.iter().find(|n| n.backend == b.backend) else {
+            continue;
+        };
+        let none = String::from("(not recorded)");
+        let changed: Vec<String> = CONDITIONS
+            .iter()
+            .filter(|k| b.config.get(**k) != n.config.get(**k))
+            .map(|k| {
+                format!(
+                    "{k} {} → {}",
+                    b.config.get(*k).unwrap_or(&none),
+                    n.config.get(*k).unwrap_or(&none)
+                )
+            })
+            .collect();
+        if !changed.is_empty() {
+            w.push(format!(
+                "{} ran under other conditions: {}",
+                b.backend,
+                changed.join("; ")
+            ));
+        }
+    }
+    w
+}
+
 /// Why two runs' figures may not be comparable even though they can be diffed.
 fn host_warnings(base: &RunMeta, new: &RunMeta) -> Vec<String> {
     let (be, ne) = (&base.environment, &new.environment);
@@ -367,6 +417,7 @@ pub fn diff_runs(
         });
     }
     let mut warnings = host_warnings(base_meta, new_meta);
+    warnings.extend(condition_warnings(base_meta, new_meta));
     let (base_series, _) = measured_series(base_rows);
     let (new_series, _) = measured_series(new_rows);
     let mut rows = Vec::new();

@@ -144,6 +144,41 @@ fn different_hosts_are_a_warning_shown_everywhere() {
 }
 
 #[test]
+fn a_rootful_against_a_rootless_run_names_the_conditions_that_differ() {
+    let a = meta("web", "h", &["native", "podman"]);
+    let mut b = meta("web", "h", &["native", "podman"]);
+    b.environment.root = !a.environment.root;
+    let podman = b
+        .backends
+        .iter_mut()
+        .find(|x| x.backend == "podman")
+        .unwrap();
+    podman.config.insert("rootless".into(), "yes".into());
+    podman.config.insert("network".into(), "slirp4netns".into());
+    let base = rows("native", "ready_latency", "s", &BASE);
+    let d = diff_runs(&a, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(
+        d.warnings.iter().any(|w| w.contains("rootless")),
+        "{:?}",
+        d.warnings
+    );
+    let podman = d.warnings.iter().find(|w| w.starts_with("podman")).unwrap();
+    assert!(
+        podman.contains("rootless (not recorded) → yes") && podman.contains("slirp4netns"),
+        "{podman}"
+    );
+    assert!(!podman.contains("limits"), "{podman}");
+    assert!(
+        !d.warnings.iter().any(|w| w.starts_with("native")),
+        "{:?}",
+        d.warnings
+    );
+    // The same conditions on both sides say nothing.
+    let d = diff_runs(&b, &base, &b, &base, &DiffOptions::default()).unwrap();
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+}
+
+#[test]
 fn the_page_escapes_names_and_draws_a_bar_per_tested_row() {
     let m = meta("<b>x</b>", "h", &["container"]);
     let slower: Vec<f64> = BASE.iter().map(|x| x + 0.020).collect();
