@@ -199,9 +199,15 @@ fn verdict_section(o: &mut String, s: &RunSummary, v: &Verdict) {
             escape(&tcg.join(", "))
         )
     };
+    let rootless: String = s
+        .backends
+        .iter()
+        .filter_map(super::findings::rootless_note)
+        .map(|n| format!(" <strong>{}</strong>.", escape(&n)))
+        .collect();
     let _ = writeln!(
         o,
-        "</div>\n<p class=\"sub caption\">{}{tcg} As one image: \
+        "</div>\n<p class=\"sub caption\">{}{tcg}{rootless} As one image: \
          <a href=\"{SUMMARY_IMAGE}.png\">{SUMMARY_IMAGE}.png</a>.</p>\n</section>",
         escape(&v.footnote)
     );

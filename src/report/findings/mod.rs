@@ -53,6 +53,26 @@ pub fn headlines(s: &RunSummary) -> Vec<String> {
     out
 }
 
+/// What a backend that ran rootless changed, in one sentence ("podman ran rootless: limits none:
+/// …; network slirp4netns …"), or `None` for a backend that ran as it does as root. The figures
+/// beside it are not those of its rootful run, and every renderer says so next to them.
+pub fn rootless_note(b: &BackendSummary) -> Option<String> {
+    b.info.config.get("rootless")?;
+    let said: Vec<String> = ["limits", "network"]
+        .iter()
+        .filter_map(|k| Some(format!("{k} {}", b.info.config.get(*k)?)))
+        .collect();
+    Some(format!(
+        "{} ran rootless: {}",
+        b.info.backend,
+        if said.is_empty() {
+            "in a user namespace".to_string()
+        } else {
+            said.join("; ")
+        }
+    ))
+}
+
 /// Whether the backend is a VM whose configuration says it ran under TCG emulation.
 pub fn is_tcg(b: &BackendSummary) -> bool {
     words::is_tcg(b)

@@ -37,6 +37,8 @@ const MAX_TABLES: usize = 4;
 /// was the limit.
 const TCG_MARK: &str = "*";
 const CLIENT_BOUND_MARK: &str = "†";
+/// Marks a backend that ran rootless (its limits and network differ from its rootful run).
+const ROOTLESS_MARK: &str = "‡";
 
 pub(super) fn table(s: &RunSummary) -> String {
     let mut out = super::heading(s);
@@ -102,6 +104,9 @@ fn side_by_side(ran: &[&BackendSummary], questions: &[(&str, Metric)]) -> Vec<Ve
         let mut name = b.info.backend.clone();
         if findings::is_tcg(b) {
             name.push_str(TCG_MARK);
+        }
+        if findings::rootless_note(b).is_some() {
+            name.push_str(ROOTLESS_MARK);
         }
         let mut row = vec![name];
         for c in &columns {
@@ -182,6 +187,11 @@ fn marks(ran: &[&BackendSummary]) -> Vec<String> {
              slower than under KVM: compare these with each other."
         ));
     }
+    out.extend(
+        ran.iter()
+            .filter_map(|b| findings::rootless_note(b))
+            .map(|n| format!("{ROOTLESS_MARK} {n}.")),
+    );
     let bound: Vec<String> = ran
         .iter()
         .filter(|b| b.client_bound_runs > 0)

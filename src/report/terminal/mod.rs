@@ -100,6 +100,26 @@ mod tests {
         assert!(heading(&s).contains("— rootless"), "{}", heading(&s));
     }
 
+    #[test]
+    fn a_backend_that_ran_rootless_is_marked_beside_its_figures_with_what_changed() {
+        let mut s = web();
+        let compact = table(&s, Detail::Compact);
+        assert!(!compact.contains('‡'), "{compact}");
+        let b = &mut s.backends[1].info;
+        let name = b.backend.clone();
+        b.config.insert("rootless".into(), "yes".into());
+        b.config.insert("network".into(), "slirp4netns".into());
+        let compact = table(&s, Detail::Compact);
+        assert!(
+            compact.lines().any(|l| l.starts_with(&format!("{name}‡"))),
+            "{compact}"
+        );
+        assert!(
+            compact.contains(&format!("‡ {name} ran rootless: network slirp4netns.")),
+            "{compact}"
+        );
+    }
+
     /// The default fits a screen for the widest built-in run (nine backends of `web`); the
     /// full one still has every metric of every backend.
     #[test]
