@@ -110,18 +110,12 @@ fn socket_inode(link: &str) -> Option<u64> {
 
 /// Why the run fails when the port is held by another process, naming it when it can be found.
 fn held_by_others(port: u16, inodes: &[u64]) -> String {
-    let holder = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    let holder = super::procfs::processes()
+        .map(|(pid, _)| pid)
         .find(|&pid| holds(pid, inodes))
         .map_or_else(
             || "a process cvm cannot see".to_string(),
-            |pid| {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                format!("PID {pid}, {}", comm.trim())
-            },
+            |pid| format!("PID {pid}, {}", super::procfs::name(pid)),
         );
     format!(
         "port {port} is in LISTEN by a process outside the instance ({holder}), not by the \

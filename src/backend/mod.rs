@@ -22,6 +22,7 @@ pub mod output;
 pub mod placement;
 pub mod podman;
 pub mod process;
+pub mod procfs;
 pub mod vm;
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
@@ -17,13 +17,15 @@ use super::{Daemon, DockerError, DockerPrepared};
 use crate::backend::cgroup;
 use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
-use crate::backend::io_dir::InstanceIoDir;
+use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{self, StopPolicy, Supervised};
+use crate::backend::procfs;
 use crate::backend::{BackendError, Instance, LaunchContext};
-use crate::scenario::{BackendKind, NetworkMode};
+use crate::scenario::{BackendKind, NetworkMode, SeccompProfile, SecuritySpec};
 
 /// The container's scratch directory, a tmpfs as with the other container backends.
-const TMP: &str = "/tmp";
+/// Where a tmpfs is mounted in every Docker and Podman container (the root is read-only).
+pub(crate) const TMP: &str = "/tmp";
 /// How long to wait for the container to be created and get its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -64,42 +66,17 @@ pub(super) fn launch(
                 .map(|c| format!("--cpuset-cpus={c}")),
         )
         .args(p.limits.pids.map(|n| format!("--pids-limit={n}")))
-        .args(["--security-opt", "no-new-privileges", "--read-only"])
-        .args(
-            p.security
-                .cap_add
-                .get_ref()
-                .iter()
-                .map(|c| format!("--cap-add={c}")),
-        )
-        .args(
-            (p.security.seccomp == crate::scenario::SeccompProfile::Unconfined)
-                .then_some("--security-opt=seccomp=unconfined"),
-        );
-    if let Some((inside, store)) = &p.io {
-        let label = format!("{}-docker-{}-{n}", ctx.run_id, ctx.instance);
-        let dir = store
-            .instance_dir(&label)
-            .map_err(|e| fail(DockerError::IoDir(e)))?;
-        // A bind mount of the same host directory the other backends write to, never a
-        // tmpfs: a tmpfs would measure memory.
-        cmd.arg("--mount").arg(format!(
-            "type=bind,source={},target={inside}",
-            dir.path().display()
-        ));
-        if inside != TMP {
-            cmd.args(["--tmpfs", TMP]);
-        }
-        instance.io_dir = Some(dir);
-    } else {
-        cmd.args(["--tmpfs", TMP]);
-    }
-    cmd.args(["-e", &format!("{}=1", cvm_proto::MARKER_FD_ENV)])
-        .arg(&p.tag)
-        .args(&p.argv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .args(["--security-opt", "no-new-privileges", "--read-only"]);
+    let label = format!("{}-docker-{}-{n}", ctx.run_id, ctx.instance);
+    instance.io_dir = workload_args(
+        &mut cmd,
+        &p.security,
+        p.io.as_ref(),
+        &label,
+        &p.tag,
+        &p.argv,
+    )
+    .map_err(|e| fail(DockerError::IoDir(e)))?;
     let (tx, events) = mpsc::channel();
     instance.events = events;
     // Docker's runc joins the container's cgroup, below the daemon's cgroup parent, unseen but
@@ -214,18 +191,59 @@ impl DockerInstance {
     /// The container's shim: the parent of its init (containerd starts one per container, and
     /// it stays as long as the container does).
     fn shim_pid(&self) -> Option<u32> {
-        let ppid = parent_pid(self.init_pid()?)?;
-        let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()?;
-        comm.trim().starts_with("containerd-shim").then_some(ppid)
+        let ppid = procfs::parent_pid(self.init_pid()?)?;
+        procfs::name(ppid)
+            .starts_with("containerd-shim")
+            .then_some(ppid)
     }
 }
 
-/// The parent of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised name, which
-/// may itself hold spaces and parentheses).
-pub(crate) fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+/// The `run` arguments Docker and Podman share after their own options: the scenario's added
+/// capabilities and seccomp choice, the io workload's host directory bind-mounted (`label` names
+/// the one made for this instance, returned) with a tmpfs `/tmp` beside it, the marker channel's
+/// variable, the image `tag` and the workload; stdout and stderr piped, in a process group.
+pub(crate) fn workload_args(
+    cmd: &mut Command,
+    security: &SecuritySpec,
+    io: Option<&(String, IoStore)>,
+    label: &str,
+    tag: &str,
+    argv: &[String],
+) -> Result<Option<InstanceIoDir>, IoDirError> {
+    cmd.args(
+        security
+            .cap_add
+            .get_ref()
+            .iter()
+            .map(|c| format!("--cap-add={c}")),
+    )
+    .args(
+        (security.seccomp == SeccompProfile::Unconfined)
+            .then_some("--security-opt=seccomp=unconfined"),
+    );
+    let mut made = None;
+    if let Some((inside, store)) = io {
+        let dir = store.instance_dir(label)?;
+        // A bind mount of the same host directory the other backends write to, never a
+        // tmpfs: a tmpfs would measure memory.
+        cmd.arg("--mount").arg(format!(
+            "type=bind,source={},target={inside}",
+            dir.path().display()
+        ));
+        if inside != TMP {
+            cmd.args(["--tmpfs", TMP]);
+        }
+        made = Some(dir);
+    } else {
+        cmd.args(["--tmpfs", TMP]);
+    }
+    cmd.args(["-e", &format!("{}=1", cvm_proto::MARKER_FD_ENV)])
+        .arg(tag)
+        .args(argv)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    Ok(made)
 }
 
 /// The processes listening on the Unix socket at `path`: its inode from `/proc/net/unix`, then
@@ -253,28 +271,19 @@ pub(super) fn socket_listeners(path: &Path) -> Vec<u32> {
     if inodes.is_empty() {
         return Vec::new();
     }
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let holds = std::fs::read_dir(entry.path().join("fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
-            });
-        if holds {
-            pids.push(pid);
-        }
-    }
-    pids
+    procfs::processes()
+        .filter(|(_, dir)| {
+            std::fs::read_dir(dir.join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+                })
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// The value of `-address`/`--address` in a process's command line (a shim names its
@@ -395,15 +404,6 @@ impl Drop for DockerInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_parent_is_read_past_a_name_with_spaces_and_parentheses() {
-        assert_eq!(
-            parent_pid(std::process::id()),
-            Some(std::os::unix::process::parent_id())
-        );
-        assert_eq!(parent_pid(u32::MAX), None);
-    }
 
     #[test]
     fn a_listening_socket_is_traced_to_its_process() {

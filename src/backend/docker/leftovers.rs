@@ -6,25 +6,14 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::instance::parent_pid;
+use crate::backend::procfs::{self, parent_pid};
 
 /// The children of `parent` whose command name is `name`, from `/proc`.
 pub(super) fn children_named(parent: u32, name: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name && parent_pid(pid) == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found
+    procfs::processes()
+        .map(|(pid, _)| pid)
+        .filter(|&pid| procfs::name(pid) == name && parent_pid(pid) == Some(parent))
+        .collect()
 }
 
 /// containerd as dockerd's child, with a pidfd opened while it still was (checked after the

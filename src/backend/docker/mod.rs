@@ -48,7 +48,7 @@ use crate::image::Image;
 use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use client::Client;
 use daemon::{DaemonError, ManagedDaemon};
-pub(crate) use instance::{parent_pid, reap_orphan};
+pub(crate) use instance::{reap_orphan, workload_args};
 pub(crate) use storage::{image_layers, parse_stored_image};
 pub use storage::{StoredImage, DOCKER_BINARIES};
 

@@ -3,9 +3,7 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, OnceLock};
@@ -18,15 +16,16 @@ use super::PodmanPrepared;
 use crate::backend::cgroup;
 use crate::backend::cgroup_trace::{JoinTrace, Target};
 use crate::backend::container::net;
+use crate::backend::docker;
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event};
 use crate::backend::io_dir::InstanceIoDir;
 use crate::backend::process::{self, StopPolicy, Supervised};
+use crate::backend::procfs;
 use crate::backend::LaunchContext;
 use crate::backend::{BackendError, Instance, Supervisor};
-use crate::scenario::{BackendKind, NetworkMode, SeccompProfile};
+use crate::scenario::{BackendKind, NetworkMode};
 
 /// The container's scratch directory, a tmpfs as with the other container backends.
-const TMP: &str = "/tmp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -108,40 +107,17 @@ pub(super) fn launch(
             cvm_proto::caps::DEFAULT
                 .iter()
                 .map(|c| format!("--cap-add={c}")),
-        )
-        .args(
-            p.security
-                .cap_add
-                .get_ref()
-                .iter()
-                .map(|c| format!("--cap-add={c}")),
-        )
-        .args(
-            (p.security.seccomp == SeccompProfile::Unconfined)
-                .then_some("--security-opt=seccomp=unconfined"),
         );
-    if let Some((inside, store)) = &p.io {
-        let label = format!("{}-podman-{}-{n}", ctx.run_id, ctx.instance);
-        let dir = store.instance_dir(&label).map_err(InstanceError::IoDir)?;
-        // A bind mount of the same host directory the other backends write to, never a
-        // tmpfs: a tmpfs would measure memory.
-        cmd.arg("--mount").arg(format!(
-            "type=bind,source={},target={inside}",
-            dir.path().display()
-        ));
-        if inside != TMP {
-            cmd.args(["--tmpfs", TMP]);
-        }
-        instance.io_dir = Some(dir);
-    } else {
-        cmd.args(["--tmpfs", TMP]);
-    }
-    cmd.args(["-e", &format!("{}=1", cvm_proto::MARKER_FD_ENV)])
-        .arg(&p.tag)
-        .args(&p.argv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    let label = format!("{}-podman-{}-{n}", ctx.run_id, ctx.instance);
+    instance.io_dir = docker::workload_args(
+        &mut cmd,
+        &p.security,
+        p.io.as_ref(),
+        &label,
+        &p.tag,
+        &p.argv,
+    )
+    .map_err(InstanceError::IoDir)?;
     let (tx, events) = mpsc::channel();
     instance.events = events;
     // runc joins the container's cgroup, below the run's cgroup parent, unseen but for this
@@ -249,32 +225,21 @@ impl PodmanInstance {
     /// conmon, while it is still the parent of the container's init.
     fn conmon_pid(&self) -> Option<u32> {
         let (init, conmon) = self.pids()?;
-        (crate::backend::docker::parent_pid(init) == Some(conmon)).then_some(conmon)
+        (procfs::parent_pid(init) == Some(conmon)).then_some(conmon)
     }
 
     /// The run's slirp4netns processes: named so, their command line naming a path in this
     /// store (the network namespace Podman keeps in its runtime directory).
     fn network_helpers(&self) -> Vec<u32> {
         let dir = self.store.dir().to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim() != "slirp4netns" {
-                continue;
-            }
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&dir) {
-                pids.push(pid);
-            }
-        }
-        pids
+        procfs::processes()
+            .filter(|(pid, proc_dir)| {
+                procfs::name(*pid) == "slirp4netns"
+                    && std::fs::read(proc_dir.join("cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir))
+            })
+            .map(|(pid, _)| pid)
+            .collect()
     }
 
     /// The container's own memory cgroup; none rootless, where the container shares the user's
