@@ -78,7 +78,8 @@ pub struct KernelBuildArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// A built-in scenario name (see `cvm scenarios`) or a path to a scenario TOML file
+    /// A built-in scenario or suite name (see `cvm scenarios`) or a path to a scenario or suite
+    /// TOML file; a suite runs each of its scenarios and writes one site of their reports
     #[arg(short, long, value_name = "NAME|PATH")]
     pub scenario: String,
 

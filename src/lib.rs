@@ -60,6 +60,15 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                     Err(e) => println!("(broken built-in: {e})"),
                 }
             }
+            for s in scenario::builtin_suites() {
+                match s {
+                    Ok(s) => {
+                        println!("{:<10} {}", s.name, s.description);
+                        println!("{:<10} suite of: {}", "", s.scenarios.join(", "));
+                    }
+                    Err(e) => println!("(broken built-in suite: {e})"),
+                }
+            }
             Ok(exit::OK)
         }
         Command::Backends => {
@@ -155,7 +164,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 /// `cvm report --site OUT DIR...`: every scenario's report under OUT, and their index.
 fn site_command(args: &cli::ReportArgs) -> Result<u8, Failure> {
     let out = args.site.as_deref().unwrap_or(Path::new("."));
-    let entries = report::site::build(out, &args.dirs).map_err(|e| {
+    let entries = report::site::build(out, &args.dirs, None).map_err(|e| {
         if e.is_bad_input() {
             Failure::usage(e)
         } else {
@@ -173,6 +182,9 @@ fn site_command(args: &cli::ReportArgs) -> Result<u8, Failure> {
 /// `cvm compare`: measure, then print, export and (with `--baseline`) diff what was measured.
 fn compare_command(args: &cli::CompareArgs) -> Result<u8, Failure> {
     let opts = args.options().map_err(Failure::usage)?;
+    if let Some(suite) = scenario::find_suite(&opts.scenario).map_err(Failure::usage)? {
+        return suite_command(args, &opts, &suite);
+    }
     let compared = compare::compare(&opts).map_err(|e| {
         if e.is_bad_input() {
             Failure::usage(e)
@@ -214,6 +226,68 @@ fn compare_command(args: &cli::CompareArgs) -> Result<u8, Failure> {
     } else {
         fails_code(regressed)
     })
+}
+
+/// `cvm compare` of a suite: every member measured, then one site of their reports (with the
+/// suite's published figures beside them), and each member's one-screen summary.
+fn suite_command(
+    args: &cli::CompareArgs,
+    opts: &compare::CompareOptions,
+    suite: &scenario::Suite,
+) -> Result<u8, Failure> {
+    if args.export_json.is_some() || args.export_csv.is_some() || args.export_markdown.is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--export-json, --export-csv and --export-markdown write one run's figures; {} is a \
+             suite, whose members' folders each hold summary.json, samples.csv and their report",
+            suite.name
+        )));
+    }
+    let run = compare::compare_suite(opts, suite).map_err(|e| {
+        if e.is_bad_input() {
+            Failure::usage(e)
+        } else {
+            Failure::run(e)
+        }
+    })?;
+    if let Some(forced) = run
+        .members
+        .iter()
+        .find_map(|m| m.outcome.as_ref().ok()?.forced.clone())
+    {
+        eprintln!("cvm: {forced}");
+        eprintln!("cvm: samples kept in {}", run.out_dir.display());
+        return Ok(exit::INTERRUPTED);
+    }
+    let measured: Vec<std::path::PathBuf> = run
+        .members
+        .iter()
+        .filter(|m| m.outcome.is_ok())
+        .map(|m| m.dir.clone())
+        .collect();
+    let reference = suite
+        .reference
+        .as_deref()
+        .and_then(report::reference::published);
+    let entries = report::site::build(&run.out_dir, &measured, reference).map_err(Failure::run)?;
+    for e in &entries {
+        println!("\n== {} ==", e.name);
+        show_summary(&e.summary, detail(args.verbose), None)?;
+    }
+    eprintln!(
+        "cvm: {} of {} scenario(s) measured; site in {}",
+        entries.len(),
+        run.members.len(),
+        run.out_dir.join(report::html::INDEX_FILE).display()
+    );
+    if run.interrupted {
+        eprintln!("cvm: interrupted; the samples measured so far are kept");
+        return Ok(exit::INTERRUPTED);
+    }
+    let failed = run.members.iter().any(|m| match &m.outcome {
+        Ok(c) => c.status == results::RunStatus::Failed,
+        Err(_) => true,
+    });
+    Ok(fails_code(failed))
 }
 
 /// Diffs the run just written against `base`: the table on stdout, `diff.html` and `diff.md`

@@ -910,7 +910,7 @@ fn the_verdict_is_in_the_first_screen_and_nothing_scrolls_sideways() {
     let root = tempfile::tempdir().unwrap();
     let dirs = three_scenarios(root.path());
     let site = root.path().join("site");
-    cvm::report::site::build(&site, &dirs).expect("site");
+    cvm::report::site::build(&site, &dirs, None).expect("site");
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-browser");
     std::fs::create_dir_all(&keep).unwrap();
     for (page, images) in [("web/index.html", 0), ("index.html", 3)] {

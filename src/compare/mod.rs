@@ -1,6 +1,8 @@
 //! `cvm compare`: the pipeline end to end — scenario → image → backends → runs → samples →
 //! summary → report — for every requested backend.
 //!
+//! A suite (`suite`) is its member scenarios compared one after another.
+//!
 //! [`compare`] is six steps, one module each: resolve what was asked (`setup`), open the
 //! results directory (`results_dir`), start the record (`record`: `run.json`), prepare every backend
 //! (`lanes`), run them (`order` interleaves them, `sequential` runs one after another; one run
@@ -40,10 +42,12 @@ mod results_dir;
 mod runner;
 mod sequential;
 mod setup;
+mod suite;
 mod sweep;
 
 use order::{run_interleaved, Plan, Shared};
 use sequential::run_sequential;
+pub use suite::{compare_suite, Member, SuiteCompared};
 
 /// What `cvm compare` is asked to do; every field but `scenario` defaults to the scenario's own.
 #[derive(Debug, Clone)]
@@ -118,6 +122,8 @@ pub enum CompareError {
     ResultsDir(#[from] results_dir::ResultsDirError),
     #[error(transparent)]
     IoStore(#[from] backend::io_dir::IoDirError),
+    #[error("--baseline compares one run with another of the same scenario; {suite} is a suite: diff its members' folders one by one with `cvm diff`")]
+    SuiteBaseline { suite: String },
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
     #[error("cannot build the image")]
@@ -139,6 +145,7 @@ impl CompareError {
                 | CompareError::BaselineScenario { .. }
                 | CompareError::ResultsDir(_)
                 | CompareError::IoStore(_)
+                | CompareError::SuiteBaseline { .. }
         )
     }
 }

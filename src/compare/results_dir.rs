@@ -58,6 +58,28 @@ pub(super) fn create(
     reports: &Path,
     run_id: &str,
 ) -> Result<ResultsDir, ResultsDirError> {
+    let (run_id, path) = folder(output, reports, run_id)?;
+    let samples = SampleWriter::create(&path.join(results::SAMPLES_FILE)).map_err(|source| {
+        ResultsDirError::Claim {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(ResultsDir {
+        run_id,
+        path,
+        samples,
+    })
+}
+
+/// The folder of a run (or of a suite's runs) whose id would be `run_id`, new or empty and
+/// writable: `output` if given, else a new directory under `reports`, which `reports/latest`
+/// then points at. Its id and path.
+pub(super) fn folder(
+    output: Option<&Path>,
+    reports: &Path,
+    run_id: &str,
+) -> Result<(String, PathBuf), ResultsDirError> {
     let (run_id, path) = match output {
         Some(dir) => {
             use_output(dir)?;
@@ -69,20 +91,10 @@ pub(super) fn create(
         path: path.clone(),
         source,
     })?;
-    let samples = SampleWriter::create(&path.join(results::SAMPLES_FILE)).map_err(|source| {
-        ResultsDirError::Claim {
-            path: path.clone(),
-            source,
-        }
-    })?;
     if output.is_none() {
         point_latest_at(&path);
     }
-    Ok(ResultsDir {
-        run_id,
-        path,
-        samples,
-    })
+    Ok((run_id, path))
 }
 
 /// `--output`: created if missing; if it exists, it must be an empty directory.

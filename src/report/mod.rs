@@ -10,6 +10,7 @@ pub mod html;
 pub mod isolation;
 mod markdown;
 pub mod merge;
+pub mod reference;
 pub mod site;
 pub mod stack;
 mod terminal;

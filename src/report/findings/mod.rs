@@ -21,6 +21,7 @@ mod layers;
 mod startup;
 mod throughput;
 mod words;
+pub(crate) use words::percent;
 
 use crate::results::{BackendSummary, RunSummary};
 use crate::text::format_value;

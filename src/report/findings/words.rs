@@ -49,7 +49,7 @@ pub(super) fn factor(e: &Estimate) -> String {
 }
 
 /// "98% [86, 114]", or "98%" for a single value.
-pub(super) fn percent(e: &Estimate) -> String {
+pub(crate) fn percent(e: &Estimate) -> String {
     let p = |v: f64| num(v * 100.0);
     if is_point(e) {
         format!("{}%", p(e.point))

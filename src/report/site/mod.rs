@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use super::charts::{questions, Question, SUMMARY_IMAGE};
 use super::format::format_value;
 use super::html::INDEX_FILE;
+use super::reference::{self, Published};
 use super::{render_dir, ReportError};
 use crate::results::{self, RunSummary};
 use crate::text::escape_html as escape;
+
+mod study;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
@@ -118,8 +121,13 @@ fn place(dir: &Path, to: &Path) -> Result<RunSummary, SiteError> {
     })
 }
 
-/// Builds the site in `out` from `dirs`; returns its scenarios in the order given.
-pub fn build(out: &Path, dirs: &[PathBuf]) -> Result<Vec<Entry>, SiteError> {
+/// Builds the site in `out` from `dirs`, with `reference`'s figures beside the measured ones
+/// where given; returns its scenarios in the order given.
+pub fn build(
+    out: &Path,
+    dirs: &[PathBuf],
+    reference: Option<&Published>,
+) -> Result<Vec<Entry>, SiteError> {
     let mut entries: Vec<Entry> = Vec::new();
     for dir in dirs {
         let taken: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
@@ -128,7 +136,8 @@ pub fn build(out: &Path, dirs: &[PathBuf]) -> Result<Vec<Entry>, SiteError> {
         entries.push(Entry { name, summary });
     }
     let path = out.join(INDEX_FILE);
-    std::fs::write(&path, index(&entries)).map_err(|source| SiteError::Write { path, source })?;
+    std::fs::write(&path, index(&entries, reference))
+        .map_err(|source| SiteError::Write { path, source })?;
     Ok(entries)
 }
 
@@ -146,6 +155,8 @@ h2 { font-size: 1.3em; margin: 30px 0 10px; border-bottom: 2px solid #ddd; paddi
 .card h3 { margin: 0 0 4px; font-size: 1.05em; }
 .card img { display: block; width: 100%; height: auto; border: 1px solid #eee; }
 .tablewrap { overflow-x: auto; max-width: 100%; }
+.answer { font-size: 1.1em; margin: 6px 0; }
+.agrees { color: #1a7f37; } .differs { color: #b35900; } .emulated { color: #777; }
 table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; overflow-wrap: normal; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: #fafafa; }
@@ -216,8 +227,8 @@ pub fn overview(entries: &[Entry]) -> String {
     o
 }
 
-/// The site's `index.html`.
-pub fn index(entries: &[Entry]) -> String {
+/// The site's `index.html`: the comparison with the publication first where there is one.
+pub fn index(entries: &[Entry], reference: Option<&Published>) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
@@ -226,11 +237,21 @@ pub fn index(entries: &[Entry]) -> String {
          style-src 'unsafe-inline'; img-src 'self' file: data:\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>cvm: {n} scenarios</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
-         <h1>cvm: {n} scenarios</h1>\n<p class=\"sub\">Each scenario's verdict panel links its \
-         full report; the table gathers their headline figures (medians; in brackets the ratio \
-         to native with its interval, whose level each report states).</p>\n\
-         <section id=\"scenarios\">\n<div class=\"cards\">\n",
+         <h1>cvm: {n} scenarios</h1>\n",
         n = entries.len()
+    );
+    if let Some(p) = reference {
+        let runs: Vec<(&str, &RunSummary)> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), &e.summary))
+            .collect();
+        o.push_str(&study::section(&reference::compare(&runs, p), p));
+    }
+    o.push_str(
+        "<p class=\"sub\">Each scenario's verdict panel links its full report; the overview \
+         table gathers their headline figures (medians; in brackets the ratio to native with its \
+         interval, whose level each report states).</p>\n<section id=\"scenarios\">\n\
+         <div class=\"cards\">\n",
     );
     for e in entries {
         let s = &e.summary;
