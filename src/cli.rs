@@ -256,6 +256,11 @@ pub struct ReportArgs {
     #[arg(long, value_name = "OUT", conflicts_with = "merge")]
     pub site: Option<PathBuf>,
 
+    /// With --site: published figures to set beside the measured ones, as a suite's
+    /// `reference` does (felter-2014: the IBM study's Docker and KVM ratios)
+    #[arg(long, value_name = "ID", requires = "site")]
+    pub reference: Option<String>,
+
     /// Print every metric of every backend, with every note, instead of the one-screen summary
     /// (the findings and one small table per question)
     #[arg(long)]

@@ -164,7 +164,16 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 /// `cvm report --site OUT DIR...`: every scenario's report under OUT, and their index.
 fn site_command(args: &cli::ReportArgs) -> Result<u8, Failure> {
     let out = args.site.as_deref().unwrap_or(Path::new("."));
-    let entries = report::site::build(out, &args.dirs, None).map_err(|e| {
+    let reference = match args.reference.as_deref() {
+        Some(id) => Some(report::reference::published(id).ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "--reference {id}: no such published figures; known: {}",
+                scenario::REFERENCES.join(", ")
+            ))
+        })?),
+        None => None,
+    };
+    let entries = report::site::build(out, &args.dirs, reference).map_err(|e| {
         if e.is_bad_input() {
             Failure::usage(e)
         } else {

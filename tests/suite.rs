@@ -58,14 +58,32 @@ fn a_suite_measures_each_member_and_sets_the_study_beside_them() {
         .expect("no study section");
     // The answer comes first: before the verdict panels.
     assert!(study < index.find("<section id=\"scenarios\">").unwrap());
-    for want in [
-        "Linpack (GFLOPS)",
-        "STREAM Triad",
-        "container here",
-        "RC25482",
-    ] {
+    for want in ["Linpack", "STREAM Triad", "container here", "RC25482"] {
         assert!(index.contains(want), "{want} missing from the site");
     }
+    // The same site again from the members' folders, and an unknown reference refused.
+    let again = dir.path().join("again");
+    let site = |reference: &str| {
+        cvm_cmd()
+            .args(["report", "--site"])
+            .arg(&again)
+            .args(["--reference", reference])
+            .arg(out.join("cpu"))
+            .arg(out.join("memory"))
+            .output()
+            .unwrap()
+    };
+    let bad = site("nope");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("known: felter-2014"),
+        "{}",
+        stderr(&bad)
+    );
+    let good = site("felter-2014");
+    assert_eq!(good.status.code(), Some(0), "{}", stderr(&good));
+    let index = std::fs::read_to_string(again.join("index.html")).unwrap();
+    assert!(index.contains("<section id=\"study\">") && index.contains("Linpack"));
 }
 
 #[test]

@@ -46,43 +46,46 @@ pub const FELTER_2014: Published = Published {
     figures: &[
         Figure {
             metric: Metric::CpuScore,
-            benchmark: "Linpack (GFLOPS)",
+            benchmark: "Linpack",
             docker: 290.8678 / 290.8286,
             kvm: 284.1987 / 290.8286,
             source: LINPACK,
         },
         Figure {
             metric: Metric::SysbenchCpuEvents,
-            benchmark: "Linpack (GFLOPS), the study's CPU benchmark",
+            benchmark: "Linpack (the study's CPU benchmark)",
             docker: 290.8678 / 290.8286,
             kvm: 284.1987 / 290.8286,
             source: LINPACK,
         },
         Figure {
             metric: Metric::MemBandwidthTriad,
-            benchmark: "STREAM Triad (GB/s), one socket",
+            benchmark: "STREAM Triad",
             docker: 25.1433 / 25.1503,
             kvm: 24.8676 / 25.1503,
-            source: "Stream/results/{linux,docker,vm}.single-socket.localalloc.log, 10 runs \
+            source: "GB/s, one socket, 16 threads: \
+                     Stream/results/{linux,docker,vm}.single-socket.localalloc.log, 10 runs \
                      each (each STREAM's best of 10 iterations), their mean as the authors' \
                      munge.awk takes it: native 25.15, Docker 25.14, KVM 24.87 GB/s (on two \
                      sockets: 100% and 98.7%)",
         },
         Figure {
             metric: Metric::FioRandreadIops,
-            benchmark: "fio 4 KiB random read (IOPS), 8 jobs × queue depth 16, direct I/O",
+            benchmark: "fio random read",
             docker: 84092.0 / 84044.0,
             kvm: 46173.0 / 84044.0,
-            source: "fio/results/linux.log and docker.log, and vm.log at commit b72ae3e (the \
+            source: "IOPS, 4 KiB, 8 jobs × queue depth 16, direct I/O: fio/results/linux.log \
+                     and docker.log, and vm.log at commit b72ae3e (the \
                      KVM run the authors' fio results.xlsx charts; a later 32-vCPU run gives \
                      50.6%), job random-read-16x8, one run each: 84,044, 84,092 and 46,173 IOPS",
         },
         Figure {
             metric: Metric::RedisGetRps,
-            benchmark: "Redis GET (requests/s), 4 clients; Docker with NAT, KVM with 1 vCPU",
+            benchmark: "Redis GET",
             docker: 58490.0 / 76724.0,
             kvm: 27868.0 / 76724.0,
-            source: "redis/results/run_{native,dockerbridge,vm}_*.txt, redis-benchmark GET at 4 \
+            source: "requests/s, 4 clients, Docker with NAT, KVM with 1 vCPU: \
+                     redis/results/run_{native,dockerbridge,vm}_*.txt, redis-benchmark GET at 4 \
                      clients, the mean of every run (12 native, 10 Docker, 10 KVM): 76,724, \
                      58,490 and 27,868 requests/s. The authors' own averages are not in the \
                      repository, so these are reconstructed: indicative, ±10% (Docker with \
@@ -90,11 +93,11 @@ pub const FELTER_2014: Published = Published {
         },
         Figure {
             metric: Metric::PgbenchTps,
-            benchmark: "MySQL, SysBench read-only OLTP (transactions/s), 10 threads; Docker with \
-                        NAT and AUFS",
+            benchmark: "MySQL OLTP, read-only",
             docker: 3178.0 / 3394.0,
             kvm: 2033.0 / 3394.0,
-            source: "mysql/results/performance-governor/{bml,docker-nofs-nonet,KVM}/records-*, \
+            source: "SysBench OLTP, transactions/s, 10 threads, Docker with NAT and AUFS: \
+                     mysql/results/performance-governor/{bml,docker-nofs-nonet,KVM}/records-*, \
                      10 threads, the mean of 10 runs as the authors' proc.script takes it: \
                      3,394, 3,178 and 2,033 transactions/s (Docker with --net=host and a \
                      volume: 99.3%). A different database and a read-only load: PostgreSQL's \
@@ -103,7 +106,8 @@ pub const FELTER_2014: Published = Published {
     ],
 };
 
-const LINPACK: &str = "linpack/results/{linux,docker,vm}.log, two sockets, 32 threads, the mean \
+const LINPACK: &str =
+    "GFLOPS: linpack/results/{linux,docker,vm}.log, two sockets, 32 threads, the mean \
                        of 10 trials each as the authors' linpack.xlsx charts it: native 290.8, \
                        Docker 290.9, KVM 284.2 GFLOPS (KVM tuned: host CPU model, its topology, \
                        vCPUs pinned)";

@@ -156,6 +156,7 @@ h2 { font-size: 1.3em; margin: 30px 0 10px; border-bottom: 2px solid #ddd; paddi
 .card img { display: block; width: 100%; height: auto; border: 1px solid #eee; }
 .tablewrap { overflow-x: auto; max-width: 100%; }
 .answer { font-size: 1.1em; margin: 6px 0; }
+td.study { background: #f4f6fa; }
 .agrees { color: #1a7f37; } .differs { color: #b35900; } .emulated { color: #777; }
 table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; overflow-wrap: normal; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }

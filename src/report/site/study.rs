@@ -14,22 +14,26 @@ fn share(v: f64) -> String {
     format!("{}%", crate::text::format_ratio(v * 100.0))
 }
 
-/// One measured cell: the share with its interval, and how it stands to the study's.
+/// One measured cell: the share, and under it its interval and how it stands to the study's.
 fn cell(m: &Measured) -> String {
     let (class, word) = match m.counterpart.map(|(_, _, a)| a) {
-        Some(Agreement::Agrees) => ("agrees", " — agrees"),
-        Some(Agreement::Lower) => ("differs", " — lower"),
-        Some(Agreement::Higher) => ("differs", " — higher"),
-        Some(Agreement::Emulated) => ("emulated", " — TCG"),
+        Some(Agreement::Agrees) => ("agrees", " agrees"),
+        Some(Agreement::Lower) => ("differs", " lower"),
+        Some(Agreement::Higher) => ("differs", " higher"),
+        Some(Agreement::Emulated) => ("emulated", " TCG"),
         None => ("", ""),
     };
+    let share = |v: f64| crate::text::format_ratio(v * 100.0);
     format!(
-        "<span class=\"{class}\">{}{word}</span>",
-        escape(&percent(&m.ratio))
+        "<span class=\"{class}\">{}%<br><small>[{}, {}]{word}</small></span>",
+        share(m.ratio.point),
+        share(m.ratio.lower),
+        share(m.ratio.upper)
     )
 }
 
-/// Every backend measured in any row, in the order first seen.
+/// Every backend measured in any row: those with a counterpart in the study first (so they
+/// stand beside its columns), then the rest, each in the order first seen.
 fn backends(rows: &[Row]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in rows.iter().flat_map(|r| &r.measured) {
@@ -37,7 +41,28 @@ fn backends(rows: &[Row]) -> Vec<String> {
             out.push(m.backend.clone());
         }
     }
+    out.sort_by_key(|b| match Counterpart::of(b) {
+        Some(Counterpart::Docker) => 0,
+        Some(Counterpart::Kvm) => 1,
+        None => 2,
+    });
     out
+}
+
+/// The levels of the intervals shown, as words: "75%", or "50% to 75%".
+fn levels(rows: &[Row]) -> String {
+    let mut all: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| &r.measured)
+        .map(|m| m.ratio.level)
+        .collect();
+    all.sort_by(f64::total_cmp);
+    let p = |v: f64| format!("{}%", crate::text::format_ratio(v * 100.0));
+    match (all.first(), all.last()) {
+        (Some(a), Some(b)) if a == b => p(*a),
+        (Some(a), Some(b)) => format!("{} to {}", p(*a), p(*b)),
+        _ => "—".into(),
+    }
 }
 
 /// What one backend's comparisons with its counterpart in the study come to, in one sentence.
@@ -117,28 +142,30 @@ pub(super) fn section(rows: &[Row], p: &Published) -> String {
     }
     o.push_str(
         "<div class=\"tablewrap\"><table id=\"study-table\">\n<tr><th>scenario here</th>\
-         <th>the study's benchmark</th><th>study: Docker</th><th>study: KVM</th>",
+         <th>the study's benchmark</th>",
     );
     for b in &cols {
+        if let Some(c) = Counterpart::of(b) {
+            let _ = write!(o, "<th>study: {}</th>", c.label());
+        }
         let _ = write!(o, "<th>{} here</th>", escape(b));
     }
     o.push_str("</tr>\n");
     for r in rows {
-        let (bench, docker, kvm) = match r.figure {
-            Some(f) => (f.benchmark, share(f.docker), share(f.kvm)),
-            None => ("— (none in the study)", "—".into(), "—".into()),
-        };
         let _ = write!(
             o,
-            "<tr><td><a href=\"{0}/index.html\">{0}</a>: {1}</td><td>{2}</td>\
-             <td class=\"num\">{3}</td><td class=\"num\">{4}</td>",
+            "<tr><td><a href=\"{0}/index.html\">{0}</a><br><small>{1}</small></td><td>{2}</td>",
             escape(&r.scenario),
             escape(r.metric.name()),
-            escape(bench),
-            docker,
-            kvm
+            escape(r.figure.map_or("— (none in the study)", |f| f.benchmark)),
         );
         for b in &cols {
+            if let Some(c) = Counterpart::of(b) {
+                let published = r
+                    .figure
+                    .map_or_else(|| "—".to_string(), |f| share(c.value(f)));
+                let _ = write!(o, "<td class=\"num study\">{published}</td>");
+            }
             let c = r
                 .measured
                 .iter()
@@ -152,8 +179,10 @@ pub(super) fn section(rows: &[Row], p: &Published) -> String {
     let _ = writeln!(
         o,
         "<p class=\"sub\">Each cell is a share of native's throughput on the same host (100% = as \
-         fast as native; higher is better), here the median with its interval. The study's: {}; \
+         fast as native; higher is better): here the median, under it its interval ({} level, as \
+         each report states); \"agrees\" when the study's share lies within it. The study's: {}; \
          computed from {}.</p>\n<ul class=\"sub\">",
+        levels(rows),
         escape(p.citation),
         escape(p.data)
     );
@@ -201,7 +230,7 @@ mod tests {
         let rows = compare(&[("cpu", &s)], &FELTER_2014);
         assert_eq!(rows.len(), 1);
         let row = &rows[0];
-        assert_eq!(row.figure.map(|f| f.benchmark), Some("Linpack (GFLOPS)"));
+        assert_eq!(row.figure.map(|f| f.benchmark), Some("Linpack"));
         let of = |b: &str| row.measured.iter().find(|m| m.backend == b).unwrap();
         assert_eq!(
             of("docker").counterpart.map(|(c, _, a)| (c, a)),
@@ -215,10 +244,15 @@ mod tests {
         let html = section(&rows, &FELTER_2014);
         assert!(
             html.contains("docker agrees with the study&#39;s Docker on 0 of 1 workloads")
-                && html.contains("it differs on Linpack (GFLOPS) (85%"),
+                && html.contains("it differs on Linpack (85%"),
             "{html}"
         );
         assert!(html.contains("vm ran under TCG emulation"), "{html}");
+        // The backends with a counterpart stand first, each beside the study's column.
+        let at = |text: &str| html.find(text).unwrap_or_else(|| panic!("{text}: {html}"));
+        assert!(at("study: Docker") < at("docker here"));
+        assert!(at("docker here") < at("study: KVM"));
+        assert!(at("vm here") < at("container here"));
         assert!(
             html.contains("container, runc, gvisor have no counterpart"),
             "{html}"
