@@ -45,6 +45,8 @@ pub enum RootlessError {
     SlirpSpawn(#[source] std::io::Error),
     #[error("slirp4netns did not answer on its API socket within {LIMIT:?}")]
     SlirpTimeout,
+    #[error("slirp4netns exited before it served the network: {0}")]
+    SlirpExited(String),
     #[error("cannot ask slirp4netns to forward the port")]
     SlirpApi(#[source] std::io::Error),
     #[error("slirp4netns refused to forward the port: {0}")]
@@ -221,15 +223,18 @@ impl Slirp {
         let dir = std::env::temp_dir().join(format!("cvm-slirp-{label}-{}", std::process::id()));
         std::fs::create_dir(&dir).map_err(RootlessError::Dir)?;
         let socket = dir.join("api.sock");
-        let child = Command::new("slirp4netns")
-            .args(["--configure", "--mtu", SLIRP_MTU, "--disable-host-loopback"])
-            .arg("--api-socket")
-            .arg(&socket)
-            .args([pid.to_string().as_str(), "tap0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        let log = dir.join("slirp4netns.log");
+        let child = std::fs::File::create(&log).and_then(|log| {
+            Command::new("slirp4netns")
+                .args(["--configure", "--mtu", SLIRP_MTU, "--disable-host-loopback"])
+                .arg("--api-socket")
+                .arg(&socket)
+                .args([pid.to_string().as_str(), "tap0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+        });
         let child = match child {
             Ok(c) => c,
             Err(e) => {
@@ -247,7 +252,12 @@ impl Slirp {
         let stream = loop {
             match UnixStream::connect(&socket) {
                 Ok(s) => break s,
-                Err(_) if Instant::now() < deadline && slirp.process.running_pid().is_some() => {
+                Err(_) if slirp.process.running_pid().is_none() => {
+                    let said = std::fs::read_to_string(&log).unwrap_or_default();
+                    let last = said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+                    return Err(RootlessError::SlirpExited(last.trim().to_string()));
+                }
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 Err(_) => return Err(RootlessError::SlirpTimeout),
