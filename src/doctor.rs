@@ -69,7 +69,8 @@ fn host_checks() -> Vec<Check> {
         check(
             Warn,
             "root",
-            "not root: no cgroup limits for native, no container or VM networking",
+            "not root: rootless, no cgroup limits; containers on slirp4netns, VMs on the user \
+             network",
             Some("run cvm as root (sudo)"),
         )
     };

@@ -20,6 +20,7 @@ fn spawn_true(program: &CString, flags: libc::c_int) {
         unshare_after_join: 0,
         cgroup_procs: Vec::new(),
         fds: Vec::new(),
+        map_user: None,
     };
     let pid = cvm::sys::spawn_namespaced(spec).expect("spawn /bin/true");
     let status = nix::sys::wait::waitpid(Pid::from_raw(pid), None).expect("wait");

@@ -33,6 +33,7 @@ impl NetnsHolder {
             unshare_after_join: 0,
             cgroup_procs: Vec::new(),
             fds: Vec::new(),
+            map_user: None,
         };
         let pid = cvm::sys::spawn_namespaced(spec).expect("clone the netns holder");
         NetnsHolder { pid }

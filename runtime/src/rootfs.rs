@@ -245,41 +245,69 @@ pub fn mount_rootfs(config: &RootfsConfig) -> Result<(), RootfsError> {
         // host's disk, not to memory.
         let target = rootfs.join(inside.strip_prefix("/").unwrap_or(inside));
         mount(Some(host.as_path()), &target, none, MsFlags::MS_BIND, none)
-            .and_then(|()| {
-                mount(
-                    none,
-                    &target,
-                    none,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    none,
-                )
-            })
+            .and_then(|()| remount_bind(&target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV))
             .map_err(|source| RootfsError::Mount { target, source })?;
     }
     if !config.readonly {
         return Ok(());
     }
-    mount(
-        none,
-        rootfs,
-        none,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-        none,
-    )
-    .map_err(RootfsError::RemountReadOnly)
+    remount_bind(rootfs, MsFlags::MS_RDONLY).map_err(RootfsError::RemountReadOnly)
+}
+
+/// Remounts the bind at `target` with `flags`. In a user namespace (rootless) the flags the
+/// host's mount had are locked and a remount that would clear one fails with `EPERM`: then it
+/// is asked again with them kept (nosuid, nodev, noexec, the atime rule), as runc does.
+fn remount_bind(target: &Path, flags: MsFlags) -> nix::Result<()> {
+    let none: Option<&str> = None;
+    let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
+    match mount(none, target, none, base | flags, none) {
+        Err(nix::errno::Errno::EPERM) => {
+            let kept = locked_flags(target)?;
+            mount(none, target, none, base | flags | kept, none)
+        }
+        other => other,
+    }
+}
+
+/// The flags of the mount `path` is on that a less privileged user namespace cannot clear.
+fn locked_flags(path: &Path) -> nix::Result<MsFlags> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let have = statvfs(path)?.flags();
+    let mut flags = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(fs) {
+            flags |= ms;
+        }
+    }
+    Ok(flags)
 }
 
 fn populate_dev(dev: &Path, mqueue: bool) -> Result<(), RootfsError> {
     let fail = |path: PathBuf| move |source| RootfsError::Device { path, source };
     for &(name, major, minor) in DEVICES {
         let path = dev.join(name);
-        mknod(
+        match mknod(
             &path,
             SFlag::S_IFCHR,
             Mode::from_bits_truncate(0o666),
             makedev(major, minor),
-        )
-        .map_err(|e| fail(path.clone())(e.into()))?;
+        ) {
+            // In a user namespace (rootless) no node can be made: the host's is bound instead,
+            // as runc does rootless.
+            Err(nix::errno::Errno::EPERM) => {
+                bind_host_device(name, &path).map_err(|e| fail(path.clone())(e))?;
+                continue;
+            }
+            other => other.map_err(|e| fail(path.clone())(e.into()))?,
+        }
         // mknod honours the umask; the nodes must be usable by any user.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
             .map_err(fail(path.clone()))?;
@@ -304,6 +332,16 @@ fn populate_dev(dev: &Path, mqueue: bool) -> Result<(), RootfsError> {
         let path = dev.join(link);
         symlink(target, &path).map_err(fail(path.clone()))?;
     }
+    Ok(())
+}
+
+/// The host's `/dev/NAME` bound onto a new empty file at `path` (still before `pivot_root`,
+/// so the host's `/dev` is in reach).
+fn bind_host_device(name: &str, path: &Path) -> std::io::Result<()> {
+    fs::File::create(path)?;
+    let none: Option<&str> = None;
+    let host = Path::new("/dev").join(name);
+    mount(Some(host.as_path()), path, none, MsFlags::MS_BIND, none)?;
     Ok(())
 }
 

@@ -26,10 +26,13 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+/// Writes a new user namespace's id maps for the child of the given host PID (run by
+/// [`spawn_namespaced`] on a thread of its own while the child waits; see [`NamespacedExec`]).
+pub type UserMapper = Box<dyn FnOnce(libc::pid_t) -> std::io::Result<()> + Send>;
+
 /// A program started in new namespaces by a raw `clone`, straight into `execve`: the container
 /// backend's spawn. Everything the child touches is prepared here, before the clone, because
 /// the child of a multi-threaded process may only make async-signal-safe calls.
-#[derive(Debug)]
 pub struct NamespacedExec {
     /// Path of the program on the host (the exec happens before any `pivot_root`).
     pub program: std::ffi::CString,
@@ -45,11 +48,30 @@ pub struct NamespacedExec {
     pub cgroup_procs: Vec<File>,
     /// Descriptors placed at the given numbers in the child (stdio, marker pipe, sync pipe).
     pub fds: Vec<(OwnedFd, RawFd)>,
+    /// With `CLONE_NEWUSER` in `clone_flags`: writes the new user namespace's uid and gid maps
+    /// (an unprivileged caller runs the setuid `newuidmap` and `newgidmap`). The child waits for
+    /// it before anything else: unmapped, its exec would drop every capability.
+    pub map_user: Option<UserMapper>,
+}
+
+impl std::fmt::Debug for NamespacedExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamespacedExec")
+            .field("program", &self.program)
+            .field("argv", &self.argv)
+            .field("clone_flags", &self.clone_flags)
+            .field("unshare_after_join", &self.unshare_after_join)
+            .field("fds", &self.fds)
+            .field("map_user", &self.map_user.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The step of the child's setup that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildStep {
+    /// Waiting for its user namespace's id maps (which were not written).
+    UserMap,
     JoinCgroup,
     Unshare,
     Setsid,
@@ -64,6 +86,12 @@ pub enum SpawnError {
     TooManyFds(usize),
     #[error("clone failed")]
     Clone(#[source] std::io::Error),
+    #[error("cannot make the pipe the child waits on for its id maps")]
+    MapPipe(#[source] std::io::Error),
+    #[error("cannot start the thread that writes the child's id maps")]
+    MapThread(#[source] std::io::Error),
+    #[error("cannot write the user namespace's id maps")]
+    UserMap(#[source] std::io::Error),
     #[error("the child failed at step {step:?}")]
     Child {
         step: ChildStep,
@@ -79,6 +107,10 @@ const CHILD_STACK_BYTES: usize = 64 * 1024;
 
 /// What the cloned child reads (prepared before the clone) and writes (its failure).
 struct ChildArgs {
+    /// The pipe the child reads its go-ahead from once its id maps are written, and the
+    /// writing end (the child's copy, closed first so a failed mapper means end of file); -1
+    /// when there is no user namespace to map.
+    map_wait: (RawFd, RawFd),
     procs: *const RawFd,
     nprocs: usize,
     unshare_flags: libc::c_int,
@@ -119,10 +151,11 @@ pub fn spawn_namespaced(spec: NamespacedExec) -> Result<libc::pid_t, SpawnError>
 /// [`spawn_namespaced`], also returning when the child had joined its cgroups: on cgroup v1
 /// (and v2 without `CLONE_INTO_CGROUP`) the join is a write to `cgroup.procs` that can wait for
 /// an RCU grace period, a cost of its own that callers report as its own phase.
-pub fn spawn_namespaced_timed(spec: NamespacedExec) -> Result<Spawned, SpawnError> {
+pub fn spawn_namespaced_timed(mut spec: NamespacedExec) -> Result<Spawned, SpawnError> {
     if spec.fds.len() > MAX_PASSED_FDS {
         return Err(SpawnError::TooManyFds(spec.fds.len()));
     }
+    let mapper = spec.map_user.take().map(Mapper::start).transpose()?;
     // Pointer arrays built before the clone: the child reads them, it allocates nothing.
     let mut argv: Vec<*const libc::c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -130,6 +163,9 @@ pub fn spawn_namespaced_timed(spec: NamespacedExec) -> Result<Spawned, SpawnErro
     envp.push(std::ptr::null());
     let procs: Vec<RawFd> = spec.cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
     let mut args = ChildArgs {
+        map_wait: mapper
+            .as_ref()
+            .map_or((-1, -1), |m| (m.read.as_raw_fd(), m.write)),
         procs: procs.as_ptr(),
         nprocs: procs.len(),
         unshare_flags: spec.unshare_after_join,
@@ -144,14 +180,21 @@ pub fn spawn_namespaced_timed(spec: NamespacedExec) -> Result<Spawned, SpawnErro
     for (slot, (fd, target)) in args.moves.iter_mut().zip(&spec.fds) {
         *slot = (fd.as_raw_fd(), *target);
     }
+    let (flags, tid) = match &mapper {
+        Some(m) => (spec.clone_flags | libc::CLONE_PARENT_SETTID, m.tid.as_ptr()),
+        None => (spec.clone_flags, std::ptr::null_mut()),
+    };
     // SAFETY: `child_main` makes only async-signal-safe calls (no allocator, no locks another
     // thread might hold) and ends in execve or `_exit`. With CLONE_VFORK this thread stays
     // suspended until then, so `args` and what it points into (`argv`, `envp`, `procs`, `spec`,
     // all owned by this frame) stay alive and unchanged for the child's whole life; the child
-    // writes only `args.failure`. Other threads of cvm never see these locals.
-    let cloned = unsafe { clone_vfork(spec.clone_flags, child_main, &mut args) };
+    // writes only `args.failure`. Other threads of cvm never see these locals, but the
+    // mapper's, which reads the child's PID the kernel stores at `tid` (an atomic it owns a
+    // share of, alive until it is joined below).
+    let cloned = unsafe { clone_vfork_tid(flags, child_main, &mut args, tid) };
     // The child's copies matter now; the parent's are closed when `spec` goes.
     drop(spec);
+    let mapped = mapper.map(|m| m.finish(cloned.is_ok()));
     let pid = cloned.map_err(SpawnError::Clone)?;
     match args.failure {
         None => Ok(Spawned {
@@ -161,11 +204,72 @@ pub fn spawn_namespaced_timed(spec: NamespacedExec) -> Result<Spawned, SpawnErro
         Some((step, errno)) => {
             // The child has exited; reap it so it leaves no zombie.
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            if let Some(Err(e)) = mapped {
+                return Err(SpawnError::UserMap(e));
+            }
             Err(SpawnError::Child {
                 step,
                 source: std::io::Error::from_raw_os_error(errno),
             })
         }
+    }
+}
+
+/// The thread that writes a new user namespace's id maps while the cloned child waits: the
+/// cloning thread cannot, since `CLONE_VFORK` suspends it until the child execs, and the child
+/// must not exec unmapped.
+struct Mapper {
+    /// Where the kernel stores the child's host PID (`CLONE_PARENT_SETTID`); -1 if no clone.
+    tid: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    /// The end the child reads its go-ahead from (its copy; this one closes with `self`).
+    read: OwnedFd,
+    /// The number of the writing end the thread holds, which the child closes in its copy.
+    write: RawFd,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Mapper {
+    fn start(map: UserMapper) -> Result<Mapper, SpawnError> {
+        use std::sync::atomic::{AtomicI32, Ordering};
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SpawnError::MapPipe(std::io::Error::from(e)))?;
+        let tid = std::sync::Arc::new(AtomicI32::new(0));
+        let seen = tid.clone();
+        let write_fd = write.as_raw_fd();
+        let thread = std::thread::Builder::new()
+            .name("cvm-idmap".into())
+            .spawn(move || {
+                let pid = loop {
+                    match seen.load(Ordering::SeqCst) {
+                        0 => std::thread::sleep(Duration::from_micros(20)),
+                        pid => break pid,
+                    }
+                };
+                if pid < 0 {
+                    return Ok(());
+                }
+                map(pid)?;
+                // A child that died meanwhile makes this fail; its own failure says why.
+                let _ = std::io::Write::write_all(&mut File::from(write), b"m");
+                Ok(())
+            })
+            .map_err(SpawnError::MapThread)?;
+        Ok(Mapper {
+            tid,
+            read,
+            write: write_fd,
+            thread,
+        })
+    }
+
+    /// Waits for the thread once the clone has returned (`cloned`: whether there was a child).
+    fn finish(self, cloned: bool) -> std::io::Result<()> {
+        if !cloned {
+            self.tid.store(-1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the id-map thread panicked")))
     }
 }
 
@@ -201,6 +305,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: plain syscalls on local sigsets, prepared descriptors and the parent's prepared,
     // null-terminated argv/envp arrays.
     unsafe {
+        // A new user namespace: wait until its id maps are written (the writing end's only
+        // other copy is the mapper's, so its failure is an end of file here).
+        if args.map_wait.0 >= 0 {
+            libc::close(args.map_wait.1);
+            let mut byte = 0u8;
+            if libc::read(args.map_wait.0, std::ptr::from_mut(&mut byte).cast(), 1) != 1 {
+                return fail(args, ChildStep::UserMap);
+            }
+            libc::close(args.map_wait.0);
+        }
         // Handlers are cvm's and would run on shared memory: back to the defaults before any
         // signal is unblocked. Ignored signals (Rust ignores SIGPIPE) would stay ignored across
         // exec: the container starts with defaults for those too.
@@ -268,6 +382,21 @@ pub unsafe fn clone_vfork<T>(
     entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
     args: &mut T,
 ) -> std::io::Result<libc::pid_t> {
+    // SAFETY: the caller's guarantees, and no parent TID is asked for.
+    unsafe { clone_vfork_tid(flags, entry, args, std::ptr::null_mut()) }
+}
+
+/// [`clone_vfork`] with the `parent_tid` argument `CLONE_PARENT_SETTID` writes the child's PID
+/// to, before the child runs.
+///
+/// # Safety
+/// As [`clone_vfork`]; `tid` is null or valid for a write of a `pid_t` during the call.
+unsafe fn clone_vfork_tid<T>(
+    flags: libc::c_int,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    args: &mut T,
+    tid: *mut libc::pid_t,
+) -> std::io::Result<libc::pid_t> {
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
     // The stack grows down on x86_64: pass its (16-byte aligned) top.
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK_BYTES) & !15;
@@ -289,6 +418,9 @@ pub unsafe fn clone_vfork<T>(
             top as *mut libc::c_void,
             flags,
             std::ptr::from_mut(args).cast(),
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::pid_t>(),
         )
     };
     let clone_error = std::io::Error::last_os_error();

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespaceType, LinuxPids, Mount,
-    Process, Root, Spec,
+    Capability, LinuxCapabilities, LinuxCpu, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, Mount, Process, Root, Spec,
 };
 
 use crate::backend::cgroup::Limits;
@@ -61,6 +61,9 @@ pub struct SpecInput<'a> {
     /// The capabilities the workload keeps (kernel names): Docker's default set, plus what the
     /// scenario's `[security]` adds.
     pub capabilities: &'a [String],
+    /// Rootless: a user namespace with these uid and gid maps (inside, host, count), and no
+    /// cgroup (none is delegated to the user), so no limits.
+    pub id_maps: Option<[Vec<(u32, u32, u32)>; 2]>,
 }
 
 /// A unique temporary directory `cvm-oci-<what>-<pid>-<n>`.
@@ -152,22 +155,12 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     spec.set_mounts(Some(mounts));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
-    linux.set_cgroups_path(Some(PathBuf::from(input.cgroup)));
-    let mut resources = linux.resources().clone().unwrap_or_default();
-    let mut memory = LinuxMemory::default();
-    memory.set_limit(i64::try_from(input.limits.memory_bytes).ok());
-    resources.set_memory(Some(memory));
-    let mut cpu = LinuxCpu::default();
-    cpu.set_period(Some(100_000))
-        .set_quota(Some(100_000 * i64::from(input.limits.cpus)))
-        .set_cpus(input.limits.cpuset.clone());
-    resources.set_cpu(Some(cpu));
-    if let Some(limit) = input.limits.pids.and_then(|n| i64::try_from(n).ok()) {
-        let mut pids = LinuxPids::default();
-        pids.set_limit(limit);
-        resources.set_pids(Some(pids));
+    if let Some(maps) = &input.id_maps {
+        user_namespace(&mut linux, maps)?;
+    } else {
+        linux.set_cgroups_path(Some(PathBuf::from(input.cgroup)));
+        linux.set_resources(Some(resources(&input.limits)));
     }
-    linux.set_resources(Some(resources));
     if let Some(namespaces) = linux.namespaces() {
         debug_assert!(namespaces
             .iter()
@@ -197,6 +190,51 @@ fn bundle_spec(input: &SpecInput<'_>) -> Result<Spec, oci_spec::OciSpecError> {
     Ok(spec)
 }
 
+/// The scenario's limits as the spec's resources.
+fn resources(limits: &Limits) -> oci_spec::runtime::LinuxResources {
+    let mut resources = oci_spec::runtime::LinuxResources::default();
+    let mut memory = LinuxMemory::default();
+    memory.set_limit(i64::try_from(limits.memory_bytes).ok());
+    resources.set_memory(Some(memory));
+    let mut cpu = LinuxCpu::default();
+    cpu.set_period(Some(100_000))
+        .set_quota(Some(100_000 * i64::from(limits.cpus)))
+        .set_cpus(limits.cpuset.clone());
+    resources.set_cpu(Some(cpu));
+    if let Some(limit) = limits.pids.and_then(|n| i64::try_from(n).ok()) {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(limit);
+        resources.set_pids(Some(pids));
+    }
+    resources
+}
+
+/// A user namespace with the given uid and gid maps (what `runc spec --rootless` adds).
+fn user_namespace(
+    linux: &mut oci_spec::runtime::Linux,
+    [uids, gids]: &[Vec<(u32, u32, u32)>; 2],
+) -> Result<(), oci_spec::OciSpecError> {
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut user = LinuxNamespace::default();
+    user.set_typ(LinuxNamespaceType::User);
+    namespaces.push(user);
+    linux.set_namespaces(Some(namespaces));
+    let maps = |list: &[(u32, u32, u32)]| {
+        list.iter()
+            .map(|&(inside, host, size)| {
+                LinuxIdMappingBuilder::default()
+                    .container_id(inside)
+                    .host_id(host)
+                    .size(size)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    linux.set_uid_mappings(Some(maps(uids)?));
+    linux.set_gid_mappings(Some(maps(gids)?));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +256,7 @@ mod tests {
             marker_fd: 1,
             netns: Some(PathBuf::from("/proc/42/fd/7")),
             capabilities: &default_capabilities(),
+            id_maps: None,
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -256,6 +295,7 @@ mod tests {
             marker_fd: cvm_proto::DEFAULT_MARKER_FD,
             netns: None,
             capabilities: &default_capabilities(),
+            id_maps: None,
         })
         .unwrap();
         let json = serde_json::to_value(&spec).unwrap();

@@ -23,6 +23,7 @@ pub mod placement;
 pub mod podman;
 pub mod process;
 pub mod procfs;
+pub mod rootless;
 pub mod vm;
 
 use std::collections::BTreeMap;

@@ -302,6 +302,7 @@ fn exec_spec(
         unshare_after_join: 0,
         cgroup_procs,
         fds,
+        map_user: None,
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod instances;
+pub mod user;
 
 mod host;
 pub use host::host_has;

@@ -28,8 +28,14 @@
 //!   a private network;
 //! - **cgroup** (unshared by the child, see above).
 //!
-//! A user namespace is not used: cvm runs as root here, and the backend reports itself
-//! unavailable otherwise.
+//! As root, no user namespace is used. Run by a normal user (rootless), the clone creates a
+//! user namespace too, and the child waits until cvm has written its id maps with `newuidmap`
+//! and `newgidmap` (the user is root inside, its subordinate ids the ids above: see
+//! [`super::rootless`]); every other namespace is then created by, and owned by, that user
+//! namespace. Rootless there is no cgroup (none is delegated to the user here), so nothing is
+//! limited and memory counts init's process tree; a private network is slirp4netns with the
+//! readiness port forwarded from the host's loopback; `rootless`, `limits` and `network` are
+//! recorded with every sample.
 //!
 //! Why a raw clone and not `unshare` in a `pre_exec` hook: `unshare(CLONE_NEWPID)` only moves the
 //! caller's *children* into the new PID namespace, so the exec'd init would not be PID 1 and
@@ -67,6 +73,7 @@ use nix::unistd::pipe2;
 use super::events::{spawn_marker_reader, spawn_output_reader, Event};
 use super::io_dir::{self, InstanceIoDir, IoStore};
 use super::process::{self, Supervised, Terminate};
+use super::rootless;
 use super::{
     Availability, Backend, BackendConfig, BackendError, Instance, LaunchContext, Prepared, Stack,
 };
@@ -134,6 +141,10 @@ pub enum ContainerError {
     RemoveLink(#[source] net::NetError),
     #[error("cannot measure the `{RUNTIME_BINARY}` waiter this backend counts as its supervisor")]
     Waiter(#[source] waiter::WaiterError),
+    #[error("cannot read the user's subordinate ids")]
+    IdMap(#[source] super::rootless::RootlessError),
+    #[error("cannot start the container's user-mode network")]
+    Slirp(#[source] super::rootless::RootlessError),
 }
 
 #[derive(Debug, Default)]
@@ -147,11 +158,8 @@ impl Backend for ContainerBackend {
         Stack::Container
     }
     fn availability(&self) -> Availability {
-        if !nix::unistd::geteuid().is_root() {
-            return Availability::unavailable(
-                "creating namespaces, cgroups and mounts needs root",
-                "run cvm as root (sudo)",
-            );
+        if rootless::active() {
+            return rootless_availability();
         }
         if cgroup::detect().is_none() {
             return Availability::unavailable(
@@ -191,8 +199,15 @@ impl Backend for ContainerBackend {
         let runtime = super::with_libraries(std::slice::from_ref(&binary))
             .map_err(|e| fail(ContainerError::Libraries(e)))?;
         disk.insert(Layer::Runtime, runtime);
-        let waiter_pss = waiter::waiter_pss(&binary, &rootfs, super::limits(scenario))
-            .map_err(|e| fail(ContainerError::Waiter(e)))?;
+        // Rootless, the standalone binary (root only) cannot run a container to be measured.
+        let (waiter_pss, id_map) = if rootless::active() {
+            let map = rootless::IdMap::for_user().map_err(|e| fail(ContainerError::IdMap(e)))?;
+            (None, Some(map))
+        } else {
+            let pss = waiter::waiter_pss(&binary, &rootfs, super::limits(scenario))
+                .map_err(|e| fail(ContainerError::Waiter(e)))?;
+            (Some(pss), None)
+        };
         let io_dir = match scenario.workload.io_target() {
             Some((inside, _)) => IoStore::for_scenario(scenario)
                 .map_err(|e| fail(ContainerError::Volume(e)))?
@@ -211,6 +226,7 @@ impl Backend for ContainerBackend {
             io_dir,
             watch_port: scenario.readiness.port(),
             waiter_pss,
+            id_map,
         }))
     }
 }
@@ -231,8 +247,10 @@ struct ContainerPrepared {
     /// The port init watches for LISTEN (the inside half of readiness).
     watch_port: Option<u16>,
     /// PSS of a `cvm-runtime run` waiting on a container of this image: the supervisor this
-    /// backend stands for, which cvm plays in-process.
-    waiter_pss: u64,
+    /// backend stands for, which cvm plays in-process. `None` rootless (not measured).
+    waiter_pss: Option<u64>,
+    /// Rootless: the user namespace's id maps.
+    id_map: Option<rootless::IdMap>,
 }
 
 impl ContainerPrepared {
@@ -300,15 +318,29 @@ impl Prepared for ContainerPrepared {
             "runtime".into(),
             format!("cvm {}", env!("CARGO_PKG_VERSION")),
         );
-        c.insert(
-            crate::results::SUPERVISOR_KEY.into(),
-            format!(
+        let supervisor = match self.waiter_pss {
+            Some(pss) => format!(
                 "cvm-runtime's waiter, counted: cvm waits in-process, so a real `cvm-runtime run` \
-                 waiting on a container of this image ({} B PSS, measured once) is added to \
-                 memory_pss (memory_supervisor)",
-                self.waiter_pss
+                 waiting on a container of this image ({pss} B PSS, measured once) is added to \
+                 memory_pss (memory_supervisor)"
             ),
-        );
+            None => "none counted: rootless, cvm waits in-process and the standalone \
+                     cvm-runtime (root only) cannot be measured; slirp4netns is counted"
+                .into(),
+        };
+        c.insert(crate::results::SUPERVISOR_KEY.into(), supervisor);
+        if self.id_map.is_some() {
+            c.insert(
+                "isolation".into(),
+                "namespaces user,pid,mount,uts,ipc,net,cgroup".into(),
+            );
+            c.insert("cgroup".into(), "none (rootless)".into());
+            rootless::record(
+                &mut c,
+                "a user namespace of the user's subordinate ids (newuidmap, newgidmap)",
+                self.network,
+            );
+        }
         c
     }
 
@@ -319,8 +351,14 @@ impl Prepared for ContainerPrepared {
     fn launch(&self, ctx: &LaunchContext) -> Result<Box<dyn Instance>, BackendError> {
         let fail = |e| BackendError::launch(BackendKind::Container, e);
         let name = format!("cvm-{}-container-{}", ctx.run_id, ctx.instance);
-        let cgroup = Cgroup::create(&name, self.limits.clone())
-            .map_err(|e| fail(ContainerError::Cgroup(e)))?;
+        // Rootless: no cgroup (none is delegated to the user), so none is made or joined.
+        let cgroup = match self.id_map {
+            Some(_) => None,
+            None => Some(
+                Cgroup::create(&name, self.limits.clone())
+                    .map_err(|e| fail(ContainerError::Cgroup(e)))?,
+            ),
+        };
         let hostname = format!("cvm-{}", ctx.instance);
         let volume = match &self.io_dir {
             Some((_, store)) => Some(
@@ -343,37 +381,9 @@ impl Prepared for ContainerPrepared {
         } else {
             None
         };
-        let argv = self
-            .init_argv(&hostname, volume.as_ref())
-            .iter()
-            .map(cstring)
-            .collect::<Result<Vec<_>, _>>()
+        let spec = self
+            .spawn_spec(&hostname, volume.as_ref(), cgroup.as_ref(), fds)
             .map_err(fail)?;
-        let envp = [
-            super::WORKLOAD_PATH.to_string(),
-            "HOME=/root".into(),
-            format!("HOSTNAME={hostname}"),
-            format!(
-                "{}={}",
-                cvm_proto::MARKER_FD_ENV,
-                cvm_proto::DEFAULT_MARKER_FD
-            ),
-        ]
-        .iter()
-        .map(cstring)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(fail)?;
-        let spec = NamespacedExec {
-            program: cstring(self.guest.as_os_str().as_bytes()).map_err(fail)?,
-            argv,
-            envp,
-            clone_flags: CLONE_NAMESPACES,
-            unshare_after_join: UNSHARE_AFTER_JOIN,
-            cgroup_procs: cgroup
-                .open_procs()
-                .map_err(|e| fail(ContainerError::Cgroup(e)))?,
-            fds,
-        };
 
         let started_at = Instant::now();
         let spawned = spawn_namespaced_timed(spec).map_err(|e| fail(ContainerError::Spawn(e)))?;
@@ -389,26 +399,34 @@ impl Prepared for ContainerPrepared {
             events,
             cgroup,
             link: None,
+            slirp: None,
             go: go.take(),
             volume,
             waiter_pss: self.waiter_pss,
         };
         // The marker reader first: init's markers are stamped when it reads them. Then the
-        // veth, which init waits for; the other two threads only after the go-ahead, off the
-        // launch's critical path (a pipe keeps init's output, and teardown reaps init whether
-        // or not its exit is watched).
+        // network, which init waits for; the other two threads only after the go-ahead, off
+        // the launch's critical path (a pipe keeps init's output, and teardown reaps init
+        // whether or not its exit is watched).
         spawn_marker_reader(File::from(marker_read), tx.clone())
             .map_err(|e| fail(ContainerError::Thread(e)))?;
         if let Some(mut go) = instance.go.take() {
-            let link = net::setup(self.subnet, &ctx.run_id, pid)
-                .map_err(|e| fail(ContainerError::Network(e)))?;
-            instance.link = Some(link);
+            if self.id_map.is_some() {
+                let label = format!("{}-{}", ctx.run_id, ctx.instance);
+                let slirp = rootless::Slirp::start(pid, self.watch_port, &label)
+                    .map_err(|e| fail(ContainerError::Slirp(e)))?;
+                instance.slirp = Some(slirp);
+            } else {
+                let link = net::setup(self.subnet, &ctx.run_id, pid)
+                    .map_err(|e| fail(ContainerError::Network(e)))?;
+                instance.link = Some(link);
+            }
             go.write_all(b"g")
                 .map_err(|e| fail(ContainerError::GoAhead(e)))?;
         }
         spawn_output_reader(File::from(stderr_read), tx.clone())
             .map_err(|e| fail(ContainerError::Thread(e)))?;
-        let memory_dir = instance.cgroup.memory_dir().map(Path::to_path_buf);
+        let memory_dir = instance.memory_cgroup();
         instance
             .init
             .watch_exit(memory_dir, self.limits.memory_bytes, tx)
@@ -417,21 +435,102 @@ impl Prepared for ContainerPrepared {
     }
 }
 
+impl ContainerPrepared {
+    /// What the clone is asked to do: init's program, arguments and environment, the
+    /// namespaces (a user namespace too, mapped by `newuidmap`, when rootless), the cgroup to
+    /// join and the descriptors to place.
+    fn spawn_spec(
+        &self,
+        hostname: &str,
+        volume: Option<&InstanceIoDir>,
+        cgroup: Option<&Cgroup>,
+        fds: Vec<(OwnedFd, i32)>,
+    ) -> Result<NamespacedExec, ContainerError> {
+        let argv = self
+            .init_argv(hostname, volume)
+            .iter()
+            .map(cstring)
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = [
+            super::WORKLOAD_PATH.to_string(),
+            "HOME=/root".into(),
+            format!("HOSTNAME={hostname}"),
+            format!(
+                "{}={}",
+                cvm_proto::MARKER_FD_ENV,
+                cvm_proto::DEFAULT_MARKER_FD
+            ),
+        ]
+        .iter()
+        .map(cstring)
+        .collect::<Result<Vec<_>, _>>()?;
+        let cgroup_procs = match cgroup {
+            Some(c) => c.open_procs().map_err(ContainerError::Cgroup)?,
+            None => Vec::new(),
+        };
+        let (clone_flags, map_user) = match &self.id_map {
+            Some(map) => (CLONE_NAMESPACES | libc::CLONE_NEWUSER, Some(map.mapper())),
+            None => (CLONE_NAMESPACES, None),
+        };
+        Ok(NamespacedExec {
+            program: cstring(self.guest.as_os_str().as_bytes())?,
+            argv,
+            envp,
+            clone_flags,
+            unshare_after_join: UNSHARE_AFTER_JOIN,
+            cgroup_procs,
+            fds,
+            map_user,
+        })
+    }
+}
+
+/// Whether cvm's runtime can run a container for this user without root, and if not what is
+/// missing, with the fix.
+fn rootless_availability() -> Availability {
+    if !Path::new("/proc/self/ns/user").exists() {
+        return Availability::unavailable(
+            "this kernel has no user namespaces",
+            "use a kernel built with CONFIG_USER_NS",
+        );
+    }
+    let sysctl = |path: &str| std::fs::read_to_string(path).map(|t| t.trim().to_string());
+    if sysctl("/proc/sys/kernel/unprivileged_userns_clone").is_ok_and(|v| v == "0") {
+        return Availability::unavailable(
+            "unprivileged user namespaces are disabled",
+            "as root: sysctl kernel.unprivileged_userns_clone=1",
+        );
+    }
+    if sysctl("/proc/sys/user/max_user_namespaces").is_ok_and(|v| v == "0") {
+        return Availability::unavailable(
+            "user namespaces are limited to none (user.max_user_namespaces = 0)",
+            "as root: sysctl user.max_user_namespaces=15000",
+        );
+    }
+    match rootless::missing("rootless container", true) {
+        None => Availability::Available,
+        Some((reason, hint)) => Availability::unavailable(reason, hint),
+    }
+}
+
 struct ContainerInstance {
     /// The container's init (PID 1 inside).
     init: Supervised,
     started_at: Instant,
     events: Receiver<Event>,
-    cgroup: Cgroup,
+    /// The instance's own cgroup; none rootless.
+    cgroup: Option<Cgroup>,
     link: Option<net::Link>,
+    /// Rootless: the user-mode network serving the container's namespace.
+    slirp: Option<rootless::Slirp>,
     /// The go-ahead pipe while init waits on it. Closing it makes init give up at once, so a
     /// launch that fails half-way does not wait out the stop grace period (init, as PID 1 of
     /// its namespace, ignores SIGTERM until it has set up its signal handling).
     go: Option<File>,
     /// The io workload's host directory, removed once the container is gone.
     volume: Option<InstanceIoDir>,
-    /// The supervisor's PSS, measured apart (see [`waiter`]).
-    waiter_pss: u64,
+    /// The supervisor's PSS, measured apart (see [`waiter`]); `None` rootless.
+    waiter_pss: Option<u64>,
 }
 
 impl Instance for ContainerInstance {
@@ -442,18 +541,37 @@ impl Instance for ContainerInstance {
         &self.events
     }
     fn host_pids(&self) -> Vec<u32> {
-        self.cgroup.pids()
+        match &self.cgroup {
+            Some(cgroup) => cgroup.pids(),
+            // Rootless: init's process tree, and slirp4netns, which stays for its life.
+            None => {
+                let mut pids: Vec<u32> = self
+                    .init
+                    .running_pid()
+                    .map(|pid| super::listen_watch::tree(pid).into_iter().collect())
+                    .unwrap_or_default();
+                pids.extend(self.slirp.as_ref().and_then(rootless::Slirp::pid));
+                pids
+            }
+        }
     }
     fn supervisor(&self) -> super::Supervisor {
-        super::Supervisor::Apart(self.waiter_pss)
+        self.waiter_pss
+            .map_or(super::Supervisor::None, super::Supervisor::Apart)
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
+        if let Some((inside, host)) = self.slirp.as_ref().and_then(|s| s.forwarded) {
+            return (inside == port)
+                .then(|| SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, host)));
+        }
         self.link
             .as_ref()
             .map(|l| SocketAddr::V4(SocketAddrV4::new(l.container_addr, port)))
     }
     fn memory_cgroup(&self) -> Option<PathBuf> {
-        self.cgroup.memory_dir().map(Path::to_path_buf)
+        self.cgroup
+            .as_ref()
+            .and_then(|c| c.memory_dir().map(Path::to_path_buf))
     }
     fn teardown(&mut self) -> Result<(), BackendError> {
         let fail = |e| BackendError::teardown(BackendKind::Container, e);
@@ -463,16 +581,19 @@ impl Instance for ContainerInstance {
         self.init.stop(&Terminate);
         // Empties the cgroup (SIGKILL to anything left: it was created for this instance
         // alone) before init is reaped, so no PID in it can have been reused.
-        let removed = self.cgroup.remove();
+        let removed = self.cgroup.as_mut().map_or(Ok(()), Cgroup::remove);
         self.init.reap();
         removed.map_err(|e| fail(ContainerError::RemoveCgroup(e)))?;
-        self.cgroup
-            .remove()
-            .map_err(|e| fail(ContainerError::RemoveCgroup(e)))?;
+        if let Some(cgroup) = self.cgroup.as_mut() {
+            cgroup
+                .remove()
+                .map_err(|e| fail(ContainerError::RemoveCgroup(e)))?;
+        }
         if let Some(link) = self.link.as_mut() {
             link.remove()
                 .map_err(|e| fail(ContainerError::RemoveLink(e)))?;
         }
+        self.slirp = None;
         self.volume = None;
         Ok(())
     }

@@ -71,6 +71,7 @@ fn measure(runtime: &Path, rootfs: &Path, limits: Limits, dir: &Path) -> Result<
             marker_fd: 3,
             netns: None,
             capabilities: &bundle::default_capabilities(),
+            id_maps: None,
         },
     )
     .map_err(WaiterError::Bundle)?;

@@ -31,6 +31,7 @@ use crate::backend::container::net;
 use crate::backend::events::{spawn_marker_reader, spawn_output_reader, Event, ExitInfo};
 use crate::backend::io_dir::{InstanceIoDir, IoDirError, IoStore};
 use crate::backend::process::{self, StopPolicy, Supervised};
+use crate::backend::rootless;
 use crate::backend::DiskLayers;
 use crate::backend::{BackendConfig, BackendError, Instance, LaunchContext, Prepared};
 use crate::scenario::{BackendKind, NetworkMode};
@@ -71,6 +72,8 @@ pub enum InstanceError {
     NoInit { runtime: &'static str },
     #[error("cannot set up the container's network")]
     Network(#[source] net::NetError),
+    #[error("cannot start the container's user-mode network")]
+    Slirp(#[source] rootless::RootlessError),
     #[error("cannot duplicate the network namespace's descriptor")]
     NamespaceFd(#[source] io::Error),
     #[error("cannot start the event threads")]
@@ -107,6 +110,8 @@ pub struct OciPrepared {
     pub io_dir: Option<(String, IoStore)>,
     /// gVisor's configuration; `None` for runc and crun.
     pub sandbox: Option<GvisorConfig>,
+    /// The readiness port (forwarded from the host's loopback when rootless).
+    pub port: Option<u16>,
 }
 
 /// What a `gvisor` backend runs on, recorded with every sample.
@@ -141,6 +146,22 @@ impl Prepared for OciPrepared {
             self.network,
             &self.subnet,
         ));
+        if self.runtime.id_maps.is_some() {
+            c.insert(
+                "isolation".into(),
+                "namespaces user,pid,mount,uts,ipc,net,cgroup".into(),
+            );
+            c.insert("cgroup".into(), "none (rootless)".into());
+            rootless::record(
+                &mut c,
+                &format!(
+                    "{} --rootless, a user namespace of the user's subordinate ids (newuidmap, \
+                     newgidmap)",
+                    self.kind
+                ),
+                self.network,
+            );
+        }
         if let Some(g) = &self.sandbox {
             c.insert(crate::results::PLATFORM_KEY.into(), g.platform.into());
             if !g.refused.is_empty() {
@@ -193,6 +214,7 @@ impl OciPrepared {
             io_dir: None,
             netns: None,
             gofer: None,
+            slirp: None,
         };
         let volume = self.io_volume(ctx, &mut instance)?;
         let netns = self.joined_namespace(ctx, &mut instance)?;
@@ -208,6 +230,7 @@ impl OciPrepared {
                 marker_fd: self.runtime.marker_fd(),
                 netns: netns.clone(),
                 capabilities: &self.capabilities,
+                id_maps: self.runtime.id_maps(),
             },
         )
         .map_err(InstanceError::Bundle)?;
@@ -350,7 +373,12 @@ impl OciPrepared {
             let _ = tx.send(Event::Exited(exit, Instant::now()));
             None
         };
-        instance.memory_dir = init.and_then(cgroup::memory_of_process);
+        // Rootless the init is in the user's cgroup (on this host the hierarchy's root):
+        // counting it would count the host, so memory counts init's process tree instead.
+        let rootless = self.runtime.id_maps.is_some();
+        instance.memory_dir = init
+            .filter(|_| !rootless)
+            .and_then(cgroup::memory_of_process);
         if let Some(init) = init {
             // runsc's gofer outlives the exited runtime too, so it is cvm's child now.
             if let Some(gofer) = self.runtime.gofer_pid(&instance.id) {
@@ -374,9 +402,16 @@ impl OciPrepared {
                 runtime: self.runtime.name,
             })?;
             let init = i32::try_from(init).expect("a PID fits in pid_t");
-            let link =
-                net::setup(self.subnet, &ctx.run_id, init).map_err(InstanceError::Network)?;
-            instance.link = Some(link);
+            if rootless {
+                let label = format!("{}-{}", ctx.run_id, ctx.instance);
+                let slirp = rootless::Slirp::start(init, self.port, &label)
+                    .map_err(InstanceError::Slirp)?;
+                instance.slirp = Some(slirp);
+            } else {
+                let link =
+                    net::setup(self.subnet, &ctx.run_id, init).map_err(InstanceError::Network)?;
+                instance.link = Some(link);
+            }
         }
         Ok(())
     }
@@ -401,6 +436,8 @@ pub struct OciInstance {
     netns: Option<OwnedFd>,
     /// runsc's gofer, which serves the container's files to the Sentry.
     gofer: Option<Supervised>,
+    /// Rootless: the user-mode network serving the container's namespace.
+    slirp: Option<rootless::Slirp>,
 }
 
 /// The polite request and the forced end both go through the runtime (`kill TERM`, `kill
@@ -435,9 +472,22 @@ impl Instance for OciInstance {
                 pids.push(gofer);
             }
         }
+        // Rootless, with no cgroup of its own: init's process tree, and slirp4netns.
+        if self.runtime.id_maps.is_some() {
+            if let Some(init) = self.process.as_ref().and_then(Supervised::running_pid) {
+                pids.extend(crate::backend::listen_watch::tree(init));
+            }
+            pids.extend(self.slirp.as_ref().and_then(rootless::Slirp::pid));
+            pids.sort_unstable();
+            pids.dedup();
+        }
         pids
     }
     fn endpoint(&self, port: u16) -> Option<SocketAddr> {
+        if let Some((inside, host)) = self.slirp.as_ref().and_then(|s| s.forwarded) {
+            return (inside == port)
+                .then(|| SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, host)));
+        }
         self.link
             .as_ref()
             .map(|l| SocketAddr::V4(SocketAddrV4::new(l.container_addr, port)))
@@ -471,6 +521,7 @@ impl Instance for OciInstance {
             }
         }
         self.netns = None;
+        self.slirp = None;
         self.io_dir = None;
         if let Some(bundle) = self.bundle.take() {
             if let Err(source) = fs::remove_dir_all(&bundle) {

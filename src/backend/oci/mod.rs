@@ -29,6 +29,12 @@
 //! that is installed can still refuse this host (crun 1.8 refuses hybrid cgroups), and the
 //! user should see the runtime's own words.
 //!
+//! Rootless (cvm run by a normal user): `--rootless true`, a state root of the run's own
+//! ([`StateDir`], removed when the backend and its prepared runs are gone), a bundle with a user
+//! namespace mapping the user to root and its subordinate ids above (runc writes the maps with
+//! `newuidmap`/`newgidmap`) and no cgroup or limits; a private network is slirp4netns on the
+//! init's namespace ([`super::rootless`]). gVisor stays root only, and says so.
+//!
 //! `gvisor` is runsc on the same bundle. Its platform (how the Sentry, gVisor's user-space
 //! kernel, traps the workload's system calls) is probed the same way, systrap, then kvm, then
 //! ptrace, each with a time limit (kvm hangs on a nested hypervisor): the first that runs the
@@ -51,11 +57,12 @@ use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::AtomicU32;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::cgroup::Limits;
 use super::container::net;
+use super::rootless;
 use super::{Availability, Backend, BackendError, Prepared, Stack};
 use crate::backend::bundle::{self, SpecInput};
 use crate::backend::io_dir::IoStore;
@@ -66,7 +73,7 @@ use crate::scenario::{BackendKind, NetworkMode, Scenario};
 use cvm_proto::applet::init_command;
 use cvm_proto::listen::watch_port_options;
 use instance::{GvisorConfig, OciPrepared};
-use runtime::Runtime;
+use runtime::{Runtime, StateDir};
 
 /// The runtimes' state directories: cvm's containers are kept apart from anyone else's.
 pub const STATE_ROOT: &str = "/run/cvm-oci";
@@ -105,6 +112,8 @@ struct Probe {
 pub struct OciBackend {
     kind: BackendKind,
     probe: OnceLock<Probe>,
+    /// Rootless: the state root every runtime of this backend shares (see [`StateDir`]).
+    state: OnceLock<Arc<StateDir>>,
 }
 
 impl OciBackend {
@@ -113,6 +122,7 @@ impl OciBackend {
         OciBackend {
             kind,
             probe: OnceLock::new(),
+            state: OnceLock::new(),
         }
     }
 
@@ -125,14 +135,32 @@ impl OciBackend {
     }
 
     /// The runtime binary with cvm's state directory and `global` flags.
-    fn runtime(&self, global: Vec<String>) -> Option<Runtime> {
+    /// Rootless (see the module docs): the state root is the run's own, the user namespace's
+    /// maps are the user's subordinate ids.
+    fn runtime(&self, mut global: Vec<String>) -> Option<Runtime> {
         let path = super::find_binary(self.binary())?;
+        let (root, state, id_maps) = if rootless::active() {
+            let state = self
+                .state
+                .get_or_init(|| Arc::new(StateDir::new(self.binary())))
+                .clone();
+            global.extend(["--rootless".to_string(), "true".to_string()]);
+            (
+                state.path.clone(),
+                Some(state),
+                rootless::IdMap::for_user().ok(),
+            )
+        } else {
+            (Path::new(STATE_ROOT).join(self.binary()), None, None)
+        };
         Some(Runtime {
             name: self.binary(),
             path,
-            root: Path::new(STATE_ROOT).join(self.binary()),
+            root,
             global,
             runsc: self.kind == BackendKind::Gvisor,
+            id_maps,
+            _state: state,
         })
     }
 
@@ -147,11 +175,19 @@ impl OciBackend {
     /// Runs `cvm-guest --version` in a throw-away container built from the guest binary alone
     /// (for runsc, on each platform in turn until one runs it).
     fn probe(&self) -> Probe {
-        if !nix::unistd::geteuid().is_root() {
-            return Self::unavailable(
-                format!("{} needs root here (no rootless setup)", self.binary()),
-                "run cvm as root (sudo)".into(),
-            );
+        if rootless::active() {
+            if self.kind == BackendKind::Gvisor {
+                return Self::unavailable(
+                    "cvm runs runsc only as root: its rootless mode (runsc --rootless) is not \
+                     set up by cvm"
+                        .into(),
+                    "run cvm as root (sudo)".into(),
+                );
+            }
+            let who = format!("rootless {}", self.binary());
+            if let Some((reason, hint)) = rootless::missing(&who, true) {
+                return Self::unavailable(reason, hint);
+            }
         }
         let Some(runtime) = self.runtime(Vec::new()) else {
             return Self::unavailable(
@@ -269,6 +305,7 @@ fn probe_run(runtime: &Runtime, guest: &Path, timeout: Option<Duration>) -> Resu
                 marker_fd: runtime.marker_fd(),
                 netns: None,
                 capabilities: &bundle::default_capabilities(),
+                id_maps: runtime.id_maps(),
             },
         )
         .map_err(|e| e.to_string())?;
@@ -389,6 +426,7 @@ impl Backend for OciBackend {
             launches: AtomicU32::new(0),
             io_dir,
             sandbox,
+            port: scenario.readiness.port(),
         }))
     }
 }

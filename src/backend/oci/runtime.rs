@@ -44,6 +44,35 @@ pub struct Runtime {
     /// gVisor's runsc: it hands a container only stdio (no `--preserve-fds`), keeps its state
     /// in files rather than a directory, and starts a gofer beside the sandbox.
     pub runsc: bool,
+    /// Rootless: the user namespace's id maps the bundle asks for.
+    pub id_maps: Option<crate::backend::rootless::IdMap>,
+    /// Rootless: the state root made for this run, removed when its last user is gone.
+    pub _state: Option<std::sync::Arc<StateDir>>,
+}
+
+/// A rootless runtime's state root (the user cannot write `/run`), under `XDG_RUNTIME_DIR` or
+/// the temporary directory, one per cvm process; removed when dropped.
+#[derive(Debug)]
+pub struct StateDir {
+    pub path: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(runtime: &str) -> StateDir {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        StateDir {
+            path: base.join(format!("cvm-oci-{runtime}-{}", std::process::id())),
+        }
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 impl Runtime {
@@ -56,6 +85,13 @@ impl Runtime {
 
     /// The descriptor the container's markers go to: 3, handed on with `--preserve-fds` (runc,
     /// crun), or 1, the runtime's stdout, which runsc hands to the container.
+    /// The bundle's user namespace maps, rootless.
+    pub fn id_maps(&self) -> Option<[Vec<(u32, u32, u32)>; 2]> {
+        self.id_maps
+            .as_ref()
+            .map(crate::backend::rootless::IdMap::oci)
+    }
+
     pub fn marker_fd(&self) -> i32 {
         if self.runsc {
             1
@@ -211,6 +247,8 @@ mod tests {
             root: dir.path().join("root"),
             global: Vec::new(),
             runsc: false,
+            id_maps: None,
+            _state: None,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -74,7 +74,7 @@ pub(super) fn launch(
         // host's loopback at a free port.
         NetworkMode::Private | NetworkMode::User if p.store.rootless => {
             if let Some(port) = p.port {
-                let host = free_port().map_err(InstanceError::Port)?;
+                let host = crate::backend::rootless::free_port().map_err(InstanceError::Port)?;
                 instance.published = Some((port, host));
             }
             "slirp4netns".to_string()
@@ -161,13 +161,6 @@ fn limit_flags(p: &PodmanPrepared) -> Vec<String> {
     );
     flags.extend(p.limits.pids.map(|n| format!("--pids-limit={n}")));
     flags
-}
-
-/// A port on the host's loopback that nothing listens on now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 pub(super) struct PodmanInstance {

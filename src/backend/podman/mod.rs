@@ -126,40 +126,9 @@ pub fn missing() -> Option<(String, String)> {
     rootless_missing()
 }
 
-/// What rootless Podman lacks for this user: newuidmap/newgidmap, subordinate ids, slirp4netns.
+/// What rootless Podman lacks for this user: newuidmap/newgidmap, slirp4netns, subordinate ids.
 fn rootless_missing() -> Option<(String, String)> {
-    if super::find_binary("newuidmap").is_none() || super::find_binary("newgidmap").is_none() {
-        return Some((
-            "rootless podman needs newuidmap and newgidmap, not found".into(),
-            "install the Debian package uidmap".into(),
-        ));
-    }
-    if super::find_binary("slirp4netns").is_none() {
-        return Some((
-            "rootless podman's network needs slirp4netns, not found".into(),
-            "install the Debian package slirp4netns".into(),
-        ));
-    }
-    let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_default();
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let has = text.lines().any(|l| {
-            let owner = l.split(':').next().unwrap_or("");
-            owner == name || owner == uid.to_string()
-        });
-        if !has {
-            return Some((
-                format!("rootless podman needs subordinate ids: {file} has no entry for {name}"),
-                format!("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"),
-            ));
-        }
-    }
-    None
+    super::rootless::missing("rootless podman", true)
 }
 
 /// The rlimits a container gets (`--ulimit`): cvm's own, `RLIMIT_NPROC` at most what Podman
