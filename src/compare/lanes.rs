@@ -27,6 +27,11 @@ impl Record {
         progress: &ProgressBar,
     ) -> Result<Vec<Lane>, CompareError> {
         let per_backend = u64::from(setup.runs + setup.warmup);
+        // What an open loop's idle CPUs do, recorded where the scenario has one.
+        let open_loop_idle = setup.scenario.load.as_ref().and_then(|l| {
+            let sweep = l.rates.as_ref().is_some_and(|r| !r.get_ref().is_empty());
+            (l.rate.is_some() || sweep).then(crate::load::idle::describe)
+        });
         let mut lanes = Vec::new();
         for index in 0..self.backends.len() {
             let available = self.meta.backends[index].availability == Availability::Available;
@@ -66,6 +71,10 @@ impl Record {
                 super::cgroup_state::CONFIG_KEY.into(),
                 setup.cgroup_state.as_str().into(),
             );
+            if let Some(describe) = &open_loop_idle {
+                info.config
+                    .insert(crate::load::idle::CONFIG_KEY.into(), describe.clone());
+            }
             let template = row_template(&self.meta, index, setup);
             self.write()?;
             lanes.push(Lane {

@@ -193,6 +193,8 @@ pub fn run(load: &HttpLoad, stop: &AtomicBool) -> Result<HttpLoadResult, LoadErr
             source,
         }
     })?;
+    // An open loop's idle CPUs poll instead of halting (see `idle`); a closed loop never idles.
+    let _idle = load.rate.is_some().then(super::idle::hold);
     let threads = load.threads.clamp(1, load.connections.max(1));
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();

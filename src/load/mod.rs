@@ -3,4 +3,5 @@
 
 mod conn;
 pub mod http;
+pub mod idle;
 mod pace;
