@@ -206,9 +206,11 @@ fn agreement(b: &BackendSummary, ratio: &Estimate, published: f64) -> Agreement 
     }
 }
 
-/// The comparison of each run (named by its folder) with the publication.
+/// The comparison of each run (named by its folder) with the publication: the runs the
+/// publication has a figure for first, the others after, each in the order given.
 pub fn compare(runs: &[(&str, &RunSummary)], p: &Published) -> Vec<Row> {
-    runs.iter()
+    let mut rows: Vec<Row> = runs
+        .iter()
         .filter_map(|(name, s)| {
             let metric = headline(s)?;
             let figure = p.figure(metric);
@@ -236,12 +238,36 @@ pub fn compare(runs: &[(&str, &RunSummary)], p: &Published) -> Vec<Row> {
                 measured,
             })
         })
-        .collect()
+        .collect();
+    rows.sort_by_key(|r| r.figure.is_none());
+    rows
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workloads_the_study_measured_come_first() {
+        let (meta, rows) = crate::results::testdata::web_run();
+        let web = crate::results::summarize(&meta, &rows);
+        let cpu_rows: Vec<_> = rows
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                if r.metric == "http_rps" {
+                    r.metric = "cpu_score".into();
+                }
+                r
+            })
+            .collect();
+        let cpu = crate::results::summarize(&meta, &cpu_rows);
+        let order: Vec<String> = compare(&[("web", &web), ("cpu", &cpu)], &FELTER_2014)
+            .into_iter()
+            .map(|r| r.scenario)
+            .collect();
+        assert_eq!(order, ["cpu", "web"]);
+    }
 
     #[test]
     fn every_reference_a_suite_may_name_is_here_with_its_figures() {
