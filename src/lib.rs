@@ -194,13 +194,7 @@ fn compare_command(args: &cli::CompareArgs) -> Result<u8, Failure> {
     if let Some(suite) = scenario::find_suite(&opts.scenario).map_err(Failure::usage)? {
         return suite_command(args, &opts, &suite);
     }
-    let compared = compare::compare(&opts).map_err(|e| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::run(e)
-        }
-    })?;
+    let compared = compare::compare(&opts).map_err(compare_failure)?;
     let dir = &compared.out_dir;
     if let Some(forced) = &compared.forced {
         // Out at once, as asked: `cvm report DIR` renders what was kept.
@@ -251,13 +245,7 @@ fn suite_command(
             suite.name
         )));
     }
-    let run = compare::compare_suite(opts, suite).map_err(|e| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::run(e)
-        }
-    })?;
+    let run = compare::compare_suite(opts, suite).map_err(compare_failure)?;
     if let Some(forced) = run
         .members
         .iter()
@@ -320,6 +308,14 @@ fn fails_code(failed: bool) -> u8 {
         exit::RUN_FAILED
     } else {
         exit::OK
+    }
+}
+
+fn compare_failure(e: compare::CompareError) -> Failure {
+    if e.is_bad_input() {
+        Failure::usage(e)
+    } else {
+        Failure::run(e)
     }
 }
 

@@ -165,12 +165,11 @@ pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
     let setup = setup::Setup::resolve(opts)?;
     let interrupted = interrupt::install().map_err(CompareError::Signals)?;
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let run_id = format!(
-        "{}-{}",
-        started.replace([':', '-'], "").trim_end_matches('Z'),
-        setup.scenario.name
-    );
-    let out = results_dir::create(opts.output.as_deref(), Path::new("reports"), &run_id)?;
+    let out = results_dir::create(
+        opts.output.as_deref(),
+        Path::new("reports"),
+        &run_id_at(&started, &setup.scenario.name),
+    )?;
     let mut writer = out.samples;
     let image = Image::build(&setup.scenario).map_err(CompareError::Image)?;
     let mut record = record::Record::start(&setup, &out.run_id, &started, &out.path, opts)?;
@@ -222,6 +221,20 @@ pub fn compare(opts: &CompareOptions) -> Result<Compared, CompareError> {
         status,
         forced: interrupt::forced().then(interrupt::forced_summary),
     })
+}
+
+/// A run's id: when it started (RFC 3339, seconds, punctuation dropped) and what it runs.
+fn run_id_at(started: &str, name: &str) -> String {
+    format!(
+        "{}-{name}",
+        started.replace([':', '-'], "").trim_end_matches('Z')
+    )
+}
+
+/// A run id for a run starting now.
+fn run_id(name: &str) -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    run_id_at(&now, name)
 }
 
 /// Distinguishes this cvm process's resource names (cgroups, netns, links) from any other's.

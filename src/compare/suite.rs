@@ -15,7 +15,8 @@ use crate::scenario::Suite;
 pub struct Member {
     pub name: String,
     pub dir: PathBuf,
-    pub outcome: Result<Compared, CompareError>,
+    /// The comparison, or why it could not be made (its error chain, as said on stderr).
+    pub outcome: Result<Compared, String>,
 }
 
 /// A suite's run: where its members' folders are, and each member's outcome in order.
@@ -26,43 +27,36 @@ pub struct SuiteCompared {
     pub interrupted: bool,
 }
 
-/// The options one member runs with: what the command line says, else the suite's.
-fn member_options(
-    opts: &CompareOptions,
-    suite: &Suite,
-    member: &str,
-    dir: &Path,
-) -> CompareOptions {
+/// The options one member runs with: what the command line says, else the suite's; its
+/// folder is set once the suite's own is made.
+fn member_options(opts: &CompareOptions, suite: &Suite, member: &str) -> CompareOptions {
     CompareOptions {
         scenario: member.to_string(),
         backends: opts.backends.clone().or_else(|| suite.backends.clone()),
         runs: opts.runs.or(suite.runs),
         warmup: opts.warmup.or(suite.warmup),
-        output: Some(dir.to_path_buf()),
+        output: None,
         baseline: None,
         ..opts.clone()
     }
 }
 
 /// Each member's folder name (its scenario's name, made unique) and options, every member
-/// resolved as `compare` would resolve it.
+/// resolved as `compare` would resolve it (names and settings only: nothing is made).
 fn plan(
     opts: &CompareOptions,
     suite: &Suite,
-    out: &Path,
 ) -> Result<Vec<(String, CompareOptions)>, CompareError> {
     let mut planned: Vec<(String, CompareOptions)> = Vec::new();
     for member in &suite.scenarios {
-        let probe = member_options(opts, suite, member, out);
-        let setup = Setup::resolve(&probe)?;
-        let base = setup.scenario.name.clone();
+        let member_opts = member_options(opts, suite, member);
+        let base = Setup::resolve(&member_opts)?.scenario.name;
         let mut name = base.clone();
         let mut n = 2;
         while planned.iter().any(|(taken, _)| *taken == name) {
             name = format!("{base}-{n}");
             n += 1;
         }
-        let member_opts = member_options(opts, suite, member, &out.join(&name));
         planned.push((name, member_opts));
     }
     Ok(planned)
@@ -75,35 +69,26 @@ pub fn compare_suite(opts: &CompareOptions, suite: &Suite) -> Result<SuiteCompar
             suite: suite.name.clone(),
         });
     }
-    // Resolved against a folder that does not exist yet: only names and settings are checked.
-    let planned = plan(opts, suite, Path::new("."))?;
-    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let run_id = format!(
-        "{}-{}",
-        started.replace([':', '-'], "").trim_end_matches('Z'),
-        suite.name
-    );
-    let (_, out) = results_dir::folder(opts.output.as_deref(), Path::new("reports"), &run_id)?;
+    let planned = plan(opts, suite)?;
+    let (_, out) = results_dir::folder(
+        opts.output.as_deref(),
+        Path::new("reports"),
+        &super::run_id(&suite.name),
+    )?;
     let total = planned.len();
     let mut members = Vec::new();
     let mut interrupted = false;
     for (i, (name, member_opts)) in planned.into_iter().enumerate() {
         let dir = out.join(&name);
         eprintln!("cvm: {} {}/{total}: {name}", suite.name, i + 1);
-        let member_opts = CompareOptions {
+        let outcome = compare(&CompareOptions {
             output: Some(dir.clone()),
             ..member_opts
-        };
-        let outcome = compare(&member_opts);
+        })
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e)));
         let stop = match &outcome {
             Ok(c) => c.status == RunStatus::Interrupted || c.forced.is_some(),
-            Err(e) => {
-                let mut said = e.to_string();
-                let mut source = std::error::Error::source(e);
-                while let Some(s) = source {
-                    said.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
+            Err(said) => {
                 eprintln!("cvm: {name} failed, the suite goes on: {said}");
                 false
             }

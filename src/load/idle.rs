@@ -23,13 +23,17 @@ pub struct PollIdle {
     _request: Option<File>,
 }
 
+/// A PM QoS request of this process's own (the default limit until a value is written), kept
+/// until the file is closed.
+fn open_request() -> std::io::Result<File> {
+    File::options().write(true).open(QOS_FILE)
+}
+
 /// Asks for idle states with no exit latency until the returned value is dropped; without the
 /// file or the permission to write it (it needs root) the host's idle states stay, as
 /// [`describe`] records.
 pub fn hold() -> PollIdle {
-    let request = File::options()
-        .write(true)
-        .open(QOS_FILE)
+    let request = open_request()
         .and_then(|mut f| f.write_all(&0i32.to_ne_bytes()).map(|()| f))
         .ok();
     PollIdle { _request: request }
@@ -37,7 +41,7 @@ pub fn hold() -> PollIdle {
 
 /// What an open-loop phase's CPUs do when idle on this host, in words, for the record.
 pub fn describe() -> String {
-    match File::options().write(true).open(QOS_FILE) {
+    match open_request() {
         Ok(_) => "polling during open-loop phases: cvm holds a PM QoS request of 0 µs \
                   (/dev/cpu_dma_latency), so idle CPUs poll instead of halting and a sparse \
                   load does not measure the host's wake from halt"
@@ -61,7 +65,7 @@ mod tests {
 
     #[test]
     fn the_request_holds_while_kept_and_goes_with_it() {
-        let writable = File::options().write(true).open(QOS_FILE).is_ok();
+        let writable = open_request().is_ok();
         if !crate::host_has(writable, "writing /dev/cpu_dma_latency needs root") {
             return;
         }

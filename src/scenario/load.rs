@@ -67,11 +67,16 @@ pub fn builtins() -> Vec<Result<Scenario, ScenarioError>> {
         .collect()
 }
 
+/// Whether a scenario (or suite) argument is a path rather than a built-in name: it has a `/`
+/// or ends in `.toml`.
+pub(super) fn looks_like_path(name_or_path: &str) -> bool {
+    name_or_path.contains('/') || name_or_path.ends_with(".toml")
+}
+
 /// Loads a scenario by built-in name or by path. A name that is both wins as a file only when it
 /// looks like a path (has a `/` or ends in `.toml`), so `web` always means the built-in.
 pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
-    let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
-    if !looks_like_path {
+    if !looks_like_path(name_or_path) {
         if let Some((name, text)) = BUILTINS.iter().find(|(n, _)| *n == name_or_path) {
             return parse(text, &format!("<built-in {name}>"));
         }

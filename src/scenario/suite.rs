@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::load::{line_col, load, ScenarioError};
+use super::load::{line_col, load, looks_like_path, ScenarioError};
 use super::model::BackendKind;
 
 /// The built-in suites, embedded like the built-in scenarios.
@@ -91,8 +91,7 @@ pub fn builtin_suites() -> Vec<Result<Suite, SuiteError>> {
 /// `[suite]` table. `Ok(None)` for anything else (a scenario, or nothing at all), which the
 /// scenario loader then judges.
 pub fn find_suite(name_or_path: &str) -> Result<Option<Suite>, SuiteError> {
-    let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
-    if !looks_like_path {
+    if !looks_like_path(name_or_path) {
         return BUILTINS
             .iter()
             .find(|(n, _)| *n == name_or_path)
@@ -172,9 +171,8 @@ fn members(names: &[String], dir: Option<&Path>, origin: &str) -> Result<Vec<Str
     names
         .iter()
         .map(|m| {
-            let is_path = m.contains('/') || m.ends_with(".toml");
             let resolved = match dir {
-                Some(d) if is_path && Path::new(m).is_relative() => {
+                Some(d) if looks_like_path(m) && Path::new(m).is_relative() => {
                     d.join(m).to_string_lossy().into_owned()
                 }
                 _ => m.clone(),

@@ -9,9 +9,14 @@ use crate::report::findings::percent;
 use crate::report::reference::{Agreement, Counterpart, Measured, Published, Row};
 use crate::text::escape_html as escape;
 
-/// "99%": a published ratio as a share of native's.
+/// "99": a ratio as a share of native's, in percent.
+fn hundredths(v: f64) -> String {
+    crate::text::format_ratio(v * 100.0)
+}
+
+/// "99%": a ratio as a share of native's.
 fn share(v: f64) -> String {
-    format!("{}%", crate::text::format_ratio(v * 100.0))
+    format!("{}%", hundredths(v))
 }
 
 /// One measured cell: the share, and under it its interval and how it stands to the study's.
@@ -23,12 +28,11 @@ fn cell(m: &Measured) -> String {
         Some(Agreement::Emulated) => ("emulated", " TCG"),
         None => ("", ""),
     };
-    let share = |v: f64| crate::text::format_ratio(v * 100.0);
     format!(
-        "<span class=\"{class}\">{}%<br><small>[{}, {}]{word}</small></span>",
+        "<span class=\"{class}\">{}<br><small>[{}, {}]{word}</small></span>",
         share(m.ratio.point),
-        share(m.ratio.lower),
-        share(m.ratio.upper)
+        hundredths(m.ratio.lower),
+        hundredths(m.ratio.upper)
     )
 }
 
@@ -57,10 +61,9 @@ fn levels(rows: &[Row]) -> String {
         .map(|m| m.ratio.level)
         .collect();
     all.sort_by(f64::total_cmp);
-    let p = |v: f64| format!("{}%", crate::text::format_ratio(v * 100.0));
     match (all.first(), all.last()) {
-        (Some(a), Some(b)) if a == b => p(*a),
-        (Some(a), Some(b)) => format!("{} to {}", p(*a), p(*b)),
+        (Some(a), Some(b)) if a == b => share(*a),
+        (Some(a), Some(b)) => format!("{} to {}", share(*a), share(*b)),
         _ => "—".into(),
     }
 }
